@@ -1,0 +1,27 @@
+from pathlib import Path
+
+from setuptools import setup
+
+about = {}
+exec(Path("thunderpush/__init__.py").read_text(), about)
+
+setup(
+    name="thunderpush",
+    version=about["__version__"],
+    description="A self-hosted real-time push server (Tornado + SockJS).",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=["thunderpush"],
+    # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
+    # build copies the file itself, so the server can serve it when installed.
+    package_data={"thunderpush": ["static/thunderpush.js"]},
+    install_requires=["tornado>=6.2,<7", "sockjs-tornado==1.0.7"],
+    entry_points={"console_scripts": ["thunderpush = thunderpush.runner:main"]},
+    classifiers=[
+        "License :: OSI Approved :: BSD License",
+        "Programming Language :: Python :: 3",
+        "Framework :: Tornado",
+    ],
+)

@@ -1,0 +1,203 @@
+"""Shared fixtures: a running server (in-process or as a real process) and clients.
+
+Every test also checks the log: nothing a client sends may produce a
+traceback or an ERROR line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpserver import HTTPServer
+
+from thunderpush import settings
+from thunderpush.app import make_application
+from thunderpush.messenger import Messenger
+from thunderpush.router import SockJSRouter
+from thunderpush.sortingstation import SortingStation
+
+from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
+
+KEY, SECRET = "key", "secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def call_api(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    secret: str | None = SECRET,
+    key: str = KEY,
+    headers: dict[str, str] | None = None,
+) -> HTTPResponse:
+    """One API request, returning the response whatever its status."""
+    all_headers = {} if secret is None else {"X-Thunder-Secret-Key": secret}
+    all_headers.update(headers or {})
+    if body is None and method == "POST":
+        body = b""
+    return await AsyncHTTPClient().fetch(
+        f"{base_url}/api/1.0.0/{key}/{path}",
+        method=method,
+        body=body,
+        headers=all_headers,
+        raise_error=False,
+        allow_nonstandard_methods=True,
+    )
+
+
+def client_in(messenger: Messenger, channel: str, user: str) -> bool:
+    return any(c.userid == user for c in messenger.get_users_in_channel(channel))
+
+
+@dataclass
+class Server:
+    """A Thunderpush app served in the test's own event loop."""
+
+    port: int
+    router: SockJSRouter
+    messenger: Messenger
+    http: HTTPServer
+    clients: list[SockJSClient] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def api(self, method: str, path: str, body: Any = None, **kwargs: Any) -> HTTPResponse:
+        return await call_api(self.url, method, path, body, **kwargs)
+
+    async def client(self, kind: type[SockJSClient], user: str | None = None, *channels: str):
+        """An open session of transport ``kind``, CONNECTed and SUBSCRIBEd if asked."""
+        client = await kind(self.url).open()
+        self.clients.append(client)
+        if user is None:
+            return client
+        before = self.messenger.get_connections_count()
+        await client.send(f"CONNECT {user}:{KEY}")
+        if channels:
+            await client.send("SUBSCRIBE " + ":".join(channels))
+        await self.settled(
+            lambda: self.messenger.get_connections_count() > before
+            and all(client_in(self.messenger, channel, user) for channel in channels)
+        )
+        return client
+
+    async def settled(self, condition, timeout: float = 5.0) -> None:
+        """Waits (bounded) until the server's state satisfies ``condition``."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "server state did not settle"
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def server():
+    station = SortingStation.instance()
+    messenger = station.create_messenger(KEY, SECRET)
+    application, router = make_application("http://127.0.0.1/sockjs.js")
+    http = HTTPServer(application, max_body_size=settings.MAX_BODY_SIZE)
+    port = free_port()
+    http.listen(port, "127.0.0.1")
+    running = Server(port, router, messenger, http)
+    yield running
+    for client in running.clients:
+        await client.close()
+    http.stop()
+    router.close_all(3000, "Test over.")
+    await asyncio.wait_for(http.close_all_connections(), 5)
+    station.destroy()
+
+
+@pytest.fixture(params=CLIENTS, ids=lambda kind: kind.transport)
+def transport(request) -> type[SockJSClient]:
+    """Every transport a Python client can drive: websocket, raw, xhr, xhr_streaming."""
+    return request.param
+
+
+@pytest.fixture(params=SOCKJS_CLIENTS, ids=lambda kind: kind.transport)
+def sockjs_transport(request) -> type[SockJSClient]:
+    """The SockJS-framed transports (not the raw websocket)."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(caplog):
+    """Fails a test whose server logged an error or a traceback."""
+    caplog.set_level(logging.DEBUG)
+    yield caplog
+    bad = [
+        record
+        for record in caplog.get_records("call") + caplog.get_records("teardown")
+        if record.exc_info or record.levelno >= logging.ERROR
+    ]
+    assert not bad, [record.getMessage() for record in bad]
+
+
+@dataclass
+class ServerProcess:
+    """``thunderpush`` as users run it: a separate process on a free port."""
+
+    proc: subprocess.Popen
+    port: int
+    pid_path: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.proc.wait(timeout)
+
+
+def start_server_process(tmp_path: Path, *extra: str, port: int | None = None) -> ServerProcess:
+    """Starts ``thunderpush`` and waits (bounded) until it accepts connections."""
+    port = port or free_port()
+    pid_path = tmp_path / f"thunderpush-{port}.pid"
+    log_path = tmp_path / f"thunderpush-{port}.log"
+    command = [sys.executable, "-m", "thunderpush.runner", "-p", str(port), "-H", "127.0.0.1"]
+    command += ["--pid-path", str(pid_path), *extra, KEY, SECRET]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stderr=log, stdout=log, env={**os.environ})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"server did not start: {log_path.read_text()}") from None
+            time.sleep(0.05)
+    return ServerProcess(proc, port, pid_path, log_path)
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    running = start_server_process(tmp_path)
+    yield running
+    if running.proc.poll() is None:
+        running.stop()

@@ -1,0 +1,276 @@
+"""sockjs-tornado 1.0.7, corrected.
+
+sockjs-tornado is dormant and pinned; its known defects are corrected here by
+subclassing and settings, never by forking, so that this module is the whole
+difference.  ``SockJSRouter`` takes any ``SockJSConnection`` subclass exactly
+as ``sockjs.tornado.SockJSRouter`` does, so any Tornado application can mount
+it::
+
+    router = SockJSRouter(EchoConnection, "/echo")
+    app = tornado.web.Application(router.urls)
+
+The corrections, each tested in ``tests/test_router.py``:
+
+* a send to a websocket that is closing raises ``WebSocketClosedError`` out of
+  ``broadcast`` and heartbeats; it is now dropped quietly, so every other
+  receiver still gets the message and the log is not flooded;
+* ``close()`` inside ``on_open`` on xhr/jsonp polling wrote a second response
+  into the first one; the close frame now waits for the next poll;
+* the JSONP/htmlfile callback was reflected unchecked; anything outside
+  ``[A-Za-z0-9_.-]`` now gets a 500, and JSONP bodies start with ``/**/``;
+* ``Cache-Control`` gains ``no-transform`` so proxies do not buffer streams;
+* timers bound to whichever loop existed when the router was built, so session
+  expiry and heartbeats silently never ran under ``asyncio.run``; they are now
+  (re)bound to the running loop when the first session starts;
+* importing sockjs-tornado under ``-W error::DeprecationWarning`` failed;
+* the iframe page's ``sockjs_url`` defaults to the tested sockjs-client;
+* a websocket frame that is not JSON logged a traceback; it logs one warning;
+* the raw websocket closes with the session's code (9xxx sent as 4xxx) and
+  reason, and it keeps track of its sessions like every other transport, so
+  ``close_all`` reaches every open session on shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from typing import Any
+
+from tornado.ioloop import IOLoop
+from tornado.websocket import WebSocketClosedError
+
+# sockjs-tornado decorates its handlers with its own deprecated @asynchronous at
+# import time; silence that one warning, nothing broader.
+warnings.filterwarnings(
+    "ignore", message="@asynchronous is deprecated", category=DeprecationWarning
+)
+
+from sockjs.tornado import SockJSConnection  # noqa: E402
+from sockjs.tornado import router as _router  # noqa: E402
+from sockjs.tornado import session as _session  # noqa: E402
+from sockjs.tornado import static as _static  # noqa: E402
+from sockjs.tornado import transports as _transports  # noqa: E402
+
+from thunderpush import settings  # noqa: E402
+from thunderpush.protocol import raw_websocket_close_code  # noqa: E402
+
+__all__ = ["SockJSConnection", "SockJSRouter"]
+
+logger = logging.getLogger(__name__)
+
+_CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
+
+DEFAULT_SETTINGS = {"sockjs_url": settings.SOCKJS_URL}
+
+
+def _retrieve(future: Any) -> None:
+    """Mark a write's outcome as seen: a closed peer is not worth a log line."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _NoTransformMixin:
+    """Responses may never be re-encoded or buffered by proxies."""
+
+    def disable_cache(self) -> None:
+        self.set_header(
+            "Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+        )
+
+
+class _CallbackMixin(_NoTransformMixin):
+    """Refuses JSONP/htmlfile callbacks that could inject script."""
+
+    def valid_callback(self) -> str | None:
+        callback = self.get_argument("c", None)
+        if not callback:
+            self.set_status(500)
+            self.finish('"callback" parameter required')
+            return None
+        if not _CALLBACK.fullmatch(callback):
+            self.set_status(500)
+            self.finish('invalid "callback" parameter')
+            return None
+        return callback
+
+
+class _OneResponseMixin(_NoTransformMixin):
+    """A polling request carries one response; anything after it waits.
+
+    Only ``Session.close`` writes without checking ``active``; once the
+    response is under way its close frame stays in the session and goes out
+    on the next poll, as for any other queued frame.
+    """
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        if self.active:
+            super().send_pack(message, binary)
+
+
+class XhrPollingTransport(_OneResponseMixin, _transports.XhrPollingTransport):
+    pass
+
+
+class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTransport):
+    def get(self, session_id: str) -> None:
+        if self.valid_callback() is not None:
+            super().get(session_id)
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        # The base class writes "callback(...)"; a leading comment keeps the
+        # body from ever starting with attacker-chosen bytes (Rosetta Flash).
+        if not self.callback.startswith("/**/"):
+            self.callback = "/**/" + self.callback
+        super().send_pack(message, binary)
+
+
+class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
+    def get(self, session_id: str) -> None:
+        if self.valid_callback() is not None:
+            super().get(session_id)
+
+
+class XhrStreamingTransport(_NoTransformMixin, _transports.XhrStreamingTransport):
+    pass
+
+
+class EventSourceTransport(_NoTransformMixin, _transports.EventSourceTransport):
+    pass
+
+
+class XhrSendHandler(_NoTransformMixin, _transports.XhrSendHandler):
+    pass
+
+
+class JSONPSendHandler(_NoTransformMixin, _transports.JSONPSendHandler):
+    pass
+
+
+class InfoHandler(_NoTransformMixin, _static.InfoHandler):
+    pass
+
+
+class _SafeWebSocketMixin:
+    """Sends to a closing websocket are dropped, never raised or logged."""
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        try:
+            future = self.write_message(message, binary)
+        except WebSocketClosedError:
+            # Tornado calls on_close once the close completes; this only makes
+            # sure the session learns of it even if that never happens.
+            self.server.io_loop.add_callback(self.on_close)
+            return
+        future.add_done_callback(_retrieve)
+
+
+class WebSocketTransport(_SafeWebSocketMixin, _transports.WebSocketTransport):
+    def on_message(self, message: str | bytes) -> None:
+        if not message or not self.session:
+            return
+        try:
+            messages = json.loads(message)
+        except ValueError:
+            logger.warning("Closing a SockJS websocket: a frame was not valid JSON.")
+            self.close(1002, "Broken JSON encoding.")
+            return
+        if not isinstance(messages, list):
+            messages = [messages]
+        self.session.on_messages(messages)
+
+
+class RawWebSocketTransport(_SafeWebSocketMixin, _transports.RawWebSocketTransport):
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.server.stats.on_conn_opened()
+        if self.server.settings["disable_nagle"]:
+            self.set_nodelay(True)
+        self.session = RawSession(self.server.get_connection_class(), self.server)
+        self.session.set_handler(self)
+        self.session.verify_state()
+
+    def session_closed(self) -> None:
+        code, reason = self.session.get_close_reason()
+        try:
+            self.close(raw_websocket_close_code(code), reason)
+        finally:
+            self._detach()
+
+
+class _TrackedMixin:
+    """Sessions tell the router when they end, so it can reach the open ones."""
+
+    def close(self, code: int = 3000, message: str = "Go away!") -> None:
+        self.server.live_sessions.discard(self)
+        super().close(code, message)
+
+
+class Session(_TrackedMixin, _session.Session):
+    pass
+
+
+class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):
+    def __init__(self, conn: type, server: SockJSRouter) -> None:
+        super().__init__(conn, server)
+        server.live_sessions.add(self)
+
+
+_CORRECTED = {
+    _transports.XhrPollingTransport: XhrPollingTransport,
+    _transports.JSONPTransport: JSONPTransport,
+    _transports.HtmlFileTransport: HtmlFileTransport,
+    _transports.XhrStreamingTransport: XhrStreamingTransport,
+    _transports.EventSourceTransport: EventSourceTransport,
+    _transports.XhrSendHandler: XhrSendHandler,
+    _transports.JSONPSendHandler: JSONPSendHandler,
+    _transports.WebSocketTransport: WebSocketTransport,
+    _transports.RawWebSocketTransport: RawWebSocketTransport,
+    _static.InfoHandler: InfoHandler,
+}
+
+
+class SockJSRouter(_router.SockJSRouter):
+    """``sockjs.tornado.SockJSRouter`` with the corrected transports.
+
+    ``live_sessions`` holds every open session on every transport, and
+    ``close_all`` closes them, e.g. on shutdown.
+    """
+
+    def __init__(
+        self,
+        connection: type[SockJSConnection],
+        prefix: str = "",
+        user_settings: dict[str, Any] | None = None,
+        io_loop: IOLoop | None = None,
+        session_kls: type | None = None,
+    ) -> None:
+        self.live_sessions: set[Any] = set()
+        self._bound_loop: IOLoop | None = None
+        merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
+        super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
+        self._transport_urls = [
+            (pattern, _CORRECTED.get(handler, handler), kwargs)
+            for pattern, handler, kwargs in self._transport_urls
+        ]
+
+    def _bind_to_running_loop(self) -> None:
+        """Move the router's timers onto the loop that serves its sessions."""
+        loop = IOLoop.current()
+        if loop is self._bound_loop:
+            return
+        self._bound_loop = self.io_loop = loop
+        for timer in (self._sessions_cleanup, self.stats._callback):
+            timer.stop()
+            timer.start()
+
+    def create_session(self, session_id: str, register: bool = True) -> Any:
+        self._bind_to_running_loop()
+        session = super().create_session(session_id, register)
+        self.live_sessions.add(session)
+        return session
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every open session with ``code`` and ``reason``."""
+        for session in list(self.live_sessions):
+            session.close(code, reason)
