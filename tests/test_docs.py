@@ -1,0 +1,68 @@
+"""The documentation builds cleanly and says what the code does.
+
+The README's first two commands are the project's promise to a new machine
+(.ci/run runs the second one), so they are checked word for word.  Close codes
+and command-line options are checked against the code, because those are what
+goes stale first when the code moves on.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from thunderpush import protocol, runner
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+START_COMMAND = (
+    "apt-get install -y python3-venv && python3 -m venv .venv && .venv/bin/pip install . "
+    "&& .venv/bin/thunderpush -p 8000 key secret"
+)
+TEST_COMMAND = "bash .ci/install && .venv/bin/python -m pytest"
+
+
+def readme_code_blocks() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```[^\n]*\n(.*?)\n```$", readme, re.MULTILINE | re.DOTALL)
+
+
+def test_docs_build_without_warnings(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", DOCS, tmp_path],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_starts_with_the_start_and_test_commands():
+    assert readme_code_blocks()[:2] == [START_COMMAND, TEST_COMMAND]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert TEST_COMMAND in ci_lines
+
+
+def test_every_close_code_is_documented():
+    page = (DOCS / "protocol.rst").read_text(encoding="utf-8")
+    closes = [value for value in vars(protocol).values() if isinstance(value, protocol.Close)]
+    assert closes
+    for code, reason in closes:
+        raw = protocol.raw_websocket_close_code(code)
+        assert re.search(rf"^{code} +{raw} +``{re.escape(reason)}``", page, re.MULTILINE), code
+    for code in protocol.FINAL_CLOSE_CODES:
+        assert re.search(rf"^{code} .* no$", page, re.MULTILINE), code
+
+
+def test_every_command_line_option_is_documented(capsys):
+    with pytest.raises(SystemExit):
+        runner.parse_args(["-h"])
+    options = set(re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", capsys.readouterr().out))
+    documented = set(re.findall(r"``(--?[\w-]+)``", (DOCS / "quickstart.rst").read_text()))
+    # -h/--help explains itself; everything else gets its own paragraph.
+    assert options - {"-h", "--help"} <= documented
