@@ -95,8 +95,10 @@ class Server:
         if channels:
             await client.send("SUBSCRIBE " + ":".join(channels))
         await self.settled(
-            lambda: self.messenger.get_connections_count() > before
-            and all(client_in(self.messenger, channel, user) for channel in channels)
+            lambda: (
+                self.messenger.get_connections_count() > before
+                and all(client_in(self.messenger, channel, user) for channel in channels)
+            )
         )
         return client
 
@@ -118,10 +120,12 @@ async def server():
     http.listen(port, "127.0.0.1")
     running = Server(port, router, messenger, http)
     yield running
+    # Closing the sessions first ends every pending poll and stream, so the
+    # clients' requests finish instead of being cut off.
+    router.close_all(3000, "Test over.")
     for client in running.clients:
         await client.close()
     http.stop()
-    router.close_all(3000, "Test over.")
     await asyncio.wait_for(http.close_all_connections(), 5)
     station.destroy()
 
@@ -146,7 +150,10 @@ def no_tracebacks(caplog):
     bad = [
         record
         for record in caplog.get_records("call") + caplog.get_records("teardown")
-        if record.exc_info or record.levelno >= logging.ERROR
+        if record.exc_info
+        # Access lines log every 5xx at ERROR, including the 500s that SockJS
+        # prescribes for bad callbacks; those are answers, not faults.
+        or (record.levelno >= logging.ERROR and record.name != "tornado.access")
     ]
     assert not bad, [record.getMessage() for record in bad]
 

@@ -72,12 +72,15 @@ class SockJSClient:
         raise AssertionError(f"unexpected {event!r}")
 
     async def close(self) -> None:
-        if self._reader is not None:
+        """Lets the reader end with its session (bounded), else cancels it."""
+        if self._reader is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), 2)
+        except asyncio.TimeoutError:
             self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
+        except Exception:
+            pass
 
     # -- framing ----------------------------------------------------------
 
@@ -133,7 +136,9 @@ class RawWebSocketClient(SockJSClient):
     transport = "rawwebsocket"
 
     async def _read(self) -> None:
-        self.ws = await websocket_connect(self.base_url.replace("http", "ws", 1) + "/connect/websocket")
+        self.ws = await websocket_connect(
+            self.base_url.replace("http", "ws", 1) + "/connect/websocket"
+        )
         self._events.put_nowait(("open", None))
         while True:
             frame = await self.ws.read_message()
@@ -182,26 +187,12 @@ class XhrStreamingClient(_HttpClient):
     async def _read(self) -> None:
         # A stream ends after 128 KiB; the client then opens the next one.
         while self.close_code is None:
-            buffer = bytearray()
-            prelude_seen = False
-
-            def chunk(data: bytes) -> None:
-                nonlocal prelude_seen
-                buffer.extend(data)
-                while b"\n" in buffer:
-                    line, _, rest = bytes(buffer).partition(b"\n")
-                    buffer[:] = rest
-                    if not prelude_seen:
-                        assert line == b"h" * 2048, line[:20]
-                        prelude_seen = True
-                    elif not self._frame(line.decode()):
-                        return
-
+            lines = _LineSplitter(self._stream_line)
             request = HTTPRequest(
                 self.session_url + "/xhr_streaming",
                 method="POST",
                 body=b"",
-                streaming_callback=chunk,
+                streaming_callback=lines.feed,
                 request_timeout=60,
             )
             try:
@@ -209,6 +200,28 @@ class XhrStreamingClient(_HttpClient):
             except HTTPClientError as error:
                 self._lost(error.code, str(error))
                 return
+
+    def _stream_line(self, index: int, line: bytes) -> None:
+        if index == 0:
+            assert line == b"h" * 2048, line[:20]  # the prelude of every stream
+        elif self.close_code is None:
+            self._frame(line.decode())
+
+
+class _LineSplitter:
+    """Feeds complete lines of a chunked body to ``on_line(index, line)``."""
+
+    def __init__(self, on_line) -> None:
+        self.on_line = on_line
+        self.buffer = b""
+        self.count = 0
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.on_line(self.count, line)
+            self.count += 1
 
 
 CLIENTS = [WebSocketClient, RawWebSocketClient, XhrPollingClient, XhrStreamingClient]

@@ -18,6 +18,8 @@ The corrections, each tested in ``tests/test_router.py``:
   into the first one; the close frame now waits for the next poll;
 * the JSONP/htmlfile callback was reflected unchecked; anything outside
   ``[A-Za-z0-9_.-]`` now gets a 500, and JSONP bodies start with ``/**/``;
+  htmlfile no longer mangles valid callbacks such as sockjs-client's
+  ``_jp.a1b2c3``;
 * ``Cache-Control`` gains ``no-transform`` so proxies do not buffer streams;
 * timers bound to whichever loop existed when the router was built, so session
   expiry and heartbeats silently never ran under ``asyncio.run``; they are now
@@ -52,6 +54,7 @@ from sockjs.tornado import router as _router  # noqa: E402
 from sockjs.tornado import session as _session  # noqa: E402
 from sockjs.tornado import static as _static  # noqa: E402
 from sockjs.tornado import transports as _transports  # noqa: E402
+from sockjs.tornado.transports import htmlfile as _htmlfile  # noqa: E402
 
 from thunderpush import settings  # noqa: E402
 from thunderpush.protocol import raw_websocket_close_code  # noqa: E402
@@ -84,7 +87,7 @@ class _CallbackMixin(_NoTransformMixin):
     """Refuses JSONP/htmlfile callbacks that could inject script."""
 
     def valid_callback(self) -> str | None:
-        callback = self.get_argument("c", None)
+        callback = self.get_argument("c", None, strip=False)
         if not callback:
             self.set_status(500)
             self.finish('"callback" parameter required')
@@ -128,8 +131,22 @@ class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTranspo
 
 class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
     def get(self, session_id: str) -> None:
-        if self.valid_callback() is not None:
-            super().get(session_id)
+        # The base class strips "." and "_" from the callback, which breaks
+        # sockjs-client 1.x ("_jp.a1b2c3"); a validated callback is used as is.
+        self._auto_finish = False
+        self.preflight()
+        self.handle_session_cookie()
+        self.disable_cache()
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        callback = self.valid_callback()
+        if callback is None:
+            return
+        self.write(_htmlfile.HTMLFILE_HEAD % callback)
+        self.flush()
+        if not self._attach_session(session_id):
+            self.finish()
+        elif self.session:
+            self.session.flush()
 
 
 class XhrStreamingTransport(_NoTransformMixin, _transports.XhrStreamingTransport):

@@ -1,0 +1,240 @@
+"""Client commands, deliveries and closes (PROTOCOL.md sections 4-6) on every transport."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from thunderpush.protocol import raw_websocket_close_code
+
+from .conftest import KEY
+from .sockjs_client import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
+
+
+def close_code(transport, code: int) -> int:
+    return raw_websocket_close_code(code) if transport is RawWebSocketClient else code
+
+
+async def test_channel_and_user_deliveries(server, transport):
+    client = await server.client(transport, "alice", "news", "sport")
+    assert (await server.api("POST", "channels/news/", '{"a": 1}')).body == b'{"count": 1}\n'
+    assert (await server.api("POST", "users/alice/", "[1, 2]")).body == b'{"count": 1}\n'
+    assert (await server.api("POST", "channels/sport/", '"go"')).body == b'{"count": 1}\n'
+    assert await client.message() == {"payload": '{"a": 1}', "channel": "news"}
+    assert await client.message() == {"payload": "[1, 2]"}
+    assert await client.message() == {"payload": '"go"', "channel": "sport"}
+
+
+BODIES = {
+    "ascii": '{"a": 1}',
+    "unicode": '"caf\u00e9 \u65e5\u672c"',
+    "astral": '"\U0001f600 \U00010348"',
+    "quotes-backslashes": '{"q": "\\"", "b": "\\\\", "s": "a\'b"}',
+    "crlf": '{\r\n  "a": "x\\r\\ny"\r\n}\n',
+    "control-escapes": '"\\u0000\\t\\b\\f"',
+    "100kb": json.dumps({"data": "\u00e9x" * 50_000}),
+}
+
+
+@pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
+async def test_delivery_frames_are_exact(server, transport, body):
+    client = await server.client(transport, "alice", "news")
+    await server.api("POST", "channels/news/", body.encode("utf-8"))
+    await server.api("POST", "users/alice/", body.encode("utf-8"))
+    channel_element = '{"payload":' + json.dumps(body) + ',"channel":"news"}'
+    user_element = '{"payload":' + json.dumps(body) + "}"
+    assert await client.message() == {"payload": body, "channel": "news"}
+    assert await client.message() == {"payload": body}
+    if transport is RawWebSocketClient:
+        assert client.frames[-2:] == [channel_element, user_element]
+    else:
+        frames = [f for f in client.frames if f.startswith("a")]
+        if len(frames) == 1:  # a polling response may carry both
+            assert frames == [f"a[{channel_element},{user_element}]"]
+        else:
+            assert frames[-2:] == [f"a[{channel_element}]", f"a[{user_element}]"]
+    assert all(ord(ch) < 128 for frame in client.frames for ch in frame)
+
+
+async def test_documented_example_frame(server):
+    client = await server.client(WebSocketClient, "alice", "news")
+    await server.api("POST", "channels/news/", '{"a": 1}')
+    await client.message()
+    assert client.frames[-1] == 'a[{"payload":"{\\"a\\": 1}","channel":"news"}]'
+
+
+async def test_messages_arrive_in_publish_order(server, transport):
+    client = await server.client(transport, "alice", "news")
+    for n in range(50):
+        await server.api("POST", "channels/news/" if n % 2 else "users/alice/", str(n))
+    received = [int((await client.message())["payload"]) for _ in range(50)]
+    assert received == list(range(50))
+
+
+async def test_wrong_api_key_closes_9000(server, transport):
+    client = await server.client(transport)
+    await client.send("CONNECT alice:wrong")
+    assert await client.closed() == (close_code(transport, 9000), "Invalid API key.")
+    assert not server.messenger.is_user_online("alice")
+
+
+@pytest.mark.parametrize("command", ["SUBSCRIBE news", "UNSUBSCRIBE news"])
+async def test_subscribing_before_connect_closes_9001(server, transport, command):
+    client = await server.client(transport)
+    await client.send(command)
+    reason = "Subscribing before connecting."
+    assert await client.closed() == (close_code(transport, 9001), reason)
+
+
+async def test_delete_closes_every_connection_of_the_user(server, transport):
+    """FIX: the original skipped every other connection of the user."""
+    clients = [await server.client(transport, "alice", "news") for _ in range(3)]
+    other = await server.client(transport, "bob", "news")
+    response = await server.api("DELETE", "users/alice/")
+    assert response.code == 204
+    # Offline at once: no wait between the DELETE and these answers.
+    assert (await server.api("GET", "users/alice/")).body == b'{"online": false}\n'
+    assert (await server.api("GET", "channels/news/")).body == b'{"users": ["bob"]}\n'
+    reason = "Server closed the connection (intentionally)."
+    for client in clients:
+        assert await client.closed() == (close_code(transport, 9002), reason)
+    assert (await server.api("POST", "channels/news/", "1")).body == b'{"count": 1}\n'
+    assert await other.message() == {"payload": "1", "channel": "news"}
+
+
+async def test_subscribing_twice_is_one_subscription(server, transport):
+    """FIX: the original listed and delivered twice, and left a ghost entry."""
+    client = await server.client(transport, "alice", "news")
+    await client.send("SUBSCRIBE news:news")
+    await server.client(transport, "bob", "probe")  # commands are ordered per session
+    await server.api("POST", "channels/news/", "1")
+    assert await client.message() == {"payload": "1", "channel": "news"}
+    await server.api("POST", "users/alice/", "2")
+    assert await client.message() == {"payload": "2"}  # not a second "1"
+    assert (await server.api("GET", "channels/news/")).body == b'{"users": ["alice"]}\n'
+
+
+async def test_unsubscribe_removes_only_this_connection(server, transport):
+    """FIX: the original deleted the whole channel while others were still in it."""
+    leaving = await server.client(transport, "alice", "news", "sport")
+    staying = await server.client(transport, "bob", "news")
+    await leaving.send("UNSUBSCRIBE news")
+    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    assert (await server.api("POST", "channels/news/", "1")).body == b'{"count": 1}\n'
+    assert await staying.message() == {"payload": "1", "channel": "news"}
+    await server.api("POST", "channels/sport/", "2")
+    assert await leaving.message() == {"payload": "2", "channel": "sport"}
+
+
+async def test_invalid_channel_names_are_skipped_the_others_apply(server, transport):
+    client = await server.client(transport, "alice")
+    await client.send("SUBSCRIBE bad name:ok:" + "x" * 65 + "::caf\u00e9:also_ok")
+    await server.settled(lambda: server.messenger.get_channel_user_count("also_ok") == 1)
+    assert set(server.messenger.channels) == {"ok", "also_ok"}
+
+
+async def test_disconnect_cleans_up_everything(server, transport):
+    client = await server.client(transport, "alice", "news", "sport")
+    await server.api("DELETE", "users/alice/")
+    await client.closed()
+    assert server.messenger.users == {} and server.messenger.channels == {}
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        ["HELLO world"],
+        ["CONNECT"],
+        ["CONNECT nocolon"],
+        ["CONNECT :" + KEY],
+        ["CONNECT a:b:c"],
+        ["connect alice:" + KEY],
+        [""],
+        [" "],
+        ["SUBSCRIBE"],
+        ["x" * 10_000],
+    ],
+    ids=[
+        "unknown",
+        "no-argument",
+        "no-colon",
+        "empty-user",
+        "two-colons",
+        "lowercase",
+        "empty",
+        "space",
+        "subscribe-no-argument",
+        "long",
+    ],
+)
+async def test_malformed_commands_are_ignored(server, transport, messages, no_tracebacks):
+    client = await server.client(transport)
+    await client.send(*messages)
+    # The session survives and still works.
+    await client.send(f"CONNECT alice:{KEY}", "SUBSCRIBE news")
+    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    await server.api("POST", "channels/news/", "1")
+    assert await client.message() == {"payload": "1", "channel": "news"}
+    assert server.messenger.get_user_count() == 1
+    warnings = [r for r in no_tracebacks.records if r.levelname == "WARNING"]
+    # A raw websocket drops empty frames before they are messages at all.
+    assert warnings or (transport is RawWebSocketClient and messages == [""])
+    assert all(len(r.getMessage()) < 300 for r in warnings)
+
+
+@pytest.mark.parametrize(
+    "elements",
+    [[5], [None], [{"a": 1}], [["CONNECT alice:key"]], [True, 1.5]],
+    ids=["number", "null", "object", "list", "mixed"],
+)
+@pytest.mark.parametrize("kind", [WebSocketClient, XhrPollingClient], ids=["websocket", "xhr"])
+async def test_non_string_elements_are_ignored(server, kind, elements):
+    client = await server.client(kind)
+    await client.send(*elements, f"CONNECT alice:{KEY}", "SUBSCRIBE news")
+    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    await server.api("POST", "channels/news/", "1")
+    assert await client.message() == {"payload": "1", "channel": "news"}
+
+
+async def test_second_connect_is_ignored(server, transport):
+    client = await server.client(transport, "alice", "news")
+    await client.send(f"CONNECT bob:{KEY}")
+    await server.client(transport, "carol")  # a later command has been handled
+    assert not server.messenger.is_user_online("bob")
+    await server.api("POST", "users/alice/", "1")
+    assert await client.message() == {"payload": "1"}
+
+
+async def test_broken_json_frame_closes_the_websocket_without_traceback(server, no_tracebacks):
+    client = await server.client(WebSocketClient, "alice")
+    await client.send_raw('["CONNECT')
+    with pytest.raises(Closed):
+        await client.message()
+    await server.settled(lambda: not server.messenger.is_user_online("alice"))
+    messages = [r.getMessage() for r in no_tracebacks.records if r.levelname == "WARNING"]
+    assert any("not valid JSON" in m for m in messages)
+
+
+async def test_binary_frame_on_raw_websocket_is_ignored(server):
+    client = await server.client(RawWebSocketClient, "alice", "news")
+    await client.ws.write_message(b"\x00\xff", binary=True)
+    await server.api("POST", "channels/news/", "1")
+    assert await client.message() == {"payload": "1", "channel": "news"}
+
+
+async def test_oversized_client_message_closes_the_websocket(server):
+    client = await server.client(WebSocketClient, "alice")
+    await client.send("x" * (64 * 1024 + 1))
+    with pytest.raises(Closed) as closed:
+        await client.message()
+    assert closed.value.code == 1009
+    await server.settled(lambda: not server.messenger.is_user_online("alice"))
+
+
+async def test_command_order_within_one_message(server, sockjs_transport):
+    """One SockJS message may carry several commands; they apply in order."""
+    client = await server.client(sockjs_transport)
+    await client.send(f"CONNECT alice:{KEY}", "SUBSCRIBE a:b", "UNSUBSCRIBE a")
+    await server.settled(lambda: server.messenger.get_channel_user_count("b") == 1)
+    assert "a" not in server.messenger.channels
