@@ -150,10 +150,7 @@ def no_tracebacks(caplog):
     bad = [
         record
         for record in caplog.get_records("call") + caplog.get_records("teardown")
-        if record.exc_info
-        # Access lines log every 5xx at ERROR, including the 500s that SockJS
-        # prescribes for bad callbacks; those are answers, not faults.
-        or (record.levelno >= logging.ERROR and record.name != "tornado.access")
+        if record.exc_info or record.levelno >= logging.ERROR
     ]
     assert not bad, [record.getMessage() for record in bad]
 

@@ -208,8 +208,11 @@ async def test_unknown_paths_outside_the_api_are_json_404(server):
     "method, path",
     [("PUT", "users/u/"), ("PATCH", "channels/c/"), ("DELETE", "channels/c/"), ("POST", "users/")],
 )
-async def test_unsupported_methods_are_json_405(server, method, path):
-    assert_error(await server.api(method, path, "1"), 405, "Method not allowed.")
+@pytest.mark.parametrize("secret", ["secret", None])
+async def test_unsupported_methods_are_json_405(server, method, path, secret):
+    """405 comes before the key check, as in the original."""
+    response = await server.api(method, path, "1", secret=secret)
+    assert_error(response, 405, "Method not allowed.")
 
 
 async def test_body_over_the_limit_is_413_and_not_delivered(server):
@@ -278,7 +281,7 @@ async def test_every_response_carries_cors_headers(server, method, path, secret)
     assert_cors(response)
 
 
-@pytest.mark.parametrize("path", ["users/", "users/u/", "channels/c/"])
+@pytest.mark.parametrize("path", ["users/", "users/u/", "channels/c/", "nothing/here/"])
 async def test_options_preflight_needs_no_authentication(server, path):
     response = await server.api("OPTIONS", path, secret=None)
     assert response.code == 200

@@ -206,14 +206,34 @@ async def test_second_connect_is_ignored(server, transport):
     assert await client.message() == {"payload": "1"}
 
 
-async def test_broken_json_frame_closes_the_websocket_without_traceback(server, no_tracebacks):
+async def test_broken_json_frame_drops_the_websocket_without_traceback(server, no_tracebacks):
     client = await server.client(WebSocketClient, "alice")
     await client.send_raw('["CONNECT')
-    with pytest.raises(Closed):
+    with pytest.raises(Closed) as closed:
         await client.message()
+    assert closed.value.code == 1006  # dropped, no close frame, as the original
     await server.settled(lambda: not server.messenger.is_user_online("alice"))
     messages = [r.getMessage() for r in no_tracebacks.records if r.levelname == "WARNING"]
     assert any("not valid JSON" in m for m in messages)
+
+
+async def test_subscribe_with_an_empty_argument_before_connect_closes_9001(server, transport):
+    client = await server.client(transport)
+    await client.send("SUBSCRIBE ")
+    assert (await client.closed())[0] == close_code(transport, 9001)
+
+
+async def test_oversized_send_over_http_is_413(server):
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = await server.client(XhrPollingClient, "alice")
+    response = await AsyncHTTPClient().fetch(
+        client.session_url + "/xhr_send",
+        method="POST",
+        body='["' + "x" * (64 * 1024) + '"]',
+        raise_error=False,
+    )
+    assert response.code == 413
 
 
 async def test_binary_frame_on_raw_websocket_is_ignored(server):

@@ -77,6 +77,10 @@ class ThunderApiHandler(tornado.web.RequestHandler):
         self._body = bytearray()
         if self.request.method == "OPTIONS":
             return
+        # As in the original: an unsupported method is 405 before any key check.
+        name = self.request.method.lower()
+        if getattr(type(self), name, None) is getattr(tornado.web.RequestHandler, name, None):
+            raise tornado.web.HTTPError(405)
         self.messenger = self._authenticate(self.path_kwargs["apikey"])
         # The body is counted as it streams in; a declared size that is
         # already too large is refused before a byte of it is read.
@@ -180,7 +184,9 @@ class NotFoundHandler(ThunderApiHandler):
     """Everything the routes do not match: a JSON 404, not an HTML page."""
 
     def prepare(self) -> None:
-        raise ApiError(404, "Not found.")
+        # A CORS preflight is answered on any API path, known or not.
+        if self.request.method != "OPTIONS" or not self.request.path.startswith("/api/"):
+            raise ApiError(404, "Not found.")
 
 
 _SEGMENT = r"(?P<{}>[^/]+)"

@@ -42,9 +42,9 @@ class ThunderSocketHandler(SockJSConnection):
         if not isinstance(msg, str):
             logger.warning("Ignored a non-string message: %s.", _shown(msg))
             return
-        command, _, argument = msg.partition(" ")
+        command, space, argument = msg.partition(" ")
         action = self._commands.get(command)
-        if action is None or not argument:
+        if action is None or not space:
             logger.warning("Received invalid message: %s.", _shown(msg))
             return
         action(self, argument)

@@ -28,8 +28,9 @@ The corrections, each tested in ``tests/test_router.py``:
 * the iframe page's ``sockjs_url`` defaults to the tested sockjs-client;
 * a websocket frame that is not JSON logged a traceback; it logs one warning;
 * the raw websocket closes with the session's code (9xxx sent as 4xxx) and
-  reason, and it keeps track of its sessions like every other transport, so
-  ``close_all`` reaches every open session on shutdown.
+  reason, pings like the heartbeat, and keeps track of its sessions like every
+  other transport, so ``close_all`` reaches every open session on shutdown;
+* xhr_send and jsonp_send refuse messages over ``max_message_size`` (413).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import warnings
 from typing import Any
 
 from tornado.ioloop import IOLoop
+from tornado.log import access_log
 from tornado.websocket import WebSocketClosedError
 
 # sockjs-tornado decorates its handlers with its own deprecated @asynchronous at
@@ -65,7 +67,11 @@ logger = logging.getLogger(__name__)
 
 _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
-DEFAULT_SETTINGS = {"sockjs_url": settings.SOCKJS_URL}
+DEFAULT_SETTINGS = {
+    "sockjs_url": settings.SOCKJS_URL,
+    # Largest message body accepted by xhr_send and jsonp_send.
+    "max_message_size": settings.MAX_CLIENT_MESSAGE_SIZE,
+}
 
 
 def _retrieve(future: Any) -> None:
@@ -83,20 +89,55 @@ class _NoTransformMixin:
         )
 
 
-class _CallbackMixin(_NoTransformMixin):
+class _RefusalMixin:
+    """Refuses bad client input with the status the SockJS protocol prescribes.
+
+    Such an answer is logged as a warning: the 500 that SockJS prescribes for
+    a bad callback is the client's fault, not a server error.
+    """
+
+    client_fault = False
+
+    def refuse(self, status: int, text: str) -> None:
+        self.client_fault = True
+        self.set_status(status)
+        self.finish(text)
+
+    def _log(self) -> None:
+        if not self.client_fault:
+            super()._log()
+            return
+        elapsed_ms = 1000.0 * self.request.request_time()
+        access_log.warning("%d %s %.2fms", self.get_status(), self._request_summary(), elapsed_ms)
+
+
+class _CallbackMixin(_RefusalMixin, _NoTransformMixin):
     """Refuses JSONP/htmlfile callbacks that could inject script."""
 
     def valid_callback(self) -> str | None:
         callback = self.get_argument("c", None, strip=False)
         if not callback:
-            self.set_status(500)
-            self.finish('"callback" parameter required')
+            self.refuse(500, '"callback" parameter required')
             return None
         if not _CALLBACK.fullmatch(callback):
-            self.set_status(500)
-            self.finish('invalid "callback" parameter')
+            self.refuse(500, 'invalid "callback" parameter')
             return None
         return callback
+
+
+class _SendLimitMixin(_RefusalMixin, _NoTransformMixin):
+    """Client messages are commands of a few bytes: refuse big ones early.
+
+    The server's ``max_body_size`` bounds what is read at all; this bounds
+    what reaches the connection, as ``websocket_max_message_size`` does for
+    websockets.
+    """
+
+    def prepare(self) -> None:
+        super().prepare()
+        limit = self.server.settings["max_message_size"]
+        if len(self.request.body) > limit:
+            self.refuse(413, "Payload too large.")
 
 
 class _OneResponseMixin(_NoTransformMixin):
@@ -157,11 +198,11 @@ class EventSourceTransport(_NoTransformMixin, _transports.EventSourceTransport):
     pass
 
 
-class XhrSendHandler(_NoTransformMixin, _transports.XhrSendHandler):
+class XhrSendHandler(_SendLimitMixin, _transports.XhrSendHandler):
     pass
 
 
-class JSONPSendHandler(_NoTransformMixin, _transports.JSONPSendHandler):
+class JSONPSendHandler(_SendLimitMixin, _transports.JSONPSendHandler):
     pass
 
 
@@ -190,8 +231,9 @@ class WebSocketTransport(_SafeWebSocketMixin, _transports.WebSocketTransport):
         try:
             messages = json.loads(message)
         except ValueError:
-            logger.warning("Closing a SockJS websocket: a frame was not valid JSON.")
-            self.close(1002, "Broken JSON encoding.")
+            # Dropped as sockjs-tornado always did, minus the traceback.
+            logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
+            self.abort_connection()
             return
         if not isinstance(messages, list):
             messages = [messages]
@@ -199,6 +241,11 @@ class WebSocketTransport(_SafeWebSocketMixin, _transports.WebSocketTransport):
 
 
 class RawWebSocketTransport(_SafeWebSocketMixin, _transports.RawWebSocketTransport):
+    @property
+    def ping_interval(self) -> float:
+        # No SockJS heartbeat here: pings keep proxies from cutting idle sockets.
+        return self.server.settings["heartbeat_delay"]
+
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.server.stats.on_conn_opened()
         if self.server.settings["disable_nagle"]:
