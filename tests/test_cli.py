@@ -1,0 +1,151 @@
+"""The ``thunderpush`` command as supervisord and systemd run it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from thunderpush import __version__, settings
+from thunderpush.runner import parse_args, update_settings
+
+from .conftest import KEY, call_api, start_server_process
+from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
+
+
+def test_parse_args_defaults():
+    args = parse_args(["client", "secret"])
+    assert (args.PORT, args.HOST, args.VERBOSE, args.DEBUG) == (8080, "", False, False)
+    assert args.PIDPATH == "/tmp/thunderpush.pid"
+    assert (args.clientkey, args.apikey) == ("client", "secret")
+
+
+def test_parse_args_every_option(monkeypatch):
+    args = parse_args(
+        ["-p", "9000", "-H", "127.0.0.1", "-v", "-d", "--pid-path", "/run/t.pid"]
+        + ["--sockjs-url", "/s.js", "pub", "priv"]
+    )
+    for name in ("PORT", "HOST", "VERBOSE", "DEBUG", "PIDPATH", "SOCKJS_URL"):
+        monkeypatch.setattr(settings, name, getattr(settings, name))
+    update_settings(args)
+    assert settings.PORT == 9000 and settings.HOST == "127.0.0.1"
+    assert settings.VERBOSE and settings.DEBUG
+    assert settings.PIDPATH == "/run/t.pid" and settings.SOCKJS_URL == "/s.js"
+    assert (settings.APIKEY, settings.APISECRET) == ("pub", "priv")
+
+
+@pytest.mark.parametrize("argv", [[], ["only-one"], ["-p", "x", "a", "b"]])
+def test_bad_arguments_exit_2_with_usage(argv):
+    result = subprocess.run(
+        [sys.executable, "-m", "thunderpush.runner", *argv], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: thunderpush")
+
+
+def test_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "thunderpush.runner", "-V"], capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, __version__)
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlib.metadata import entry_points as e;"
+            "print(e(group='console_scripts')['thunderpush'].value)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == "thunderpush.runner:main"
+
+
+def test_start_up_line_and_pid_file(server_process):
+    assert server_process.pid_path.read_text().strip() == str(server_process.proc.pid)
+    log = server_process.log()
+    assert f"Thunderpush {__version__} listening on 127.0.0.1:{server_process.port}" in log
+    assert server_process.stop() == 0
+    assert not server_process.pid_path.exists()
+
+
+def test_second_instance_on_the_same_pid_file_is_refused(server_process, tmp_path):
+    command = [sys.executable, "-m", "thunderpush.runner", "-p", "1", "-H", "127.0.0.1"]
+    command += ["--pid-path", str(server_process.pid_path), KEY, "s"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "already running" in result.stderr
+    # The running server's PID file is untouched.
+    assert server_process.pid_path.read_text().strip() == str(server_process.proc.pid)
+
+
+def test_stale_pid_file_is_reused(tmp_path):
+    stale = tmp_path / "thunderpush-stale.pid"
+    stale.write_text("999999\n")
+    running = start_server_process(tmp_path, "--pid-path", str(stale))
+    try:
+        assert stale.read_text().strip() == str(running.proc.pid)
+    finally:
+        assert running.stop() == 0
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_signal_closes_every_session_with_a_reconnect_code(tmp_path, signum):
+    running = start_server_process(tmp_path)
+    try:
+        clients = {}
+        for kind in (WebSocketClient, RawWebSocketClient, XhrPollingClient):
+            client = await kind(running.url).open()
+            await client.send(f"CONNECT u:{KEY}")
+            clients[kind] = client
+        for _ in range(100):  # all three registered (bounded)
+            response = await call_api(running.url, "GET", "users/u/")
+            if response.body == b'{"online": true}\n':
+                break
+        running.proc.send_signal(signum)
+        reason = "Server shutting down."
+        assert await clients[WebSocketClient].closed() == (9010, reason)
+        assert await clients[RawWebSocketClient].closed() == (4010, reason)
+        assert await clients[XhrPollingClient].closed() == (9010, reason)
+        assert await asyncio.get_running_loop().run_in_executor(None, running.proc.wait, 10) == 0
+    finally:
+        running.stop()
+    assert not running.pid_path.exists()
+    log = running.log()
+    assert "Traceback" not in log and "ERROR" not in log
+
+
+async def test_verbose_logs_debug_lines(tmp_path):
+    running = start_server_process(tmp_path, "-v")
+    try:
+        client = await WebSocketClient(running.url).open()
+        await client.send(f"CONNECT u:{KEY}", "SUBSCRIBE news")
+        for _ in range(100):
+            if (
+                await call_api(running.url, "POST", "channels/news/", "1")
+            ).body != b'{"count": 0}\n':
+                break
+        await client.message()
+    finally:
+        running.stop()
+    assert "DEBUG" in running.log() and "subscribed to news" in running.log()
+
+
+async def test_default_log_is_quiet(server_process):
+    client = await WebSocketClient(server_process.url).open()
+    await client.send(f"CONNECT u:{KEY}", "SUBSCRIBE news", "BOGUS")
+    await call_api(server_process.url, "GET", "users/")
+    server_process.stop()
+    lines = server_process.log().splitlines()
+    assert [line for line in lines if " INFO " in line and "listening" not in line] == [
+        line for line in lines if "Shutting down" in line
+    ]
+    assert not [line for line in lines if "DEBUG" in line]
+    assert any("WARNING" in line and "BOGUS" in line for line in lines)
