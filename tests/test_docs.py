@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 START_COMMAND = (
-    "apt-get install -y python3-venv && python3 -m venv .venv && .venv/bin/pip install . "
+    "apt-get update && apt-get install -y python3-venv && python3 -m venv .venv "
+    "&& .venv/bin/pip install . "
     "&& .venv/bin/thunderpush -p 8000 key secret"
 )
 TEST_COMMAND = "bash .ci/install && .venv/bin/python -m pytest"
