@@ -1,0 +1,611 @@
+"""The bundled JavaScript client in a real browser, on every SockJS transport.
+
+Headless Chromium loads a test page (``page.html``) from a small static server
+on ``http://localhost:<P1>``, while Thunderpush runs as its own process on
+``http://127.0.0.1:<P2>``.  The two origins differ, as on a real site, so
+sockjs-client uses its cross-origin code paths and the iframe transports load
+``/connect/iframe.html`` from Thunderpush, which in turn loads sockjs-client
+from ``--sockjs-url`` (the static server: there is no internet here).
+
+Each page restricts SockJS to one transport with the client's ``transports``
+option, and every test checks ``sock.transport`` after the open, so a test
+cannot pass on a fallback transport.
+
+One browser and one Thunderpush process are shared by the module; tests that
+count users online, or restart the server, get a process of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import tornado.netutil
+import tornado.web
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+
+from ..conftest import KEY, ServerProcess, call_api, start_server_process
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HERE = Path(__file__).parent
+CLIENT_DIR = HERE.parent.parent / "client"
+SOCKJS_DIR = CLIENT_DIR / "node_modules" / "sockjs-client" / "dist"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+TRANSPORTS = [
+    "websocket",
+    "xhr-streaming",
+    "xhr-polling",
+    "eventsource",
+    "iframe-eventsource",
+    "iframe-htmlfile",
+    "iframe-xhr-polling",
+    "jsonp-polling",
+]
+each_transport = pytest.mark.parametrize("transport", TRANSPORTS)
+
+# Bound for anything that should happen promptly (an open, a delivery).
+WAIT_MS = 10_000
+# After a restart the client may find the server still down at its 1 s retry
+# and try again 2.5 s later; this leaves room for both and a slow start-up.
+RECONNECT_MS = 20_000
+# To show that a client does NOT reconnect, wait longer than its first
+# reconnect delay (1 s) plus the time a reconnection takes to open.  This is
+# the only wait that is expected to run out.
+NO_RECONNECT_MS = 3_000
+
+
+# -- the browser and the page's origin ----------------------------------------
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def site():
+    """``http://localhost:<port>``: the test page, sockjs-client and the client."""
+    if not (SOCKJS_DIR / "sockjs.min.js").is_file():
+        pytest.fail("sockjs-client is missing: run `npm ci` in client/")
+    application = tornado.web.Application(
+        [
+            (
+                r"/()",
+                tornado.web.StaticFileHandler,
+                {"path": HERE, "default_filename": "page.html"},
+            ),
+            (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler, {"path": SOCKJS_DIR}),
+            (r"/(thunderpush\.js)", tornado.web.StaticFileHandler, {"path": CLIENT_DIR}),
+        ]
+    )
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    http = HTTPServer(application)
+    http.add_sockets(sockets)
+    yield f"http://localhost:{sockets[0].getsockname()[1]}"
+    http.stop()
+    await http.close_all_connections()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@dataclass
+class Tab:
+    """One test page, on which the tests drive ``Thunder``."""
+
+    page: Page
+
+    async def connect(
+        self,
+        server: ServerProcess,
+        user: str | None,
+        channels: list[str],
+        transport: str | None = None,
+    ) -> None:
+        """``Thunder.connect``, then waits until it is open on ``transport``."""
+        options: dict[str, Any] = {} if user is None else {"user": user}
+        if transport:
+            options["transports"] = transport
+        await self.page.evaluate(
+            "([server, key, channels, options]) => Thunder.connect(server, key, channels, options)",
+            [f"127.0.0.1:{server.port}", KEY, channels, options],
+        )
+        await self.wait("record.opens >= 1")
+        if transport:
+            assert (await self.record())["transports"] == [transport]
+
+    async def run(self, script: str, arg: Any = None) -> Any:
+        return await self.page.evaluate(script, arg)
+
+    async def wait(self, condition: str, timeout: float = WAIT_MS) -> None:
+        """Waits (bounded) until the page's ``condition`` holds."""
+        try:
+            await self.page.wait_for_function(condition, timeout=timeout)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"timed out waiting for {condition!r}; page saw {await self.record()}")
+
+    async def stays_false(self, condition: str, timeout: float) -> bool:
+        """True if ``condition`` did not become true within ``timeout`` ms."""
+        try:
+            await self.page.wait_for_function(condition, timeout=timeout)
+        except PlaywrightTimeoutError:
+            return True
+        return False
+
+    async def messages(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` messages received, once they have all arrived."""
+        await self.wait(f"record.messages.length >= {count}")
+        return (await self.record())["messages"][:count]
+
+    async def record(self) -> dict[str, Any]:
+        return await self.page.evaluate(
+            "() => ({messages: record.messages, opens: record.opens, closes: record.closes,"
+            " transports: record.transports, sent: record.sent, sockets: record.sockets.length})"
+        )
+
+
+@dataclass
+class Tabs:
+    """The pages of one test, in one browser context; their script errors fail it."""
+
+    context: BrowserContext
+    site: str
+    errors: list[str] = field(default_factory=list)
+
+    async def open(self) -> Tab:
+        page = await self.context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        await page.goto(self.site + "/")
+        return Tab(page)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def tabs(browser: Browser, site: str):
+    context = await browser.new_context()
+    opened = Tabs(context, site)
+    yield opened
+    await context.close()
+    assert not opened.errors, opened.errors
+
+
+# -- Thunderpush processes -------------------------------------------------------
+
+
+def assert_clean_log(text: str) -> None:
+    """Nothing the browser does may make the server log an error or a traceback."""
+    bad = [line for line in text.splitlines() if "Traceback" in line or " ERROR " in line]
+    assert not bad, text
+
+
+@dataclass
+class Servers:
+    """Starts Thunderpush processes for one test, stops them and checks their logs."""
+
+    tmp_path: Path
+    sockjs_url: str
+    running: list[ServerProcess] = field(default_factory=list)
+
+    async def start(self, port: int | None = None) -> ServerProcess:
+        server = await asyncio.to_thread(
+            start_server_process, self.tmp_path, "--sockjs-url", self.sockjs_url, port=port
+        )
+        self.running.append(server)
+        return server
+
+    async def restart(self, server: ServerProcess) -> ServerProcess:
+        """SIGTERM, then a new process on the same port (whose log replaces the old)."""
+        assert await asyncio.to_thread(server.stop) == 0
+        assert_clean_log(server.log())
+        return await self.start(server.port)
+
+    def stop_all(self) -> None:
+        for server in self.running:
+            server.stop()
+            assert_clean_log(server.log())
+
+
+@pytest.fixture
+def servers(tmp_path, site):
+    started = Servers(tmp_path, site + "/sockjs.min.js")
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="module")
+def shared_process(tmp_path_factory, site):
+    tmp_path = tmp_path_factory.mktemp("shared")
+    server = start_server_process(tmp_path, "--sockjs-url", site + "/sockjs.min.js")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shared(shared_process):
+    """The module's server; the test fails if its part of the log shows an error."""
+    start = len(shared_process.log())
+    yield shared_process
+    assert_clean_log(shared_process.log()[start:])
+
+
+async def api(server: ServerProcess, method: str, path: str, body: str | None = None) -> Any:
+    """One successful API call's JSON answer (None for 204)."""
+    response = await call_api(server.url, method, path, body)
+    assert response.code in (200, 204), (method, path, response.code, response.body)
+    return json.loads(response.body) if response.body else None
+
+
+async def eventually(server: ServerProcess, path: str, expected: Any) -> None:
+    """Polls ``GET path`` (bounded) until it answers ``expected``.
+
+    Commands travel from the page to the server asynchronously (on polling
+    transports as separate requests); the API is how a test sees them land.
+    """
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while (answer := await api(server, "GET", path)) != expected:
+        assert time.monotonic() < deadline, f"GET {path} answered {answer}, not {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def publish(server: ServerProcess, path: str, body: str) -> int:
+    return (await api(server, "POST", path, body))["count"]
+
+
+# -- the tests -------------------------------------------------------------------
+
+
+@each_transport
+async def test_deliveries_and_subscriptions(transport, shared, tabs):
+    """Listeners get parsed payloads, {channel} for channel messages only."""
+    user, news, sport, extra = (f"{kind}-{transport}" for kind in ("dl", "news", "sport", "extra"))
+    tab = await tabs.open()
+    await tab.connect(shared, user, [news, sport], transport)
+    await eventually(shared, f"channels/{sport}/", {"users": [user]})
+    await eventually(shared, f"channels/{news}/", {"users": [user]})
+
+    assert await publish(shared, f"channels/{news}/", '{"a": [1, null]}') == 1
+    assert await publish(shared, f"users/{user}/", '{"text": "caf\u00e9 \U0001f600"}') == 1
+    assert await publish(shared, f"channels/{sport}/", " 42 ") == 1
+    assert await tab.messages(3) == [
+        {"message": {"a": [1, None]}, "meta": {"channel": news}, "argc": 2},
+        {"message": {"text": "caf\u00e9 \U0001f600"}, "meta": None, "argc": 1},
+        {"message": 42, "meta": {"channel": sport}, "argc": 2},
+    ]
+
+    await tab.run("c => Thunder.subscribe(c)", extra)
+    await tab.run("c => Thunder.unsubscribe(c)", sport)
+    await eventually(shared, f"channels/{extra}/", {"users": [user]})
+    await eventually(shared, f"channels/{sport}/", {"users": []})
+    assert await publish(shared, f"channels/{sport}/", '"unsubscribed"') == 0
+    assert await publish(shared, f"channels/{extra}/", '"subscribed"') == 1
+    # Deliveries on one connection keep their order: had the sport message been
+    # sent, it would be the fourth and the extra one the fifth.
+    assert (await tab.messages(4))[3] == {
+        "message": "subscribed",
+        "meta": {"channel": extra},
+        "argc": 2,
+    }
+    assert len((await tab.record())["messages"]) == 4
+
+
+@each_transport
+async def test_counts_while_connected(transport, servers, tabs):
+    """Counts on a server of its own: the shared one has other tests' users online."""
+    server = await servers.start()
+    channel = "counted"
+    # Each tab also joins a channel of its own, so that the API shows when that
+    # tab's single SUBSCRIBE (and with it `channel`) has landed.
+    opened = []
+    for index, user in enumerate(["alice", "alice", "bob"]):
+        tab = await tabs.open()
+        await tab.connect(server, user, [channel, f"tab{index}"], transport)
+        await eventually(server, f"channels/tab{index}/", {"users": [user]})
+        opened.append(tab)
+
+    assert await api(server, "GET", "users/") == {"count": 2}
+    assert await api(server, "GET", f"channels/{channel}/") == {"users": ["alice", "bob"]}
+    assert await api(server, "GET", "users/alice/") == {"online": True}
+    assert await publish(server, f"channels/{channel}/", "1") == 3
+    assert await publish(server, "users/alice/", "2") == 2
+    assert await publish(server, "users/carol/", "3") == 0
+    alice1, alice2, bob = opened
+    for tab in (alice1, alice2):
+        assert [m["message"] for m in await tab.messages(2)] == [1, 2]
+    assert [m["message"] for m in await bob.messages(1)] == [1]
+
+
+@each_transport
+async def test_delete_user_closes_every_tab_for_good(transport, shared, tabs):
+    """A forced logout (9002) reaches every tab of the user, and none comes back."""
+    user = f"deleted-{transport}"
+    both = [await tabs.open(), await tabs.open()]
+    for index, tab in enumerate(both):
+        await tab.connect(shared, user, [f"del{index}-{transport}"], transport)
+        await eventually(shared, f"channels/del{index}-{transport}/", {"users": [user]})
+
+    assert await api(shared, "DELETE", f"users/{user}/") is None
+    assert await api(shared, "GET", f"users/{user}/") == {"online": False}
+    for tab in both:
+        await tab.wait("record.closes.length >= 1")
+        assert (await tab.record())["closes"] == [
+            {"code": 9002, "reason": "Server closed the connection (intentionally)."}
+        ]
+
+    stayed = await asyncio.gather(
+        *(tab.stays_false("record.sockets.length > 1", NO_RECONNECT_MS) for tab in both)
+    )
+    assert stayed == [True, True], "a tab reconnected after 9002"
+    assert await api(shared, "GET", f"users/{user}/") == {"online": False}
+    for tab in both:
+        sent = (await tab.record())["sent"]
+        assert [command for command in sent if command.startswith("CONNECT ")] == [
+            f"CONNECT {user}:{KEY}"
+        ]
+
+
+@each_transport
+async def test_reconnects_after_server_restart(transport, servers, tabs):
+    """A deploy (SIGTERM, new process) must not need the user to reload the page."""
+    server = await servers.start()
+    user, channel = "restarted", "before-and-after"
+    tab = await tabs.open()
+    await tab.connect(server, user, [channel], transport)
+    await eventually(server, f"channels/{channel}/", {"users": [user]})
+    assert await publish(server, f"channels/{channel}/", '"before"') == 1
+    await tab.messages(1)
+
+    server = await servers.restart(server)
+    await tab.wait("record.opens >= 2", timeout=RECONNECT_MS)
+    await eventually(server, f"channels/{channel}/", {"users": [user]})
+    assert await publish(server, f"channels/{channel}/", '"after"') == 1
+    assert [m["message"] for m in await tab.messages(2)] == ["before", "after"]
+
+    seen = await tab.record()
+    assert seen["transports"] == [transport, transport]
+    assert seen["closes"][0]["code"] not in (9000, 9001, 9002, 9003)
+    # Each open sends CONNECT, then one SUBSCRIBE with every channel held.
+    assert seen["sent"][-2:] == [f"CONNECT {user}:{KEY}", f"SUBSCRIBE {channel}"]
+
+
+async def test_subscriptions_before_open_are_remembered(shared, tabs):
+    """The original threw here; now changes wait for the open, and go in one SUBSCRIBE."""
+    user = "early"
+    tab = await tabs.open()
+    before_open = await tab.run(
+        """([server, key, user]) => {
+            var calls = [];
+            function ok(channel) { calls.push(['success', channel]); }
+            function failed(channel, reason) { calls.push(['error', channel, reason]); }
+            Thunder.subscribe('early-before-connect', ok, failed);
+            Thunder.connect(server, key, ['early-dropped', 'early-kept'], {user: user});
+            var state = record.sockets[0].readyState;
+            Thunder.subscribe('early-before-open', ok, failed);
+            Thunder.unsubscribe('early-dropped', ok, failed);
+            Thunder.subscribe('not valid!', ok, failed);
+            Thunder.subscribe('x'.repeat(65), ok, failed);
+            return {state: state, calls: calls, sent: record.sent.slice()};
+        }""",
+        [f"127.0.0.1:{shared.port}", KEY, user],
+    )
+    assert before_open == {
+        "state": 0,  # SockJS.CONNECTING: the socket was not open yet
+        "calls": [
+            ["success", "early-before-connect"],
+            ["success", "early-before-open"],
+            ["success", "early-dropped"],
+            ["error", "not valid!", "Invalid channel name."],
+            ["error", "x" * 65, "Invalid channel name."],
+        ],
+        "sent": [],
+    }
+
+    await tab.wait("record.opens >= 1")
+    assert (await tab.record())["sent"] == [
+        f"CONNECT {user}:{KEY}",
+        "SUBSCRIBE early-before-connect:early-kept:early-before-open",
+    ]
+    await eventually(shared, "channels/early-before-open/", {"users": [user]})
+    assert await api(shared, "GET", "channels/early-dropped/") == {"users": []}
+    assert await publish(shared, "channels/early-before-connect/", '"remembered"') == 1
+    assert [m["message"] for m in await tab.messages(1)] == ["remembered"]
+
+
+async def test_default_user_and_disconnect(shared, tabs):
+    """Without a user option the page has one random id, kept across connects."""
+    tab = await tabs.open()
+    # On websocket the server sees a close at once; a polling session would
+    # only expire seconds later.
+    await tab.connect(shared, None, ["anonymous"], "websocket")
+    user = (await tab.record())["sent"][0].removeprefix("CONNECT ").removesuffix(f":{KEY}")
+    assert len(user) >= 16 and ":" not in user
+    await eventually(shared, f"users/{user}/", {"online": True})
+
+    await tab.run("() => Thunder.disconnect()")
+    await eventually(shared, f"users/{user}/", {"online": False})
+    assert await tab.stays_false("record.sockets.length > 1", NO_RECONNECT_MS)
+
+    await tab.run(
+        "([server, key]) => Thunder.connect(server, key, [])", [f"127.0.0.1:{shared.port}", KEY]
+    )
+    await tab.wait("record.opens >= 2")
+    assert (await tab.record())["sent"][-2:] == [f"CONNECT {user}:{KEY}", "SUBSCRIBE anonymous"]
+
+
+async def test_server_serves_this_client(shared):
+    """``/thunderpush.js`` is this file (through the symlink in thunderpush/static)."""
+    response = await AsyncHTTPClient().fetch(shared.url + "/thunderpush.js")
+    assert response.body == (CLIENT_DIR / "thunderpush.js").read_bytes()
+
+
+# -- reconnection timing, on a fake SockJS and a fake clock ------------------------
+
+# Replaces SockJS after the page has loaded (the client looks it up at each
+# connection).  The test opens and closes these sockets itself, and Playwright's
+# fake clock runs the client's timers, so the whole schedule takes no real time.
+FAKE_SOCKJS = """() => {
+    window.fakes = [];
+    function FakeSockJS(url, protocols, options) {
+        this.url = url;
+        this.options = options;
+        this.readyState = FakeSockJS.CONNECTING;
+        this.sent = [];
+        fakes.push(this);
+    }
+    FakeSockJS.CONNECTING = 0;
+    FakeSockJS.OPEN = 1;
+    FakeSockJS.CLOSING = 2;
+    FakeSockJS.CLOSED = 3;
+    FakeSockJS.prototype.send = function (data) { this.sent.push(data); };
+    FakeSockJS.prototype.close = function () { this.readyState = FakeSockJS.CLOSED; };
+    window.SockJS = FakeSockJS;
+    window.openFake = function () {
+        var sock = fakes[fakes.length - 1];
+        sock.readyState = FakeSockJS.OPEN;
+        sock.onopen({type: 'open'});
+    };
+    window.closeFake = function (code) {
+        var sock = fakes[fakes.length - 1];
+        sock.readyState = FakeSockJS.CLOSED;
+        sock.onclose({type: 'close', code: code, reason: 'test'});
+    };
+    window.messageFake = function (data) {
+        fakes[fakes.length - 1].onmessage({type: 'message', data: data});
+    };
+    Thunder.onSockOpen = Thunder.onSockClose = function () {};
+}"""
+
+
+async def fake_tab(tabs: Tabs) -> Tab:
+    page = await tabs.context.new_page()
+    page.on("pageerror", lambda error: tabs.errors.append(str(error)))
+    await page.clock.install(time=0)
+    await page.goto(tabs.site + "/")
+    # Installed, the fake clock still follows real time; paused, it moves
+    # only when the test says so.
+    await page.clock.pause_at(24 * 3600 * 1000)
+    await page.evaluate(FAKE_SOCKJS)
+    return Tab(page)
+
+
+async def fake_count(tab: Tab) -> int:
+    return await tab.run("() => fakes.length")
+
+
+async def test_reconnect_schedule(tabs):
+    """1, 2.5, 5, 10, 30, then every 60 s: quick at first, gentle on a server that is down."""
+    tab = await fake_tab(tabs)
+    await tab.run(
+        """() => Thunder.connect('example.com:8443', 'pub', ['c1', 'c2'],
+                                 {user: 'u', protocol: 'https', transports: ['xhr-polling'],
+                                  log: true})"""
+    )
+    assert await tab.run("() => [fakes[0].url, fakes[0].options]") == [
+        "https://example.com:8443/connect",
+        {"debug": True, "transports": ["xhr-polling"]},
+    ]
+
+    # A server that cannot be reached: the delays grow, then stay at 60 s.
+    expected = 1
+    for delay in (1000, 2500, 5000, 10000, 30000, 60000, 60000):
+        await tab.run("() => closeFake(1006)")
+        await tab.page.clock.run_for(delay - 1)
+        assert await fake_count(tab) == expected, f"reconnected before {delay} ms"
+        await tab.page.clock.run_for(1)
+        expected += 1
+        assert await fake_count(tab) == expected, f"did not reconnect after {delay} ms"
+
+    # A successful open starts the schedule over.
+    await tab.run("() => openFake()")
+    assert await tab.run("() => fakes[fakes.length - 1].sent") == [
+        "CONNECT u:pub",
+        "SUBSCRIBE c1:c2",
+    ]
+    await tab.run("() => closeFake(9010)")
+    await tab.page.clock.run_for(1000)
+    assert await fake_count(tab) == expected + 1
+
+
+@pytest.mark.parametrize(
+    ("code", "retry"),
+    [(9000, True), (9001, True), (9002, True), (9003, True), (1006, False)],
+    ids=["9000", "9001", "9002", "9003", "retry-false"],
+)
+async def test_no_reconnect_after_final_close_or_without_retry(code, retry, tabs):
+    """Retrying cannot succeed after 9000-9003, and retry: false means never."""
+    tab = await fake_tab(tabs)
+    await tab.run("retry => Thunder.connect('example.com', 'pub', [], {retry: retry})", retry)
+    await tab.run("() => openFake()")
+    await tab.run(f"() => closeFake({code})")
+    # Fake time: two hours pass in an instant, every timer fired.
+    await tab.page.clock.run_for(2 * 3600 * 1000)
+    assert await fake_count(tab) == 1
+
+
+async def test_disconnect_cancels_a_pending_reconnect(tabs):
+    tab = await fake_tab(tabs)
+    await tab.run("() => Thunder.connect('example.com', 'pub', [])")
+    await tab.run("() => closeFake(1006)")
+    await tab.run("() => Thunder.disconnect()")
+    await tab.page.clock.run_for(2 * 3600 * 1000)
+    assert await fake_count(tab) == 1
+
+
+async def test_message_shapes(tabs):
+    """sockjs-client 1.x hands over the parsed element; a JSON string works too."""
+    tab = await fake_tab(tabs)
+    await tab.run("() => Thunder.connect('example.com', 'pub', [])")
+    await tab.run("() => openFake()")
+    await tab.run(
+        """() => {
+            messageFake({payload: '{"a": 1}', channel: 'c'});
+            messageFake('{"payload": "[1, 2]"}');
+            messageFake({payload: 'not JSON'});
+            messageFake({no: 'payload'});
+            messageFake('not a delivery');
+        }"""
+    )
+    assert (await tab.record())["messages"] == [
+        {"message": {"a": 1}, "meta": {"channel": "c"}, "argc": 2},
+        {"message": [1, 2], "meta": None, "argc": 1},
+        {"message": "not JSON", "meta": None, "argc": 1},
+    ]
+
+
+async def test_a_failing_listener_does_not_starve_the_others(tabs):
+    tab = await fake_tab(tabs)
+    await tab.run("() => Thunder.connect('example.com', 'pub', [])")
+    await tab.run("() => openFake()")
+    await tab.run(
+        """() => {
+            Thunder.listen(function () { throw new Error('listener failed'); });
+            Thunder.listen(function (message) { window.afterTheFailure = message; });
+        }"""
+    )
+    await tab.run("() => messageFake({payload: '7'})")
+    assert await tab.run("() => [record.messages.length, window.afterTheFailure]") == [1, 7]
+    # The error is rethrown from a timer, so it still reaches the console
+    # (the fake clock raises what its timers throw).
+    with pytest.raises(PlaywrightError, match="listener failed"):
+        await tab.page.clock.run_for(1)
