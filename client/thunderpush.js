@@ -33,16 +33,23 @@
  *   Thunder.unsubscribe(channel, success, error)
  *       Add or remove a channel.  Before the socket is open (or before
  *       connect()) the change is remembered and applied when it opens.
- *       success(channel) is called once the command is sent or remembered;
- *       error(channel, reason) when the channel name is invalid (1 to 64
- *       characters, each a letter, digit or one of _ - = @ , . ;).
+ *       As in the original client, success(Thunder, message) is called once
+ *       the command is sent or remembered ("Channel subscribed", "Channel
+ *       already subscribed", "Channel unsubscribed") and error(Thunder,
+ *       message) when the channel name is invalid (1 to 64 characters, each
+ *       a letter, digit or one of _ - = @ , . ;).
  *
  *   Thunder.disconnect()
  *       Close the connection and do not reconnect.  The channel list and the
  *       listeners are kept for a later connect().
  *
- *   Thunder.onSockOpen, onSockClose, onSockError, onSockMessage
- *       Assignable hooks, each called with the SockJS event.
+ *   Thunder.onSockOpen(fn), onSockClose(fn), onSockError(fn), onSockMessage(fn)
+ *       Register a hook, as with the original client: fn is called with the
+ *       SockJS event (and `this` set to Thunder).  onSockOpen runs once
+ *       CONNECT and SUBSCRIBE are sent, so it may subscribe right away.
+ *
+ *   Thunder.channels, Thunder.user, Thunder.socket, Thunder.handlers
+ *       Read-only views kept under the original client's names.
  *
  * After a close the client reconnects after 1, 2.5, 5, 10 and 30 seconds,
  * then every 60 seconds, starting over once a connection opens.  It never
@@ -140,18 +147,20 @@
     }
 
     var Thunder = {
-        onSockOpen: function () {},
-        onSockClose: function () {},
-        onSockError: function () {},
-        onSockMessage: function () {},
+        onSockOpen: function (fn) { this._hook('open', fn); },
+        onSockClose: function (fn) { this._hook('close', fn); },
+        onSockError: function (fn) { this._hook('error', fn); },
+        onSockMessage: function (fn) { this._hook('message', fn); },
+
+        channels: [],
+        handlers: [],
+        socket: null,
+        user: null,
 
         _server: null,
         _apiKey: null,
         _options: {},
-        _user: null,
-        _channels: [],
-        _handlers: [],
-        _socket: null,
+        _hooks: {},
         _retries: 0,
         _retryTimer: null,
         _stopped: true,
@@ -162,17 +171,17 @@
             this._server = server;
             this._apiKey = apiKey;
             this._options = options;
-            this._user = options.user === undefined || options.user === null ?
+            this.user = options.user === undefined || options.user === null ?
                 defaultUser() : String(options.user);
-            if (this._user.indexOf(':') !== -1) {
-                warn('a user id containing ":" is ignored by the server: ' + this._user);
+            if (this.user.indexOf(':') !== -1) {
+                warn('a user id containing ":" is ignored by the server: ' + this.user);
             }
             var list = channels || [];
             for (var i = 0; i < list.length; i++) {
                 if (!isValidChannel(list[i])) {
                     warn('skipped an invalid channel name: ' + list[i]);
-                } else if (indexOf(this._channels, list[i]) === -1) {
-                    this._channels.push(list[i]);
+                } else if (indexOf(this.channels, list[i]) === -1) {
+                    this.channels.push(list[i]);
                 }
             }
             this._retries = 0;
@@ -186,37 +195,54 @@
         },
 
         listen: function (handler) {
-            this._handlers.push(handler);
+            this.handlers.push(handler);
         },
 
         subscribe: function (channel, success, error) {
             if (!this._checkChannel(channel, error)) {
-                return;
+                return false;
             }
-            if (indexOf(this._channels, channel) === -1) {
-                this._channels.push(channel);
+            var message = 'Channel already subscribed';
+            if (indexOf(this.channels, channel) === -1) {
+                this.channels.push(channel);
                 this._sendIfOpen('SUBSCRIBE ' + channel);
+                message = 'Channel subscribed';
             }
-            if (success) {
-                success(channel);
+            if (typeof success === 'function') {
+                success(this, message);
             }
+            return true;
         },
 
         unsubscribe: function (channel, success, error) {
             if (!this._checkChannel(channel, error)) {
-                return;
+                return false;
             }
-            var index = indexOf(this._channels, channel);
+            var index = indexOf(this.channels, channel);
             if (index !== -1) {
-                this._channels.splice(index, 1);
+                this.channels.splice(index, 1);
             }
             this._sendIfOpen('UNSUBSCRIBE ' + channel);
-            if (success) {
-                success(channel);
+            if (typeof success === 'function') {
+                success(this, 'Channel unsubscribed');
             }
+            return true;
         },
 
         // -- internals ---------------------------------------------------
+
+        _hook: function (name, fn) {
+            if (typeof fn === 'function') {
+                this._hooks[name] = fn;
+            }
+        },
+
+        _fire: function (name, event) {
+            var fn = this._hooks[name];
+            if (fn) {
+                fn.call(this, event);
+            }
+        },
 
         _log: function () {
             if (this._options.log && global.console && global.console.log) {
@@ -231,8 +257,8 @@
                 return true;
             }
             var reason = 'Invalid channel name.';
-            if (error) {
-                error(channel, reason);
+            if (typeof error === 'function') {
+                error(this, reason);
             } else {
                 warn(reason + ' ' + channel);
             }
@@ -240,7 +266,7 @@
         },
 
         _sendIfOpen: function (command) {
-            var socket = this._socket;
+            var socket = this.socket;
             if (socket && socket.readyState === SockJS.OPEN) {
                 this._log('sending', command);
                 socket.send(command);
@@ -257,8 +283,8 @@
                 clearTimeout(this._retryTimer);
                 this._retryTimer = null;
             }
-            var socket = this._socket;
-            this._socket = null;
+            var socket = this.socket;
+            this.socket = null;
             if (socket && socket.readyState !== SockJS.CLOSING &&
                     socket.readyState !== SockJS.CLOSED) {
                 socket.close();
@@ -272,13 +298,13 @@
             if (this._options.transports) {
                 sockOptions.transports = this._options.transports;
             }
-            this._log('connecting to', url, 'as', this._user);
+            this._log('connecting to', url, 'as', this.user);
             var socket = new SockJS(url, undefined, sockOptions);
-            this._socket = socket;
+            this.socket = socket;
 
             // Events of a socket that was replaced or stopped are not ours.
             function current() {
-                return self._socket === socket;
+                return self.socket === socket;
             }
 
             socket.onopen = function (e) {
@@ -287,31 +313,31 @@
                 }
                 self._retries = 0;
                 self._log('connected using', socket.transport);
-                socket.send('CONNECT ' + self._user + ':' + self._apiKey);
-                if (self._channels.length) {
-                    socket.send('SUBSCRIBE ' + self._channels.join(':'));
+                socket.send('CONNECT ' + self.user + ':' + self._apiKey);
+                if (self.channels.length) {
+                    socket.send('SUBSCRIBE ' + self.channels.join(':'));
                 }
-                self.onSockOpen(e);
+                self._fire('open', e);
             };
             socket.onmessage = function (e) {
                 if (!current()) {
                     return;
                 }
-                self.onSockMessage(e);
+                self._fire('message', e);
                 self._deliver(e.data);
             };
             socket.onerror = function (e) {
                 if (current()) {
-                    self.onSockError(e);
+                    self._fire('error', e);
                 }
             };
             socket.onclose = function (e) {
                 if (!current()) {
                     return;
                 }
-                self._socket = null;
+                self.socket = null;
                 self._log('closed:', e.code, e.reason);
-                self.onSockClose(e);
+                self._fire('close', e);
                 self._scheduleReconnect(e.code);
             };
         },
@@ -326,7 +352,7 @@
             var args = typeof delivery.channel === 'string' ?
                 [message, { channel: delivery.channel }] : [message];
             this._log('message', args);
-            var handlers = this._handlers.slice();
+            var handlers = this.handlers.slice();
             for (var i = 0; i < handlers.length; i++) {
                 callSafely(handlers[i], args);
             }

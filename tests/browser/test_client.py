@@ -134,6 +134,7 @@ class Tab:
             [f"127.0.0.1:{server.port}", KEY, channels, options],
         )
         await self.wait("record.opens >= 1")
+        assert await self.page.evaluate("record.hookThis"), "hooks run with this = Thunder"
         if transport:
             assert (await self.record())["transports"] == [transport]
 
@@ -396,8 +397,9 @@ async def test_subscriptions_before_open_are_remembered(shared, tabs):
     before_open = await tab.run(
         """([server, key, user]) => {
             var calls = [];
-            function ok(channel) { calls.push(['success', channel]); }
-            function failed(channel, reason) { calls.push(['error', channel, reason]); }
+            // The original client's callback arguments: (Thunder, message).
+            function ok(t, message) { calls.push(['success', message, t === Thunder]); }
+            function failed(t, message) { calls.push(['error', message, t === Thunder]); }
             Thunder.subscribe('early-before-connect', ok, failed);
             Thunder.connect(server, key, ['early-dropped', 'early-kept'], {user: user});
             var state = record.sockets[0].readyState;
@@ -412,11 +414,11 @@ async def test_subscriptions_before_open_are_remembered(shared, tabs):
     assert before_open == {
         "state": 0,  # SockJS.CONNECTING: the socket was not open yet
         "calls": [
-            ["success", "early-before-connect"],
-            ["success", "early-before-open"],
-            ["success", "early-dropped"],
-            ["error", "not valid!", "Invalid channel name."],
-            ["error", "x" * 65, "Invalid channel name."],
+            ["success", "Channel subscribed", True],
+            ["success", "Channel subscribed", True],
+            ["success", "Channel unsubscribed", True],
+            ["error", "Invalid channel name.", True],
+            ["error", "Invalid channel name.", True],
         ],
         "sent": [],
     }
@@ -493,7 +495,7 @@ FAKE_SOCKJS = """() => {
     window.messageFake = function (data) {
         fakes[fakes.length - 1].onmessage({type: 'message', data: data});
     };
-    Thunder.onSockOpen = Thunder.onSockClose = function () {};
+    Thunder._hooks = {};
 }"""
 
 
