@@ -105,13 +105,8 @@ class ThunderSocketHandler(SockJSConnection):
     def send_delivery(self, element: str) -> None:
         """Queue one delivery; ``element`` is already JSON, encoded once."""
         session = self.session
-        if session.is_closed:
-            return
-        if session.send_expects_json:
-            session.send_jsonified(element, False)
-        else:
-            # The raw websocket has no SockJS framing: the element is the message.
-            session.send_message(element, stats=False)
+        if not session.is_closed:
+            session.send_element(element)
 
     def force_disconnect(self) -> None:
         self.close(*protocol.FORCED_DISCONNECT)

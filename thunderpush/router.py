@@ -42,6 +42,7 @@ import warnings
 from typing import Any
 
 from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
 from tornado.log import access_log
 from tornado.websocket import WebSocketClosedError
 
@@ -60,6 +61,7 @@ from sockjs.tornado.transports import htmlfile as _htmlfile  # noqa: E402
 
 from thunderpush import settings  # noqa: E402
 from thunderpush.protocol import raw_websocket_close_code  # noqa: E402
+from thunderpush.sender import FrameCache, Outbox, text_frame  # noqa: E402
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -210,10 +212,56 @@ class InfoHandler(_NoTransformMixin, _static.InfoHandler):
     pass
 
 
-class _SafeWebSocketMixin:
-    """Sends to a closing websocket are dropped, never raised or logged."""
+class _WebSocketMixin:
+    """Websocket writes: quiet once closing, and the fan-out fast path.
+
+    ``send_element`` queues a delivery's frame, built once per publish, in
+    the router's ``Outbox``; ``flush_pending`` sends what is queued with one
+    ``send`` when Tornado has nothing buffered for this socket, and hands the
+    rest to the ``IOStream`` otherwise, so ``unsent_bytes`` always sees it.
+    """
+
+    frames: FrameCache
+
+    def initialize(self, server: Any) -> None:
+        super().initialize(server)
+        self.pending: list[bytes] = []
+
+    def send_element(self, element: str) -> None:
+        self.server.outbox.queue(self, self.frames.frame(element))
+
+    def flush_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        connection = self.ws_connection
+        if not pending or connection is None or connection.is_closing():
+            return
+        stream = connection.stream
+        if stream.closed():
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if not stream._write_buffer and type(stream) is IOStream:
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                stream.close()  # Tornado then runs on_close
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        stream.write(data)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes accepted for this client and not yet taken by the kernel."""
+        connection = self.ws_connection
+        buffered = len(connection.stream._write_buffer) if connection is not None else 0
+        return buffered + sum(map(len, self.pending))
 
     def send_pack(self, message: str, binary: bool = False) -> None:
+        if self.pending:
+            self.flush_pending()  # keep heartbeats and closes in order
         try:
             future = self.write_message(message, binary)
         except WebSocketClosedError:
@@ -223,8 +271,15 @@ class _SafeWebSocketMixin:
             return
         future.add_done_callback(_retrieve)
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.pending:
+            self.flush_pending()
+        super().close(code, reason)
 
-class WebSocketTransport(_SafeWebSocketMixin, _transports.WebSocketTransport):
+
+class WebSocketTransport(_WebSocketMixin, _transports.WebSocketTransport):
+    frames = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
+
     def on_message(self, message: str | bytes) -> None:
         if not message or not self.session:
             return
@@ -240,7 +295,10 @@ class WebSocketTransport(_SafeWebSocketMixin, _transports.WebSocketTransport):
         self.session.on_messages(messages)
 
 
-class RawWebSocketTransport(_SafeWebSocketMixin, _transports.RawWebSocketTransport):
+class RawWebSocketTransport(_WebSocketMixin, _transports.RawWebSocketTransport):
+    # No SockJS framing: the element is the whole message.
+    frames = FrameCache(lambda element: text_frame(element.encode()))
+
     @property
     def ping_interval(self) -> float:
         # No SockJS heartbeat here: pings keep proxies from cutting idle sockets.
@@ -271,13 +329,23 @@ class _TrackedMixin:
 
 
 class Session(_TrackedMixin, _session.Session):
-    pass
+    def send_element(self, element: str) -> None:
+        """Sends one message element that is JSON already (no re-encoding)."""
+        handler = self.handler
+        if isinstance(handler, _WebSocketMixin) and not self.send_queue:
+            handler.send_element(element)
+        else:
+            self.send_jsonified(element, False)
 
 
 class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):
     def __init__(self, conn: type, server: SockJSRouter) -> None:
+        server._bind_to_running_loop()  # raw sessions bypass create_session
         super().__init__(conn, server)
         server.live_sessions.add(self)
+
+    def send_element(self, element: str) -> None:
+        self.handler.send_element(element)
 
 
 _CORRECTED = {
@@ -324,6 +392,7 @@ class SockJSRouter(_router.SockJSRouter):
         if loop is self._bound_loop:
             return
         self._bound_loop = self.io_loop = loop
+        self.outbox = Outbox(loop.asyncio_loop)
         for timer in (self._sessions_cleanup, self.stats._callback):
             timer.stop()
             timer.start()
