@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,15 +22,10 @@ from thunderpush.messenger import Messenger
 from thunderpush.router import SockJSRouter
 from thunderpush.sortingstation import SortingStation
 
+from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
 
-KEY, SECRET = "key", "secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["KEY", "SECRET", "call_api", "free_port", "start_server_process"]
 
 
 async def call_api(
@@ -153,50 +142,6 @@ def no_tracebacks(caplog):
         if record.exc_info or record.levelno >= logging.ERROR
     ]
     assert not bad, [record.getMessage() for record in bad]
-
-
-@dataclass
-class ServerProcess:
-    """``thunderpush`` as users run it: a separate process on a free port."""
-
-    proc: subprocess.Popen
-    port: int
-    pid_path: Path
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        return self.proc.wait(timeout)
-
-
-def start_server_process(tmp_path: Path, *extra: str, port: int | None = None) -> ServerProcess:
-    """Starts ``thunderpush`` and waits (bounded) until it accepts connections."""
-    port = port or free_port()
-    pid_path = tmp_path / f"thunderpush-{port}.pid"
-    log_path = tmp_path / f"thunderpush-{port}.log"
-    command = [sys.executable, "-m", "thunderpush.runner", "-p", str(port), "-H", "127.0.0.1"]
-    command += ["--pid-path", str(pid_path), *extra, KEY, SECRET]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stderr=log, stdout=log, env={**os.environ})
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"server did not start: {log_path.read_text()}") from None
-            time.sleep(0.05)
-    return ServerProcess(proc, port, pid_path, log_path)
 
 
 @pytest.fixture

@@ -29,9 +29,6 @@ import asyncio
 import itertools
 import json
 import re
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +39,8 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from .processes import ServerProcess
 
 KEY, SECRET = "key", "secret"
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,65 +61,6 @@ API_HEADERS = (
     "Access-Control-Allow-Headers",
 )
 SOCKJS_HEADERS = (*API_HEADERS, "Access-Control-Allow-Credentials", "Cache-Control")
-
-
-# -- the two servers ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class ServerProcess:
-    name: str
-    proc: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-async def start_server(name: str, command: Sequence[str], tmp_path: Path) -> ServerProcess:
-    """Starts ``command -p PORT -H 127.0.0.1 --pid-path PATH key secret``.
-
-    Waits (bounded) until the port accepts connections.
-    """
-    port = free_port()
-    log_path = tmp_path / f"{name}.log"
-    argv = [*command, "-p", str(port), "-H", "127.0.0.1"]
-    argv += ["--pid-path", str(tmp_path / f"{name}.pid"), KEY, SECRET]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"{name} server did not start: {log_path.read_text()}") from None
-            await asyncio.sleep(0.05)
-    return ServerProcess(name, proc, port, log_path)
 
 
 # -- transcript ---------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from thunderpush import __version__, settings
 from thunderpush.runner import parse_args, update_settings
 
-from .conftest import KEY, call_api, start_server_process
+from .conftest import call_api
+from .processes import KEY, start_server_process
 from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from .parity import (
     XhrPollingClient,
     compare,
     run_script,
-    start_server,
     summary,
 )
+from .processes import start_server_process
 
 SCRIPT: list[tuple[str, Step]] = []
 
@@ -793,9 +792,9 @@ async def test_same_as_the_original(tmp_path: Path) -> None:
             f"the original Thunderpush is not installed at {ORIGINAL_COMMAND}; "
             "install it with `bash .ci/install`"
         )
-    original = await start_server("original", [str(ORIGINAL_COMMAND)], tmp_path)
+    original = start_server_process(tmp_path, command=[str(ORIGINAL_COMMAND)])
     try:
-        ours = await start_server("ours", [sys.executable, "-m", "thunderpush.runner"], tmp_path)
+        ours = start_server_process(tmp_path)
     except BaseException:
         original.stop()
         raise

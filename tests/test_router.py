@@ -20,7 +20,7 @@ from tornado.websocket import websocket_connect
 from thunderpush import settings
 from thunderpush.router import SockJSConnection, SockJSRouter
 
-from .conftest import free_port
+from .processes import free_port
 
 
 class Echo(SockJSConnection):

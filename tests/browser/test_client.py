@@ -34,7 +34,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 
-from ..conftest import KEY, ServerProcess, call_api, start_server_process
+from ..conftest import KEY, call_api
+from ..processes import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
