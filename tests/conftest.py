@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
-from tornado.httpserver import HTTPServer
 
-from thunderpush import settings
 from thunderpush.app import make_application
+from thunderpush.frontdoor import FrontDoor
 from thunderpush.messenger import Messenger
 from thunderpush.router import SockJSRouter
 from thunderpush.sortingstation import SortingStation
@@ -63,7 +62,7 @@ class Server:
     port: int
     router: SockJSRouter
     messenger: Messenger
-    http: HTTPServer
+    door: FrontDoor
     clients: list[SockJSClient] = field(default_factory=list)
 
     @property
@@ -104,18 +103,18 @@ async def server():
     station = SortingStation.instance()
     messenger = station.create_messenger(KEY, SECRET)
     application, router = make_application("http://127.0.0.1/sockjs.js")
-    http = HTTPServer(application, max_body_size=settings.MAX_BODY_SIZE)
-    port = free_port()
-    http.listen(port, "127.0.0.1")
-    running = Server(port, router, messenger, http)
+    # The same front door as the runner's, so tests exercise what users run.
+    door = FrontDoor(application, router)
+    await door.listen(0, "127.0.0.1")
+    running = Server(door.port, router, messenger, door)
     yield running
     # Closing the sessions first ends every pending poll and stream, so the
     # clients' requests finish instead of being cut off.
     router.close_all(3000, "Test over.")
     for client in running.clients:
         await client.close()
-    http.stop()
-    await asyncio.wait_for(http.close_all_connections(), 5)
+    door.stop()
+    await asyncio.wait_for(door.close_all_connections(), 5)
     station.destroy()
 
 

@@ -61,7 +61,7 @@ from sockjs.tornado.transports import htmlfile as _htmlfile  # noqa: E402
 
 from thunderpush import settings  # noqa: E402
 from thunderpush.protocol import raw_websocket_close_code  # noqa: E402
-from thunderpush.sender import FrameCache, Outbox, text_frame  # noqa: E402
+from thunderpush.sender import FrameCache, Outbox, Queued, text_frame  # noqa: E402
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -74,6 +74,27 @@ DEFAULT_SETTINGS = {
     # Largest message body accepted by xhr_send and jsonp_send.
     "max_message_size": settings.MAX_CLIENT_MESSAGE_SIZE,
 }
+
+
+# Every receiver of one publish on one kind of websocket gets the same frame,
+# whichever server (Tornado or the front door) holds its socket.
+SOCKJS_FRAMES = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
+# No SockJS framing on the raw websocket: the element is the whole message.
+RAW_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
+
+
+def sockjs_messages(message: str | bytes) -> list[Any] | None:
+    """The messages of one SockJS websocket frame, or None if it must be dropped.
+
+    A frame that is not JSON drops the connection, as sockjs-tornado always
+    did, but with one warning line instead of a traceback.
+    """
+    try:
+        messages = json.loads(message)
+    except ValueError:
+        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
+        return None
+    return messages if isinstance(messages, list) else [messages]
 
 
 def _retrieve(future: Any) -> None:
@@ -212,7 +233,7 @@ class InfoHandler(_NoTransformMixin, _static.InfoHandler):
     pass
 
 
-class _WebSocketMixin:
+class _WebSocketMixin(Queued):
     """Websocket writes: quiet once closing, and the fan-out fast path.
 
     ``send_element`` queues a delivery's frame, built once per publish, in
@@ -278,26 +299,20 @@ class _WebSocketMixin:
 
 
 class WebSocketTransport(_WebSocketMixin, _transports.WebSocketTransport):
-    frames = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
+    frames = SOCKJS_FRAMES
 
     def on_message(self, message: str | bytes) -> None:
         if not message or not self.session:
             return
-        try:
-            messages = json.loads(message)
-        except ValueError:
-            # Dropped as sockjs-tornado always did, minus the traceback.
-            logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
+        messages = sockjs_messages(message)
+        if messages is None:
             self.abort_connection()
             return
-        if not isinstance(messages, list):
-            messages = [messages]
         self.session.on_messages(messages)
 
 
 class RawWebSocketTransport(_WebSocketMixin, _transports.RawWebSocketTransport):
-    # No SockJS framing: the element is the whole message.
-    frames = FrameCache(lambda element: text_frame(element.encode()))
+    frames = RAW_FRAMES
 
     @property
     def ping_interval(self) -> float:
@@ -332,7 +347,7 @@ class Session(_TrackedMixin, _session.Session):
     def send_element(self, element: str) -> None:
         """Sends one message element that is JSON already (no re-encoding)."""
         handler = self.handler
-        if isinstance(handler, _WebSocketMixin) and not self.send_queue:
+        if isinstance(handler, Queued) and not self.send_queue:
             handler.send_element(element)
         else:
             self.send_jsonified(element, False)
@@ -378,6 +393,7 @@ class SockJSRouter(_router.SockJSRouter):
         session_kls: type | None = None,
     ) -> None:
         self.live_sessions: set[Any] = set()
+        self.prefix = prefix
         self._bound_loop: IOLoop | None = None
         merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)

@@ -18,10 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-
 from thunderpush import __version__, protocol, settings
 from thunderpush.app import make_application
+from thunderpush.frontdoor import FrontDoor
 from thunderpush.sortingstation import SortingStation
 
 logger = logging.getLogger("thunderpush")
@@ -77,8 +76,8 @@ async def serve(stop: asyncio.Event) -> None:
     station = SortingStation.instance()
     station.create_messenger(settings.APIKEY, settings.APISECRET)
     application, router = make_application(settings.SOCKJS_URL, settings.DEBUG)
-    server = HTTPServer(application, max_body_size=settings.MAX_BODY_SIZE)
-    server.listen(settings.PORT, settings.HOST)
+    server = FrontDoor(application, router)
+    await server.listen(settings.PORT, settings.HOST)
     logger.info(
         "Thunderpush %s listening on %s:%d", __version__, settings.HOST or "*", settings.PORT
     )

@@ -22,17 +22,24 @@ from collections.abc import Callable
 _HEADER_SHORT = struct.Struct("!BB")
 _HEADER_MEDIUM = struct.Struct("!BBH")
 _HEADER_LONG = struct.Struct("!BBQ")
-_FIN_TEXT = 0x81
+_FIN = 0x80
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked, unfragmented RFC 6455 frame, as servers send them."""
+    first = _FIN | opcode
+    length = len(payload)
+    if length < 126:
+        return _HEADER_SHORT.pack(first, length) + payload
+    if length <= 0xFFFF:
+        return _HEADER_MEDIUM.pack(first, 126, length) + payload
+    return _HEADER_LONG.pack(first, 127, length) + payload
 
 
 def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented RFC 6455 text frame, as servers send them."""
-    length = len(payload)
-    if length < 126:
-        return _HEADER_SHORT.pack(_FIN_TEXT, length) + payload
-    if length <= 0xFFFF:
-        return _HEADER_MEDIUM.pack(_FIN_TEXT, 126, length) + payload
-    return _HEADER_LONG.pack(_FIN_TEXT, 127, length) + payload
+    """A text frame: what every delivery travels in."""
+    return frame(TEXT, payload)
 
 
 class FrameCache:
@@ -80,9 +87,18 @@ class Outbox:
 
 
 class Queued:
-    """What an outbox entry must offer (implemented by the websocket transports)."""
+    """What an outbox entry must offer (implemented by the websocket transports).
+
+    Sessions hand a delivery to ``send_element`` of any handler that is a
+    ``Queued``; other transports get it through sockjs-tornado's queue.
+    """
+
+    __slots__ = ()
 
     pending: list[bytes]
+
+    def send_element(self, element: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def flush_pending(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
