@@ -12,9 +12,9 @@ codes, ``live_sessions``, the fan-out fast path of ``thunderpush.sender``).
 ``thunderpush.frontdoor`` does the handshake and then hands the transport to
 one of these with ``transport.set_protocol``::
 
-    socket = SockJSWebSocket(door, transport, session_id, info)
+    socket = SockJSWebSocket(door, transport, info)
     transport.set_protocol(socket)
-    socket.open()
+    socket.open_session(session_id)   # RawWebSocket: open_session()
 
 Frames are handled as Tornado 6 handles them (a protocol error drops the TCP
 connection, a message over ``settings.MAX_CLIENT_MESSAGE_SIZE`` is closed with
