@@ -1,0 +1,185 @@
+"""A tiny run of every ``thunderpush bench`` scenario, so that the tool keeps working.
+
+Not a performance test: nothing here depends on speed.  It checks that the
+load generator talks the wire protocol (handshake, SockJS framing, the API),
+counts every delivery and reports the figures the benchmark harness reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from thunderpush import bench as bench_module
+
+from .processes import KEY, SECRET, start_server_process
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start_server_process(tmp_path_factory.mktemp("bench"))
+    yield running
+    running.stop()
+
+
+def run_bench(server, *args: str) -> dict[str, Any]:
+    """Runs ``thunderpush bench`` against ``server``; returns its JSON report."""
+    command = [sys.executable, "-m", "thunderpush.runner", "bench", "--url", server.url]
+    command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--settle", "0"]
+    command += ["--server-pid", str(server.proc.pid), "--timeout", "60", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"], report
+    assert "Traceback" not in server.log() and " ERROR " not in server.log()
+    assert report["warnings"] == [] or all("bench used" in w for w in report["warnings"])
+    return report
+
+
+def check_setup(report: dict[str, Any], connections: int) -> None:
+    setup = report["setup"]
+    assert setup["opened"] == connections
+    assert setup["verified"] is True
+    assert setup["connections_per_s"] > 0
+    assert "server_cpu_s" in setup
+    assert set(report["memory"]) == {"rss_before_kib", "rss_after_kib", "rss_per_connection_kib"}
+
+
+def check_deliveries(phase: dict[str, Any], published: int, delivered: int) -> None:
+    assert phase["published"] == published
+    assert phase["failed"] == 0
+    assert phase["expected"] == phase["api_count"] == delivered
+    assert phase["delivered"] == delivered
+    assert phase["lost"] == 0
+    assert phase["deliveries_per_s"] > 0
+    assert phase["latency_ms"]["samples"] > 0
+    assert {"p50", "p95", "p99", "max"} <= phase["latency_ms"].keys()
+    assert "server_cpu_us_per_delivery" in phase
+    assert {"bench_cpu_s", "bench_cpu_percent", "server_cpu_s", "seconds"} <= phase.keys()
+
+
+def test_fanout(server):
+    report = run_bench(
+        server,
+        *("--scenario", "fanout", "--connections", "20", "--messages", "50"),
+        *("--rate", "100", "--rate-messages", "5"),
+    )
+    assert report["scenario"] == "fanout"
+    check_setup(report, 20)
+    check_deliveries(report["full"], 50, 20 * 50)
+    check_deliveries(report["rate"], 5, 20 * 5)
+    assert report["rate"]["rate_target"] == 100
+
+
+def test_users(server):
+    report = run_bench(
+        server,
+        *("--scenario", "users", "--connections", "10", "--messages", "40", "--rate", "0"),
+    )
+    check_setup(report, 10)
+    check_deliveries(report["full"], 40, 40)
+    assert "rate" not in report
+
+
+def test_publish(server):
+    report = run_bench(server, "--scenario", "publish", "--messages", "100", "--concurrency", "3")
+    full = report["full"]
+    assert full["published"] == 100
+    assert full["failed"] == 0
+    assert full["publish_per_s"] > 0
+    assert full["request_ms"]["samples"] == 100
+    assert "server_cpu_us_per_request" in full
+    assert "setup" not in report
+
+
+def test_idle(server):
+    report = run_bench(server, "--scenario", "idle", "--connections", "30", "--idle-seconds", "0.2")
+    check_setup(report, 30)
+    assert report["idle"]["unexpected_closes"] == 0
+    assert "server_cpu_percent" in report["idle"]
+
+
+def test_wrong_secret_fails_cleanly(server):
+    command = [sys.executable, "-m", "thunderpush.runner", "bench", "--url", server.url]
+    command += ["--secret", "wrong", "--connections", "3", "--json", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert "401" in report["error"]
+
+
+class FakeSocket:
+    """Stands in for the client's socket: records what the client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+def server_frame(payload: bytes, opcode: int = 1, fin: bool = True) -> bytes:
+    first = (0x80 if fin else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+
+
+def delivery(seq: int, pad: int = 0) -> str:
+    body = json.dumps({"seq": seq, "t": 0.0, "pad": "x" * pad})
+    return json.dumps({"payload": body, "channel": "c"}, separators=(",", ":"))
+
+
+async def test_frame_parser_handles_splits_fragments_and_control_frames():
+    """Every way the server may cut its frames yields the same count."""
+    loop = asyncio.get_running_loop()
+    stream = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+    stream += server_frame(b"o")
+    stream += server_frame(f"a[{delivery(1)},{delivery(2)}]".encode())  # two in one frame
+    stream += server_frame(b"h")
+    fragmented = f"a[{delivery(3, 300)}]".encode()
+    stream += server_frame(fragmented[:50], fin=False)
+    stream += server_frame(b"ping!", opcode=9)  # control frames may interleave
+    stream += server_frame(fragmented[50:], opcode=0)
+    stream += server_frame(f"a[{delivery(4, 70000)}]".encode())  # 64-bit length
+    for sampled in (False, True):
+        for chunk in (1, 7, 1000, len(stream) + 100):
+            tally = bench_module.Tally()
+            receiver = types.SimpleNamespace(loop=loop, remove=lambda client: None)
+            opened: list[str | None] = []
+            client = bench_module.WSClient(
+                tally,
+                receiver,
+                "h",
+                "/p",
+                b'["CONNECT u:key"]',
+                sampled,
+                lambda client, error, opened=opened: opened.append(error),
+            )
+            client.sock.close()
+            client.sock = FakeSocket()
+            data = stream.replace(b"%s", bench_module._accept_key(client.key))
+            for at in range(0, len(data), chunk):
+                client.feed(data[at : at + chunk])
+            assert opened == [None]
+            assert tally.received == 4, (sampled, chunk)
+            assert len(tally.latencies) == (4 if sampled else 0)
+            sent = client.sock.sent
+            assert sent[0] == client.hello and sent[1][:2] == b"\x8a\x85"  # masked pong
+            client.feed(server_frame(b"\x0b\xb8bye", opcode=8))
+            assert tally.close_codes == {"ws 3000": 1}
+            assert client.closing and sent[2][:2] == b"\x88\x82"  # masked close reply
