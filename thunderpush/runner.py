@@ -164,6 +164,11 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["bench"]:
+        # ``thunderpush bench ...`` is the load generator, not a server.
+        from thunderpush import bench
+
+        sys.exit(bench.main(sys.argv[2:]))
     args = parse_args(sys.argv[1:])
     update_settings(args)
     with PIDFile(settings.PIDPATH):
