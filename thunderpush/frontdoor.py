@@ -49,7 +49,7 @@ from tornado.log import access_log
 
 from thunderpush import api, settings
 from thunderpush.router import SockJSRouter
-from thunderpush.websocket import RawWebSocket, SockJSWebSocket, WebSocket
+from thunderpush.websocket import RawWebSocket, SharedReadBuffer, SockJSWebSocket, WebSocket
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _connection_info(request: Request, remote_ip: str) -> ConnectionInfo:
     return ConnectionInfo(remote_ip, cookies, arguments, headers, request.path)
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(SharedReadBuffer):
     """One TCP connection until it upgrades to a websocket or goes to Tornado."""
 
     __slots__ = ("_door", "_transport", "_buffer", "_request", "_call", "_length", "_done")
