@@ -258,3 +258,17 @@ async def test_command_order_within_one_message(server, sockjs_transport):
     await client.send(f"CONNECT alice:{KEY}", "SUBSCRIBE a:b", "UNSUBSCRIBE a")
     await server.settled(lambda: server.messenger.get_channel_user_count("b") == 1)
     assert "a" not in server.messenger.channels
+
+
+@pytest.mark.parametrize("kind", [WebSocketClient, RawWebSocketClient], ids=["websocket", "raw"])
+async def test_publish_reaches_everyone_while_one_receiver_is_closing(server, kind):
+    """A receiver in the middle of closing must not cost the others the message."""
+    clients = [await server.client(kind, f"u{n}", "news") for n in range(4)]
+    closing = next(c for c in server.messenger.get_users_in_channel("news") if c.userid == "u1")
+    closing.session.handler.close()
+    # Published in the same loop turn: the close has begun, not finished, so the
+    # closing connection is still registered and in the fan-out.
+    assert server.messenger.send_to_channel("news", '"all"') == 4
+    for n, client in enumerate(clients):
+        if n != 1:
+            assert await client.message() == {"payload": '"all"', "channel": "news"}
