@@ -16,31 +16,11 @@ a connection (heartbeat, close) first flushes what the outbox holds for it.
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 
-_HEADER_SHORT = struct.Struct("!BB")
-_HEADER_MEDIUM = struct.Struct("!BBH")
-_HEADER_LONG = struct.Struct("!BBQ")
-_FIN = 0x80
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+from thunderpush.transports.frames import BINARY, CLOSE, PING, PONG, TEXT, frame, text_frame
 
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """An unmasked, unfragmented RFC 6455 frame, as servers send them."""
-    first = _FIN | opcode
-    length = len(payload)
-    if length < 126:
-        return _HEADER_SHORT.pack(first, length) + payload
-    if length <= 0xFFFF:
-        return _HEADER_MEDIUM.pack(first, 126, length) + payload
-    return _HEADER_LONG.pack(first, 127, length) + payload
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A text frame: what every delivery travels in."""
-    return frame(TEXT, payload)
-
+__all__ = ["BINARY", "CLOSE", "PING", "PONG", "TEXT", "FrameCache", "Outbox", "Queued", "frame", "text_frame"]
 
 class FrameCache:
     """Remembers the frame of the last delivery: every receiver of one publish

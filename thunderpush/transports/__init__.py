@@ -1,0 +1,1 @@
+"""How bytes reach and leave the hub: the front door, HTTP, websockets, fan-out and SockJS."""

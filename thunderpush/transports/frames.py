@@ -1,0 +1,50 @@
+"""RFC 6455 frame encoding, shared by the server and the load generator.
+
+The server writes every delivery through ``frame`` (unmasked, as servers send
+them); the load generator writes its commands through ``frame`` with a
+``mask`` (clients must mask).  Reading client frames is left to the
+``websockets`` library; this module only builds frames.
+"""
+
+from __future__ import annotations
+
+import struct
+
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+CONTINUATION = 0x0
+
+_FIN = 0x80
+_MASKED = 0x80
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """One final frame; with a 4-byte ``mask``, masked as a client sends it."""
+    first = _FIN | opcode
+    length = len(payload)
+    flag = _MASKED if mask is not None else 0
+    if length < 126:
+        header = _SHORT.pack(first, flag | length)
+    elif length <= 0xFFFF:
+        header = _MEDIUM.pack(first, flag | 126, length)
+    else:
+        header = _LONG.pack(first, flag | 127, length)
+    if mask is None:
+        return header + payload
+    return header + mask + apply_mask(payload, mask)
+
+
+def apply_mask(data: bytes, mask: bytes) -> bytes:
+    """XOR ``data`` with the repeated 4-byte ``mask`` (its own inverse)."""
+    length = len(data)
+    if not length:
+        return b""
+    key = (mask * (length // 4 + 1))[:length]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's text frame: what every delivery travels in."""
+    return frame(TEXT, payload)
