@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 about = {}
 exec(Path("thunderpush/__init__.py").read_text(), about)
@@ -13,12 +13,17 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=["thunderpush"],
+    packages=find_packages(include=["thunderpush", "thunderpush.*"]),
     # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
     # build copies the file itself, so the server can serve it when installed.
     package_data={"thunderpush": ["static/thunderpush.js"]},
-    install_requires=["tornado>=6.2,<7", "sockjs-tornado==1.0.7"],
-    entry_points={"console_scripts": ["thunderpush = thunderpush.runner:main"]},
+    install_requires=[
+        "tornado>=6.2,<7",
+        "sockjs-tornado==1.0.7",
+        "httptools>=0.6.4",
+        "websockets>=14",
+    ],
+    entry_points={"console_scripts": ["thunderpush = thunderpush.server.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: BSD License",
         "Programming Language :: Python :: 3",

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from thunderpush.app import make_application
-from thunderpush.frontdoor import FrontDoor
-from thunderpush.messenger import Messenger
-from thunderpush.router import SockJSRouter
-from thunderpush.sortingstation import SortingStation
+from thunderpush.core.hub import Hub
+from thunderpush.server.application import build
+from thunderpush.server.config import Config
+from thunderpush.transports.frontdoor import FrontDoor
+from thunderpush.transports.sockjs import SockJSRouter
 
 from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
@@ -51,8 +51,8 @@ async def call_api(
     )
 
 
-def client_in(messenger: Messenger, channel: str, user: str) -> bool:
-    return any(c.userid == user for c in messenger.get_users_in_channel(channel))
+def client_in(hub: Hub, channel: str, user: str) -> bool:
+    return user in hub.channel_users(channel)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Server:
 
     port: int
     router: SockJSRouter
-    messenger: Messenger
+    hub: Hub
     door: FrontDoor
     clients: list[SockJSClient] = field(default_factory=list)
 
@@ -78,14 +78,14 @@ class Server:
         self.clients.append(client)
         if user is None:
             return client
-        before = self.messenger.get_connections_count()
+        before = self.hub.connection_count()
         await client.send(f"CONNECT {user}:{KEY}")
         if channels:
             await client.send("SUBSCRIBE " + ":".join(channels))
         await self.settled(
             lambda: (
-                self.messenger.get_connections_count() > before
-                and all(client_in(self.messenger, channel, user) for channel in channels)
+                self.hub.connection_count() > before
+                and all(client_in(self.hub, channel, user) for channel in channels)
             )
         )
         return client
@@ -100,13 +100,11 @@ class Server:
 
 @pytest.fixture
 async def server():
-    station = SortingStation.instance()
-    messenger = station.create_messenger(KEY, SECRET)
-    application, router = make_application("http://127.0.0.1/sockjs.js")
-    # The same front door as the runner's, so tests exercise what users run.
-    door = FrontDoor(application, router)
+    # The same parts as the command line's, so tests exercise what users run.
+    built = build(Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js"))
+    door, router = built.door, built.router
     await door.listen(0, "127.0.0.1")
-    running = Server(door.port, router, messenger, door)
+    running = Server(door.port, router, built.apps.get(KEY).hub, door)
     yield running
     # Closing the sessions first ends every pending poll and stream, so the
     # clients' requests finish instead of being cut off.
@@ -115,7 +113,7 @@ async def server():
         await client.close()
     door.stop()
     await asyncio.wait_for(door.close_all_connections(), 5)
-    station.destroy()
+    built.apps.disconnect_all()
 
 
 @pytest.fixture(params=CLIENTS, ids=lambda kind: kind.transport)

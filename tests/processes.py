@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEY, SECRET = "key", "secret"
-OURS = (sys.executable, "-m", "thunderpush.runner")
+OURS = (sys.executable, "-m", "thunderpush")
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from thunderpush import settings
+from thunderpush.server.config import Config
 
 from .conftest import KEY
 from .sockjs_client import WebSocketClient
@@ -217,7 +217,7 @@ async def test_unsupported_methods_are_json_405(server, method, path, secret):
 
 async def test_body_over_the_limit_is_413_and_not_delivered(server):
     client = await server.client(WebSocketClient, "alice", "news")
-    body = '"' + "x" * settings.MAX_BODY_SIZE + '"'
+    body = '"' + "x" * Config.max_body_size + '"'
     response = await server.api("POST", "channels/news/", body)
     assert_error(response, 413, "Request body is too large.")
     await server.api("POST", "channels/news/", '"after"')
@@ -244,7 +244,7 @@ async def test_chunked_body_over_the_limit_is_413(server):
 
 
 async def test_body_at_the_limit_is_accepted(server):
-    body = '"' + "x" * (settings.MAX_BODY_SIZE - 2) + '"'
+    body = '"' + "x" * (Config.max_body_size - 2) + '"'
     response = await server.api("POST", "channels/news/", body)
     assert response.body == b'{"count": 0}\n'
 

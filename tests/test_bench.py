@@ -30,7 +30,7 @@ def server(tmp_path_factory):
 
 def run_bench(server, *args: str) -> dict[str, Any]:
     """Runs ``thunderpush bench`` against ``server``; returns its JSON report."""
-    command = [sys.executable, "-m", "thunderpush.runner", "bench", "--url", server.url]
+    command = [sys.executable, "-m", "thunderpush", "bench", "--url", server.url]
     command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--settle", "0"]
     command += ["--server-pid", str(server.proc.pid), "--timeout", "60", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=90)
@@ -106,7 +106,7 @@ def test_idle(server):
 
 
 def test_wrong_secret_fails_cleanly(server):
-    command = [sys.executable, "-m", "thunderpush.runner", "bench", "--url", server.url]
+    command = [sys.executable, "-m", "thunderpush", "bench", "--url", server.url]
     command += ["--secret", "wrong", "--connections", "3", "--json", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

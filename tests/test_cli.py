@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from thunderpush import __version__, settings
-from thunderpush.runner import parse_args, update_settings
+from thunderpush import __version__
+from thunderpush.server.cli import config_from, parse_args
+from thunderpush.server.config import Config
 
 from .conftest import call_api
 from .processes import KEY, start_server_process
@@ -18,30 +19,29 @@ from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
 
 
 def test_parse_args_defaults():
-    args = parse_args(["client", "secret"])
-    assert (args.PORT, args.HOST, args.VERBOSE, args.DEBUG) == (8080, "", False, False)
-    assert args.PIDPATH == "/tmp/thunderpush.pid"
-    assert (args.clientkey, args.apikey) == ("client", "secret")
+    config = config_from(parse_args(["client", "secret"]))
+    assert config == Config(apikey="client", apisecret="secret")
+    assert (config.port, config.host, config.verbose, config.debug) == (8080, "", False, False)
+    assert config.pid_path == "/tmp/thunderpush.pid"
 
 
-def test_parse_args_every_option(monkeypatch):
-    args = parse_args(
-        ["-p", "9000", "-H", "127.0.0.1", "-v", "-d", "--pid-path", "/run/t.pid"]
-        + ["--sockjs-url", "/s.js", "pub", "priv"]
+def test_parse_args_every_option():
+    config = config_from(
+        parse_args(
+            ["-p", "9000", "-H", "127.0.0.1", "-v", "-d", "--pid-path", "/run/t.pid"]
+            + ["--sockjs-url", "/s.js", "pub", "priv"]
+        )
     )
-    for name in ("PORT", "HOST", "VERBOSE", "DEBUG", "PIDPATH", "SOCKJS_URL"):
-        monkeypatch.setattr(settings, name, getattr(settings, name))
-    update_settings(args)
-    assert settings.PORT == 9000 and settings.HOST == "127.0.0.1"
-    assert settings.VERBOSE and settings.DEBUG
-    assert settings.PIDPATH == "/run/t.pid" and settings.SOCKJS_URL == "/s.js"
-    assert (settings.APIKEY, settings.APISECRET) == ("pub", "priv")
+    assert config.port == 9000 and config.host == "127.0.0.1"
+    assert config.verbose and config.debug
+    assert config.pid_path == "/run/t.pid" and config.sockjs_url == "/s.js"
+    assert (config.apikey, config.apisecret) == ("pub", "priv")
 
 
 @pytest.mark.parametrize("argv", [[], ["only-one"], ["-p", "x", "a", "b"]])
 def test_bad_arguments_exit_2_with_usage(argv):
     result = subprocess.run(
-        [sys.executable, "-m", "thunderpush.runner", *argv], capture_output=True, text=True
+        [sys.executable, "-m", "thunderpush", *argv], capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr.startswith("usage: thunderpush")
@@ -49,7 +49,7 @@ def test_bad_arguments_exit_2_with_usage(argv):
 
 def test_version():
     result = subprocess.run(
-        [sys.executable, "-m", "thunderpush.runner", "-V"], capture_output=True, text=True
+        [sys.executable, "-m", "thunderpush", "-V"], capture_output=True, text=True
     )
     assert (result.returncode, result.stdout.strip()) == (0, __version__)
 
@@ -65,7 +65,7 @@ def test_console_script_is_installed():
         capture_output=True,
         text=True,
     )
-    assert result.stdout.strip() == "thunderpush.runner:main"
+    assert result.stdout.strip() == "thunderpush.server.cli:main"
 
 
 def test_start_up_line_and_pid_file(server_process):
@@ -77,7 +77,7 @@ def test_start_up_line_and_pid_file(server_process):
 
 
 def test_second_instance_on_the_same_pid_file_is_refused(server_process, tmp_path):
-    command = [sys.executable, "-m", "thunderpush.runner", "-p", "1", "-H", "127.0.0.1"]
+    command = [sys.executable, "-m", "thunderpush", "-p", "1", "-H", "127.0.0.1"]
     command += ["--pid-path", str(server_process.pid_path), KEY, "s"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from thunderpush import protocol, runner
+from thunderpush.core import protocol
+from thunderpush.server import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -62,7 +63,7 @@ def test_every_close_code_is_documented():
 
 def test_every_command_line_option_is_documented(capsys):
     with pytest.raises(SystemExit):
-        runner.parse_args(["-h"])
+        cli.parse_args(["-h"])
     options = set(re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", capsys.readouterr().out))
     documented = set(re.findall(r"``(--?[\w-]+)``", (DOCS / "quickstart.rst").read_text()))
     # -h/--help explains itself; everything else gets its own paragraph.

@@ -17,8 +17,7 @@ import pytest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from thunderpush import settings
-from thunderpush.app import make_application
+from thunderpush.server.config import Config
 
 from .conftest import KEY, SECRET
 
@@ -55,8 +54,7 @@ def undated(response: bytes) -> bytes:
 @pytest.fixture
 async def tornado_port(server):
     """The same application behind Tornado's own HTTPServer: the reference."""
-    application, _ = make_application("http://127.0.0.1/sockjs.js")
-    http = HTTPServer(application, max_body_size=settings.MAX_BODY_SIZE)
+    http = HTTPServer(server.door.http.request_callback, max_body_size=Config.max_body_size)
     sockets = bind_sockets(0, "127.0.0.1")
     http.add_sockets(sockets)
     yield sockets[0].getsockname()[1]
@@ -134,7 +132,7 @@ async def test_a_delivery_through_the_fast_path(server):
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     assert await ws.read() == (0x1, b"o")
     await ws.send(0x1, b'["CONNECT bob:key"]')
-    await server.settled(lambda: server.messenger.is_user_online("bob"))
+    await server.settled(lambda: server.hub.is_online("bob"))
     response = await exchange(server.port, request("POST", f"{API}/users/bob/", body=b"7"))
     assert response.endswith(b'{"count": 1}\n')
     assert await ws.read() == (0x1, b'a[{"payload":"7"}]')
@@ -200,25 +198,25 @@ async def test_fragmented_message_is_reassembled(server):
     await ws.send(0x0, b"alice:", fin=False)
     await ws.send(0x0, b'key"]')
     assert await ws.read() == (0xA, b"in between")
-    await server.settled(lambda: server.messenger.is_user_online("alice"))
+    await server.settled(lambda: server.hub.is_online("alice"))
 
 
 async def test_client_close_is_echoed_and_ends_the_session(server):
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.read()
     await ws.send(0x1, b'["CONNECT alice:key"]')
-    await server.settled(lambda: server.messenger.is_user_online("alice"))
+    await server.settled(lambda: server.hub.is_online("alice"))
     await ws.send(0x8, struct.pack("!H", 1001) + b"bye")
     assert await ws.read() == (0x8, struct.pack("!H", 1001))
     assert await ws.closed()
-    await server.settled(lambda: not server.messenger.is_user_online("alice"))
+    await server.settled(lambda: not server.hub.is_online("alice"))
     assert not server.door.sockets and not server.router.live_sessions
 
 
 async def test_oversized_message_closes_with_1009(server):
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.read()
-    await ws.send(0x1, b"x" * (settings.MAX_CLIENT_MESSAGE_SIZE + 1))
+    await ws.send(0x1, b"x" * (Config.max_client_message_size + 1))
     assert await ws.read() == (0x8, struct.pack("!H", 1009) + b"message too big")
     ws.writer.close()  # the server reads nothing more, but sees the end
     await server.settled(lambda: not server.router.live_sessions and not server.door.sockets)
@@ -226,7 +224,7 @@ async def test_oversized_message_closes_with_1009(server):
 
 async def test_oversized_fragmented_message_closes_with_1009(server):
     ws = await RawClient.open(server.port, "/connect/websocket")
-    half = b"x" * (settings.MAX_CLIENT_MESSAGE_SIZE // 2 + 1)
+    half = b"x" * (Config.max_client_message_size // 2 + 1)
     await ws.send(0x1, half, fin=False)
     await ws.send(0x0, half)
     assert await ws.read() == (0x8, struct.pack("!H", 1009) + b"message too big")
@@ -254,7 +252,7 @@ async def test_protocol_errors_drop_the_connection_quietly(server, frame):
 async def test_raw_websocket_closes_with_4xxx_and_the_reason(server):
     ws = await RawClient.open(server.port, "/connect/websocket")
     await ws.send(0x1, b"CONNECT carol:key")
-    await server.settled(lambda: server.messenger.is_user_online("carol"))
+    await server.settled(lambda: server.hub.is_online("carol"))
     await exchange(server.port, request("DELETE", f"{API}/users/carol/"))
     reason = b"Server closed the connection (intentionally)."
     assert await ws.read() == (0x8, struct.pack("!H", 4002) + reason)
@@ -276,9 +274,9 @@ async def test_one_heartbeat_timer_serves_both_kinds(server):
 async def test_unsent_bytes_counts_queued_deliveries(server):
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT dave:key"]')
-    await server.settled(lambda: server.messenger.is_user_online("dave"))
-    (connection,) = server.messenger.users["dave"]
-    server.messenger.send_to_user("dave", "1")
+    await server.settled(lambda: server.hub.is_online("dave"))
+    (connection,) = server.hub.users["dave"]
+    server.hub.send_to_user("dave", "1")
     assert connection.session.handler.unsent_bytes == len(b'a[{"payload":"1"}]') + 2
     await ws.read()
     assert await ws.read() == (0x1, b'a[{"payload":"1"}]')

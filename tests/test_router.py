@@ -17,8 +17,8 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import websocket_connect
 
-from thunderpush import settings
-from thunderpush.router import SockJSConnection, SockJSRouter
+from thunderpush.server.config import Config
+from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
 
 from .processes import free_port
 
@@ -236,7 +236,7 @@ def test_router_built_outside_the_loop_still_expires_sessions():
 
 def test_import_survives_deprecation_warnings_as_errors():
     code = (
-        "import warnings, thunderpush.router, thunderpush.runner\n"
+        "import warnings, thunderpush.transports.sockjs, thunderpush.server.cli\n"
         "try:\n"
         "    warnings.warn('something else', DeprecationWarning)\n"
         "except DeprecationWarning:\n"
@@ -254,8 +254,8 @@ def test_import_survives_deprecation_warnings_as_errors():
 async def test_iframe_page_loads_the_tested_sockjs_client(echo):
     base, _ = echo
     response = await AsyncHTTPClient().fetch(base + "/iframe.html")
-    assert f'<script src="{settings.SOCKJS_URL}"></script>'.encode() in response.body
-    assert "sockjs-client@1.6.1" in settings.SOCKJS_URL
+    assert f'<script src="{Config.sockjs_url}"></script>'.encode() in response.body
+    assert "sockjs-client@1.6.1" in Config.sockjs_url
     package = json.loads(open("client/package.json").read())
     assert package["devDependencies"]["sockjs-client"] == "1.6.1"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from thunderpush.protocol import raw_websocket_close_code
+from thunderpush.core.protocol import raw_websocket_close_code
 
 from .conftest import KEY
 from .sockjs_client import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
@@ -76,7 +76,7 @@ async def test_wrong_api_key_closes_9000(server, transport):
     client = await server.client(transport)
     await client.send("CONNECT alice:wrong")
     assert await client.closed() == (close_code(transport, 9000), "Invalid API key.")
-    assert not server.messenger.is_user_online("alice")
+    assert not server.hub.is_online("alice")
 
 
 @pytest.mark.parametrize("command", ["SUBSCRIBE news", "UNSUBSCRIBE news"])
@@ -120,7 +120,7 @@ async def test_unsubscribe_removes_only_this_connection(server, transport):
     leaving = await server.client(transport, "alice", "news", "sport")
     staying = await server.client(transport, "bob", "news")
     await leaving.send("UNSUBSCRIBE news")
-    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    await server.settled(lambda: len(server.hub.channel_connections("news")) == 1)
     assert (await server.api("POST", "channels/news/", "1")).body == b'{"count": 1}\n'
     assert await staying.message() == {"payload": "1", "channel": "news"}
     await server.api("POST", "channels/sport/", "2")
@@ -130,15 +130,15 @@ async def test_unsubscribe_removes_only_this_connection(server, transport):
 async def test_invalid_channel_names_are_skipped_the_others_apply(server, transport):
     client = await server.client(transport, "alice")
     await client.send("SUBSCRIBE bad name:ok:" + "x" * 65 + "::caf\u00e9:also_ok")
-    await server.settled(lambda: server.messenger.get_channel_user_count("also_ok") == 1)
-    assert set(server.messenger.channels) == {"ok", "also_ok"}
+    await server.settled(lambda: len(server.hub.channel_connections("also_ok")) == 1)
+    assert set(server.hub.channels) == {"ok", "also_ok"}
 
 
 async def test_disconnect_cleans_up_everything(server, transport):
     client = await server.client(transport, "alice", "news", "sport")
     await server.api("DELETE", "users/alice/")
     await client.closed()
-    assert server.messenger.users == {} and server.messenger.channels == {}
+    assert server.hub.users == {} and server.hub.channels == {}
 
 
 @pytest.mark.parametrize(
@@ -173,10 +173,10 @@ async def test_malformed_commands_are_ignored(server, transport, messages, no_tr
     await client.send(*messages)
     # The session survives and still works.
     await client.send(f"CONNECT alice:{KEY}", "SUBSCRIBE news")
-    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    await server.settled(lambda: len(server.hub.channel_connections("news")) == 1)
     await server.api("POST", "channels/news/", "1")
     assert await client.message() == {"payload": "1", "channel": "news"}
-    assert server.messenger.get_user_count() == 1
+    assert server.hub.user_count() == 1
     warnings = [r for r in no_tracebacks.records if r.levelname == "WARNING"]
     # A raw websocket drops empty frames before they are messages at all.
     assert warnings or (transport is RawWebSocketClient and messages == [""])
@@ -192,7 +192,7 @@ async def test_malformed_commands_are_ignored(server, transport, messages, no_tr
 async def test_non_string_elements_are_ignored(server, kind, elements):
     client = await server.client(kind)
     await client.send(*elements, f"CONNECT alice:{KEY}", "SUBSCRIBE news")
-    await server.settled(lambda: server.messenger.get_channel_user_count("news") == 1)
+    await server.settled(lambda: len(server.hub.channel_connections("news")) == 1)
     await server.api("POST", "channels/news/", "1")
     assert await client.message() == {"payload": "1", "channel": "news"}
 
@@ -201,7 +201,7 @@ async def test_second_connect_is_ignored(server, transport):
     client = await server.client(transport, "alice", "news")
     await client.send(f"CONNECT bob:{KEY}")
     await server.client(transport, "carol")  # a later command has been handled
-    assert not server.messenger.is_user_online("bob")
+    assert not server.hub.is_online("bob")
     await server.api("POST", "users/alice/", "1")
     assert await client.message() == {"payload": "1"}
 
@@ -212,7 +212,7 @@ async def test_broken_json_frame_drops_the_websocket_without_traceback(server, n
     with pytest.raises(Closed) as closed:
         await client.message()
     assert closed.value.code == 1006  # dropped, no close frame, as the original
-    await server.settled(lambda: not server.messenger.is_user_online("alice"))
+    await server.settled(lambda: not server.hub.is_online("alice"))
     messages = [r.getMessage() for r in no_tracebacks.records if r.levelname == "WARNING"]
     assert any("not valid JSON" in m for m in messages)
 
@@ -249,26 +249,26 @@ async def test_oversized_client_message_closes_the_websocket(server):
     with pytest.raises(Closed) as closed:
         await client.message()
     assert closed.value.code == 1009
-    await server.settled(lambda: not server.messenger.is_user_online("alice"))
+    await server.settled(lambda: not server.hub.is_online("alice"))
 
 
 async def test_command_order_within_one_message(server, sockjs_transport):
     """One SockJS message may carry several commands; they apply in order."""
     client = await server.client(sockjs_transport)
     await client.send(f"CONNECT alice:{KEY}", "SUBSCRIBE a:b", "UNSUBSCRIBE a")
-    await server.settled(lambda: server.messenger.get_channel_user_count("b") == 1)
-    assert "a" not in server.messenger.channels
+    await server.settled(lambda: len(server.hub.channel_connections("b")) == 1)
+    assert "a" not in server.hub.channels
 
 
 @pytest.mark.parametrize("kind", [WebSocketClient, RawWebSocketClient], ids=["websocket", "raw"])
 async def test_publish_reaches_everyone_while_one_receiver_is_closing(server, kind):
     """A receiver in the middle of closing must not cost the others the message."""
     clients = [await server.client(kind, f"u{n}", "news") for n in range(4)]
-    closing = next(c for c in server.messenger.get_users_in_channel("news") if c.userid == "u1")
+    closing = next(c for c in server.hub.channel_connections("news") if c.userid == "u1")
     closing.session.handler.close()
     # Published in the same loop turn: the close has begun, not finished, so the
     # closing connection is still registered and in the fan-out.
-    assert server.messenger.send_to_channel("news", '"all"') == 4
+    assert server.hub.send_to_channel("news", '"all"') == 4
     for n, client in enumerate(clients):
         if n != 1:
             assert await client.message() == {"payload": '"all"', "channel": "news"}

@@ -18,9 +18,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from thunderpush.transports.frames import BINARY, CLOSE, PING, PONG, TEXT, frame, text_frame
-
-__all__ = ["BINARY", "CLOSE", "PING", "PONG", "TEXT", "FrameCache", "Outbox", "Queued", "frame", "text_frame"]
 
 class FrameCache:
     """Remembers the frame of the last delivery: every receiver of one publish

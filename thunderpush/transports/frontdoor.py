@@ -5,10 +5,10 @@ keeps about 18 KiB of objects alive per open websocket.  The server listens
 with ``FrontDoor`` instead of Tornado's ``HTTPServer``; one small protocol object
 per TCP connection parses HTTP/1.1 itself (keep-alive and pipelining) and:
 
-* answers ``/api/1.0.0/...`` through ``thunderpush.api`` (the same ``start`` /
+* answers ``/api/1.0.0/...`` through ``thunderpush.api`` (the same ``Api.start`` /
   ``Call.finish`` that the Tornado handlers call, so the answers are the same);
 * accepts websocket upgrades of ``/connect/<server>/<session>/websocket`` and
-  ``/connect/websocket`` and hands the socket to ``thunderpush.websocket``;
+  ``/connect/websocket`` and hands the socket to ``thunderpush.transports.websocket``;
 * hands every other request, with the bytes already read, to Tornado's
   ``HTTPServer``: polling and streaming transports, ``/connect/info``, the
   iframe, ``/thunderpush.js``, and anything unusual (HTTP/1.0, chunked bodies,
@@ -47,9 +47,16 @@ from tornado.httputil import HTTPHeaders, parse_qs_bytes
 from tornado.iostream import IOStream
 from tornado.log import access_log
 
-from thunderpush import api, settings
-from thunderpush.router import SockJSRouter
-from thunderpush.websocket import RawWebSocket, SharedReadBuffer, SockJSWebSocket, WebSocket
+from thunderpush.api import Answer, Api, Call
+from thunderpush.api.actions import compiled_routes
+from thunderpush.server.config import Config
+from thunderpush.transports.sockjs import SockJSRouter
+from thunderpush.transports.websocket import (
+    RawWebSocket,
+    SharedReadBuffer,
+    SockJSWebSocket,
+    WebSocket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +153,7 @@ class Request:
         log("%d %s %s (%s) %.2fms", status, self.method, self.uri, remote_ip, elapsed_ms)
 
 
-def api_response(request: Request, answer: api.Answer) -> bytes:
+def api_response(request: Request, answer: Answer) -> bytes:
     """The bytes Tornado's API handlers send for ``answer``."""
     status, body = answer
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n", _SERVER_HEADER]
@@ -210,7 +217,7 @@ class HttpConnection(SharedReadBuffer):
         self._transport: Any = None
         self._buffer = b""
         self._request: Request | None = None
-        self._call: api.Call | None = None
+        self._call: Call | None = None
         self._length = 0
         self._done = False
 
@@ -261,15 +268,15 @@ class HttpConnection(SharedReadBuffer):
             self._done = True
 
     def _start_api(self, request: Request, head_size: int) -> None:
-        started = _start_api_call(request)
+        started = _start_api_call(self._door.api, request)
         length = request.content_length
-        if isinstance(started, api.Answer):
+        if isinstance(started, Answer):
             if length:
                 raise _HandOff  # Tornado answers, then reads and drops the body
             self._buffer = self._buffer[head_size:]
             self._answer(request, started)
             return
-        if length > settings.MAX_BODY_SIZE:
+        if length > self._door.api.max_body_size:
             raise _HandOff
         self._buffer = self._buffer[head_size:]
         self._request, self._call, self._length = request, started, length
@@ -283,7 +290,7 @@ class HttpConnection(SharedReadBuffer):
         self._answer(request, call.finish(body))
         return True
 
-    def _answer(self, request: Request, answer: api.Answer) -> None:
+    def _answer(self, request: Request, answer: Answer) -> None:
         self._transport.write(api_response(request, answer))
         request.log(answer.status, self._remote_ip())
         if request.close:
@@ -302,8 +309,8 @@ class HttpConnection(SharedReadBuffer):
         self._buffer = b""
 
 
-def _start_api_call(request: Request) -> api.Answer | api.Call:
-    for pattern, actions in api.routes:
+def _start_api_call(api: Api, request: Request) -> Answer | Call:
+    for pattern, actions in compiled_routes:
         match = pattern.match(request.path)
         if match is not None:
             args = {name: _decoded(value) for name, value in match.groupdict().items()}
@@ -312,7 +319,7 @@ def _start_api_call(request: Request) -> api.Answer | api.Call:
             return api.start(
                 request.method, actions, args, secret, headers.get("content-length", "0")
             )
-    return api.unrouted(request.method, request.path)
+    return Api.unrouted(request.method, request.path)
 
 
 def _decoded(segment: str) -> str:
@@ -326,9 +333,17 @@ def _decoded(segment: str) -> str:
 class FrontDoor:
     """Listens for connections and sends each request where it is served best."""
 
-    def __init__(self, application: tornado.web.Application, router: SockJSRouter) -> None:
+    def __init__(
+        self,
+        config: Config,
+        application: tornado.web.Application,
+        router: SockJSRouter,
+        api: Api,
+    ) -> None:
+        self.config = config
         self.router = router
-        self.http = HTTPServer(application, max_body_size=settings.MAX_BODY_SIZE)
+        self.api = api
+        self.http = HTTPServer(application, max_body_size=config.max_body_size)
         self.connections: set[HttpConnection] = set()
         self.sockets: set[WebSocket] = set()
         self._server: asyncio.AbstractServer | None = None

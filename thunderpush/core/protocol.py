@@ -1,8 +1,8 @@
-"""The wire vocabulary shared by the API, the socket handler and the messenger.
+"""The wire vocabulary shared by the API, the command language and the hub.
 
 Everything a client can observe byte for byte lives here: close codes and their
 reasons, the channel-name rule and the encoding of a delivery.  Keeping it in one
-Tornado-free module lets the messenger build a delivery once per publish and lets
+Tornado-free module lets the hub build a delivery once per publish and lets
 the tests compare frames against the same definitions.
 """
 

@@ -59,9 +59,10 @@ from sockjs.tornado import static as _static  # noqa: E402
 from sockjs.tornado import transports as _transports  # noqa: E402
 from sockjs.tornado.transports import htmlfile as _htmlfile  # noqa: E402
 
-from thunderpush import settings  # noqa: E402
-from thunderpush.protocol import raw_websocket_close_code  # noqa: E402
-from thunderpush.sender import FrameCache, Outbox, Queued, text_frame  # noqa: E402
+from thunderpush.core.protocol import raw_websocket_close_code  # noqa: E402
+from thunderpush.server.config import Config  # noqa: E402
+from thunderpush.transports.fanout import FrameCache, Outbox, Queued  # noqa: E402
+from thunderpush.transports.frames import text_frame  # noqa: E402
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -70,9 +71,9 @@ logger = logging.getLogger(__name__)
 _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
 DEFAULT_SETTINGS = {
-    "sockjs_url": settings.SOCKJS_URL,
+    "sockjs_url": Config.sockjs_url,
     # Largest message body accepted by xhr_send and jsonp_send.
-    "max_message_size": settings.MAX_CLIENT_MESSAGE_SIZE,
+    "max_message_size": Config.max_client_message_size,
 }
 
 

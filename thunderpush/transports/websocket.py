@@ -7,9 +7,9 @@ whole connection: it reads RFC 6455 frames as they arrive, writes frames
 straight to the transport, and acts towards sockjs-tornado's ``Session`` and
 ``RawSession`` exactly as ``router.WebSocketTransport`` and
 ``router.RawWebSocketTransport`` do (the ``o`` and ``c[...]`` frames, close
-codes, ``live_sessions``, the fan-out fast path of ``thunderpush.sender``).
+codes, ``live_sessions``, the fan-out fast path of ``thunderpush.transports.fanout``).
 
-``thunderpush.frontdoor`` does the handshake and then hands the transport to
+``thunderpush.transports.frontdoor`` does the handshake and then hands the transport to
 one of these with ``transport.set_protocol``::
 
     socket = SockJSWebSocket(door, transport, info)
@@ -17,7 +17,7 @@ one of these with ``transport.set_protocol``::
     socket.open_session(session_id)   # RawWebSocket: open_session()
 
 Frames are handled as Tornado 6 handles them (a protocol error drops the TCP
-connection, a message over ``settings.MAX_CLIENT_MESSAGE_SIZE`` is closed with
+connection, a message over the router's ``max_message_size`` is closed with
 1009, a client's close is echoed with its code), except that an unmasked
 client frame is refused, as RFC 6455 requires.
 """
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 from sockjs.tornado import proto
 from sockjs.tornado.session import ConnectionInfo
 
-from thunderpush import settings
-from thunderpush.protocol import raw_websocket_close_code
-from thunderpush.router import RAW_FRAMES, SOCKJS_FRAMES, RawSession, sockjs_messages
-from thunderpush.sender import BINARY, CLOSE, PING, PONG, TEXT, FrameCache, Queued, frame
+from thunderpush.core.protocol import raw_websocket_close_code
+from thunderpush.transports.fanout import FrameCache, Queued
+from thunderpush.transports.frames import BINARY, CLOSE, PING, PONG, TEXT, frame
+from thunderpush.transports.sockjs import RAW_FRAMES, SOCKJS_FRAMES, RawSession, sockjs_messages
 
 if TYPE_CHECKING:
-    from thunderpush.frontdoor import FrontDoor
+    from thunderpush.transports.frontdoor import FrontDoor
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class WebSocket(SharedReadBuffer, Queued):
 
     def _check_size(self, length: int) -> None:
         held = len(self._fragments) if self._fragments is not None else 0
-        if held + length > settings.MAX_CLIENT_MESSAGE_SIZE:
+        if held + length > self.server.settings["max_message_size"]:
             # Nothing more is read: the client gets the close frame instead
             # of a reset for the bytes still on their way, and has the usual
             # few seconds to answer it.

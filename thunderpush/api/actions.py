@@ -1,0 +1,126 @@
+"""What each API route does: path arguments and body in, an ``Answer`` out.
+
+Actions reach connections through the app's broker and ask the app's
+presence for counts, never the hub directly, so the same action serves one
+process or a cluster.  A local backend answers at once and the action returns
+an ``Answer``; a cluster backend answers later and the action returns an
+awaitable of one (``then``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from thunderpush.api.answers import (
+    INVALID_CHANNEL,
+    INVALID_JSON,
+    NO_CONTENT,
+    Answer,
+    ok,
+)
+from thunderpush.core.apps import App
+from thunderpush.core.broker import Result
+from thunderpush.core.protocol import is_valid_channel_name
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]
+
+
+def then(result: Result[T], build: Callable[[T], Answer]) -> Result[Answer]:
+    """``build(result)``, now if the backend answered, else once it does."""
+    if isinstance(result, Awaitable):
+
+        async def later() -> Answer:
+            return build(await result)
+
+        return later()
+    return build(result)
+
+
+_BOM = "\ufeff"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def validated_body(body: bytes) -> str:
+    """The body as text, once it is known to be strict JSON in UTF-8.
+
+    Strict means no NaN/Infinity, no other encoding, no trailing garbage; a
+    leading BOM and surrounding whitespace are allowed, and kept: subscribers
+    get the body exactly as it was posted.
+    """
+    try:
+        text = body.decode("utf-8")
+        json.loads(text.removeprefix(_BOM), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise INVALID_JSON from None
+    return text
+
+
+def _channel(name: str) -> str:
+    if not is_valid_channel_name(name):
+        raise INVALID_CHANNEL
+    return name
+
+
+def _count(count: int) -> Answer:
+    return ok({"count": count})
+
+
+def user_count(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    return then(app.presence.user_count(app), _count)
+
+
+def user_online(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    return then(app.presence.is_online(app, args["user"]), lambda online: ok({"online": online}))
+
+
+def send_to_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    return then(app.broker.send_to_user(app, args["user"], validated_body(body)), _count)
+
+
+def disconnect_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    return then(app.broker.disconnect_user(app, args["user"]), lambda _: NO_CONTENT)
+
+
+def channel_users(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    users = app.presence.channel_users(app, _channel(args["channel"]))
+    return then(users, lambda users: ok({"users": users}))
+
+
+def send_to_channel(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    channel = _channel(args["channel"])
+    return then(app.broker.send_to_channel(app, channel, validated_body(body)), _count)
+
+
+# -- the routes -----------------------------------------------------------------
+
+_SEGMENT = r"(?P<{}>[^/]+)"
+_PREFIX = r"/api/1\.0\.0/" + _SEGMENT.format("apikey")
+
+# (Tornado-style pattern, {method: action}); Tornado adds the final ``$``.
+ROUTES: list[tuple[str, Mapping[str, Action]]] = [
+    (_PREFIX + r"/users/", {"GET": user_count}),
+    (
+        _PREFIX + r"/users/" + _SEGMENT.format("user") + "/",
+        {"GET": user_online, "POST": send_to_user, "DELETE": disconnect_user},
+    ),
+    (
+        _PREFIX + r"/channels/" + _SEGMENT.format("channel") + "/",
+        {"GET": channel_users, "POST": send_to_channel},
+    ),
+]
+
+# The same routes for servers that match paths themselves.
+compiled_routes: list[tuple[re.Pattern[str], Mapping[str, Action]]] = [
+    (re.compile(pattern + "$"), actions) for pattern, actions in ROUTES
+]

@@ -1,0 +1,69 @@
+"""The apps a server serves: each an API key, a secret and a hub.
+
+The server builds one ``Apps`` and passes it to everything that needs to find
+an app by key (the API, the SockJS connections); nothing is process-wide, so
+tests and embedding applications can run several servers in one process.
+Every app shares the registry's broker and presence, the backend the server
+was started with.  Example::
+
+    apps = Apps()                        # in-memory broker and presence
+    app = apps.add("key", "secret")
+    apps.authenticate("key", "secret")   # -> app
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+from thunderpush.core.broker import Broker, LocalBroker
+from thunderpush.core.hub import Hub
+from thunderpush.core.presence import LocalPresence, Presence
+
+
+@dataclass(eq=False)
+class App:
+    """One application: its public key, its secret, and its connections here."""
+
+    key: str
+    secret: str
+    broker: Broker
+    presence: Presence
+    hub: Hub = field(default_factory=Hub)
+
+
+class Apps:
+    """The registry of apps by public key, with the backend they share."""
+
+    def __init__(self, broker: Broker | None = None, presence: Presence | None = None) -> None:
+        self.broker = broker or LocalBroker()
+        self.presence = presence or LocalPresence()
+        self._by_key: dict[str, App] = {}
+
+    def add(self, key: str, secret: str) -> App:
+        app = App(key, secret, self.broker, self.presence)
+        self._by_key[key] = app
+        return app
+
+    def get(self, key: str) -> App | None:
+        return self._by_key.get(key)
+
+    def authenticate(self, key: str, secret: str) -> App | None:
+        """The app whose key and secret these are, or None.
+
+        Compared even for an unknown key, and in constant time, so that timing
+        tells nothing about either.
+        """
+        app = self._by_key.get(key)
+        expected = app.secret if app is not None else ""
+        if (
+            hmac.compare_digest(secret.encode("utf-8"), expected.encode("utf-8"))
+            and app is not None
+        ):
+            return app
+        return None
+
+    def disconnect_all(self) -> None:
+        """Close every connection of every app (on shutdown)."""
+        for app in self._by_key.values():
+            app.hub.disconnect_all()

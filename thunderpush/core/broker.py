@@ -1,0 +1,50 @@
+"""The broker: how a publish, a user send or a user disconnect reaches every hub.
+
+On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
+it directly and answers at once.  A cluster broker (Redis) implements the same
+three methods by moving the request to every node; its answers are awaitables.
+Callers accept either (``Result``), so the single-process path never creates a
+task or a future per request.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from thunderpush.core.apps import App
+
+T = TypeVar("T")
+# An answer now, or one to await: a local backend never makes callers wait.
+Result = T | Awaitable[T]
+
+
+class Broker(abc.ABC):
+    """Moves what the API asks for to the connections it concerns, wherever they are."""
+
+    @abc.abstractmethod
+    def send_to_channel(self, app: App, channel: str, message: str) -> Result[int]:
+        """Deliver to every connection in ``channel``; the answer is how many."""
+
+    @abc.abstractmethod
+    def send_to_user(self, app: App, userid: str, message: str) -> Result[int]:
+        """Deliver to every connection of ``userid``; the answer is how many."""
+
+    @abc.abstractmethod
+    def disconnect_user(self, app: App, userid: str) -> Result[None]:
+        """Close every connection of ``userid`` with code 9002."""
+
+
+class LocalBroker(Broker):
+    """Every connection is on this process: the app's hub is the whole audience."""
+
+    def send_to_channel(self, app: App, channel: str, message: str) -> int:
+        return app.hub.send_to_channel(channel, message)
+
+    def send_to_user(self, app: App, userid: str, message: str) -> int:
+        return app.hub.send_to_user(userid, message)
+
+    def disconnect_user(self, app: App, userid: str) -> None:
+        app.hub.disconnect_user(userid)

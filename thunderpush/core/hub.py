@@ -1,0 +1,139 @@
+"""The hub of one app on this process: its connections, their channels, and fan-out.
+
+A ``Hub`` knows nothing about HTTP, SockJS or Tornado.  It holds
+*connections*: any object with
+
+* ``userid`` - the user id given in ``CONNECT``,
+* ``send_delivery(element)`` - queue one delivery (a JSON text) to the client,
+* ``force_disconnect()`` - close the connection with code 9002.
+
+``thunderpush.transports.connection.ThunderConnection`` is the SockJS
+connection that implements them.  What the API asks for reaches a hub through
+the ``Broker`` (``thunderpush.core.broker``), so the hub only ever serves the
+connections of its own process.  Example::
+
+    hub = Hub()
+    hub.add(conn)
+    hub.subscribe(conn, "news")
+    hub.send_to_channel("news", '{"a": 1}')   # -> 1
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from thunderpush.core.protocol import encode_delivery, is_valid_channel_name
+
+logger = logging.getLogger(__name__)
+
+Connection = Any
+
+
+class Hub:
+    """Connections of one app, by user and by channel, and delivery to them.
+
+    Users and channel members are kept in insertion-ordered dicts used as sets:
+    a connection that subscribes twice is one subscription, removal is O(1) and
+    ``channel_users`` keeps the order of first subscription.
+    """
+
+    def __init__(self) -> None:
+        self.users: dict[str, dict[Connection, None]] = {}
+        self.channels: dict[str, dict[Connection, None]] = {}
+        # Which channels each connection is in, so that a disconnect costs
+        # O(its channels) rather than a scan of every channel.
+        self._subscriptions: dict[Connection, set[str]] = {}
+
+    # -- delivery ---------------------------------------------------------
+
+    def send_to_channel(self, channel: str, message: str | bytes) -> int:
+        """Deliver ``message`` to every connection in ``channel``; return how many."""
+        element = encode_delivery(_text(message), channel)
+        return self._deliver(self.channels.get(channel, ()), element)
+
+    def send_to_user(self, userid: str, message: str | bytes) -> int:
+        """Deliver ``message`` to every connection of ``userid``; return how many."""
+        element = encode_delivery(_text(message))
+        return self._deliver(self.users.get(userid, ()), element)
+
+    def _deliver(self, connections: Iterable[Connection], element: str) -> int:
+        # A snapshot: a send may close a connection, which removes it and
+        # would otherwise change the dict under the loop.
+        targets = list(connections)
+        for connection in targets:
+            try:
+                connection.send_delivery(element)
+            except Exception:
+                # One broken receiver must never cost the others the message.
+                logger.exception("Delivery to user %r failed.", connection.userid)
+        return len(targets)
+
+    def disconnect_user(self, userid: str) -> None:
+        """Close every connection of ``userid`` (each close removes it)."""
+        for connection in list(self.users.get(userid, ())):
+            connection.force_disconnect()
+
+    def disconnect_all(self) -> None:
+        for userid in list(self.users):
+            self.disconnect_user(userid)
+
+    # -- membership -------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        """``connection`` is online as its ``userid``."""
+        self.users.setdefault(connection.userid, {})[connection] = None
+        self._subscriptions.setdefault(connection, set())
+
+    def remove(self, connection: Connection) -> None:
+        """``connection`` is gone: out of its user and every channel."""
+        for channel in self._subscriptions.pop(connection, ()):
+            self._discard(self.channels, channel, connection)
+        self._discard(self.users, connection.userid, connection)
+
+    def subscribe(self, connection: Connection, channel: str) -> None:
+        if not is_valid_channel_name(channel):
+            logger.debug("Invalid channel name %r.", channel)
+            return
+        self.channels.setdefault(channel, {})[connection] = None
+        self._subscriptions.setdefault(connection, set()).add(channel)
+        logger.debug("User %s subscribed to %s.", connection.userid, channel)
+
+    def unsubscribe(self, connection: Connection, channel: str) -> None:
+        """Remove this one connection from ``channel``; the others stay."""
+        self._discard(self.channels, channel, connection)
+        self._subscriptions.get(connection, set()).discard(channel)
+
+    @staticmethod
+    def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> None:
+        members = index.get(key)
+        if members is None:
+            return
+        members.pop(member, None)
+        if not members:
+            # Empty entries would let clients grow the index without bound.
+            del index[key]
+
+    # -- what this process holds -------------------------------------------
+
+    def user_count(self) -> int:
+        return len(self.users)
+
+    def connection_count(self) -> int:
+        return sum(map(len, self.users.values()))
+
+    def is_online(self, userid: str) -> bool:
+        return userid in self.users
+
+    def channel_connections(self, channel: str) -> list[Connection]:
+        """The connections in ``channel``, in order of subscription."""
+        return list(self.channels.get(channel, ()))
+
+    def channel_users(self, channel: str) -> list[str]:
+        """The user ids in ``channel``, each once, in order of first subscription."""
+        return list(dict.fromkeys(c.userid for c in self.channels.get(channel, ())))
+
+
+def _text(message: str | bytes) -> str:
+    return message.decode("utf-8") if isinstance(message, bytes) else message

@@ -1,0 +1,44 @@
+"""The server's configuration: one object, filled in from the command line.
+
+``thunderpush.server.cli`` builds a ``Config`` from the arguments; tests and
+embedding applications build one directly.  Everything that needs a setting
+is handed this object (or the one value it needs) when it is made, so no
+module reads settings from anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The sockjs-client that the SockJS iframe page loads: the release the bundled
+# client is tested with, so that iframe transports speak the same version.
+SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+
+
+@dataclass
+class Config:
+    """Everything the command line can set, with the original's defaults."""
+
+    # Public API key: appears in URLs and in the client's CONNECT command.
+    apikey: str = ""
+    # Secret key that backends send in the X-Thunder-Secret-Key header.
+    apisecret: str = ""
+    port: int = 8080
+    # Address to bind to; empty means every interface.
+    host: str = ""
+    # Tornado debug/autoreload mode.
+    debug: bool = False
+    # DEBUG logging on stderr.
+    verbose: bool = False
+    pid_path: str = "/tmp/thunderpush.pid"
+    sockjs_url: str = SOCKJS_URL
+    # Largest HTTP API request body; larger ones get 413 before they are buffered.
+    max_body_size: int = 1024 * 1024
+    # Largest SockJS message a browser may send (commands are a few bytes long).
+    max_client_message_size: int = 64 * 1024
+    # How long a request head may take to arrive, in seconds.
+    head_timeout: float = 10.0
+    # How long a declared request body may take to arrive, in seconds.
+    body_timeout: float = 30.0
+    # How long a keep-alive connection may sit idle between requests, in seconds.
+    idle_timeout: float = 75.0
