@@ -1,0 +1,90 @@
+"""Raw-socket helpers for tests that speak HTTP/1.1 and websocket frames byte by byte.
+
+Well-behaved clients (Tornado's, websockets') cannot send what hostile or
+broken clients send; these write exactly the bytes a test gives them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import struct
+
+from .processes import KEY, SECRET
+
+API = f"/api/1.0.0/{KEY}"
+AUTH = f"X-Thunder-Secret-Key: {SECRET}\r\n"
+
+
+def request(method: str, path: str, headers: str = AUTH, body: bytes = b"") -> bytes:
+    length = f"Content-Length: {len(body)}\r\n" if body else ""
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}{length}\r\n"
+    return head.encode() + body
+
+
+async def exchange(port: int, data: bytes, chunks: int = 1) -> bytes:
+    """Sends ``data`` (in ``chunks`` writes), half-closes, returns all that comes back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    step = max(1, -(-len(data) // chunks))
+    for start in range(0, len(data), step):
+        writer.write(data[start : start + step])
+        await writer.drain()
+        await asyncio.sleep(0.001)
+    writer.write_eof()
+    received = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return received
+
+
+def undated(response: bytes) -> bytes:
+    return re.sub(rb"Date: [^\r]*\r\n", b"Date: -\r\n", response)
+
+
+class RawClient:
+    """A websocket client that sends exactly the frames it is told to."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, path: str) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"Sec-Websocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
+        return cls(reader, writer)
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes, fin: bool = True, mask: bool = True) -> bytes:
+        first = (0x80 if fin else 0) | opcode
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", first, length | (0x80 if mask else 0))
+        else:
+            header = struct.pack("!BBQ", first, 127 | (0x80 if mask else 0), length)
+        if not mask:
+            return header + payload
+        key = os.urandom(4)
+        return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    async def send(self, opcode: int, payload: bytes, **kwargs) -> None:
+        self.writer.write(self.frame(opcode, payload, **kwargs))
+        await self.writer.drain()
+
+    async def read(self) -> tuple[int, bytes]:
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), 5)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def closed(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(), 5) == b""
