@@ -38,7 +38,11 @@ def test_parse_args_every_option():
     assert (config.apikey, config.apisecret) == ("pub", "priv")
 
 
-@pytest.mark.parametrize("argv", [[], ["only-one"], ["-p", "x", "a", "b"]])
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["only-one"], ["-p", "x", "a", "b"], ["--idle-timeout", "0", "a", "b"]]
+    + [["--head-timeout", value, "a", "b"] for value in ("-1", "nan", "inf", "soon")],
+)
 def test_bad_arguments_exit_2_with_usage(argv):
     result = subprocess.run(
         [sys.executable, "-m", "thunderpush", *argv], capture_output=True, text=True

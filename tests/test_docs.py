@@ -24,7 +24,7 @@ START_COMMAND = (
     "&& .venv/bin/pip install . "
     "&& .venv/bin/thunderpush -p 8000 key secret"
 )
-TEST_COMMAND = "bash .ci/install && .venv/bin/python -m pytest"
+TEST_COMMAND = "bash .ci/install && bash .ci/test"
 
 
 def readme_code_blocks() -> list[str]:

@@ -14,6 +14,24 @@ from thunderpush.server.config import Config
 from thunderpush.server.process import run
 
 
+_TIMEOUTS = {
+    "head": "close a connection whose request head takes longer",
+    "body": "close a connection whose declared request body takes longer",
+    "idle": "close a keep-alive connection idle for longer",
+}
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds, or argparse's usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     defaults = Config()
     parser = argparse.ArgumentParser(prog="thunderpush")
@@ -27,12 +45,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "-d", "--debug", action="store_true", help="debug mode (useful for development)"
     )
-    parser.add_argument("--pid-path", default=defaults.pid_path, help="path to the PID file")
+    parser.add_argument(
+        "--pid-path", default=defaults.pid_path, metavar="PIDPATH", help="path to the PID file"
+    )
     parser.add_argument(
         "--sockjs-url",
         default=defaults.sockjs_url,
         help="sockjs-client URL loaded by the iframe transports",
     )
+    for name, what in _TIMEOUTS.items():
+        parser.add_argument(
+            f"--{name}-timeout",
+            type=_seconds,
+            default=getattr(defaults, f"{name}_timeout"),
+            metavar="SECONDS",
+            help=f"{what} (default: %(default)s)",
+        )
     parser.add_argument("-V", "--version", action="version", version=__version__)
     parser.add_argument("clientkey", help="client key")
     parser.add_argument("apikey", help="server API key")
@@ -50,6 +78,9 @@ def config_from(args: argparse.Namespace) -> Config:
         verbose=args.verbose,
         pid_path=args.pid_path,
         sockjs_url=args.sockjs_url,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
     )
 
 
