@@ -18,7 +18,7 @@ setup(
     # build copies the file itself, so the server can serve it when installed.
     package_data={"thunderpush": ["static/thunderpush.js"]},
     install_requires=[
-        "tornado>=6.2,<7",
+        "tornado>=6.3,<7",
         "sockjs-tornado==1.0.7",
         "httptools>=0.6.4",
         "websockets>=14",
