@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["thunderpush", "thunderpush.*"]),
+    packages=find_packages(include=["thunderpush", "thunderpush.*", "thunderpush_bench"]),
     # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
     # build copies the file itself, so the server can serve it when installed.
     package_data={"thunderpush": ["static/thunderpush.js"]},
@@ -23,7 +23,12 @@ setup(
         "httptools>=0.6.4",
         "websockets>=14",
     ],
-    entry_points={"console_scripts": ["thunderpush = thunderpush.server.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "thunderpush = thunderpush.server.cli:main",
+            "thunderpush-bench = thunderpush_bench.cli:main",
+        ]
+    },
     classifiers=[
         "License :: OSI Approved :: BSD License",
         "Programming Language :: Python :: 3",

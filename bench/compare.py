@@ -5,7 +5,7 @@
 Installs the original from PyPI into ``.venv-original`` if it is missing,
 then for every round, every scenario and each server in turn (ours, original,
 ours, original, ...) starts that server fresh on a free port, runs
-``thunderpush bench`` against it with ``--server-pid``, and stops it.  It
+``thunderpush-bench`` against it with ``--server-pid``, and stops it.  It
 prints the median of each figure per server and the ratio ours/original, as
 a Markdown table ready for bench/RESULTS.md; ``--output`` keeps every raw
 report as JSON.
@@ -265,8 +265,8 @@ def say(text: str) -> None:
 def run_bench(
     server: Server, scenario: Scenario, quick: bool, python: str, cpu: int | None
 ) -> dict[str, Any]:
-    """One ``thunderpush bench`` run; its JSON report (``ok`` false on failure)."""
-    command = [python, "-m", "thunderpush.runner", "bench", "--url", server.url]
+    """One ``thunderpush-bench`` run; its JSON report (``ok`` false on failure)."""
+    command = [python, "-m", "thunderpush_bench", "--url", server.url]
     command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--timeout", "600"]
     command += ["--server-pid", str(server.proc.pid), *scenario.command(quick)]
     pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))

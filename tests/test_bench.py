@@ -1,4 +1,4 @@
-"""A tiny run of every ``thunderpush bench`` scenario, so that the tool keeps working.
+"""A tiny run of every ``thunderpush-bench`` scenario, so that the tool keeps working.
 
 Not a performance test: nothing here depends on speed.  It checks that the
 load generator talks the wire protocol (handshake, SockJS framing, the API),
@@ -16,9 +16,14 @@ from typing import Any
 
 import pytest
 
-from thunderpush import bench as bench_module
+from thunderpush_bench import cli
+from thunderpush_bench.clients import WSClient
+from thunderpush_bench.measure import Tally
+from thunderpush_bench.wire import accept_key
 
 from .processes import KEY, SECRET, start_server_process
+
+BENCH = (sys.executable, "-m", "thunderpush_bench")
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +34,8 @@ def server(tmp_path_factory):
 
 
 def run_bench(server, *args: str) -> dict[str, Any]:
-    """Runs ``thunderpush bench`` against ``server``; returns its JSON report."""
-    command = [sys.executable, "-m", "thunderpush", "bench", "--url", server.url]
+    """Runs ``thunderpush-bench`` against ``server``; returns its JSON report."""
+    command = [*BENCH, "--url", server.url]
     command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--settle", "0"]
     command += ["--server-pid", str(server.proc.pid), "--timeout", "60", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=90)
@@ -106,13 +111,42 @@ def test_idle(server):
 
 
 def test_wrong_secret_fails_cleanly(server):
-    command = [sys.executable, "-m", "thunderpush", "bench", "--url", server.url]
+    command = [*BENCH, "--url", server.url]
     command += ["--secret", "wrong", "--connections", "3", "--json", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert "401" in report["error"]
+
+
+def test_help_names_the_command():
+    result = subprocess.run([*BENCH, "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: thunderpush-bench ")
+
+
+def test_console_script_entry_reads_sys_argv(monkeypatch, capsys):
+    """``thunderpush-bench`` calls ``main()`` with no arguments: the options come from sys.argv."""
+    monkeypatch.setattr(sys, "argv", ["thunderpush-bench", "--scenario", "nonesuch"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nonesuch'" in capsys.readouterr().err
+
+
+def test_imports_nothing_of_the_server_but_the_frame_encoder():
+    """The load generator is a client: it must run without the server's dependencies."""
+    # What the interpreter loads by itself (a .pth may load ``sockjs``) does not count.
+    code = (
+        "import json, sys; before = set(sys.modules); import thunderpush_bench.cli;"
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    server_side = ("thunderpush", "tornado", "sockjs", "sockjs_tornado")
+    imported = [name for name in json.loads(result.stdout) if name.split(".")[0] in server_side]
+    assert imported == ["thunderpush", "thunderpush.transports", "thunderpush.transports.frames"]
 
 
 class FakeSocket:
@@ -158,10 +192,10 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
     stream += server_frame(f"a[{delivery(4, 70000)}]".encode())  # 64-bit length
     for sampled in (False, True):
         for chunk in (1, 7, 1000, len(stream) + 100):
-            tally = bench_module.Tally()
+            tally = Tally()
             receiver = types.SimpleNamespace(loop=loop, remove=lambda client: None)
             opened: list[str | None] = []
-            client = bench_module.WSClient(
+            client = WSClient(
                 tally,
                 receiver,
                 "h",
@@ -172,7 +206,7 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
             )
             client.sock.close()
             client.sock = FakeSocket()
-            data = stream.replace(b"%s", bench_module._accept_key(client.key))
+            data = stream.replace(b"%s", accept_key(client.key))
             for at in range(0, len(data), chunk):
                 client.feed(data[at : at + chunk])
             assert opened == [None]

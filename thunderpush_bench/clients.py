@@ -1,0 +1,371 @@
+"""The bench's clients: websocket sessions in one epoll set, and the HTTP API connection.
+
+Why they are hand-written: a load generator that is slower than the server
+measures itself, and Tornado's clients are far too heavy for that
+(``AsyncHTTPClient``: 331 us of CPU per publish).  Both clients here are
+driven by plain callbacks, with no task or future per connection or request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from thunderpush.transports.frames import TEXT
+from thunderpush_bench import BenchError
+from thunderpush_bench.measure import Tally
+from thunderpush_bench.wire import MARKER, ServerFrames, client_frame, upgrade_request
+
+
+class Receiver:
+    """Every websocket socket in one epoll set, drained by one asyncio reader.
+
+    A readable socket costs one dict lookup, one ``recv`` and the frame walk,
+    instead of asyncio's selector key, Handle, transport and protocol calls.
+    Receive cost per delivery, one frame per read (measured on the 2-core
+    machine of bench/RESULTS.md, sender's send included): asyncio Protocol
+    18.7 us, of which 12 us is its 256 KiB ``recv`` (see ``RECV_SIZE``); with
+    64 KiB reads 5.9 us; this receiver 4.3 us.
+    """
+
+    # Sockets handled per callback: bounded so that the publisher and the
+    # timers get their turn on a busy loop.
+    BATCH = 1024
+    # How many unsampled sockets may be read before the sampled ones are
+    # checked again: what bounds the bench's own share of measured latency.
+    CHUNK = 32
+    # Not asyncio's 256 KiB: a bytes object that large is above glibc's mmap
+    # threshold, and the mmap/munmap around every recv cost 12 us (measured).
+    RECV_SIZE = 65536
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not hasattr(select, "epoll"):
+            raise BenchError("thunderpush-bench needs Linux (epoll, /proc)")
+        self.loop = loop
+        self.readers: dict[int, tuple[Callable[[int], bytes], WSClient]] = {}
+        # Sampled sockets (latency) live in their own set, read first and
+        # between chunks of the others, so that they never wait behind a
+        # thousand sockets whose only job is to be counted.
+        self.sampled = select.epoll()
+        self.others = select.epoll()
+        loop.add_reader(self.sampled.fileno(), self._ready_sampled)
+        loop.add_reader(self.others.fileno(), self._ready)
+
+    def add(self, client: WSClient, connecting: bool) -> None:
+        """Watches a socket; ``connecting``: also for writability (connect done)."""
+        fd = client.sock.fileno()
+        self.readers[fd] = (client.sock.recv, client)
+        events = select.EPOLLIN | (select.EPOLLOUT if connecting else 0)
+        (self.sampled if client.sampled else self.others).register(fd, events)
+
+    def connected(self, client: WSClient) -> None:
+        """The connect has finished: from now on, only reads matter."""
+        epoll = self.sampled if client.sampled else self.others
+        epoll.modify(client.sock.fileno(), select.EPOLLIN)
+
+    def remove(self, client: WSClient) -> None:
+        fd = client.sock.fileno()
+        if self.readers.pop(fd, None) is not None:
+            (self.sampled if client.sampled else self.others).unregister(fd)
+
+    def _ready_sampled(self) -> None:
+        self._read(self.sampled.poll(0, self.BATCH))
+
+    def _ready(self) -> None:
+        events = self.others.poll(0, self.BATCH)
+        chunk = self.CHUNK
+        for start in range(0, len(events), chunk):
+            self._read(self.sampled.poll(0, self.BATCH))
+            self._read(events[start : start + chunk])
+
+    def _read(self, events: list[tuple[int, int]]) -> None:
+        readers = self.readers
+        size = self.RECV_SIZE
+        for fd, flags in events:
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            if flags & select.EPOLLOUT:
+                reader[1].writable()
+                continue
+            try:
+                data = reader[0](size)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as error:
+                reader[1].lost(error)
+                continue
+            if data:
+                reader[1].feed(data)
+            else:
+                reader[1].lost(None)
+
+    def close(self) -> None:
+        for epoll in (self.sampled, self.others):
+            self.loop.remove_reader(epoll.fileno())
+        for _, client in list(self.readers.values()):
+            client.close()
+        self.sampled.close()
+        self.others.close()
+
+
+class WSClient(ServerFrames):
+    """A SockJS websocket session: handshake, ``o``, one hello, then counting.
+
+    The frames themselves are read by ``ServerFrames``; this is the socket
+    and what the SockJS messages mean.
+    """
+
+    __slots__ = ("receiver", "sock", "request", "hello", "sampled", "on_open", "is_open")
+
+    def __init__(
+        self,
+        tally: Tally,
+        receiver: Receiver,
+        host: str,
+        path: str,
+        hello: bytes,
+        sampled: bool,
+        on_open: Callable[[WSClient, str | None], None],
+    ) -> None:
+        super().__init__(tally)
+        self.receiver = receiver
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.request = upgrade_request(host, path, self.key)
+        self.hello = client_frame(TEXT, hello)
+        self.sampled = sampled
+        # Called once: (self, None) when the session is open and the hello
+        # sent, (self, reason) when it could not open.
+        self.on_open: Callable[[WSClient, str | None], None] | None = on_open
+        self.is_open = False
+
+    def connect(self, address: tuple[str, int]) -> None:
+        """Starts connecting; the receiver calls ``writable`` when it is done."""
+        error = self.sock.connect_ex(address)
+        if error not in (0, errno.EINPROGRESS):
+            raise OSError(error, os.strerror(error))
+        self.receiver.add(self, connecting=error != 0)
+        if error == 0:
+            self.send(self.request)
+
+    def writable(self) -> None:
+        """The connect finished (or failed): send the upgrade request."""
+        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._fail(f"connect: {os.strerror(error)}")
+            return
+        self.receiver.connected(self)
+        self.send(self.request)
+
+    def _report_open(self, error: str | None) -> None:
+        callback, self.on_open = self.on_open, None
+        if callback is not None:
+            callback(self, error)
+
+    def send(self, data: bytes) -> None:
+        """Writes a small frame; the rare partial write finishes in the background."""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self.lost(error)
+            return
+        if sent < len(data):
+            task = asyncio.ensure_future(self.receiver.loop.sock_sendall(self.sock, data[sent:]))
+            task.add_done_callback(_retrieve)
+
+    def lost(self, error: Exception | None) -> None:
+        """The server closed the socket (or it broke)."""
+        if not self.is_open:
+            self._report_open(str(error or "closed before the session opened"))
+        elif not self.closing:
+            self.tally.unexpected_closes += 1
+        self.close()
+
+    def _message(self, text: bytes) -> int:
+        """One SockJS frame: ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``."""
+        kind = text[:1]
+        if kind == b"a":
+            if self.sampled:
+                self._sample(text)
+            return text.count(MARKER)
+        if kind == b"o" and not self.is_open:
+            self.send(self.hello)
+            self.is_open = True
+            self.fast = not self.sampled
+            self._report_open(None)
+        elif kind == b"c":
+            try:
+                code = json.loads(text[1:])[0]
+            except (ValueError, IndexError, TypeError):
+                code = "?"
+            self.tally.close_codes[f"sockjs {code}"] += 1
+        return 0
+
+    def _sample(self, text: bytes) -> None:
+        """Publish-to-receive latency of each delivery, from its ``t`` field."""
+        now = time.perf_counter()
+        latencies = self.tally.latencies
+        try:
+            for element in json.loads(text[1:]):
+                latencies.append(now - json.loads(element["payload"])["t"])
+        except (ValueError, KeyError, TypeError):
+            self.tally.errors["unparsable delivery"] += 1
+
+    # closing
+
+    def _fail(self, reason: str) -> None:
+        if self.is_open:
+            self.tally.errors[reason] += 1
+        else:
+            self._report_open(reason)
+        self.close()
+
+    def fail(self, reason: str) -> None:
+        """Gives up on this connection (a timeout, say)."""
+        self._fail(reason)
+
+    def close(self) -> None:
+        """Ends the connection (when the bench does it, not counted as unexpected).
+
+        The fd is closed on the next loop turn: closed now, its number could be
+        reused by a new socket while events for the old one are still being
+        dispatched.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self.receiver.remove(self)
+        self.receiver.loop.call_soon(self.sock.close)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+Answer = Callable[[int, bytes], None]
+
+
+class HTTPClient(asyncio.BufferedProtocol):
+    """One keep-alive HTTP/1.1 connection to the API, one request at a time.
+
+    Much cheaper per request than ``AsyncHTTPClient``: the request head is a
+    format string, the response parser handles only what the API sends (a
+    status line, headers, a ``Content-Length`` body), and the answer goes to a
+    plain callback, so that a publisher can send its next request from there
+    without a Future or a task switch.  It reads into a reused buffer
+    (``BufferedProtocol``) because asyncio's plain ``recv`` of 256 KiB costs an
+    mmap per response.
+    """
+
+    __slots__ = ("host", "secret", "transport", "buffer", "view", "answer", "started", "lost")
+
+    def __init__(self, host: str, secret: str) -> None:
+        self.host = host
+        self.secret = secret
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.view = memoryview(bytearray(65536))
+        self.answer: Answer | None = None
+        self.started = 0.0
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._answer(0, b"API connection closed")
+
+    def head(self, method: str, path: str, length: int | None) -> bytes:
+        """The request head; ``length`` None means no body."""
+        body = (
+            ""
+            if length is None
+            else f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+        )
+        return (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"X-Thunder-Secret-Key: {self.secret}\r\n{body}\r\n"
+        ).encode()
+
+    def send(self, data: bytes, answer: Answer) -> None:
+        """Sends a whole request; ``answer(status, body)`` gets the response.
+
+        A failure (connection lost, timeout) is answered with status 0 and the
+        reason as body.
+        """
+        if self.lost:
+            answer(0, b"API connection closed")
+            return
+        self.answer = answer
+        self.started = time.monotonic()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        """``send`` for code that awaits: (status, body), or ConnectionError."""
+        future = asyncio.get_running_loop().create_future()
+
+        def answer(status: int, body: bytes) -> None:
+            if future.done():
+                return
+            if status:
+                future.set_result((status, body))
+            else:
+                future.set_exception(ConnectionError(body.decode()))
+
+        self.send(data, answer)
+        return future
+
+    def _answer(self, status: int, body: bytes) -> None:
+        answer, self.answer = self.answer, None
+        if answer is not None:
+            answer(status, body)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = bytes(self.view[:nbytes])
+        buffer = self.buffer + data if self.buffer else data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self.buffer = buffer
+            return
+        head = buffer[:end].lower()
+        length = 0
+        at = head.find(b"\r\ncontent-length:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at + 2)
+            length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+        total = end + 4 + length
+        if len(buffer) < total:
+            self.buffer = buffer
+            return
+        self.buffer = buffer[total:]
+        self._answer(int(buffer[9:12]), buffer[end + 4 : total])
+
+    def expire(self, timeout: float) -> None:
+        """Fails a request that has waited longer than ``timeout`` seconds."""
+        if self.answer is not None and time.monotonic() - self.started > timeout:
+            self._answer(0, b"API request timed out")
+            self.transport.abort()  # type: ignore[union-attr]
+
+
+def api_count(body: bytes) -> int:
+    """``count`` of a publish answer; the API's own format is read without json."""
+    if body.startswith(b'{"count": '):
+        end = body.find(b"}")
+        if body[10:end].isdigit():
+            return int(body[10:end])
+    return int(json.loads(body)["count"])
