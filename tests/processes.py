@@ -56,14 +56,22 @@ class ServerProcess:
 
 
 def start_server_process(
-    tmp_path: Path, *extra: str, port: int | None = None, command: Sequence[str] = OURS
+    tmp_path: Path,
+    *extra: str,
+    port: int | None = None,
+    command: Sequence[str] = OURS,
+    key: str = KEY,
 ) -> ServerProcess:
-    """Starts ``command`` (ours by default) and waits (bounded) until it accepts connections."""
+    """Starts ``command`` (ours by default) and waits (bounded) until it accepts connections.
+
+    The client key and secret come first, as in ``thunderpush KEY SECRET -p 8000``:
+    where a key could be mistaken for a subcommand, that is where it would be.
+    """
     port = port or free_port()
     pid_path = tmp_path / f"thunderpush-{port}.pid"
     log_path = tmp_path / f"thunderpush-{port}.log"
-    command = [*command, "-p", str(port), "-H", "127.0.0.1"]
-    command += ["--pid-path", str(pid_path), *extra, KEY, SECRET]
+    command = [*command, key, SECRET, "-p", str(port), "-H", "127.0.0.1"]
+    command += ["--pid-path", str(pid_path), *extra]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, stdout=log, env={**os.environ})
     deadline = time.monotonic() + 15

@@ -101,6 +101,20 @@ def test_stale_pid_file_is_reused(tmp_path):
     assert not stale.exists()
 
 
+async def test_a_client_key_named_bench_starts_a_server(tmp_path):
+    """``thunderpush bench secret`` is a server with key ``bench``, not the load generator."""
+    running = start_server_process(tmp_path, key="bench")
+    try:
+        assert running.proc.poll() is None
+        response = await call_api(running.url, "GET", "users/", key="bench")
+        assert (response.code, response.body) == (200, b'{"count": 0}\n')
+        response = await call_api(running.url, "GET", "users/", key=KEY)
+        assert response.code == 401  # the one application is "bench"
+    finally:
+        assert running.stop() == 0
+    assert "listening on 127.0.0.1" in running.log()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_signal_closes_every_session_with_a_reconnect_code(tmp_path, signum):
     running = start_server_process(tmp_path)
