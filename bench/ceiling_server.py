@@ -1,6 +1,6 @@
 """A deliberately minimal server speaking just enough of Thunderpush's protocol.
 
-Why it exists: to measure the load generator itself.  ``thunderpush bench``
+Why it exists: to measure the load generator itself.  ``thunderpush-bench``
 must not be the bottleneck, and the only way to show that is to point it at a
 server faster than any real one.  This one does nothing but the happy path:
 websocket upgrade, SockJS ``o``, ``CONNECT``/``SUBSCRIBE``, ``GET users/``,
