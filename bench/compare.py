@@ -198,7 +198,7 @@ def start_server(kind: str, workdir: Path, original: Path, python: str, cpu: int
     args = ["-p", str(port), "-H", "127.0.0.1", "--pid-path", str(pid_path), KEY, SECRET]
     env = dict(os.environ)
     if kind == "ours":
-        command = [python, "-m", "thunderpush.runner", *args]
+        command = [python, "-m", "thunderpush", *args]
     else:
         # Run the script from its own venv, with nothing of this repo on the path.
         command = [str(original), *args]
