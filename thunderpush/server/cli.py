@@ -13,7 +13,6 @@ from thunderpush import __version__
 from thunderpush.server.config import Config
 from thunderpush.server.process import run
 
-
 _TIMEOUTS = {
     "head": "close a connection whose request head takes longer",
     "body": "close a connection whose declared request body takes longer",
