@@ -44,12 +44,12 @@ import tornado.web
 from sockjs.tornado.session import ConnectionInfo
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, parse_qs_bytes
-from tornado.iostream import IOStream
 from tornado.log import access_log
 
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.server.config import Config
+from thunderpush.transports import adapter
 from thunderpush.transports.sockjs import SockJSRouter
 from thunderpush.transports.websocket import (
     RawWebSocket,
@@ -434,12 +434,7 @@ class FrontDoor:
         sock = transport.get_extra_info("socket").dup()
         address = transport.get_extra_info("peername")
         transport.abort()  # closes asyncio's descriptor; ``sock`` keeps the connection
-        http = self.http
-        stream = IOStream(sock, http.max_buffer_size, read_chunk_size=http.read_chunk_size)
-        # Tornado reads its buffer before the socket: the request starts there.
-        stream._read_buffer += data
-        stream._read_buffer_size += len(data)
-        http.handle_stream(stream, address)
+        adapter.serve(self.http, sock, address, data)
 
 
 class _Draining(asyncio.Protocol):
