@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -98,10 +98,20 @@ class Server:
             await asyncio.sleep(0.01)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "config(**settings): Config fields of the test's ``server`` (e.g. timeouts)"
+    )
+
+
 @pytest.fixture
-async def server():
-    # The same parts as the command line's, so tests exercise what users run.
-    built = build(Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js"))
+async def server(request):
+    # The same parts as the command line's, so tests exercise what users run;
+    # ``@pytest.mark.config(head_timeout=0.2)`` changes the settings it is built with.
+    marker = request.node.get_closest_marker("config")
+    settings = marker.kwargs if marker is not None else {}
+    config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
+    built = build(replace(config, **settings))
     door, router = built.door, built.router
     await door.listen(0, "127.0.0.1")
     running = Server(door.port, router, built.apps.get(KEY).hub, door)

@@ -37,6 +37,26 @@ async def exchange(port: int, data: bytes, chunks: int = 1) -> bytes:
     return received
 
 
+async def until_closed(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Sends ``data`` and returns all that comes back until the server closes (or resets)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(data)
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout):
+            received += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # closed with bytes of ours still unread: the kernel resets
+    finally:
+        writer.close()
+    return received
+
+
+def statuses(responses: bytes) -> list[int]:
+    """The status codes of the responses in ``responses``, in order."""
+    return [int(code) for code in re.findall(rb"^HTTP/1\.1 (\d{3}) ", responses, re.MULTILINE)]
+
+
 def undated(response: bytes) -> bytes:
     return re.sub(rb"Date: [^\r]*\r\n", b"Date: -\r\n", response)
 

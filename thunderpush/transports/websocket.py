@@ -35,6 +35,7 @@ from sockjs.tornado.session import ConnectionInfo
 from thunderpush.core.protocol import raw_websocket_close_code
 from thunderpush.transports.fanout import FrameCache, Queued
 from thunderpush.transports.frames import BINARY, CLOSE, PING, PONG, TEXT, frame
+from thunderpush.transports.http import SharedReadBuffer
 from thunderpush.transports.sockjs import RAW_FRAMES, SOCKJS_FRAMES, RawSession, sockjs_messages
 
 if TYPE_CHECKING:
@@ -57,26 +58,6 @@ def unmask(mask: bytes, data: bytes) -> bytes:
         return b""
     key = (mask * (length // 4 + 1))[:length]
     return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
-
-
-class SharedReadBuffer(asyncio.BufferedProtocol):
-    """Receives into one buffer that every connection of the process shares.
-
-    A plain ``asyncio.Protocol`` gets each read in a fresh 256 KiB buffer, above
-    glibc's mmap threshold: an mmap, a munmap and two page faults per read
-    (20,004 faults for 10,000 publish requests on a fresh server).  The loop
-    runs one read at a time and ``data_received`` copies what it keeps, so a
-    single 64 KiB buffer serves every connection.
-    """
-
-    __slots__ = ()
-    _view = memoryview(bytearray(64 * 1024))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._view[:nbytes]))
 
 
 class _Refused(Exception):

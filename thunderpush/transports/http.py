@@ -1,0 +1,591 @@
+"""HTTP/1.1 for the front door: one ``HttpConnection`` per TCP connection, parsed by llhttp.
+
+``httptools`` (llhttp, the parser behind uvicorn) checks the syntax; this module
+keeps the raw bytes of the unfinished request beside it, so that a request the
+fast path does not serve can be handed over, from its first byte, to whoever
+serves it.  Each request head is shown to the ``Door``:
+
+* ``Door.start(request)`` returns an ``Answer`` (written at once, as Tornado
+  answers before reading the body), a ``Call`` (finished with the body; its
+  answer may be awaitable) or ``None``: not served here;
+* a request with ``Upgrade`` goes to ``Door.upgrade(transport, request, rest)``;
+* everything else, and anything unusual (HTTP/1.0, chunked bodies, ``Expect``,
+  repeated header fields, an odd request line or Host), goes to
+  ``Door.hand_off(transport, data)`` once every earlier answer is written.
+
+Every limit has one outcome:
+
+* a request llhttp refuses (a malformed or repeated ``Content-Length``, both
+  ``Content-Length`` and ``Transfer-Encoding``, bare LF, obs-fold, control
+  bytes...) or with more than ``MAX_HEADERS`` fields: Tornado's bare
+  ``400 Bad Request``, then the connection is closed;
+* a head over ``MAX_HEAD_SIZE`` bytes: closed without an answer, as Tornado does;
+* a declared body over ``max_body_size``: the API's JSON 413, then closed;
+* no complete head ``head_timeout`` seconds after a connection opens or a
+  request begins, no complete body ``body_timeout`` after its head, nothing
+  ``idle_timeout`` after the last answer: closed;
+* answers the client does not read: reading stops while the transport's
+  write buffer is over its high-water mark.
+
+Usage, as ``FrontDoor`` does for each accepted socket::
+
+    await loop.connect_accepted_socket(lambda: HttpConnection(door), sock)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, NoReturn, Protocol
+
+import httptools
+import tornado
+from tornado.log import access_log
+
+from thunderpush.api import Answer, Call
+from thunderpush.api.answers import error_answer
+from thunderpush.server.config import Config
+
+logger = logging.getLogger(__name__)
+
+# Tornado's limit: a longer request head closes the connection.
+MAX_HEAD_SIZE = 64 * 1024
+# More header fields than this get 400, as with Apache's default; Tornado has no such limit.
+MAX_HEADERS = 100
+
+# What Tornado writes before closing a connection whose request it cannot parse.
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+SERVER_ERROR = error_answer(500, "Internal Server Error")
+
+SERVER_HEADER = f"Server: TornadoServer/{tornado.version}\r\n"
+_API_HEADERS = (
+    "Access-Control-Allow-Origin: *\r\n"
+    "Access-Control-Allow-Methods: GET, POST, DELETE\r\n"
+    "Access-Control-Allow-Headers: X-Thunder-Secret-Key, Content-Type\r\n"
+)
+_JSON_TYPE = "Content-Type: application/json; charset=UTF-8\r\n"
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus
+}
+
+# The bytes of a Host that Tornado surely accepts (its rule is wider); it answers any other.
+_HOST_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]"
+_WHITESPACE = b" \t"
+_LINE_ENDS = b"\r\n"
+_END_OF_HEAD = b"\r\n\r\n"
+_VERSION = b" HTTP/1.1\r\n"
+
+# Where a connection is, for its deadline.
+_HEAD, _BODY, _IDLE = range(3)
+# What a connection is doing.
+_READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
+
+
+class SharedReadBuffer(asyncio.BufferedProtocol):
+    """Receives into one buffer that every connection of the process shares.
+
+    A plain ``asyncio.Protocol`` gets each read in a fresh 256 KiB buffer, above
+    glibc's mmap threshold: an mmap, a munmap and two page faults per read
+    (20,004 faults for 10,000 publish requests on a fresh server).  The loop
+    runs one read at a time and ``data_received`` copies what it keeps, so a
+    single 64 KiB buffer serves every connection.
+    """
+
+    __slots__ = ()
+    _view = memoryview(bytearray(64 * 1024))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._view[:nbytes]))
+
+
+class _Date:
+    """The ``Date`` header, formatted once a second."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.text = second, formatdate(second, usegmt=True)
+        return cls.text
+
+
+def date_header() -> str:
+    """``Date: ...`` and its line end, as Tornado writes it."""
+    return f"Date: {_Date.now()}\r\n"
+
+
+class Request:
+    """A request head that the door may serve.
+
+    ``fields`` are its header fields, names in lower case, each name once (a
+    request with a repeated field goes to Tornado); ``headers`` are the same
+    as a dict; ``get`` reads one field without building either.
+    """
+
+    __slots__ = ("method", "target", "path", "query", "peer", "close", "started", "_values")
+
+    def __init__(self, method: str, target: str, values: dict[bytes, bytes], peer: Any) -> None:
+        self.method = method
+        # The request-target as sent (latin-1); path and query as Tornado splits it.
+        self.target = target
+        self.path, _, self.query = target.partition("?")
+        # The peer address of the connection, as asyncio gives it.
+        self.peer = peer
+        # Tornado's rule for answering with ``Connection: close``.
+        connection = values.get(b"connection")
+        self.close = connection is not None and connection.rstrip(_WHITESPACE).lower() == b"close"
+        self.started = time.time()
+        # As llhttp gives them: names in lower case, values with trailing whitespace.
+        self._values = values
+
+    def get(self, name: str, default: str = "") -> str:
+        """The value of field ``name`` (lower case), or ``default``."""
+        value = self._values.get(name.encode("latin-1"))
+        return default if value is None else value.rstrip(_WHITESPACE).decode("latin-1")
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        return [
+            (name.decode("latin-1"), value.rstrip(_WHITESPACE).decode("latin-1"))
+            for name, value in self._values.items()
+        ]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    @property
+    def remote_ip(self) -> str:
+        return self.peer[0] if self.peer else ""
+
+    def log(self, status: int) -> None:
+        """One access-log line, as Tornado writes it."""
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if access_log.isEnabledFor(level):
+            elapsed_ms = 1000.0 * (time.time() - self.started)
+            access_log.log(
+                level,
+                "%d %s %s (%s) %.2fms",
+                status,
+                self.method,
+                self.target,
+                self.remote_ip,
+                elapsed_ms,
+            )
+
+
+def api_response(request: Request, answer: Answer) -> bytes:
+    """The bytes Tornado's API handlers send for ``answer``."""
+    status, body = answer
+    lines = [_STATUS_LINES[status], SERVER_HEADER]
+    if status != 204:
+        lines.append(_JSON_TYPE)
+    lines += [date_header(), _API_HEADERS]
+    if status == 200 and request.method == "GET":
+        lines.append(f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n')
+    if status != 204:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    if request.close:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
+
+
+class Door(Protocol):
+    """What an ``HttpConnection`` asks of the server it belongs to."""
+
+    config: Config
+    connections: set[HttpConnection]
+
+    def start(self, request: Request) -> Answer | Call | None:
+        """The answer, a call waiting for the body, or None: not served here."""
+
+    def upgrade(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool:
+        """Take the connection for a protocol upgrade; ``rest`` follows the head."""
+
+    def hand_off(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Serve the connection elsewhere, ``data`` (from a request's first byte) unread."""
+
+
+def _failed() -> Answer:
+    """A fault in the API (never the client's): logged, and Tornado's JSON 500."""
+    logger.exception("Uncaught exception in an API call.")
+    return SERVER_ERROR
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop llhttp; the parser is replaced to go on."""
+
+
+class HttpConnection(SharedReadBuffer):
+    """One TCP connection, until it is closed, upgraded or handed off."""
+
+    __slots__ = (
+        "_door",
+        "_loop",
+        "_transport",
+        "_peer",
+        "_parser",
+        "_raw",
+        "_start",
+        "_url",
+        "_values",
+        "_repeats",
+        "_request",
+        "_call",
+        "_body",
+        "_keep_alive",
+        "_state",
+        "_stopped",
+        "_write_paused",
+        "_pending",
+        "_handed",
+        "_phase",
+        "_rearm",
+        "_deadline",
+        "_timer",
+    )
+
+    def __init__(self, door: Door) -> None:
+        self._door = door
+        self._loop: Any = None
+        self._transport: Any = None
+        self._peer: Any = None
+        self._parser: Any = None
+        # Every byte from the first one of the unfinished request (``_start``).
+        self._raw = bytearray()
+        self._start = 0
+        self._url = b""
+        self._values: dict[bytes, bytes] = {}
+        self._repeats = 0
+        # The request whose head is read and whose body is not, and its call.
+        self._request: Request | None = None
+        self._call: Call | None = None
+        # Where that body starts (from ``_start``) and how long it is.
+        self._body = (0, 0)
+        self._keep_alive = True
+        self._state = _READING
+        self._stopped = False
+        self._write_paused = False
+        self._pending: asyncio.Future[Answer] | None = None
+        self._handed = b""
+        self._phase = _HEAD
+        self._rearm = True
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def transport(self) -> Any:
+        """The asyncio transport this connection serves."""
+        return self._transport
+
+    # -- the transport's calls -------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._peer = transport.get_extra_info("peername")
+        self._parser = httptools.HttpRequestParser(self)
+        self._door.connections.add(self)
+        self._arm_deadline()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._state != _READING:
+            return
+        data = self._view[:nbytes]
+        self._raw += data
+        if self._parser is not None:
+            self._parse(data)
+        self._after_parsing()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        # Not now: ending or handing over the transport inside its own write
+        # callback makes asyncio call ``connection_lost`` twice.
+        self._loop.call_soon(self._go_on)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        self._raw = bytearray()
+        self._parser = None
+
+    def close(self) -> None:
+        """Close the connection once what it has to send is sent."""
+        if self._state == _READING or self._state == _HANDING_OFF:
+            self._end()
+
+    # -- llhttp's callbacks -----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._values = {}
+        self._repeats = 0
+        if self._phase != _HEAD:
+            self._enter(_HEAD)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        values = self._values
+        key = name.lower()
+        if key in values or len(values) >= MAX_HEADERS:
+            self._extra_field()
+        values[key] = value
+
+    def on_headers_complete(self) -> None:
+        if self._transport.is_closing():
+            self._stop()  # reset by the peer: nothing more to answer
+        raw, start = self._raw, self._start
+        while raw[start] in _LINE_ENDS:
+            start += 1  # llhttp skips empty lines before a request line
+        head_end = raw.find(_END_OF_HEAD, start) + 4
+        if head_end - self._start > MAX_HEAD_SIZE:
+            self._end()  # as Tornado: closed without an answer
+            self._stop()
+        self._start = start
+        parser, url, values = self._parser, self._url, self._values
+        method = parser.get_method()
+        host = values.get(b"host", b"").rstrip(_WHITESPACE)
+        if (
+            self._repeats
+            or not url.startswith(b"/")
+            # Exactly "METHOD SP target SP HTTP/1.1 CRLF", as Tornado requires.
+            or not raw.startswith(_VERSION, start + len(method) + 1 + len(url))
+            or b"transfer-encoding" in values
+            or b"expect" in values
+            or b"if-none-match" in values
+            or not host
+            or host.translate(None, _HOST_BYTES)
+        ):
+            self._hand_off()
+        request = Request(method.decode("latin-1"), url.decode("latin-1"), values, self._peer)
+        if parser.should_upgrade():
+            self._upgrade(request, head_end)
+        self._keep_alive = parser.should_keep_alive()
+        started = self._door.start(request)
+        if started is None:
+            self._hand_off()
+        length = int(values.get(b"content-length", 0))
+        call = None
+        if isinstance(started, Answer):
+            self._respond(request, started)
+            if length > self._door.config.max_body_size:
+                self._end()  # as Tornado: the answer, then no more reading
+        else:
+            call = started
+        if self._state != _READING:
+            self._stop()
+        self._request, self._call = request, call
+        self._body = (head_end - start, length)
+        self._phase, self._rearm = _BODY, True
+
+    def on_message_complete(self) -> None:
+        request, call = self._request, self._call
+        self._request = self._call = None
+        offset, length = self._body
+        body_start = self._start + offset
+        self._start = body_start + length
+        self._phase, self._rearm = _IDLE, True
+        if call is not None:
+            body = bytes(self._raw[body_start : self._start]) if length else b""
+            self._finish(request, call, body)
+        if not self._keep_alive and self._state == _READING:
+            self._end()
+        if self._state != _READING or self._write_paused or self._pending is not None:
+            self._stop()
+
+    # -- serving ---------------------------------------------------------------
+
+    def _parse(self, data: Any) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if not self._stopped:
+                raise  # a fault in a callback, not a decision
+        except httptools.HttpParserError as error:
+            self._refuse(str(error))
+        if self._stopped:
+            self._stopped = False
+            self._parser = None
+
+    def _after_parsing(self) -> None:
+        raw = self._raw
+        if (
+            self._state == _READING
+            and self._parser is not None
+            and self._request is None
+            and len(raw) - self._start > MAX_HEAD_SIZE
+        ):
+            self._end()  # as Tornado: closed without an answer
+        if self._start:
+            del raw[: self._start]
+            self._start = 0
+        self._arm_deadline()
+
+    def _go_on(self) -> None:
+        """Continue after a pause: hand off, or parse what was read meanwhile."""
+        if self._state == _HANDING_OFF:
+            if not self._transport.get_write_buffer_size():
+                self._give_away()
+            return
+        if (
+            self._state != _READING
+            or self._write_paused
+            or self._pending is not None
+            or self._transport.is_closing()
+        ):
+            return
+        self._transport.resume_reading()
+        if self._parser is None:
+            self._parser = httptools.HttpRequestParser(self)
+            if self._raw:
+                self._parse(bytes(self._raw))
+            if self._write_paused or self._pending is not None:
+                self._transport.pause_reading()
+        self._after_parsing()
+
+    def _finish(self, request: Request, call: Call, body: bytes) -> None:
+        try:
+            answer = call.finish(body)
+        except Exception:
+            answer = _failed()
+        if isinstance(answer, Answer):
+            self._respond(request, answer)
+            return
+        # Answers go out in request order: nothing more is read meanwhile.
+        self._transport.pause_reading()
+        self._pending = pending = asyncio.ensure_future(answer)
+        pending.add_done_callback(lambda done: self._answered(request, done))
+
+    def _answered(self, request: Request, done: asyncio.Future[Answer]) -> None:
+        self._pending = None
+        if self._state != _READING:
+            return
+        if done.cancelled():
+            self._transport.abort()
+            return
+        try:
+            answer = done.result()
+        except Exception:
+            answer = _failed()
+        self._respond(request, answer)
+        if not self._keep_alive:
+            self._end()
+        self._go_on()
+
+    def _respond(self, request: Request, answer: Answer) -> None:
+        self._transport.write(api_response(request, answer))
+        request.log(answer.status)
+        if request.close:
+            self._end()
+
+    def _upgrade(self, request: Request, head_end: int) -> NoReturn:
+        if self._door.upgrade(self._transport, request, bytes(self._raw[head_end:])):
+            self._release()
+            self._stop()
+        self._hand_off()
+
+    def _hand_off(self) -> NoReturn:
+        """Give the connection away from this request on, once earlier answers are sent."""
+        transport = self._transport
+        self._handed = bytes(self._raw[self._start :])
+        self._state = _HANDING_OFF
+        transport.pause_reading()
+        if transport.get_write_buffer_size():
+            self._enter(_IDLE)  # the client has to read them first
+            transport.set_write_buffer_limits(high=0)  # resume_writing once all is sent
+        else:
+            self._give_away()
+        self._stop()
+
+    def _give_away(self) -> None:
+        self._release()
+        self._door.hand_off(self._transport, self._handed)
+        self._handed = b""
+
+    def _end(self, data: bytes = b"") -> None:
+        """Close after ``data`` and every earlier answer (cut off if the client stops reading)."""
+        transport = self._transport
+        if data and not transport.is_closing():
+            transport.write(data)
+        transport.close()
+        self._state = _CLOSING
+        self._enter(_IDLE)
+        self._arm_deadline()
+
+    def _extra_field(self) -> None:
+        """A repeated field name (left to Tornado), or one field too many (refused)."""
+        self._repeats += 1
+        if len(self._values) + self._repeats > MAX_HEADERS:
+            self._refuse("too many header fields")
+            self._stop()
+
+    def _refuse(self, reason: str) -> None:
+        """Tornado's answer to a request it cannot read: 400, then the end."""
+        logger.debug("Bad request from %s: %s", self._remote_ip(), reason)
+        self._end(BAD_REQUEST)
+
+    def _stop(self) -> NoReturn:
+        self._stopped = True
+        raise _Stop
+
+    def _release(self) -> None:
+        """The connection is no longer this object's to serve."""
+        self._state = _GONE
+        self._door.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _remote_ip(self) -> str:
+        return self._peer[0] if self._peer else ""
+
+    # -- deadlines --------------------------------------------------------------
+
+    def _enter(self, phase: int) -> None:
+        self._phase = phase
+        self._rearm = True
+
+    def _arm_deadline(self) -> None:
+        """After each read: a new phase gets a new deadline, one timer serves them all."""
+        if not self._rearm or self._state == _GONE:
+            return
+        self._rearm = False
+        config = self._door.config
+        phase = self._phase
+        if phase == _IDLE:
+            timeout = config.idle_timeout
+        else:
+            timeout = config.head_timeout if phase == _HEAD else config.body_timeout
+        self._deadline = deadline = self._loop.time() + timeout
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._state == _GONE:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        logger.debug("Closing a connection from %s: timed out", self._remote_ip())
+        self._release()
+        self._transport.abort()
