@@ -14,6 +14,7 @@ import logging
 import re
 import socket
 import struct
+import sys
 import time
 
 import httptools
@@ -26,6 +27,7 @@ from tornado.netutil import bind_sockets
 from thunderpush.server.config import Config
 from thunderpush.transports.http import BAD_REQUEST, MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
 
+from .processes import start_server_process
 from .wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
 
 pytestmark = pytest.mark.timeout(30)
@@ -426,6 +428,43 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(ser
         await asyncio.wait_for(reader.readuntil(b'{"count": 0}\n'), 2)
     assert 0.25 <= await closed_after(reader, time.monotonic()) < 2
     writer.close()
+
+
+# -- out of file descriptors ----------------------------------------------------
+
+# The server, with room for about fifty connections.
+FEW_DESCRIPTORS = (
+    sys.executable,
+    "-c",
+    "import resource, sys\n"
+    "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+    "from thunderpush.server.cli import main\n"
+    "main(sys.argv[1:])",
+)
+
+
+def test_running_out_of_descriptors_is_one_line_and_passes(tmp_path):
+    running = start_server_process(tmp_path, command=FEW_DESCRIPTORS)
+    try:
+        clients = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(100)]
+        deadline = time.monotonic() + 10
+        while "Cannot accept connections" not in running.log():
+            assert time.monotonic() < deadline, running.log()
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+        # Accepting resumes (it is retried every second) once descriptors are free.
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as client:
+            client.sendall(USERS)
+            assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        running.stop()
+    log = running.log()
+    assert "Traceback" not in log
+    # Besides the start-up and shut-down lines, one: not one per attempt to accept.
+    (line,) = [line for line in log.splitlines() if " INFO " not in line]
+    assert "Cannot accept connections (Too many open files)" in line
 
 
 # -- any bytes at all -----------------------------------------------------------

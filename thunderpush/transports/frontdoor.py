@@ -17,7 +17,8 @@ request is served:
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
   unusual.  When in doubt, Tornado answers: it is the reference.
 
-Usage::
+The door accepts connections itself, so that running out of file descriptors
+is one log line and a pause, not an error per attempt.  Usage::
 
     door = FrontDoor(config, application, router, api)
     await door.listen(8080, "")
@@ -29,11 +30,13 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import re
 from base64 import b64encode
 from http.cookies import CookieError, SimpleCookie
+from socket import socket as Socket
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -41,6 +44,7 @@ import tornado.web
 from sockjs.tornado.session import ConnectionInfo
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders, parse_qs_bytes
+from tornado.netutil import bind_sockets
 
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
@@ -53,6 +57,9 @@ from thunderpush.transports.websocket import RawWebSocket, SockJSWebSocket, WebS
 logger = logging.getLogger(__name__)
 
 _BACKLOG = 1024
+# asyncio's figure: how long accepting pauses when the process is out of resources.
+_ACCEPT_RETRY_SECONDS = 1.0
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # The API's methods; Tornado answers the others.
 _API_METHODS = frozenset(("GET", "POST", "DELETE", "OPTIONS"))
 
@@ -143,7 +150,12 @@ class FrontDoor:
         )
         self.connections: set[HttpConnection] = set()
         self.sockets: set[WebSocket] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._listeners: list[Socket] = []
+        # Per listener: when accepting resumes after running out of descriptors.
+        self._retries: dict[int, asyncio.TimerHandle] = {}
+        # Accepted sockets becoming connections (asyncio keeps only weak references to tasks).
+        self._accepting: set[asyncio.Task[None]] = set()
+        self._starved = False
         self._heartbeat: asyncio.TimerHandle | None = None
         # sockjs-tornado's own URL patterns for its two websocket transports.
         self._sockjs_path = re.compile(re.escape(router.prefix) + r"/[^/.]+/([^/.]+)/websocket")
@@ -152,19 +164,25 @@ class FrontDoor:
     async def listen(self, port: int, host: str = "") -> None:
         """Listen on ``port`` of ``host`` (every interface when empty)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: HttpConnection(self), host or None, port, backlog=_BACKLOG
-        )
+        for listener in bind_sockets(port, host or None, backlog=_BACKLOG):
+            self._listeners.append(listener)
+            loop.add_reader(listener.fileno(), self._accept, listener)
 
     @property
     def port(self) -> int:
         """The port listened on (useful after ``listen(0)``)."""
-        return self._server.sockets[0].getsockname()[1]
+        return self._listeners[0].getsockname()[1]
 
     def stop(self) -> None:
         """Stop accepting connections; open ones stay."""
-        if self._server is not None:
-            self._server.close()
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners = []
+        for retry in self._retries.values():
+            retry.cancel()
+        self._retries.clear()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
@@ -176,6 +194,54 @@ class FrontDoor:
         while self.sockets:
             await asyncio.sleep(0.01)
         await self.http.close_all_connections()
+
+    # -- accepting -------------------------------------------------------------
+
+    def _accept(self, listener: Socket) -> None:
+        """Accept every waiting connection, up to the backlog."""
+        loop = asyncio.get_running_loop()
+        for _ in range(_BACKLOG):
+            try:
+                sock, _address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                self._starved = False  # everyone waiting got in
+                return
+            except OSError as error:
+                if error.errno not in _OUT_OF_RESOURCES:
+                    # A connection that failed before it was accepted (Linux
+                    # reports its network error here): the next one may not.
+                    logger.debug("A connection failed before it was accepted: %s", error)
+                    continue
+                self._out_of_resources(error)
+                # The listener stays readable: look again in a while, not at once.
+                loop.remove_reader(listener.fileno())
+                self._retries[listener.fileno()] = loop.call_later(
+                    _ACCEPT_RETRY_SECONDS, self._accept_again, listener
+                )
+                return
+            task = loop.create_task(self._serve(sock))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
+
+    def _accept_again(self, listener: Socket) -> None:
+        del self._retries[listener.fileno()]
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept, listener)
+
+    async def _serve(self, sock: Socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: HttpConnection(self), sock)
+        except OSError:
+            sock.close()  # gone before it could be served
+
+    def _out_of_resources(self, error: OSError) -> None:
+        """Logged once until the listen queue is empty again, not once per connection."""
+        if not self._starved:
+            self._starved = True
+            logger.warning(
+                "Cannot accept connections (%s); they wait until connections close.",
+                error.strerror,
+            )
 
     # -- the API ---------------------------------------------------------------
 
@@ -235,7 +301,12 @@ class FrontDoor:
         """Move the connection to Tornado's ``HTTPServer`` with ``data`` unread."""
         if transport.is_closing():
             return
-        sock = transport.get_extra_info("socket").dup()
+        try:
+            sock = transport.get_extra_info("socket").dup()
+        except OSError as error:
+            self._out_of_resources(error)
+            transport.abort()
+            return
         address = transport.get_extra_info("peername")
         transport.abort()  # closes asyncio's descriptor; ``sock`` keeps the connection
         adapter.serve(self.http, sock, address, data)
