@@ -25,7 +25,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from thunderpush.server.config import Config
-from thunderpush.transports.http import BAD_REQUEST, MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
+from thunderpush.transports.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
+from thunderpush.transports.messages import BAD_REQUEST
 
 from .processes import start_server_process
 from .wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed

@@ -50,7 +50,8 @@ from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.server.config import Config
 from thunderpush.transports import adapter
-from thunderpush.transports.http import SERVER_HEADER, HttpConnection, Request, date_header
+from thunderpush.transports.http import HttpConnection
+from thunderpush.transports.messages import SERVER_HEADER, Request, date_header
 from thunderpush.transports.sockjs import SockJSRouter
 from thunderpush.transports.websocket import RawWebSocket, SockJSWebSocket, WebSocket
 

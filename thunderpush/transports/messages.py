@@ -1,0 +1,138 @@
+"""What the front door reads and writes: request heads, and answers in Tornado's bytes.
+
+``Request`` is a request head as ``thunderpush.transports.http`` parsed it, the
+object ``FrontDoor.start`` and ``FrontDoor.upgrade`` are given; the answers are
+byte for byte what Tornado's handlers send, so that a client cannot tell
+which of the two served it::
+
+    request.method, request.path, request.get("x-thunder-secret-key")
+    transport.write(api_response(request, answer))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import tornado
+from tornado.log import access_log
+
+from thunderpush.api import Answer
+from thunderpush.api.answers import error_answer
+
+# What Tornado writes before closing a connection whose request it cannot parse.
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+SERVER_ERROR = error_answer(500, "Internal Server Error")
+
+SERVER_HEADER = f"Server: TornadoServer/{tornado.version}\r\n"
+_API_HEADERS = (
+    "Access-Control-Allow-Origin: *\r\n"
+    "Access-Control-Allow-Methods: GET, POST, DELETE\r\n"
+    "Access-Control-Allow-Headers: X-Thunder-Secret-Key, Content-Type\r\n"
+)
+_JSON_TYPE = "Content-Type: application/json; charset=UTF-8\r\n"
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus
+}
+# What may surround a header field's value (llhttp keeps it at the end).
+WHITESPACE = b" \t"
+
+
+class _Date:
+    """The ``Date`` header, formatted once a second."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.text = second, formatdate(second, usegmt=True)
+        return cls.text
+
+
+def date_header() -> str:
+    """``Date: ...`` and its line end, as Tornado writes it."""
+    return f"Date: {_Date.now()}\r\n"
+
+
+class Request:
+    """A request head that the door may serve.
+
+    ``fields`` are its header fields, names in lower case, each name once (a
+    request with a repeated field goes to Tornado); ``headers`` are the same
+    as a dict; ``get`` reads one field without building either.
+    """
+
+    __slots__ = ("method", "target", "path", "query", "peer", "close", "started", "_values")
+
+    def __init__(self, method: str, target: str, values: dict[bytes, bytes], peer: Any) -> None:
+        self.method = method
+        # The request-target as sent (latin-1); path and query as Tornado splits it.
+        self.target = target
+        self.path, _, self.query = target.partition("?")
+        # The peer address of the connection, as asyncio gives it.
+        self.peer = peer
+        # Tornado's rule for answering with ``Connection: close``.
+        connection = values.get(b"connection")
+        self.close = connection is not None and connection.rstrip(WHITESPACE).lower() == b"close"
+        self.started = time.time()
+        # As llhttp gives them: names in lower case, values with trailing whitespace.
+        self._values = values
+
+    def get(self, name: str, default: str = "") -> str:
+        """The value of field ``name`` (lower case), or ``default``."""
+        value = self._values.get(name.encode("latin-1"))
+        return default if value is None else value.rstrip(WHITESPACE).decode("latin-1")
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        return [
+            (name.decode("latin-1"), value.rstrip(WHITESPACE).decode("latin-1"))
+            for name, value in self._values.items()
+        ]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    @property
+    def remote_ip(self) -> str:
+        return self.peer[0] if self.peer else ""
+
+    def log(self, status: int) -> None:
+        """One access-log line, as Tornado writes it."""
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        if access_log.isEnabledFor(level):
+            elapsed_ms = 1000.0 * (time.time() - self.started)
+            access_log.log(
+                level,
+                "%d %s %s (%s) %.2fms",
+                status,
+                self.method,
+                self.target,
+                self.remote_ip,
+                elapsed_ms,
+            )
+
+
+def api_response(request: Request, answer: Answer) -> bytes:
+    """The bytes Tornado's API handlers send for ``answer``."""
+    status, body = answer
+    lines = [_STATUS_LINES[status], SERVER_HEADER]
+    if status != 204:
+        lines.append(_JSON_TYPE)
+    lines += [date_header(), _API_HEADERS]
+    if status == 200 and request.method == "GET":
+        lines.append(f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n')
+    if status != 204:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    if request.close:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
