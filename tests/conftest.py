@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from thunderpush.core.apps import Apps
 from thunderpush.core.hub import Hub
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
@@ -105,13 +106,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def server(request):
+def apps() -> Apps | None:
+    """The apps the ``server`` fixture serves; None: ``KEY``/``SECRET`` on the in-memory backend.
+
+    A test module overrides this fixture to run the server on another backend.
+    """
+    return None
+
+
+@pytest.fixture
+async def server(request, apps):
     # The same parts as the command line's, so tests exercise what users run;
     # ``@pytest.mark.config(head_timeout=0.2)`` changes the settings it is built with.
     marker = request.node.get_closest_marker("config")
     settings = marker.kwargs if marker is not None else {}
     config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-    built = build(replace(config, **settings))
+    built = build(replace(config, **settings), apps)
     door, router = built.door, built.router
     await door.listen(0, "127.0.0.1")
     running = Server(door.port, router, built.apps.get(KEY).hub, door)

@@ -292,8 +292,8 @@ class HttpConnection(SharedReadBuffer):
         if call is not None:
             body = bytes(self._raw[body_start : self._start]) if length else b""
             self._finish(request, call, body)
-        if not self._keep_alive and self._state == _READING:
-            self._end()
+        if not self._keep_alive and self._state == _READING and self._pending is None:
+            self._end()  # (a pending answer ends the connection once it is sent)
         if self._state != _READING or self._write_paused or self._pending is not None:
             self._stop()
 
