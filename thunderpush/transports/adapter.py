@@ -13,6 +13,13 @@ before anything else from the socket.  What this relies on, each checked by
 * ``TCPServer.max_buffer_size`` and ``TCPServer.read_chunk_size``, the
   attributes where ``HTTPServer`` keeps its constructor's stream settings.
 
+The other way round, a websocket handshake that Tornado parsed leaves Tornado
+(``RequestHandler.detach``, public) with the bytes Tornado read past it:
+``detached_socket`` reads them from ``IOStream._read_buffer`` and
+``_read_buffer_size`` (private: no public call takes buffered bytes without
+reading the socket) and takes ``IOStream.socket``; checked by
+``tests/test_adapter_websocket.py``.
+
 Usage::
 
     serve(http_server, sock, peer_address, already_read)
@@ -51,3 +58,19 @@ def serve(server: HTTPServer, sock: socket.socket, address: Any, unread: bytes) 
         sock, unread, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size
     )
     server.handle_stream(stream, address)
+
+
+# -- websockets: taking a connection from Tornado after its handshake --------
+
+
+def detached_socket(stream: IOStream) -> tuple[socket.socket, bytes]:
+    """The socket of a detached ``IOStream`` and the bytes Tornado read past the request.
+
+    A client may send its first frames right behind the handshake, and
+    Tornado reads them into its buffer with the request.  The stream is
+    closed; the returned duplicate of its socket keeps the connection.
+    """
+    buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
+    sock = stream.socket.dup()
+    stream.close()  # closes Tornado's descriptor only
+    return sock, buffered

@@ -11,7 +11,8 @@ request is served:
   ``Api.start`` / ``Call.finish`` that the Tornado handlers call, so the
   answers are the same);
 * websocket upgrades of ``/connect/<server>/<session>/websocket`` and
-  ``/connect/websocket`` are handed to ``thunderpush.transports.websocket``;
+  ``/connect/websocket`` are answered by ``thunderpush.transports.handshake``
+  and served by ``thunderpush.transports.websocket``;
 * every other request goes, with the bytes already read, to Tornado's
   ``HTTPServer`` (``thunderpush.transports.adapter``): polling and streaming
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
@@ -31,29 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import logging
-import re
-from base64 import b64encode
-from http.cookies import CookieError, SimpleCookie
 from socket import socket as Socket
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import tornado.web
-from sockjs.tornado.session import ConnectionInfo
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPHeaders, parse_qs_bytes
 from tornado.netutil import bind_sockets
 
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.server.config import Config
 from thunderpush.transports import adapter
+from thunderpush.transports.handshake import serve_upgrade
 from thunderpush.transports.http import HttpConnection
-from thunderpush.transports.messages import SERVER_HEADER, Request, date_header
+from thunderpush.transports.messages import Request
 from thunderpush.transports.sockjs import SockJSRouter
-from thunderpush.transports.websocket import RawWebSocket, SockJSWebSocket, WebSocket
 
 logger = logging.getLogger(__name__)
 
@@ -63,45 +58,6 @@ _ACCEPT_RETRY_SECONDS = 1.0
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # The API's methods; Tornado answers the others.
 _API_METHODS = frozenset(("GET", "POST", "DELETE", "OPTIONS"))
-
-_WEBSOCKET_MAGIC = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def websocket_response(key: str) -> bytes:
-    """Tornado's answer to a websocket handshake."""
-    accept = b64encode(hashlib.sha1(key.encode() + _WEBSOCKET_MAGIC).digest()).decode()
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\n"
-        f"{SERVER_HEADER}{date_header()}"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-Websocket-Accept: {accept}\r\n\r\n"
-    ).encode()
-
-
-def _is_websocket_handshake(request: Request) -> bool:
-    headers = request.headers
-    connection = (part.strip().lower() for part in headers.get("connection", "").split(","))
-    return (
-        request.method == "GET"
-        and headers.get("upgrade", "").lower() == "websocket"
-        and "upgrade" in connection
-        and headers.get("sec-websocket-version") == "13"
-        and bool(headers.get("sec-websocket-key"))
-        and "content-length" not in headers
-    )
-
-
-def _connection_info(request: Request, remote_ip: str) -> ConnectionInfo:
-    """What sockjs-tornado's transports tell ``on_open`` about the request."""
-    cookies: SimpleCookie = SimpleCookie()
-    if "cookie" in request.headers:
-        try:
-            cookies.load(request.headers["cookie"])
-        except CookieError:
-            pass
-    arguments = parse_qs_bytes(request.query, keep_blank_values=True) if request.query else {}
-    headers = HTTPHeaders(request.headers)
-    return ConnectionInfo(remote_ip, cookies, arguments, headers, request.path)
 
 
 def _start_api_call(api: Api, request: Request) -> Answer | Call | None:
@@ -150,17 +106,14 @@ class FrontDoor:
             body_timeout=config.body_timeout,
         )
         self.connections: set[HttpConnection] = set()
-        self.sockets: set[WebSocket] = set()
+        # Every open websocket of the router, however it was accepted.
+        self.sockets = router.websockets
         self._listeners: list[Socket] = []
         # Per listener: when accepting resumes after running out of descriptors.
         self._retries: dict[int, asyncio.TimerHandle] = {}
         # Accepted sockets becoming connections (asyncio keeps only weak references to tasks).
         self._accepting: set[asyncio.Task[None]] = set()
         self._starved = False
-        self._heartbeat: asyncio.TimerHandle | None = None
-        # sockjs-tornado's own URL patterns for its two websocket transports.
-        self._sockjs_path = re.compile(re.escape(router.prefix) + r"/[^/.]+/([^/.]+)/websocket")
-        self._raw_path = router.prefix + "/websocket"
 
     async def listen(self, port: int, host: str = "") -> None:
         """Listen on ``port`` of ``host`` (every interface when empty)."""
@@ -184,9 +137,7 @@ class FrontDoor:
         for retry in self._retries.values():
             retry.cancel()
         self._retries.clear()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        self.sockets.stop()
 
     async def close_all_connections(self) -> None:
         """Close idle HTTP connections, wait for websockets and Tornado's to end."""
@@ -260,41 +211,15 @@ class FrontDoor:
 
     def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
         """Serve a websocket handshake here; False leaves it to Tornado."""
-        if not _is_websocket_handshake(request) or not self.router.websockets_enabled:
-            return False
-        if self.router.settings.get("websocket_allow_origin", "*") != "*":
-            return False
-        sockjs = self._sockjs_path.fullmatch(request.path)
-        if sockjs is None and request.path != self._raw_path:
-            return False
-        transport.write(websocket_response(request.headers["sec-websocket-key"]))
-        peer = transport.get_extra_info("peername")
-        info = _connection_info(request, peer[0] if peer else "")
-        kind = SockJSWebSocket if sockjs is not None else RawWebSocket
-        socket = kind(self, transport, info)
-        transport.set_protocol(socket)
-        if sockjs is not None:
-            socket.open_session(sockjs.group(1))
-        else:
-            socket.open_session()
-        self._start_heartbeat()
-        if rest:
-            socket.data_received(rest)
-        return True
-
-    def _start_heartbeat(self) -> None:
-        if self._heartbeat is None:
-            loop = asyncio.get_running_loop()
-            delay = self.router.settings["heartbeat_delay"]
-            self._heartbeat = loop.call_later(delay, self._beat)
-
-    def _beat(self) -> None:
-        """One heartbeat for every websocket: a timer for all, not one each."""
-        self._heartbeat = None
-        for socket in list(self.sockets):
-            socket.heartbeat()
-        if self.sockets:
-            self._start_heartbeat()
+        return serve_upgrade(
+            self.router,
+            transport,
+            request.method,
+            request.path,
+            request.query,
+            request.fields,
+            rest,
+        )
 
     # -- Tornado -------------------------------------------------------------
 

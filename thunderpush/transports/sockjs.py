@@ -11,9 +11,14 @@ it::
 
 The corrections, each tested in ``tests/test_router.py``:
 
-* a send to a websocket that is closing raises ``WebSocketClosedError`` out of
-  ``broadcast`` and heartbeats; it is now dropped quietly, so every other
-  receiver still gets the message and the log is not flooded;
+* both websocket transports are served by ``thunderpush.transports.websocket``
+  (Tornado hands the connection over after the handshake,
+  ``thunderpush.transports.handshake``): a send to a websocket that is
+  closing no longer raises ``WebSocketClosedError`` out of ``broadcast`` and
+  heartbeats, so every other receiver still gets the message and the log is
+  not flooded; a client that never finishes a close handshake is cut off after
+  ``websocket_close_timeout`` seconds; pongs, cookies and deep JSON cost no
+  more than a well-behaved client does;
 * ``close()`` inside ``on_open`` on xhr/jsonp polling wrote a second response
   into the first one; the close frame now waits for the next poll;
 * the JSONP/htmlfile callback was reflected unchecked; anything outside
@@ -24,7 +29,8 @@ The corrections, each tested in ``tests/test_router.py``:
 * timers bound to whichever loop existed when the router was built, so session
   expiry and heartbeats silently never ran under ``asyncio.run``; they are now
   (re)bound to the running loop when the first session starts;
-* importing sockjs-tornado under ``-W error::DeprecationWarning`` failed;
+* importing sockjs-tornado under ``-W error::DeprecationWarning`` failed (the
+  filter is in ``thunderpush.transports``, before any import of it);
 * the iframe page's ``sockjs_url`` defaults to the tested sockjs-client;
 * a websocket frame that is not JSON logged a traceback; it logs one warning;
 * the raw websocket closes with the session's code (9xxx sent as 4xxx) and
@@ -35,34 +41,23 @@ The corrections, each tested in ``tests/test_router.py``:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import warnings
 from typing import Any
 
+from sockjs.tornado import SockJSConnection
+from sockjs.tornado import router as _router
+from sockjs.tornado import session as _session
+from sockjs.tornado import static as _static
+from sockjs.tornado import transports as _transports
+from sockjs.tornado.transports import htmlfile as _htmlfile
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream
 from tornado.log import access_log
-from tornado.websocket import WebSocketClosedError
 
-# sockjs-tornado decorates its handlers with its own deprecated @asynchronous at
-# import time; silence that one warning, nothing broader.
-warnings.filterwarnings(
-    "ignore", message="@asynchronous is deprecated", category=DeprecationWarning
-)
-
-from sockjs.tornado import SockJSConnection  # noqa: E402
-from sockjs.tornado import router as _router  # noqa: E402
-from sockjs.tornado import session as _session  # noqa: E402
-from sockjs.tornado import static as _static  # noqa: E402
-from sockjs.tornado import transports as _transports  # noqa: E402
-from sockjs.tornado.transports import htmlfile as _htmlfile  # noqa: E402
-
-from thunderpush.core.protocol import raw_websocket_close_code  # noqa: E402
-from thunderpush.server.config import Config  # noqa: E402
-from thunderpush.transports.fanout import FrameCache, Outbox, Queued  # noqa: E402
-from thunderpush.transports.frames import text_frame  # noqa: E402
+from thunderpush.server.config import Config
+from thunderpush.transports.fanout import Outbox, Queued
+from thunderpush.transports.handshake import RawWebSocketUpgrade, SockJSWebSocketUpgrade
+from thunderpush.transports.heartbeat import OpenWebSockets
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -72,36 +67,11 @@ _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
 DEFAULT_SETTINGS = {
     "sockjs_url": Config.sockjs_url,
-    # Largest message body accepted by xhr_send and jsonp_send.
+    # Largest message accepted: xhr_send and jsonp_send bodies, websocket messages.
     "max_message_size": Config.max_client_message_size,
+    # How long a websocket waits for the client's end of a close handshake.
+    "websocket_close_timeout": 5.0,
 }
-
-
-# Every receiver of one publish on one kind of websocket gets the same frame,
-# whichever server (Tornado or the front door) holds its socket.
-SOCKJS_FRAMES = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
-# No SockJS framing on the raw websocket: the element is the whole message.
-RAW_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
-
-
-def sockjs_messages(message: str | bytes) -> list[Any] | None:
-    """The messages of one SockJS websocket frame, or None if it must be dropped.
-
-    A frame that is not JSON drops the connection, as sockjs-tornado always
-    did, but with one warning line instead of a traceback.
-    """
-    try:
-        messages = json.loads(message)
-    except ValueError:
-        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
-        return None
-    return messages if isinstance(messages, list) else [messages]
-
-
-def _retrieve(future: Any) -> None:
-    """Mark a write's outcome as seen: a closed peer is not worth a log line."""
-    if not future.cancelled():
-        future.exception()
 
 
 class _NoTransformMixin:
@@ -234,108 +204,6 @@ class InfoHandler(_NoTransformMixin, _static.InfoHandler):
     pass
 
 
-class _WebSocketMixin(Queued):
-    """Websocket writes: quiet once closing, and the fan-out fast path.
-
-    ``send_element`` queues a delivery's frame, built once per publish, in
-    the router's ``Outbox``; ``flush_pending`` sends what is queued with one
-    ``send`` when Tornado has nothing buffered for this socket, and hands the
-    rest to the ``IOStream`` otherwise, so ``unsent_bytes`` always sees it.
-    """
-
-    frames: FrameCache
-
-    def initialize(self, server: Any) -> None:
-        super().initialize(server)
-        self.pending: list[bytes] = []
-
-    def send_element(self, element: str) -> None:
-        self.server.outbox.queue(self, self.frames.frame(element))
-
-    def flush_pending(self) -> None:
-        pending, self.pending = self.pending, []
-        connection = self.ws_connection
-        if not pending or connection is None or connection.is_closing():
-            return
-        stream = connection.stream
-        if stream.closed():
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        if not stream._write_buffer and type(stream) is IOStream:
-            try:
-                sent = stream.socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                stream.close()  # Tornado then runs on_close
-                return
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
-        stream.write(data)
-
-    @property
-    def unsent_bytes(self) -> int:
-        """Bytes accepted for this client and not yet taken by the kernel."""
-        connection = self.ws_connection
-        buffered = len(connection.stream._write_buffer) if connection is not None else 0
-        return buffered + sum(map(len, self.pending))
-
-    def send_pack(self, message: str, binary: bool = False) -> None:
-        if self.pending:
-            self.flush_pending()  # keep heartbeats and closes in order
-        try:
-            future = self.write_message(message, binary)
-        except WebSocketClosedError:
-            # Tornado calls on_close once the close completes; this only makes
-            # sure the session learns of it even if that never happens.
-            self.server.io_loop.add_callback(self.on_close)
-            return
-        future.add_done_callback(_retrieve)
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if self.pending:
-            self.flush_pending()
-        super().close(code, reason)
-
-
-class WebSocketTransport(_WebSocketMixin, _transports.WebSocketTransport):
-    frames = SOCKJS_FRAMES
-
-    def on_message(self, message: str | bytes) -> None:
-        if not message or not self.session:
-            return
-        messages = sockjs_messages(message)
-        if messages is None:
-            self.abort_connection()
-            return
-        self.session.on_messages(messages)
-
-
-class RawWebSocketTransport(_WebSocketMixin, _transports.RawWebSocketTransport):
-    frames = RAW_FRAMES
-
-    @property
-    def ping_interval(self) -> float:
-        # No SockJS heartbeat here: pings keep proxies from cutting idle sockets.
-        return self.server.settings["heartbeat_delay"]
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self.server.stats.on_conn_opened()
-        if self.server.settings["disable_nagle"]:
-            self.set_nodelay(True)
-        self.session = RawSession(self.server.get_connection_class(), self.server)
-        self.session.set_handler(self)
-        self.session.verify_state()
-
-    def session_closed(self) -> None:
-        code, reason = self.session.get_close_reason()
-        try:
-            self.close(raw_websocket_close_code(code), reason)
-        finally:
-            self._detach()
-
-
 class _TrackedMixin:
     """Sessions tell the router when they end, so it can reach the open ones."""
 
@@ -372,8 +240,8 @@ _CORRECTED = {
     _transports.EventSourceTransport: EventSourceTransport,
     _transports.XhrSendHandler: XhrSendHandler,
     _transports.JSONPSendHandler: JSONPSendHandler,
-    _transports.WebSocketTransport: WebSocketTransport,
-    _transports.RawWebSocketTransport: RawWebSocketTransport,
+    _transports.WebSocketTransport: SockJSWebSocketUpgrade,
+    _transports.RawWebSocketTransport: RawWebSocketUpgrade,
     _static.InfoHandler: InfoHandler,
 }
 
@@ -382,7 +250,8 @@ class SockJSRouter(_router.SockJSRouter):
     """``sockjs.tornado.SockJSRouter`` with the corrected transports.
 
     ``live_sessions`` holds every open session on every transport, and
-    ``close_all`` closes them, e.g. on shutdown.
+    ``close_all`` closes them, e.g. on shutdown.  ``websockets`` holds the
+    open websockets and their shared heartbeat.
     """
 
     def __init__(
@@ -395,9 +264,10 @@ class SockJSRouter(_router.SockJSRouter):
     ) -> None:
         self.live_sessions: set[Any] = set()
         self.prefix = prefix
-        self._bound_loop: IOLoop | None = None
         merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
+        self.websockets = OpenWebSockets(self.settings)
+        self._bound_loop: IOLoop | None = None
         self._transport_urls = [
             (pattern, _CORRECTED.get(handler, handler), kwargs)
             for pattern, handler, kwargs in self._transport_urls
@@ -419,6 +289,10 @@ class SockJSRouter(_router.SockJSRouter):
         session = super().create_session(session_id, register)
         self.live_sessions.add(session)
         return session
+
+    def create_raw_session(self) -> RawSession:
+        """A session for the raw websocket (no SockJS framing, no session id)."""
+        return RawSession(self.get_connection_class(), self)
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every open session with ``code`` and ``reason``."""

@@ -1,119 +1,176 @@
 """Websocket connections served straight on an asyncio transport.
 
 Tornado keeps a request, a handler, a protocol object, stream buffers and
-several suspended coroutines alive for every open websocket: about 18 KiB of
-heap per idle connection.  Here one small object with ``__slots__`` is the
-whole connection: it reads RFC 6455 frames as they arrive, writes frames
-straight to the transport, and acts towards sockjs-tornado's ``Session`` and
-``RawSession`` exactly as ``router.WebSocketTransport`` and
-``router.RawWebSocketTransport`` do (the ``o`` and ``c[...]`` frames, close
-codes, ``live_sessions``, the fan-out fast path of ``thunderpush.transports.fanout``).
+several suspended coroutines alive for every open websocket.  Here one
+``WebSocket`` is the whole connection.  Every client frame is read by
+``websockets``' Sans-I/O ``ServerProtocol`` (``receive_data`` /
+``events_received`` / ``data_to_send``), so fragmentation, control frames,
+close codes, UTF-8 and the size limit are exactly RFC 6455 as that library
+enforces it.  Deliveries never go through the library: a publish builds its
+frame once (``thunderpush.transports.fanout``) and each socket writes it
+straight to its transport, one send per loop turn.
 
-``thunderpush.transports.frontdoor`` does the handshake and then hands the transport to
-one of these with ``transport.set_protocol``::
+Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
+(``name``, ``active``, ``get_conn_info``, ``send_pack``, ``session_closed``):
+the ``o``, ``h`` and ``c[...]`` frames, close codes and ``live_sessions``
+behave as on every other transport.  ``thunderpush.transports.handshake``
+answers the handshake, whoever parsed it, and then starts one of these::
 
-    socket = SockJSWebSocket(door, transport, info)
+    socket = SockJSWebSocket(router, handshake, rest, session_id)
     transport.set_protocol(socket)
-    socket.open_session(session_id)   # RawWebSocket: open_session()
+    socket.connection_made(transport)   # writes the 101, opens the session
 
-Frames are handled as Tornado 6 handles them (a protocol error drops the TCP
-connection, a message over the router's ``max_message_size`` is closed with
-1009, a client's close is echoed with its code), except that an unmasked
-client frame is refused, as RFC 6455 requires.
+Limits, each with one outcome:
+
+* a message over the router's ``max_message_size``: close 1009;
+* a protocol error: close 1002 (1007 for text that is not UTF-8), then the
+  TCP connection ends;
+* a close handshake the client does not finish within the router's
+  ``websocket_close_timeout``: the TCP connection is aborted;
+* a ping flood: at most one pong waits to be written, for the latest ping
+  (RFC 6455 section 5.5.3 allows answering only that one);
+* a write buffer over its high-water mark: the connection is not read until
+  the client catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import struct
+import sys
 from typing import TYPE_CHECKING, Any
 
-from sockjs.tornado import proto
-from sockjs.tornado.session import ConnectionInfo
+from websockets.exceptions import ProtocolError
+from websockets.frames import Close, CloseCode, Opcode
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
 
 from thunderpush.core.protocol import raw_websocket_close_code
 from thunderpush.transports.fanout import FrameCache, Queued
-from thunderpush.transports.frames import BINARY, CLOSE, PING, PONG, TEXT, frame
+from thunderpush.transports.frames import BINARY, TEXT, frame, text_frame
 from thunderpush.transports.http import SharedReadBuffer
-from thunderpush.transports.sockjs import RAW_FRAMES, SOCKJS_FRAMES, RawSession, sockjs_messages
 
 if TYPE_CHECKING:
-    from thunderpush.transports.frontdoor import FrontDoor
+    from thunderpush.transports.handshake import Handshake
 
 logger = logging.getLogger(__name__)
 
-# How long a close waits for the client's close frame (Tornado's figure).
-CLOSE_TIMEOUT_SECONDS = 5.0
 
-_CODE = struct.Struct("!H")
-_MEDIUM = struct.Struct("!H")
-_LONG = struct.Struct("!Q")
+class _ProtocolLog(logging.LoggerAdapter):
+    """The library's log, told as this server tells it.
+
+    It logs "connection open" and "connection closed" at INFO for every
+    connection: here they are DEBUG lines, like its frame-level detail.  With
+    DEBUG on it adds a traceback to each refused handshake and bad frame: a
+    client's mistake takes one line here, the traceback is kept for errors.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level < logging.ERROR and kwargs.pop("exc_info", None):
+            error = sys.exc_info()[1]
+            if error is not None:
+                msg, args = f"{msg}: %s", (*args, error)
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
 
 
-def unmask(mask: bytes, data: bytes) -> bytes:
-    """The payload of a client frame (XOR with the repeated 4-byte mask)."""
-    length = len(data)
-    if not length:
-        return b""
-    key = (mask * (length // 4 + 1))[:length]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+# The logger of every ``ServerProtocol`` here.
+PROTOCOL_LOG = _ProtocolLog(logger, {})
+
+# Every receiver of one publish on one kind of websocket gets the same frame.
+SOCKJS_FRAMES = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
+# No SockJS framing on the raw websocket: the element is the whole message.
+RAW_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
+
+# The first byte of a server's pong frame (FIN, opcode 0xA, no extension).
+_PONG = b"\x8a"
+# A close frame's payload is at most 125 bytes, two of them the code.
+_MAX_REASON = 123
 
 
-class _Refused(Exception):
-    """The peer broke the protocol: the connection is dropped without a close."""
+def sockjs_messages(message: str | bytes) -> list[Any] | None:
+    """The messages of one SockJS websocket frame, or None if it must be dropped.
+
+    A frame that is not JSON (nested too deeply to parse included) drops the
+    connection, as sockjs-tornado always did, with one warning line and no
+    traceback.
+    """
+    try:
+        messages = json.loads(message)
+    except (ValueError, RecursionError):
+        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
+        return None
+    return messages if isinstance(messages, list) else [messages]
+
+
+class _Drop(Exception):
+    """The connection is dropped without a close frame (what SockJS prescribes)."""
 
 
 class WebSocket(SharedReadBuffer, Queued):
-    """One websocket; subclasses say how it meets its session.
+    """One websocket after its handshake; subclasses say how it meets its session.
 
-    The attributes a sockjs-tornado session expects of its handler are here:
-    ``name``, ``active``, ``get_conn_info``, ``send_pack``, ``session_closed``.
+    ``handshake`` is the accepted handshake (``thunderpush.transports.handshake``);
+    ``connection_made`` writes its answer, opens the session and reads
+    ``rest``, the bytes that arrived with the request.  The frames are read by
+    a ``ServerProtocol`` started in the OPEN state, the library's way of
+    taking over after a handshake answered elsewhere.
     """
 
     __slots__ = (
         "session",
         "pending",
-        "_door",
-        "_transport",
+        "server",
+        "_protocol",
         "_info",
-        "_buffer",
+        "_rest",
+        "_response",
+        "_transport",
+        "_open",
         "_fragments",
-        "_opcode",
-        "_server_closed",
-        "_client_closed",
-        "_deaf",
+        "_text",
         "_closer",
+        "_held_pong",
     )
 
     name = "websocket"
     active = True
     frames: FrameCache
 
-    def __init__(self, door: FrontDoor, transport: asyncio.Transport, info: ConnectionInfo) -> None:
+    def __init__(self, server: Any, handshake: Handshake, rest: bytes) -> None:
         self.session: Any = None
         self.pending: list[bytes] = []
-        self._door = door
-        self._transport = transport
-        self._info = info
-        self._buffer = b""
-        self._fragments: bytearray | None = None
-        self._opcode = 0
-        self._server_closed = False
-        self._client_closed = False
-        self._deaf = False
+        self.server = server
+        self._protocol = ServerProtocol(
+            state=OPEN, max_size=server.settings["max_message_size"], logger=PROTOCOL_LOG
+        )
+        self._info = handshake.info
+        self._rest = rest
+        self._response = handshake.data
+        self._transport: Any = None
+        # Deliveries may be written: the protocol is OPEN and the transport too.
+        self._open = False
+        self._fragments: list[bytes] | None = None
+        self._text = False
         self._closer: asyncio.TimerHandle | None = None
+        self._held_pong: bytes | None = None
 
-    @property
-    def server(self) -> Any:
-        return self._door.router
-
-    def open(self) -> None:
-        """Attach a new session; called once the handshake is written."""
-        self._door.sockets.add(self)
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        response, self._response = self._response, b""
+        transport.write(response)
+        self._open = not transport.is_closing()
+        self.server.websockets.add(self)
         self.server.stats.on_conn_opened()
+        self.open_session()
+        rest, self._rest = self._rest, b""
+        if rest and not transport.is_closing():
+            self.data_received(rest)
 
-    def get_conn_info(self) -> ConnectionInfo:
+    def open_session(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_conn_info(self) -> Any:
         return self._info
 
     # -- writing -----------------------------------------------------------
@@ -123,7 +180,7 @@ class WebSocket(SharedReadBuffer, Queued):
 
     def flush_pending(self) -> None:
         pending, self.pending = self.pending, []
-        if pending and not self._server_closed and not self._transport.is_closing():
+        if pending and self._open and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     @property
@@ -134,145 +191,134 @@ class WebSocket(SharedReadBuffer, Queued):
     def send_pack(self, message: str | bytes, binary: bool = False) -> None:
         if self.pending:
             self.flush_pending()  # keep heartbeats and closes in order
-        if self._server_closed or self._transport.is_closing():
-            return  # the connection's end is under way and will close the session
-        data = message.encode() if isinstance(message, str) else message
-        self._transport.write(frame(BINARY if binary else TEXT, data))
+        if self._open and not self._transport.is_closing():
+            data = message.encode() if isinstance(message, str) else message
+            self._transport.write(frame(BINARY if binary else TEXT, data))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Start the closing handshake; the client has a few seconds to answer."""
+        """Start the closing handshake; the client has ``websocket_close_timeout`` to answer."""
         if self.pending:
             self.flush_pending()
-        if not self._server_closed:
-            self._server_closed = True
-            if code is None and reason is not None:
-                code = 1000
-            payload = b"" if code is None else _CODE.pack(code)
-            if reason is not None:
-                payload += reason.encode()
-            self._transport.write(frame(CLOSE, payload))
-        if self._client_closed:
-            self._transport.close()
-        elif self._closer is None:
-            loop = asyncio.get_running_loop()
-            self._closer = loop.call_later(CLOSE_TIMEOUT_SECONDS, self._transport.abort)
+        if self._protocol.state is not OPEN or self._transport.is_closing():
+            return
+        if code is None and reason is not None:
+            code = CloseCode.NORMAL_CLOSURE
+        if code is None:
+            self._protocol.send_close()
+        else:
+            self._protocol.send_close(*_close_frame(code, reason or ""))
+        self._write_output()
 
-    def heartbeat(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def heartbeat(self) -> None:
+        """One beat of the router's shared timer (``thunderpush.transports.heartbeat``)."""
+        self._release_pong()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than it sends: read nothing more until it catches up.
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._transport.resume_reading()
+        self._release_pong()
+
+    def _write_output(self) -> None:
+        """Writes what the protocol has to send (answers, pongs, closes), follows its state."""
+        protocol, transport = self._protocol, self._transport
+        writes = protocol.data_to_send()
+        # Only the latest pong of a batch is answered (RFC 6455 section 5.5.3).
+        last_pong = max((n for n, data in enumerate(writes) if data[:1] == _PONG), default=-1)
+        for n, data in enumerate(writes):
+            if not data:
+                self._end_stream()
+            elif data[:1] == _PONG:
+                if n == last_pong:
+                    self._pong(data)
+            elif not transport.is_closing():
+                transport.write(data)
+        self._open = protocol.state is OPEN and not transport.is_closing()
+        if self._closer is None and protocol.close_expected():
+            timeout = self.server.settings["websocket_close_timeout"]
+            self._closer = asyncio.get_running_loop().call_later(timeout, transport.abort)
+
+    def _end_stream(self) -> None:
+        """The protocol has nothing more to send: end the TCP connection."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._protocol.close_rcvd is not None or not transport.can_write_eof():
+            transport.close()  # both close frames went: nothing more is expected
+        else:
+            # Failing the connection while the client may still be sending: a
+            # half-close lets it read the close frame instead of a reset, and
+            # the transport closes when the client's end arrives.
+            transport.write_eof()
+
+    def _pong(self, data: bytes) -> None:
+        transport = self._transport
+        if self._protocol.state is not OPEN or transport.is_closing():
+            self._held_pong = None  # closing: no pong is owed any more
+            return
+        if transport.get_write_buffer_size():
+            self._held_pong = data  # the client is not reading: one pong waits
+        else:
+            self._held_pong = None
+            transport.write(data)
+
+    def _release_pong(self) -> None:
+        if self._held_pong is not None and not self._transport.get_write_buffer_size():
+            self._pong(self._held_pong)
 
     # -- reading -----------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._deaf:
-            return
-        buffer = self._buffer + data if self._buffer else data
-        try:
-            used = self._read_frames(buffer)
-        except _Refused:
-            self._transport.abort()
-            return
-        self._buffer = buffer[used:] if used < len(buffer) and not self._deaf else b""
+        protocol = self._protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            self._on_frames(events)
+        if not self._transport.is_closing():
+            self._write_output()
 
-    def _read_frames(self, buffer: bytes) -> int:
-        """Handles every whole frame in ``buffer``; returns the bytes used."""
-        position = 0
-        end = len(buffer)
-        while end - position >= 2 and not self._deaf and not self._transport.is_closing():
-            first, second = buffer[position], buffer[position + 1]
-            length, start = self._frame_length(first, second, buffer, position)
-            if start < 0 or end - start < length:
-                break
-            payload = unmask(buffer[start - 4 : start], buffer[start : start + length])
-            position = start + length
-            self._on_frame(first, payload)
-        return position
-
-    def _frame_length(
-        self, first: int, second: int, buffer: bytes, position: int
-    ) -> tuple[int, int]:
-        """The payload length and where it starts (-1 while the header is incomplete)."""
-        if first & 0x70 or not second & 0x80:
-            raise _Refused  # an unknown extension, or a client frame not masked
-        length = second & 0x7F
-        control = first & 0x08
-        if control and (length >= 126 or not first & 0x80):
-            raise _Refused  # control frames are short and never fragmented
-        start = position + 6
-        if length == 126:
-            start += 2
-            if len(buffer) < start:
-                return 0, -1
-            length = _MEDIUM.unpack_from(buffer, position + 2)[0]
-        elif length == 127:
-            start += 8
-            if len(buffer) < start:
-                return 0, -1
-            length = _LONG.unpack_from(buffer, position + 2)[0]
-        if not control:
-            self._check_size(length)
-        return length, start if len(buffer) >= start and not self._deaf else -1
-
-    def _check_size(self, length: int) -> None:
-        held = len(self._fragments) if self._fragments is not None else 0
-        if held + length > self.server.settings["max_message_size"]:
-            # Nothing more is read: the client gets the close frame instead
-            # of a reset for the bytes still on their way, and has the usual
-            # few seconds to answer it.
-            self._deaf = True
-            self._buffer = b""
-            self.close(1009, "message too big")
-
-    def _on_frame(self, first: int, payload: bytes) -> None:
-        opcode = first & 0x0F
-        final = first & 0x80
-        if opcode & 0x08:
-            self._on_control(opcode, payload)
-            return
-        if opcode == 0:
-            if self._fragments is None:
-                raise _Refused  # nothing to continue
-            self._fragments += payload
-            if not final:
+    def _on_frames(self, frames: list[Any]) -> None:
+        for event in frames:
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if not event.fin:
+                    self._fragments, self._text = [event.data], opcode is Opcode.TEXT
+                    continue
+                text, data = opcode is Opcode.TEXT, event.data
+            elif opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(event.data)
+                if not event.fin:
+                    continue
+                text, data, self._fragments = self._text, b"".join(self._fragments), None
+            else:
+                if opcode is Opcode.PONG:
+                    self.on_pong()
+                continue  # pings and closes are the protocol's to answer
+            if not self._on_data(text, data):
                 return
-            opcode, payload, self._fragments = self._opcode, bytes(self._fragments), None
-        elif self._fragments is not None:
-            raise _Refused  # a new message before the last one ended
-        elif not final:
-            self._opcode, self._fragments = opcode, bytearray(payload)
-            return
-        self._on_data(opcode, payload)
 
-    def _on_data(self, opcode: int, payload: bytes) -> None:
-        if self._client_closed:
-            return
-        if opcode == TEXT:
+    def _on_data(self, text: bool, data: bytes) -> bool:
+        """Hands one message to the session; False once the connection is ending."""
+        message: str | bytes = data
+        if text:
             try:
-                message: str | bytes = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Refused from None
-        elif opcode == BINARY:
-            message = payload
-        else:
-            raise _Refused
+                message = data.decode()
+            except UnicodeDecodeError as error:
+                reason = f"{error.reason} at position {error.start}"
+                self._protocol.fail(CloseCode.INVALID_DATA, reason)
+                return False
         try:
             self.on_message(message)
-        except _Refused:
-            raise
+        except _Drop:
+            self._abort()
+            return False
         except Exception:
             logger.exception("Uncaught exception in a websocket message handler.")
-            raise _Refused from None
-
-    def _on_control(self, opcode: int, payload: bytes) -> None:
-        if opcode == CLOSE:
-            self._client_closed = True
-            code = _CODE.unpack_from(payload)[0] if len(payload) >= 2 else None
-            self.close(code)  # echo the client's code (RFC 6455 section 5.5.1)
-        elif opcode == PING:
-            self._transport.write(frame(PONG, payload))
-        elif opcode == PONG:
-            self.on_pong()
-        else:
-            raise _Refused
+            self._abort()
+            return False
+        return True
 
     def on_message(self, message: str | bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -280,14 +326,20 @@ class WebSocket(SharedReadBuffer, Queued):
     def on_pong(self) -> None:
         """A pong arrived; only the raw websocket pings."""
 
+    def _abort(self) -> None:
+        self._open = False
+        self._transport.abort()
+
     # -- the end -----------------------------------------------------------
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._door.sockets.discard(self)
+        self.server.websockets.discard(self)
         if self._closer is not None:
             self._closer.cancel()
             self._closer = None
         self.pending = []
+        self._open = False
+        self._held_pong = None
         session = self.session
         if session is not None:
             self.server.stats.on_conn_closed()
@@ -310,32 +362,48 @@ class WebSocket(SharedReadBuffer, Queued):
             self.session = None
 
 
+def _close_frame(code: int, reason: str) -> tuple[int, str]:
+    """A close code and reason the protocol will send: valid, and short enough."""
+    fitted = reason.encode()[:_MAX_REASON].decode(errors="ignore")
+    try:
+        Close(code, fitted).check()
+    except ProtocolError:
+        code = CloseCode.NORMAL_CLOSURE  # e.g. an application's code outside 1000-4999
+    return code, fitted
+
+
 class SockJSWebSocket(WebSocket):
     """``/connect/<server>/<session>/websocket``: SockJS framing."""
 
-    __slots__ = ()
+    __slots__ = ("_session_id",)
 
     frames = SOCKJS_FRAMES
 
-    def open_session(self, session_id: str) -> None:
-        self.open()
-        self.session = self.server.create_session(session_id, register=False)
-        # One heartbeat timer serves every front-door socket (``heartbeat``).
-        self.session.set_handler(self, start_heartbeat=False)
+    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: str) -> None:
+        super().__init__(server, handshake, rest)
+        self._session_id = session_id
+
+    def open_session(self) -> None:
+        self.session = self.server.create_session(self._session_id, register=False)
+        # One timer beats for every websocket (``thunderpush.transports.heartbeat``).
+        if not self.session.set_handler(self, start_heartbeat=False):
+            self.close()
+            return
         self.session.verify_state()
         if self.session:
             self.session.flush()
 
     def heartbeat(self) -> None:
+        super().heartbeat()
         if self.session is not None:
-            self.send_pack(proto.HEARTBEAT)
+            self.send_pack("h")
 
     def on_message(self, message: str | bytes) -> None:
         if not message or not self.session:
             return
         messages = sockjs_messages(message)
         if messages is None:
-            raise _Refused
+            raise _Drop
         self.session.on_messages(messages)
 
 
@@ -347,24 +415,25 @@ class RawWebSocket(WebSocket):
     name = "rawwebsocket"
     frames = RAW_FRAMES
 
-    def __init__(self, door: FrontDoor, transport: asyncio.Transport, info: ConnectionInfo) -> None:
-        super().__init__(door, transport, info)
+    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: None) -> None:
+        super().__init__(server, handshake, rest)
         self._awaiting_pong = False
 
     def open_session(self) -> None:
-        self.open()
-        self.session = RawSession(self.server.get_connection_class(), self.server)
+        self.session = self.server.create_raw_session()
         self.session.set_handler(self)
         self.session.verify_state()
 
     def heartbeat(self) -> None:
-        # As Tornado's ping: a ping unanswered by the next one closes.
+        super().heartbeat()
+        # As Tornado's ping: a ping unanswered by the next beat closes.
         if self._awaiting_pong:
             self.close(reason="ping timed out")
             return
         self._awaiting_pong = True
-        if not self._server_closed and not self._transport.is_closing():
-            self._transport.write(frame(PING, b""))
+        if self._open:
+            self._protocol.send_ping(b"")
+            self._write_output()
 
     def on_pong(self) -> None:
         self._awaiting_pong = False

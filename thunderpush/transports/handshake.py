@@ -1,0 +1,273 @@
+"""The websocket opening handshake, answered by ``websockets``' ``ServerProtocol``.
+
+A handshake reaches the server in one of two ways: the front door parsed it
+(``serve_upgrade``, the usual way), or Tornado did (``WebSocketUpgrade``:
+the front door handed the request over, or the router is mounted in someone
+else's Tornado application).  Either way it is checked and answered here, and
+the connection continues as one ``thunderpush.transports.websocket`` object
+on an asyncio transport: there is one websocket implementation.
+
+What sockjs-tornado checked is checked as it did: its answers to a request
+that is no websocket handshake at all (405 and 400 with its texts, which the
+SockJS protocol tests expect) and its ``websocket_allow_origin`` setting
+(403, with Tornado's same-host rule first).  The rest of the handshake is the
+library's (RFC 6455 section 4.2)::
+
+    handshake = answer(router, "GET", path, query, "HTTP/1.1", headers, ip)
+    if handshake.accepted:
+        socket = RawWebSocket(router, handshake, rest, None)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from functools import cached_property, lru_cache
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import urlparse
+
+import tornado
+import tornado.web
+from sockjs.tornado.session import ConnectionInfo
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, parse_cookie, parse_qs_bytes
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from thunderpush.transports.adapter import detached_socket
+from thunderpush.transports.websocket import (
+    PROTOCOL_LOG,
+    RawWebSocket,
+    SockJSWebSocket,
+    WebSocket,
+)
+
+logger = logging.getLogger(__name__)
+
+_SERVER = f"TornadoServer/{tornado.version}"
+_CROSS_ORIGIN = "Cross origin websockets not allowed"
+
+
+class LazyConnectionInfo(ConnectionInfo):
+    """sockjs-tornado's ``ConnectionInfo`` (what ``on_open`` gets), parsed on first use.
+
+    Most applications, Thunderpush's own included, never look at it.  Cookies
+    are parsed as Tornado parses them (``tornado.httputil.parse_cookie``, in
+    linear time), never by the standard library's ``SimpleCookie.load``,
+    which takes seconds on a long run of backslashes before Python 3.13.
+    """
+
+    def __init__(self, ip: str, path: str, query: str, headers: list[tuple[str, str]]) -> None:
+        self.ip = ip
+        self.path = path
+        self._query = query
+        self._raw_headers = headers
+
+    @cached_property
+    def headers(self) -> HTTPHeaders:  # type: ignore[override]
+        headers = HTTPHeaders()
+        for name, value in self._raw_headers:
+            headers.add(name, value)
+        return headers
+
+    @cached_property
+    def arguments(self) -> dict[str, list[bytes]]:  # type: ignore[override]
+        return parse_qs_bytes(self._query, keep_blank_values=True) if self._query else {}
+
+    @cached_property
+    def cookies(self) -> SimpleCookie:  # type: ignore[override]
+        cookies = SimpleCookie()
+        header = self.headers.get("Cookie")
+        if header:
+            for name, value in parse_cookie(header).items():
+                try:
+                    cookies[name] = value
+                except CookieError:
+                    pass  # a name SimpleCookie refuses: dropped, as Tornado does
+        return cookies
+
+
+class Handshake:
+    """A handshake request and the library's answer to it.
+
+    ``response`` is the answer; when it is accepted, ``data`` holds its
+    bytes, for the websocket to write first.
+    """
+
+    __slots__ = ("response", "data", "info")
+
+    def __init__(self, response: Response, data: bytes, info: LazyConnectionInfo) -> None:
+        self.response = response
+        self.data = data
+        self.info = info
+
+    @property
+    def accepted(self) -> bool:
+        return self.response.status_code == 101
+
+
+def answer(
+    server: Any,
+    method: str,
+    path: str,
+    query: str,
+    version: str,
+    headers: list[tuple[str, str]],
+    remote_ip: str,
+) -> Handshake:
+    """The answer to a handshake for ``server`` (a ``SockJSRouter``)."""
+    protocol = ServerProtocol(logger=PROTOCOL_LOG)
+    target = f"{path}?{query}" if query else path
+    request = Request(target, Headers(headers), method, version)
+    response = protocol.accept(request)
+    data = b""
+    if response.status_code == 101:
+        allowed = server.settings.get("websocket_allow_origin", "*")
+        if origin_allowed(request.headers, allowed):
+            response.headers["Server"] = _SERVER
+            protocol.send_response(response)
+            data = b"".join(protocol.data_to_send())
+        else:
+            response = protocol.reject(HTTPStatus.FORBIDDEN, _CROSS_ORIGIN)
+    return Handshake(response, data, LazyConnectionInfo(remote_ip, path, query, headers))
+
+
+def origin_allowed(headers: Headers, allowed: Any) -> bool:
+    """Tornado's rule (the page's own host), then sockjs-tornado's ``websocket_allow_origin``.
+
+    ``allowed`` is ``"*"`` or a collection of lower-case ``host[:port]``.
+    A request without an ``Origin`` (not from a browser) is allowed.
+    """
+    origins = headers.get_all("Origin") or headers.get_all("Sec-WebSocket-Origin")
+    if not origins:
+        return True
+    try:
+        origin = urlparse(origins[0]).netloc.lower()
+    except ValueError:
+        return False
+    hosts = headers.get_all("Host")
+    if hosts and origin == hosts[0]:
+        return True
+    return allowed == "*" or origin in allowed
+
+
+@lru_cache(maxsize=8)
+def _sockjs_path(prefix: str) -> re.Pattern[str]:
+    # sockjs-tornado's own URL pattern for its websocket transport.
+    return re.compile(re.escape(prefix) + r"/[^/.]+/([^/.]+)/websocket")
+
+
+def serve_upgrade(
+    server: Any,
+    transport: asyncio.Transport,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    rest: bytes,
+) -> bool:
+    """Serves a handshake the front door parsed; False leaves the request to Tornado.
+
+    Tornado then answers it through ``WebSocketUpgrade``, with the same checks:
+    a refusal is always Tornado's answer, logged like any other.
+    """
+    sockjs = _sockjs_path(server.prefix).fullmatch(path)
+    if sockjs is None and path != server.prefix + "/websocket":
+        return False
+    if not server.websockets_enabled or any(name == "content-length" for name, _ in headers):
+        return False  # a body before the frames: Tornado reads it first
+    peer = transport.get_extra_info("peername")
+    handshake = answer(server, method, path, query, "HTTP/1.1", headers, peer[0] if peer else "")
+    if not handshake.accepted:
+        return False
+    if sockjs is not None:
+        socket: WebSocket = SockJSWebSocket(server, handshake, rest, sockjs.group(1))
+    else:
+        socket = RawWebSocket(server, handshake, rest, None)
+    transport.set_protocol(socket)
+    socket.connection_made(transport)
+    return True
+
+
+def _not_a_handshake(request: HTTPServerRequest) -> tuple[int, str] | None:
+    """sockjs-tornado's answer to a request on a websocket URL that is no handshake."""
+    if request.method != "GET":
+        return 405, "WebSocket only supports GET requests."
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return 400, 'Can "Upgrade" only to "WebSocket".'
+    connection = request.headers.get("Connection", "").split(",")
+    if "upgrade" not in (part.strip().lower() for part in connection):
+        return 400, '"Connection" must be "Upgrade".'
+    return None
+
+
+class WebSocketUpgrade(tornado.web.RequestHandler):
+    """A websocket URL as Tornado serves it: the connection leaves Tornado.
+
+    Once the handshake is accepted, the handler detaches the connection from
+    Tornado (``RequestHandler.detach``) and hands its socket, with the bytes
+    Tornado read past the request, to the same asyncio websocket the front
+    door uses.  Subclasses say which kind.
+    """
+
+    kind: type[WebSocket]
+
+    def initialize(self, server: Any) -> None:
+        self.server = server
+
+    def prepare(self) -> None:
+        refusal = _not_a_handshake(self.request)
+        if refusal is not None:
+            status, text = refusal
+            self.set_status(status)
+            self.set_header("Connection", "Close")
+            if status == 405:
+                self.set_header("Allow", "GET")
+            self.finish(text)
+
+    async def get(self, session_id: str | None = None) -> None:
+        request = self.request
+        headers = list(request.headers.get_all())
+        handshake = answer(
+            self.server,
+            request.method or "GET",
+            request.path,
+            request.query,
+            request.version,
+            headers,
+            request.remote_ip or "",
+        )
+        if not handshake.accepted:
+            self._refuse(handshake.response)
+            return
+        sock, rest = detached_socket(self.detach())
+        self.set_status(101)
+        self.application.log_request(self)
+        socket = self.kind(self.server, handshake, rest, session_id)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: socket, sock)
+        except OSError:
+            sock.close()  # the client left during the hand-over
+
+    def _refuse(self, response: Response) -> None:
+        self.set_status(response.status_code)
+        for name, value in response.headers.raw_items():
+            if name not in ("Date", "Content-Length"):
+                self.set_header(name, value)
+        self.finish(response.body)
+
+
+class SockJSWebSocketUpgrade(WebSocketUpgrade):
+    """``<prefix>/<server>/<session>/websocket``."""
+
+    kind = SockJSWebSocket
+
+
+class RawWebSocketUpgrade(WebSocketUpgrade):
+    """``<prefix>/websocket``."""
+
+    kind = RawWebSocket
