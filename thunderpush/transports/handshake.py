@@ -121,7 +121,7 @@ def answer(
     """The answer to a handshake for ``server`` (a ``SockJSRouter``)."""
     protocol = ServerProtocol(logger=PROTOCOL_LOG)
     target = f"{path}?{query}" if query else path
-    request = Request(target, Headers(headers), method, version)
+    request = Request(path=target, headers=Headers(headers), method=method, protocol=version)
     response = protocol.accept(request)
     data = b""
     if response.status_code == 101:

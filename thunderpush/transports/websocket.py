@@ -60,22 +60,28 @@ logger = logging.getLogger(__name__)
 class _ProtocolLog(logging.LoggerAdapter):
     """The library's log, told as this server tells it.
 
-    It logs "connection open" and "connection closed" at INFO for every
-    connection: here they are DEBUG lines, like its frame-level detail.  With
-    DEBUG on it adds a traceback to each refused handshake and bad frame: a
-    client's mistake takes one line here, the traceback is kept for errors.
+    Its DEBUG and INFO lines are per frame or per connection ("< PING ...",
+    "connection open"): a client could flood the log with them, so they are
+    written only when ``thunderpush.transports.websocket.frames`` itself is set
+    to DEBUG, not when DEBUG is on for everything (``-v``).  A client's
+    mistake is one line without a traceback; errors keep theirs.
     """
+
+    def isEnabledFor(self, level: int) -> bool:
+        if level < logging.WARNING:
+            return logging.NOTSET < self.logger.level <= level
+        return self.logger.isEnabledFor(level)
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if level < logging.ERROR and kwargs.pop("exc_info", None):
             error = sys.exc_info()[1]
             if error is not None:
                 msg, args = f"{msg}: %s", (*args, error)
-        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+        super().log(level, msg, *args, **kwargs)
 
 
 # The logger of every ``ServerProtocol`` here.
-PROTOCOL_LOG = _ProtocolLog(logger, {})
+PROTOCOL_LOG = _ProtocolLog(logging.getLogger(__name__ + ".frames"), {})
 
 # Every receiver of one publish on one kind of websocket gets the same frame.
 SOCKJS_FRAMES = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
