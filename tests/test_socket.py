@@ -10,6 +10,7 @@ from thunderpush.core.protocol import raw_websocket_close_code
 
 from .conftest import KEY
 from .sockjs_client import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .wire import Hostile
 
 
 def close_code(transport, code: int) -> int:
@@ -234,6 +235,28 @@ async def test_oversized_send_over_http_is_413(server):
         raise_error=False,
     )
     assert response.code == 413
+
+
+@pytest.mark.parametrize("send", ["xhr_send", "jsonp_send"])
+async def test_deeply_nested_send_is_refused_with_one_warning(server, no_tracebacks, send):
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = await server.client(XhrPollingClient, "alice")
+    hostile = Hostile(server, no_tracebacks)
+    response = await AsyncHTTPClient().fetch(
+        f"{client.session_url}/{send}",
+        method="POST",
+        body="[" * 30_000 + "]" * 30_000,
+        headers={"Content-Type": "text/plain"},
+        raise_error=False,
+    )
+    # What the SockJS protocol answers to a body that is not JSON.
+    assert (response.code, response.body) == (500, b"Broken JSON encoding.")
+    await hostile.others_answered()
+    assert server.hub.is_online("alice")
+    (line,) = hostile.lines()
+    assert line.startswith(f"500 POST /connect/000/{client.session_url.rsplit('/', 1)[1]}/{send}")
+    hostile.check()
 
 
 async def test_binary_frame_on_raw_websocket_is_ignored(server):

@@ -7,9 +7,11 @@ broken clients send; these write exactly the bytes a test gives them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import struct
+from typing import Any
 
 from .processes import KEY, SECRET
 
@@ -67,16 +69,21 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    @classmethod
-    async def open(cls, port: int, path: str) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
+    @staticmethod
+    def handshake(path: str, headers: str = "") -> bytes:
+        return (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
-        )
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
+        ).encode()
+
+    @classmethod
+    async def open(cls, port: int, path: str, headers: str = "") -> RawClient:
+        """A handshake (with ``headers``, lines ending in CRLF) that must be accepted."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(cls.handshake(path, headers))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 101 ")
+        assert head.startswith(b"HTTP/1.1 101 "), head
         assert b"sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n" in head.lower()
         return cls(reader, writer)
 
@@ -108,3 +115,64 @@ class RawClient:
 
     async def closed(self) -> bool:
         return await asyncio.wait_for(self.reader.read(), 5) == b""
+
+
+def rss_kib() -> int:
+    """This process's resident memory; the in-process server's included."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class Hostile:
+    """What must hold while a hostile client does its worst.
+
+    Other clients are answered: the server's loop (this test's loop) never
+    stalls for seconds, and an API call gets its answer.  Memory stays within
+    a wide margin of where it was, and the server logs at most one line about
+    it (access-log lines of the probing API calls aside).  Start it once the
+    hostile client's set-up is done; tracebacks fail every test anyway.
+    """
+
+    # Far more than a well-behaved connection costs, far less than what each
+    # hostile input here cost before it was fixed.
+    RSS_MARGIN_KIB = 16 * 1024
+    # Far longer than any loop turn here takes, far shorter than the stalls
+    # hostile inputs caused (11-15 s for a cookie).
+    STALL_LIMIT = 2.0
+    _TICK = 0.05
+
+    def __init__(self, server: Any, caplog: Any) -> None:
+        self.server, self.caplog = server, caplog
+        self.rss = rss_kib()
+        self.seen = len(caplog.records)
+        self.worst_stall = 0.0
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(self._TICK)
+            now = loop.time()
+            self.worst_stall = max(self.worst_stall, now - last - self._TICK)
+            last = now
+
+    async def others_answered(self) -> None:
+        answer = await exchange(self.server.port, request("GET", f"{API}/users/"))
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+
+    def lines(self) -> list[str]:
+        return [
+            record.getMessage()
+            for record in self.caplog.records[self.seen :]
+            if record.levelno >= logging.INFO and " /api/" not in record.getMessage()
+        ]
+
+    def check(self) -> None:
+        self._watchdog.cancel()
+        assert self.worst_stall < self.STALL_LIMIT, f"the loop stalled {self.worst_stall:.1f} s"
+        assert rss_kib() - self.rss < self.RSS_MARGIN_KIB
+        assert len(self.lines()) <= 1, self.lines()

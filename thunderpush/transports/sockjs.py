@@ -36,7 +36,9 @@ The corrections, each tested in ``tests/test_router.py``:
 * the raw websocket closes with the session's code (9xxx sent as 4xxx) and
   reason, pings like the heartbeat, and keeps track of its sessions like every
   other transport, so ``close_all`` reaches every open session on shutdown;
-* xhr_send and jsonp_send refuse messages over ``max_message_size`` (413).
+* xhr_send and jsonp_send refuse messages over ``max_message_size`` (413),
+  and log their 500 for broken JSON as the client's fault (a warning), not as
+  a server error.
 """
 
 from __future__ import annotations
@@ -132,6 +134,13 @@ class _SendLimitMixin(_RefusalMixin, _NoTransformMixin):
         limit = self.server.settings["max_message_size"]
         if len(self.request.body) > limit:
             self.refuse(413, "Payload too large.")
+
+    def post(self, session_id: str) -> None:
+        super().post(session_id)
+        # sockjs-tornado answers 500 to a body it cannot use (none, broken or
+        # too deeply nested JSON): the SockJS protocol's answer, the client's fault.
+        if self.get_status() == 500:
+            self.client_fault = True
 
 
 class _OneResponseMixin(_NoTransformMixin):
