@@ -9,13 +9,21 @@ is not UTF-8) and the TCP connection ends.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.protocol import OPEN
 
 from thunderpush.server.config import Config
+from thunderpush.transports.handshake import answer
+from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
+from thunderpush.transports.websocket import RawWebSocket, SockJSWebSocket
 
-from .wire import API, RawClient, exchange, request
+from .wire import API, Hostile, RawClient, exchange, request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,3 +125,267 @@ async def test_unsent_bytes_counts_queued_deliveries(server):
     await ws.read()
     assert await ws.read() == (0x1, b'a[{"payload":"1"}]')
     assert connection.session.handler.unsent_bytes == 0
+
+
+# -- hostile clients --------------------------------------------------------
+
+
+def _pack(code: int) -> bytes:
+    return struct.pack("!H", code)
+
+
+async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_tracebacks):
+    ws = await RawClient.open(server.port, "/connect/websocket")
+    (session,) = server.router.live_sessions
+    hostile = Hostile(server, no_tracebacks)
+    chunk = RawClient.frame(0x9, b"p" * 125) * 500  # 65,500 bytes of pings
+
+    async def flood() -> None:
+        # 32 MB of pings: as many pongs, were each one kept for a client
+        # that reads nothing.
+        for _ in range(500):
+            ws.writer.write(chunk)
+            await ws.writer.drain()
+
+    flooding = asyncio.ensure_future(flood())
+    while not flooding.done():
+        await hostile.others_answered()
+    await flooding
+    await hostile.others_answered()  # every ping sent has been read by now
+    assert session.handler.unsent_bytes <= 127  # one pong, at most
+    hostile.check()
+
+
+async def test_close_then_never_read_ends_within_the_close_timeout(server, no_tracebacks):
+    server.router.settings["websocket_close_timeout"] = 0.2
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    await ws.send(0x1, b'["CONNECT alice:key"]')
+    await server.settled(lambda: server.hub.is_online("alice"))
+    (connection,) = server.hub.users["alice"]
+    handler = connection.session.handler
+    # The client reads nothing: deliveries fill the kernel's buffers, then a
+    # few bytes wait in the server's, under the mark where reading pauses.
+    body = json.dumps("x" * 8000)
+    for _ in range(5000):
+        server.hub.send_to_user("alice", body)
+        await asyncio.sleep(0)  # the outbox flushes
+        if handler.unsent_bytes:
+            break
+    assert 0 < handler.unsent_bytes < 64 * 1024
+    hostile = Hostile(server, no_tracebacks)
+    await ws.send(0x8, _pack(1000))
+    await hostile.others_answered()
+    await server.settled(lambda: not server.hub.is_online("alice") and not server.door.sockets)
+    hostile.check()
+
+
+@pytest.mark.parametrize(
+    "payload, answer",
+    [
+        *[(_pack(code), 1002) for code in (0, 999, 1004, 1005, 1006, 1015, 2999, 5000)],
+        (b"\x03", 1002),  # a close payload of one byte
+        (_pack(1000) + b"\xff\xfe", 1007),  # a reason that is not UTF-8
+    ],
+    ids=lambda value: value.hex() if isinstance(value, bytes) else str(value),
+)
+async def test_invalid_close_frames_are_answered_as_rfc_6455_says(
+    server, no_tracebacks, payload, answer
+):
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    assert await ws.read() == (0x1, b"o")
+    hostile = Hostile(server, no_tracebacks)
+    await ws.send(0x8, payload)
+    opcode, data = await ws.read()
+    assert (opcode, data[:2]) == (0x8, _pack(answer))
+    assert await ws.closed()
+    await hostile.others_answered()
+    ws.writer.close()
+    await server.settled(lambda: not server.router.live_sessions and not server.door.sockets)
+    hostile.check()
+
+
+async def test_deeply_nested_frame_drops_the_websocket_with_one_warning(server, no_tracebacks):
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    assert await ws.read() == (0x1, b"o")
+    hostile = Hostile(server, no_tracebacks)
+    await ws.send(0x1, b"[" * 30_000 + b"]" * 30_000)
+    assert await ws.closed()  # dropped without a close frame, as SockJS says
+    await hostile.others_answered()
+    await server.settled(lambda: not server.router.live_sessions and not server.door.sockets)
+    assert hostile.lines() == ["Dropping a SockJS websocket: a frame was not valid JSON."]
+    hostile.check()
+
+
+async def test_long_backslash_cookie_costs_nothing_until_asked_for(server, no_tracebacks):
+    hostile = Hostile(server, no_tracebacks)
+    # About 11 s in the standard library's SimpleCookie.load on Python 3.11.
+    cookie = 'a="' + "\\" * 60_000 + '"'
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket", f"Cookie: {cookie}\r\n")
+    await hostile.others_answered()
+    assert await ws.read() == (0x1, b"o")
+    (session,) = server.router.live_sessions
+    assert session.conn_info.get_cookie("a").value == "\\" * 30_000  # as Tornado parses it
+    hostile.check()
+
+
+async def test_allowed_origins_are_enforced_by_the_front_door(server, monkeypatch):
+    server.router.settings["websocket_allow_origin"] = ["good.example:8000"]
+    handed_to_tornado = []
+    hand_off = server.door.hand_off
+    monkeypatch.setattr(
+        server.door,
+        "hand_off",
+        lambda transport, data: (handed_to_tornado.append(data), hand_off(transport, data)),
+    )
+    origins = ["Origin: http://good.example:8000\r\n", "Origin: http://127.0.0.1\r\n", ""]
+    accepted = [await RawClient.open(server.port, "/connect/websocket", o) for o in origins]
+    assert not handed_to_tornado  # all three accepted without Tornado
+    refused = await exchange(
+        server.port, RawClient.handshake("/connect/websocket", "Origin: http://evil.example\r\n")
+    )
+    assert refused.startswith(b"HTTP/1.1 403 ")
+    assert refused.endswith(b"\r\n\r\nCross origin websockets not allowed")
+    assert len(server.door.sockets) == len(accepted)
+
+
+async def test_a_client_that_stops_reading_stops_being_read(server):
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    await ws.send(0x1, b'["CONNECT alice:key"]')
+    await server.settled(lambda: server.hub.is_online("alice"))
+    (connection,) = server.hub.users["alice"]
+    handler = connection.session.handler
+    body = json.dumps("x" * 8000)
+    for _ in range(5000):
+        server.hub.send_to_user("alice", body)
+        await asyncio.sleep(0)  # the outbox flushes
+        if handler.unsent_bytes > 64 * 1024:  # asyncio's high-water mark
+            break
+    assert not handler._transport.is_reading()
+    await ws.send(0x1, b'["SUBSCRIBE news"]')  # waits in the kernel, unread
+    # The client catches up: reading resumes, and the command is handled.
+    while handler.unsent_bytes:
+        await asyncio.wait_for(ws.reader.read(1 << 20), 5)
+    await server.settled(lambda: "alice" in server.hub.channel_users("news"))
+
+
+# -- any bytes at all ---------------------------------------------------------
+
+
+class _Echo(SockJSConnection):
+    def on_message(self, message):
+        self.send(message)
+
+
+class _FakeTransport(asyncio.Transport):
+    """Keeps what the server writes; refuses writes no real transport would take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = self.eof = False
+
+    def write(self, data) -> None:
+        assert not self.closing and not self.eof, "a write after the end"
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    resume_reading = pause_reading
+
+
+def _server_frames(written: bytes) -> list[tuple[int, bytes]]:
+    """The frames after the handshake's answer (servers never mask)."""
+    data, frames = written[written.index(b"\r\n\r\n") + 4 :], []
+    while data:
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            length, start = struct.unpack("!H", data[2:4])[0], 4
+        elif length == 127:
+            length, start = struct.unpack("!Q", data[2:10])[0], 10
+        frames.append((data[0] & 0x0F, data[start : start + length]))
+        data = data[start + length :]
+    return frames
+
+
+_PAYLOADS = st.one_of(
+    st.binary(max_size=130),
+    st.sampled_from([b'["CONNECT a:b"]', b'"x"', b"[", _pack(1000), _pack(1005), b"\xff"]),
+)
+
+
+def _client_frame(opcode: int, payload: bytes, fin: bool, mask: bool, rsv: int) -> bytes:
+    data = RawClient.frame(opcode, payload, fin=fin, mask=mask)
+    return bytes([data[0] | rsv]) + data[1:]
+
+
+# Mostly well-formed frames (masked, no extension bits), some of each mistake.
+_FRAMES = st.builds(
+    _client_frame,
+    st.integers(0, 15),
+    _PAYLOADS,
+    st.booleans(),
+    st.sampled_from([True, True, True, False]),
+    st.sampled_from([0, 0, 0, 0x40, 0x10]),
+)
+
+
+async def _feed(chunks: list[bytes], raw: bool) -> tuple[_FakeTransport, object]:
+    router = SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
+    headers = [
+        ("Host", "x"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", headers, "::1")
+    socket = RawWebSocket(router, handshake, b"", None) if raw else None
+    socket = socket or SockJSWebSocket(router, handshake, b"", "s")
+    transport = _FakeTransport()
+    socket.connection_made(transport)
+    for chunk in chunks:
+        if transport.closing:
+            break  # a closed transport reads nothing more
+        socket.data_received(chunk)
+    if transport.closing:
+        socket.connection_lost(None)
+    router.close_all(3000, "over")
+    return transport, socket
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pieces=st.lists(st.one_of(_FRAMES, st.binary(max_size=40)), max_size=8),
+    cuts=st.lists(st.integers(0, 4000), max_size=6),
+    raw=st.booleans(),
+)
+def test_any_bytes_in_any_pieces_keep_going_or_close(pieces, cuts, raw):
+    data = b"".join(pieces)
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    chunks = [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    transport, socket = asyncio.run(_feed(chunks, raw))
+    frames = _server_frames(bytes(transport.written))
+    closes = [n for n, (opcode, _) in enumerate(frames) if opcode == 0x8]
+    assert not closes or closes == [len(frames) - 1], "nothing may follow a close frame"
+    ended = transport.closing or transport.eof or closes
+    assert ended or socket._protocol.state is OPEN
