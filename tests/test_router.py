@@ -21,6 +21,7 @@ from thunderpush.server.config import Config
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
 
 from .processes import free_port
+from .wire import RawClient, exchange
 
 
 class Echo(SockJSConnection):
@@ -296,3 +297,56 @@ async def test_close_all_reaches_every_transport(echo):
     again = await AsyncHTTPClient().fetch(f"{base}/0/p/xhr", method="POST", body=b"")
     assert again.body == b'c[9010,"Server shutting down."]\n'
     assert not router.live_sessions
+
+
+async def test_frames_right_behind_the_handshake_reach_the_session(echo):
+    """Tornado reads them with the request; the hand-over must pass them on."""
+    base, _ = echo
+    port = int(base.split(":")[2].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(RawClient.handshake("/echo/0/s1/websocket") + RawClient.frame(0x1, b'["hi"]'))
+    ws = RawClient(reader, writer)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert await ws.read() == (0x1, b"o")
+    assert await ws.read() == (0x1, b'a["hi"]')
+    writer.close()
+
+
+async def test_allowed_origins_are_enforced_when_mounted_in_tornado():
+    router = SockJSRouter(Echo, "/o", {"websocket_allow_origin": ["good.example"]})
+    server = tornado.web.Application(router.urls).listen(port := free_port(), "127.0.0.1")
+    try:
+        good = await RawClient.open(port, "/o/websocket", "Origin: https://good.example\r\n")
+        refused = await exchange(
+            port, RawClient.handshake("/o/websocket", "Origin: https://evil.example\r\n")
+        )
+        assert refused.startswith(b"HTTP/1.1 403 ")
+        assert refused.endswith(b"Cross origin websockets not allowed")
+        good.writer.close()
+    finally:
+        server.stop()
+        router.close_all(3000, "Test over.")
+
+
+@pytest.mark.parametrize(
+    "handshake, answer",
+    [
+        (b"POST /echo/websocket HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+        (b"GET /echo/websocket HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /echo/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", 400),
+    ],
+    ids=["POST", "no Upgrade", "no Connection: Upgrade"],
+)
+async def test_requests_that_are_no_handshake_get_sockjs_tornados_answers(echo, handshake, answer):
+    base, _ = echo
+    port = int(base.split(":")[2].split("/")[0])
+    reply = await exchange(port, handshake)
+    assert reply.startswith(f"HTTP/1.1 {answer} ".encode())
+    texts = {
+        405: b"WebSocket only supports GET requests.",
+        400: b'Can "Upgrade" only to "WebSocket".',
+    }
+    if b"Upgrade: websocket" in handshake:
+        texts[400] = b'"Connection" must be "Upgrade".'
+    assert reply.endswith(texts[answer])
