@@ -21,7 +21,7 @@ from websockets.protocol import OPEN
 from thunderpush.server.config import Config
 from thunderpush.transports.handshake import answer
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
-from thunderpush.transports.websocket import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
 from .wire import API, Hostile, RawClient, exchange, request
 
@@ -134,6 +134,19 @@ def _pack(code: int) -> bytes:
     return struct.pack("!H", code)
 
 
+async def _fill_until(server, user: str, enough) -> object:
+    """Sends ``user``, who reads nothing, deliveries until ``enough(unsent_bytes)``."""
+    (connection,) = server.hub.users[user]
+    handler = connection.session.handler
+    body = json.dumps("x" * 8000)
+    for _ in range(5000):
+        server.hub.send_to_user(user, body)
+        await asyncio.sleep(0)  # the outbox flushes
+        if enough(handler.unsent_bytes):
+            return handler
+    raise AssertionError(f"{handler.unsent_bytes} bytes unsent after 40 MB of deliveries")
+
+
 async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_tracebacks):
     ws = await RawClient.open(server.port, "/connect/websocket")
     (session,) = server.router.live_sessions
@@ -161,17 +174,10 @@ async def test_close_then_never_read_ends_within_the_close_timeout(server, no_tr
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT alice:key"]')
     await server.settled(lambda: server.hub.is_online("alice"))
-    (connection,) = server.hub.users["alice"]
-    handler = connection.session.handler
     # The client reads nothing: deliveries fill the kernel's buffers, then a
     # few bytes wait in the server's, under the mark where reading pauses.
-    body = json.dumps("x" * 8000)
-    for _ in range(5000):
-        server.hub.send_to_user("alice", body)
-        await asyncio.sleep(0)  # the outbox flushes
-        if handler.unsent_bytes:
-            break
-    assert 0 < handler.unsent_bytes < 64 * 1024
+    handler = await _fill_until(server, "alice", lambda unsent: unsent > 0)
+    assert handler.unsent_bytes < 64 * 1024
     hostile = Hostile(server, no_tracebacks)
     await ws.send(0x8, _pack(1000))
     await hostile.others_answered()
@@ -252,14 +258,8 @@ async def test_a_client_that_stops_reading_stops_being_read(server):
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT alice:key"]')
     await server.settled(lambda: server.hub.is_online("alice"))
-    (connection,) = server.hub.users["alice"]
-    handler = connection.session.handler
-    body = json.dumps("x" * 8000)
-    for _ in range(5000):
-        server.hub.send_to_user("alice", body)
-        await asyncio.sleep(0)  # the outbox flushes
-        if handler.unsent_bytes > 64 * 1024:  # asyncio's high-water mark
-            break
+    # Over asyncio's high-water mark, 64 KiB.
+    handler = await _fill_until(server, "alice", lambda unsent: unsent > 64 * 1024)
     assert not handler._transport.is_reading()
     await ws.send(0x1, b'["SUBSCRIBE news"]')  # waits in the kernel, unread
     # The client catches up: reading resumes, and the command is handled.

@@ -38,12 +38,8 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from thunderpush.transports.adapter import detached_socket
-from thunderpush.transports.websocket import (
-    PROTOCOL_LOG,
-    RawWebSocket,
-    SockJSWebSocket,
-    WebSocket,
-)
+from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
+from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
 logger = logging.getLogger(__name__)
 

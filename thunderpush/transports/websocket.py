@@ -13,7 +13,8 @@ straight to its transport, one send per loop turn.
 Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
 (``name``, ``active``, ``get_conn_info``, ``send_pack``, ``session_closed``):
 the ``o``, ``h`` and ``c[...]`` frames, close codes and ``live_sessions``
-behave as on every other transport.  ``thunderpush.transports.handshake``
+behave as on every other transport; ``thunderpush.transports.websocket_transports``
+has the two kinds, SockJS-framed and raw.  ``thunderpush.transports.handshake``
 answers the handshake, whoever parsed it, and then starts one of these::
 
     socket = SockJSWebSocket(router, handshake, rest, session_id)
@@ -36,7 +37,6 @@ Limits, each with one outcome:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
@@ -46,9 +46,8 @@ from websockets.frames import Close, CloseCode, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from thunderpush.core.protocol import raw_websocket_close_code
 from thunderpush.transports.fanout import FrameCache, Queued
-from thunderpush.transports.frames import BINARY, TEXT, frame, text_frame
+from thunderpush.transports.frames import BINARY, TEXT, frame
 from thunderpush.transports.http import SharedReadBuffer
 
 if TYPE_CHECKING:
@@ -83,38 +82,19 @@ class _ProtocolLog(logging.LoggerAdapter):
 # The logger of every ``ServerProtocol`` here.
 PROTOCOL_LOG = _ProtocolLog(logging.getLogger(__name__ + ".frames"), {})
 
-# Every receiver of one publish on one kind of websocket gets the same frame.
-SOCKJS_FRAMES = FrameCache(lambda element: text_frame(b"a[" + element.encode() + b"]"))
-# No SockJS framing on the raw websocket: the element is the whole message.
-RAW_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
-
 # The first byte of a server's pong frame (FIN, opcode 0xA, no extension).
 _PONG = b"\x8a"
 # A close frame's payload is at most 125 bytes, two of them the code.
 _MAX_REASON = 123
 
 
-def sockjs_messages(message: str | bytes) -> list[Any] | None:
-    """The messages of one SockJS websocket frame, or None if it must be dropped.
-
-    A frame that is not JSON (nested too deeply to parse included) drops the
-    connection, as sockjs-tornado always did, with one warning line and no
-    traceback.
-    """
-    try:
-        messages = json.loads(message)
-    except (ValueError, RecursionError):
-        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
-        return None
-    return messages if isinstance(messages, list) else [messages]
-
-
-class _Drop(Exception):
-    """The connection is dropped without a close frame (what SockJS prescribes)."""
+class DropConnection(Exception):
+    """Raised by ``on_message``: the TCP connection is dropped without a close frame."""
 
 
 class WebSocket(SharedReadBuffer, Queued):
-    """One websocket after its handshake; subclasses say how it meets its session.
+    """One websocket after its handshake; subclasses say how it meets its session
+    (``open_session``, ``on_message``, ``heartbeat``, ``frames``).
 
     ``handshake`` is the accepted handshake (``thunderpush.transports.handshake``);
     ``connection_made`` writes its answer, opens the session and reads
@@ -317,7 +297,7 @@ class WebSocket(SharedReadBuffer, Queued):
                 return False
         try:
             self.on_message(message)
-        except _Drop:
+        except DropConnection:
             self._abort()
             return False
         except Exception:
@@ -376,78 +356,3 @@ def _close_frame(code: int, reason: str) -> tuple[int, str]:
     except ProtocolError:
         code = CloseCode.NORMAL_CLOSURE  # e.g. an application's code outside 1000-4999
     return code, fitted
-
-
-class SockJSWebSocket(WebSocket):
-    """``/connect/<server>/<session>/websocket``: SockJS framing."""
-
-    __slots__ = ("_session_id",)
-
-    frames = SOCKJS_FRAMES
-
-    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: str) -> None:
-        super().__init__(server, handshake, rest)
-        self._session_id = session_id
-
-    def open_session(self) -> None:
-        self.session = self.server.create_session(self._session_id, register=False)
-        # One timer beats for every websocket (``thunderpush.transports.heartbeat``).
-        if not self.session.set_handler(self, start_heartbeat=False):
-            self.close()
-            return
-        self.session.verify_state()
-        if self.session:
-            self.session.flush()
-
-    def heartbeat(self) -> None:
-        super().heartbeat()
-        if self.session is not None:
-            self.send_pack("h")
-
-    def on_message(self, message: str | bytes) -> None:
-        if not message or not self.session:
-            return
-        messages = sockjs_messages(message)
-        if messages is None:
-            raise _Drop
-        self.session.on_messages(messages)
-
-
-class RawWebSocket(WebSocket):
-    """``/connect/websocket``: one message per frame, pinged like the heartbeat."""
-
-    __slots__ = ("_awaiting_pong",)
-
-    name = "rawwebsocket"
-    frames = RAW_FRAMES
-
-    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: None) -> None:
-        super().__init__(server, handshake, rest)
-        self._awaiting_pong = False
-
-    def open_session(self) -> None:
-        self.session = self.server.create_raw_session()
-        self.session.set_handler(self)
-        self.session.verify_state()
-
-    def heartbeat(self) -> None:
-        super().heartbeat()
-        # As Tornado's ping: a ping unanswered by the next beat closes.
-        if self._awaiting_pong:
-            self.close(reason="ping timed out")
-            return
-        self._awaiting_pong = True
-        if self._open:
-            self._protocol.send_ping(b"")
-            self._write_output()
-
-    def on_pong(self) -> None:
-        self._awaiting_pong = False
-
-    def on_message(self, message: str | bytes) -> None:
-        if message and self.session:
-            self.session.on_message(message)
-
-    def _close_for_session(self) -> None:
-        code, reason = self.session.get_close_reason()
-        self.close(raw_websocket_close_code(code), reason)
