@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from tornado.iostream import IOStream
 
 from thunderpush.transports.adapter import detached_socket
@@ -41,3 +42,12 @@ async def test_detached_socket_of_a_stream_with_nothing_more_read():
     sock.close()
     theirs.close()
     assert rest == b""
+
+
+async def test_detached_socket_of_a_closed_stream_is_an_os_error():
+    ours, theirs = socket.socketpair()
+    stream = IOStream(ours)
+    stream.close()
+    theirs.close()
+    with pytest.raises(OSError):
+        detached_socket(stream)

@@ -70,6 +70,8 @@ def detached_socket(stream: IOStream) -> tuple[socket.socket, bytes]:
     Tornado reads them into its buffer with the request.  The stream is
     closed; the returned duplicate of its socket keeps the connection.
     """
+    if stream.closed():
+        raise OSError("the client left before its connection was handed over")
     buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
     sock = stream.socket.dup()
     stream.close()  # closes Tornado's descriptor only

@@ -239,7 +239,10 @@ class WebSocketUpgrade(tornado.web.RequestHandler):
         if not handshake.accepted:
             self._refuse(handshake.response)
             return
-        sock, rest = detached_socket(self.detach())
+        try:
+            sock, rest = detached_socket(self.detach())
+        except OSError:
+            return  # the client left: nothing to answer
         self.set_status(101)
         self.application.log_request(self)
         socket = self.kind(self.server, handshake, rest, session_id)
