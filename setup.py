@@ -21,7 +21,7 @@ setup(
         "tornado>=6.3,<7",
         "sockjs-tornado==1.0.7",
         "httptools>=0.6.4",
-        "websockets>=17",
+        "websockets>=14",
     ],
     entry_points={
         "console_scripts": [

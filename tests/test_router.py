@@ -350,3 +350,11 @@ async def test_requests_that_are_no_handshake_get_sockjs_tornados_answers(echo, 
     if b"Upgrade: websocket" in handshake:
         texts[400] = b'"Connection" must be "Upgrade".'
     assert reply.endswith(texts[answer])
+
+
+async def test_a_handshake_over_http_1_0_is_refused(echo):
+    base, _ = echo
+    port = int(base.split(":")[2].split("/")[0])
+    handshake = RawClient.handshake("/echo/websocket").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    reply = await exchange(port, handshake)
+    assert reply.startswith(b"HTTP/1.1 505 ")  # RFC 6455 section 4.1: HTTP/1.1 or later

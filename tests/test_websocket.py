@@ -56,8 +56,7 @@ async def test_oversized_message_closes_with_1009(server):
     await ws.read()
     await ws.send(0x1, b"x" * (Config.max_client_message_size + 1))
     opcode, payload = await ws.read()
-    assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))
-    assert b"exceeds limit of 65536 bytes" in payload
+    assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))  # the reason is the library's
     ws.writer.close()  # the server reads nothing more, but sees the end
     await server.settled(lambda: not server.router.live_sessions and not server.door.sockets)
 

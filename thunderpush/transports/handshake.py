@@ -1,15 +1,14 @@
 """The websocket opening handshake, answered by ``websockets``' ``ServerProtocol``.
 
 A handshake reaches the server in one of two ways: the front door parsed it
-(``serve_upgrade``, the usual way), or Tornado did (``WebSocketUpgrade``:
-the front door handed the request over, or the router is mounted in someone
-else's Tornado application).  Either way it is checked and answered here, and
-the connection continues as one ``thunderpush.transports.websocket`` object
-on an asyncio transport: there is one websocket implementation.
+(``serve_upgrade``, the usual way), or Tornado did (``sockjs.WebSocketTransport``
+calls ``answer`` and ``serve_detached``: the front door handed the request
+over, or the router is mounted in someone else's Tornado application).
+Either way it is answered here, and the connection continues as one
+``thunderpush.transports.websocket`` object on an asyncio transport: there is
+one websocket implementation.
 
-What sockjs-tornado checked is checked as it did: its answers to a request
-that is no websocket handshake at all (405 and 400 with its texts, which the
-SockJS protocol tests expect) and its ``websocket_allow_origin`` setting
+sockjs-tornado's ``websocket_allow_origin`` setting is checked as it did
 (403, with Tornado's same-host rule first).  The rest of the handshake is the
 library's (RFC 6455 section 4.2)::
 
@@ -30,9 +29,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import tornado
-import tornado.web
 from sockjs.tornado.session import ConnectionInfo
-from tornado.httputil import HTTPHeaders, HTTPServerRequest, parse_cookie, parse_qs_bytes
+from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
+from tornado.iostream import IOStream
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
@@ -45,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _SERVER = f"TornadoServer/{tornado.version}"
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
+_REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).\n"
 
 
 class LazyConnectionInfo(ConnectionInfo):
@@ -114,11 +114,22 @@ def answer(
     headers: list[tuple[str, str]],
     remote_ip: str,
 ) -> Handshake:
-    """The answer to a handshake for ``server`` (a ``SockJSRouter``)."""
+    """The answer to a handshake for ``server`` (a ``SockJSRouter``).
+
+    RFC 6455 section 4.1: a handshake is a GET over HTTP/1.1.  websockets 17
+    checks both in ``accept``; the releases before it (the newest on Python
+    3.10) check neither, so they are checked here, with the same answers.
+    """
     protocol = ServerProtocol(logger=PROTOCOL_LOG)
     target = f"{path}?{query}" if query else path
-    request = Request(path=target, headers=Headers(headers), method=method, protocol=version)
-    response = protocol.accept(request)
+    request = Request(path=target, headers=Headers(headers))
+    if method != "GET":
+        response = protocol.reject(HTTPStatus.METHOD_NOT_ALLOWED, _REFUSED.format(method))
+        response.headers["Allow"] = "GET"
+    elif version != "HTTP/1.1":
+        response = protocol.reject(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, _REFUSED.format(version))
+    else:
+        response = protocol.accept(request)
     data = b""
     if response.status_code == 101:
         allowed = server.settings.get("websocket_allow_origin", "*")
@@ -167,8 +178,8 @@ def serve_upgrade(
 ) -> bool:
     """Serves a handshake the front door parsed; False leaves the request to Tornado.
 
-    Tornado then answers it through ``WebSocketUpgrade``, with the same checks:
-    a refusal is always Tornado's answer, logged like any other.
+    Tornado then answers it through ``sockjs.WebSocketTransport``, with the same checks:
+    a refusal is always Tornado's answer, logged as the client's fault.
     """
     sockjs = _sockjs_path(server.prefix).fullmatch(path)
     if sockjs is None and path != server.prefix + "/websocket":
@@ -179,94 +190,34 @@ def serve_upgrade(
     handshake = answer(server, method, path, query, "HTTP/1.1", headers, peer[0] if peer else "")
     if not handshake.accepted:
         return False
-    if sockjs is not None:
-        socket: WebSocket = SockJSWebSocket(server, handshake, rest, sockjs.group(1))
-    else:
-        socket = RawWebSocket(server, handshake, rest, None)
+    socket = _websocket(server, handshake, rest, sockjs.group(1) if sockjs else None)
     transport.set_protocol(socket)
     socket.connection_made(transport)
     return True
 
 
-def _not_a_handshake(request: HTTPServerRequest) -> tuple[int, str] | None:
-    """sockjs-tornado's answer to a request on a websocket URL that is no handshake."""
-    if request.method != "GET":
-        return 405, "WebSocket only supports GET requests."
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        return 400, 'Can "Upgrade" only to "WebSocket".'
-    connection = request.headers.get("Connection", "").split(",")
-    if "upgrade" not in (part.strip().lower() for part in connection):
-        return 400, '"Connection" must be "Upgrade".'
-    return None
+async def serve_detached(
+    server: Any, handshake: Handshake, stream: IOStream, session_id: str | None
+) -> None:
+    """Serves an accepted handshake that Tornado parsed, on the stream it detached.
 
-
-class WebSocketUpgrade(tornado.web.RequestHandler):
-    """A websocket URL as Tornado serves it: the connection leaves Tornado.
-
-    Once the handshake is accepted, the handler detaches the connection from
-    Tornado (``RequestHandler.detach``) and hands its socket, with the bytes
-    Tornado read past the request, to the same asyncio websocket the front
-    door uses.  Subclasses say which kind.
+    The socket leaves Tornado with the bytes Tornado read past the request
+    (``adapter.detached_socket``) and is served by asyncio like any other.
     """
-
-    kind: type[WebSocket]
-
-    def initialize(self, server: Any) -> None:
-        self.server = server
-
-    def prepare(self) -> None:
-        refusal = _not_a_handshake(self.request)
-        if refusal is not None:
-            status, text = refusal
-            self.set_status(status)
-            self.set_header("Connection", "Close")
-            if status == 405:
-                self.set_header("Allow", "GET")
-            self.finish(text)
-
-    async def get(self, session_id: str | None = None) -> None:
-        request = self.request
-        headers = list(request.headers.get_all())
-        handshake = answer(
-            self.server,
-            request.method or "GET",
-            request.path,
-            request.query,
-            request.version,
-            headers,
-            request.remote_ip or "",
-        )
-        if not handshake.accepted:
-            self._refuse(handshake.response)
-            return
-        try:
-            sock, rest = detached_socket(self.detach())
-        except OSError:
-            return  # the client left: nothing to answer
-        self.set_status(101)
-        self.application.log_request(self)
-        socket = self.kind(self.server, handshake, rest, session_id)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(lambda: socket, sock)
-        except OSError:
-            sock.close()  # the client left during the hand-over
-
-    def _refuse(self, response: Response) -> None:
-        self.set_status(response.status_code)
-        for name, value in response.headers.raw_items():
-            if name not in ("Date", "Content-Length"):
-                self.set_header(name, value)
-        self.finish(response.body)
+    try:
+        sock, rest = detached_socket(stream)
+    except OSError:
+        return  # the client left: nothing to answer
+    socket = _websocket(server, handshake, rest, session_id)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_accepted_socket(lambda: socket, sock)
+    except OSError:
+        sock.close()  # the client left during the hand-over
 
 
-class SockJSWebSocketUpgrade(WebSocketUpgrade):
-    """``<prefix>/<server>/<session>/websocket``."""
-
-    kind = SockJSWebSocket
-
-
-class RawWebSocketUpgrade(WebSocketUpgrade):
-    """``<prefix>/websocket``."""
-
-    kind = RawWebSocket
+def _websocket(server: Any, handshake: Handshake, rest: bytes, session_id: str | None) -> WebSocket:
+    """A SockJS websocket for a session id, the raw websocket without one."""
+    if session_id is not None:
+        return SockJSWebSocket(server, handshake, rest, session_id)
+    return RawWebSocket(server, handshake, rest, None)

@@ -53,12 +53,14 @@ from sockjs.tornado import session as _session
 from sockjs.tornado import static as _static
 from sockjs.tornado import transports as _transports
 from sockjs.tornado.transports import htmlfile as _htmlfile
+from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 from tornado.log import access_log
+from tornado.web import RequestHandler
 
 from thunderpush.server.config import Config
 from thunderpush.transports.fanout import Outbox, Queued
-from thunderpush.transports.handshake import RawWebSocketUpgrade, SockJSWebSocketUpgrade
+from thunderpush.transports.handshake import answer, serve_detached
 from thunderpush.transports.heartbeat import OpenWebSockets
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
@@ -94,7 +96,7 @@ class _RefusalMixin:
 
     client_fault = False
 
-    def refuse(self, status: int, text: str) -> None:
+    def refuse(self, status: int, text: str | bytes) -> None:
         self.client_fault = True
         self.set_status(status)
         self.finish(text)
@@ -213,6 +215,65 @@ class InfoHandler(_NoTransformMixin, _static.InfoHandler):
     pass
 
 
+def _not_a_handshake(request: HTTPServerRequest) -> tuple[int, str] | None:
+    """sockjs-tornado's answer to a request on a websocket URL that is no handshake."""
+    if request.method != "GET":
+        return 405, "WebSocket only supports GET requests."
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return 400, 'Can "Upgrade" only to "WebSocket".'
+    connection = request.headers.get("Connection", "").split(",")
+    if "upgrade" not in (part.strip().lower() for part in connection):
+        return 400, '"Connection" must be "Upgrade".'
+    return None
+
+
+class WebSocketTransport(_RefusalMixin, RequestHandler):
+    """Both websocket URLs as Tornado serves them: the connection leaves Tornado.
+
+    A request that is no handshake gets sockjs-tornado's answers (which the
+    SockJS protocol tests expect); a handshake is answered by
+    ``thunderpush.transports.handshake``, and once it is accepted the
+    connection is detached from Tornado (``RequestHandler.detach``) and served
+    by the same asyncio websocket as the front door's.  Refusals are the
+    client's fault, logged as warnings.
+    """
+
+    def initialize(self, server: SockJSRouter) -> None:
+        self.server = server
+
+    def prepare(self) -> None:
+        refusal = _not_a_handshake(self.request)
+        if refusal is not None:
+            status, text = refusal
+            self.set_header("Connection", "Close")
+            if status == 405:
+                self.set_header("Allow", "GET")
+            self.refuse(status, text)
+
+    async def get(self, session_id: str | None = None) -> None:
+        request = self.request
+        handshake = answer(
+            self.server,
+            request.method or "GET",
+            request.path,
+            request.query,
+            request.version,
+            list(request.headers.get_all()),
+            request.remote_ip or "",
+        )
+        response = handshake.response
+        if not handshake.accepted:
+            for name, value in response.headers.raw_items():
+                if name not in ("Date", "Content-Length"):
+                    self.set_header(name, value)
+            self.refuse(response.status_code, response.body)
+            return
+        stream = self.detach()
+        self.set_status(101)
+        self.application.log_request(self)
+        await serve_detached(self.server, handshake, stream, session_id)
+
+
 class _TrackedMixin:
     """Sessions tell the router when they end, so it can reach the open ones."""
 
@@ -249,8 +310,8 @@ _CORRECTED = {
     _transports.EventSourceTransport: EventSourceTransport,
     _transports.XhrSendHandler: XhrSendHandler,
     _transports.JSONPSendHandler: JSONPSendHandler,
-    _transports.WebSocketTransport: SockJSWebSocketUpgrade,
-    _transports.RawWebSocketTransport: RawWebSocketUpgrade,
+    _transports.WebSocketTransport: WebSocketTransport,
+    _transports.RawWebSocketTransport: WebSocketTransport,
     _static.InfoHandler: InfoHandler,
 }
 
