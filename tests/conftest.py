@@ -24,6 +24,7 @@ from thunderpush.transports.sockjs import SockJSRouter
 
 from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
+from .wire import RawClient
 
 __all__ = ["KEY", "SECRET", "call_api", "free_port", "start_server_process"]
 
@@ -131,6 +132,7 @@ async def server(request, apps):
     router.close_all(3000, "Test over.")
     for client in running.clients:
         await client.close()
+    RawClient.close_all()
     door.stop()
     await asyncio.wait_for(door.close_all_connections(), 5)
     built.apps.disconnect_all()

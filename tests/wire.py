@@ -64,10 +64,24 @@ def undated(response: bytes) -> bytes:
 
 
 class RawClient:
-    """A websocket client that sends exactly the frames it is told to."""
+    """A websocket client that sends exactly the frames it is told to.
+
+    Every client made is in ``opened`` until ``close_all`` (the ``server``
+    fixture calls it): a test need not close its clients, and the server's
+    shutdown never waits for a client that will not answer its close.
+    """
+
+    opened: list[RawClient] = []
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        RawClient.opened.append(self)
+
+    @classmethod
+    def close_all(cls) -> None:
+        for client in cls.opened:
+            client.writer.close()
+        cls.opened.clear()
 
     @staticmethod
     def handshake(path: str, headers: str = "") -> bytes:
