@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from websockets.protocol import OPEN
 
 from thunderpush.server.config import Config
+from thunderpush.transports.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.handshake import answer
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
@@ -388,3 +389,24 @@ def test_any_bytes_in_any_pieces_keep_going_or_close(pieces, cuts, raw):
     assert not closes or closes == [len(frames) - 1], "nothing may follow a close frame"
     ended = transport.closing or transport.eof or closes
     assert ended or socket._protocol.state is OPEN
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 0xFFFF, 0x10000])
+def test_client_frame_size_is_the_masked_frame_length(length):
+    assert client_frame_size(length) == len(frame(TEXT, b"x" * length, b"mask"))
+
+
+async def test_a_connection_between_messages_lets_its_frame_reader_go(server):
+    """Idle connections keep no ``ServerProtocol`` (1.5 KiB each); a split frame keeps it."""
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    assert await ws.read() == (0x1, b"o")
+    (socket,) = server.door.sockets
+    whole = RawClient.frame(0x1, b'["CONNECT alice:key"]')
+    ws.writer.write(whole[:3])
+    await server.settled(lambda: socket._protocol is not None)
+    ws.writer.write(whole[3:])
+    await server.settled(lambda: server.hub.is_online("alice"))
+    assert socket._protocol is None
+    await ws.send(0x9, b"still read")
+    assert await ws.read() == (0xA, b"still read")
+    await server.settled(lambda: socket._protocol is None)

@@ -36,6 +36,13 @@ def frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
     return header + mask + apply_mask(payload, mask)
 
 
+def client_frame_size(length: int) -> int:
+    """The bytes of a masked frame with a ``length``-byte payload, lengths encoded shortest."""
+    if length < 126:
+        return 6 + length
+    return (8 if length <= 0xFFFF else 14) + length
+
+
 def apply_mask(data: bytes, mask: bytes) -> bytes:
     """XOR ``data`` with the repeated 4-byte ``mask`` (its own inverse)."""
     length = len(data)

@@ -47,7 +47,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from thunderpush.transports.fanout import FrameCache, Queued
-from thunderpush.transports.frames import BINARY, TEXT, frame
+from thunderpush.transports.frames import BINARY, TEXT, client_frame_size, frame
 from thunderpush.transports.http import SharedReadBuffer
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class WebSocket(SharedReadBuffer, Queued):
         "pending",
         "server",
         "_protocol",
+        "_unparsed",
         "_info",
         "_rest",
         "_response",
@@ -127,9 +128,11 @@ class WebSocket(SharedReadBuffer, Queued):
         self.session: Any = None
         self.pending: list[bytes] = []
         self.server = server
-        self._protocol = ServerProtocol(
-            state=OPEN, max_size=server.settings["max_message_size"], logger=PROTOCOL_LOG
-        )
+        # What reads the frames: made when a frame arrives, let go while the
+        # connection is open between messages (``_reader``).
+        self._protocol: ServerProtocol | None = None
+        # Bytes given to the protocol and not yet seen as frames.
+        self._unparsed = 0
         self._info = handshake.info
         self._rest = rest
         self._response = handshake.data
@@ -185,14 +188,15 @@ class WebSocket(SharedReadBuffer, Queued):
         """Start the closing handshake; the client has ``websocket_close_timeout`` to answer."""
         if self.pending:
             self.flush_pending()
-        if self._protocol.state is not OPEN or self._transport.is_closing():
+        protocol = self._reader()
+        if protocol.state is not OPEN or self._transport.is_closing():
             return
         if code is None and reason is not None:
             code = CloseCode.NORMAL_CLOSURE
         if code is None:
-            self._protocol.send_close()
+            protocol.send_close()
         else:
-            self._protocol.send_close(*_close_frame(code, reason or ""))
+            protocol.send_close(*_close_frame(code, reason or ""))
         self._write_output()
 
     def heartbeat(self) -> None:
@@ -240,8 +244,8 @@ class WebSocket(SharedReadBuffer, Queued):
             transport.write_eof()
 
     def _pong(self, data: bytes) -> None:
-        transport = self._transport
-        if self._protocol.state is not OPEN or transport.is_closing():
+        transport, protocol = self._transport, self._protocol
+        if protocol is not None and protocol.state is not OPEN or transport.is_closing():
             self._held_pong = None  # closing: no pong is owed any more
             return
         if transport.get_write_buffer_size():
@@ -257,13 +261,31 @@ class WebSocket(SharedReadBuffer, Queued):
     # -- reading -----------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        protocol = self._protocol
+        protocol = self._reader()
         protocol.receive_data(data)
         events = protocol.events_received()
+        unparsed = self._unparsed + len(data)
+        for event in events:
+            unparsed -= client_frame_size(len(event.data))
+        self._unparsed = unparsed
         if events:
             self._on_frames(events)
         if not self._transport.is_closing():
             self._write_output()
+        if not unparsed and self._fragments is None and self._open and protocol.state is OPEN:
+            # Between two messages the protocol holds nothing worth its
+            # 1.5 KiB: most connections send a command or two, then only listen.
+            # (A client that encodes a length longer than needed keeps it.)
+            self._protocol = None
+
+    def _reader(self) -> ServerProtocol:
+        """The protocol reading this connection, made anew after it was let go."""
+        protocol = self._protocol
+        if protocol is None:
+            max_size = self.server.settings["max_message_size"]
+            protocol = ServerProtocol(state=OPEN, max_size=max_size, logger=PROTOCOL_LOG)
+            self._protocol = protocol
+        return protocol
 
     def _on_frames(self, frames: list[Any]) -> None:
         for event in frames:

@@ -105,7 +105,7 @@ class RawWebSocket(WebSocket):
             return
         self._awaiting_pong = True
         if self._open:
-            self._protocol.send_ping(b"")
+            self._reader().send_ping(b"")
             self._write_output()
 
     def on_pong(self) -> None:
