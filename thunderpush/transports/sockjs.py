@@ -338,10 +338,20 @@ class SockJSRouter(_router.SockJSRouter):
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
         self.websockets = OpenWebSockets(self.settings)
         self._bound_loop: IOLoop | None = None
-        self._transport_urls = [
+        self._corrected_urls = [
             (pattern, _CORRECTED.get(handler, handler), kwargs)
-            for pattern, handler, kwargs in self._transport_urls
+            for pattern, handler, kwargs in super().urls
         ]
+
+    @property
+    def urls(self) -> list[tuple[str, type, dict[str, Any]]]:
+        """The URLs to add to a Tornado application, with the corrected handlers."""
+        return self._corrected_urls
+
+    def apply_routes(self, routes: list[Any]) -> list[Any]:
+        """Add the URLs to ``routes`` and return it, as the base class does with its own."""
+        routes.extend(self.urls)
+        return routes
 
     def _bind_to_running_loop(self) -> None:
         """Move the router's timers onto the loop that serves its sessions."""
