@@ -1,9 +1,12 @@
-"""The one place Thunderpush leans on Tornado's internals or extension points.
+"""The one place Thunderpush leans on Tornado's or sockjs-tornado's internals.
+
+Everything here is named with why no public way does; each is checked by
+``tests/test_adapter.py`` or ``tests/test_adapter_websocket.py`` against the
+installed release, so that a release that changes it fails there first.
 
 The front door reads a connection's first bytes itself; when Tornado is to
 serve the connection, it gets the socket and those bytes, which it must read
-before anything else from the socket.  What this relies on, each checked by
-``tests/test_adapter.py`` so that a Tornado release that changes it fails there:
+before anything else from the socket.  What this relies on (all public):
 
 * ``BaseIOStream.read_from_fd(buf)``, the documented method a stream subclass
   implements to read from its file: every read of an ``IOStream`` goes
@@ -17,21 +20,48 @@ The other way round, a websocket handshake that Tornado parsed leaves Tornado
 (``RequestHandler.detach``, public) with the bytes Tornado read past it:
 ``detached_socket`` reads them from ``IOStream._read_buffer`` and
 ``_read_buffer_size`` (private: no public call takes buffered bytes without
-reading the socket) and takes ``IOStream.socket``; checked by
-``tests/test_adapter_websocket.py``.
+reading the socket) and takes ``IOStream.socket``.
+
+Request handlers (Tornado ``RequestHandler``):
+
+* ``OwnAccessLog`` overrides ``RequestHandler._log``, which ``finish`` calls to
+  write the access log line: the public way, the application's
+  ``log_function`` setting, would have to be set by every application that
+  mounts the SockJS router; ``request_summary`` calls
+  ``RequestHandler._request_summary`` so the line reads as Tornado's own;
+* ``keep_request_open`` clears ``RequestHandler._auto_finish``: a ``get`` that
+  is no coroutine is otherwise finished as soon as it returns, and a streaming
+  transport answers for as long as its session lasts.  sockjs-tornado's own
+  ``@asynchronous`` handlers set the same attribute.
+
+sockjs-tornado 1.0.7:
+
+* ``attach_session`` calls ``PollingTransportBase._attach_session``, the only
+  way a polling or streaming handler takes a session by its id, for a
+  corrected handler that cannot call its base class's ``get``;
+* ``restart_router_timers`` restarts ``SockJSRouter._sessions_cleanup`` and
+  ``StatsCollector._callback`` (``router.stats``), the router's two
+  ``PeriodicCallback`` timers, which bind to the loop current when they start:
+  the router has no public way to start them again on another loop.
 
 Usage::
 
     serve(http_server, sock, peer_address, already_read)
+    sock, unread = detached_socket(handler.detach())
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
+
+if TYPE_CHECKING:  # annotations only: the front door need not import sockjs-tornado
+    from sockjs.tornado.router import SockJSRouter
+    from sockjs.tornado.transports.pollingbase import PollingTransportBase
+    from tornado.web import RequestHandler
 
 
 class PrefilledIOStream(IOStream):
@@ -76,3 +106,47 @@ def detached_socket(stream: IOStream) -> tuple[socket.socket, bytes]:
     sock = stream.socket.dup()
     stream.close()  # closes Tornado's descriptor only
     return sock, buffered
+
+
+# -- request handlers ---------------------------------------------------------
+
+
+class OwnAccessLog:
+    """Mixin for a ``RequestHandler`` that may write its access log line itself.
+
+    A mixin, not a subclass, so that it leaves the order of the classes it is
+    mixed with alone.
+    """
+
+    def log_access(self) -> bool:
+        """Log the finished request and return True, or return False for Tornado's line."""
+        return False
+
+    def _log(self) -> None:
+        if not self.log_access():
+            super()._log()
+
+
+def request_summary(handler: RequestHandler) -> str:
+    """The request as Tornado's access log line names it: method, URI and client."""
+    return handler._request_summary()
+
+
+def keep_request_open(handler: RequestHandler) -> None:
+    """Let the request outlive ``handler``'s ``get``; it ends when ``finish`` is called."""
+    handler._auto_finish = False
+
+
+# -- sockjs-tornado ------------------------------------------------------------
+
+
+def attach_session(handler: PollingTransportBase, session_id: str) -> bool:
+    """Attach ``handler`` to the session ``session_id``, made if it is new; False if taken."""
+    return handler._attach_session(session_id)
+
+
+def restart_router_timers(router: SockJSRouter) -> None:
+    """Restart ``router``'s session expiry and stats timers on the current loop."""
+    for timer in (router._sessions_cleanup, router.stats._callback):
+        timer.stop()
+        timer.start()

@@ -59,6 +59,13 @@ from tornado.log import access_log
 from tornado.web import RequestHandler
 
 from thunderpush.server.config import Config
+from thunderpush.transports.adapter import (
+    OwnAccessLog,
+    attach_session,
+    keep_request_open,
+    request_summary,
+    restart_router_timers,
+)
 from thunderpush.transports.fanout import Outbox, Queued
 from thunderpush.transports.handshake import answer, serve_detached
 from thunderpush.transports.heartbeat import OpenWebSockets
@@ -87,7 +94,7 @@ class _NoTransformMixin:
         )
 
 
-class _RefusalMixin:
+class _RefusalMixin(OwnAccessLog):
     """Refuses bad client input with the status the SockJS protocol prescribes.
 
     Such an answer is logged as a warning: the 500 that SockJS prescribes for
@@ -101,12 +108,12 @@ class _RefusalMixin:
         self.set_status(status)
         self.finish(text)
 
-    def _log(self) -> None:
+    def log_access(self) -> bool:
         if not self.client_fault:
-            super()._log()
-            return
+            return False
         elapsed_ms = 1000.0 * self.request.request_time()
-        access_log.warning("%d %s %.2fms", self.get_status(), self._request_summary(), elapsed_ms)
+        access_log.warning("%d %s %.2fms", self.get_status(), request_summary(self), elapsed_ms)
+        return True
 
 
 class _CallbackMixin(_RefusalMixin, _NoTransformMixin):
@@ -179,7 +186,7 @@ class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
     def get(self, session_id: str) -> None:
         # The base class strips "." and "_" from the callback, which breaks
         # sockjs-client 1.x ("_jp.a1b2c3"); a validated callback is used as is.
-        self._auto_finish = False
+        keep_request_open(self)
         self.preflight()
         self.handle_session_cookie()
         self.disable_cache()
@@ -189,7 +196,7 @@ class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
             return
         self.write(_htmlfile.HTMLFILE_HEAD % callback)
         self.flush()
-        if not self._attach_session(session_id):
+        if not attach_session(self, session_id):
             self.finish()
         elif self.session:
             self.session.flush()
@@ -360,9 +367,7 @@ class SockJSRouter(_router.SockJSRouter):
             return
         self._bound_loop = self.io_loop = loop
         self.outbox = Outbox(loop.asyncio_loop)
-        for timer in (self._sessions_cleanup, self.stats._callback):
-            timer.stop()
-            timer.start()
+        restart_router_timers(self)
 
     def create_session(self, session_id: str, register: bool = True) -> Any:
         self._bind_to_running_loop()
