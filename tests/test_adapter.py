@@ -1,16 +1,29 @@
 """What ``thunderpush.transports.adapter`` relies on in Tornado and sockjs-tornado.
 
 One test each: a release that renames, stops calling or changes any of these
-fails here, not in production.
+fails here, not in production.  The last test keeps every other module of the
+package off both libraries' private names.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
+import importlib
+import inspect
 import logging
+import pkgutil
 import socket
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
+import sockjs.tornado
+import tornado
 from sockjs.tornado import SockJSConnection, SockJSRouter
 from sockjs.tornado.transports.pollingbase import PollingTransportBase
 from tornado.httpserver import HTTPServer
@@ -18,6 +31,8 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.web import Application, RequestHandler
 
+import thunderpush
+from thunderpush.transports import adapter
 from thunderpush.transports.adapter import (
     OwnAccessLog,
     PrefilledIOStream,
@@ -179,3 +194,132 @@ async def test_a_routers_timers_restart_on_the_current_loop():
     finally:
         for timer in timers:
             timer.stop()
+
+
+# -- no private name of either library outside the adapter ---------------------
+
+LIBRARIES = {"tornado": tornado, "sockjs": sockjs.tornado}
+ADAPTER = adapter.__name__
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def on_self(node: ast.Attribute) -> bool:
+    """``self._x``, ``cls._x`` or ``super()._x``: a name of the object's own class."""
+    value = node.value
+    if isinstance(value, ast.Name):
+        return value.id in ("self", "cls")
+    return isinstance(value, ast.Call) and getattr(value.func, "id", None) == "super"
+
+
+def private_names(tree: ast.AST) -> Iterator[tuple[ast.AST, str, bool]]:
+    """Each private name ``tree`` defines or uses, and whether it is on ``self``.
+
+    Definitions (functions, classes, assignments) count as on ``self``: in a
+    class body they are the class's own; ``getattr``-like calls with a
+    constant name count as on another object.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            yield node, node.attr, on_self(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if is_private(node.name):
+                yield node, node.name, True
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            if is_private(node.id):
+                yield node, node.id, True
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
+            "getattr",
+            "setattr",
+            "hasattr",
+            "delattr",
+        ):
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and is_private(str(name.value)):
+                yield node, str(name.value), False
+
+
+@functools.cache
+def names_of_library_class(cls: type) -> frozenset[str]:
+    """A library class's private names: its attributes and every ``self._x`` in its source."""
+    names = {name for name in vars(cls) if is_private(name)}
+    # getsource parses the whole module; the libraries' old regular
+    # expressions warn of invalid escapes when parsed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError):  # no source: its attributes must do
+            return frozenset(names)
+    names.update(name for _, name, own in private_names(tree) if own)
+    return frozenset(names)
+
+
+@functools.cache
+def names_of_either_library() -> frozenset[str]:
+    """Every private name defined or used on ``self`` in either library's source."""
+    names: set[str] = set()
+    for package in LIBRARIES.values():
+        for path in Path(package.__file__).parent.rglob("*.py"):
+            with warnings.catch_warnings():  # their old regular expressions
+                warnings.simplefilter("ignore")
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            names.update(name for _, name, own in private_names(tree) if own)
+    return frozenset(names)
+
+
+def is_library(cls: type) -> bool:
+    return cls.__module__.partition(".")[0] in LIBRARIES
+
+
+def is_ours(cls: type) -> bool:
+    return cls.__module__.startswith("thunderpush.") and cls.__module__ != ADAPTER
+
+
+def our_modules() -> Iterator[ModuleType]:
+    for info in pkgutil.walk_packages(thunderpush.__path__, "thunderpush."):
+        if info.name != ADAPTER and not info.name.endswith("__main__"):
+            yield importlib.import_module(info.name)
+
+
+def test_no_module_but_the_adapter_uses_a_private_name_of_tornado_or_sockjs():
+    """Nothing outside the adapter overrides, calls or reads a library's private name.
+
+    Our own ``_x`` names are fine, so each use is judged by whose name it can be:
+
+    * on ``self`` (or ``cls``, ``super()``) in a class of ours that derives from
+      a Tornado or sockjs-tornado class, or in a mixin of ours mixed into one,
+      a name must not be one of the library classes' private names in that
+      class's MRO: their attributes and every ``self._x`` in their source, so
+      instance attributes set in ``__init__`` count too;
+    * on any other object the type is unknown, so the name must not be a
+      private name defined or used on ``self`` anywhere in either library's
+      source (``getattr`` with a constant name counts).
+
+    The second rule would flag our own classes' names on ``self`` (``_state``
+    is common), hence the first.  Both read the installed libraries, so a
+    release that starts using one of our names is caught as well.
+    """
+    found = []
+    for module in our_modules():
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        for node, name, own in private_names(ast.parse(source)):
+            if not own and name in names_of_either_library():
+                found.append(f"{module.__name__}:{node.lineno}: {ast.unparse(node)}")
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and cls.__module__ == module.__name__):
+                continue
+            library = set()
+            for base in cls.__mro__:
+                if is_library(base):
+                    library |= names_of_library_class(base)
+            for base in filter(is_ours, cls.__mro__):
+                tree = ast.parse(textwrap.dedent(inspect.getsource(base)))
+                for _, name, own in private_names(tree):
+                    if own and name in library:
+                        found.append(f"{module.__name__}.{cls.__name__} ({base.__name__}): {name}")
+    assert not found, "private names of Tornado or sockjs-tornado outside the adapter:\n" + (
+        "\n".join(sorted(set(found)))
+    )

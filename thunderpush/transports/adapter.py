@@ -3,6 +3,8 @@
 Everything here is named with why no public way does; each is checked by
 ``tests/test_adapter.py`` or ``tests/test_adapter_websocket.py`` against the
 installed release, so that a release that changes it fails there first.
+``tests/test_adapter.py`` also fails if any other module of the package uses a
+private name of either library.
 
 The front door reads a connection's first bytes itself; when Tornado is to
 serve the connection, it gets the socket and those bytes, which it must read
