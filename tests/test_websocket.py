@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import struct
 
 import pytest
@@ -22,6 +24,7 @@ from thunderpush.server.config import Config
 from thunderpush.transports.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.handshake import answer
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
+from thunderpush.transports.websocket import PROTOCOL_LOG
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
 from .wire import API, Hostile, RawClient, exchange, request
@@ -410,3 +413,23 @@ async def test_a_connection_between_messages_lets_its_frame_reader_go(server):
     await ws.send(0x9, b"still read")
     assert await ws.read() == (0xA, b"still read")
     await server.settled(lambda: socket._protocol is None)
+
+
+def test_the_shared_answer_is_the_bytes_a_fresh_protocol_sends(caplog):
+    """One ``ServerProtocol`` answers every handshake; logging the library's lines needs its own."""
+    router = SockJSRouter(_Echo, "/echo", {})
+    headers = [
+        ("Host", "x"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    shared = [answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data]
+    shared.append(answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data)
+    with caplog.at_level(logging.DEBUG, PROTOCOL_LOG.logger.name):
+        own = answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data
+    assert "connection open" in caplog.messages
+    drop_date = [re.sub(rb"Date: [^\r]*", b"", data) for data in (*shared, own)]
+    assert drop_date[0] == drop_date[1] == drop_date[2]
+    assert drop_date[0].startswith(b"HTTP/1.1 101 Switching Protocols\r\n")

@@ -46,6 +46,15 @@ _SERVER = f"TornadoServer/{tornado.version}"
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
 _REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).\n"
 
+# Answers every handshake while the library's own log lines are off: a fresh
+# ``ServerProtocol`` costs a third of the answer (its uuid4, reader, parser).
+# ``accept`` and ``reject`` depend only on the request and on the settings
+# given to the constructor (none here: any origin, no extensions, no
+# subprotocols); what they store (``origin``, ``extensions``, ``subprotocol``,
+# ``handshake_exc``, ``accept_called``) is read only by ``send_response`` and
+# by the frames that follow, which this protocol never sees.
+_ANSWERER = ServerProtocol(logger=PROTOCOL_LOG)
+
 
 class LazyConnectionInfo(ConnectionInfo):
     """sockjs-tornado's ``ConnectionInfo`` (what ``on_open`` gets), parsed on first use.
@@ -120,7 +129,9 @@ def answer(
     checks both in ``accept``; the releases before it (the newest on Python
     3.10) check neither, so they are checked here, with the same answers.
     """
-    protocol = ServerProtocol(logger=PROTOCOL_LOG)
+    logged = PROTOCOL_LOG.isEnabledFor(logging.INFO)
+    # Its own protocol when the library's lines are logged ("connection open"...).
+    protocol = ServerProtocol(logger=PROTOCOL_LOG) if logged else _ANSWERER
     target = f"{path}?{query}" if query else path
     request = Request(path=target, headers=Headers(headers))
     if method != "GET":
@@ -135,8 +146,11 @@ def answer(
         allowed = server.settings.get("websocket_allow_origin", "*")
         if origin_allowed(request.headers, allowed):
             response.headers["Server"] = _SERVER
-            protocol.send_response(response)
-            data = b"".join(protocol.data_to_send())
+            if logged:
+                protocol.send_response(response)
+                data = b"".join(protocol.data_to_send())
+            else:
+                data = response.serialize()  # the bytes ``send_response`` sends
         else:
             response = protocol.reject(HTTPStatus.FORBIDDEN, _CROSS_ORIGIN)
     return Handshake(response, data, LazyConnectionInfo(remote_ip, path, query, headers))
