@@ -350,16 +350,19 @@ _FRAMES = st.builds(
 )
 
 
+# A handshake as a client sends it, fields in order.
+_HANDSHAKE = [
+    ("Host", "x"),
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+]
+
+
 async def _feed(chunks: list[bytes], raw: bool) -> tuple[_FakeTransport, object]:
     router = SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
-    headers = [
-        ("Host", "x"),
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ("Sec-WebSocket-Version", "13"),
-    ]
-    handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", headers, "::1")
+    handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1")
     socket = RawWebSocket(router, handshake, b"", None) if raw else None
     socket = socket or SockJSWebSocket(router, handshake, b"", "s")
     transport = _FakeTransport()
@@ -418,17 +421,10 @@ async def test_a_connection_between_messages_lets_its_frame_reader_go(server):
 def test_the_shared_answer_is_the_bytes_a_fresh_protocol_sends(caplog):
     """One ``ServerProtocol`` answers every handshake; logging the library's lines needs its own."""
     router = SockJSRouter(_Echo, "/echo", {})
-    headers = [
-        ("Host", "x"),
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ("Sec-WebSocket-Version", "13"),
-    ]
-    shared = [answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data]
-    shared.append(answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data)
+    shared = [answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data]
+    shared.append(answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data)
     with caplog.at_level(logging.DEBUG, PROTOCOL_LOG.logger.name):
-        own = answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", headers, "::1").data
+        own = answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data
     assert "connection open" in caplog.messages
     drop_date = [re.sub(rb"Date: [^\r]*", b"", data) for data in (*shared, own)]
     assert drop_date[0] == drop_date[1] == drop_date[2]
