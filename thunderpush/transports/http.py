@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import httptools
 
 from thunderpush.api import Answer, Call
-from thunderpush.server.config import Config
+from thunderpush.transports.base import BODY, HEAD, IDLE, Deadlines, Door
 from thunderpush.transports.messages import (
     BAD_REQUEST,
     SERVER_ERROR,
@@ -63,46 +63,8 @@ _LINE_ENDS = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 _VERSION = b" HTTP/1.1\r\n"
 
-# Where a connection is, for its deadline.
-_HEAD, _BODY, _IDLE = range(3)
 # What a connection is doing.
 _READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
-
-
-class SharedReadBuffer(asyncio.BufferedProtocol):
-    """Receives into one buffer that every connection of the process shares.
-
-    A plain ``asyncio.Protocol`` gets each read in a fresh 256 KiB buffer, above
-    glibc's mmap threshold: an mmap, a munmap and two page faults per read
-    (20,004 faults for 10,000 publish requests on a fresh server).  The loop
-    runs one read at a time and ``data_received`` copies what it keeps, so a
-    single 64 KiB buffer serves every connection.
-    """
-
-    __slots__ = ()
-    _view = memoryview(bytearray(64 * 1024))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._view[:nbytes]))
-
-
-class Door(Protocol):
-    """What an ``HttpConnection`` asks of the server it belongs to."""
-
-    config: Config
-    connections: set[HttpConnection]
-
-    def start(self, request: Request) -> Answer | Call | None:
-        """The answer, a call waiting for the body, or None: not served here."""
-
-    def upgrade(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool:
-        """Take the connection for a protocol upgrade; ``rest`` follows the head."""
-
-    def hand_off(self, transport: asyncio.Transport, data: bytes) -> None:
-        """Serve the connection elsewhere, ``data`` (from a request's first byte) unread."""
 
 
 def _failed() -> Answer:
@@ -115,12 +77,11 @@ class _Stop(Exception):
     """Raised in a parser callback to stop llhttp; the parser is replaced to go on."""
 
 
-class HttpConnection(SharedReadBuffer):
+class HttpConnection(Deadlines):
     """One TCP connection, until it is closed, upgraded or handed off."""
 
     __slots__ = (
         "_door",
-        "_loop",
         "_transport",
         "_peer",
         "_parser",
@@ -138,15 +99,11 @@ class HttpConnection(SharedReadBuffer):
         "_write_paused",
         "_pending",
         "_handed",
-        "_phase",
-        "_rearm",
-        "_deadline",
-        "_timer",
     )
 
     def __init__(self, door: Door) -> None:
+        super().__init__()
         self._door = door
-        self._loop: Any = None
         self._transport: Any = None
         self._peer: Any = None
         self._parser: Any = None
@@ -167,10 +124,6 @@ class HttpConnection(SharedReadBuffer):
         self._write_paused = False
         self._pending: asyncio.Future[Answer] | None = None
         self._handed = b""
-        self._phase = _HEAD
-        self._rearm = True
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def transport(self) -> Any:
@@ -185,7 +138,7 @@ class HttpConnection(SharedReadBuffer):
         self._peer = transport.get_extra_info("peername")
         self._parser = httptools.HttpRequestParser(self)
         self._door.connections.add(self)
-        self._arm_deadline()
+        self.arm_deadline(self._door.config)
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._state != _READING:
@@ -222,8 +175,8 @@ class HttpConnection(SharedReadBuffer):
         self._url = b""
         self._values = {}
         self._repeats = 0
-        if self._phase != _HEAD:
-            self._enter(_HEAD)
+        if self._phase != HEAD:
+            self.enter(HEAD)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -280,7 +233,7 @@ class HttpConnection(SharedReadBuffer):
             self._stop()
         self._request, self._call = request, call
         self._body = (head_end - start, length)
-        self._phase, self._rearm = _BODY, True
+        self.enter(BODY)
 
     def on_message_complete(self) -> None:
         request, call = self._request, self._call
@@ -288,7 +241,7 @@ class HttpConnection(SharedReadBuffer):
         offset, length = self._body
         body_start = self._start + offset
         self._start = body_start + length
-        self._phase, self._rearm = _IDLE, True
+        self.enter(IDLE)
         if call is not None:
             body = bytes(self._raw[body_start : self._start]) if length else b""
             self._finish(request, call, body)
@@ -323,7 +276,7 @@ class HttpConnection(SharedReadBuffer):
         if self._start:
             del raw[: self._start]
             self._start = 0
-        self._arm_deadline()
+        self.arm_deadline(self._door.config)
 
     def _go_on(self) -> None:
         """Continue after a pause: hand off, or parse what was read meanwhile."""
@@ -395,7 +348,7 @@ class HttpConnection(SharedReadBuffer):
         self._state = _HANDING_OFF
         transport.pause_reading()
         if transport.get_write_buffer_size():
-            self._enter(_IDLE)  # the client has to read them first
+            self.enter(IDLE)  # the client has to read them first
             transport.set_write_buffer_limits(high=0)  # resume_writing once all is sent
         else:
             self._give_away()
@@ -413,8 +366,8 @@ class HttpConnection(SharedReadBuffer):
             transport.write(data)
         transport.close()
         self._state = _CLOSING
-        self._enter(_IDLE)
-        self._arm_deadline()
+        self.enter(IDLE)
+        self.arm_deadline(self._door.config)
 
     def _extra_field(self) -> None:
         """A repeated field name (left to Tornado), or one field too many (refused)."""
@@ -436,44 +389,13 @@ class HttpConnection(SharedReadBuffer):
         """The connection is no longer this object's to serve."""
         self._state = _GONE
         self._door.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.stop_deadlines()
 
     def _remote_ip(self) -> str:
         return self._peer[0] if self._peer else ""
 
-    # -- deadlines --------------------------------------------------------------
-
-    def _enter(self, phase: int) -> None:
-        self._phase = phase
-        self._rearm = True
-
-    def _arm_deadline(self) -> None:
-        """After each read: a new phase gets a new deadline, one timer serves them all."""
-        if not self._rearm or self._state == _GONE:
-            return
-        self._rearm = False
-        config = self._door.config
-        phase = self._phase
-        if phase == _IDLE:
-            timeout = config.idle_timeout
-        else:
-            timeout = config.head_timeout if phase == _HEAD else config.body_timeout
-        self._deadline = deadline = self._loop.time() + timeout
-        timer = self._timer
-        if timer is None or deadline < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._state == _GONE:
-            return
-        if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._expire)
-            return
+    def timed_out(self) -> None:
+        """A deadline passed: the client is too slow or gone, nothing is answered."""
         logger.debug("Closing a connection from %s: timed out", self._remote_ip())
         self._release()
         self._transport.abort()

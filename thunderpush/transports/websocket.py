@@ -46,9 +46,9 @@ from websockets.frames import Close, CloseCode, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from thunderpush.transports.base import SharedReadBuffer
 from thunderpush.transports.fanout import FrameCache, Queued
 from thunderpush.transports.frames import BINARY, TEXT, client_frame_size, frame
-from thunderpush.transports.http import SharedReadBuffer
 
 if TYPE_CHECKING:
     from thunderpush.transports.handshake import Handshake
