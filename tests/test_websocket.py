@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import struct
-from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +21,6 @@ from hypothesis import strategies as st
 from websockets.protocol import OPEN
 
 from thunderpush.server.config import Config
-from thunderpush.transports import websocket
 from thunderpush.transports.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.handshake import answer
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
@@ -362,9 +360,7 @@ _HANDSHAKE = [
 ]
 
 
-async def _feed(
-    chunks: list[bytes], raw: bool, close: bool = True
-) -> tuple[_FakeTransport, object]:
+async def _feed(chunks: list[bytes], raw: bool) -> tuple[_FakeTransport, object]:
     router = SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
     handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1")
     socket = RawWebSocket(router, handshake, b"", None) if raw else None
@@ -377,16 +373,8 @@ async def _feed(
         socket.data_received(chunk)
     if transport.closing:
         socket.connection_lost(None)
-    if close:
-        router.close_all(3000, "over")
+    router.close_all(3000, "over")
     return transport, socket
-
-
-def _chunks(pieces: list[bytes], cuts: list[int]) -> list[bytes]:
-    """The bytes of ``pieces``, as reads cut at ``cuts`` (modulo the length) give them."""
-    data = b"".join(pieces)
-    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
 @settings(
@@ -398,7 +386,10 @@ def _chunks(pieces: list[bytes], cuts: list[int]) -> list[bytes]:
     raw=st.booleans(),
 )
 def test_any_bytes_in_any_pieces_keep_going_or_close(pieces, cuts, raw):
-    transport, socket = asyncio.run(_feed(_chunks(pieces, cuts), raw))
+    data = b"".join(pieces)
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    chunks = [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    transport, socket = asyncio.run(_feed(chunks, raw))
     frames = _server_frames(bytes(transport.written))
     closes = [n for n, (opcode, _) in enumerate(frames) if opcode == 0x8]
     assert not closes or closes == [len(frames) - 1], "nothing may follow a close frame"
@@ -438,22 +429,3 @@ def test_the_shared_answer_is_the_bytes_a_fresh_protocol_sends(caplog):
     drop_date = [re.sub(rb"Date: [^\r]*", b"", data) for data in (*shared, own)]
     assert drop_date[0] == drop_date[1] == drop_date[2]
     assert drop_date[0].startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    pieces=st.lists(st.one_of(_FRAMES, st.binary(max_size=40)), max_size=8),
-    cuts=st.lists(st.integers(0, 4000), max_size=6),
-    raw=st.booleans(),
-)
-def test_a_spare_frame_reader_reads_as_a_new_one(pieces, cuts, raw):
-    """A reader another connection let go answers any bytes as a new ``ServerProtocol``."""
-    chunks = _chunks(pieces, cuts)
-    with patch.object(websocket, "_MAX_SPARES", 0):
-        websocket._SPARES.clear()
-        new, _ = asyncio.run(_feed(chunks, raw))
-    asyncio.run(_feed([RawClient.frame(0x1, b'["x"]')], raw, close=False))  # lets its reader go
-    assert websocket._SPARES[256]
-    spare, _ = asyncio.run(_feed(chunks, raw))
-    assert _server_frames(bytes(spare.written)) == _server_frames(bytes(new.written))
-    assert (spare.closing, spare.eof) == (new.closing, new.eof)

@@ -88,25 +88,6 @@ _PONG = b"\x8a"
 _MAX_REASON = 123
 
 
-# Frame readers let go between messages, per ``max_size``, for the next
-# connection to read with: a new ``ServerProtocol`` costs about 6 us (a uuid4
-# from the kernel, a stream reader, a parser generator), once per connection
-# set up.  A protocol let go is as one made in the OPEN state: everything it
-# was given is parsed into whole frames and taken (``events_received``),
-# everything it had to send is taken (``data_to_send``), no message is half
-# read, nothing was sent or received that leaves OPEN.  A few are kept, not
-# one per connection that ever spoke.
-_SPARES: dict[int | None, list[ServerProtocol]] = {}
-_MAX_SPARES = 64
-
-
-def _spare(protocol: ServerProtocol, max_size: int | None) -> None:
-    """Keeps a reader that was let go, unless enough are kept or it logs per frame."""
-    spares = _SPARES.setdefault(max_size, [])
-    if len(spares) < _MAX_SPARES and not protocol.debug:
-        spares.append(protocol)
-
-
 class DropConnection(Exception):
     """Raised by ``on_message``: the TCP connection is dropped without a close frame."""
 
@@ -289,26 +270,20 @@ class WebSocket(SharedReadBuffer, Queued):
         self._unparsed = unparsed
         if events:
             self._on_frames(events)
-        if self._transport.is_closing():
-            return
-        self._write_output()
+        if not self._transport.is_closing():
+            self._write_output()
         if not unparsed and self._fragments is None and self._open and protocol.state is OPEN:
             # Between two messages the protocol holds nothing worth its
             # 1.5 KiB: most connections send a command or two, then only listen.
             # (A client that encodes a length longer than needed keeps it.)
             self._protocol = None
-            _spare(protocol, self.server.settings["max_message_size"])
 
     def _reader(self) -> ServerProtocol:
         """The protocol reading this connection, made anew after it was let go."""
         protocol = self._protocol
         if protocol is None:
             max_size = self.server.settings["max_message_size"]
-            spares = _SPARES.get(max_size)
-            if spares and not PROTOCOL_LOG.isEnabledFor(logging.DEBUG):
-                protocol = spares.pop()
-            else:
-                protocol = ServerProtocol(state=OPEN, max_size=max_size, logger=PROTOCOL_LOG)
+            protocol = ServerProtocol(state=OPEN, max_size=max_size, logger=PROTOCOL_LOG)
             self._protocol = protocol
         return protocol
 
