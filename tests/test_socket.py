@@ -237,6 +237,25 @@ async def test_oversized_send_over_http_is_413(server):
     assert response.code == 413
 
 
+@pytest.mark.config(max_client_message_size=100)
+async def test_one_configured_message_limit_for_websockets_and_xhr_send(server):
+    """The limit is the server's ``Config``, read when the server is built, for every transport."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    polling = await server.client(XhrPollingClient, "alice")
+    sizes = {}
+    for size in (100, 101):
+        body = '["' + "x" * (size - 4) + '"]'
+        response = await AsyncHTTPClient().fetch(
+            polling.session_url + "/xhr_send", method="POST", body=body, raise_error=False
+        )
+        sizes[size] = response.code
+    assert sizes == {100: 204, 101: 413}
+    websocket = await server.client(RawWebSocketClient, "bob")
+    await websocket.send("x" * 101)
+    assert (await websocket.closed())[0] == 1009
+
+
 @pytest.mark.parametrize("send", ["xhr_send", "jsonp_send"])
 async def test_deeply_nested_send_is_refused_with_one_warning(server, no_tracebacks, send):
     from tornado.httpclient import AsyncHTTPClient
