@@ -43,6 +43,13 @@ def ok(data: dict[str, Any]) -> Answer:
     return Answer(200, dumps(data).encode())
 
 
+# On every API answer, errors included, so that browsers may call the API.
+CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
+    ("Access-Control-Allow-Headers", "X-Thunder-Secret-Key, Content-Type"),
+)
+
 NO_CONTENT = Answer(204, b"")
 PREFLIGHT = Answer(200, b"")
 NOT_FOUND = error_answer(404, "Not found.")

@@ -18,7 +18,7 @@ import tornado.web
 from tornado.httputil import responses
 
 from thunderpush.api.actions import ROUTES, Action
-from thunderpush.api.answers import TOO_LARGE, Answer, dumps
+from thunderpush.api.answers import CORS_HEADERS, TOO_LARGE, Answer, dumps
 from thunderpush.api.calls import Api, Call
 
 _STATUS_MESSAGES = {
@@ -44,9 +44,8 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE")
-        self.set_header("Access-Control-Allow-Headers", "X-Thunder-Secret-Key, Content-Type")
+        for name, value in CORS_HEADERS:
+            self.set_header(name, value)
 
     def prepare(self) -> None:
         headers = self.request.headers

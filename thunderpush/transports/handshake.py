@@ -28,7 +28,6 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlparse
 
-import tornado
 from sockjs.tornado.session import ConnectionInfo
 from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
 from tornado.iostream import IOStream
@@ -37,12 +36,12 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from thunderpush.transports.adapter import detached_socket
+from thunderpush.transports.messages import SERVER
 from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
 logger = logging.getLogger(__name__)
 
-_SERVER = f"TornadoServer/{tornado.version}"
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
 _REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).\n"
 
@@ -145,7 +144,7 @@ def answer(
     if response.status_code == 101:
         allowed = server.settings.get("websocket_allow_origin", "*")
         if origin_allowed(request.headers, allowed):
-            response.headers["Server"] = _SERVER
+            response.headers["Server"] = SERVER
             if logged:
                 protocol.send_response(response)
                 data = b"".join(protocol.data_to_send())

@@ -22,18 +22,16 @@ import tornado
 from tornado.log import access_log
 
 from thunderpush.api import Answer
-from thunderpush.api.answers import error_answer
+from thunderpush.api.answers import CORS_HEADERS, error_answer
 
 # What Tornado writes before closing a connection whose request it cannot parse.
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 SERVER_ERROR = error_answer(500, "Internal Server Error")
 
-SERVER_HEADER = f"Server: TornadoServer/{tornado.version}\r\n"
-_API_HEADERS = (
-    "Access-Control-Allow-Origin: *\r\n"
-    "Access-Control-Allow-Methods: GET, POST, DELETE\r\n"
-    "Access-Control-Allow-Headers: X-Thunder-Secret-Key, Content-Type\r\n"
-)
+# What Tornado calls itself in ``Server``; the websocket handshake answers with it too.
+SERVER = f"TornadoServer/{tornado.version}"
+SERVER_HEADER = f"Server: {SERVER}\r\n"
+_API_HEADERS = "".join(f"{name}: {value}\r\n" for name, value in CORS_HEADERS)
 _JSON_TYPE = "Content-Type: application/json; charset=UTF-8\r\n"
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus
@@ -96,10 +94,6 @@ class Request:
             (name.decode("latin-1"), value.rstrip(WHITESPACE).decode("latin-1"))
             for name, value in self._values.items()
         ]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self.fields)
 
     @property
     def remote_ip(self) -> str:
