@@ -10,7 +10,6 @@ awaitable of one (``then``).
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -25,8 +24,6 @@ from thunderpush.api.answers import (
 from thunderpush.core.apps import App
 from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

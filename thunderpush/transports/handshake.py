@@ -40,8 +40,6 @@ from thunderpush.transports.messages import SERVER
 from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
-logger = logging.getLogger(__name__)
-
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
 _REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).\n"
 

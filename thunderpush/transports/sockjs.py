@@ -43,7 +43,6 @@ The corrections, each tested in ``tests/test_router.py``:
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -72,7 +71,6 @@ from thunderpush.transports.heartbeat import OpenWebSockets
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
-logger = logging.getLogger(__name__)
 
 _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
