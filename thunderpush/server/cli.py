@@ -31,6 +31,41 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0, or argparse's usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"not a whole number > 0: {text!r}")
+    return value
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """``a,b`` as a tuple; ``*`` (or nothing) means any origin."""
+    origins = tuple(origin.strip() for origin in text.split(",") if origin.strip())
+    return () if origins in ((), ("*",)) else origins
+
+
+# name: (type, help); each sets the Config field of the same name.
+_LIMITS = {
+    "max_client_message_size": (_positive, "largest message a browser may send (bytes)"),
+    "max_unsent_bytes": (_positive, "close a connection holding more unsent data (bytes)"),
+    "max_channels_per_connection": (_positive, "channels one connection may subscribe to"),
+    "max_commands_per_second": (_positive, "commands one connection may send per second"),
+    "max_connections_per_ip": (_count, "open connections per client IP address, 0: no limit"),
+    "max_connections": (_count, "open connections in total, 0: no limit"),
+}
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     defaults = Config()
     parser = argparse.ArgumentParser(prog="thunderpush")
@@ -60,6 +95,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             metavar="SECONDS",
             help=f"{what} (default: %(default)s)",
         )
+    parser.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="CONNECT must carry a user token signed with the secret",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        type=_origins,
+        default=defaults.allowed_origins,
+        metavar="ORIGINS",
+        help="comma-separated origins allowed to connect, e.g. https://example.com (default: any)",
+    )
+    for name, (kind, what) in _LIMITS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, name),
+            metavar="N",
+            help=f"{what} (default: %(default)s)",
+        )
+    parser.add_argument("--ssl-cert", metavar="PATH", help="PEM certificate chain: serve HTTPS/WSS")
+    parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument("-V", "--version", action="version", version=__version__)
     parser.add_argument("clientkey", help="client key")
     parser.add_argument("apikey", help="server API key")
@@ -80,6 +137,11 @@ def config_from(args: argparse.Namespace) -> Config:
         head_timeout=args.head_timeout,
         body_timeout=args.body_timeout,
         idle_timeout=args.idle_timeout,
+        require_signature=args.require_signature,
+        allowed_origins=args.allowed_origins,
+        ssl_cert=args.ssl_cert,
+        ssl_key=args.ssl_key,
+        **{name: getattr(args, name) for name in _LIMITS},
     )
 
 

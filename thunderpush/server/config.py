@@ -42,3 +42,23 @@ class Config:
     body_timeout: float = 30.0
     # How long a keep-alive connection may sit idle between requests, in seconds.
     idle_timeout: float = 75.0
+
+    # -- security and limits (docs/security.rst) --------------------------
+    # CONNECT must carry a user token signed with the app's secret.
+    require_signature: bool = False
+    # Origins allowed to open sessions ("https://example.com", "https://*.example.com");
+    # empty means any.
+    allowed_origins: tuple[str, ...] = ()
+    # Unsent data one connection may hold before it is closed as too slow, in bytes.
+    max_unsent_bytes: int = 1024 * 1024
+    # Channels one connection may be subscribed to at once.
+    max_channels_per_connection: int = 1000
+    # Commands one connection may send per second (bursts up to the same number).
+    max_commands_per_second: int = 100
+    # Open connections from one IP address; 0 means no limit.
+    max_connections_per_ip: int = 0
+    # Open connections in total; 0 means no limit but the file descriptors.
+    max_connections: int = 0
+    # PEM certificate chain and private key: serve HTTPS and WSS on the same port.
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
