@@ -18,9 +18,10 @@ import tornado.web
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, ConfigError
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
+from thunderpush.transports.origins import AllowedOrigins
 from thunderpush.transports.sockjs import SockJSRouter
 
 
@@ -40,11 +41,22 @@ class ClientScriptHandler(tornado.web.RequestHandler):
 
 
 def make_application(config: Config, api: Api) -> tuple[tornado.web.Application, SockJSRouter]:
-    """The Tornado application and its SockJS router (whose sessions shutdown closes)."""
+    """The Tornado application and its SockJS router (whose sessions shutdown closes).
+
+    Raises ``ConfigError`` for an allowed origin that is no origin.
+    """
+    try:
+        AllowedOrigins(config.allowed_origins)
+    except ValueError as error:
+        raise ConfigError(f"--allowed-origins: {error}") from None
     router = SockJSRouter(
         connection_class(api.apps),
         "/connect",
-        {"sockjs_url": config.sockjs_url, "max_message_size": config.max_client_message_size},
+        {
+            "sockjs_url": config.sockjs_url,
+            "max_message_size": config.max_client_message_size,
+            "allowed_origins": config.allowed_origins,
+        },
     )
     urls = [*router.urls, *api_handlers.urls(api), (r"/thunderpush\.js", ClientScriptHandler)]
     application = tornado.web.Application(
@@ -69,7 +81,10 @@ class Server:
 
 
 def build(config: Config, apps: Apps | None = None) -> Server:
-    """A server for ``apps`` (by default: the one app of ``config``'s key and secret)."""
+    """A server for ``apps`` (by default: the one app of ``config``'s key and secret).
+
+    Raises ``ConfigError`` for settings it cannot serve with (origins, TLS files).
+    """
     if apps is None:
         apps = Apps()
         apps.add(config.apikey, config.apisecret)

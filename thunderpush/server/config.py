@@ -62,3 +62,7 @@ class Config:
     # PEM certificate chain and private key: serve HTTPS and WSS on the same port.
     ssl_cert: str | None = None
     ssl_key: str | None = None
+
+
+class ConfigError(ValueError):
+    """A setting the server cannot start with; the message says which and why."""

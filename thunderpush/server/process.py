@@ -19,7 +19,7 @@ from typing import Any
 from thunderpush import __version__
 from thunderpush.core import protocol
 from thunderpush.server.application import Server, build
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, ConfigError
 
 logger = logging.getLogger("thunderpush")
 
@@ -102,4 +102,7 @@ def run(config: Config) -> None:
     """Run a server for ``config`` until SIGTERM or Ctrl-C."""
     configure_logging(config.verbose)
     with PIDFile(config.pid_path):
-        asyncio.run(_serve_until_signalled(config))
+        try:
+            asyncio.run(_serve_until_signalled(config))
+        except ConfigError as error:
+            raise SystemExit(f"Thunderpush cannot start: {error}") from None

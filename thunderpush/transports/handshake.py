@@ -8,9 +8,9 @@ Either way it is answered here, and the connection continues as one
 ``thunderpush.transports.websocket`` object on an asyncio transport: there is
 one websocket implementation.
 
-sockjs-tornado's ``websocket_allow_origin`` setting is checked as it did
-(403, with Tornado's same-host rule first).  The rest of the handshake is the
-library's (RFC 6455 section 4.2)::
+The page's origin is checked against the router's ``origins``
+(``thunderpush.transports.origins``: 403 for any other).  The rest of the
+handshake is the library's (RFC 6455 section 4.2)::
 
     handshake = answer(router, "GET", path, query, "HTTP/1.1", headers, ip)
     if handshake.accepted:
@@ -26,7 +26,6 @@ from functools import cached_property, lru_cache
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import urlparse
 
 from sockjs.tornado.session import ConnectionInfo
 from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
@@ -37,6 +36,7 @@ from websockets.server import ServerProtocol
 
 from thunderpush.transports.adapter import detached_socket
 from thunderpush.transports.messages import SERVER
+from thunderpush.transports.origins import AllowedOrigins
 from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
@@ -140,8 +140,7 @@ def answer(
         response = protocol.accept(request)
     data = b""
     if response.status_code == 101:
-        allowed = server.settings.get("websocket_allow_origin", "*")
-        if origin_allowed(request.headers, allowed):
+        if origin_allowed(request.headers, server.origins):
             response.headers["Server"] = SERVER
             if logged:
                 protocol.send_response(response)
@@ -153,23 +152,15 @@ def answer(
     return Handshake(response, data, LazyConnectionInfo(remote_ip, path, query, headers))
 
 
-def origin_allowed(headers: Headers, allowed: Any) -> bool:
-    """Tornado's rule (the page's own host), then sockjs-tornado's ``websocket_allow_origin``.
+def origin_allowed(headers: Headers, origins: AllowedOrigins) -> bool:
+    """Whether ``origins`` allow the page that sent this handshake.
 
-    ``allowed`` is ``"*"`` or a collection of lower-case ``host[:port]``.
-    A request without an ``Origin`` (not from a browser) is allowed.
+    Older browsers name it in ``Sec-WebSocket-Origin``; a repeated field is
+    judged by its first value.
     """
-    origins = headers.get_all("Origin") or headers.get_all("Sec-WebSocket-Origin")
-    if not origins:
-        return True
-    try:
-        origin = urlparse(origins[0]).netloc.lower()
-    except ValueError:
-        return False
-    hosts = headers.get_all("Host")
-    if hosts and origin == hosts[0]:
-        return True
-    return allowed == "*" or origin in allowed
+    origin = headers.get_all("Origin") or headers.get_all("Sec-WebSocket-Origin")
+    host = headers.get_all("Host")
+    return origins.allows(origin[0] if origin else None, host[0] if host else None)
 
 
 @lru_cache(maxsize=8)

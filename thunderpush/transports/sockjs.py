@@ -38,12 +38,20 @@ The corrections, each tested in ``tests/test_router.py``:
   other transport, so ``close_all`` reaches every open session on shutdown;
 * xhr_send and jsonp_send refuse messages over ``max_message_size`` (413),
   and log their 500 for broken JSON as the client's fault (a warning), not as
-  a server error.
+  a server error;
+* every origin's CORS request was answered and reflected, and ``/info`` said
+  ``"origins": ["*:*"]`` whatever ``websocket_allow_origin`` said; one rule
+  (``origins``: the ``allowed_origins`` setting and sockjs-tornado's
+  ``websocket_allow_origin``, ``thunderpush.transports.origins``) now serves
+  the websocket handshake, the polling and streaming transports and ``/info``:
+  any other page gets 403 and is never named in ``Access-Control-Allow-Origin``.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import sys
 from typing import Any
 
 from sockjs.tornado import SockJSConnection
@@ -51,6 +59,7 @@ from sockjs.tornado import router as _router
 from sockjs.tornado import session as _session
 from sockjs.tornado import static as _static
 from sockjs.tornado import transports as _transports
+from sockjs.tornado.proto import json_encode
 from sockjs.tornado.transports import htmlfile as _htmlfile
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -68,6 +77,7 @@ from thunderpush.transports.adapter import (
 from thunderpush.transports.fanout import Outbox, Queued
 from thunderpush.transports.handshake import answer, serve_detached
 from thunderpush.transports.heartbeat import OpenWebSockets
+from thunderpush.transports.origins import AllowedOrigins
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -80,6 +90,8 @@ DEFAULT_SETTINGS = {
     "max_message_size": Config.max_client_message_size,
     # How long a websocket waits for the client's end of a close handshake.
     "websocket_close_timeout": 5.0,
+    # Origins allowed to open sessions (thunderpush.transports.origins); empty: any.
+    "allowed_origins": (),
 }
 
 
@@ -112,6 +124,24 @@ class _RefusalMixin(OwnAccessLog):
         elapsed_ms = 1000.0 * self.request.request_time()
         access_log.warning("%d %s %.2fms", self.get_status(), request_summary(self), elapsed_ms)
         return True
+
+
+class _OriginMixin(_RefusalMixin):
+    """Serves the router's allowed origins only; any other page is answered 403.
+
+    Checked before anything else, so a refused page is never reflected in
+    ``Access-Control-Allow-Origin`` and never reaches a session.
+    """
+
+    def prepare(self) -> None:
+        origins = self.server.origins
+        if not origins.any:
+            headers = self.request.headers
+            if not origins.allows(headers.get("Origin"), headers.get("Host")):
+                self.refuse(403, "Origin not allowed.")
+                return
+            self.add_header("Vary", "Origin")  # the answer depends on it
+        super().prepare()
 
 
 class _CallbackMixin(_RefusalMixin, _NoTransformMixin):
@@ -163,11 +193,11 @@ class _OneResponseMixin(_NoTransformMixin):
             super().send_pack(message, binary)
 
 
-class XhrPollingTransport(_OneResponseMixin, _transports.XhrPollingTransport):
+class XhrPollingTransport(_OriginMixin, _OneResponseMixin, _transports.XhrPollingTransport):
     pass
 
 
-class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTransport):
+class JSONPTransport(_OriginMixin, _OneResponseMixin, _CallbackMixin, _transports.JSONPTransport):
     def get(self, session_id: str) -> None:
         if self.valid_callback() is not None:
             super().get(session_id)
@@ -180,7 +210,7 @@ class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTranspo
         super().send_pack(message, binary)
 
 
-class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
+class HtmlFileTransport(_OriginMixin, _CallbackMixin, _transports.HtmlFileTransport):
     def get(self, session_id: str) -> None:
         # The base class strips "." and "_" from the callback, which breaks
         # sockjs-client 1.x ("_jp.a1b2c3"); a validated callback is used as is.
@@ -200,23 +230,38 @@ class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
             self.session.flush()
 
 
-class XhrStreamingTransport(_NoTransformMixin, _transports.XhrStreamingTransport):
+class XhrStreamingTransport(_OriginMixin, _NoTransformMixin, _transports.XhrStreamingTransport):
     pass
 
 
-class EventSourceTransport(_NoTransformMixin, _transports.EventSourceTransport):
+class EventSourceTransport(_OriginMixin, _NoTransformMixin, _transports.EventSourceTransport):
     pass
 
 
-class XhrSendHandler(_SendLimitMixin, _transports.XhrSendHandler):
+class XhrSendHandler(_OriginMixin, _SendLimitMixin, _transports.XhrSendHandler):
     pass
 
 
-class JSONPSendHandler(_SendLimitMixin, _transports.JSONPSendHandler):
+class JSONPSendHandler(_OriginMixin, _SendLimitMixin, _transports.JSONPSendHandler):
     pass
 
 
-class InfoHandler(_NoTransformMixin, _static.InfoHandler):
+class InfoHandler(_OriginMixin, _NoTransformMixin, _static.InfoHandler):
+    def get(self) -> None:
+        # The base class says "origins": ["*:*"] whatever is allowed.
+        self.preflight()
+        self.disable_cache()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        info = {
+            "websocket": self.server.websockets_enabled,
+            "cookie_needed": self.server.cookie_needed,
+            "origins": self.server.origins.reported,
+            "entropy": random.randint(0, sys.maxsize),
+        }
+        self.write(json_encode(info))
+
+
+class ChunkingTestHandler(_OriginMixin, _static.ChunkingTestHandler):
     pass
 
 
@@ -318,6 +363,7 @@ _CORRECTED = {
     _transports.WebSocketTransport: WebSocketTransport,
     _transports.RawWebSocketTransport: WebSocketTransport,
     _static.InfoHandler: InfoHandler,
+    _static.ChunkingTestHandler: ChunkingTestHandler,
 }
 
 
@@ -342,6 +388,9 @@ class SockJSRouter(_router.SockJSRouter):
         merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
         self.websockets = OpenWebSockets(self.settings)
+        # A bad entry is refused now, not at the first request.
+        key = self._origins_key()
+        self._origins = (key, AllowedOrigins(*key))
         self._bound_loop: IOLoop | None = None
         self._corrected_urls = [
             (pattern, _CORRECTED.get(handler, handler), kwargs)
@@ -352,6 +401,25 @@ class SockJSRouter(_router.SockJSRouter):
     def urls(self) -> list[tuple[str, type, dict[str, Any]]]:
         """The URLs to add to a Tornado application, with the corrected handlers."""
         return self._corrected_urls
+
+    @property
+    def origins(self) -> AllowedOrigins:
+        """The origins allowed to open sessions, as the settings say now.
+
+        ``allowed_origins`` holds origins; sockjs-tornado's
+        ``websocket_allow_origin`` (``"*"`` or ``host[:port]`` entries, any
+        scheme) counts too.  A setting changed at run time applies, as in
+        sockjs-tornado.  Raises ``ValueError`` for an entry that is no origin.
+        """
+        key = self._origins_key()
+        if key != self._origins[0]:
+            self._origins = (key, AllowedOrigins(*key))
+        return self._origins[1]
+
+    def _origins_key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        settings = self.settings
+        hosts = settings["websocket_allow_origin"]
+        return tuple(settings["allowed_origins"]), () if hosts == "*" else tuple(hosts)
 
     def apply_routes(self, routes: list[Any]) -> list[Any]:
         """Add the URLs to ``routes`` and return it, as the base class does with its own."""
