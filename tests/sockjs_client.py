@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import uuid
 from typing import Any
 
@@ -30,8 +31,10 @@ class Closed(Exception):
 class SockJSClient:
     transport = ""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, ssl_options: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # For https:// and wss://: the context that trusts the test's certificate.
+        self.ssl_options = ssl_options
         self.session_url = f"{self.base_url}/connect/000/{uuid.uuid4().hex}"
         self.frames: list[str] = []
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -114,7 +117,7 @@ class WebSocketClient(SockJSClient):
 
     async def _read(self) -> None:
         url = self.session_url.replace("http", "ws", 1) + "/websocket"
-        self.ws = await websocket_connect(url)
+        self.ws = await websocket_connect(HTTPRequest(url, ssl_options=self.ssl_options))
         while True:
             frame = await self.ws.read_message()
             if frame is None:
@@ -136,9 +139,8 @@ class RawWebSocketClient(SockJSClient):
     transport = "rawwebsocket"
 
     async def _read(self) -> None:
-        self.ws = await websocket_connect(
-            self.base_url.replace("http", "ws", 1) + "/connect/websocket"
-        )
+        url = self.base_url.replace("http", "ws", 1) + "/connect/websocket"
+        self.ws = await websocket_connect(HTTPRequest(url, ssl_options=self.ssl_options))
         self._events.put_nowait(("open", None))
         while True:
             frame = await self.ws.read_message()
@@ -156,7 +158,10 @@ class RawWebSocketClient(SockJSClient):
 class _HttpClient(SockJSClient):
     async def send(self, *messages: Any) -> None:
         response = await AsyncHTTPClient().fetch(
-            self.session_url + "/xhr_send", method="POST", body=json.dumps(list(messages))
+            self.session_url + "/xhr_send",
+            method="POST",
+            body=json.dumps(list(messages)),
+            ssl_options=self.ssl_options,
         )
         assert response.code == 204, response.code
 
@@ -168,7 +173,11 @@ class XhrPollingClient(_HttpClient):
         while True:
             try:
                 response = await AsyncHTTPClient().fetch(
-                    self.session_url + "/xhr", method="POST", body=b"", request_timeout=60
+                    self.session_url + "/xhr",
+                    method="POST",
+                    body=b"",
+                    request_timeout=60,
+                    ssl_options=self.ssl_options,
                 )
             except HTTPClientError as error:
                 self._lost(error.code, str(error))
@@ -194,6 +203,7 @@ class XhrStreamingClient(_HttpClient):
                 body=b"",
                 streaming_callback=lines.feed,
                 request_timeout=60,
+                ssl_options=self.ssl_options,
             )
             try:
                 await AsyncHTTPClient().fetch(request)

@@ -16,7 +16,14 @@ before anything else from the socket.  What this relies on (all public):
 * ``TCPServer.handle_stream(stream, address)``, the documented method through
   which ``HTTPServer`` takes a new connection;
 * ``TCPServer.max_buffer_size`` and ``TCPServer.read_chunk_size``, the
-  attributes where ``HTTPServer`` keeps its constructor's stream settings.
+  attributes where ``HTTPServer`` keeps its constructor's stream settings;
+* ``HTTPServer.start_request(server_conn, request_conn)``, the documented
+  delegate method called for each request, and the request connection's
+  ``stream`` and ``context`` (the object Tornado documents as the
+  application's, whose ``remote_ip`` ``HTTPServerRequest`` reads): a TLS
+  connection reaches Tornado through a socketpair
+  (``thunderpush.transports.tls``), whose peer Tornado would call
+  ``0.0.0.0``, and ``HandOffServer`` names the client the front door saw.
 
 The other way round, a websocket handshake that Tornado parsed leaves Tornado
 (``RequestHandler.detach``, public) with the bytes Tornado read past it:
@@ -48,7 +55,8 @@ sockjs-tornado 1.0.7:
 
 Usage::
 
-    serve(http_server, sock, peer_address, already_read)
+    server = HandOffServer(application)
+    serve(server, sock, peer_address, already_read)
     sock, unread = detached_socket(handler.detach())
 """
 
@@ -69,10 +77,14 @@ if TYPE_CHECKING:  # annotations only: the front door need not import sockjs-tor
 class PrefilledIOStream(IOStream):
     """An ``IOStream`` whose first reads return ``unread``, then the socket's bytes."""
 
-    def __init__(self, sock: socket.socket, unread: bytes, **kwargs: Any) -> None:
+    def __init__(
+        self, sock: socket.socket, unread: bytes, remote_ip: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(sock, **kwargs)
         # Named for this module: IOStream's own attributes are all ``_read_...``.
         self._thunderpush_unread = memoryview(unread)
+        # The client's address when ``sock`` is not the client's connection.
+        self.thunderpush_remote_ip = remote_ip
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
         unread = self._thunderpush_unread
@@ -84,10 +96,28 @@ class PrefilledIOStream(IOStream):
         return size
 
 
+class HandOffServer(HTTPServer):
+    """Tornado's ``HTTPServer``, naming the client of a relayed connection as the door saw it."""
+
+    def start_request(self, server_conn: object, request_conn: Any) -> Any:
+        remote_ip = getattr(request_conn.stream, "thunderpush_remote_ip", None)
+        if remote_ip is not None:
+            request_conn.context.remote_ip = remote_ip
+        return super().start_request(server_conn, request_conn)
+
+
 def serve(server: HTTPServer, sock: socket.socket, address: Any, unread: bytes) -> None:
-    """Let ``server`` serve the connection ``sock`` as if it had read ``unread`` from it."""
+    """Let ``server`` serve the connection ``sock`` as if it had read ``unread`` from it.
+
+    ``address`` is the client's, also when ``sock`` is a socketpair's end.
+    """
+    relayed = sock.family not in (socket.AF_INET, socket.AF_INET6) and address
     stream = PrefilledIOStream(
-        sock, unread, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size
+        sock,
+        unread,
+        address[0] if relayed else None,
+        max_buffer_size=server.max_buffer_size,
+        read_chunk_size=server.read_chunk_size,
     )
     server.handle_stream(stream, address)
 

@@ -19,7 +19,10 @@ request is served:
   unusual.  When in doubt, Tornado answers: it is the reference.
 
 The door accepts connections itself, so that running out of file descriptors
-is one log line and a pause, not an error per attempt.  Usage::
+is one log line and a pause, not an error per attempt.  With a certificate
+(``Config.ssl_cert``) every connection is TLS, served on asyncio's TLS
+transport; Tornado's share goes through ``thunderpush.transports.tls.relay``.
+Usage::
 
     door = FrontDoor(config, application, router, api)
     await door.listen(8080, "")
@@ -33,18 +36,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 from socket import socket as Socket
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.server.config import Config
-from thunderpush.transports import adapter
+from thunderpush.transports import adapter, tls
 from thunderpush.transports.handshake import serve_upgrade
 from thunderpush.transports.http import HttpConnection
 from thunderpush.transports.messages import Request
@@ -98,12 +101,14 @@ class FrontDoor:
         self.config = config
         self.router = router
         self.api = api
+        self.tls = tls.server_context(config)
         # Connections handed over keep the same limits, as far as Tornado has them.
-        self.http = HTTPServer(
+        self.http = adapter.HandOffServer(
             application,
             max_body_size=config.max_body_size,
             idle_connection_timeout=config.idle_timeout,
             body_timeout=config.body_timeout,
+            protocol="https" if self.tls else None,
         )
         self.connections: set[HttpConnection] = set()
         # Every open websocket of the router, however it was accepted.
@@ -111,7 +116,8 @@ class FrontDoor:
         self._listeners: list[Socket] = []
         # Per listener: when accepting resumes after running out of descriptors.
         self._retries: dict[int, asyncio.TimerHandle] = {}
-        # Accepted sockets becoming connections (asyncio keeps only weak references to tasks).
+        # Sockets becoming connections, accepted or relayed (asyncio keeps only
+        # weak references to tasks).
         self._accepting: set[asyncio.Task[None]] = set()
         self._starved = False
 
@@ -182,9 +188,15 @@ class FrontDoor:
     async def _serve(self, sock: Socket) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: HttpConnection(self), sock)
-        except OSError:
-            sock.close()  # gone before it could be served
+            await loop.connect_accepted_socket(
+                lambda: HttpConnection(self),
+                sock,
+                ssl=self.tls,
+                ssl_handshake_timeout=self.config.head_timeout if self.tls else None,
+            )
+        except (OSError, asyncio.TimeoutError):
+            # Gone, or no TLS (plain HTTP to this port): asyncio has closed it.
+            sock.close()
 
     def _out_of_resources(self, error: OSError) -> None:
         """Logged once until the listen queue is empty again, not once per connection."""
@@ -227,12 +239,20 @@ class FrontDoor:
         """Move the connection to Tornado's ``HTTPServer`` with ``data`` unread."""
         if transport.is_closing():
             return
+        address = transport.get_extra_info("peername")
         try:
-            sock = transport.get_extra_info("socket").dup()
+            if self.tls is None:
+                sock = transport.get_extra_info("socket").dup()
+            else:
+                sock, ours = socket.socketpair()
         except OSError as error:
             self._out_of_resources(error)
             transport.abort()
             return
-        address = transport.get_extra_info("peername")
-        transport.abort()  # closes asyncio's descriptor; ``sock`` keeps the connection
+        if self.tls is None:
+            transport.abort()  # closes asyncio's descriptor; ``sock`` keeps the connection
+        else:
+            relayed = asyncio.get_running_loop().create_task(tls.relay(transport, ours))
+            self._accepting.add(relayed)
+            relayed.add_done_callback(self._accepting.discard)
         adapter.serve(self.http, sock, address, data)
