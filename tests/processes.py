@@ -85,3 +85,14 @@ def start_server_process(
                 raise RuntimeError(f"server did not start: {log_path.read_text()}") from None
             time.sleep(0.05)
     return ServerProcess(proc, port, pid_path, log_path)
+
+
+def refused_start(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    """Runs our server with ``extra`` arguments, which must stop it at start (bounded).
+
+    Returns its exit status and what it wrote to stderr.
+    """
+    command = [*OURS, KEY, SECRET, "-p", str(free_port()), "-H", "127.0.0.1"]
+    command += ["--pid-path", str(tmp_path / "thunderpush.pid"), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stderr

@@ -19,8 +19,8 @@ import pytest
 import trustme
 from tornado.httpclient import AsyncHTTPClient
 
-from .conftest import KEY, SECRET, free_port
-from .processes import OURS
+from .conftest import KEY, SECRET
+from .processes import refused_start
 from .sockjs_client import (
     RawWebSocketClient,
     WebSocketClient,
@@ -155,21 +155,6 @@ async def test_a_relayed_connection_ends_for_tornado_when_the_client_leaves(serv
     await server.settled(lambda: session.handler is None)
 
 
-def _refused_start(*extra: str) -> tuple[int, str]:
-    """Runs the server with ``extra`` arguments, which must stop it at start (bounded)."""
-    import subprocess
-
-    command = [*OURS, KEY, SECRET, "-p", str(free_port()), "-H", "127.0.0.1", *extra]
-    with tempfile.TemporaryDirectory() as directory:
-        done = subprocess.run(
-            [*command, "--pid-path", f"{directory}/pid"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    return done.returncode, done.stderr
-
-
 @pytest.mark.parametrize(
     "arguments, reason",
     [
@@ -181,8 +166,10 @@ def _refused_start(*extra: str) -> tuple[int, str]:
     ],
     ids=["no certificate", "no key", "not PEM", "key is a certificate", "key alone"],
 )
-def test_unusable_certificate_files_stop_the_server_with_one_clear_line(arguments, reason):
-    status, output = _refused_start(*arguments)
+def test_unusable_certificate_files_stop_the_server_with_one_clear_line(
+    tmp_path, arguments, reason
+):
+    status, output = refused_start(tmp_path, *arguments)
     assert status == 1
     assert "Traceback" not in output
     assert output.startswith("Thunderpush cannot start: "), output

@@ -133,6 +133,10 @@ class _OriginMixin(_RefusalMixin):
     ``Access-Control-Allow-Origin`` and never reaches a session.
     """
 
+    # sockjs-tornado's statistics flag, set by ``prepare``: a refusal comes
+    # first, and ``InfoHandler.initialize`` never sets it.
+    logged = False
+
     def prepare(self) -> None:
         origins = self.server.origins
         if not origins.any:

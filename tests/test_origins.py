@@ -1,0 +1,202 @@
+"""Allowed origins: one rule on the websocket handshake, the SockJS transports' CORS and /info.
+
+With ``allowed_origins`` set, a page of any other origin gets 403 everywhere
+and is never named in ``Access-Control-Allow-Origin``; a request without an
+``Origin`` (not a browser page) is served.  Without it, every origin is
+served and reflected, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from thunderpush.transports.origins import AllowedOrigins
+
+from .processes import refused_start
+from .sockjs_client import XhrPollingClient
+from .wire import RawClient, exchange, request
+
+ALLOWED = ("https://example.com", "https://*.example.org", "http://localhost:8000")
+restricted = pytest.mark.config(allowed_origins=ALLOWED)
+EVIL = "https://evil.example"
+WEBSOCKETS = ["/connect/websocket", "/connect/0/s1/websocket"]
+
+
+@pytest.mark.parametrize(
+    "origin, allowed",
+    [
+        ("https://example.com", True),
+        ("https://EXAMPLE.com:443", True),  # the default port, written out
+        ("http://example.com", False),  # another scheme
+        ("https://example.com:8443", False),  # another port
+        ("https://www.example.com", False),  # no wildcard for example.com
+        ("https://app.example.org", True),
+        ("https://a.b.example.org", True),
+        ("https://example.org", False),  # a wildcard is for subdomains only
+        ("https://evilexample.org", False),
+        ("https://example.org.evil.example", False),
+        ("http://localhost:8000", True),
+        ("http://localhost", False),
+        ("null", False),  # sandboxed pages, file:// pages
+        ("https://*.example.org", False),
+        ("https://example.com/path", False),
+        ("", False),
+        (None, True),  # no Origin: not a browser page
+    ],
+)
+def test_the_rule(origin, allowed):
+    assert AllowedOrigins(ALLOWED).allows(origin, "push.example.net") is allowed
+    assert AllowedOrigins().allows(origin, "push.example.net")  # none configured: any
+
+
+def test_a_page_of_the_servers_own_host_is_allowed():
+    assert AllowedOrigins(ALLOWED).allows("https://push.example.net", "push.example.net")
+    assert AllowedOrigins(ALLOWED).allows("http://127.0.0.1:8080", "127.0.0.1:8080")
+    assert not AllowedOrigins(ALLOWED).allows("http://127.0.0.1:8080", "127.0.0.1:8081")
+
+
+@pytest.mark.parametrize(
+    "entry", ["example.com", "https://example.com/app", "*.example.com", "https://a.*.com", "*"]
+)
+def test_an_entry_that_is_no_origin_is_refused(entry):
+    with pytest.raises(ValueError, match="not an origin"):
+        AllowedOrigins(("https://example.com", entry))
+
+
+def test_a_bad_allowed_origin_stops_the_server_with_one_clear_line(tmp_path):
+    status, output = refused_start(tmp_path, "--allowed-origins", "https://ok.example,example.com")
+    assert status == 1
+    assert "Traceback" not in output
+    assert output.startswith("Thunderpush cannot start: --allowed-origins: not an origin: "), output
+
+
+# -- websocket handshakes -------------------------------------------------------
+
+
+@restricted
+@pytest.mark.parametrize("path", WEBSOCKETS)
+@pytest.mark.parametrize(
+    "origin", ["https://example.com", "https://app.example.org", "http://127.0.0.1", None]
+)
+async def test_allowed_pages_open_websockets(server, path, origin):
+    await RawClient.open(server.port, path, f"Origin: {origin}\r\n" if origin else "")  # 101
+    await server.settled(lambda: len(server.router.live_sessions) == 1)
+
+
+@restricted
+@pytest.mark.parametrize("path", WEBSOCKETS)
+@pytest.mark.parametrize("served_by", ["front door", "Tornado"])
+async def test_other_pages_get_403_on_the_handshake(server, path, served_by):
+    # A body before the frames: the front door leaves the handshake to Tornado.
+    extra = "Content-Length: 0\r\n" if served_by == "Tornado" else ""
+    for header in (f"Origin: {EVIL}\r\n", f"Sec-WebSocket-Origin: {EVIL}\r\n"):
+        refused = await exchange(server.port, RawClient.handshake(path, header + extra))
+        assert refused.startswith(b"HTTP/1.1 403 "), refused
+        assert refused.endswith(b"\r\n\r\nCross origin websockets not allowed")
+    assert not server.router.live_sessions
+
+
+# -- the SockJS transports' CORS --------------------------------------------------
+
+
+async def fetch(server, method: str, path: str, origin: str | None, **kwargs) -> HTTPResponse:
+    headers = {"Origin": origin} if origin else {}
+    return await AsyncHTTPClient().fetch(
+        f"{server.url}{path}",
+        method=method,
+        headers=headers,
+        body=b"" if method == "POST" else None,
+        raise_error=False,
+        allow_nonstandard_methods=True,
+        **kwargs,
+    )
+
+
+@restricted
+@pytest.mark.parametrize("method", ["OPTIONS", "POST"])
+@pytest.mark.parametrize("origin", ["https://app.example.org", "the server's own"])
+async def test_xhr_answers_an_allowed_page_and_names_it(server, method, origin):
+    if origin == "the server's own":
+        origin = server.url
+    response = await fetch(server, method, "/connect/0/s1/xhr", origin)
+    assert response.code == (204 if method == "OPTIONS" else 200)
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Origin" in response.headers["Vary"]
+
+
+@restricted
+@pytest.mark.parametrize("method", ["OPTIONS", "POST"])
+@pytest.mark.parametrize("transport", ["xhr", "xhr_streaming", "xhr_send"])
+async def test_sockjs_transports_refuse_another_page_without_naming_it(server, method, transport):
+    response = await fetch(server, method, f"/connect/0/s1/{transport}", EVIL)
+    assert response.code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert EVIL not in response.body.decode()
+    assert not server.router.live_sessions  # no session was opened
+
+
+@restricted
+async def test_a_refused_page_cannot_send_into_an_open_session(server):
+    client = await server.client(XhrPollingClient)  # no Origin: served
+    response = await AsyncHTTPClient().fetch(
+        client.session_url + "/xhr_send",
+        method="POST",
+        headers={"Origin": EVIL},
+        body=json.dumps(["CONNECT mallory:key"]),
+        raise_error=False,
+    )
+    assert response.code == 403
+    await client.send("CONNECT alice:key")  # the session still works, for its own page
+    await server.settled(lambda: server.hub.is_online("alice"))
+    assert not server.hub.is_online("mallory")
+
+
+@restricted
+async def test_xhr_streaming_names_an_allowed_page(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request("POST", "/connect/0/s1/xhr_streaming", "Origin: https://example.com\r\n"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nAccess-Control-Allow-Origin: https://example.com\r\n" in head
+
+
+async def test_without_allowed_origins_every_page_is_served_and_named(server):
+    for transport in ("xhr", "xhr_send"):
+        response = await fetch(server, "OPTIONS", f"/connect/0/s1/{transport}", EVIL)
+        assert response.code == 204
+        assert response.headers["Access-Control-Allow-Origin"] == EVIL
+        assert "Vary" not in response.headers
+    await RawClient.open(server.port, WEBSOCKETS[0], f"Origin: {EVIL}\r\n")  # answered 101
+
+
+# -- /connect/info -----------------------------------------------------------------
+
+
+async def test_info_says_any_origin_when_none_is_configured(server):
+    response = await fetch(server, "GET", "/connect/info", EVIL)
+    assert json.loads(response.body)["origins"] == ["*:*"]
+    assert response.headers["Access-Control-Allow-Origin"] == EVIL
+
+
+@restricted
+async def test_info_reports_the_allowed_origins(server):
+    for origin in ("https://example.com", None):
+        response = await fetch(server, "GET", "/connect/info", origin)
+        assert response.code == 200
+        info = json.loads(response.body)
+        assert info["origins"] == list(ALLOWED)
+        assert info["websocket"] is True
+
+
+@restricted
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+async def test_info_refuses_another_page(server, method):
+    response = await fetch(server, method, "/connect/info", EVIL)
+    assert response.code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
