@@ -69,7 +69,9 @@ class _End(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.other.transport.write(data)
+        other = self.other.transport
+        if not other.is_closing():  # (asyncio warns of writes to a closed transport)
+            other.write(data)
 
     def pause_writing(self) -> None:
         self.other.transport.pause_reading()
