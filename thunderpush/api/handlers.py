@@ -17,7 +17,7 @@ from typing import Any
 import tornado.web
 from tornado.httputil import responses
 
-from thunderpush.api.actions import ROUTES, Action
+from thunderpush.api.actions import ROUTES, Handling
 from thunderpush.api.answers import CORS_HEADERS, TOO_LARGE, Answer, dumps
 from thunderpush.api.calls import Api, Call
 
@@ -35,7 +35,7 @@ class ApiHandler(tornado.web.RequestHandler):
     is refused with 413 without ever being held in memory.
     """
 
-    def initialize(self, api: Api, actions: Mapping[str, Action]) -> None:
+    def initialize(self, api: Api, actions: Mapping[str, Handling]) -> None:
         self.api = api
         self.actions = actions
         self._call: Call | None = None
@@ -108,7 +108,7 @@ class ApiHandler(tornado.web.RequestHandler):
 class NotFoundHandler(ApiHandler):
     """Everything the routes do not match: a JSON 404, not an HTML page."""
 
-    def initialize(self, api: Api, actions: Mapping[str, Action] | None = None) -> None:
+    def initialize(self, api: Api, actions: Mapping[str, Handling] | None = None) -> None:
         super().initialize(api, {})
 
     def prepare(self) -> None:
