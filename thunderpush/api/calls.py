@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Mapping
 
 from thunderpush.api.actions import Action, Handling
 from thunderpush.api.answers import (
-    METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PREFLIGHT,
     TOO_LARGE,
     WRONG_KEY,
     Answer,
     ApiError,
+    method_not_allowed,
 )
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.broker import Result
@@ -87,7 +87,7 @@ class Api:
         action = actions.get(method)
         if action is None:
             # As in the original: an unsupported method is 405 before any key check.
-            return METHOD_NOT_ALLOWED
+            return method_not_allowed(actions)
         if isinstance(action, Answer):
             return action  # public: the same for everybody
         app = self.apps.authenticate(args["apikey"], secret)

@@ -18,13 +18,16 @@ import tornado.web
 from tornado.httputil import responses
 
 from thunderpush.api.actions import ROUTES, Handling
-from thunderpush.api.answers import CORS_HEADERS, TOO_LARGE, Answer, dumps
+from thunderpush.api.answers import (
+    CORS_HEADERS,
+    TOO_LARGE,
+    Answer,
+    dumps,
+    method_not_allowed,
+)
 from thunderpush.api.calls import Api, Call
 
-_STATUS_MESSAGES = {
-    404: "Not found.",
-    405: "Method not allowed.",
-}
+_STATUS_MESSAGES = {404: "Not found."}
 
 
 @tornado.web.stream_request_body
@@ -86,11 +89,16 @@ class ApiHandler(tornado.web.RequestHandler):
     def answer(self, answer: Answer) -> None:
         self._answered = True
         self.set_status(answer.status)
+        for name, value in answer.headers:
+            self.set_header(name, value)
         self.finish(answer.body or None)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Only Tornado's own refusals get here (an unknown method, a path that
         # is not UTF-8); the API's errors are answers, not exceptions.
+        if status_code == 405:
+            self.answer(method_not_allowed(self.actions))
+            return
         error = kwargs.get("exc_info", (None, None, None))[1]
         message = (
             _STATUS_MESSAGES.get(status_code)
