@@ -18,7 +18,7 @@ import tornado.web
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, checked_credential
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.sockjs import SockJSRouter
@@ -69,10 +69,16 @@ class Server:
 
 
 def build(config: Config, apps: Apps | None = None) -> Server:
-    """A server for ``apps`` (by default: the one app of ``config``'s key and secret)."""
+    """A server for ``apps`` (by default: the one app of ``config``'s key and secret).
+
+    Raises ValueError when that key or secret is empty or only whitespace.
+    """
     if apps is None:
         apps = Apps()
-        apps.add(config.apikey, config.apisecret)
+        apps.add(
+            checked_credential("public key", config.apikey),
+            checked_credential("secret", config.apisecret),
+        )
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     return Server(config, apps, api, router, FrontDoor(config, application, router, api))

@@ -62,3 +62,14 @@ class Config:
     # PEM certificate chain and private key: serve HTTPS and WSS on the same port.
     ssl_cert: str | None = None
     ssl_key: str | None = None
+
+
+def checked_credential(what: str, value: str) -> str:
+    """``value``, unless it is empty or only whitespace: then ValueError saying so.
+
+    An empty secret would let requests without the secret header through, and a
+    whitespace one cannot be sent at all (HTTP trims header values).
+    """
+    if not value.strip():
+        raise ValueError(f"the {what} must not be empty or only whitespace")
+    return value
