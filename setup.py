@@ -16,7 +16,8 @@ setup(
     packages=find_packages(include=["thunderpush", "thunderpush.*", "thunderpush_bench"]),
     # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
     # build copies the file itself, so the server can serve it when installed.
-    package_data={"thunderpush": ["static/thunderpush.js"]},
+    # api/openapi.json is the API's description, served at /api/1.0.0/openapi.json.
+    package_data={"thunderpush": ["static/thunderpush.js", "api/openapi.json"]},
     install_requires=[
         "tornado>=6.3,<7",
         "sockjs-tornado==1.0.7",

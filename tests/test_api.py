@@ -215,6 +215,21 @@ async def test_unsupported_methods_are_json_405(server, method, path, secret):
     assert_error(response, 405, "Method not allowed.")
 
 
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("DELETE", "channels/c/", "GET, POST, OPTIONS"),  # the front door's 405
+        ("PUT", "users/u/", "GET, POST, DELETE, OPTIONS"),  # Tornado's
+        ("TRACE", "users/", "GET, OPTIONS"),
+    ],
+)
+async def test_405_says_which_methods_are_allowed(server, method, path, allowed):
+    """RFC 9110: a 405 answer must carry Allow."""
+    response = await server.api(method, path)
+    assert response.code == 405
+    assert response.headers["Allow"] == allowed
+
+
 async def test_body_over_the_limit_is_413_and_not_delivered(server):
     client = await server.client(WebSocketClient, "alice", "news")
     body = '"' + "x" * Config.max_body_size + '"'

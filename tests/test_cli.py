@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from thunderpush import __version__
+from thunderpush.server.application import build
 from thunderpush.server.cli import config_from, parse_args
 from thunderpush.server.config import Config
 
@@ -49,6 +50,55 @@ def test_bad_arguments_exit_2_with_usage(argv):
     )
     assert result.returncode == 2
     assert result.stderr.startswith("usage: thunderpush")
+
+
+def test_an_empty_secret_is_refused_at_start():
+    """The issue's case: ``thunderpush key ""`` served requests without a secret."""
+    result = subprocess.run(
+        [sys.executable, "-m", "thunderpush", "key", ""], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: thunderpush")
+    assert result.stderr.endswith(
+        "error: argument apikey: the secret must not be empty or only whitespace\n"
+    )
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t", " \n\u00a0"])
+@pytest.mark.parametrize(
+    "position, what", [(0, "clientkey: the public key"), (1, "apikey: the secret")]
+)
+def test_blank_keys_and_secrets_are_usage_errors(capsys, blank, position, what):
+    argv = ["key", "secret"]
+    argv[position] = blank
+    with pytest.raises(SystemExit) as exit:
+        parse_args(argv)
+    assert exit.value.code == 2
+    assert f"argument {what} must not be empty or only whitespace" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "fields, what",
+    [
+        ({"apikey": "key", "apisecret": ""}, "secret"),
+        ({"apikey": "key", "apisecret": " \t"}, "secret"),
+        ({"apikey": "", "apisecret": "secret"}, "public key"),
+        ({"apikey": "\n", "apisecret": "secret"}, "public key"),
+    ],
+)
+def test_build_refuses_a_blank_key_or_secret(fields, what):
+    with pytest.raises(ValueError, match=f"^the {what} must not be empty or only whitespace$"):
+        build(Config(**fields))
+
+
+@pytest.mark.parametrize("padded", [" secret", "secret\t", "\u00a0secret"])
+def test_a_secret_with_whitespace_at_an_end_is_refused(capsys, padded):
+    """HTTP trims header values: such a secret could never be sent; every backend would get 401."""
+    with pytest.raises(SystemExit):
+        parse_args(["key", padded])
+    assert "argument apikey: the secret must not begin or end with whitespace" in (
+        capsys.readouterr().err
+    )
 
 
 def test_version():

@@ -119,4 +119,6 @@ def test_the_in_memory_backend_answers_at_once():
         for method in actions:
             args = {"apikey": KEY, "user": "u", "channel": "c"}
             started = api.start(method, actions, args, SECRET, "1")
-            assert isinstance(started.finish(b"1"), Answer), (method, actions[method])
+            # A public route's answer is fixed: it is the Answer itself.
+            answer = started if isinstance(started, Answer) else started.finish(b"1")
+            assert isinstance(answer, Answer), (method, actions[method])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
 from typing import Any, TypeVar
 
 from thunderpush.api.answers import (
@@ -28,6 +29,9 @@ from thunderpush.core.protocol import is_valid_channel_name
 T = TypeVar("T")
 
 Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]
+# What a route does for one method: an action, or a fixed answer that is public
+# (no key, no secret, no body read).
+Handling = Action | Answer
 
 
 def then(result: Result[T], build: Callable[[T], Answer]) -> Result[Answer]:
@@ -99,13 +103,17 @@ def send_to_channel(app: App, args: Mapping[str, str], body: bytes) -> Result[An
     return then(app.broker.send_to_channel(app, channel, validated_body(body)), _count)
 
 
+# The API's own OpenAPI 3 description, served as the file that ships in the package.
+DESCRIPTION = Answer(200, resources.files(__package__).joinpath("openapi.json").read_bytes())
+
 # -- the routes -----------------------------------------------------------------
 
 _SEGMENT = r"(?P<{}>[^/]+)"
 _PREFIX = r"/api/1\.0\.0/" + _SEGMENT.format("apikey")
 
-# (Tornado-style pattern, {method: action}); Tornado adds the final ``$``.
-ROUTES: list[tuple[str, Mapping[str, Action]]] = [
+# (Tornado-style pattern, {method: handling}); Tornado adds the final ``$``.
+ROUTES: list[tuple[str, Mapping[str, Handling]]] = [
+    (r"/api/1\.0\.0/openapi\.json", {"GET": DESCRIPTION}),
     (_PREFIX + r"/users/", {"GET": user_count}),
     (
         _PREFIX + r"/users/" + _SEGMENT.format("user") + "/",
@@ -118,6 +126,6 @@ ROUTES: list[tuple[str, Mapping[str, Action]]] = [
 ]
 
 # The same routes for servers that match paths themselves.
-compiled_routes: list[tuple[re.Pattern[str], Mapping[str, Action]]] = [
+compiled_routes: list[tuple[re.Pattern[str], Mapping[str, Handling]]] = [
     (re.compile(pattern + "$"), actions) for pattern, actions in ROUTES
 ]

@@ -8,14 +8,17 @@ no request can end in an HTML page or a traceback.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 
 class Answer(NamedTuple):
-    """An API response: its status and its body (empty for 204 and OPTIONS)."""
+    """An API response: its status, its body (empty for 204 and OPTIONS), and
+    the header fields it has beside the ones every API answer has."""
 
     status: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):
@@ -56,5 +59,12 @@ NOT_FOUND = error_answer(404, "Not found.")
 METHOD_NOT_ALLOWED = error_answer(405, "Method not allowed.")
 WRONG_KEY = error_answer(401, "Wrong API key/secret.")
 TOO_LARGE = error_answer(413, "Request body is too large.")
+
+
+def method_not_allowed(methods: Iterable[str]) -> Answer:
+    """405, with the ``Allow`` field RFC 9110 requires: the route's methods and OPTIONS."""
+    return METHOD_NOT_ALLOWED._replace(headers=(("Allow", ", ".join([*methods, "OPTIONS"])),))
+
+
 INVALID_JSON = ApiError(400, "Request body is not valid JSON.")
 INVALID_CHANNEL = ApiError(400, "Invalid channel name.")

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 
-from thunderpush.api.actions import Action
+from thunderpush.api.actions import Action, Handling
 from thunderpush.api.answers import (
-    METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PREFLIGHT,
     TOO_LARGE,
     WRONG_KEY,
     Answer,
     ApiError,
+    method_not_allowed,
 )
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.broker import Result
@@ -69,12 +69,15 @@ class Api:
     def start(
         self,
         method: str,
-        actions: Mapping[str, Action],
+        actions: Mapping[str, Handling],
         args: Mapping[str, str],
         secret: str,
         content_length: str,
     ) -> Answer | Call:
         """Checks a routed request's method, key and declared size, in that order.
+
+        A method whose handling is a fixed ``Answer`` is public: it is answered
+        before the key is looked at.
 
         ``args`` are the route's percent-decoded path segments; ``secret`` and
         ``content_length`` the headers' values ("" and "0" when absent).
@@ -84,7 +87,9 @@ class Api:
         action = actions.get(method)
         if action is None:
             # As in the original: an unsupported method is 405 before any key check.
-            return METHOD_NOT_ALLOWED
+            return method_not_allowed(actions)
+        if isinstance(action, Answer):
+            return action  # public: the same for everybody
         app = self.apps.authenticate(args["apikey"], secret)
         if app is None:
             return WRONG_KEY

@@ -17,14 +17,17 @@ from typing import Any
 import tornado.web
 from tornado.httputil import responses
 
-from thunderpush.api.actions import ROUTES, Action
-from thunderpush.api.answers import CORS_HEADERS, TOO_LARGE, Answer, dumps
+from thunderpush.api.actions import ROUTES, Handling
+from thunderpush.api.answers import (
+    CORS_HEADERS,
+    TOO_LARGE,
+    Answer,
+    dumps,
+    method_not_allowed,
+)
 from thunderpush.api.calls import Api, Call
 
-_STATUS_MESSAGES = {
-    404: "Not found.",
-    405: "Method not allowed.",
-}
+_STATUS_MESSAGES = {404: "Not found."}
 
 
 @tornado.web.stream_request_body
@@ -35,7 +38,7 @@ class ApiHandler(tornado.web.RequestHandler):
     is refused with 413 without ever being held in memory.
     """
 
-    def initialize(self, api: Api, actions: Mapping[str, Action]) -> None:
+    def initialize(self, api: Api, actions: Mapping[str, Handling]) -> None:
         self.api = api
         self.actions = actions
         self._call: Call | None = None
@@ -86,11 +89,16 @@ class ApiHandler(tornado.web.RequestHandler):
     def answer(self, answer: Answer) -> None:
         self._answered = True
         self.set_status(answer.status)
+        for name, value in answer.headers:
+            self.set_header(name, value)
         self.finish(answer.body or None)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Only Tornado's own refusals get here (an unknown method, a path that
         # is not UTF-8); the API's errors are answers, not exceptions.
+        if status_code == 405:
+            self.answer(method_not_allowed(self.actions))
+            return
         error = kwargs.get("exc_info", (None, None, None))[1]
         message = (
             _STATUS_MESSAGES.get(status_code)
@@ -108,7 +116,7 @@ class ApiHandler(tornado.web.RequestHandler):
 class NotFoundHandler(ApiHandler):
     """Everything the routes do not match: a JSON 404, not an HTML page."""
 
-    def initialize(self, api: Api, actions: Mapping[str, Action] | None = None) -> None:
+    def initialize(self, api: Api, actions: Mapping[str, Handling] | None = None) -> None:
         super().initialize(api, {})
 
     def prepare(self) -> None:

@@ -18,7 +18,7 @@ import tornado.web
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
-from thunderpush.server.config import Config, ConfigError
+from thunderpush.server.config import Config, ConfigError, checked_credential
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.origins import AllowedOrigins
@@ -83,11 +83,15 @@ class Server:
 def build(config: Config, apps: Apps | None = None) -> Server:
     """A server for ``apps`` (by default: the one app of ``config``'s key and secret).
 
-    Raises ``ConfigError`` for settings it cannot serve with (origins, TLS files).
+    Raises ``ConfigError`` for settings it cannot serve with (origins, TLS files,
+    an empty or whitespace key or secret).
     """
     if apps is None:
         apps = Apps()
-        apps.add(config.apikey, config.apisecret)
+        apps.add(
+            checked_credential("public key", config.apikey),
+            checked_credential("secret", config.apisecret),
+        )
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     return Server(config, apps, api, router, FrontDoor(config, application, router, api))

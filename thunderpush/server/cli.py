@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from thunderpush import __version__
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, checked_credential
 from thunderpush.server.process import run
 
 _TIMEOUTS = {
@@ -47,6 +47,18 @@ def _positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError(f"not a whole number > 0: {text!r}")
     return value
+
+
+def _credential(what: str) -> Callable[[str], str]:
+    """The argument type of the key or the secret: argparse's usage error when blank."""
+
+    def credential(text: str) -> str:
+        try:
+            return checked_credential(what, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return credential
 
 
 def _origins(text: str) -> tuple[str, ...]:
@@ -118,8 +130,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ssl-cert", metavar="PATH", help="PEM certificate chain: serve HTTPS/WSS")
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument("-V", "--version", action="version", version=__version__)
-    parser.add_argument("clientkey", help="client key")
-    parser.add_argument("apikey", help="server API key")
+    parser.add_argument("clientkey", type=_credential("public key"), help="client key")
+    parser.add_argument("apikey", type=_credential("secret"), help="server API key")
     return parser.parse_args(argv)
 
 

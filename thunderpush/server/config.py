@@ -66,3 +66,17 @@ class Config:
 
 class ConfigError(ValueError):
     """A setting the server cannot start with; the message says which and why."""
+
+
+def checked_credential(what: str, value: str) -> str:
+    """``value``, unless it is empty or has whitespace at an end: then ``ConfigError``.
+
+    An empty secret would let requests without the secret header through, and
+    whitespace around one cannot be sent at all (HTTP trims header values), so
+    such a server would refuse every backend.
+    """
+    if not value.strip():
+        raise ConfigError(f"the {what} must not be empty or only whitespace")
+    if value != value.strip():
+        raise ConfigError(f"the {what} must not begin or end with whitespace")
+    return value

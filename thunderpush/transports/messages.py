@@ -117,11 +117,12 @@ class Request:
 
 def api_response(request: Request, answer: Answer) -> bytes:
     """The bytes Tornado's API handlers send for ``answer``."""
-    status, body = answer
+    status, body, headers = answer
     lines = [_STATUS_LINES[status], SERVER_HEADER]
     if status != 204:
         lines.append(_JSON_TYPE)
     lines += [date_header(), _API_HEADERS]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
     if status == 200 and request.method == "GET":
         lines.append(f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n')
     if status != 204:
