@@ -44,7 +44,11 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
     router = SockJSRouter(
         connection_class(api.apps),
         "/connect",
-        {"sockjs_url": config.sockjs_url, "max_message_size": config.max_client_message_size},
+        {
+            "sockjs_url": config.sockjs_url,
+            "max_message_size": config.max_client_message_size,
+            "max_unsent_bytes": config.max_unsent_bytes,
+        },
     )
     urls = [*router.urls, *api_handlers.urls(api), (r"/thunderpush\.js", ClientScriptHandler)]
     application = tornado.web.Application(

@@ -15,6 +15,11 @@ before anything else from the socket.  What this relies on (all public):
   through it, so ``PrefilledIOStream`` returns the bytes it was given first;
 * ``TCPServer.handle_stream(stream, address)``, the documented method through
   which ``HTTPServer`` takes a new connection;
+* ``BaseIOStream.close_fd()``, the documented method a stream subclass
+  implements to close its file, called once however the stream closes (the
+  peer's end, an error, ``close()``): ``PrefilledIOStream`` calls its
+  ``on_close`` there, so the front door knows when a handed-over connection
+  ends (the stream's ``set_close_callback`` is ``HTTP1Connection``'s);
 * ``TCPServer.max_buffer_size`` and ``TCPServer.read_chunk_size``, the
   attributes where ``HTTPServer`` keeps its constructor's stream settings.
 
@@ -31,6 +36,11 @@ Request handlers (Tornado ``RequestHandler``):
   ``log_function`` setting, would have to be set by every application that
   mounts the SockJS router; ``request_summary`` calls
   ``RequestHandler._request_summary`` so the line reads as Tornado's own;
+* ``abort_response`` calls ``HTTP1Connection.close`` (``request.connection``):
+  public on the class Tornado's server uses, but not part of the
+  ``HTTPConnection`` interface a handler is promised; it closes the stream and
+  frees whatever it still had to write, which no call of the handler does
+  (``finish`` waits for the client to read it all);
 * ``keep_request_open`` clears ``RequestHandler._auto_finish``: a ``get`` that
   is no coroutine is otherwise finished as soon as it returns, and a streaming
   transport answers for as long as its session lasts.  sockjs-tornado's own
@@ -55,6 +65,7 @@ Usage::
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
@@ -67,12 +78,22 @@ if TYPE_CHECKING:  # annotations only: the front door need not import sockjs-tor
 
 
 class PrefilledIOStream(IOStream):
-    """An ``IOStream`` whose first reads return ``unread``, then the socket's bytes."""
+    """An ``IOStream`` whose first reads return ``unread``, then the socket's bytes.
 
-    def __init__(self, sock: socket.socket, unread: bytes, **kwargs: Any) -> None:
+    ``on_close`` is called once, when the stream closes, however it closes.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        unread: bytes,
+        on_close: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(sock, **kwargs)
         # Named for this module: IOStream's own attributes are all ``_read_...``.
         self._thunderpush_unread = memoryview(unread)
+        self._thunderpush_on_close = on_close
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
         unread = self._thunderpush_unread
@@ -83,11 +104,30 @@ class PrefilledIOStream(IOStream):
         self._thunderpush_unread = unread[size:]
         return size
 
+    def close_fd(self) -> None:
+        super().close_fd()
+        on_close, self._thunderpush_on_close = self._thunderpush_on_close, None
+        if on_close is not None:
+            on_close()
 
-def serve(server: HTTPServer, sock: socket.socket, address: Any, unread: bytes) -> None:
-    """Let ``server`` serve the connection ``sock`` as if it had read ``unread`` from it."""
+
+def serve(
+    server: HTTPServer,
+    sock: socket.socket,
+    address: Any,
+    unread: bytes,
+    on_close: Callable[[], None] | None = None,
+) -> None:
+    """Let ``server`` serve the connection ``sock`` as if it had read ``unread`` from it.
+
+    ``on_close`` is called once the connection ends, whoever ends it.
+    """
     stream = PrefilledIOStream(
-        sock, unread, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size
+        sock,
+        unread,
+        on_close,
+        max_buffer_size=server.max_buffer_size,
+        read_chunk_size=server.read_chunk_size,
     )
     server.handle_stream(stream, address)
 
@@ -132,6 +172,11 @@ class OwnAccessLog:
 def request_summary(handler: RequestHandler) -> str:
     """The request as Tornado's access log line names it: method, URI and client."""
     return handler._request_summary()
+
+
+def abort_response(handler: RequestHandler) -> None:
+    """End ``handler``'s connection now, dropping what it has not written yet."""
+    handler.request.connection.close()
 
 
 def keep_request_open(handler: RequestHandler) -> None:

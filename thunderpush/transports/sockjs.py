@@ -38,12 +38,17 @@ The corrections, each tested in ``tests/test_router.py``:
   other transport, so ``close_all`` reaches every open session on shutdown;
 * xhr_send and jsonp_send refuse messages over ``max_message_size`` (413),
   and log their 500 for broken JSON as the client's fault (a warning), not as
-  a server error.
+  a server error;
+* a session's queue grew without bound while no poll came or a streaming
+  response was not read; past ``max_unsent_bytes`` (queue and response in
+  flight) the queue is dropped, the response aborted, and the session closed
+  as too slow (9011, ``thunderpush.transports.slow``).
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any
 
 from sockjs.tornado import SockJSConnection
@@ -51,6 +56,7 @@ from sockjs.tornado import router as _router
 from sockjs.tornado import session as _session
 from sockjs.tornado import static as _static
 from sockjs.tornado import transports as _transports
+from sockjs.tornado.session import CLOSING
 from sockjs.tornado.transports import htmlfile as _htmlfile
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -60,6 +66,7 @@ from tornado.web import RequestHandler
 from thunderpush.server.config import Config
 from thunderpush.transports.adapter import (
     OwnAccessLog,
+    abort_response,
     attach_session,
     keep_request_open,
     request_summary,
@@ -68,6 +75,7 @@ from thunderpush.transports.adapter import (
 from thunderpush.transports.fanout import Outbox, Queued
 from thunderpush.transports.handshake import answer, serve_detached
 from thunderpush.transports.heartbeat import OpenWebSockets
+from thunderpush.transports.slow import close_too_slow, log_too_slow
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -80,6 +88,8 @@ DEFAULT_SETTINGS = {
     "max_message_size": Config.max_client_message_size,
     # How long a websocket waits for the client's end of a close handshake.
     "websocket_close_timeout": 5.0,
+    # Unsent data a session may hold before it is closed as too slow.
+    "max_unsent_bytes": Config.max_unsent_bytes,
 }
 
 
@@ -150,6 +160,37 @@ class _SendLimitMixin(_RefusalMixin, _NoTransformMixin):
             self.client_fault = True
 
 
+class _InFlightMixin:
+    """Counts what a polling or streaming response has written and the client not taken.
+
+    sockjs-tornado writes one batch at a time (``active`` is False until its
+    flush completes, later messages wait in the session's queue), and calls
+    ``send_complete`` as each flush completes, in order.
+    """
+
+    def initialize(self, server: Any) -> None:
+        super().initialize(server)
+        self.in_flight: deque[int] = deque()
+
+    @property
+    def unsent_bytes(self) -> int:
+        return sum(self.in_flight)
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        self.in_flight.append(len(message))
+        super().send_pack(message, binary)
+
+    def send_complete(self, f: Any = None) -> None:
+        if self.in_flight:
+            self.in_flight.popleft()
+        super().send_complete(f)
+
+    def abort(self) -> None:
+        """Drop the response and what it still had to write."""
+        self.in_flight.clear()
+        abort_response(self)
+
+
 class _OneResponseMixin(_NoTransformMixin):
     """A polling request carries one response; anything after it waits.
 
@@ -163,11 +204,11 @@ class _OneResponseMixin(_NoTransformMixin):
             super().send_pack(message, binary)
 
 
-class XhrPollingTransport(_OneResponseMixin, _transports.XhrPollingTransport):
+class XhrPollingTransport(_OneResponseMixin, _InFlightMixin, _transports.XhrPollingTransport):
     pass
 
 
-class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTransport):
+class JSONPTransport(_OneResponseMixin, _CallbackMixin, _InFlightMixin, _transports.JSONPTransport):
     def get(self, session_id: str) -> None:
         if self.valid_callback() is not None:
             super().get(session_id)
@@ -180,7 +221,7 @@ class JSONPTransport(_OneResponseMixin, _CallbackMixin, _transports.JSONPTranspo
         super().send_pack(message, binary)
 
 
-class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
+class HtmlFileTransport(_CallbackMixin, _InFlightMixin, _transports.HtmlFileTransport):
     def get(self, session_id: str) -> None:
         # The base class strips "." and "_" from the callback, which breaks
         # sockjs-client 1.x ("_jp.a1b2c3"); a validated callback is used as is.
@@ -200,11 +241,11 @@ class HtmlFileTransport(_CallbackMixin, _transports.HtmlFileTransport):
             self.session.flush()
 
 
-class XhrStreamingTransport(_NoTransformMixin, _transports.XhrStreamingTransport):
+class XhrStreamingTransport(_NoTransformMixin, _InFlightMixin, _transports.XhrStreamingTransport):
     pass
 
 
-class EventSourceTransport(_NoTransformMixin, _transports.EventSourceTransport):
+class EventSourceTransport(_NoTransformMixin, _InFlightMixin, _transports.EventSourceTransport):
     pass
 
 
@@ -295,6 +336,30 @@ class Session(_TrackedMixin, _session.Session):
             handler.send_element(element)
         else:
             self.send_jsonified(element, False)
+
+    def send_jsonified(self, msg: str, stats: bool = True) -> None:
+        super().send_jsonified(msg, stats)
+        handler = self.handler
+        unsent = len(self.send_queue)
+        if isinstance(handler, _InFlightMixin):
+            unsent += handler.unsent_bytes
+        limit = self.server.settings["max_unsent_bytes"]
+        if unsent > limit and self.state != CLOSING:
+            self._let_go(handler, limit)
+
+    def _let_go(self, handler: Any, limit: int) -> None:
+        """Too slow: free the queue and the response now, close on the next turn.
+
+        Not at once: this may run while the hub sends to a channel, and
+        closing removes the connection from the channels.  Until then the
+        session is CLOSING, which queues nothing more.
+        """
+        log_too_slow(self, self.conn_info.ip if self.conn_info else "", limit)
+        self.send_queue = ""
+        self.state = CLOSING
+        self.server.io_loop.add_callback(close_too_slow, self)
+        if isinstance(handler, _InFlightMixin):
+            handler.abort()
 
 
 class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):
