@@ -42,7 +42,8 @@ The corrections, each tested in ``tests/test_router.py``:
 * a session's queue grew without bound while no poll came or a streaming
   response was not read; past ``max_unsent_bytes`` (queue and response in
   flight) the queue is dropped, the response aborted, and the session closed
-  as too slow (9011, ``thunderpush.transports.slow``).
+  as too slow (9011, ``thunderpush.transports.slow``; tested in
+  ``tests/test_slow_clients.py``).
 """
 
 from __future__ import annotations
