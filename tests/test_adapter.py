@@ -36,6 +36,7 @@ from thunderpush.transports import adapter
 from thunderpush.transports.adapter import (
     OwnAccessLog,
     PrefilledIOStream,
+    abort_response,
     attach_session,
     keep_request_open,
     request_summary,
@@ -57,6 +58,48 @@ async def test_every_read_of_an_iostream_goes_through_read_from_fd():
     )
     stream.close()
     theirs.close()
+
+
+@pytest.mark.parametrize("how", ["peer", "close"])
+async def test_a_stream_tells_once_that_it_closed_however_it_closes(how):
+    ours, theirs = socket.socketpair()
+    closed = []
+    stream = PrefilledIOStream(ours, b"", lambda: closed.append(True))
+    if how == "peer":
+        reading = asyncio.ensure_future(stream.read_until_close())
+        theirs.close()  # close_fd is called when the stream sees the end
+        await asyncio.wait_for(reading, 5)
+    else:
+        stream.close()
+        theirs.close()
+    stream.close()
+    assert closed == [True] and stream.closed()
+
+
+async def test_aborting_a_response_drops_what_it_had_to_write():
+    sent = asyncio.get_running_loop().create_future()
+
+    class Big(RequestHandler):
+        async def get(self) -> None:
+            self.write(b"x" * (8 << 20))  # more than the kernel's buffers take
+            self.flush()
+            await asyncio.sleep(0.05)
+            abort_response(self)
+            sent.set_result(self.request.connection.stream)
+
+    server = HTTPServer(Application([("/x", Big)]))
+    ours, theirs = socket.socketpair()
+    serve(server, ours, ("127.0.0.1", 1), b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    stream = await asyncio.wait_for(sent, 5)
+    assert stream is None or stream.closed()
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    received = 0
+    while chunk := await asyncio.wait_for(loop.sock_recv(theirs, 1 << 20), 5):
+        received += len(chunk)
+    assert received < 8 << 20
+    theirs.close()
+    await server.close_all_connections()
 
 
 def test_http_server_keeps_its_stream_settings_where_the_adapter_reads_them():

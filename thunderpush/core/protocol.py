@@ -26,6 +26,8 @@ FORCED_DISCONNECT = Close(9002, "Server closed the connection (intentionally).")
 # NEW: outside 9000-9003 so that clients reconnect (to this server once it is
 # back, or to another one behind the same address).
 SERVER_SHUTDOWN = Close(9010, "Server shutting down.")
+# NEW: unsent data over ``max_unsent_bytes``; clients reconnect (and catch up).
+CLIENT_TOO_SLOW = Close(9011, "Client too slow.")
 
 # Clients must not reconnect after these: retrying cannot succeed.
 FINAL_CLOSE_CODES = frozenset({9000, 9001, 9002, 9003})

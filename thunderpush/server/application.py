@@ -56,6 +56,7 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
             "sockjs_url": config.sockjs_url,
             "max_message_size": config.max_client_message_size,
             "allowed_origins": config.allowed_origins,
+            "max_unsent_bytes": config.max_unsent_bytes,
         },
     )
     urls = [*router.urls, *api_handlers.urls(api), (r"/thunderpush\.js", ClientScriptHandler)]

@@ -15,6 +15,11 @@ before anything else from the socket.  What this relies on (all public):
   through it, so ``PrefilledIOStream`` returns the bytes it was given first;
 * ``TCPServer.handle_stream(stream, address)``, the documented method through
   which ``HTTPServer`` takes a new connection;
+* ``BaseIOStream.close_fd()``, the documented method a stream subclass
+  implements to close its file, called once however the stream closes (the
+  peer's end, an error, ``close()``): ``PrefilledIOStream`` calls its
+  ``on_close`` there, so the front door knows when a handed-over connection
+  ends (the stream's ``set_close_callback`` is ``HTTP1Connection``'s);
 * ``TCPServer.max_buffer_size`` and ``TCPServer.read_chunk_size``, the
   attributes where ``HTTPServer`` keeps its constructor's stream settings;
 * ``HTTPServer.start_request(server_conn, request_conn)``, the documented
@@ -38,6 +43,11 @@ Request handlers (Tornado ``RequestHandler``):
   ``log_function`` setting, would have to be set by every application that
   mounts the SockJS router; ``request_summary`` calls
   ``RequestHandler._request_summary`` so the line reads as Tornado's own;
+* ``abort_response`` calls ``HTTP1Connection.close`` (``request.connection``):
+  public on the class Tornado's server uses, but not part of the
+  ``HTTPConnection`` interface a handler is promised; it closes the stream and
+  frees whatever it still had to write, which no call of the handler does
+  (``finish`` waits for the client to read it all);
 * ``keep_request_open`` clears ``RequestHandler._auto_finish``: a ``get`` that
   is no coroutine is otherwise finished as soon as it returns, and a streaming
   transport answers for as long as its session lasts.  sockjs-tornado's own
@@ -63,6 +73,7 @@ Usage::
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
@@ -75,15 +86,24 @@ if TYPE_CHECKING:  # annotations only: the front door need not import sockjs-tor
 
 
 class PrefilledIOStream(IOStream):
-    """An ``IOStream`` whose first reads return ``unread``, then the socket's bytes."""
+    """An ``IOStream`` whose first reads return ``unread``, then the socket's bytes.
+
+    ``on_close`` is called once, when the stream closes, however it closes;
+    ``remote_ip`` names the client when ``sock`` is not the client's connection.
+    """
 
     def __init__(
-        self, sock: socket.socket, unread: bytes, remote_ip: str | None = None, **kwargs: Any
+        self,
+        sock: socket.socket,
+        unread: bytes,
+        on_close: Callable[[], None] | None = None,
+        remote_ip: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(sock, **kwargs)
         # Named for this module: IOStream's own attributes are all ``_read_...``.
         self._thunderpush_unread = memoryview(unread)
-        # The client's address when ``sock`` is not the client's connection.
+        self._thunderpush_on_close = on_close
         self.thunderpush_remote_ip = remote_ip
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
@@ -94,6 +114,12 @@ class PrefilledIOStream(IOStream):
         buf[:size] = unread[:size]
         self._thunderpush_unread = unread[size:]
         return size
+
+    def close_fd(self) -> None:
+        super().close_fd()
+        on_close, self._thunderpush_on_close = self._thunderpush_on_close, None
+        if on_close is not None:
+            on_close()
 
 
 class HandOffServer(HTTPServer):
@@ -106,15 +132,23 @@ class HandOffServer(HTTPServer):
         return super().start_request(server_conn, request_conn)
 
 
-def serve(server: HTTPServer, sock: socket.socket, address: Any, unread: bytes) -> None:
+def serve(
+    server: HTTPServer,
+    sock: socket.socket,
+    address: Any,
+    unread: bytes,
+    on_close: Callable[[], None] | None = None,
+) -> None:
     """Let ``server`` serve the connection ``sock`` as if it had read ``unread`` from it.
 
-    ``address`` is the client's, also when ``sock`` is a socketpair's end.
+    ``address`` is the client's, also when ``sock`` is a socketpair's end;
+    ``on_close`` is called once the connection ends, whoever ends it.
     """
     relayed = sock.family not in (socket.AF_INET, socket.AF_INET6) and address
     stream = PrefilledIOStream(
         sock,
         unread,
+        on_close,
         address[0] if relayed else None,
         max_buffer_size=server.max_buffer_size,
         read_chunk_size=server.read_chunk_size,
@@ -162,6 +196,11 @@ class OwnAccessLog:
 def request_summary(handler: RequestHandler) -> str:
     """The request as Tornado's access log line names it: method, URI and client."""
     return handler._request_summary()
+
+
+def abort_response(handler: RequestHandler) -> None:
+    """End ``handler``'s connection now, dropping what it has not written yet."""
+    handler.request.connection.close()
 
 
 def keep_request_open(handler: RequestHandler) -> None:

@@ -65,6 +65,9 @@ class Door(Protocol):
     def hand_off(self, transport: asyncio.Transport, data: bytes) -> None:
         """Serve the connection elsewhere, ``data`` (from a request's first byte) unread."""
 
+    def connection_closed(self, ip: str) -> None:
+        """A connection counted for ``ip`` is closed or served elsewhere now."""
+
 
 class Deadlines(SharedReadBuffer):
     """A connection's deadline for its current phase, on one timer.

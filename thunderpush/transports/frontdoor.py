@@ -50,6 +50,7 @@ from thunderpush.server.config import Config
 from thunderpush.transports import adapter, tls
 from thunderpush.transports.handshake import serve_upgrade
 from thunderpush.transports.http import HttpConnection
+from thunderpush.transports.limits import OpenConnections, Refusal
 from thunderpush.transports.messages import Request
 from thunderpush.transports.sockjs import SockJSRouter
 
@@ -111,8 +112,11 @@ class FrontDoor:
             protocol="https" if self.tls else None,
         )
         self.connections: set[HttpConnection] = set()
+        # Every accepted connection until it closes, whoever serves it (``limits``).
+        self.open = OpenConnections(config.max_connections, config.max_connections_per_ip)
         # Every open websocket of the router, however it was accepted.
         self.sockets = router.websockets
+        self.sockets.connections = self.open
         self._listeners: list[Socket] = []
         # Per listener: when accepting resumes after running out of descriptors.
         self._retries: dict[int, asyncio.TimerHandle] = {}
@@ -160,7 +164,7 @@ class FrontDoor:
         loop = asyncio.get_running_loop()
         for _ in range(_BACKLOG):
             try:
-                sock, _address = listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 self._starved = False  # everyone waiting got in
                 return
@@ -177,7 +181,12 @@ class FrontDoor:
                     _ACCEPT_RETRY_SECONDS, self._accept_again, listener
                 )
                 return
-            task = loop.create_task(self._serve(sock))
+            ip = address[0]
+            if self.open.admits(ip):
+                self.open.opened(ip)  # now: the next accept of this loop counts it
+                task = loop.create_task(self._serve(sock, HttpConnection(self, ip)))
+            else:
+                task = loop.create_task(self._serve(sock, Refusal(self.config.head_timeout)))
             self._accepting.add(task)
             task.add_done_callback(self._accepting.discard)
 
@@ -185,11 +194,11 @@ class FrontDoor:
         del self._retries[listener.fileno()]
         asyncio.get_running_loop().add_reader(listener.fileno(), self._accept, listener)
 
-    async def _serve(self, sock: Socket) -> None:
+    async def _serve(self, sock: Socket, protocol: HttpConnection | Refusal) -> None:
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(
-                lambda: HttpConnection(self),
+                lambda: protocol,
                 sock,
                 ssl=self.tls,
                 ssl_handshake_timeout=self.config.head_timeout if self.tls else None,
@@ -197,6 +206,11 @@ class FrontDoor:
         except (OSError, asyncio.TimeoutError):
             # Gone, or no TLS (plain HTTP to this port): asyncio has closed it.
             sock.close()
+            if isinstance(protocol, HttpConnection):
+                protocol.uncount()
+
+    def connection_closed(self, ip: str) -> None:
+        self.open.closed(ip)
 
     def _out_of_resources(self, error: OSError) -> None:
         """Logged once until the listen queue is empty again, not once per connection."""
@@ -255,4 +269,6 @@ class FrontDoor:
             relayed = asyncio.get_running_loop().create_task(tls.relay(transport, ours))
             self._accepting.add(relayed)
             relayed.add_done_callback(self._accepting.discard)
-        adapter.serve(self.http, sock, address, data)
+        ip = address[0] if address else ""
+        self.open.opened(ip)
+        adapter.serve(self.http, sock, address, data, lambda: self.open.closed(ip))

@@ -4,6 +4,10 @@ sockjs-tornado gives each session a periodic timer of its own, and Tornado
 each websocket another for its pings: at thousands of sockets, thousands of
 timer handles in the loop's heap.  Here the router keeps its open websockets
 in one ``OpenWebSockets`` and a single timer beats for all of them.
+
+The front door counts every connection it accepted until it closes; a
+websocket is counted here, from ``add`` to ``discard``, in the door's
+``connections`` when it has given them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from thunderpush.transports.limits import OpenConnections
     from thunderpush.transports.websocket import WebSocket
 
 
@@ -27,14 +32,21 @@ class OpenWebSockets:
         self._settings = settings
         self._sockets: set[WebSocket] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # The front door's count of open connections, when a door serves them.
+        self.connections: OpenConnections | None = None
 
     def add(self, socket: WebSocket) -> None:
         self._sockets.add(socket)
+        if self.connections is not None:
+            self.connections.opened(socket.get_conn_info().ip)
         if self._timer is None:
             self._schedule()
 
     def discard(self, socket: WebSocket) -> None:
-        self._sockets.discard(socket)
+        if socket in self._sockets:
+            self._sockets.remove(socket)
+            if self.connections is not None:
+                self.connections.closed(socket.get_conn_info().ip)
 
     def __len__(self) -> int:
         return len(self._sockets)

@@ -99,11 +99,14 @@ class HttpConnection(Deadlines):
         "_write_paused",
         "_pending",
         "_handed",
+        "_counted",
     )
 
-    def __init__(self, door: Door) -> None:
+    def __init__(self, door: Door, counted: str | None = None) -> None:
         super().__init__()
         self._door = door
+        # The address the door counts this connection for, until it releases it.
+        self._counted = counted
         self._transport: Any = None
         self._peer: Any = None
         self._parser: Any = None
@@ -390,6 +393,13 @@ class HttpConnection(Deadlines):
         self._state = _GONE
         self._door.connections.discard(self)
         self.stop_deadlines()
+        self.uncount()
+
+    def uncount(self) -> None:
+        """Stop counting the connection as this object's (once; it may have passed it on)."""
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            self._door.connection_closed(counted)
 
     def _remote_ip(self) -> str:
         return self._peer[0] if self._peer else ""

@@ -131,3 +131,13 @@ def api_response(request: Request, answer: Answer) -> bytes:
         lines.append("Connection: close\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1") + body
+
+
+def closing_response(answer: Answer) -> bytes:
+    """``answer`` as the last response of a connection: JSON, then ``Connection: close``."""
+    status, body = answer.status, answer.body
+    head = (
+        f"{_STATUS_LINES[status]}{SERVER_HEADER}{_JSON_TYPE}{date_header()}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body

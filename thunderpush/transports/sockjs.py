@@ -45,6 +45,11 @@ The corrections, each tested in ``tests/test_router.py``:
   ``websocket_allow_origin``, ``thunderpush.transports.origins``) now serves
   the websocket handshake, the polling and streaming transports and ``/info``:
   any other page gets 403 and is never named in ``Access-Control-Allow-Origin``.
+* a session's queue grew without bound while no poll came or a streaming
+  response was not read; past ``max_unsent_bytes`` (queue and response in
+  flight) the queue is dropped, the response aborted, and the session closed
+  as too slow (9011, ``thunderpush.transports.slow``; tested in
+  ``tests/test_slow_clients.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from __future__ import annotations
 import random
 import re
 import sys
+from collections import deque
 from typing import Any
 
 from sockjs.tornado import SockJSConnection
@@ -60,6 +66,7 @@ from sockjs.tornado import session as _session
 from sockjs.tornado import static as _static
 from sockjs.tornado import transports as _transports
 from sockjs.tornado.proto import json_encode
+from sockjs.tornado.session import CLOSING
 from sockjs.tornado.transports import htmlfile as _htmlfile
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
@@ -69,6 +76,7 @@ from tornado.web import RequestHandler
 from thunderpush.server.config import Config
 from thunderpush.transports.adapter import (
     OwnAccessLog,
+    abort_response,
     attach_session,
     keep_request_open,
     request_summary,
@@ -78,6 +86,7 @@ from thunderpush.transports.fanout import Outbox, Queued
 from thunderpush.transports.handshake import answer, serve_detached
 from thunderpush.transports.heartbeat import OpenWebSockets
 from thunderpush.transports.origins import AllowedOrigins
+from thunderpush.transports.slow import close_too_slow, log_too_slow
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -92,6 +101,8 @@ DEFAULT_SETTINGS = {
     "websocket_close_timeout": 5.0,
     # Origins allowed to open sessions (thunderpush.transports.origins); empty: any.
     "allowed_origins": (),
+    # Unsent data a session may hold before it is closed as too slow.
+    "max_unsent_bytes": Config.max_unsent_bytes,
 }
 
 
@@ -184,6 +195,37 @@ class _SendLimitMixin(_RefusalMixin, _NoTransformMixin):
             self.client_fault = True
 
 
+class _InFlightMixin:
+    """Counts what a polling or streaming response has written and the client not taken.
+
+    sockjs-tornado writes one batch at a time (``active`` is False until its
+    flush completes, later messages wait in the session's queue), and calls
+    ``send_complete`` as each flush completes, in order.
+    """
+
+    def initialize(self, server: Any) -> None:
+        super().initialize(server)
+        self.in_flight: deque[int] = deque()
+
+    @property
+    def unsent_bytes(self) -> int:
+        return sum(self.in_flight)
+
+    def send_pack(self, message: str, binary: bool = False) -> None:
+        self.in_flight.append(len(message))
+        super().send_pack(message, binary)
+
+    def send_complete(self, f: Any = None) -> None:
+        if self.in_flight:
+            self.in_flight.popleft()
+        super().send_complete(f)
+
+    def abort(self) -> None:
+        """Drop the response and what it still had to write."""
+        self.in_flight.clear()
+        abort_response(self)
+
+
 class _OneResponseMixin(_NoTransformMixin):
     """A polling request carries one response; anything after it waits.
 
@@ -197,11 +239,15 @@ class _OneResponseMixin(_NoTransformMixin):
             super().send_pack(message, binary)
 
 
-class XhrPollingTransport(_OriginMixin, _OneResponseMixin, _transports.XhrPollingTransport):
+class XhrPollingTransport(
+    _OriginMixin, _OneResponseMixin, _InFlightMixin, _transports.XhrPollingTransport
+):
     pass
 
 
-class JSONPTransport(_OriginMixin, _OneResponseMixin, _CallbackMixin, _transports.JSONPTransport):
+class JSONPTransport(
+    _OriginMixin, _OneResponseMixin, _CallbackMixin, _InFlightMixin, _transports.JSONPTransport
+):
     def get(self, session_id: str) -> None:
         if self.valid_callback() is not None:
             super().get(session_id)
@@ -214,7 +260,9 @@ class JSONPTransport(_OriginMixin, _OneResponseMixin, _CallbackMixin, _transport
         super().send_pack(message, binary)
 
 
-class HtmlFileTransport(_OriginMixin, _CallbackMixin, _transports.HtmlFileTransport):
+class HtmlFileTransport(
+    _OriginMixin, _CallbackMixin, _InFlightMixin, _transports.HtmlFileTransport
+):
     def get(self, session_id: str) -> None:
         # The base class strips "." and "_" from the callback, which breaks
         # sockjs-client 1.x ("_jp.a1b2c3"); a validated callback is used as is.
@@ -234,11 +282,15 @@ class HtmlFileTransport(_OriginMixin, _CallbackMixin, _transports.HtmlFileTransp
             self.session.flush()
 
 
-class XhrStreamingTransport(_OriginMixin, _NoTransformMixin, _transports.XhrStreamingTransport):
+class XhrStreamingTransport(
+    _OriginMixin, _NoTransformMixin, _InFlightMixin, _transports.XhrStreamingTransport
+):
     pass
 
 
-class EventSourceTransport(_OriginMixin, _NoTransformMixin, _transports.EventSourceTransport):
+class EventSourceTransport(
+    _OriginMixin, _NoTransformMixin, _InFlightMixin, _transports.EventSourceTransport
+):
     pass
 
 
@@ -344,6 +396,30 @@ class Session(_TrackedMixin, _session.Session):
             handler.send_element(element)
         else:
             self.send_jsonified(element, False)
+
+    def send_jsonified(self, msg: str, stats: bool = True) -> None:
+        super().send_jsonified(msg, stats)
+        handler = self.handler
+        unsent = len(self.send_queue)
+        if isinstance(handler, _InFlightMixin):
+            unsent += handler.unsent_bytes
+        limit = self.server.settings["max_unsent_bytes"]
+        if unsent > limit and self.state != CLOSING:
+            self._let_go(handler, limit)
+
+    def _let_go(self, handler: Any, limit: int) -> None:
+        """Too slow: free the queue and the response now, close on the next turn.
+
+        Not at once: this may run while the hub sends to a channel, and
+        closing removes the connection from the channels.  Until then the
+        session is CLOSING, which queues nothing more.
+        """
+        log_too_slow(self, self.conn_info.ip if self.conn_info else "", limit)
+        self.send_queue = ""
+        self.state = CLOSING
+        self.server.io_loop.add_callback(close_too_slow, self)
+        if isinstance(handler, _InFlightMixin):
+            handler.abort()
 
 
 class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):

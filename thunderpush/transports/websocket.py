@@ -30,8 +30,11 @@ Limits, each with one outcome:
   ``websocket_close_timeout``: the TCP connection is aborted;
 * a ping flood: at most one pong waits to be written, for the latest ping
   (RFC 6455 section 5.5.3 allows answering only that one);
-* a write buffer over its high-water mark: the connection is not read until
-  the client catches up.
+* more than the router's ``max_unsent_bytes`` waiting to be written (the
+  transport's high-water mark, so asyncio says so with ``pause_writing``):
+  the client is too slow, the transport is aborted at once (its buffer is
+  freed; a close frame would wait behind it), the session closes with 9011
+  and one line is logged (``thunderpush.transports.slow``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from websockets.server import ServerProtocol
 from thunderpush.transports.base import SharedReadBuffer
 from thunderpush.transports.fanout import FrameCache, Queued
 from thunderpush.transports.frames import BINARY, TEXT, client_frame_size, frame
+from thunderpush.transports.slow import close_too_slow, log_too_slow
 
 if TYPE_CHECKING:
     from thunderpush.transports.handshake import Handshake
@@ -118,6 +122,7 @@ class WebSocket(SharedReadBuffer, Queued):
         "_text",
         "_closer",
         "_held_pong",
+        "_too_slow",
     )
 
     name = "websocket"
@@ -143,9 +148,12 @@ class WebSocket(SharedReadBuffer, Queued):
         self._text = False
         self._closer: asyncio.TimerHandle | None = None
         self._held_pong: bytes | None = None
+        self._too_slow = False
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        # Past this, asyncio calls ``pause_writing``: the client is too slow.
+        transport.set_write_buffer_limits(high=self.server.settings["max_unsent_bytes"])
         response, self._response = self._response, b""
         transport.write(response)
         self._open = not transport.is_closing()
@@ -204,12 +212,17 @@ class WebSocket(SharedReadBuffer, Queued):
         self._release_pong()
 
     def pause_writing(self) -> None:
-        # The client reads slower than it sends: read nothing more until it catches up.
-        self._transport.pause_reading()
+        """Over ``max_unsent_bytes``: let the connection and what it holds go now.
 
-    def resume_writing(self) -> None:
-        self._transport.resume_reading()
-        self._release_pong()
+        Called from inside ``transport.write``, possibly while the hub is
+        sending to a channel: the session is closed in ``connection_lost``,
+        which asyncio calls soon after the abort.
+        """
+        if self._too_slow:
+            return
+        self._too_slow = True
+        log_too_slow(self.session, self._info.ip, self.server.settings["max_unsent_bytes"])
+        self._abort()
 
     def _write_output(self) -> None:
         """Writes what the protocol has to send (answers, pongs, closes), follows its state."""
@@ -302,7 +315,7 @@ class WebSocket(SharedReadBuffer, Queued):
                 text, data, self._fragments = self._text, b"".join(self._fragments), None
             else:
                 if opcode is Opcode.PONG:
-                    self.on_pong()
+                    self.on_pong(event.data)
                 continue  # pings and closes are the protocol's to answer
             if not self._on_data(text, data):
                 return
@@ -331,8 +344,8 @@ class WebSocket(SharedReadBuffer, Queued):
     def on_message(self, message: str | bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def on_pong(self) -> None:
-        """A pong arrived; only the raw websocket pings."""
+    def on_pong(self, data: bytes) -> None:
+        """A pong arrived with ``data``; only the raw websocket pings."""
 
     def _abort(self) -> None:
         self._open = False
@@ -352,7 +365,10 @@ class WebSocket(SharedReadBuffer, Queued):
         if session is not None:
             self.server.stats.on_conn_closed()
             self._detach()
-            session.close()
+            if self._too_slow:
+                close_too_slow(session)
+            else:
+                session.close()
 
     def session_closed(self) -> None:
         """The application closed the session: end the websocket too."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.protocol import raw_websocket_close_code
@@ -81,16 +82,23 @@ class SockJSWebSocket(WebSocket):
 
 
 class RawWebSocket(WebSocket):
-    """``/connect/websocket``: one message per frame, pinged like the heartbeat."""
+    """``/connect/websocket``: one message per frame, pinged like the heartbeat.
 
-    __slots__ = ("_awaiting_pong",)
+    Each ping carries bytes the client cannot guess, and only a pong that
+    echoes them answers it: a client that reads nothing cannot stay open by
+    sending pongs of its own accord (RFC 6455 allows unsolicited pongs, as
+    heartbeats that need no answer, not as answers).
+    """
+
+    __slots__ = ("_ping",)
 
     name = "rawwebsocket"
     frames = RAW_FRAMES
 
     def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: None) -> None:
         super().__init__(server, handshake, rest)
-        self._awaiting_pong = False
+        # The payload of the ping not yet answered, if any.
+        self._ping: bytes | None = None
 
     def open_session(self) -> None:
         self.session = self.server.create_raw_session()
@@ -100,16 +108,17 @@ class RawWebSocket(WebSocket):
     def heartbeat(self) -> None:
         super().heartbeat()
         # As Tornado's ping: a ping unanswered by the next beat closes.
-        if self._awaiting_pong:
+        if self._ping is not None:
             self.close(reason="ping timed out")
             return
-        self._awaiting_pong = True
+        self._ping = os.urandom(4)
         if self._open:
-            self._reader().send_ping(b"")
+            self._reader().send_ping(self._ping)
             self._write_output()
 
-    def on_pong(self) -> None:
-        self._awaiting_pong = False
+    def on_pong(self, data: bytes) -> None:
+        if data == self._ping:
+            self._ping = None
 
     def on_message(self, message: str | bytes) -> None:
         if message and self.session:
