@@ -70,13 +70,10 @@ class Client:
     # The command rate as a token bucket kept in one number: when the bucket
     # would be full again (generic cell rate algorithm).
     _bucket_full_at: int = 0
-    _flooded: bool = False
     _warned: bool = False
 
     def handle(self, message: Any) -> None:
         """Run one client command."""
-        if self._flooded:
-            return
         now = monotonic_ns()
         full_at = self._bucket_full_at
         full_at = (full_at if full_at > now else now) + self.limits.command_interval_ns
@@ -120,7 +117,7 @@ class Client:
         self._warned = True
 
     def _flood(self) -> None:
-        self._flooded = True
+        # Logged once: the session delivers nothing more once it is closed.
         logger.warning(
             "Closing the connection of user %s: over %d commands per second.",
             self.userid,
