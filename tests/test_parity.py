@@ -572,6 +572,7 @@ FIX_RAW_CLOSE = "FIX §5: raw websocket closes with 4000 + (code - 9000) and the
 FIX_DELETE = "FIX §6: DELETE closes every connection of the user; offline at once"
 FIX_SOCKJS = "§3 sockjs-tornado defect corrected"
 NEW_CLIENT = "NEW §7: the server serves the JavaScript client at /thunderpush.js"
+NEW_TOKEN = "NEW §4 (issue 7): CONNECT <user>:<key>:<token>; a wrong user token closes 9003"
 # Differences the spec's own wording implies but does not mark FIX (see the report).
 SPEC_SPLIT = "§4 (not marked FIX): command split on the FIRST space; argument is the rest"
 SPEC_MALFORMED = "§4 (not marked FIX): malformed CONNECT (empty user) is ignored"
@@ -750,8 +751,9 @@ EXPECTED: dict[str, list[Expected]] = {
     "subscribe_two_words": [
         Expected(r"GET channels/sp1/ body", SPEC_SPLIT, ours='{"users": []}\n'),
     ],
-    "connect_double_space": [
-        Expected(r"GET users/%20oli/ body", SPEC_SPLIT, ours='{"online": true}\n'),
+    "connect_without_colon": [
+        Expected(r"mo\[xhr\] xhr_send .*", NEW_TOKEN, ours="404"),
+        Expected(r"mo\[xhr\] frames", NEW_TOKEN, ours='o\nc[9003,"Invalid signature."]'),
     ],
     "connect_empty_user": [
         Expected(r"users online added by CONNECT :key", SPEC_MALFORMED, ours="0"),

@@ -2,6 +2,7 @@
 
 * ``protocol`` - the wire vocabulary clients see byte for byte;
 * ``hub`` - the connections of one app on this process, and fan-out to them;
+* ``members`` - who is in each presence channel, each user once;
 * ``commands`` - the command language a browser speaks (CONNECT, SUBSCRIBE...);
 * ``apps`` - the registry of apps (key, secret, hub), built by the server;
 * ``broker`` - how a publish reaches every hub that has receivers;

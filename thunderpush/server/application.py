@@ -18,6 +18,7 @@ import tornado.web
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
+from thunderpush.core.commands import Limits
 from thunderpush.server.config import Config, ConfigError, checked_credential
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
@@ -40,6 +41,11 @@ class ClientScriptHandler(tornado.web.RequestHandler):
         self.finish(ClientScriptHandler._script)
 
 
+def limits(config: Config) -> Limits:
+    """What each browser connection may do, as configured."""
+    return Limits(config.max_channels_per_connection, config.max_commands_per_second)
+
+
 def make_application(config: Config, api: Api) -> tuple[tornado.web.Application, SockJSRouter]:
     """The Tornado application and its SockJS router (whose sessions shutdown closes).
 
@@ -50,7 +56,7 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
     except ValueError as error:
         raise ConfigError(f"--allowed-origins: {error}") from None
     router = SockJSRouter(
-        connection_class(api.apps),
+        connection_class(api.apps, limits(config)),
         "/connect",
         {
             "sockjs_url": config.sockjs_url,
@@ -92,6 +98,7 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         apps.add(
             checked_credential("public key", config.apikey),
             checked_credential("secret", config.apisecret),
+            config.require_signature,
         )
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
