@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "thunderpush = thunderpush.server.cli:main",
             "thunderpush-bench = thunderpush_bench.cli:main",
+            "thunderpush-token = thunderpush.auth_cli:main",
         ]
     },
     classifiers=[

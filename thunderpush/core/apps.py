@@ -30,6 +30,8 @@ class App:
     broker: Broker
     presence: Presence
     hub: Hub = field(default_factory=Hub)
+    # CONNECT must carry a user token made with the secret (thunderpush.auth).
+    require_signature: bool = False
 
 
 class Apps:
@@ -40,8 +42,8 @@ class Apps:
         self.presence = presence or LocalPresence()
         self._by_key: dict[str, App] = {}
 
-    def add(self, key: str, secret: str) -> App:
-        app = App(key, secret, self.broker, self.presence)
+    def add(self, key: str, secret: str, require_signature: bool = False) -> App:
+        app = App(key, secret, self.broker, self.presence, require_signature=require_signature)
         self._by_key[key] = app
         return app
 

@@ -1,20 +1,27 @@
 """The command language a browser speaks, and the state of one browser connection.
 
-A client sends ``CONNECT <user>:<key>``, then ``SUBSCRIBE c1:c2`` and
-``UNSUBSCRIBE c1:c2`` (PROTOCOL.md section 4).  ``Client`` turns those into
-hub calls and holds what a connection is to the hub (its app and user id).  It
-knows no transport: ``thunderpush.transports.connection`` mixes it into a
-SockJS connection, which provides ``close`` and ``send_delivery``.
+A client sends ``CONNECT <user>:<key>[:<token>]``, then ``SUBSCRIBE c1:c2``
+(``private-`` and ``presence-`` channels as ``<channel> <token>``) and
+``UNSUBSCRIBE c1:c2`` (PROTOCOL.md section 4, extended in docs/protocol.rst).
+``Client`` turns those into hub calls and holds what a connection is to the
+hub (its app and user id).  It knows no transport:
+``thunderpush.transports.connection`` mixes it into a SockJS connection,
+which provides ``close`` and ``send_delivery``.
 
-Nothing a client sends can raise out of here: bad input is ignored with one
-warning line, or closes the connection where the protocol says so.
+Nothing a client sends can raise out of here: bad input is ignored (one
+warning line per connection, debug lines after that, so no client can fill
+the log), refused with a ``subscription_error`` event, or closes the
+connection where the protocol says so.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from time import monotonic_ns
 from typing import Any
 
+from thunderpush import auth
 from thunderpush.core import protocol
 from thunderpush.core.apps import App, Apps
 
@@ -23,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Long enough to recognise a bad command in the log, short enough that a
 # client cannot fill the log with its garbage.
 _LOGGED_CHARS = 120
+_SECOND_NS = 1_000_000_000
 
 
 def shown(message: Any) -> str:
@@ -31,26 +39,58 @@ def shown(message: Any) -> str:
     return text if len(text) <= _LOGGED_CHARS else text[:_LOGGED_CHARS] + "..."
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may do; the server makes one from its ``Config``."""
+
+    max_channels: int = 1000
+    # A token bucket whose rate and capacity are both this (must be > 0).
+    max_commands_per_second: int = 100
+    # Derived once, so that a command costs a subtraction and a comparison.
+    command_interval_ns: int = field(init=False)
+    burst_ns: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        interval = _SECOND_NS // self.max_commands_per_second
+        object.__setattr__(self, "command_interval_ns", interval)
+        object.__setattr__(self, "burst_ns", interval * self.max_commands_per_second)
+
+
 class Client:
     """A browser connection: a user id once connected, then subscriptions.
 
     Subclasses provide ``apps`` (where CONNECT finds the app of a key),
-    ``close(code, reason)`` and ``send_delivery(element)``.
+    ``limits``, ``close(code, reason)`` and ``send_delivery(element)``.
     """
 
     apps: Apps
+    limits: Limits = Limits()
     app: App | None = None
     userid: str | None = None
+    # The command rate as a token bucket kept in one number: when the bucket
+    # would be full again (generic cell rate algorithm).
+    _bucket_full_at: int = 0
+    _flooded: bool = False
+    _warned: bool = False
 
     def handle(self, message: Any) -> None:
         """Run one client command."""
+        if self._flooded:
+            return
+        now = monotonic_ns()
+        full_at = self._bucket_full_at
+        full_at = (full_at if full_at > now else now) + self.limits.command_interval_ns
+        if full_at - now > self.limits.burst_ns:
+            self._flood()
+            return
+        self._bucket_full_at = full_at
         if not isinstance(message, str):
-            logger.warning("Ignored a non-string message: %s.", shown(message))
+            self._ignored("Ignored a non-string message: %s.", shown(message))
             return
         command, space, argument = message.partition(" ")
         action = self._commands.get(command)
         if action is None or not space:
-            logger.warning("Received invalid message: %s.", shown(message))
+            self._ignored("Received invalid message: %s.", shown(message))
             return
         action(self, argument)
 
@@ -71,44 +111,112 @@ class Client:
     def close(self, code: int, reason: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def send_delivery(self, element: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _ignored(self, message: str, *args: Any) -> None:
+        """Logs ignored input: the connection's first at WARNING, the rest at DEBUG."""
+        logger.log(logging.DEBUG if self._warned else logging.WARNING, message, *args)
+        self._warned = True
+
+    def _flood(self) -> None:
+        self._flooded = True
+        logger.warning(
+            "Closing the connection of user %s: over %d commands per second.",
+            self.userid,
+            self.limits.max_commands_per_second,
+        )
+        self.close(*protocol.TOO_MANY_COMMANDS)
+
     # -- commands ---------------------------------------------------------
 
     def _connect(self, argument: str) -> None:
         if self.connected:
-            logger.warning("Ignored a second CONNECT from user %s.", self.userid)
+            self._ignored("Ignored a second CONNECT from user %s.", self.userid)
             return
         parts = argument.split(":")
-        if len(parts) != 2 or not parts[0]:
-            logger.warning("Ignored a malformed CONNECT: %s.", shown(argument))
+        if len(parts) not in (2, 3):
+            self._ignored("Ignored a malformed CONNECT: %s.", shown(argument))
             return
-        userid, key = parts
+        userid, key = parts[0], parts[1]
         app = self.apps.get(key)
         if app is None:
             self.close(*protocol.INVALID_API_KEY)
+            return
+        if not protocol.is_valid_user_id(userid):
+            self._ignored("Ignored a CONNECT with an invalid user id: %s.", shown(userid))
+            return
+        if len(parts) == 3:
+            signed = auth.check_user_token(key, app.secret, userid, parts[2])
+        else:
+            signed = not app.require_signature
+        if not signed:
+            logger.info("Refused user %s: invalid signature.", userid)
+            self.close(*protocol.INVALID_SIGNATURE)
             return
         self.userid = userid
         self.app = app
         app.hub.add(self)
 
     def _subscribe(self, argument: str) -> None:
-        for channel in self._channels(argument):
-            self.app.hub.subscribe(self, channel)
+        if not self._connected_or_closed():
+            return
+        invalid = []
+        for item in argument.split(":"):
+            channel, space, token = item.partition(" ")
+            if not (space and protocol.needs_channel_token(channel)):
+                channel = item  # only a token-bearing channel takes a space
+            if protocol.is_valid_channel_name(channel):
+                self._join(channel, token)
+            elif item:
+                invalid.append(item)
+        if invalid:
+            self._ignored("Skipped invalid channel names: %s.", shown(invalid))
+
+    def _join(self, channel: str, token: str) -> None:
+        """Subscribes to ``channel``, or tells the client why not."""
+        app = self.app
+        hub = app.hub
+        private = protocol.needs_channel_token(channel)
+        if private and not auth.check_channel_token(
+            app.key, app.secret, self.userid, channel, token
+        ):
+            refusal = protocol.INVALID_CHANNEL_TOKEN
+        elif hub.subscription_count(self) >= self.limits.max_channels and not hub.is_subscribed(
+            self, channel
+        ):
+            refusal = protocol.TOO_MANY_CHANNELS
+        else:
+            hub.subscribe(self, channel)
+            if protocol.is_presence_channel(channel):
+                members = hub.channel_members(channel)
+                self.send_delivery(protocol.subscription_succeeded(channel, members))
+            elif private:
+                self.send_delivery(protocol.subscription_succeeded(channel))
+            return
+        logger.debug("Refused user %s on %s: %s", self.userid, channel, refusal)
+        self.send_delivery(protocol.subscription_error(channel, refusal))
 
     def _unsubscribe(self, argument: str) -> None:
-        for channel in self._channels(argument):
-            self.app.hub.unsubscribe(self, channel)
-
-    def _channels(self, argument: str) -> list[str]:
-        """The valid channel names of a (UN)SUBSCRIBE; closes if not connected."""
-        if not self.connected:
-            logger.warning("Closing a connection that subscribed before CONNECT.")
-            self.close(*protocol.SUBSCRIBE_BEFORE_CONNECT)
-            return []
-        channels = argument.split(":")
-        invalid = [name for name in channels if name and not protocol.is_valid_channel_name(name)]
+        if not self._connected_or_closed():
+            return
+        invalid = []
+        for item in argument.split(":"):
+            channel = item.partition(" ")[0]
+            if protocol.is_valid_channel_name(channel):
+                self.app.hub.unsubscribe(self, channel)
+            elif item:
+                invalid.append(item)
         if invalid:
-            logger.warning("Skipped invalid channel names: %s.", shown(invalid))
-        return [name for name in channels if protocol.is_valid_channel_name(name)]
+            self._ignored("Skipped invalid channel names: %s.", shown(invalid))
+
+    def _connected_or_closed(self) -> bool:
+        """Whether the connection may (un)subscribe; closes it with 9001 if not."""
+        if self.connected:
+            return True
+        logger.warning("Closing a connection that subscribed before CONNECT.")
+        self.close(*protocol.SUBSCRIBE_BEFORE_CONNECT)
+        return False
 
     _commands = {
         "CONNECT": _connect,

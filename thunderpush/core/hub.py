@@ -10,7 +10,9 @@ A ``Hub`` knows nothing about HTTP, SockJS or Tornado.  It holds
 ``thunderpush.transports.connection.ThunderConnection`` is the SockJS
 connection that implements them.  What the API asks for reaches a hub through
 the ``Broker`` (``thunderpush.core.broker``), so the hub only ever serves the
-connections of its own process.  Example::
+connections of its own process.  In ``presence-`` channels the hub also
+announces who joins and leaves (``member_added``/``member_removed`` events),
+counting users in ``thunderpush.core.members``.  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -24,7 +26,14 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from thunderpush.core.protocol import encode_delivery, is_valid_channel_name
+from thunderpush.core.members import Members
+from thunderpush.core.protocol import (
+    encode_delivery,
+    is_presence_channel,
+    is_valid_channel_name,
+    member_added,
+    member_removed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ class Hub:
         # Which channels each connection is in, so that a disconnect costs
         # O(its channels) rather than a scan of every channel.
         self._subscriptions: dict[Connection, set[str]] = {}
+        self.members = Members()
 
     # -- delivery ---------------------------------------------------------
 
@@ -89,21 +99,38 @@ class Hub:
     def remove(self, connection: Connection) -> None:
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
-            self._discard(self.channels, channel, connection)
+            self._leave(connection, channel)
         self._discard(self.users, connection.userid, connection)
 
     def subscribe(self, connection: Connection, channel: str) -> None:
+        """Add ``connection`` to ``channel``; in a presence channel, a new user is announced."""
         if not is_valid_channel_name(channel):
             logger.debug("Invalid channel name %r.", channel)
             return
-        self.channels.setdefault(channel, {})[connection] = None
+        subscribers = self.channels.setdefault(channel, {})
+        if connection in subscribers:
+            return
+        subscribers[connection] = None
         self._subscriptions.setdefault(connection, set()).add(channel)
         logger.debug("User %s subscribed to %s.", connection.userid, channel)
+        userid = connection.userid
+        if is_presence_channel(channel) and self.members.join(channel, userid):
+            others = [other for other in subscribers if other is not connection]
+            self._deliver(others, member_added(channel, userid))
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:
         """Remove this one connection from ``channel``; the others stay."""
+        channels = self._subscriptions.get(connection)
+        if channels is not None and channel in channels:
+            channels.discard(channel)
+            self._leave(connection, channel)
+
+    def _leave(self, connection: Connection, channel: str) -> None:
+        """Out of ``channel``; in a presence channel, a user's last connection out is announced."""
         self._discard(self.channels, channel, connection)
-        self._subscriptions.get(connection, set()).discard(channel)
+        userid = connection.userid
+        if is_presence_channel(channel) and self.members.leave(channel, userid):
+            self._deliver(self.channels.get(channel, ()), member_removed(channel, userid))
 
     @staticmethod
     def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> None:
@@ -125,6 +152,17 @@ class Hub:
 
     def is_online(self, userid: str) -> bool:
         return userid in self.users
+
+    def subscription_count(self, connection: Connection) -> int:
+        """How many channels ``connection`` is in."""
+        return len(self._subscriptions.get(connection, ()))
+
+    def is_subscribed(self, connection: Connection, channel: str) -> bool:
+        return channel in self._subscriptions.get(connection, ())
+
+    def channel_members(self, channel: str) -> list[str]:
+        """The users in presence ``channel``, each once, in the order they joined."""
+        return self.members.users(channel)
 
     def channel_connections(self, channel: str) -> list[Connection]:
         """The connections in ``channel``, in order of subscription."""

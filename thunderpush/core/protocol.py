@@ -1,7 +1,8 @@
 """The wire vocabulary shared by the API, the command language and the hub.
 
 Everything a client can observe byte for byte lives here: close codes and their
-reasons, the channel-name rule and the encoding of a delivery.  Keeping it in one
+reasons, the user-id and channel-name rules, the encoding of a delivery and
+of the events the server sends about subscriptions and presence.  Keeping it in one
 Tornado-free module lets the hub build a delivery once per publish and lets
 the tests compare frames against the same definitions.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import NamedTuple
 
 
@@ -23,9 +25,14 @@ class Close(NamedTuple):
 INVALID_API_KEY = Close(9000, "Invalid API key.")
 SUBSCRIBE_BEFORE_CONNECT = Close(9001, "Subscribing before connecting.")
 FORCED_DISCONNECT = Close(9002, "Server closed the connection (intentionally).")
+# A CONNECT whose user token is missing (where the app requires one), wrong or expired.
+INVALID_SIGNATURE = Close(9003, "Invalid signature.")
 # NEW: outside 9000-9003 so that clients reconnect (to this server once it is
 # back, or to another one behind the same address).
 SERVER_SHUTDOWN = Close(9010, "Server shutting down.")
+# Unsent data over the server's limit: the client reads too slowly to keep up.
+CLIENT_TOO_SLOW = Close(9011, "Client too slow.")
+TOO_MANY_COMMANDS = Close(9012, "Too many commands.")
 
 # Clients must not reconnect after these: retrying cannot succeed.
 FINAL_CLOSE_CODES = frozenset({9000, 9001, 9002, 9003})
@@ -36,6 +43,34 @@ _CHANNEL_NAME = re.compile(r"[a-zA-Z0-9_\-=@,.;]{1,64}")
 def is_valid_channel_name(name: object) -> bool:
     """Channel names are 1-64 ASCII letters, digits or ``_-=@,.;``."""
     return isinstance(name, str) and _CHANNEL_NAME.fullmatch(name) is not None
+
+
+MAX_USER_ID_LENGTH = 128
+
+
+def is_valid_user_id(userid: str) -> bool:
+    """User ids are 1-128 characters, none of them whitespace or a control character.
+
+    They appear in logs, in API answers and in other users' presence events,
+    so nothing invisible or line-breaking may hide in one.
+    """
+    return 0 < len(userid) <= MAX_USER_ID_LENGTH and not any(
+        ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in userid
+    )
+
+
+# Channels whose names start so need a channel token; presence ones also
+# tell their subscribers who else is there.
+PRIVATE_PREFIXES = ("private-", "presence-")
+PRESENCE_PREFIX = "presence-"
+
+
+def needs_channel_token(channel: str) -> bool:
+    return channel.startswith(PRIVATE_PREFIXES)
+
+
+def is_presence_channel(channel: str) -> bool:
+    return channel.startswith(PRESENCE_PREFIX)
 
 
 def raw_websocket_close_code(code: int) -> int:
@@ -54,3 +89,33 @@ def encode_delivery(payload: str, channel: str | None = None) -> str:
     if channel is None:
         return '{"payload":' + json.dumps(payload) + "}"
     return '{"payload":' + json.dumps(payload) + ',"channel":' + json.dumps(channel) + "}"
+
+
+# The reasons a subscription_error gives.
+INVALID_CHANNEL_TOKEN = "Invalid channel token."
+TOO_MANY_CHANNELS = "Too many channels."
+
+
+def subscription_error(channel: str, message: str) -> str:
+    return _event("subscription_error", channel=channel, message=message)
+
+
+def subscription_succeeded(channel: str, members: list[str] | None = None) -> str:
+    """The answer to a private subscription; a presence one lists who is there."""
+    if members is None:
+        return _event("subscription_succeeded", channel=channel)
+    return _event("subscription_succeeded", channel=channel, members=members)
+
+
+def member_added(channel: str, user: str) -> str:
+    return _event("member_added", channel=channel, user=user)
+
+
+def member_removed(channel: str, user: str) -> str:
+    return _event("member_removed", channel=channel, user=user)
+
+
+def _event(name: str, **fields: object) -> str:
+    """An event element: ``"event"`` first and never a ``"payload"``, so no old
+    client takes it for a delivery; compact and ASCII-only like a delivery."""
+    return json.dumps({"event": name, **fields}, separators=(",", ":"))

@@ -18,6 +18,7 @@ import tornado.web
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
+from thunderpush.core.commands import Limits
 from thunderpush.server.config import Config
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
@@ -39,10 +40,15 @@ class ClientScriptHandler(tornado.web.RequestHandler):
         self.finish(ClientScriptHandler._script)
 
 
+def limits(config: Config) -> Limits:
+    """What each browser connection may do, as configured."""
+    return Limits(config.max_channels_per_connection, config.max_commands_per_second)
+
+
 def make_application(config: Config, api: Api) -> tuple[tornado.web.Application, SockJSRouter]:
     """The Tornado application and its SockJS router (whose sessions shutdown closes)."""
     router = SockJSRouter(
-        connection_class(api.apps),
+        connection_class(api.apps, limits(config)),
         "/connect",
         {"sockjs_url": config.sockjs_url, "max_message_size": config.max_client_message_size},
     )
@@ -72,7 +78,7 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     """A server for ``apps`` (by default: the one app of ``config``'s key and secret)."""
     if apps is None:
         apps = Apps()
-        apps.add(config.apikey, config.apisecret)
+        apps.add(config.apikey, config.apisecret, config.require_signature)
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     return Server(config, apps, api, router, FrontDoor(config, application, router, api))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from thunderpush.core.apps import Apps
-from thunderpush.core.commands import Client
+from thunderpush.core.commands import Client, Limits
 from thunderpush.transports.sockjs import SockJSConnection
 
 
@@ -37,6 +37,6 @@ class ThunderConnection(Client, SockJSConnection):
         self.session.close(code, message)
 
 
-def connection_class(apps: Apps) -> type[ThunderConnection]:
+def connection_class(apps: Apps, limits: Limits) -> type[ThunderConnection]:
     """The connection class of a server serving ``apps`` (sockjs-tornado takes a class)."""
-    return type("ThunderConnection", (ThunderConnection,), {"apps": apps})
+    return type("ThunderConnection", (ThunderConnection,), {"apps": apps, "limits": limits})
