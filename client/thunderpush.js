@@ -13,7 +13,16 @@
  *       options   (all optional)
  *         user        the user id.  Default: a random id generated once per
  *                     page, so every connect() and reconnect of the page is
- *                     the same user.  It may not contain ":".
+ *                     the same user.  It may not contain ":" or whitespace.
+ *         token       the user's token, made by the page's backend with the
+ *                     API secret (thunderpush.auth.user_token); needed when
+ *                     the server requires signed users.  A string, or a
+ *                     function (callback) that calls callback(error, token);
+ *                     the function is asked again before every reconnect.
+ *         authorize   function (channel, callback), asked for a channel
+ *                     token (thunderpush.auth.channel_token) each time a
+ *                     "private-" or "presence-" channel is subscribed, on
+ *                     every reconnect too; it calls callback(error, token).
  *         protocol    "http" (default) or "https".
  *         log         true for verbose logging on the console (also handed to
  *                     SockJS as its `debug` option).
@@ -27,17 +36,30 @@
  *       Called for every message, by every handler registered.  `message`
  *       is the published body parsed as JSON (the raw string when it is not
  *       JSON).  `meta` is {channel: "name"} for a channel message and is not
- *       passed for a message sent to the user.
+ *       passed for a message sent to the user.  The server's events
+ *       (subscription and presence news) never reach these handlers.
  *
  *   Thunder.subscribe(channel, success, error)
  *   Thunder.unsubscribe(channel, success, error)
- *       Add or remove a channel.  Before the socket is open (or before
+ *       Add or remove a channel.  Before the connection is open (or before
  *       connect()) the change is remembered and applied when it opens.
  *       As in the original client, success(Thunder, message) is called once
  *       the command is sent or remembered ("Channel subscribed", "Channel
  *       already subscribed", "Channel unsubscribed") and error(Thunder,
  *       message) when the channel name is invalid (1 to 64 characters, each
- *       a letter, digit or one of _ - = @ , . ;).
+ *       a letter, digit or one of _ - = @ , . ;).  For a "private-" or
+ *       "presence-" channel the server answers: success(Thunder, "Channel
+ *       subscribed") runs once it confirms, error(Thunder, message) once it
+ *       refuses or `authorize` fails; a refused channel is dropped.
+ *
+ *   Thunder.members(channel)
+ *       The user ids in a presence channel, in order of joining, this user
+ *       included; [] while not subscribed.
+ *
+ *   Thunder.listenPresence(function (kind, info) { ... })
+ *       Called with kind "members" when a presence channel is (re)subscribed
+ *       (info.user is this user), "member_added" or "member_removed" when
+ *       another user joins or leaves; info is {channel, user, members}.
  *
  *   Thunder.disconnect()
  *       Close the connection and do not reconnect.  The channel list and the
@@ -56,7 +78,8 @@
  * reconnects after the server's final close codes (9000 invalid API key,
  * 9001 subscribing before connecting, 9002 forced logout, 9003 invalid
  * signature): retrying cannot succeed there.  On every (re)open it sends
- * CONNECT, then a single SUBSCRIBE with every channel it holds.
+ * CONNECT, then a single SUBSCRIBE with every channel it holds (a private
+ * channel whose token comes later gets a SUBSCRIBE of its own).
  */
 (function (global) {
     'use strict';
@@ -65,6 +88,10 @@
     var RETRY_DELAY_AFTERWARDS = 60000;
     var FINAL_CLOSE_CODES = { 9000: true, 9001: true, 9002: true, 9003: true };
     var CHANNEL_NAME = /^[A-Za-z0-9_\-=@,.;]{1,64}$/;
+    // The server subscribes these only with a channel token.
+    var TOKEN_CHANNEL = /^(private|presence)-/;
+    // A token follows ":" in CONNECT and " " in SUBSCRIBE, so holds neither.
+    var TOKEN = /^[^\s:]+$/;
 
     var pageUser = null;
 
@@ -94,6 +121,10 @@
         return typeof channel === 'string' && CHANNEL_NAME.test(channel);
     }
 
+    function needsToken(channel) {
+        return TOKEN_CHANNEL.test(channel);
+    }
+
     function indexOf(list, item) {
         for (var i = 0; i < list.length; i++) {
             if (list[i] === item) {
@@ -103,16 +134,52 @@
         return -1;
     }
 
+    function remove(list, item) {
+        var index = indexOf(list, item);
+        if (index !== -1) {
+            list.splice(index, 1);
+        }
+        return index !== -1;
+    }
+
     function warn(message) {
         if (global.console && global.console.warn) {
             global.console.warn('Thunder: ' + message);
         }
     }
 
-    // A delivery is {"payload": "<body>"} plus "channel" for channel messages.
+    function errorText(error) {
+        return error && typeof error.message === 'string' ? error.message : String(error);
+    }
+
+    // Asks the page for a token through `ask(args..., callback)` and hands
+    // the answer to done(errorMessage, token) exactly once, whether the page
+    // answers at once, later, twice, with garbage or by throwing.
+    function askToken(ask, args, done) {
+        var answered = false;
+        function callback(error, token) {
+            if (answered) {
+                return;
+            }
+            answered = true;
+            if (error) {
+                done(errorText(error));
+            } else if (typeof token !== 'string' || !TOKEN.test(token)) {
+                done('Not a token: ' + token);
+            } else {
+                done(null, token);
+            }
+        }
+        try {
+            ask.apply(null, args.concat([callback]));
+        } catch (err) {
+            callback(err || 'failed');
+        }
+    }
+
     // sockjs-client hands over the parsed JSON element; accept a JSON string
     // too, in case another SockJS client or server version delivers that.
-    function parseDelivery(data) {
+    function parseMessage(data) {
         if (typeof data === 'string') {
             try {
                 data = JSON.parse(data);
@@ -120,10 +187,7 @@
                 return null;
             }
         }
-        if (!data || typeof data !== 'object' || typeof data.payload !== 'string') {
-            return null;
-        }
-        return data;
+        return data && typeof data === 'object' ? data : null;
     }
 
     function parsePayload(payload) {
@@ -161,9 +225,18 @@
         _apiKey: null,
         _options: {},
         _hooks: {},
+        _presenceHandlers: [],
         _retries: 0,
         _retryTimer: null,
         _stopped: true,
+        // Token channels -> the subscribe() callbacks waiting for an answer.
+        _waiting: {},
+        // What holds for the current connection only (see _forgetConnection).
+        _connected: false,
+        _confirmed: {},
+        _members: {},
+        _tickets: {},
+        _batch: null,
 
         connect: function (server, apiKey, channels, options) {
             this._stop();
@@ -173,8 +246,9 @@
             this._options = options;
             this.user = options.user === undefined || options.user === null ?
                 defaultUser() : String(options.user);
-            if (this.user.indexOf(':') !== -1) {
-                warn('a user id containing ":" is ignored by the server: ' + this.user);
+            if (/[:\s]/.test(this.user)) {
+                warn('a user id containing ":" or whitespace is ignored by the server: ' +
+                     this.user);
             }
             var list = channels || [];
             for (var i = 0; i < list.length; i++) {
@@ -198,18 +272,37 @@
             this.handlers.push(handler);
         },
 
+        listenPresence: function (handler) {
+            this._presenceHandlers.push(handler);
+        },
+
+        members: function (channel) {
+            return (this._members[channel] || []).slice();
+        },
+
         subscribe: function (channel, success, error) {
             if (!this._checkChannel(channel, error)) {
                 return false;
             }
-            var message = 'Channel already subscribed';
-            if (indexOf(this.channels, channel) === -1) {
+            var held = indexOf(this.channels, channel) !== -1;
+            if (needsToken(channel) && !(held && this._confirmed[channel])) {
+                // The server's answer calls back, now or after a reconnect.
+                (this._waiting[channel] = this._waiting[channel] || []).push(
+                    { success: success, error: error });
+                if (!held) {
+                    this.channels.push(channel);
+                    if (this._connected) {
+                        this._authorize(channel);
+                    }
+                }
+                return true;
+            }
+            if (!held) {
                 this.channels.push(channel);
-                this._sendIfOpen('SUBSCRIBE ' + channel);
-                message = 'Channel subscribed';
+                this._sendIfConnected('SUBSCRIBE ' + channel);
             }
             if (typeof success === 'function') {
-                success(this, message);
+                success(this, held ? 'Channel already subscribed' : 'Channel subscribed');
             }
             return true;
         },
@@ -218,11 +311,9 @@
             if (!this._checkChannel(channel, error)) {
                 return false;
             }
-            var index = indexOf(this.channels, channel);
-            if (index !== -1) {
-                this.channels.splice(index, 1);
-            }
-            this._sendIfOpen('UNSUBSCRIBE ' + channel);
+            remove(this.channels, channel);
+            this._forgetChannel(channel);
+            this._sendIfConnected('UNSUBSCRIBE ' + channel);
             if (typeof success === 'function') {
                 success(this, 'Channel unsubscribed');
             }
@@ -265,14 +356,20 @@
             return false;
         },
 
-        _sendIfOpen: function (command) {
+        _send: function (command) {
+            this._log('sending', command);
+            this.socket.send(command);
+        },
+
+        // Commands go out only after CONNECT: the server closes a connection
+        // (9001) that subscribes before it.
+        _sendIfConnected: function (command) {
             var socket = this.socket;
-            if (socket && socket.readyState === SockJS.OPEN) {
-                this._log('sending', command);
-                socket.send(command);
+            if (this._connected && socket && socket.readyState === SockJS.OPEN) {
+                this._send(command);
                 return true;
             }
-            this._log('remembered until the socket opens:', command);
+            this._log('remembered until the connection opens:', command);
             return false;
         },
 
@@ -285,10 +382,28 @@
             }
             var socket = this.socket;
             this.socket = null;
+            this._forgetConnection();
             if (socket && socket.readyState !== SockJS.CLOSING &&
                     socket.readyState !== SockJS.CLOSED) {
                 socket.close();
             }
+        },
+
+        // Confirmations, members and pending channel tokens belong to one
+        // connection; the next one asks and learns them again.
+        _forgetConnection: function () {
+            this._connected = false;
+            this._confirmed = {};
+            this._members = {};
+            this._tickets = {};
+            this._batch = null;
+        },
+
+        _forgetChannel: function (channel) {
+            delete this._waiting[channel];
+            delete this._confirmed[channel];
+            delete this._members[channel];
+            delete this._tickets[channel];
         },
 
         _open: function () {
@@ -311,20 +426,25 @@
                 if (!current()) {
                     return;
                 }
-                self._retries = 0;
                 self._log('connected using', socket.transport);
-                socket.send('CONNECT ' + self.user + ':' + self._apiKey);
-                if (self.channels.length) {
-                    socket.send('SUBSCRIBE ' + self.channels.join(':'));
-                }
-                self._fire('open', e);
+                self._userToken(function (token) {
+                    if (!current()) {
+                        return;
+                    }
+                    self._retries = 0;
+                    var credentials = self.user + ':' + self._apiKey;
+                    self._send('CONNECT ' + (token ? credentials + ':' + token : credentials));
+                    self._connected = true;
+                    self._subscribeAll();
+                    self._fire('open', e);
+                });
             };
             socket.onmessage = function (e) {
                 if (!current()) {
                     return;
                 }
                 self._fire('message', e);
-                self._deliver(e.data);
+                self._receive(e.data);
             };
             socket.onerror = function (e) {
                 if (current()) {
@@ -336,18 +456,185 @@
                     return;
                 }
                 self.socket = null;
+                self._forgetConnection();
                 self._log('closed:', e.code, e.reason);
                 self._fire('close', e);
                 self._scheduleReconnect(e.code);
             };
         },
 
-        _deliver: function (data) {
-            var delivery = parseDelivery(data);
-            if (delivery === null) {
-                this._log('ignored an unexpected message:', data);
+        // Hands the user token (or none) to done; a page's token function
+        // that fails leaves nothing to CONNECT with, so the socket is
+        // dropped and the function asked again at the next attempt.
+        _userToken: function (done) {
+            var token = this._options.token;
+            if (typeof token !== 'function') {
+                done(token === undefined || token === null ? null : String(token));
                 return;
             }
+            var self = this;
+            var socket = this.socket;
+            askToken(token, [], function (error, value) {
+                if (self.socket !== socket) {
+                    return;
+                }
+                if (error) {
+                    warn('no user token, reconnecting: ' + error);
+                    self.socket = null;
+                    socket.close();
+                    self._scheduleReconnect(null);
+                    return;
+                }
+                done(value);
+            });
+        },
+
+        // One SUBSCRIBE for the public channels and for the token channels
+        // whose `authorize` answers at once; later answers go on their own.
+        _subscribeAll: function () {
+            var items = [];
+            var channels = this.channels.slice();
+            this._batch = items;
+            for (var i = 0; i < channels.length; i++) {
+                if (needsToken(channels[i])) {
+                    this._authorize(channels[i]);
+                } else {
+                    items.push(channels[i]);
+                }
+            }
+            this._batch = null;
+            if (items.length) {
+                this._send('SUBSCRIBE ' + items.join(':'));
+            }
+        },
+
+        _authorize: function (channel) {
+            var authorize = this._options.authorize;
+            if (typeof authorize !== 'function') {
+                this._refuse(channel, 'No authorize option for this channel.');
+                return;
+            }
+            var self = this;
+            // Only the latest request for this channel on this connection
+            // counts: an unsubscribe or a reconnect voids the ticket.
+            var ticket = {};
+            this._tickets[channel] = ticket;
+            askToken(authorize, [channel], function (error, token) {
+                if (self._tickets[channel] !== ticket) {
+                    return;
+                }
+                delete self._tickets[channel];
+                if (error) {
+                    self._refuse(channel, error);
+                } else if (self._batch) {
+                    self._batch.push(channel + ' ' + token);
+                } else {
+                    self._sendIfConnected('SUBSCRIBE ' + channel + ' ' + token);
+                }
+            });
+        },
+
+        _refuse: function (channel, message) {
+            var waiting = this._waiting[channel] || [];
+            if (!remove(this.channels, channel)) {
+                return;
+            }
+            this._forgetChannel(channel);
+            var told = false;
+            for (var i = 0; i < waiting.length; i++) {
+                if (typeof waiting[i].error === 'function') {
+                    callSafely(waiting[i].error, [this, message]);
+                    told = true;
+                }
+            }
+            if (!told) {
+                warn('not subscribed to ' + channel + ': ' + message);
+            }
+        },
+
+        _confirm: function (channel, members) {
+            if (indexOf(this.channels, channel) === -1) {
+                return;
+            }
+            var waiting = this._waiting[channel] || [];
+            delete this._waiting[channel];
+            this._confirmed[channel] = true;
+            for (var i = 0; i < waiting.length; i++) {
+                if (typeof waiting[i].success === 'function') {
+                    callSafely(waiting[i].success, [this, 'Channel subscribed']);
+                }
+            }
+            if (members instanceof Array) {
+                this._members[channel] = [];
+                for (var j = 0; j < members.length; j++) {
+                    if (typeof members[j] === 'string') {
+                        this._members[channel].push(members[j]);
+                    }
+                }
+                this._tellPresence('members', channel, this.user);
+            }
+        },
+
+        _memberChange: function (kind, channel, user) {
+            var members = this._members[channel];
+            if (!members || typeof user !== 'string') {
+                return;
+            }
+            if (kind === 'member_added') {
+                if (indexOf(members, user) !== -1) {
+                    return;
+                }
+                members.push(user);
+            } else if (!remove(members, user)) {
+                return;
+            }
+            this._tellPresence(kind, channel, user);
+        },
+
+        _tellPresence: function (kind, channel, user) {
+            var handlers = this._presenceHandlers.slice();
+            for (var i = 0; i < handlers.length; i++) {
+                callSafely(handlers[i], [kind, {
+                    channel: channel, user: user, members: this.members(channel)
+                }]);
+            }
+        },
+
+        // A delivery is {"payload": "<body>"} plus "channel" for channel
+        // messages; an event is {"event": ..., "channel": ...} and never has
+        // a payload, so old clients skip it.
+        _receive: function (data) {
+            var message = parseMessage(data);
+            if (message && typeof message.event === 'string' &&
+                    typeof message.channel === 'string') {
+                this._log('event', message);
+                this._event(message);
+            } else if (message && typeof message.payload === 'string') {
+                this._deliver(message);
+            } else {
+                this._log('ignored an unexpected message:', data);
+            }
+        },
+
+        _event: function (event) {
+            switch (event.event) {
+            case 'subscription_succeeded':
+                this._confirm(event.channel, event.members);
+                break;
+            case 'subscription_error':
+                this._refuse(event.channel, typeof event.message === 'string' ?
+                    event.message : 'Subscription refused.');
+                break;
+            case 'member_added':
+            case 'member_removed':
+                this._memberChange(event.event, event.channel, event.user);
+                break;
+            default:
+                this._log('ignored an unknown event:', event.event);
+            }
+        },
+
+        _deliver: function (delivery) {
             var message = parsePayload(delivery.payload);
             var args = typeof delivery.channel === 'string' ?
                 [message, { channel: delivery.channel }] : [message];

@@ -34,8 +34,10 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 
+from thunderpush.auth import channel_token, user_token
+
 from ..conftest import KEY, call_api
-from ..processes import ServerProcess, start_server_process
+from ..processes import SECRET, ServerProcess, start_server_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -81,6 +83,21 @@ NO_RECONNECT_MS = 3_000
 # -- the browser and the page's origin ----------------------------------------
 
 
+class TokenHandler(tornado.web.RequestHandler):
+    """The page's backend: signs the user, or the user and a channel, it is asked for.
+
+    A site's backend would sign its logged-in user; the test page names its user.
+    """
+
+    def get(self) -> None:
+        user = self.get_argument("user")
+        channel = self.get_argument("channel", None)
+        if channel is None:
+            self.write(user_token(KEY, SECRET, user))
+        else:
+            self.write(channel_token(KEY, SECRET, user, channel))
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site():
     """``http://localhost:<port>``: the test page, sockjs-client and the client."""
@@ -95,6 +112,7 @@ async def site():
             ),
             (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler, {"path": SOCKJS_DIR}),
             (r"/(thunderpush\.js)", tornado.web.StaticFileHandler, {"path": CLIENT_DIR}),
+            (r"/token", TokenHandler),
         ]
     )
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
@@ -125,14 +143,20 @@ class Tab:
         user: str | None,
         channels: list[str],
         transport: str | None = None,
+        signed: bool = False,
     ) -> None:
-        """``Thunder.connect``, then waits until it is open on ``transport``."""
+        """``Thunder.connect``, then waits until it is open on ``transport``.
+
+        ``signed`` adds the page's ``token`` and ``authorize`` (``signedOptions``).
+        """
         options: dict[str, Any] = {} if user is None else {"user": user}
         if transport:
             options["transports"] = transport
         await self.page.evaluate(
-            "([server, key, channels, options]) => Thunder.connect(server, key, channels, options)",
-            [f"127.0.0.1:{server.port}", KEY, channels, options],
+            """([server, key, channels, options, signed]) => Thunder.connect(
+                server, key, channels,
+                signed ? Object.assign(signedOptions(options.user), options) : options)""",
+            [f"127.0.0.1:{server.port}", KEY, channels, options, signed],
         )
         await self.wait("record.opens >= 1")
         assert await self.page.evaluate("record.hookThis"), "hooks run with this = Thunder"
@@ -165,7 +189,8 @@ class Tab:
     async def record(self) -> dict[str, Any]:
         return await self.page.evaluate(
             "() => ({messages: record.messages, opens: record.opens, closes: record.closes,"
-            " transports: record.transports, sent: record.sent, sockets: record.sockets.length})"
+            " transports: record.transports, sent: record.sent, sockets: record.sockets.length,"
+            " presence: record.presence, answers: record.answers})"
         )
 
 
@@ -210,9 +235,9 @@ class Servers:
     sockjs_url: str
     running: list[ServerProcess] = field(default_factory=list)
 
-    async def start(self, port: int | None = None) -> ServerProcess:
+    async def start(self, *extra: str, port: int | None = None) -> ServerProcess:
         server = await asyncio.to_thread(
-            start_server_process, self.tmp_path, "--sockjs-url", self.sockjs_url, port=port
+            start_server_process, self.tmp_path, "--sockjs-url", self.sockjs_url, *extra, port=port
         )
         self.running.append(server)
         return server
@@ -221,7 +246,7 @@ class Servers:
         """SIGTERM, then a new process on the same port (whose log replaces the old)."""
         assert await asyncio.to_thread(server.stop) == 0
         assert_clean_log(server.log())
-        return await self.start(server.port)
+        return await self.start(port=server.port)
 
     def stop_all(self) -> None:
         for server in self.running:
@@ -462,6 +487,83 @@ async def test_server_serves_this_client(shared):
     assert response.body == (CLIENT_DIR / "thunderpush.js").read_bytes()
 
 
+async def test_signed_user_private_and_presence_channels(servers, tabs):
+    """Signed users on a server that requires them; tokens come from the page's backend.
+
+    A forged channel token is refused to its subscribe() alone; two users on one
+    presence channel see the member list and each other come and go; an unsigned
+    page is closed with 9003 and stays closed.  (Old pages on a server without
+    ``--require-signature`` are every other test in this module.)
+    """
+    server = await servers.start("--require-signature")
+    alice = await alices_page(tabs, server)
+
+    assert await publish(server, "channels/private-news/", '"for subscribers"') == 1
+    assert await publish(server, "channels/news/", '"for all"') == 1
+    assert [(m["message"], m["meta"]) for m in await alice.messages(2)] == [
+        ("for subscribers", {"channel": "private-news"}),
+        ("for all", {"channel": "news"}),
+    ]
+
+    bob = await tabs.open()
+    await bob.connect(server, "bob", ["presence-room"], "websocket", signed=True)
+    await bob.wait("record.presence.length >= 1")
+    await alice.wait("record.presence.length >= 2")
+    room = {"kind": "members", "channel": "presence-room", "user": "bob"}
+    assert (await bob.record())["presence"] == [{**room, "members": ["alice", "bob"]}]
+    assert (await alice.record())["presence"][1] == {
+        **room,
+        "kind": "member_added",
+        "members": ["alice", "bob"],
+    }
+    assert await alice.run("() => Thunder.members('presence-room')") == ["alice", "bob"]
+    assert await api(server, "GET", "channels/presence-room/") == {"users": ["alice", "bob"]}
+
+    await bob.run("() => Thunder.disconnect()")
+    await alice.wait("record.presence.length >= 3")
+    assert (await alice.record())["presence"][2] == {
+        **room,
+        "kind": "member_removed",
+        "members": ["alice"],
+    }
+    assert await alice.run("() => Thunder.members('presence-room')") == ["alice"]
+    # Events are not messages: the listeners saw the two publishes only.
+    assert len((await alice.record())["messages"]) == 2
+    assert (await bob.record())["messages"] == []
+
+    unsigned = await tabs.open()
+    await unsigned.connect(server, "mallory", ["news"], "websocket")
+    await unsigned.wait("record.closes.length >= 1")
+    assert (await unsigned.record())["closes"] == [{"code": 9003, "reason": "Invalid signature."}]
+    assert await unsigned.stays_false("record.sockets.length > 1", NO_RECONNECT_MS)
+
+
+async def alices_page(tabs: Tabs, server: ServerProcess) -> Tab:
+    """Alice, signed, on a public, a private and a presence channel, and a forged one."""
+    alice = await tabs.open()
+    await alice.run(
+        """() => {
+            forged['private-forged'] = 'private-news';
+            ['private-news', 'private-forged', 'presence-room'].forEach(subscribeRecorded);
+        }"""
+    )
+    await alice.connect(server, "alice", ["news"], "websocket", signed=True)
+    await alice.wait("record.answers.length >= 3")
+    assert sorted((await alice.record())["answers"]) == [
+        ["error", "private-forged", "Invalid channel token."],
+        ["success", "presence-room", "Channel subscribed"],
+        ["success", "private-news", "Channel subscribed"],
+    ]
+    assert await alice.run("() => Thunder.channels") == ["private-news", "presence-room", "news"]
+    assert (await alice.record())["presence"] == [
+        {"kind": "members", "channel": "presence-room", "user": "alice", "members": ["alice"]}
+    ]
+    sent = (await alice.record())["sent"]
+    assert sent[0].startswith("CONNECT alice:key:") and len(sent[0].split(":")) == 3
+    assert await api(server, "GET", "channels/private-forged/") == {"users": []}
+    return alice
+
+
 # -- reconnection timing, on a fake SockJS and a fake clock ------------------------
 
 # Replaces SockJS after the page has loaded (the client looks it up at each
@@ -612,3 +714,141 @@ async def test_a_failing_listener_does_not_starve_the_others(tabs):
     # (the fake clock raises what its timers throw).
     with pytest.raises(PlaywrightError, match="listener failed"):
         await tab.page.clock.run_for(1)
+
+
+# -- tokens and events, on a fake SockJS and a fake clock ---------------------------
+
+# A page whose backend answers the user token 10 ms after it is asked, and
+# channel tokens at once, except private-late's, which the test answers.
+TOKEN_PAGE = """() => {
+    window.asked = {user: 0, channels: []};
+    window.late = [];
+    Thunder.connect('example.com', 'pub', ['news', 'private-a', 'presence-r', 'private-late'], {
+        user: 'u',
+        token: function (callback) {
+            asked.user += 1;
+            setTimeout(function () { callback(null, 'ut' + asked.user); }, 10);
+        },
+        authorize: function (channel, callback) {
+            asked.channels.push(channel);
+            if (channel === 'private-late') {
+                late.push(callback);
+            } else if (channel === 'private-down') {
+                throw new Error('backend down');
+            } else {
+                callback(null, 'ct-' + channel);
+            }
+        }
+    });
+}"""
+
+
+async def sent(tab: Tab) -> list[str]:
+    return await tab.run("() => fakes[fakes.length - 1].sent")
+
+
+async def test_tokens_on_every_connection(tabs):
+    """CONNECT waits for the user token; channel tokens ride in SUBSCRIBE; both asked anew."""
+    tab = await fake_tab(tabs)
+    await tab.run(TOKEN_PAGE)
+    await tab.run("() => openFake()")
+    # Subscribing before CONNECT would be closed with 9001: it waits for it.
+    await tab.run("() => { subscribeRecorded('private-b'); subscribeRecorded('private-down'); }")
+    assert await sent(tab) == []
+    await tab.page.clock.run_for(10)
+    assert await sent(tab) == [
+        "CONNECT u:pub:ut1",
+        "SUBSCRIBE news:private-a ct-private-a:presence-r ct-presence-r:private-b ct-private-b",
+    ]
+    assert (await tab.record())["answers"] == [["error", "private-down", "backend down"]]
+    await tab.run("() => late[0](null, 'ct-late')")
+    assert (await sent(tab))[2:] == ["SUBSCRIBE private-late ct-late"]
+
+    # After a reconnect: a new user token, and a channel token for each channel
+    # held (private-down was dropped); the answer meant for the old connection
+    # sends nothing.
+    await tab.run("() => closeFake(1006)")
+    await tab.page.clock.run_for(1000)
+    await tab.run("() => openFake()")
+    await tab.page.clock.run_for(10)
+    await tab.run("() => late[0](null, 'stale')")
+    assert await sent(tab) == [
+        "CONNECT u:pub:ut2",
+        "SUBSCRIBE news:private-a ct-private-a:presence-r ct-presence-r:private-b ct-private-b",
+    ]
+    assert await tab.run("() => asked") == {
+        "user": 2,
+        "channels": ["private-a", "presence-r", "private-late", "private-b", "private-down"]
+        + ["private-a", "presence-r", "private-late", "private-b"],
+    }
+
+
+async def test_events_drive_callbacks_and_presence(tabs):
+    tab = await fake_tab(tabs)
+    await tab.run(TOKEN_PAGE)
+    await tab.run("() => { subscribeRecorded('private-b'); subscribeRecorded('presence-r'); }")
+    await tab.run("() => openFake()")
+    await tab.page.clock.run_for(10)
+    await tab.run(
+        """() => {
+            function event(fields) { messageFake(JSON.stringify(fields)); }
+            event({event: 'subscription_error', channel: 'private-b',
+                   message: 'Invalid channel token.'});
+            event({event: 'subscription_succeeded', channel: 'presence-r', members: ['x', 'u']});
+            event({event: 'member_added', channel: 'presence-r', user: 'y'});
+            event({event: 'member_added', channel: 'presence-r', user: 'y'});
+            event({event: 'member_removed', channel: 'presence-r', user: 'x'});
+            event({event: 'member_removed', channel: 'presence-r', user: 'nobody'});
+            event({event: 'member_added', channel: 'private-a', user: 'z'});
+            event({event: 'subscription_error', channel: 'news', message: 'Too many channels.'});
+            event({event: 'something_new', channel: 'news'});
+        }"""
+    )
+    seen = await tab.record()
+    assert seen["answers"] == [
+        ["error", "private-b", "Invalid channel token."],
+        ["success", "presence-r", "Channel subscribed"],
+    ]
+    assert [(p["kind"], p["user"], p["members"]) for p in seen["presence"]] == [
+        ("members", "u", ["x", "u"]),
+        ("member_added", "y", ["x", "u", "y"]),
+        ("member_removed", "x", ["u", "y"]),
+    ]
+    assert seen["messages"] == [], "events never reach listen handlers"
+    assert await tab.run("() => [Thunder.members('presence-r'), Thunder.channels]") == [
+        ["u", "y"],
+        ["private-a", "presence-r", "private-late"],
+    ]
+    # A confirmed channel answers at once; the members are the connection's.
+    await tab.run("() => subscribeRecorded('presence-r')")
+    assert (await tab.record())["answers"][2] == [
+        "success",
+        "presence-r",
+        "Channel already subscribed",
+    ]
+    await tab.run("() => closeFake(1006)")
+    assert await tab.run("() => Thunder.members('presence-r')") == []
+
+
+async def test_user_token_failure_and_pages_without_authorize(tabs):
+    """No user token: no CONNECT, and a retry later; no authorize: the channel is refused."""
+    tab = await fake_tab(tabs)
+    await tab.run(
+        """() => {
+            window.attempts = 0;
+            subscribeRecorded('private-a');
+            Thunder.connect('example.com', 'pub', ['news'], {user: 'u', token: function (cb) {
+                attempts += 1;
+                cb(attempts === 1 ? new Error('backend down') : null, 'tok');
+            }});
+        }"""
+    )
+    await tab.run("() => openFake()")
+    assert await tab.run("() => [fakes[0].sent, fakes[0].readyState]") == [[], 3]
+    await tab.page.clock.run_for(1000)
+    assert await fake_count(tab) == 2
+    await tab.run("() => openFake()")
+    assert await sent(tab) == ["CONNECT u:pub:tok", "SUBSCRIBE news"]
+    assert (await tab.record())["answers"] == [
+        ["error", "private-a", "No authorize option for this channel."]
+    ]
