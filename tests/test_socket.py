@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -285,13 +286,20 @@ async def test_binary_frame_on_raw_websocket_is_ignored(server):
     assert await client.message() == {"payload": "1", "channel": "news"}
 
 
-async def test_oversized_client_message_closes_the_websocket(server):
-    client = await server.client(WebSocketClient, "alice")
+async def test_oversized_client_message_closes_the_websocket(server, caplog):
+    """One close and at most one log line; another client on the channel is not disturbed."""
+    bob = await server.client(WebSocketClient, "bob", "news")
+    client = await server.client(WebSocketClient, "alice", "news")
+    caplog.clear()
     await client.send("x" * (64 * 1024 + 1))
     with pytest.raises(Closed) as closed:
         await client.message()
     assert closed.value.code == 1009
     await server.settled(lambda: not server.hub.is_online("alice"))
+    assert len([record for record in caplog.records if record.levelno >= logging.INFO]) <= 1
+    await server.api("POST", "channels/news/", "1")
+    assert await bob.message() == {"payload": "1", "channel": "news"}
+    assert server.hub.channel_users("news") == ["bob"]
 
 
 async def test_command_order_within_one_message(server, sockjs_transport):

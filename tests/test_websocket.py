@@ -20,7 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.protocol import OPEN
 
+from thunderpush.core.apps import Apps
+from thunderpush.core.commands import Limits
 from thunderpush.server.config import Config
+from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.handshake import answer
 from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
@@ -364,8 +367,10 @@ _HANDSHAKE = [
 ]
 
 
-async def _feed(chunks: list[bytes], raw: bool) -> tuple[_FakeTransport, object]:
-    router = SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
+async def _feed(
+    chunks: list[bytes], raw: bool, router: SockJSRouter | None = None
+) -> tuple[_FakeTransport, object]:
+    router = router or SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
     handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1")
     socket = RawWebSocket(router, handshake, b"", None) if raw else None
     socket = socket or SockJSWebSocket(router, handshake, b"", "s")
@@ -399,6 +404,62 @@ def test_any_bytes_in_any_pieces_keep_going_or_close(pieces, cuts, raw):
     assert not closes or closes == [len(frames) - 1], "nothing may follow a close frame"
     ended = transport.closing or transport.eof or closes
     assert ended or socket._protocol.state is OPEN
+
+
+# What a SockJS websocket frame may carry: JSON that old and new clients send,
+# any JSON at all, and text that is not JSON.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_COMMANDS = st.sampled_from(
+    [
+        "CONNECT alice:key",
+        "CONNECT alice:key:1.x",
+        "CONNECT  alice:key",
+        "SUBSCRIBE news:private-a:presence-b x",
+        "UNSUBSCRIBE news",
+        "SUBSCRIBE",
+        "",
+    ]
+)
+_SOCKJS_PAYLOADS = st.one_of(
+    st.lists(_COMMANDS | _JSON, max_size=4).map(json.dumps),
+    _JSON.map(json.dumps),
+    st.text(max_size=40),
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payloads=st.lists(_SOCKJS_PAYLOADS, min_size=1, max_size=6))
+def test_any_sockjs_frame_keeps_the_session_unless_it_is_not_json(payloads):
+    """What the protocol says to ignore keeps the session; only a frame that is not JSON ends it."""
+    apps = Apps()
+    apps.add("key", "secret")
+    router = SockJSRouter(connection_class(apps, Limits()), "/connect", {})
+    frames = [RawClient.frame(0x1, payload.encode()) for payload in payloads]
+    transport, _socket = asyncio.run(_feed(frames, False, router))
+    frames = _server_frames(bytes(transport.written))
+    closes = [json.loads(data[1:])[0] for op, data in frames if op == 1 and data[:1] == b"c"]
+    payloads = [payload for payload in payloads if payload]  # an empty frame is skipped
+    parsed = []
+    for payload in payloads:
+        try:
+            parsed.append(json.loads(payload))
+        except ValueError:
+            break
+    if len(parsed) == len(payloads):
+        # Every frame was JSON: the session ends only as the protocol says, or
+        # at the end of the test (``close_all``'s 3000).
+        assert len(closes) == 1 and closes[0] in {9000, 9001, 9003, 3000}
+    else:
+        # A frame that is not JSON drops the connection, unless a command
+        # had closed the session already (its close handshake is under way).
+        assert transport.closing or closes
+    assert not apps.get("key").hub.users  # however it ended, the session left the hub
 
 
 @pytest.mark.parametrize("length", [0, 125, 126, 0xFFFF, 0x10000])
