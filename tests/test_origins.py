@@ -194,6 +194,22 @@ async def test_info_reports_the_allowed_origins(server):
         assert info["websocket"] is True
 
 
+async def test_any_page_may_embed_the_iframe_when_no_origin_is_configured(server):
+    response = await fetch(server, "GET", "/connect/iframe.html", None)
+    assert response.code == 200
+    assert "Content-Security-Policy" not in response.headers
+
+
+@restricted
+async def test_only_allowed_pages_may_embed_the_iframe(server):
+    """Inside the iframe, requests come from the server's own origin: framing must be limited."""
+    response = await fetch(server, "GET", "/connect/iframe.html", None)
+    assert response.code == 200
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' " + " ".join(
+        ALLOWED
+    )
+
+
 @restricted
 @pytest.mark.parametrize("method", ["GET", "OPTIONS"])
 async def test_info_refuses_another_page(server, method):

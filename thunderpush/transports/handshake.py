@@ -1,7 +1,7 @@
 """The websocket opening handshake, answered by ``websockets``' ``ServerProtocol``.
 
 A handshake reaches the server in one of two ways: the front door parsed it
-(``serve_upgrade``, the usual way), or Tornado did (``sockjs.WebSocketTransport``
+(``serve_upgrade``, the usual way), or Tornado did (``sockjs_transports.WebSocketTransport``
 calls ``answer`` and ``serve_detached``: the front door handed the request
 over, or the router is mounted in someone else's Tornado application).
 Either way it is answered here, and the connection continues as one
@@ -180,7 +180,7 @@ def serve_upgrade(
 ) -> bool:
     """Serves a handshake the front door parsed; False leaves the request to Tornado.
 
-    Tornado then answers it through ``sockjs.WebSocketTransport``, with the same checks:
+    Tornado then answers it through ``sockjs_transports.WebSocketTransport``, with the same checks:
     a refusal is always Tornado's answer, logged as the client's fault.
     """
     sockjs = _sockjs_path(server.prefix).fullmatch(path)
