@@ -174,3 +174,17 @@ def test_unusable_certificate_files_stop_the_server_with_one_clear_line(
     assert "Traceback" not in output
     assert output.startswith("Thunderpush cannot start: "), output
     assert reason in output, output
+
+
+@pytest.mark.config(ssl_cert=CERT, ssl_key=PRIVATE_KEY, max_connections=1)
+async def test_a_connection_over_the_limit_is_answered_503_over_tls_too(server, trusting):
+    """TLS cannot half-close: the refusal closes once its answer is out, with no traceback."""
+    _, first = await asyncio.open_connection("127.0.0.1", server.port, ssl=trusting)
+    await server.settled(lambda: server.door.open.total == 1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=trusting)
+    writer.write(f"GET /api/1.0.0/{KEY}/users/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer[:100]
+    assert b'\r\n\r\n{"message": "Too many connections.", "status": 503}' in answer
+    writer.close()
+    first.close()

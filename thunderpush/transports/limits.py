@@ -120,8 +120,12 @@ class Refusal(asyncio.Protocol):
         seen = self._seen + data
         if _END_OF_HEAD in seen:
             self._answered = True
-            self._transport.write(closing_response(TOO_MANY_CONNECTIONS))
-            self._transport.write_eof()
+            transport = self._transport
+            transport.write(closing_response(TOO_MANY_CONNECTIONS))
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()  # TLS cannot half-close: close once the answer is out
         elif self._read > _MAX_HEAD:
             self._transport.abort()
         else:
