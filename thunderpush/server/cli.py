@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -129,6 +130,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         )
     parser.add_argument("--ssl-cert", metavar="PATH", help="PEM certificate chain: serve HTTPS/WSS")
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("THUNDERPUSH_REDIS_URL") or defaults.redis_url,
+        metavar="URL",
+        help="redis://HOST:PORT/DB: join the cluster on this Redis "
+        "(default: $THUNDERPUSH_REDIS_URL, else a single process)",
+    )
+    parser.add_argument(
+        "--presence-ttl",
+        type=_seconds,
+        default=defaults.presence_ttl,
+        metavar="SECONDS",
+        help="a node silent for longer leaves the cluster's presence (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=defaults.workers,
+        metavar="N",
+        help="start N server processes on ports PORT to PORT+N-1 (default: %(default)s)",
+    )
     parser.add_argument("-V", "--version", action="version", version=__version__)
     parser.add_argument("clientkey", type=_credential("public key"), help="client key")
     parser.add_argument("apikey", type=_credential("secret"), help="server API key")
@@ -153,6 +175,9 @@ def config_from(args: argparse.Namespace) -> Config:
         allowed_origins=args.allowed_origins,
         ssl_cert=args.ssl_cert,
         ssl_key=args.ssl_key,
+        redis_url=args.redis_url,
+        presence_ttl=args.presence_ttl,
+        workers=args.workers,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 

@@ -63,6 +63,14 @@ class Config:
     ssl_cert: str | None = None
     ssl_key: str | None = None
 
+    # -- the cluster (docs/cluster.rst) -------------------------------------
+    # redis://HOST:PORT/DB: join the cluster of every node with the same URL.
+    redis_url: str | None = None
+    # A node that has not refreshed its presence for this long is gone, in seconds.
+    presence_ttl: float = 30.0
+    # Server processes to start on ports port, port+1, ... (needs redis_url when > 1).
+    workers: int = 1
+
 
 class ConfigError(ValueError):
     """A setting the server cannot start with; the message says which and why."""
