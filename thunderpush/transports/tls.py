@@ -59,30 +59,38 @@ def server_context(config: Config) -> ssl.SSLContext | None:
 class _End(asyncio.Protocol):
     """One side of a relay: what it reads is written to the other side."""
 
-    __slots__ = ("transport", "other")
+    __slots__ = ("transport", "other", "early")
 
     def __init__(self) -> None:
         self.transport: Any = None
         self.other: _End | None = None
+        # What arrived before the other side was connected: Python 3.10's TLS
+        # transport delivers what it has decrypted even while paused.
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         other = self.other.transport
-        if not other.is_closing():  # (asyncio warns of writes to a closed transport)
+        if other is None:
+            self.early.append(data)
+        elif not other.is_closing():  # (asyncio warns of writes to a closed transport)
             other.write(data)
 
     def pause_writing(self) -> None:
-        self.other.transport.pause_reading()
+        if self.other.transport is not None:
+            self.other.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.other.transport.resume_reading()
+        if self.other.transport is not None:
+            self.other.transport.resume_reading()
 
     def eof_received(self) -> bool:
         return False  # the transport closes; ``connection_lost`` closes the other side
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
         other = self.other.transport
         if other is not None:
             other.close()  # after what it holds for its peer is written
@@ -95,11 +103,14 @@ class _PairEnd(_End):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        tls = self.other.transport
-        if tls.is_closing():
+        tls = self.other
+        if tls.transport is None or tls.transport.is_closing():
             transport.close()  # the client left during the hand-over
-        else:
-            tls.resume_reading()  # paused since the request was handed off
+            return
+        for data in tls.early:
+            transport.write(data)
+        tls.early.clear()
+        tls.transport.resume_reading()  # paused since the request was handed off
 
 
 def relay(transport: asyncio.Transport, sock: socket.socket) -> Coroutine[Any, Any, None]:
@@ -122,4 +133,5 @@ async def _connect(pair: _PairEnd, sock: socket.socket) -> None:
         await loop.connect_accepted_socket(lambda: pair, sock)
     except OSError:
         sock.close()
-        pair.other.transport.abort()
+        if pair.other.transport is not None:
+            pair.other.transport.abort()
