@@ -108,6 +108,13 @@ async def test_api_answers_byte_for_byte_as_tornado(server, tornado_port, case):
     data = SAME_AS_TORNADO[case]
     ours = await exchange(server.port, data)
     reference = await exchange(tornado_port, data)
+    for _ in range(3):
+        if reference:
+            break
+        # Tornado drops its answer when the client's end of stream arrives
+        # with the request (exchange half-closes), which happens under load:
+        # that is the reference's race, not what is compared.
+        reference = await exchange(tornado_port, data)
     if case == "pipelined into a handoff":
         # The SockJS info carries random entropy, so its length varies too.
         noise = rb'"entropy":\d+|Etag: "\w+"|Content-Length: \d+(?=\r\n\r\n\{"websocket")'
