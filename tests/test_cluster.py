@@ -110,7 +110,9 @@ async def nodes(redis):
             built = build(config)
             await built.start()
             await built.door.listen(0, "127.0.0.1")
-            running.append((built, Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door)))
+            running.append(
+                (built, Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door))
+            )
         return [server for _, server in running[-count:]]
 
     yield start
@@ -173,3 +175,200 @@ async def count_users(server: Server) -> int:
 
 async def online(server: Server, user: str) -> bool:
     return json_of(await server.api("GET", f"users/{user}/"))["online"]
+
+
+# -- listings and counts ----------------------------------------------------------
+
+
+async def test_users_and_channels_are_listed_and_counted_for_the_whole_cluster(nodes):
+    a, b = await nodes(2)
+    ann = await a.client(WebSocketClient, "ann", "news", "sport")
+    await b.client(WebSocketClient, "bob", "news")
+    await b.client(WebSocketClient, "ann", "news")
+    for server in (a, b):
+        await eventually(lambda s=server: listed(s, "news"), ["ann", "bob"])
+        assert await listed(server, "sport") == ["ann"]
+        assert await count_users(server) == 2
+        assert await online(server, "bob") and not await online(server, "carol")
+    # Three connections in news, one of them here on a: counted once each.
+    assert body(await a.api("POST", "channels/news/", "1")) == (200, '{"count": 3}\n')
+    assert body(await b.api("POST", "channels/sport/", "1")) == (200, '{"count": 1}\n')
+    # ann leaves news on a: still listed, through her connection on b (which came after bob's).
+    await ann.send("UNSUBSCRIBE news")
+    await eventually(lambda: listed(b, "news"), ["bob", "ann"])
+    assert body(await b.api("POST", "channels/news/", "2")) == (200, '{"count": 2}\n')
+
+
+async def test_delete_closes_a_users_connections_on_every_node(nodes):
+    a, b = await nodes(2)
+    here = await a.client(WebSocketClient, "ann", "news")
+    there = await b.client(XhrStreamingClient, "ann")
+    await b.client(WebSocketClient, "bob", "news")
+    await eventually(lambda: listed(b, "news"), ["ann", "bob"])
+    assert (await b.api("DELETE", "users/ann/")).code == 204
+    assert (await here.closed())[0] == 9002
+    assert (await there.closed())[0] == 9002
+    await eventually(lambda: online(a, "ann"), False)
+    await eventually(lambda: listed(a, "news"), ["bob"])
+    assert await count_users(b) == 1
+
+
+# -- presence channels ---------------------------------------------------------
+
+
+async def in_presence(server: Server, user: str, kind=WebSocketClient, channel="presence-room"):
+    """A connection of ``user`` in ``channel``, and the members it was told of."""
+    client = await server.client(kind, user)
+    await client.send(f"SUBSCRIBE {channel} {channel_token(KEY, SECRET, user, channel)}")
+    event = await client.message()
+    assert event["event"] == "subscription_succeeded", event
+    return client, event["members"]
+
+
+async def test_presence_members_and_events_span_the_nodes_each_user_once(nodes):
+    a, b = await nodes(2)
+    alice, members = await in_presence(a, "alice")
+    assert members == ["alice"]
+    bob, members = await in_presence(b, "bob", XhrStreamingClient)
+    assert members == ["alice", "bob"]
+    assert await alice.message() == {
+        "event": "member_added",
+        "channel": "presence-room",
+        "user": "bob",
+    }
+    # alice's second connection, on the other node: told the members, announced to nobody.
+    alice2, members = await in_presence(b, "alice")
+    assert members == ["alice", "bob"]
+    await eventually(lambda: listed(a, "presence-room"), ["alice", "bob"])
+    # Her first connection leaves: she is still in the room, through the second.
+    await alice.send("UNSUBSCRIBE presence-room")
+    await eventually(lambda: listed(a, "presence-room"), ["bob", "alice"])
+    await bob.no_message()
+    # Her last connection leaves: bob hears it, once.
+    await alice2.send("UNSUBSCRIBE presence-room")
+    assert await bob.message() == {
+        "event": "member_removed",
+        "channel": "presence-room",
+        "user": "alice",
+    }
+    await eventually(lambda: listed(a, "presence-room"), ["bob"])
+    await bob.no_message()
+    await alice.no_message()
+
+
+# -- Redis away and back ----------------------------------------------------------
+
+
+async def test_nodes_answer_503_while_redis_is_down_and_rejoin_by_themselves(nodes, redis, caplog):
+    a, b = await nodes(2)
+    ann = await a.client(WebSocketClient, "ann", "news")
+    bob, _ = await in_presence(b, "bob")
+    await eventually(lambda: listed(a, "news"), ["ann"])
+    redis.stop()
+
+    async def status() -> int:
+        started = time.monotonic()
+        response = await a.api("POST", "channels/news/", "1")
+        assert time.monotonic() - started < 1.5, "a call that needs Redis must not hang"
+        return response.code
+
+    await eventually(status, 503)
+    response = await b.api("GET", "users/")
+    assert body(response) == (503, '{"message": "Cluster backend unavailable.", "status": 503}\n')
+    # Sessions stay and commands work locally: a presence subscription gets this node's members.
+    carol, members = await in_presence(b, "carol")
+    assert members == ["bob", "carol"]
+    await ann.send("SUBSCRIBE sport")
+    await a.settled(lambda: a.hub.channel_users("sport") == ["ann"])
+
+    redis.start()
+    # Back by themselves: presence rewritten from each node's hub (Redis lost it all).
+    await eventually(lambda: status_and(a, "GET", "channels/sport/"), (200, ["ann"]), timeout=10)
+    await eventually(
+        lambda: status_and(a, "GET", "channels/presence-room/"), (200, ["bob", "carol"]), timeout=10
+    )
+    assert body(await b.api("POST", "channels/news/", "2")) == (200, '{"count": 1}\n')
+    assert await ann.message() == {"payload": "2", "channel": "news"}
+    assert await count_users(a) == 3
+    # What changed in presence channels while Redis was away is announced once it is
+    # back, and who was told only this node's members is told the cluster's.
+    assert await bob.message() == {
+        "event": "member_added",
+        "channel": "presence-room",
+        "user": "carol",
+    }
+    assert await carol.message() == {
+        "event": "subscription_succeeded",
+        "channel": "presence-room",
+        "members": ["bob", "carol"],
+    }
+    # Presence events flow again across the nodes.
+    dave, members = await in_presence(a, "dave")
+    assert members == ["bob", "carol", "dave"]
+    for client in (bob, carol):
+        assert await client.message() == {
+            "event": "member_added",
+            "channel": "presence-room",
+            "user": "dave",
+        }
+    await bob.no_message()
+    await carol.no_message()
+    lines = [r.getMessage() for r in caplog.records if r.name == "thunderpush.cluster.node"]
+    assert sum("unavailable" in line for line in lines if "still" not in line) == 2, lines
+    assert sum(line.startswith("Back in the cluster") for line in lines) == 2, lines
+
+
+async def status_and(server: Server, method: str, path: str) -> tuple[int, Any]:
+    response = await server.api(method, path)
+    if response.code != 200:
+        return response.code, None
+    return 200, json_of(response)["users"]
+
+
+# -- a node that dies ------------------------------------------------------------
+
+
+def test_a_killed_node_leaves_presence_within_the_ttl(redis, tmp_path):
+    args = ("--redis-url", redis.url, "--presence-ttl", "2")
+    survivor = start_server_process(tmp_path, *args)
+    doomed = start_server_process(tmp_path, *args)
+    try:
+        asyncio.run(_kill_and_watch(survivor, doomed))
+    finally:
+        for process in (survivor, doomed):
+            process.stop()
+    assert "Traceback" not in survivor.log(), survivor.log()
+
+
+async def _kill_and_watch(survivor, doomed) -> None:
+    async def api(process, method, path):
+        return await call_api(process.url, method, path)
+
+    watcher = await WebSocketClient(survivor.url).open()
+    victim = await WebSocketClient(doomed.url).open()
+    try:
+        for client, user in ((watcher, "watcher"), (victim, "victim")):
+            await client.send(f"CONNECT {user}:{KEY}")
+            token = channel_token(KEY, SECRET, user, "presence-room")
+            await client.send(f"SUBSCRIBE presence-room {token}")
+            assert (await client.message())["event"] == "subscription_succeeded"
+        assert (await watcher.message())["user"] == "victim"
+
+        async def users() -> list[str]:
+            return json_of(await api(survivor, "GET", "channels/presence-room/"))["users"]
+
+        await eventually(users, ["watcher", "victim"])
+        doomed.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        # Readers stop counting it after the TTL; a live node then forgets it and says so.
+        await eventually(users, ["watcher"], timeout=4)
+        assert await watcher.message(timeout=4) == {
+            "event": "member_removed",
+            "channel": "presence-room",
+            "user": "victim",
+        }
+        assert time.monotonic() - killed < 2 + 2 / 3 + 1
+        assert json_of(await api(survivor, "GET", "users/"))["count"] == 1
+    finally:
+        await watcher.close()
+        await victim.close()

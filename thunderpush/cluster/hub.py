@@ -47,6 +47,8 @@ class ClusterHub(Hub):
         # (connection, presence channel) -> the number of the last event its
         # member list included.
         self._told_until: dict[tuple[Connection, str], int] = {}
+        # Connections told only this node's members, while Redis was away.
+        self._alone: dict[tuple[Connection, str], None] = {}
 
     # -- what Redis must learn ------------------------------------------------
 
@@ -78,11 +80,26 @@ class ClusterHub(Hub):
     # -- presence channels across the cluster -----------------------------
 
     def welcome(self, connection: Connection, channel: str) -> None:
-        if not self.registry.welcome(self, connection, channel):
-            # No cluster to ask: this node's members are all it knows.
+        if self.registry.welcome(self, connection, channel):
+            self._waiting.setdefault((connection, channel), [])
+        else:
+            self.welcome_alone(connection, channel)
+
+    def welcome_alone(self, connection: Connection, channel: str) -> None:
+        """No cluster to ask: tells this node's members, and the cluster's once it is back."""
+        self._waiting.pop((connection, channel), None)
+        if self.is_subscribed(connection, channel):
+            self._alone[connection, channel] = None
             super().welcome(connection, channel)
-            return
-        self._waiting.setdefault((connection, channel), [])
+
+    def rejoined(self) -> list[tuple[Connection, str]]:
+        """Back in the cluster: event numbers start again (Redis may have restarted).
+
+        Returns the connections ``welcome_alone`` answered, to be told again.
+        """
+        self._told_until.clear()
+        alone, self._alone = self._alone, {}
+        return [key for key in alone if self.is_subscribed(*key)]
 
     def welcomed(self, connection: Connection, channel: str, users: list[str], seq: int) -> None:
         """The cluster's member list for ``connection``, as of event number ``seq``."""
@@ -111,3 +128,4 @@ class ClusterHub(Hub):
     def _forget(self, connection: Connection, channel: str) -> None:
         self._waiting.pop((connection, channel), None)
         self._told_until.pop((connection, channel), None)
+        self._alone.pop((connection, channel), None)

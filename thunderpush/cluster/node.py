@@ -122,10 +122,10 @@ class Node:
             for text in scripts.ALL:
                 self._shas[text] = await client.script_load(text)
             await bus.subscribe(*self._by_bus)
-            await self._beat(client)
+            forgotten = await self._beat(client)
             self._client = client
             self.up = True
-            await self.registry.resync(client, list(self.hubs.values()))
+            await self.registry.resync(client, list(self.hubs.values()), forgotten)
             self._joined.set()
             if self._warned:
                 logger.info("Back in the cluster on %s.", self.url)
@@ -164,10 +164,14 @@ class Node:
         self._warned = True
         logger.warning("Redis at %s is unavailable (%s); reconnecting.", self.url, error)
 
-    async def _beat(self, client: Redis) -> None:
-        forgotten = await self.script(client, scripts.BEAT, self.ttl, self.id, *self.hubs)
-        for node in forgotten:
-            logger.info("Forgot node %s: no heartbeat for %.0f s.", node.decode(), self.ttl)
+    async def _beat(self, client: Redis) -> bool:
+        """Says this node is alive; True if the others had forgotten it."""
+        was_forgotten, *dead = await self.script(
+            client, scripts.BEAT, self.ttl, self.id, *self.hubs
+        )
+        for node in dead:
+            logger.info("Forgot node %s: no heartbeat for %g s.", node.decode(), self.ttl)
+        return bool(was_forgotten)
 
     async def _beat_forever(self, client: Redis) -> None:
         while True:

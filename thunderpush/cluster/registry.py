@@ -6,6 +6,12 @@ many changes it sums up, and rewriting everything after Redis was away is the
 same operation over every record.  Example of a turn: three subscriptions and
 a welcome become one pipeline, the welcome's member list read after the
 writes, so a new member sees itself.
+
+Rewriting after an outage announces in presence channels only what changed
+while Redis was away (the others were told of the rest before), unless the
+cluster had forgotten this node, which it announced: then everything again.
+Connections told a member list while Redis was away (this node's members
+only) are told the cluster's list once it is back.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from thunderpush.cluster import scripts
 from thunderpush.core.hub import Connection
+from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -31,7 +38,10 @@ class Registry:
         self.node = node
         # Dicts as ordered sets: changes are written in the order they came.
         self._users: dict[tuple[ClusterHub, str], None] = {}
-        self._members: dict[tuple[ClusterHub, str, str], None] = {}
+        # (hub, channel, user) -> whether a change in a presence channel is announced.
+        self._members: dict[tuple[ClusterHub, str, str], bool] = {}
+        # Presence-channel members that changed while Redis was away.
+        self._offline: dict[tuple[ClusterHub, str, str], None] = {}
         self._welcomes: list[tuple[ClusterHub, Connection, str]] = []
         self._wanted = asyncio.Event()
 
@@ -44,8 +54,10 @@ class Registry:
 
     def member_changed(self, hub: ClusterHub, channel: str, userid: str) -> None:
         if self.node.up:
-            self._members[hub, channel, userid] = None
+            self._members[hub, channel, userid] = True
             self._wanted.set()
+        elif is_presence_channel(channel):
+            self._offline[hub, channel, userid] = None
 
     def welcome(self, hub: ClusterHub, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
@@ -57,21 +69,26 @@ class Registry:
 
     # -- writing ------------------------------------------------------------
 
-    async def resync(self, client: Redis, hubs: list[ClusterHub]) -> None:
-        """Rewrites every record of this node: what Redis has for it, and what its hubs hold."""
+    async def resync(self, client: Redis, hubs: list[ClusterHub], forgotten: bool) -> None:
+        """Rewrites every record of this node: what Redis has for it, and what its hubs
+        hold; announces everything if the cluster had ``forgotten`` this node."""
+        offline, self._offline = self._offline, {}
+        members = self._members
         for hub in hubs:
             users, channels, pairs = await self.node.script(
                 client, scripts.RECORDS, hub.key, self.node.id
             )
             for user in [*users, *hub.users]:
                 self._users[hub, _text(user)] = None
-            for channel in channels:
-                self._members[hub, _text(channel), ""] = None
-            for channel, user in zip(pairs[::2], pairs[1::2], strict=True):
-                self._members[hub, _text(channel), _text(user)] = None
+            marked = [(_text(channel), "") for channel in channels]
+            marked += [(_text(c), _text(u)) for c, u in zip(pairs[::2], pairs[1::2], strict=True)]
             for channel, connections in hub.channels.items():
-                for connection in connections:
-                    self._members[hub, channel, connection.userid] = None
+                marked += [(channel, connection.userid) for connection in connections]
+            for channel, user in marked:
+                key = (hub, channel, user)
+                members[key] = members.get(key, False) or forgotten or key in offline
+            for connection, channel in hub.rejoined():
+                hub.welcome(connection, channel)
         await self.write(client)
 
     async def write_forever(self, client: Redis) -> None:
@@ -89,7 +106,10 @@ class Registry:
         try:
             answers = await self._send(client, users, members, welcomes)
         except BaseException:
-            self._welcomes[:0] = welcomes  # answered locally by ``clear``
+            # Left for ``clear``, which the failure leads to.
+            for key, loud in members.items():
+                self._members[key] = self._members.get(key, False) or loud
+            self._welcomes[:0] = welcomes
             raise
         for (hub, connection, channel), (seq, *names) in zip(welcomes, answers, strict=True):
             hub.welcomed(connection, channel, [_text(name) for name in names], seq)
@@ -98,7 +118,7 @@ class Registry:
         self,
         client: Redis,
         users: dict[tuple[ClusterHub, str], None],
-        members: dict[tuple[ClusterHub, str, str], None],
+        members: dict[tuple[ClusterHub, str, str], bool],
         welcomes: list[tuple[ClusterHub, Connection, str]],
     ) -> list:
         node = self.node
@@ -110,10 +130,10 @@ class Registry:
             count = len(hub.channels.get(channel, ()))
             _set(pipe, scripts.channel_count_key(hub.key, node.id), channel, count)
         score = str(int(time.time() * 1000))
-        for hub, channel, user in members:
+        for (hub, channel, user), loud in members.items():
             if user:  # "" only marks a channel whose count to rewrite
                 here = score if hub.has_member(channel, user) else ""
-                args = (node.ttl, hub.key, node.id, channel, user, here)
+                args = (node.ttl, hub.key, node.id, channel, user, here, "1" if loud else "")
                 node.queue_script(pipe, scripts.MEMBER, *args)
         for hub, _, channel in welcomes:
             node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel)
@@ -123,11 +143,13 @@ class Registry:
     def clear(self) -> None:
         """Redis is gone: drop what was not written (``resync`` rewrites it all), and
         answer the waiting welcomes with what this node knows."""
+        for (hub, channel, user), loud in self._members.items():
+            if loud and is_presence_channel(channel):
+                self._offline[hub, channel, user] = None  # never announced: announce on return
         self._users, self._members = {}, {}
         welcomes, self._welcomes = self._welcomes, []
         for hub, connection, channel in welcomes:
-            if hub.is_subscribed(connection, channel):
-                hub.welcomed(connection, channel, hub.channel_members(channel), 0)
+            hub.welcome_alone(connection, channel)
 
 
 def _set(pipe: object, key: str, field: str, count: int) -> None:

@@ -11,6 +11,7 @@ key, ``<node>`` a node's id)::
     tp:<app>:<node>:c        hash  channel -> connections in it on the node
     tp:<app>:c:<channel>     zset  "<node> <user>" -> when it first subscribed
     tp:<app>:seq             int   the number of the last presence event
+    tp:forgotten:<node>      a node that others forgot (for a day)
     tp:<app>:bus             the app's pub/sub channel (``thunderpush.cluster.bus``)
 
 Readers count only the nodes heard from within the presence TTL; a node's
@@ -105,14 +106,15 @@ return count
 """
 )
 
-# ARGV: ttl, app, node, channel, user, score ("" to leave).  Records or
-# removes the node's ``user`` in ``channel``; in a presence channel, the
-# user's arrival anywhere or departure from everywhere is announced.
+# ARGV: ttl, app, node, channel, user, score ("" to leave), loud ("1" or "").
+# Records or removes the node's ``user`` in ``channel``; in a presence
+# channel, if loud, the user's arrival anywhere or departure from everywhere
+# is announced.
 MEMBER = (
     _COMMON
     + """
 local ttl, app, node = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local channel, user, score = ARGV[4], ARGV[5], ARGV[6]
+local channel, user, score, loud = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local key = P .. app .. ':c:' .. channel
 local changed, kind
 if score ~= '' then
@@ -120,7 +122,8 @@ if score ~= '' then
 else
   changed, kind = redis.call('ZREM', key, node .. ' ' .. user), 'r'
 end
-if changed == 1 and is_presence(channel) and not elsewhere(app, channel, user, live(ttl), node) then
+if changed == 1 and loud == '1' and is_presence(channel)
+    and not elsewhere(app, channel, user, live(ttl), node) then
   announce(app, kind, channel, user)
 end
 return changed
@@ -128,21 +131,25 @@ return changed
 )
 
 # ARGV: ttl, node, app...  The heartbeat: the node is alive now; nodes not
-# heard from within ttl are forgotten.  Answers the forgotten nodes.
+# heard from within ttl are forgotten (and marked so for a day, in case one
+# was only cut off and comes back).  Answers 1 if this node had been
+# forgotten, then the nodes it forgot.
 BEAT = (
     _COMMON
     + """
 local ttl, node = tonumber(ARGV[1]), ARGV[2]
 local t = now()
 redis.call('ZADD', 'tp:nodes', t, node)
-local dead = redis.call('ZRANGEBYSCORE', 'tp:nodes', '-inf', '(' .. (t - ttl))
-for _, gone in ipairs(dead) do
+local out = {redis.call('DEL', 'tp:forgotten:' .. node)}
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', 'tp:nodes', '-inf', '(' .. (t - ttl))) do
   redis.call('ZREM', 'tp:nodes', gone)
+  redis.call('SET', 'tp:forgotten:' .. gone, 1, 'EX', 86400)
   for i = 3, #ARGV do
     forget(ARGV[i], gone, ttl)
   end
+  out[#out + 1] = gone
 end
-return dead
+return out
 """
 )
 
