@@ -24,7 +24,7 @@ setup(
         "httptools>=0.6.4",
         "websockets>=14",
         # The cluster (--redis-url) only; a single process never imports it.
-        "redis>=5.0.1,<9",
+        "redis>=8.1,<9",
     ],
     entry_points={
         "console_scripts": [

@@ -13,16 +13,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from thunderpush.auth import channel_token
+from thunderpush.core.protocol import SERVER_SHUTDOWN
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
+from thunderpush.server.process import shut_down
 
 from .conftest import KEY, SECRET, Server, call_api, free_port, start_server_process
 from .sockjs_client import WebSocketClient, XhrStreamingClient
@@ -98,6 +101,13 @@ def body(response) -> Any:
     return (response.code, response.body.decode())
 
 
+@dataclass
+class Node(Server):
+    """An in-process server of the cluster, and the parts it was built from."""
+
+    built: Any = None
+
+
 @pytest.fixture
 async def nodes(redis):
     """``await nodes(n, **config)``: n servers in this loop, joined through ``redis``."""
@@ -110,8 +120,9 @@ async def nodes(redis):
             built = build(config)
             await built.start()
             await built.door.listen(0, "127.0.0.1")
+            hub = built.apps.get(KEY).hub
             running.append(
-                (built, Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door))
+                (built, Node(built.door.port, built.router, hub, built.door, built=built))
             )
         return [server for _, server in running[-count:]]
 
@@ -372,3 +383,30 @@ async def _kill_and_watch(survivor, doomed) -> None:
     finally:
         await watcher.close()
         await victim.close()
+
+
+def test_a_single_process_never_imports_redis():
+    script = (
+        "import sys\n"
+        "from thunderpush.server.application import build\n"
+        "from thunderpush.server.config import Config\n"
+        "build(Config(apikey='key', apisecret='secret'))\n"
+        "loaded = [m for m in sys.modules if m.startswith(('redis', 'thunderpush.cluster'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+async def test_a_node_that_shuts_down_leaves_presence_at_once(nodes):
+    a, b = await nodes(2, presence_ttl=30.0)
+    watcher, _ = await in_presence(a, "watcher")
+    await in_presence(b, "leaver")
+    assert (await watcher.message())["user"] == "leaver"
+    await shut_down(b.built, *SERVER_SHUTDOWN)
+    assert await watcher.message() == {
+        "event": "member_removed",
+        "channel": "presence-room",
+        "user": "leaver",
+    }
+    assert await listed(a, "presence-room") == ["watcher"]
+    assert await count_users(a) == 1
