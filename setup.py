@@ -23,6 +23,8 @@ setup(
         "sockjs-tornado==1.0.7",
         "httptools>=0.6.4",
         "websockets>=14",
+        # The cluster (--redis-url) only; a single process never imports it.
+        "redis>=8.1,<9",
     ],
     entry_points={
         "console_scripts": [

@@ -59,6 +59,7 @@ NOT_FOUND = error_answer(404, "Not found.")
 METHOD_NOT_ALLOWED = error_answer(405, "Method not allowed.")
 WRONG_KEY = error_answer(401, "Wrong API key/secret.")
 TOO_LARGE = error_answer(413, "Request body is too large.")
+BACKEND_UNAVAILABLE = error_answer(503, "Cluster backend unavailable.")
 
 
 def method_not_allowed(methods: Iterable[str]) -> Answer:

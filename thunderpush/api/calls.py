@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Mapping
 
 from thunderpush.api.actions import Action, Handling
 from thunderpush.api.answers import (
+    BACKEND_UNAVAILABLE,
     NOT_FOUND,
     PREFLIGHT,
     TOO_LARGE,
@@ -29,7 +30,7 @@ from thunderpush.api.answers import (
     method_not_allowed,
 )
 from thunderpush.core.apps import App, Apps
-from thunderpush.core.broker import Result
+from thunderpush.core.broker import BackendUnavailable, Result
 
 
 class Call:
@@ -57,6 +58,8 @@ async def _answered(answer: Awaitable[Answer]) -> Answer:
         return await answer
     except ApiError as error:
         return error.answer()
+    except BackendUnavailable:
+        return BACKEND_UNAVAILABLE
 
 
 class Api:

@@ -4,7 +4,8 @@ The server builds one ``Apps`` and passes it to everything that needs to find
 an app by key (the API, the SockJS connections); nothing is process-wide, so
 tests and embedding applications can run several servers in one process.
 Every app shares the registry's broker and presence, the backend the server
-was started with.  Example::
+was started with, and gets its hub from the backend's ``hubs`` (a cluster's
+hubs also record their connections in the cluster).  Example::
 
     apps = Apps()                        # in-memory broker and presence
     app = apps.add("key", "secret")
@@ -14,6 +15,7 @@ was started with.  Example::
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
@@ -37,13 +39,21 @@ class App:
 class Apps:
     """The registry of apps by public key, with the backend they share."""
 
-    def __init__(self, broker: Broker | None = None, presence: Presence | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+        hubs: Callable[[str], Hub] | None = None,
+    ) -> None:
         self.broker = broker or LocalBroker()
         self.presence = presence or LocalPresence()
+        # The hub of a new app, given its key.
+        self.hubs = hubs
         self._by_key: dict[str, App] = {}
 
     def add(self, key: str, secret: str, require_signature: bool = False) -> App:
-        app = App(key, secret, self.broker, self.presence, require_signature=require_signature)
+        hub = Hub() if self.hubs is None else self.hubs(key)
+        app = App(key, secret, self.broker, self.presence, hub, require_signature)
         self._by_key[key] = app
         return app
 

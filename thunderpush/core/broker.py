@@ -2,9 +2,10 @@
 
 On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
 it directly and answers at once.  A cluster broker (Redis) implements the same
-three methods by moving the request to every node; its answers are awaitables.
-Callers accept either (``Result``), so the single-process path never creates a
-task or a future per request.
+three methods by moving the request to every node; its answers are awaitables,
+which raise ``BackendUnavailable`` when the cluster cannot be reached.  Callers
+accept either (``Result``), so the single-process path never creates a task or
+a future per request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # An answer now, or one to await: a local backend never makes callers wait.
 Result = T | Awaitable[T]
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot answer now (a cluster's Redis is down); the API says 503."""
 
 
 class Broker(abc.ABC):

@@ -186,8 +186,7 @@ class Client:
         else:
             hub.subscribe(self, channel)
             if protocol.is_presence_channel(channel):
-                members = hub.channel_members(channel)
-                self.send_delivery(protocol.subscription_succeeded(channel, members))
+                hub.welcome(self, channel)
             elif private:
                 self.send_delivery(protocol.subscription_succeeded(channel))
             return

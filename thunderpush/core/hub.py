@@ -33,6 +33,7 @@ from thunderpush.core.protocol import (
     is_valid_channel_name,
     member_added,
     member_removed,
+    subscription_succeeded,
 )
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,13 @@ class Hub:
             others = [other for other in subscribers if other is not connection]
             self._deliver(others, member_added(channel, userid))
 
+    def welcome(self, connection: Connection, channel: str) -> None:
+        """Tells ``connection``, now in presence ``channel``, who is there.
+
+        A cluster hub answers once the cluster has told it (``thunderpush.cluster``).
+        """
+        connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
+
     def unsubscribe(self, connection: Connection, channel: str) -> None:
         """Remove this one connection from ``channel``; the others stay."""
         channels = self._subscriptions.get(connection)
@@ -156,6 +164,10 @@ class Hub:
     def subscription_count(self, connection: Connection) -> int:
         """How many channels ``connection`` is in."""
         return len(self._subscriptions.get(connection, ()))
+
+    def channels_of(self, connection: Connection) -> list[str]:
+        """The channels ``connection`` is in."""
+        return list(self._subscriptions.get(connection, ()))
 
     def is_subscribed(self, connection: Connection, channel: str) -> bool:
         return channel in self._subscriptions.get(connection, ())

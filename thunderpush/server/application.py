@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import tornado.web
 
@@ -24,6 +25,9 @@ from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.origins import AllowedOrigins
 from thunderpush.transports.sockjs import SockJSRouter
+
+if TYPE_CHECKING:
+    from thunderpush.cluster import Node
 
 
 class ClientScriptHandler(tornado.web.RequestHandler):
@@ -85,16 +89,51 @@ class Server:
     api: Api
     router: SockJSRouter
     door: FrontDoor
+    # This process in the cluster, with ``config.redis_url``: ``start`` joins it.
+    node: Node | None = None
+
+    async def start(self) -> None:
+        """Joins the cluster, if there is one; ``stop`` leaves it."""
+        if self.node is not None:
+            await self.node.start()
+
+    async def stop(self) -> None:
+        if self.node is not None:
+            await self.node.stop()
+
+
+def cluster_node(config: Config) -> Node:
+    """This process's node in the cluster on ``config.redis_url``.
+
+    Imported here, and only with a Redis URL, so that a single process never loads redis.
+    """
+    from redis.asyncio.connection import parse_url
+
+    from thunderpush.cluster import Node
+
+    try:
+        parse_url(config.redis_url)
+    except ValueError as error:
+        raise ConfigError(f"--redis-url: {error}") from None
+    return Node(config.redis_url, config.presence_ttl)
 
 
 def build(config: Config, apps: Apps | None = None) -> Server:
-    """A server for ``apps`` (by default: the one app of ``config``'s key and secret).
+    """A server for ``apps`` (by default: the one app of ``config``'s key and secret,
+    on the cluster of ``config.redis_url`` if there is one).
 
     Raises ``ConfigError`` for settings it cannot serve with (origins, TLS files,
-    an empty or whitespace key or secret).
+    an empty or whitespace key or secret, a Redis URL that is none).
     """
+    node = None
     if apps is None:
-        apps = Apps()
+        if config.redis_url:
+            from thunderpush.cluster import cluster_apps
+
+            node = cluster_node(config)
+            apps = cluster_apps(node)
+        else:
+            apps = Apps()
         apps.add(
             checked_credential("public key", config.apikey),
             checked_credential("secret", config.apisecret),
@@ -102,4 +141,4 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         )
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
-    return Server(config, apps, api, router, FrontDoor(config, application, router, api))
+    return Server(config, apps, api, router, FrontDoor(config, application, router, api), node)

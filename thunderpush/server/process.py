@@ -72,6 +72,7 @@ def configure_logging(verbose: bool) -> None:
 async def serve(config: Config, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then close every session and return."""
     server = build(config)
+    await server.start()
     await server.door.listen(config.port, config.host)
     logger.info("Thunderpush %s listening on %s:%d", __version__, config.host or "*", config.port)
     await stop.wait()
@@ -80,7 +81,8 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
 
 
 async def shut_down(server: Server, code: int, reason: str) -> None:
-    """Stop accepting, close every session with ``code``, wait (bounded) for clients."""
+    """Stop accepting, close every session with ``code``, wait (bounded) for clients,
+    leave the cluster."""
     server.door.stop()
     server.router.close_all(code, reason)
     try:
@@ -88,6 +90,7 @@ async def shut_down(server: Server, code: int, reason: str) -> None:
     except asyncio.TimeoutError:
         logger.warning("Some connections were still open after %.0f s.", SHUTDOWN_GRACE_SECONDS)
     server.apps.disconnect_all()
+    await server.stop()
 
 
 async def _serve_until_signalled(config: Config) -> None:

@@ -100,8 +100,14 @@ class Request:
         return self.peer[0] if self.peer else ""
 
     def log(self, status: int) -> None:
-        """One access-log line, as Tornado writes it."""
-        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        """One access-log line, as Tornado writes it; but a 503 (a cluster node while
+        Redis is away, which the node has said once) is a warning, not a server fault."""
+        if status < 400:
+            level = logging.INFO
+        elif status < 500 or status == 503:
+            level = logging.WARNING
+        else:
+            level = logging.ERROR
         if access_log.isEnabledFor(level):
             elapsed_ms = 1000.0 * (time.time() - self.started)
             access_log.log(

@@ -1,0 +1,28 @@
+"""The cluster: several processes, on one machine or many, serving the same apps
+through Redis (docs/cluster.rst).
+
+* ``node`` - this process in the cluster: its Redis connection, heartbeat, reconnection;
+* ``bus`` - the broker on Redis pub/sub, and delivery of what arrives to the local hub;
+* ``hub`` - the local hub that records itself in Redis and speaks for presence channels;
+* ``registry`` - this node's presence records, written once per loop turn;
+* ``presence`` - the API's reads, added up over every live node;
+* ``scripts`` - the Lua that does each of those in one atomic round trip.
+
+Nothing outside ``thunderpush.server.application`` imports this package, and
+only when a Redis URL is configured: a single process never loads redis.
+"""
+
+from __future__ import annotations
+
+from thunderpush.cluster.bus import RedisBroker
+from thunderpush.cluster.node import Node
+from thunderpush.cluster.presence import RedisPresence
+from thunderpush.core.apps import Apps
+
+
+def cluster_apps(node: Node) -> Apps:
+    """An empty registry of apps whose backend is the cluster ``node`` belongs to."""
+    return Apps(RedisBroker(node), RedisPresence(node), node.hub)
+
+
+__all__ = ["Node", "cluster_apps"]

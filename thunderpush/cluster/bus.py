@@ -1,0 +1,84 @@
+"""The broker on Redis pub/sub: every node gets every message of an app.
+
+A publish goes through Redis to every node, the publishing node included,
+so that all nodes see one order; the API answers once Redis has taken the
+PUBLISH, so publishes made one after the other arrive in that order
+everywhere.  Each node delivers to its own hub and drops what has no
+receiver there (docs/cluster.rst measures what a dropped message costs).
+
+A bus message is text, its first character its kind::
+
+    c<channel>\\n<payload>        deliver to a channel
+    u<user>\\n<payload>           deliver to a user
+    d<user>                      close a user's connections
+    a<channel>\\n<user>\\n<seq>    member_added in a presence channel
+    r<channel>\\n<user>\\n<seq>    member_removed
+
+Channel names and user ids hold no newline, so the first newline ends them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from thunderpush.cluster import scripts
+from thunderpush.core.broker import Broker
+from thunderpush.core.protocol import member_added, member_removed
+
+if TYPE_CHECKING:
+    from thunderpush.cluster.hub import ClusterHub
+    from thunderpush.cluster.node import Node
+    from thunderpush.core.apps import App
+
+logger = logging.getLogger(__name__)
+
+_EVENTS = {"a": member_added, "r": member_removed}
+
+
+class RedisBroker(Broker):
+    """Sends through the app's bus; counts come from every live node's presence,
+    this node's own from its hub at the time of the publish."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def send_to_channel(self, app: App, channel: str, message: str) -> int:
+        here = len(app.hub.channels.get(channel, ()))
+        return here + await self._send(app, "c", channel, f"c{channel}\n{message}")
+
+    async def send_to_user(self, app: App, userid: str, message: str) -> int:
+        here = len(app.hub.users.get(userid, ()))
+        return here + await self._send(app, "u", userid, f"u{userid}\n{message}")
+
+    async def disconnect_user(self, app: App, userid: str) -> None:
+        await self._send(app, "", userid, f"d{userid}")
+
+    def _send(self, app: App, field: str, name: str, message: str) -> object:
+        node = self.node
+        return node.call(scripts.SEND, node.ttl, app.key, node.id, field, name, message)
+
+
+def deliver(hub: ClusterHub, data: bytes) -> None:
+    """Hands one bus message to ``hub``; what no connection here wants costs a lookup."""
+    kind, rest = data[:1], data[1:]
+    try:
+        if kind == b"c":
+            channel, _, payload = rest.partition(b"\n")
+            name = channel.decode("utf-8")
+            if name in hub.channels:
+                hub.send_to_channel(name, payload)
+        elif kind == b"u":
+            user, _, payload = rest.partition(b"\n")
+            name = user.decode("utf-8")
+            if name in hub.users:
+                hub.send_to_user(name, payload)
+        elif kind == b"d":
+            hub.disconnect_user(rest.decode("utf-8"))
+        else:
+            channel, user, seq = rest.decode("utf-8").split("\n")
+            event = _EVENTS[kind.decode("ascii")]
+            hub.announce(channel, user, int(seq), event(channel, user))
+    except (ValueError, KeyError):
+        # Nothing but nodes publishes on the bus; say so, once per message, briefly.
+        logger.warning("Ignored a malformed message on the cluster bus: %r", data[:80])

@@ -1,0 +1,163 @@
+"""This node's presence in Redis: its users and subscriptions, written once per loop turn.
+
+Hubs only say *what* changed (a user, a user in a channel); the writer reads
+the hub's state when it writes, so each write is the current truth however
+many changes it sums up, and rewriting everything after Redis was away is the
+same operation over every record.  Example of a turn: three subscriptions and
+a welcome become one pipeline, the welcome's member list read after the
+writes, so a new member sees itself.
+
+Rewriting after an outage announces in presence channels only what changed
+while Redis was away (the others were told of the rest before), unless the
+cluster had forgotten this node, which it announced: then everything again.
+Connections told a member list while Redis was away (this node's members
+only) are told the cluster's list once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from thunderpush.cluster import scripts
+from thunderpush.core.hub import Connection
+from thunderpush.core.protocol import is_presence_channel
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from thunderpush.cluster.hub import ClusterHub
+    from thunderpush.cluster.node import Node
+
+
+class Registry:
+    """What the node's hubs changed since the last write, and the writer."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        # Dicts as ordered sets: changes are written in the order they came.
+        self._users: dict[tuple[ClusterHub, str], None] = {}
+        # (hub, channel, user) -> whether a change in a presence channel is announced.
+        self._members: dict[tuple[ClusterHub, str, str], bool] = {}
+        # Presence-channel members that changed while Redis was away.
+        self._offline: dict[tuple[ClusterHub, str, str], None] = {}
+        self._welcomes: list[tuple[ClusterHub, Connection, str]] = []
+        self._wanted = asyncio.Event()
+
+    # -- what the hubs report (never waits) --------------------------------
+
+    def user_changed(self, hub: ClusterHub, userid: str) -> None:
+        if self.node.up:
+            self._users[hub, userid] = None
+            self._wanted.set()
+
+    def member_changed(self, hub: ClusterHub, channel: str, userid: str) -> None:
+        if self.node.up:
+            self._members[hub, channel, userid] = True
+            self._wanted.set()
+        elif is_presence_channel(channel):
+            self._offline[hub, channel, userid] = None
+
+    def welcome(self, hub: ClusterHub, connection: Connection, channel: str) -> bool:
+        """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
+        if not self.node.up:
+            return False
+        self._welcomes.append((hub, connection, channel))
+        self._wanted.set()
+        return True
+
+    # -- writing ------------------------------------------------------------
+
+    async def resync(self, client: Redis, hubs: list[ClusterHub], forgotten: bool) -> None:
+        """Rewrites every record of this node: what Redis has for it, and what its hubs
+        hold; announces everything if the cluster had ``forgotten`` this node."""
+        offline, self._offline = self._offline, {}
+        members = self._members
+        for hub in hubs:
+            users, channels, pairs = await self.node.script(
+                client, scripts.RECORDS, hub.key, self.node.id
+            )
+            for user in [*users, *hub.users]:
+                self._users[hub, _text(user)] = None
+            marked = [(_text(channel), "") for channel in channels]
+            marked += [(_text(c), _text(u)) for c, u in zip(pairs[::2], pairs[1::2], strict=True)]
+            for channel, connections in hub.channels.items():
+                marked += [(channel, connection.userid) for connection in connections]
+            for channel, user in marked:
+                key = (hub, channel, user)
+                members[key] = members.get(key, False) or forgotten or key in offline
+            for connection, channel in hub.rejoined():
+                hub.welcome(connection, channel)
+        await self.write(client)
+
+    async def write_forever(self, client: Redis) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            await self.write(client)
+
+    async def write(self, client: Redis) -> None:
+        """Writes what changed, then answers the welcomes."""
+        users, members, welcomes = self._users, self._members, self._welcomes
+        self._users, self._members, self._welcomes = {}, {}, []
+        if not (users or members or welcomes):
+            return
+        try:
+            answers = await self._send(client, users, members, welcomes)
+        except BaseException:
+            # Left for ``clear``, which the failure leads to.
+            for key, loud in members.items():
+                self._members[key] = self._members.get(key, False) or loud
+            self._welcomes[:0] = welcomes
+            raise
+        for (hub, connection, channel), (seq, *names) in zip(welcomes, answers, strict=True):
+            hub.welcomed(connection, channel, [_text(name) for name in names], seq)
+
+    async def _send(
+        self,
+        client: Redis,
+        users: dict[tuple[ClusterHub, str], None],
+        members: dict[tuple[ClusterHub, str, str], bool],
+        welcomes: list[tuple[ClusterHub, Connection, str]],
+    ) -> list:
+        node = self.node
+        pipe = client.pipeline(transaction=False)
+        for hub, user in users:
+            count = len(hub.users.get(user, ()))
+            _set(pipe, scripts.user_key(hub.key, node.id), user, count)
+        for hub, channel in dict.fromkeys((hub, channel) for hub, channel, _ in members):
+            count = len(hub.channels.get(channel, ()))
+            _set(pipe, scripts.channel_count_key(hub.key, node.id), channel, count)
+        score = str(int(time.time() * 1000))
+        for (hub, channel, user), loud in members.items():
+            if user:  # "" only marks a channel whose count to rewrite
+                here = score if hub.has_member(channel, user) else ""
+                args = (node.ttl, hub.key, node.id, channel, user, here, "1" if loud else "")
+                node.queue_script(pipe, scripts.MEMBER, *args)
+        for hub, _, channel in welcomes:
+            node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel)
+        results = await pipe.execute()
+        return results[len(results) - len(welcomes) :]
+
+    def clear(self) -> None:
+        """Redis is gone: drop what was not written (``resync`` rewrites it all), and
+        answer the waiting welcomes with what this node knows."""
+        for (hub, channel, user), loud in self._members.items():
+            if loud and is_presence_channel(channel):
+                self._offline[hub, channel, user] = None  # never announced: announce on return
+        self._users, self._members = {}, {}
+        welcomes, self._welcomes = self._welcomes, []
+        for hub, connection, channel in welcomes:
+            hub.welcome_alone(connection, channel)
+
+
+def _set(pipe: object, key: str, field: str, count: int) -> None:
+    if count:
+        pipe.hset(key, field, count)
+    else:
+        pipe.hdel(key, field)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

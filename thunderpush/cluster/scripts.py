@@ -1,0 +1,243 @@
+"""The Lua scripts a node runs in Redis, and the keys they keep.
+
+Each read or write that spans nodes is one script, so it is one round trip
+and atomic: a publish counts its receivers and publishes in the same step, and
+a presence-channel join or leave decides "first/last of this user anywhere"
+and announces it without a race between nodes.  Keys (``<app>`` is the API
+key, ``<node>`` a node's id)::
+
+    tp:nodes                 zset  node -> when Redis last heard from it
+    tp:<app>:<node>:u        hash  user -> its connections on the node
+    tp:<app>:<node>:c        hash  channel -> connections in it on the node
+    tp:<app>:c:<channel>     zset  "<node> <user>" -> when it first subscribed
+    tp:<app>:seq             int   the number of the last presence event
+    tp:forgotten:<node>      a node that others forgot (for a day)
+    tp:<app>:bus             the app's pub/sub channel (``thunderpush.cluster.bus``)
+
+Readers count only the nodes heard from within the presence TTL; a node's
+heartbeat forgets the nodes that were not (``BEAT``).  Time is Redis's own
+clock, so the nodes' clocks need not agree.  The scripts touch keys they do not
+declare, which a single Redis (not Redis Cluster) allows.
+"""
+
+from __future__ import annotations
+
+NODES = "tp:nodes"
+
+
+def bus_channel(app: str) -> str:
+    return f"tp:{app}:bus"
+
+
+def user_key(app: str, node: str) -> str:
+    return f"tp:{app}:{node}:u"
+
+
+def channel_count_key(app: str, node: str) -> str:
+    return f"tp:{app}:{node}:c"
+
+
+_COMMON = """
+local P = 'tp:'
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function live(ttl)
+  return redis.call('ZRANGEBYSCORE', 'tp:nodes', now() - ttl, '+inf')
+end
+local function is_presence(channel)
+  return string.sub(channel, 1, 9) == 'presence-'
+end
+-- Whether another of ``nodes`` than ``node`` has ``user`` in ``channel``.
+local function elsewhere(app, channel, user, nodes, node)
+  local key = P .. app .. ':c:' .. channel
+  for _, other in ipairs(nodes) do
+    if other ~= node and redis.call('ZSCORE', key, other .. ' ' .. user) then
+      return true
+    end
+  end
+  return false
+end
+local function announce(app, kind, channel, user)
+  local seq = redis.call('INCR', P .. app .. ':seq')
+  redis.call('PUBLISH', P .. app .. ':bus', kind .. channel .. '\\n' .. user .. '\\n' .. seq)
+end
+-- Removes every record of ``node`` in ``app``, announcing the presence-channel
+-- users that no live node has any more.
+local function forget(app, node, ttl)
+  local nodes = live(ttl)
+  local counts = P .. app .. ':' .. node .. ':c'
+  local prefix = node .. ' '
+  for _, channel in ipairs(redis.call('HKEYS', counts)) do
+    local key = P .. app .. ':c:' .. channel
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if string.sub(member, 1, #prefix) == prefix then
+        redis.call('ZREM', key, member)
+        local user = string.sub(member, #prefix + 1)
+        if is_presence(channel) and not elsewhere(app, channel, user, nodes, node) then
+          announce(app, 'r', channel, user)
+        end
+      end
+    end
+  end
+  redis.call('DEL', counts, P .. app .. ':' .. node .. ':u')
+end
+"""
+
+# ARGV: ttl, app, node, field ("c", "u" or ""), name, message.  Publishes
+# ``message`` on the app's bus; answers how many connections other live nodes
+# have under ``name`` in their ``field`` hash.
+SEND = (
+    _COMMON
+    + """
+local ttl, app, node, field, name = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local count = 0
+if field ~= '' then
+  for _, other in ipairs(live(ttl)) do
+    if other ~= node then
+      local here = redis.call('HGET', P .. app .. ':' .. other .. ':' .. field, name)
+      count = count + (tonumber(here) or 0)
+    end
+  end
+end
+redis.call('PUBLISH', P .. app .. ':bus', ARGV[6])
+return count
+"""
+)
+
+# ARGV: ttl, app, node, channel, user, score ("" to leave), loud ("1" or "").
+# Records or removes the node's ``user`` in ``channel``; in a presence
+# channel, if loud, the user's arrival anywhere or departure from everywhere
+# is announced.
+MEMBER = (
+    _COMMON
+    + """
+local ttl, app, node = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local channel, user, score, loud = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local key = P .. app .. ':c:' .. channel
+local changed, kind
+if score ~= '' then
+  changed, kind = redis.call('ZADD', key, 'NX', score, node .. ' ' .. user), 'a'
+else
+  changed, kind = redis.call('ZREM', key, node .. ' ' .. user), 'r'
+end
+if changed == 1 and loud == '1' and is_presence(channel)
+    and not elsewhere(app, channel, user, live(ttl), node) then
+  announce(app, kind, channel, user)
+end
+return changed
+"""
+)
+
+# ARGV: ttl, node, app...  The heartbeat: the node is alive now; nodes not
+# heard from within ttl are forgotten (and marked so for a day, in case one
+# was only cut off and comes back).  Answers 1 if this node had been
+# forgotten, then the nodes it forgot.
+BEAT = (
+    _COMMON
+    + """
+local ttl, node = tonumber(ARGV[1]), ARGV[2]
+local t = now()
+redis.call('ZADD', 'tp:nodes', t, node)
+local out = {redis.call('DEL', 'tp:forgotten:' .. node)}
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', 'tp:nodes', '-inf', '(' .. (t - ttl))) do
+  redis.call('ZREM', 'tp:nodes', gone)
+  redis.call('SET', 'tp:forgotten:' .. gone, 1, 'EX', 86400)
+  for i = 3, #ARGV do
+    forget(ARGV[i], gone, ttl)
+  end
+  out[#out + 1] = gone
+end
+return out
+"""
+)
+
+# ARGV: ttl, node, app...  The node leaves the cluster.
+GOODBYE = (
+    _COMMON
+    + """
+local ttl, node = tonumber(ARGV[1]), ARGV[2]
+redis.call('ZREM', 'tp:nodes', node)
+for i = 3, #ARGV do
+  forget(ARGV[i], node, ttl)
+end
+return 1
+"""
+)
+
+# ARGV: ttl, app.  Distinct users on live nodes.
+USER_COUNT = (
+    _COMMON
+    + """
+local ttl, app = tonumber(ARGV[1]), ARGV[2]
+local seen, count = {}, 0
+for _, node in ipairs(live(ttl)) do
+  for _, user in ipairs(redis.call('HKEYS', P .. app .. ':' .. node .. ':u')) do
+    if not seen[user] then
+      seen[user] = true
+      count = count + 1
+    end
+  end
+end
+return count
+"""
+)
+
+# ARGV: ttl, app, user.  1 if a live node has a connection of ``user``.
+IS_ONLINE = (
+    _COMMON
+    + """
+local ttl, app, user = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+for _, node in ipairs(live(ttl)) do
+  if redis.call('HEXISTS', P .. app .. ':' .. node .. ':u', user) == 1 then
+    return 1
+  end
+end
+return 0
+"""
+)
+
+# ARGV: ttl, app, channel.  Answers the app's presence event number, then the
+# users in ``channel`` on live nodes, each once, in order of first subscription.
+CHANNEL_USERS = (
+    _COMMON
+    + """
+local ttl, app, channel = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local alive, seen = {}, {}
+for _, node in ipairs(live(ttl)) do
+  alive[node] = true
+end
+local out = {tonumber(redis.call('GET', P .. app .. ':seq')) or 0}
+for _, member in ipairs(redis.call('ZRANGE', P .. app .. ':c:' .. channel, 0, -1)) do
+  local space = string.find(member, ' ', 1, true)
+  local user = string.sub(member, space + 1)
+  if alive[string.sub(member, 1, space - 1)] and not seen[user] then
+    seen[user] = true
+    out[#out + 1] = user
+  end
+end
+return out
+"""
+)
+
+# ARGV: app, node.  What Redis holds for the node: its users, its channels,
+# and its (channel, user) memberships as a flat list.
+RECORDS = """
+local app, node = ARGV[1], ARGV[2]
+local P = 'tp:' .. app .. ':'
+local channels = redis.call('HKEYS', P .. node .. ':c')
+local prefix, pairs = node .. ' ', {}
+for _, channel in ipairs(channels) do
+  for _, member in ipairs(redis.call('ZRANGE', P .. 'c:' .. channel, 0, -1)) do
+    if string.sub(member, 1, #prefix) == prefix then
+      pairs[#pairs + 1] = channel
+      pairs[#pairs + 1] = string.sub(member, #prefix + 1)
+    end
+  end
+end
+return {redis.call('HKEYS', P .. node .. ':u'), channels, pairs}
+"""
+
+# What a node loads into Redis each time it connects.
+ALL = (SEND, MEMBER, BEAT, GOODBYE, USER_COUNT, IS_ONLINE, CHANNEL_USERS, RECORDS)
