@@ -47,10 +47,10 @@ def alive(pid: int) -> bool:
     return True
 
 
-def until(condition, timeout: float = 10.0) -> None:
+def until(condition, timeout: float = 10.0, log: ServerProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, log.log() if log else "condition not reached in time"
         time.sleep(0.05)
 
 
@@ -69,7 +69,8 @@ def workers(tmp_path, fresh_redis):
     parent = start_server_process(
         tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
     )
-    until(lambda: all(answers(port) for port in ports(parent)))
+    # Once every worker listens, a worker's death is a crash, not a failed start.
+    until(lambda: "Every worker is listening." in parent.log(), log=parent)
     yield parent
     if parent.proc.poll() is None:
         parent.stop()
@@ -108,7 +109,10 @@ def test_sigterm_stops_every_worker_and_removes_the_pid_files(workers):
 def test_a_killed_worker_is_started_again(workers):
     first, second = worker_pids(workers)
     os.kill(second, signal.SIGKILL)
-    until(lambda: worker_pids(workers)[1] not in (None, second) and answers(ports(workers)[1]))
+    until(
+        lambda: worker_pids(workers)[1] not in (None, second) and answers(ports(workers)[1]),
+        log=workers,
+    )
     assert worker_pids(workers)[0] == first  # the other one was left alone
     assert (
         f"The worker on port {ports(workers)[1]} (PID {second}) was killed by SIGKILL; "

@@ -185,6 +185,8 @@ class Supervisor:
                     f"after {START_TIMEOUT_SECONDS:.0f} s."
                 )
             self._sleep(0.05)
+        if not starting:
+            logger.info("Every worker is listening.")
 
     def _keep_running(self) -> None:
         while not self.received:
