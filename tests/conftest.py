@@ -22,11 +22,20 @@ from thunderpush.server.config import Config
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.sockjs import SockJSRouter
 
+from .cluster import fresh_redis, redis_server
 from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
 from .wire import RawClient
 
-__all__ = ["KEY", "SECRET", "call_api", "free_port", "start_server_process"]
+__all__ = [
+    "KEY",
+    "SECRET",
+    "call_api",
+    "free_port",
+    "fresh_redis",
+    "redis_server",
+    "start_server_process",
+]
 
 
 async def call_api(

@@ -87,12 +87,12 @@ def start_server_process(
     return ServerProcess(proc, port, pid_path, log_path)
 
 
-def refused_start(tmp_path: Path, *extra: str) -> tuple[int, str]:
+def refused_start(tmp_path: Path, *extra: str, port: int | None = None) -> tuple[int, str]:
     """Runs our server with ``extra`` arguments, which must stop it at start (bounded).
 
     Returns its exit status and what it wrote to stderr.
     """
-    command = [*OURS, KEY, SECRET, "-p", str(free_port()), "-H", "127.0.0.1"]
+    command = [*OURS, KEY, SECRET, "-p", str(port or free_port()), "-H", "127.0.0.1"]
     command += ["--pid-path", str(tmp_path / "thunderpush.pid"), *extra]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     return done.returncode, done.stderr

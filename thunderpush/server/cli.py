@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from thunderpush import __version__
 from thunderpush.server.config import Config, checked_credential
 from thunderpush.server.process import run
+from thunderpush.server.workers import run_workers
 
 _TIMEOUTS = {
     "head": "close a connection whose request head takes longer",
@@ -183,7 +184,8 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run(config_from(parse_args(sys.argv[1:] if argv is None else argv)))
+    config = config_from(parse_args(sys.argv[1:] if argv is None else argv))
+    (run_workers if config.workers > 1 else run)(config)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ class PIDFile:
         self._fd = fd
         return self
 
+    def fileno(self) -> int:
+        """The locked file's descriptor (a forked worker closes its copy)."""
+        return self._fd
+
     def __exit__(self, *exc_info: Any) -> None:
         try:
             os.remove(self.path)

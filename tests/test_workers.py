@@ -1,0 +1,169 @@
+"""``thunderpush --workers N``: one process to supervise, N servers on consecutive ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from thunderpush.server.config import Config
+from thunderpush.server.workers import checked, worker_pid_path
+
+from .cluster import bad_log_lines
+from .conftest import call_api
+from .processes import ServerProcess, free_port, refused_start, start_server_process
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` free ports in a row."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no consecutive free ports")
+
+
+def pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def until(condition, timeout: float = 10.0, log: ServerProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, log.log() if log else "condition not reached in time"
+        time.sleep(0.05)
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def workers(tmp_path, fresh_redis):
+    """``--workers 2`` as users run it: the parent process, serving on ``ports(parent)``."""
+    port = consecutive_free_ports(2)
+    parent = start_server_process(
+        tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
+    )
+    # Once every worker listens, a worker's death is a crash, not a failed start.
+    until(lambda: "Every worker is listening." in parent.log(), log=parent)
+    yield parent
+    if parent.proc.poll() is None:
+        parent.stop()
+    assert bad_log_lines(parent) == []
+
+
+def ports(parent: ServerProcess) -> tuple[int, int]:
+    return parent.port, parent.port + 1
+
+
+def worker_pids(parent: ServerProcess) -> list[int | None]:
+    return [pid_in(Path(worker_pid_path(str(parent.pid_path), port))) for port in ports(parent)]
+
+
+async def test_two_workers_serve_on_consecutive_ports(workers):
+    for port in ports(workers):
+        response = await call_api(f"http://127.0.0.1:{port}", "GET", "users/")
+        assert (response.code, response.body) == (200, b'{"count": 0}\n')
+    # The parent's PID file at --pid-path, each worker's beside it.
+    assert pid_in(workers.pid_path) == workers.proc.pid
+    pids = worker_pids(workers)
+    assert len(set(pids)) == 2 and workers.proc.pid not in pids
+    assert all(pid and alive(pid) for pid in pids)
+
+
+def test_sigterm_stops_every_worker_and_removes_the_pid_files(workers):
+    pids = worker_pids(workers)
+    assert workers.stop(signal.SIGTERM) == 0
+    assert not any(alive(pid) for pid in pids)
+    assert not any(answers(port) for port in ports(workers))
+    assert list(workers.pid_path.parent.glob("*.pid")) == []
+    assert workers.log().count("Shutting down...") == 2
+    assert "Every worker has stopped." in workers.log()
+
+
+def test_a_killed_worker_is_started_again(workers):
+    first, second = worker_pids(workers)
+    os.kill(second, signal.SIGKILL)
+    until(
+        lambda: worker_pids(workers)[1] not in (None, second) and answers(ports(workers)[1]),
+        log=workers,
+    )
+    assert worker_pids(workers)[0] == first  # the other one was left alone
+    assert (
+        f"The worker on port {ports(workers)[1]} (PID {second}) was killed by SIGKILL; "
+        "starting it again in 0.5 s." in workers.log()
+    )
+    assert workers.proc.poll() is None
+
+
+def test_killing_the_parent_stops_the_workers(workers):
+    pids = worker_pids(workers)
+    workers.stop(signal.SIGKILL)
+    until(lambda: not any(alive(pid) for pid in pids))
+
+
+def test_a_worker_that_cannot_start_stops_them_all(tmp_path, fresh_redis):
+    port = consecutive_free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))  # bound, so the worker's bind fails
+        status, stderr = refused_start(
+            tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
+        )
+    assert status == 1, stderr
+    assert stderr.endswith(
+        f"Thunderpush cannot start: the worker on port {port + 1} exited with status 1.\n"
+    )
+    assert not answers(port)
+
+
+def test_workers_without_redis_are_refused_in_one_line(tmp_path):
+    status, stderr = refused_start(tmp_path, "--workers", "2")
+    assert status == 1
+    assert stderr == (
+        "Thunderpush cannot start: --workers 2 needs --redis-url: without it every worker "
+        "would serve only its own clients, with no messages or presence shared.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, reason",
+    [
+        ({"debug": True}, "--debug reloads the code"),
+        ({"port": 65535}, "ports 65535 to 65536 are not all valid"),
+        ({"port": 0}, "ports 0 to 1 are not all valid"),
+    ],
+)
+def test_settings_workers_cannot_run_with(settings, reason):
+    config = Config(workers=2, redis_url="redis://127.0.0.1:6379/0", **settings)
+    with pytest.raises(SystemExit, match=reason):
+        checked(config)
+
+
+def test_worker_pid_files_sit_beside_the_parents():
+    assert worker_pid_path("/run/thunderpush.pid", 8001) == "/run/thunderpush-8001.pid"
+    assert worker_pid_path("/run/thunderpush", 8001) == "/run/thunderpush-8001"

@@ -1,0 +1,270 @@
+"""``thunderpush --workers N``: one parent process keeping N servers running.
+
+One Python process uses one core; N workers on ports PORT to PORT+N-1 use N,
+behind a load balancer (docs/nginx.conf).  Each worker is an ordinary single
+server with the same settings, so workers share messages and presence only
+through Redis: more than one needs ``--redis-url``.  Supervisord and systemd
+see one process: the parent holds the PID file at ``--pid-path`` (each worker
+has its own beside it, with its port in the name), passes SIGTERM and SIGINT on
+to the workers, waits for them and exits 0; a worker that dies is started
+again after a pause, so one crash does not take a port away for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from multiprocessing.connection import wait
+
+from thunderpush.server.config import Config
+from thunderpush.server.process import SHUTDOWN_GRACE_SECONDS, PIDFile, configure_logging, run
+
+logger = logging.getLogger("thunderpush")
+
+# A dead worker is started again after a pause that doubles while it keeps
+# dying soon after its start (a port taken, a full disk), up to the maximum;
+# one that ran for STABLE_SECONDS starts with the first pause again.
+FIRST_PAUSE_SECONDS = 0.5
+MAX_PAUSE_SECONDS = 10.0
+STABLE_SECONDS = 30.0
+# The first start must reach listening on every port within this, or nothing runs.
+START_TIMEOUT_SECONDS = 30.0
+# After the signal, each worker's own shutdown (bounded by its grace) and some slack.
+STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 8.0
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1
+_fork = multiprocessing.get_context("fork")
+
+
+def checked(config: Config) -> Config:
+    """``config``, or ``SystemExit`` with one line saying why it cannot run as workers."""
+    reason = ""
+    if not config.redis_url:
+        reason = (
+            f"--workers {config.workers} needs --redis-url: without it every worker "
+            "would serve only its own clients, with no messages or presence shared"
+        )
+    elif config.debug:
+        reason = "--debug reloads the code by restarting the process; use it without --workers"
+    elif not 0 < config.port <= 65536 - config.workers:
+        reason = f"ports {config.port} to {config.port + config.workers - 1} are not all valid"
+    if reason:
+        raise SystemExit(f"Thunderpush cannot start: {reason}.")
+    return config
+
+
+def worker_pid_path(pid_path: str, port: int) -> str:
+    """``/run/thunderpush.pid`` gives ``/run/thunderpush-8001.pid`` for port 8001."""
+    root, extension = os.path.splitext(pid_path)
+    return f"{root}-{port}{extension}"
+
+
+def run_workers(config: Config) -> None:
+    """Run ``config.workers`` servers until SIGTERM or Ctrl-C, then stop them all."""
+    configure_logging(config.verbose)
+    checked(config)
+    with PIDFile(config.pid_path) as pid_file, _wakeup_pipe() as wakeup:
+        Supervisor(config, wakeup, inherited=(pid_file.fileno(), *wakeup)).run()
+
+
+class Worker:
+    """One port's server process, and when to start it again after it died."""
+
+    def __init__(self, config: Config, index: int, inherited: tuple[int, ...]) -> None:
+        port = config.port + index
+        pid_path = worker_pid_path(config.pid_path, port)
+        self.config = replace(config, port=port, workers=1, pid_path=pid_path)
+        self.inherited = inherited
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.started_at = 0.0
+        self.pause = FIRST_PAUSE_SECONDS
+        # Set while the worker is dead: when to start it again.
+        self.restart_at: float | None = None
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    def start(self) -> None:
+        process = _fork.Process(
+            target=_work, args=(self.config, self.inherited, os.getpid()), name=f"port {self.port}"
+        )
+        # Blocked across the fork, so a signal cannot reach the worker while it
+        # still has the parent's handlers; it unblocks them once it has its own.
+        with _stop_signals_blocked():
+            process.start()
+        self.process, self.started_at, self.restart_at = process, time.monotonic(), None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection((self.config.host or "127.0.0.1", self.port), 1).close()
+        except OSError:
+            return False
+        return True
+
+    def exit_status(self) -> str:
+        assert self.process is not None
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with status {code}"
+
+    def died(self, now: float) -> None:
+        """Logs the death and schedules the next start."""
+        assert self.process is not None
+        if now - self.started_at >= STABLE_SECONDS:
+            self.pause = FIRST_PAUSE_SECONDS
+        logger.warning(
+            "The worker on port %d (PID %d) %s; starting it again in %.1f s.",
+            self.port,
+            self.process.pid,
+            self.exit_status(),
+            self.pause,
+        )
+        self.process.close()
+        self.process = None
+        self.restart_at = now + self.pause
+        self.pause = min(self.pause * 2, MAX_PAUSE_SECONDS)
+
+
+class Supervisor:
+    """Starts the workers, starts dead ones again, and stops them all on a signal."""
+
+    def __init__(self, config: Config, wakeup: tuple[int, int], inherited: tuple[int, ...]) -> None:
+        self.workers = [Worker(config, index, inherited) for index in range(config.workers)]
+        self.wakeup = wakeup[0]
+        self.received: list[int] = []
+
+    def run(self) -> None:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        try:
+            self._start_all()
+            if not self.received:
+                self._keep_running()
+        finally:
+            self._stop_all(self.received[0] if self.received else signal.SIGTERM)
+        logger.info("Every worker has stopped.")
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+
+    def _start_all(self) -> None:
+        """Starts every worker and waits until each listens; one that cannot stops it all."""
+        first, last = self.workers[0].port, self.workers[-1].port
+        logger.info("Starting %d workers on ports %d to %d.", len(self.workers), first, last)
+        for worker in self.workers:
+            worker.start()
+        starting = list(self.workers)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while starting and not self.received:
+            for worker in list(starting):
+                if worker.listening():
+                    starting.remove(worker)
+                elif not worker.alive():
+                    raise SystemExit(
+                        f"Thunderpush cannot start: the worker on port {worker.port} "
+                        f"{worker.exit_status()}."
+                    )
+            if starting and time.monotonic() > deadline:
+                raise SystemExit(
+                    f"Thunderpush cannot start: port {starting[0].port} was not listening "
+                    f"after {START_TIMEOUT_SECONDS:.0f} s."
+                )
+            self._sleep(0.05)
+        if not starting:
+            logger.info("Every worker is listening.")
+
+    def _keep_running(self) -> None:
+        while not self.received:
+            now = time.monotonic()
+            for worker in self.workers:
+                if worker.restart_at is None and not worker.alive():
+                    worker.died(now)
+                elif worker.restart_at is not None and now >= worker.restart_at:
+                    worker.start()
+                    logger.info(
+                        "The worker on port %d runs again (PID %d).",
+                        worker.port,
+                        worker.process.pid,
+                    )
+            restarts = [worker.restart_at for worker in self.workers if worker.restart_at]
+            self._sleep(max(0.0, min(restarts) - now) if restarts else None)
+
+    def _sleep(self, timeout: float | None) -> None:
+        """Until a worker dies, a signal arrives, or ``timeout`` passes."""
+        sentinels = [worker.process.sentinel for worker in self.workers if worker.process]
+        wait([self.wakeup, *sentinels], timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wakeup, 512)
+
+    def _stop_all(self, signum: int) -> None:
+        running = [worker for worker in self.workers if worker.alive()]
+        for worker in running:
+            os.kill(worker.process.pid, signum)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for worker in running:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                logger.warning("The worker on port %d did not stop; killing it.", worker.port)
+                worker.process.kill()
+                worker.process.join()
+
+
+def _work(config: Config, inherited: tuple[int, ...], parent: int) -> None:
+    """A worker's life: the parent's signal handling and files undone, then a plain server."""
+    signal.set_wakeup_fd(-1)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    for fd in inherited:
+        os.close(fd)
+    _stop_with(parent)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    run(config)
+
+
+def _stop_with(parent: int) -> None:
+    """On Linux, SIGTERM when the parent dies (even by SIGKILL): no orphan keeps a port."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+@contextlib.contextmanager
+def _wakeup_pipe() -> Iterator[tuple[int, int]]:
+    """A pipe that every signal writes a byte to, so that waiting for workers wakes up."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write)
+    try:
+        yield read, write
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
