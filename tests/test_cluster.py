@@ -2,16 +2,15 @@
 
 Two in-process nodes (two ``build(config)`` servers in the test's loop, on the
 same Redis) serve what needs nothing more; real processes serve what needs a
-process to die (SIGKILL).  ``redis_server`` is a real ``redis-server`` on a
-free port, stopped and started again by the outage tests.
+process to die (SIGKILL).  ``fresh_redis`` (``tests/cluster.py``) is a real
+``redis-server`` on a free port, empty for each test, stopped and started
+again by the outage tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,65 +26,9 @@ from thunderpush.server.application import build
 from thunderpush.server.config import Config
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, Server, call_api, free_port, start_server_process
+from .conftest import KEY, SECRET, Server, call_api, start_server_process
 from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .wire import RawClient
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-pytestmark = pytest.mark.skipif(not shutil.which(REDIS), reason="needs redis-server")
-
-
-class RedisServer:
-    """A real ``redis-server`` on a free port, with nothing saved to disk."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while self.command(b"PING") != b"+PONG":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def command(self, line: bytes) -> bytes | None:
-        """One inline command's first answer line, or None if Redis does not answer."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(line + b"\r\n")
-                return sock.makefile("rb").readline().rstrip()
-        except OSError:
-            return None
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    running = RedisServer()
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def redis(redis_server) -> RedisServer:
-    """The module's Redis, running and empty."""
-    if redis_server.proc is None:
-        redis_server.start()
-    assert redis_server.command(b"FLUSHALL") == b"+OK"
-    return redis_server
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
@@ -109,13 +52,13 @@ class Node(Server):
 
 
 @pytest.fixture
-async def nodes(redis):
-    """``await nodes(n, **config)``: n servers in this loop, joined through ``redis``."""
+async def nodes(fresh_redis):
+    """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
     running = []
 
     async def start(count: int = 2, **settings: Any) -> list[Server]:
         config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-        config = replace(config, redis_url=redis.url, **settings)
+        config = replace(config, redis_url=fresh_redis.url, **settings)
         for _ in range(count):
             built = build(config)
             await built.start()
@@ -270,12 +213,14 @@ async def test_presence_members_and_events_span_the_nodes_each_user_once(nodes):
 # -- Redis away and back ----------------------------------------------------------
 
 
-async def test_nodes_answer_503_while_redis_is_down_and_rejoin_by_themselves(nodes, redis, caplog):
+async def test_nodes_answer_503_while_redis_is_down_and_rejoin_by_themselves(
+    nodes, fresh_redis, caplog
+):
     a, b = await nodes(2)
     ann = await a.client(WebSocketClient, "ann", "news")
     bob, _ = await in_presence(b, "bob")
     await eventually(lambda: listed(a, "news"), ["ann"])
-    redis.stop()
+    fresh_redis.stop()
 
     async def status() -> int:
         started = time.monotonic()
@@ -292,7 +237,7 @@ async def test_nodes_answer_503_while_redis_is_down_and_rejoin_by_themselves(nod
     await ann.send("SUBSCRIBE sport")
     await a.settled(lambda: a.hub.channel_users("sport") == ["ann"])
 
-    redis.start()
+    fresh_redis.start()
     # Back by themselves: presence rewritten from each node's hub (Redis lost it all).
     await eventually(lambda: status_and(a, "GET", "channels/sport/"), (200, ["ann"]), timeout=10)
     await eventually(
@@ -339,8 +284,8 @@ async def status_and(server: Server, method: str, path: str) -> tuple[int, Any]:
 # -- a node that dies ------------------------------------------------------------
 
 
-def test_a_killed_node_leaves_presence_within_the_ttl(redis, tmp_path):
-    args = ("--redis-url", redis.url, "--presence-ttl", "2")
+def test_a_killed_node_leaves_presence_within_the_ttl(fresh_redis, tmp_path):
+    args = ("--redis-url", fresh_redis.url, "--presence-ttl", "2")
     survivor = start_server_process(tmp_path, *args)
     doomed = start_server_process(tmp_path, *args)
     try:
