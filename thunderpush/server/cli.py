@@ -152,6 +152,32 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="N",
         help="start N server processes on ports PORT to PORT+N-1 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=_positive,
+        default=defaults.metrics_port,
+        metavar="PORT",
+        help="serve /metrics on this port (default: on the main port)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=_seconds,
+        default=defaults.drain_seconds,
+        metavar="SECONDS",
+        help="on SIGTERM, close sessions in batches over this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=defaults.log_format,
+        help="readable lines, or one JSON object per line (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        default=defaults.log_file,
+        help="log to this file instead of stderr; SIGHUP reopens it",
+    )
     parser.add_argument("-V", "--version", action="version", version=__version__)
     parser.add_argument("clientkey", type=_credential("public key"), help="client key")
     parser.add_argument("apikey", type=_credential("secret"), help="server API key")
@@ -179,6 +205,10 @@ def config_from(args: argparse.Namespace) -> Config:
         redis_url=args.redis_url,
         presence_ttl=args.presence_ttl,
         workers=args.workers,
+        metrics_port=args.metrics_port,
+        drain_seconds=args.drain_seconds,
+        log_format=args.log_format,
+        log_file=args.log_file,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 

@@ -71,6 +71,16 @@ class Config:
     # Server processes to start on ports port, port+1, ... (needs redis_url when > 1).
     workers: int = 1
 
+    # -- operations (docs/deployment.rst) ------------------------------------
+    # Serve /metrics on this port instead of the main one; None: on the main port.
+    metrics_port: int | None = None
+    # On SIGTERM, close sessions in batches over this many seconds (clients move smoothly).
+    drain_seconds: float = 5.0
+    # "text" (readable lines) or "json" (one object per line, for log collectors).
+    log_format: str = "text"
+    # Log to this file instead of stderr (SIGHUP reopens it, for logrotate).
+    log_file: str | None = None
+
 
 class ConfigError(ValueError):
     """A setting the server cannot start with; the message says which and why."""
