@@ -55,6 +55,8 @@ class Opener:
         self.in_flight: dict[WSClient, float] = {}
         self.failures: Counter[str] = Counter()
         self.failed = 0
+        # Sessions opened on each --url.
+        self.per_url = [0] * len(bench.targets)
         self.max_failures = max(10, n // 100)
         self.done: asyncio.Future[None] = receiver.loop.create_future()
 
@@ -89,6 +91,7 @@ class Opener:
             return
         if error is None:
             self.bench.clients.append(client)
+            self.per_url[client.target] += 1
         else:
             self.failures[error] += 1
             self.failed += 1

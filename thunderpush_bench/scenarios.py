@@ -183,6 +183,7 @@ class Bench:
         await opener.start(min(self.args.open_concurrency, n))
         self.opener = None
         detail = ", ".join(f"{why} ({count})" for why, count in opener.failures.most_common(3))
+        self.report["per_url"] = opener.per_url
         if opener.failed:
             self.warnings.append(f"{opener.failed} connections failed: {detail}")
         if not self.clients:
