@@ -173,7 +173,9 @@ def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fre
         assert rolling["reconnect_ms"]["samples"] == 20
         assert report["close_codes"].get("sockjs 9010") == 20
         assert report["warnings"] == []
-        late = run_bench(None, "--scenario", "fanout", "-n", "4", "-m", "5", "--rate", "0", nodes=nodes)
+        late = run_bench(
+            None, "--scenario", "fanout", "-n", "4", "-m", "5", "--rate", "0", nodes=nodes
+        )
         assert late["per_url"] == [2, 2]
 
 
