@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -185,20 +185,30 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_server(kind: str, workdir: Path, original: Path, python: str, cpu: int | None) -> Server:
-    """Starts one server on a free port; returns once it accepts connections.
+def start_server(
+    kind: str,
+    workdir: Path,
+    original: Path | None,
+    python: str,
+    cpu: int | None,
+    extra: Sequence[str] = (),
+    port: int | None = None,
+) -> Server:
+    """Starts one server (on ``port``, else a free one); returns once it accepts connections.
+
+    ``extra``: more options for ours (``--redis-url`` for a cluster node).
 
     The readiness check opens and closes a TCP connection.  Every server gets
     it; for ours (asyncio transports on glibc) that first EOF also puts malloc
     in the steady state a server reaches in production (see RESULTS.md).
     """
-    port = free_port()
+    port = port or free_port()
     pid_path = workdir / f"{kind}-{port}.pid"
     log_path = workdir / f"{kind}-{port}.log"
     args = ["-p", str(port), "-H", "127.0.0.1", "--pid-path", str(pid_path), KEY, SECRET]
     env = dict(os.environ)
     if kind == "ours":
-        command = [python, "-m", "thunderpush", *args]
+        command = [python, "-m", "thunderpush", *args, *extra]
     else:
         # Run the script from its own venv, with nothing of this repo on the path.
         command = [str(original), *args]
@@ -262,13 +272,25 @@ def say(text: str) -> None:
     print(f"[compare] {text}", file=sys.stderr, flush=True)
 
 
+def bench_command(
+    servers: Sequence[Server], python: str, *options: str, measured: Sequence[Server] | None = None
+) -> list[str]:
+    """``thunderpush-bench`` against ``servers`` (a cluster's nodes, or one server),
+    with the CPU of ``measured`` (by default all of them)."""
+    command = [python, "-m", "thunderpush_bench"]
+    for server in servers:
+        command += ["--url", server.url]
+    for server in servers if measured is None else measured:
+        command += ["--server-pid", str(server.proc.pid)]
+    command += ["--key", KEY, "--secret", SECRET, "--json", "--timeout", "600", *options]
+    return command
+
+
 def run_bench(
-    server: Server, scenario: Scenario, quick: bool, python: str, cpu: int | None
+    servers: Sequence[Server], options: Sequence[str], python: str, cpu: int | None
 ) -> dict[str, Any]:
     """One ``thunderpush-bench`` run; its JSON report (``ok`` false on failure)."""
-    command = [python, "-m", "thunderpush_bench", "--url", server.url]
-    command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--timeout", "600"]
-    command += ["--server-pid", str(server.proc.pid), *scenario.command(quick)]
+    command = bench_command(servers, python, "--quiet", *options)
     pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     try:
         result = subprocess.run(
@@ -315,7 +337,9 @@ def run_all(args: argparse.Namespace, original: Path, workdir: Path) -> Results:
                 server = start_server(kind, workdir, original, args.python, server_cpu)
                 started = time.monotonic()
                 try:
-                    report = run_bench(server, scenario, args.quick, args.python, bench_cpu)
+                    report = run_bench(
+                        [server], scenario.command(args.quick), args.python, bench_cpu
+                    )
                 finally:
                     server.stop()
                 run = Run(scenario.key, kind, round_number, report, time.monotonic() - started)

@@ -21,6 +21,7 @@ from thunderpush_bench.clients import WSClient
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import accept_key
 
+from .cluster import bad_log_lines, cluster_nodes
 from .processes import KEY, SECRET, start_server_process
 
 BENCH = (sys.executable, "-m", "thunderpush_bench")
@@ -33,16 +34,25 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def run_bench(server, *args: str) -> dict[str, Any]:
-    """Runs ``thunderpush-bench`` against ``server``; returns its JSON report."""
-    command = [*BENCH, "--url", server.url]
+def bench_command(servers, *args: str) -> list[str]:
+    """``thunderpush-bench`` against ``servers`` (one, or a cluster's nodes), CPU of each."""
+    command = list(BENCH)
+    for server in servers:
+        command += ["--url", server.url, "--server-pid", str(server.proc.pid)]
     command += ["--key", KEY, "--secret", SECRET, "--json", "--quiet", "--settle", "0"]
-    command += ["--server-pid", str(server.proc.pid), "--timeout", "60", *args]
+    return [*command, "--timeout", "60", *args]
+
+
+def run_bench(server, *args: str, nodes=()) -> dict[str, Any]:
+    """Runs ``thunderpush-bench`` against ``server`` (or ``nodes``); returns its JSON report."""
+    servers = list(nodes) or [server]
+    command = bench_command(servers, *args)
     result = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"], report
-    assert "Traceback" not in server.log() and " ERROR " not in server.log()
+    for running in servers:
+        assert "Traceback" not in running.log() and " ERROR " not in running.log()
     assert report["warnings"] == [] or all("bench used" in w for w in report["warnings"])
     return report
 
@@ -108,6 +118,83 @@ def test_idle(server):
     check_setup(report, 30)
     assert report["idle"]["unexpected_closes"] == 0
     assert "server_cpu_percent" in report["idle"]
+
+
+def test_cluster_fanout_and_publish_over_both_nodes(tmp_path, fresh_redis):
+    """Connections and publishes spread over two nodes on Redis; CPU of both, Redis's apart."""
+    with cluster_nodes(tmp_path, fresh_redis, 2) as nodes:
+        redis_pid = ("--redis-pid", str(fresh_redis.proc.pid))
+        report = run_bench(
+            None,
+            *("--scenario", "fanout", "--connections", "20", "--messages", "30", "-c", "4"),
+            *("--rate", "100", "--rate-messages", "5", *redis_pid),
+            nodes=nodes,
+        )
+        assert report["url"] == f"{nodes[0].url} {nodes[1].url}"
+        assert report["per_url"] == [10, 10]
+        check_setup(report, 20)
+        check_deliveries(report["full"], 30, 20 * 30)
+        check_deliveries(report["rate"], 5, 20 * 5)
+        assert "redis_cpu_us_per_delivery" in report["full"]
+        publish = run_bench(
+            None, "--scenario", "publish", "--messages", "100", *redis_pid, nodes=nodes
+        )
+        assert publish["full"]["published"] == 100
+        assert {"server_cpu_us_per_request", "redis_cpu_us_per_request"} <= publish["full"].keys()
+
+
+def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fresh_redis):
+    """One node of two stops under load: its clients reopen on the other, none gets a
+    message twice, the others lose nothing, and the report says what the movers missed."""
+    from bench.cluster import run_rolling
+
+    with cluster_nodes(tmp_path, fresh_redis, 2) as nodes:
+
+        def restart() -> None:
+            assert nodes[1].stop() == 0
+            assert not bad_log_lines(nodes[1])
+            nodes[1] = start_server_process(
+                tmp_path, "--redis-url", fresh_redis.url, port=nodes[1].port
+            )
+
+        command = bench_command(
+            nodes, "--scenario", "rolling", "-n", "40", "--rate", "50", "--rate-messages", "100"
+        )
+        report = run_rolling(command, restart, delay=0.3, timeout=90)
+        # After the restart, the restarted node takes new sessions again.
+        assert report["restarted"] is True
+        assert report["ok"], report
+        rolling = report["rolling"]
+        assert rolling["published"] == 100 and rolling["failed"] == 0
+        assert rolling["moved"] == rolling["reopened"] == 20  # the second node's half
+        assert rolling["move_failed"] == 0
+        assert rolling["lost"] == 0 and rolling["duplicates"] == 0
+        assert 0 <= rolling["missed"] <= 20 * rolling["missed_max"]
+        assert rolling["reconnect_ms"]["samples"] == 20
+        assert report["close_codes"].get("sockjs 9010") == 20
+        assert report["warnings"] == []
+        late = run_bench(
+            None, "--scenario", "fanout", "-n", "4", "-m", "5", "--rate", "0", nodes=nodes
+        )
+        assert late["per_url"] == [2, 2]
+
+
+def test_a_sequence_number_seen_twice_is_a_duplicate():
+    """What the rolling scenario's "nothing twice" rests on: each user's seen numbers."""
+    tally = Tally()
+    loop = asyncio.new_event_loop()
+    try:
+        receiver = types.SimpleNamespace(loop=loop, remove=lambda client: None)
+        seen: set[int] = set()
+        client = WSClient(tally, receiver, "h", "/p", b"[]", False, lambda *_: None, seen=seen)
+        client.sock.close()
+        frame = f"a[{delivery(1)},{delivery(2)}]".encode()
+        client._message(frame)
+        client._message(f"a[{delivery(2)}]".encode())
+    finally:
+        loop.close()
+    assert seen == {1, 2}
+    assert tally.duplicates == 1
 
 
 def test_wrong_secret_fails_cleanly(server):

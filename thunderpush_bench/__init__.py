@@ -4,7 +4,10 @@ It opens N SockJS websocket connections (``CONNECT`` + ``SUBSCRIBE``),
 publishes through the HTTP API and reports deliveries per second, messages
 lost, publish-to-receive latency (at full speed and at a fixed rate),
 connection setup rate and, given the server's PID, server CPU per delivery and
-memory per idle connection.  It only talks to the one address it is given.
+memory per idle connection.  It only talks to the addresses it is given: one
+server, or the nodes of a cluster (``--url`` repeated), where its ``rolling``
+scenario reopens on another node the sessions a restarting node ends, and
+checks by sequence number that nothing arrived twice.
 
 Why it is its own package: it is a client of the server, not part of it, so
 it shares nothing with the server but the frame encoder

@@ -24,8 +24,9 @@ from thunderpush_bench.scenarios import SCENARIOS, Bench
 
 PROG = "thunderpush-bench"
 
-DEFAULT_MESSAGES = {"fanout": 100, "users": 5000, "publish": 5000, "idle": 0}
-DEFAULT_CONCURRENCY = {"fanout": 4, "users": 8, "publish": 8, "idle": 1}
+DEFAULT_MESSAGES = {"fanout": 100, "users": 5000, "publish": 5000, "idle": 0, "rolling": 0}
+DEFAULT_CONCURRENCY = {"fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1}
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -34,7 +35,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Load generator for Thunderpush: fan-out, user sends, publish API, idle.",
     )
     add = parser.add_argument
-    add("--url", default="http://127.0.0.1:8080", help="server address (only target)")
+    add(
+        "--url",
+        action="append",
+        help=f"server address (default {DEFAULT_URL}); repeat for the nodes of a cluster:"
+        " connections and API connections are spread over them",
+    )
     add("--key", default="key", help="public API key (default: key)")
     add("--secret", default="secret", help="API secret (default: secret)")
     add("--scenario", choices=SCENARIOS, default="fanout")
@@ -77,10 +83,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--drain", type=float, default=5.0, help="give up after this long without a delivery")
     add("--request-timeout", type=float, default=30.0, help="per handshake or API request")
     add("--timeout", type=float, default=900.0, help="whole run")
-    add("--server-pid", type=int, help="server PID: CPU per delivery and RSS per connection")
+    add(
+        "--server-pid",
+        type=int,
+        action="append",
+        help="server PID: CPU per delivery and RSS per connection; repeat for a cluster's"
+        " nodes (added up)",
+    )
+    add("--redis-pid", type=int, help="Redis's PID: its CPU, reported apart from the server's")
     add("--json", action="store_true", help="print one JSON object on stdout")
     add("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
+    args.url = args.url or [DEFAULT_URL]
+    args.server_pid = args.server_pid or []
     if args.messages is None:
         args.messages = DEFAULT_MESSAGES[args.scenario]
     if args.concurrency is None:
@@ -92,8 +107,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--messages, --rate and --rate-messages cannot be negative")
     if not re.fullmatch(r"[a-zA-Z0-9_\-=@,.;]{1,50}", args.channel):
         parser.error("--channel: 1-50 letters, digits or _-=@,.; (a suffix is added)")
-    if args.server_pid is not None and not os.path.exists(f"/proc/{args.server_pid}/stat"):
-        parser.error(f"no process {args.server_pid} (--server-pid)")
+    for option, pid in [("--server-pid", pid) for pid in args.server_pid] + [
+        ("--redis-pid", args.redis_pid)
+    ]:
+        if pid is not None and not os.path.exists(f"/proc/{pid}/stat"):
+            parser.error(f"no process {pid} ({option})")
+    if args.scenario == "rolling" and (args.rate <= 0 or args.rate_messages < 1):
+        parser.error("--scenario rolling publishes at --rate: it must be above 0")
     return args
 
 
@@ -127,11 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = asyncio.run(_run(args))
     except BenchError as error:
-        report = {"scenario": args.scenario, "url": args.url, "ok": False, "error": str(error)}
+        report = {"scenario": args.scenario, "url": " ".join(args.url), "ok": False}
+        report["error"] = str(error)
         print(f"{PROG}: {error}", file=sys.stderr)
     except (OSError, asyncio.TimeoutError) as error:
-        report = {"scenario": args.scenario, "url": args.url, "ok": False, "error": repr(error)}
-        print(f"{PROG}: cannot reach {args.url}: {error!r}", file=sys.stderr)
+        report = {"scenario": args.scenario, "url": " ".join(args.url), "ok": False}
+        report["error"] = repr(error)
+        print(f"{PROG}: cannot reach {' '.join(args.url)}: {error!r}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     if limit_warning:

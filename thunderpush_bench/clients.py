@@ -12,6 +12,7 @@ import asyncio
 import errno
 import json
 import os
+import re
 import select
 import socket
 import time
@@ -22,6 +23,9 @@ from thunderpush.transports.frames import TEXT
 from thunderpush_bench import BenchError
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import MARKER, ServerFrames, client_frame, upgrade_request
+
+# A delivery's sequence number, inside its payload string (so its quotes are escaped).
+SEQ = re.compile(rb'\\"seq\\": ?(\d+)')
 
 
 class Receiver:
@@ -123,7 +127,20 @@ class WSClient(ServerFrames):
     and what the SockJS messages mean.
     """
 
-    __slots__ = ("receiver", "sock", "request", "hello", "sampled", "on_open", "is_open")
+    __slots__ = (
+        "receiver",
+        "sock",
+        "request",
+        "hello",
+        "sampled",
+        "on_open",
+        "is_open",
+        "index",
+        "target",
+        "seen",
+        "on_close",
+        "moving",
+    )
 
     def __init__(
         self,
@@ -134,6 +151,9 @@ class WSClient(ServerFrames):
         hello: bytes,
         sampled: bool,
         on_open: Callable[[WSClient, str | None], None],
+        index: int = 0,
+        target: int = 0,
+        seen: set[int] | None = None,
     ) -> None:
         super().__init__(tally)
         self.receiver = receiver
@@ -146,6 +166,15 @@ class WSClient(ServerFrames):
         # sent, (self, reason) when it could not open.
         self.on_open: Callable[[WSClient, str | None], None] | None = on_open
         self.is_open = False
+        # Which connection of the run this is, and the index of its --url.
+        self.index = index
+        self.target = target
+        # Sequence numbers this connection's user has received, across moves
+        # (the rolling scenario): every delivery is read, none only counted.
+        self.seen = seen
+        # Called once when the server ends an open session: the session moves.
+        self.on_close: Callable[[WSClient], None] | None = None
+        self.moving = False
 
     def connect(self, address: tuple[str, int]) -> None:
         """Starts connecting; the receiver calls ``writable`` when it is done."""
@@ -187,9 +216,16 @@ class WSClient(ServerFrames):
         """The server closed the socket (or it broke)."""
         if not self.is_open:
             self._report_open(str(error or "closed before the session opened"))
-        elif not self.closing:
+        elif not self.closing and not self._ended_by_server():
             self.tally.unexpected_closes += 1
         self.close()
+
+    def _ended_by_server(self) -> bool:
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            self.moving = True
+            self.receiver.loop.call_soon(callback, self)
+        return self.moving
 
     def _message(self, text: bytes) -> int:
         """One SockJS frame: ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``."""
@@ -197,11 +233,13 @@ class WSClient(ServerFrames):
         if kind == b"a":
             if self.sampled:
                 self._sample(text)
+            if self.seen is not None:
+                self._record(text)
             return text.count(MARKER)
         if kind == b"o" and not self.is_open:
             self.send(self.hello)
             self.is_open = True
-            self.fast = not self.sampled
+            self.fast = not self.sampled and self.seen is None
             self._report_open(None)
         elif kind == b"c":
             try:
@@ -209,7 +247,18 @@ class WSClient(ServerFrames):
             except (ValueError, IndexError, TypeError):
                 code = "?"
             self.tally.close_codes[f"sockjs {code}"] += 1
+            self._ended_by_server()
         return 0
+
+    def _record(self, text: bytes) -> None:
+        """Each delivery's sequence number; one already seen is a duplicate."""
+        seen = self.seen
+        for match in SEQ.findall(text):
+            seq = int(match)
+            if seq in seen:  # type: ignore[operator]
+                self.tally.duplicates += 1
+            else:
+                seen.add(seq)  # type: ignore[union-attr]
 
     def _sample(self, text: bytes) -> None:
         """Publish-to-receive latency of each delivery, from its ``t`` field."""

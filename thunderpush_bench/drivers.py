@@ -33,6 +33,8 @@ class Phase:
     expected: int = 0
     request_times: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    # The sequence numbers the API accepted (answered 200).
+    seqs: list[int] = field(default_factory=list)
 
 
 class Opener:
@@ -53,6 +55,8 @@ class Opener:
         self.in_flight: dict[WSClient, float] = {}
         self.failures: Counter[str] = Counter()
         self.failed = 0
+        # Sessions opened on each --url.
+        self.per_url = [0] * len(bench.targets)
         self.max_failures = max(10, n // 100)
         self.done: asyncio.Future[None] = receiver.loop.create_future()
 
@@ -73,19 +77,10 @@ class Opener:
     def _open(self, index: int) -> None:
         bench = self.bench
         sampled = self.step > 0 and index % self.step == 0 and index // self.step < self.sample
-        path = f"/connect/{index % 1000:03d}/{bench.user_prefix}{index}/websocket"
-        client = WSClient(
-            bench.tally,
-            self.receiver,
-            bench.host_header,
-            path,
-            bench.hello(index),
-            sampled,
-            self._opened,
-        )
+        client = bench.session(index, bench.home(index), sampled, self._opened)
         self.in_flight[client] = time.monotonic()
         try:
-            client.connect((bench.host, bench.port))
+            client.connect(bench.address(client.target))
         except OSError as error:
             # Reported on the next turn: refusals can come in a row, and
             # handling them here would recurse once per connection.
@@ -96,6 +91,7 @@ class Opener:
             return
         if error is None:
             self.bench.clients.append(client)
+            self.per_url[client.target] += 1
         else:
             self.failures[error] += 1
             self.failed += 1
@@ -131,6 +127,7 @@ class Publisher:
         self.phase = phase
         self.pace = pace
         self.expected = 0
+        self.seq = 0
         self.started = 0.0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -149,6 +146,7 @@ class Publisher:
     def send(self, seq: int) -> None:
         bench = self.bench
         path, self.expected = bench.target(seq)
+        self.seq = seq
         body = bench.body(seq)
         head = self.client.head("POST", bench.api_prefix + path, len(body))
         self.started = time.perf_counter()
@@ -166,8 +164,62 @@ class Publisher:
         phase.statuses[status] += 1
         if status == 200:
             phase.published += 1
+            phase.seqs.append(self.seq)
             phase.expected += self.expected
             phase.api_count += api_count(body)
         else:
             phase.failed += 1
         self.next()
+
+
+class Mover:
+    """Reopens the sessions a node ended, on the next ``--url``, as a load balancer would.
+
+    A session the server closes (``c[9010,...]`` when a node stops) is opened
+    again at once for the same user and channel on the next node; a refused
+    attempt tries the node after that ``RETRY`` seconds later, until
+    ``timeout`` seconds after the close.  What the session missed meanwhile is
+    the rolling scenario's figure, read from the sequence numbers it saw.
+    """
+
+    RETRY = 0.05
+
+    def __init__(self, bench: Bench, receiver: Receiver, timeout: float) -> None:
+        self.bench = bench
+        self.receiver = receiver
+        self.timeout = timeout
+        # Connections (by index) that a server ended; those still being reopened.
+        self.ended: set[int] = set()
+        self.closed_at: dict[int, float] = {}
+        # Connections (by index) that were reopened elsewhere, at least once.
+        self.moved: set[int] = set()
+        # Seconds from each close to the reopened session.
+        self.times: list[float] = []
+        self.failures: Counter[str] = Counter()
+
+    def closed(self, client: WSClient) -> None:
+        """``client``'s server ended it: open its session on the next node."""
+        self.ended.add(client.index)
+        self.closed_at.setdefault(client.index, time.perf_counter())
+        self._open(client.index, client.target + 1)
+
+    def _open(self, index: int, target: int) -> None:
+        bench = self.bench
+        client = bench.session(index, target % len(bench.targets), False, self._opened)
+        try:
+            client.connect(bench.address(client.target))
+        except OSError as error:
+            self.receiver.loop.call_soon(self._opened, client, str(error))
+
+    def _opened(self, client: WSClient, error: str | None) -> None:
+        index = client.index
+        if error is None:
+            self.times.append(time.perf_counter() - self.closed_at.pop(index))
+            self.moved.add(index)
+            return
+        client.close()
+        if time.perf_counter() - self.closed_at[index] > self.timeout:
+            del self.closed_at[index]
+            self.failures[error] += 1
+        else:
+            self.receiver.loop.call_later(self.RETRY, self._open, index, client.target + 1)

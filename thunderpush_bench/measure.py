@@ -29,10 +29,19 @@ class Tally:
     the total while draining costs the same for 10 or 10,000 connections.
     """
 
-    __slots__ = ("received", "latencies", "unexpected_closes", "close_codes", "errors")
+    __slots__ = (
+        "received",
+        "latencies",
+        "unexpected_closes",
+        "close_codes",
+        "errors",
+        "duplicates",
+    )
 
     def __init__(self) -> None:
         self.received = 0
+        # Deliveries of a sequence number a session had already seen (rolling only).
+        self.duplicates = 0
         self.latencies: list[float] = []
         self.unexpected_closes = 0
         self.close_codes: Counter[str] = Counter()
@@ -78,22 +87,25 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, Any]:
     }
 
 
-class Meter:
-    """Wall time and CPU (ours, and the server's when its PID is known) of a phase."""
+def total_cpu_seconds(pids: list[int]) -> float | None:
+    """utime + stime of several processes together; None if one of them is gone."""
+    try:
+        return sum(proc_cpu_seconds(pid) for pid in pids)
+    except OSError:
+        return None
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server_pid = server_pid
+
+class Meter:
+    """Wall time and CPU of a phase: ours, the server's when its PIDs are known
+    (a cluster's nodes, added up), and Redis's when its PID is known (apart)."""
+
+    def __init__(self, server_pids: list[int], redis_pid: int | None = None) -> None:
+        self.server_pids = server_pids
+        self.redis_pids = [redis_pid] if redis_pid else []
         self.wall = time.perf_counter()
         self.own = own_cpu_seconds()
-        self.server = self._server_cpu()
-
-    def _server_cpu(self) -> float | None:
-        if self.server_pid is None:
-            return None
-        try:
-            return proc_cpu_seconds(self.server_pid)
-        except OSError:
-            return None
+        self.server = total_cpu_seconds(server_pids) if server_pids else None
+        self.redis = total_cpu_seconds(self.redis_pids) if self.redis_pids else None
 
     def stop(self, work: int, unit: str, end: float | None = None) -> dict[str, Any]:
         """CPU figures for ``work`` units (deliveries or requests) done in the phase."""
@@ -104,10 +116,15 @@ class Meter:
             "bench_cpu_s": round(own, 3),
             "bench_cpu_percent": round(100 * own / seconds, 1),
         }
-        server = self._server_cpu()
-        if server is not None and self.server is not None:
-            used = server - self.server
-            result["server_cpu_s"] = round(used, 3)
-            result["server_cpu_percent"] = round(100 * used / seconds, 1)
-            result[f"server_cpu_us_per_{unit}"] = round(1e6 * used / work, 2) if work else None
+        for name, pids, before in (
+            ("server", self.server_pids, self.server),
+            ("redis", self.redis_pids, self.redis),
+        ):
+            after = total_cpu_seconds(pids) if pids else None
+            if after is None or before is None:
+                continue
+            used = after - before
+            result[f"{name}_cpu_s"] = round(used, 3)
+            result[f"{name}_cpu_percent"] = round(100 * used / seconds, 1)
+            result[f"{name}_cpu_us_per_{unit}"] = round(1e6 * used / work, 2) if work else None
         return result

@@ -31,6 +31,9 @@ def format_report(report: dict[str, Any]) -> str:
         phase = report.get(key)
         if phase:
             lines.extend(_format_phase(label, phase))
+    rolling = report.get("rolling")
+    if rolling:
+        lines.extend(_format_rolling(rolling))
     idle = report.get("idle")
     if idle:
         lines.append(f"  idle        {idle['seconds']:.1f} s: {_cpu(idle)}")
@@ -44,9 +47,37 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _cpu(figures: dict[str, Any]) -> str:
     text = f"bench CPU {figures['bench_cpu_percent']:.0f}% of a core"
+    if "redis_cpu_percent" in figures:
+        text = f"Redis CPU {figures['redis_cpu_percent']:.0f}% of a core, " + text
     if "server_cpu_percent" in figures:
         text = f"server CPU {figures['server_cpu_percent']:.0f}% of a core, " + text
     return text
+
+
+def _format_rolling(phase: dict[str, Any]) -> list[str]:
+    reconnect = phase["reconnect_ms"]
+    lines = [
+        f"  rolling     {phase['published']} published at {phase['rate_target']:g}/s,"
+        f" {phase['failed']} failed; {phase['delivered']} delivered to"
+        f" {phase['connections']} connections",
+        f"              {phase['moved']} connections moved, {phase['reopened']} reopened,"
+        f" {phase['move_failed']} not; they missed {phase['missed']} messages"
+        f" (at most {phase['missed_max']} each)",
+        f"              {phase['lost']} lost by the others, {phase['duplicates']} duplicates",
+    ]
+    if reconnect["samples"]:
+        lines.append(
+            f"              reconnect p50 {reconnect['p50']:.1f} ms,"
+            f" p99 {reconnect['p99']:.1f} ms, max {reconnect['max']:.1f} ms"
+        )
+    latency = phase["latency_ms"]
+    if latency["samples"]:
+        lines.append(
+            f"              latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms,"
+            f" max {latency['max']:.1f} ms ({latency['samples']} samples)"
+        )
+    lines.append(f"              {_cpu(phase)}")
+    return lines
 
 
 def _format_phase(label: str, phase: dict[str, Any]) -> list[str]:
@@ -73,10 +104,11 @@ def _format_phase(label: str, phase: dict[str, Any]) -> list[str]:
         )
         per = phase.get("server_cpu_us_per_request")
     cpu = _cpu(phase)
+    unit = "delivery" if "delivered" in phase else "request"
+    redis = phase.get(f"redis_cpu_us_per_{unit}")
+    if redis is not None:
+        cpu = f"Redis CPU {redis:.1f} us per {unit}; " + cpu
     if per is not None:
-        cpu = (
-            f"server CPU {per:.1f} us per {'delivery' if 'delivered' in phase else 'request'}; "
-            + cpu
-        )
+        cpu = f"server CPU {per:.1f} us per {unit}; " + cpu
     lines.append(f"              {cpu}")
     return lines

@@ -22,10 +22,14 @@ from urllib.parse import quote, urlsplit
 
 from thunderpush_bench import BenchError
 from thunderpush_bench.clients import HTTPClient, Receiver, WSClient
-from thunderpush_bench.drivers import Opener, Phase, Publisher
+from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
 from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
 
-SCENARIOS = ("fanout", "users", "publish", "idle")
+SCENARIOS = ("fanout", "users", "publish", "idle", "rolling")
+# Scenarios whose connections all subscribe to the run's channel.
+SUBSCRIBING = ("fanout", "idle", "rolling")
+# The line on stderr (printed even with -q) that says: restart a node now.
+ROLLING_MARK = "rolling: publishing"
 
 PROGRESS_SECONDS = 2.0
 POLL_SECONDS = 0.002
@@ -36,12 +40,13 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        url = urlsplit(args.url)
-        if url.scheme != "http" or not url.hostname:
-            raise BenchError(f"--url must be http://HOST:PORT, not {args.url!r}")
-        self.host = url.hostname
-        self.port = url.port or 80
-        self.host_header = url.netloc
+        # (host, port, Host header) of each --url.
+        self.targets: list[tuple[str, int, str]] = []
+        for address in args.url:
+            url = urlsplit(address)
+            if url.scheme != "http" or not url.hostname:
+                raise BenchError(f"--url must be http://HOST:PORT, not {address!r}")
+            self.targets.append((url.hostname, url.port or 80, url.netloc))
         self.api_prefix = f"/api/1.0.0/{quote(args.key, safe='')}/"
         token = os.urandom(3).hex()
         self.channel = f"{args.channel}-{token}"
@@ -50,12 +55,15 @@ class Bench:
         self.clients: list[WSClient] = []
         self.receiver: Receiver | None = None
         self.opener: Opener | None = None
+        # The rolling scenario: what each connection's user has seen, and who moves them.
+        self.seen: list[set[int]] = []
+        self.mover: Mover | None = None
         self.http: list[HTTPClient] = []
         self.warnings: list[str] = []
         self.status: Callable[[], str] = lambda: "starting"
         self.report: dict[str, Any] = {
             "scenario": args.scenario,
-            "url": args.url,
+            "url": " ".join(args.url),
             "connections": 0 if args.scenario == "publish" else args.connections,
         }
 
@@ -74,11 +82,18 @@ class Bench:
     # API
 
     async def api_connect(self, count: int) -> None:
+        """``count`` API connections, spread over the nodes in turn.
+
+        The rolling scenario publishes through the first ``--url`` only: the
+        node that stays up while the others restart.
+        """
         loop = asyncio.get_running_loop()
-        for _ in range(count):
+        nodes = 1 if self.args.scenario == "rolling" else len(self.targets)
+        for index in range(count):
+            host, port, netloc = self.targets[index % nodes]
             _, client = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: HTTPClient(self.host_header, self.args.secret), self.host, self.port
+                    lambda netloc=netloc: HTTPClient(netloc, self.args.secret), host, port
                 ),
                 self.args.request_timeout,
             )
@@ -105,25 +120,70 @@ class Bench:
             if self.opener is not None:
                 self.opener.expire(self.args.request_timeout)
 
+    def meter(self) -> Meter:
+        return Meter(self.args.server_pid, self.args.redis_pid)
+
     # connections
 
     def hello(self, index: int) -> bytes:
         user = f"{self.user_prefix}{index}"
         commands = [f"CONNECT {user}:{self.args.key}"]
-        if self.args.scenario in ("fanout", "idle"):
+        if self.args.scenario in SUBSCRIBING:
             commands.append(f"SUBSCRIBE {self.channel}")
         return json.dumps(commands).encode()
+
+    def home(self, index: int) -> int:
+        """The ``--url`` connection ``index`` opens on: the first N/k on the first, and so on.
+
+        In blocks rather than in turn, so that the sampled connections (every
+        N/sample-th) are spread over every node too.
+        """
+        return index * len(self.targets) // self.args.connections
+
+    def address(self, target: int) -> tuple[str, int]:
+        host, port, _ = self.targets[target]
+        return host, port
+
+    def session(
+        self,
+        index: int,
+        target: int,
+        sampled: bool,
+        on_open: Callable[[WSClient, str | None], None],
+    ) -> WSClient:
+        """The (unconnected) session of connection ``index`` on node ``target``."""
+        path = f"/connect/{index % 1000:03d}/{self.user_prefix}{index}/websocket"
+        assert self.receiver is not None
+        client = WSClient(
+            self.tally,
+            self.receiver,
+            self.targets[target][2],
+            path,
+            self.hello(index),
+            sampled,
+            on_open,
+            index=index,
+            target=target,
+            seen=self.seen[index] if self.seen else None,
+        )
+        if self.mover is not None:
+            client.on_close = self.mover.closed
+        return client
 
     async def open_connections(self) -> None:
         """Opens N sessions (see ``Opener``); every one of them, or says why not."""
         n = self.args.connections
         self.receiver = Receiver(asyncio.get_running_loop())
+        if self.args.scenario == "rolling":
+            self.seen = [set() for _ in range(n)]
+            self.mover = Mover(self, self.receiver, self.args.request_timeout)
         sample = 100 if self.args.sample is None else self.args.sample
         opener = self.opener = Opener(self, self.receiver, n, sample)
         self.status = lambda: f"opening: {len(self.clients)}/{n} open"
         await opener.start(min(self.args.open_concurrency, n))
         self.opener = None
         detail = ", ".join(f"{why} ({count})" for why, count in opener.failures.most_common(3))
+        self.report["per_url"] = opener.per_url
         if opener.failed:
             self.warnings.append(f"{opener.failed} connections failed: {detail}")
         if not self.clients:
@@ -146,7 +206,7 @@ class Bench:
         else:
             self.warnings.append(f"only {count} of {n} users online on the server")
             return False
-        if self.args.scenario in ("fanout", "idle"):
+        if self.args.scenario in SUBSCRIBING:
             status, body = await self.api("GET", f"channels/{self.channel}/")
             listed = len(body["users"]) if status == 200 else 0
             if listed < n:
@@ -156,9 +216,9 @@ class Bench:
 
     async def setup(self) -> None:
         """Opens the connections, checks them with the API, measures memory."""
-        pid = self.args.server_pid
-        rss_before = proc_rss_kib(pid) if pid else None
-        meter = Meter(pid)
+        pids = self.args.server_pid
+        rss_before = sum(map(proc_rss_kib, pids))
+        meter = self.meter()
         await self.open_connections()
         verified = await self.verify_connections()
         figures = meter.stop(len(self.clients), "connection")
@@ -173,9 +233,9 @@ class Bench:
             f" ({self.report['setup']['connections_per_s']:.0f}/s)"
         )
         self.status = lambda: "setup done"
-        if pid:
+        if pids:
             await asyncio.sleep(self.args.settle)
-            rss_after = proc_rss_kib(pid)
+            rss_after = sum(map(proc_rss_kib, pids))
             self.report["memory"] = {
                 "rss_before_kib": rss_before,
                 "rss_after_kib": rss_after,
@@ -194,6 +254,7 @@ class Bench:
             return f"users/{self.user_prefix}{index}/", 1
         if self.args.scenario == "fanout":
             return f"channels/{self.channel}/", len(self.clients)
+        # publish: nobody listens; rolling: judged by sequence numbers, not counts.
         return f"channels/{self.channel}/", 0
 
     def body(self, seq: int) -> bytes:
@@ -227,12 +288,8 @@ class Bench:
             return f"{name}: {phase.published}/{messages} published, {got} delivered"
 
         self.status = status
-        meter = Meter(self.args.server_pid)
-        seqs = iter(range(messages))
-        publishers = [Publisher(self, client, seqs, phase, pace) for client in self.http]
-        for publisher in publishers:
-            publisher.next()
-        await asyncio.gather(*(publisher.done for publisher in publishers))
+        meter = self.meter()
+        await self.publish(phase, messages, pace)
         end = await self.drain(phase, received_before)
         delivered = self.tally.received - received_before
         unit = "request" if self.args.scenario == "publish" else "delivery"
@@ -241,6 +298,16 @@ class Bench:
         if rate is not None:
             result["rate_target"] = rate
         return result
+
+    async def publish(
+        self, phase: Phase, messages: int, pace: Callable[[int], float | None]
+    ) -> None:
+        """Publishes ``messages`` on every API connection at once, paced by ``pace``."""
+        seqs = iter(range(messages))
+        publishers = [Publisher(self, client, seqs, phase, pace) for client in self.http]
+        for publisher in publishers:
+            publisher.next()
+        await asyncio.gather(*(publisher.done for publisher in publishers))
 
     async def drain(self, phase: Phase, received_before: int) -> float:
         """Waits for outstanding deliveries; returns when the last one arrived.
@@ -296,11 +363,104 @@ class Bench:
             )
         return result
 
+    async def rolling_phase(self) -> dict[str, Any]:
+        """Publishes at ``--rate`` while nodes restart, then reads what each connection saw.
+
+        Every delivery's sequence number is recorded per connection (its user,
+        across moves): a connection whose node ended it and that was reopened
+        elsewhere reports the messages it missed meanwhile; any other missing
+        message is lost, and any message seen twice is a duplicate.
+        """
+        args = self.args
+        mover = self.mover
+        assert mover is not None
+        messages, rate = args.rate_messages, args.rate
+        phase = Phase("rolling")
+        received_before = self.tally.received
+        self.tally.latencies = []
+        started = time.perf_counter()
+
+        def pace(seq: int) -> float:
+            return started + seq / rate - time.perf_counter()
+
+        self.status = lambda: (
+            f"rolling: {phase.published}/{messages} published,"
+            f" {len(mover.moved)} moved, {len(mover.closed_at)} moving"
+        )
+        # Printed even with -q: a harness waits for this line to restart a node.
+        print(
+            f"[bench] {ROLLING_MARK} {messages} messages at {rate}/s: restart a node now",
+            file=sys.stderr,
+            flush=True,
+        )
+        meter = self.meter()
+        await self.publish(phase, messages, pace)
+        end = await self.settle(phase)
+        delivered = self.tally.received - received_before
+        figures = meter.stop(delivered, "delivery", end)
+        accepted = set(phase.seqs)
+        missing = [len(accepted - seen) for seen in self.seen]
+        missed = [missing[index] for index in mover.ended]
+        lost = sum(missing) - sum(missed)
+        move_failed = sum(mover.failures.values()) + len(mover.closed_at)
+        result: dict[str, Any] = {
+            "published": phase.published,
+            "failed": phase.failed,
+            "rate_target": rate,
+            "publish_per_s": round(phase.published / figures["seconds"], 1),
+            "connections": len(self.seen),
+            "delivered": delivered,
+            "moved": len(mover.ended),
+            "reopened": len(mover.moved),
+            "move_failed": move_failed,
+            "reconnect_ms": percentiles(mover.times),
+            "missed": sum(missed),
+            "missed_max": max(missed, default=0),
+            "lost": lost,
+            "duplicates": self.tally.duplicates,
+            "seen_unpublished": sum(len(seen - accepted) for seen in self.seen),
+            "latency_ms": percentiles(self.tally.latencies),
+            "request_ms": percentiles(phase.request_times),
+            **figures,
+        }
+        if not mover.ended:
+            self.warnings.append(
+                "rolling: no connection moved; restart a node (not the first --url)"
+                f" after the line '{ROLLING_MARK}'"
+            )
+        if self.tally.duplicates:
+            self.warnings.append(f"rolling: {self.tally.duplicates} deliveries were duplicates")
+        if lost:
+            self.warnings.append(f"rolling: connections that did not move lost {lost} messages")
+        if move_failed:
+            detail = ", ".join(f"{why} ({n})" for why, n in mover.failures.most_common(3))
+            self.warnings.append(f"rolling: {move_failed} connections not reopened: {detail}")
+        return result
+
+    async def settle(self, phase: Phase) -> float:
+        """Waits until every connection has the last message; returns when it was so.
+
+        Bounded: gives up once nothing has arrived for ``--drain`` seconds.
+        """
+        last = max(phase.seqs, default=None)
+        received, changed = self.tally.received, time.perf_counter()
+        while last is not None:
+            assert self.mover is not None
+            if not self.mover.closed_at and all(last in seen for seen in self.seen):
+                break
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            if self.tally.received != received:
+                received, changed = self.tally.received, now
+            elif now - changed > self.args.drain:
+                return changed
+        return time.perf_counter()
+
     async def idle_phase(self) -> dict[str, Any]:
         """Holds the connections open, idle, and measures what the server spends."""
         seconds = self.args.idle_seconds
         self.status = lambda: f"idle: holding {len(self.clients)} connections for {seconds} s"
-        meter = Meter(self.args.server_pid)
+        meter = self.meter()
         await asyncio.sleep(seconds)
         figures = meter.stop(len(self.clients), "connection")
         figures["unexpected_closes"] = self.tally.unexpected_closes
@@ -333,6 +493,9 @@ class Bench:
         if name == "idle":
             self.report["idle"] = await self.idle_phase()
             return
+        if name == "rolling":
+            self.report["rolling"] = await self.rolling_phase()
+            return
         messages = args.messages
         self.say(f"{name}: publishing {messages} messages flat out")
         self.report["full"] = await self.publish_phase("full speed", messages, None)
@@ -344,13 +507,15 @@ class Bench:
 
     def finish(self) -> dict[str, Any]:
         report = self.report
-        lost = sum(abs(report.get(p, {}).get("lost", 0)) for p in ("full", "rate"))
+        phases = ("full", "rate", "rolling")
+        lost = sum(abs(report.get(p, {}).get("lost", 0)) for p in phases)
         miscounted = any(
             report[p]["api_count"] != report[p]["expected"]
             for p in ("full", "rate")
             if "api_count" in report.get(p, {})
         )
-        failed = sum(report.get(p, {}).get("failed", 0) for p in ("full", "rate"))
+        failed = sum(report.get(p, {}).get("failed", 0) for p in phases)
+        failed += report.get("rolling", {}).get("move_failed", 0)
         setup = report.get("setup", {"verified": True, "opened": 0})
         report["unexpected_closes"] = self.tally.unexpected_closes
         report["close_codes"] = dict(self.tally.close_codes)
@@ -366,5 +531,6 @@ class Bench:
             and not miscounted
             and not failed
             and not self.tally.unexpected_closes
+            and not self.tally.duplicates
         )
         return report

@@ -99,6 +99,10 @@ class ServerFrames:
     def _fail(self, reason: str) -> None:
         raise NotImplementedError
 
+    def _ended_by_server(self) -> bool:
+        """The server ended the session; True when that was expected (a move)."""
+        raise NotImplementedError
+
     # reading
 
     def feed(self, data: bytes) -> None:
@@ -184,6 +188,7 @@ class ServerFrames:
         if opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.tally.close_codes[f"ws {code}"] += 1
+            self._ended_by_server()
             self._close_with(client_frame(CLOSE, payload[:2]))
             return 0
         if opcode == PING:
