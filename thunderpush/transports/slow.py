@@ -27,11 +27,14 @@ def describe(session: Any, ip: str) -> str:
 
 
 def log_too_slow(session: Any, ip: str, limit: int) -> None:
-    """The one line logged for a connection closed as too slow."""
+    """The one line logged for a connection closed as too slow, with the connection's context."""
+    connection = getattr(session, "conn", None) if session is not None else None
+    context = connection.log_context() if connection is not None else {}
     logger.warning(
         "Closing the connection of %s: client too slow (more than %d bytes unsent).",
         describe(session, ip),
         limit,
+        extra={**context, "address": ip or context.get("address")},
     )
 
 
