@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, ConfigError
 from thunderpush.server.workers import checked, worker_pid_path
 
 from .cluster import bad_log_lines
@@ -134,16 +134,16 @@ def test_a_worker_that_cannot_start_stops_them_all(tmp_path, fresh_redis):
         status, stderr = refused_start(
             tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
         )
-    assert status == 1, stderr
+    assert status == 3, stderr
     assert stderr.endswith(
-        f"Thunderpush cannot start: the worker on port {port + 1} exited with status 1.\n"
+        f"Thunderpush cannot start: the worker on port {port + 1} exited with status 3.\n"
     )
     assert not answers(port)
 
 
 def test_workers_without_redis_are_refused_in_one_line(tmp_path):
     status, stderr = refused_start(tmp_path, "--workers", "2")
-    assert status == 1
+    assert status == 2
     assert stderr == (
         "Thunderpush cannot start: --workers 2 needs --redis-url: without it every worker "
         "would serve only its own clients, with no messages or presence shared.\n"
@@ -160,7 +160,7 @@ def test_workers_without_redis_are_refused_in_one_line(tmp_path):
 )
 def test_settings_workers_cannot_run_with(settings, reason):
     config = Config(workers=2, redis_url="redis://127.0.0.1:6379/0", **settings)
-    with pytest.raises(SystemExit, match=reason):
+    with pytest.raises(ConfigError, match=reason):
         checked(config)
 
 

@@ -259,7 +259,11 @@ def rules(parser: argparse.ArgumentParser) -> dict[str, settings.Rule | None]:
 
 
 def _rule(action: argparse.Action, text: str) -> object:
-    value = action.type(text) if action.type else text
+    """``action``'s value of ``text``, or ValueError saying why there is none."""
+    try:
+        value = action.type(text) if action.type else text
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(str(error)) from None
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"not one of {', '.join(map(str, action.choices))}: {text!r}")
     return value

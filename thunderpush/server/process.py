@@ -217,7 +217,7 @@ def run(config: Config, reload: Reload | None = None) -> None:
         with PIDFile(config.pid_path):
             asyncio.run(_serve_until_signalled(config, output, reload))
     except ConfigError as error:
-        exit_with(USAGE_EXIT, f"thunderpush: error: {error}")
+        exit_with(USAGE_EXIT, f"Thunderpush cannot start: {error}.")
     except StartupError as error:
         exit_with(START_EXIT, f"Thunderpush cannot start: {error}.")
 

@@ -74,7 +74,7 @@ def boolean(text: str) -> bool:
 def _checked(rule: Rule, text: str, where: str) -> Any:
     try:
         return rule(text)
-    except (ValueError, TypeError) as error:  # argparse.ArgumentTypeError is a ValueError
+    except ValueError as error:
         raise ConfigError(f"{where}: {error}") from None
 
 

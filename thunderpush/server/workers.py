@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, ConfigError
 from thunderpush.server.logs import LogOutput
 from thunderpush.server.process import (
     SHUTDOWN_GRACE_SECONDS,
@@ -61,7 +61,7 @@ _fork = multiprocessing.get_context("fork")
 
 
 def checked(config: Config) -> Config:
-    """``config``, or exit ``USAGE_EXIT`` with one line saying why it cannot run as workers."""
+    """``config``, or ``ConfigError`` saying why it cannot run as workers."""
     reason = ""
     if not config.redis_url:
         reason = (
@@ -73,7 +73,7 @@ def checked(config: Config) -> Config:
     elif not 0 < config.port <= 65536 - config.workers:
         reason = f"ports {config.port} to {config.port + config.workers - 1} are not all valid"
     if reason:
-        exit_with(USAGE_EXIT, f"thunderpush: error: {reason}")
+        raise ConfigError(reason)
     return config
 
 
@@ -85,12 +85,14 @@ def worker_pid_path(pid_path: str, port: int) -> str:
 
 def run_workers(config: Config, reload: Reload | None = None) -> None:
     """Run ``config.workers`` servers until SIGTERM or Ctrl-C, then stop them all."""
-    checked(config)
     try:
+        checked(config)
         output = configure_logging(config)
         with PIDFile(config.pid_path) as pid_file, _wakeup_pipe() as wakeup:
             inherited = (pid_file.fileno(), *wakeup)
             Supervisor(config, wakeup, inherited, output, reload).run()
+    except ConfigError as error:
+        exit_with(USAGE_EXIT, f"Thunderpush cannot start: {error}.")
     except StartupError as error:
         exit_with(START_EXIT, f"Thunderpush cannot start: {error}.")
 
