@@ -190,6 +190,7 @@ async def test_sighup_reopens_the_log_reloads_apps_and_never_kills(tmp_path):
         assert (await answers("a", "sa"), await answers("b", "sb")) == (200, 401)
         log_file.rename(tmp_path / "server.log.1")  # as logrotate does
         config.write_text(
+            "max_channels_per_connection = 1\nhead_timeout = 3.0\n"
             '[[apps]]\nkey = "b"\nsecret = "sb"\n[[apps]]\nkey = "c"\nsecret = "sc"\n'
         )
         running.proc.send_signal(signal.SIGHUP)
@@ -198,6 +199,14 @@ async def test_sighup_reopens_the_log_reloads_apps_and_never_kills(tmp_path):
         )
         assert (await answers("a", "sa"), await answers("b", "sb")) == (401, 200)
         assert await answers(KEY, SECRET) == 200  # the command line's app stays
+        assert "need a restart: head_timeout." in log_file.read_text()
+        client = await WebSocketClient(running.url).open()  # a limit, reloaded
+        await client.send(f"CONNECT u:{KEY}", "SUBSCRIBE one:two")
+        assert await client.message() == {
+            "event": "subscription_error",
+            "channel": "two",
+            "message": "Too many channels.",
+        }
         config.write_text("port = \n")
         for times in range(1, 4):
             running.proc.send_signal(signal.SIGHUP)

@@ -167,3 +167,33 @@ def test_settings_workers_cannot_run_with(settings, reason):
 def test_worker_pid_files_sit_beside_the_parents():
     assert worker_pid_path("/run/thunderpush.pid", 8001) == "/run/thunderpush-8001.pid"
     assert worker_pid_path("/run/thunderpush", 8001) == "/run/thunderpush-8001"
+
+
+async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis):
+    """Each worker reads the configuration file again; the parent only passes the signal on."""
+    config = tmp_path / "thunderpush.toml"
+    config.write_text("")
+    port = consecutive_free_ports(2)
+    parent = start_server_process(
+        tmp_path,
+        "--workers",
+        "2",
+        "--redis-url",
+        fresh_redis.url,
+        "--config",
+        str(config),
+        port=port,
+    )
+    try:
+        until(lambda: "Every worker is listening." in parent.log(), log=parent)
+        config.write_text('[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
+        parent.proc.send_signal(signal.SIGHUP)
+        until(lambda: parent.log().count("Configuration reloaded: 2 apps.") == 2, log=parent)
+        for each in ports(parent):
+            url = f"http://127.0.0.1:{each}"
+            response = await call_api(url, "GET", "users/", key="new", secret="new-secret")
+            assert response.code == 200
+        assert parent.proc.poll() is None and all(map(alive, worker_pids(parent)))
+    finally:
+        assert parent.stop() == 0
+    assert bad_log_lines(parent) == []
