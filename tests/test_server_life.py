@@ -81,7 +81,7 @@ def test_a_port_in_use_is_one_line(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = start("-p", str(port), "-H", "127.0.0.1", "--pid-path", str(pid_path), KEY, SECRET)
-    assert_one_line(result, 3, f"Thunderpush cannot start: 127.0.0.1 port {port} is in use")
+    assert_one_line(result, 3, f"Thunderpush cannot start: port {port} on 127.0.0.1 is in use")
     assert not pid_path.exists()
 
 

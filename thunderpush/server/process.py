@@ -130,7 +130,7 @@ def configure_logging(config: Config) -> logs.LogOutput:
 
 async def listen(server: Server, config: Config) -> None:
     """Listens on the configured port and address, or ``StartupError`` saying why not."""
-    where = f"{config.host or 'every address'} port {config.port}"
+    where = f"port {config.port}" + (f" on {config.host}" if config.host else "")
     try:
         await server.door.listen(config.port, config.host)
     except socket.gaierror as error:
