@@ -35,13 +35,12 @@ def sockjs_messages(message: str | bytes) -> list[Any] | None:
     """The messages of one SockJS websocket frame, or None if it must be dropped.
 
     A frame that is not JSON (nested too deeply to parse included) drops the
-    connection, as sockjs-tornado always did, with one warning line and no
-    traceback.
+    connection, as sockjs-tornado always did, with one warning line (the
+    caller's, which knows the client) and no traceback.
     """
     try:
         messages = json.loads(message)
     except (ValueError, RecursionError):
-        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
         return None
     return messages if isinstance(messages, list) else [messages]
 
@@ -77,6 +76,10 @@ class SockJSWebSocket(WebSocket):
             return
         messages = sockjs_messages(message)
         if messages is None:
+            logger.warning(
+                "Dropping a SockJS websocket: a frame was not valid JSON.",
+                extra=self.session.conn.log_context(),
+            )
             raise DropConnection
         self.session.on_messages(messages)
 
