@@ -19,12 +19,13 @@ from typing import NoReturn
 
 from thunderpush import __version__
 from thunderpush.server import settings
-from thunderpush.server.config import Config, ConfigError, checked_credential
+from thunderpush.server.config import AppConfig, Config, ConfigError, checked_credential
 from thunderpush.server.process import USAGE_EXIT, run
 from thunderpush.server.workers import run_workers
 
 # The positional arguments' names (the original's) and the Config fields they set.
 _POSITIONALS = {"clientkey": "apikey", "apikey": "apisecret"}
+_DESTS = {field: dest for dest, field in _POSITIONALS.items()}
 # Options that are not settings.
 _NOT_SETTINGS = {"help", "version", "config", "print_config"}
 
@@ -301,9 +302,6 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, bool]
     return config_from(args, apps, path), args.print_config
 
 
-_DESTS = {field: dest for dest, field in _POSITIONALS.items()}
-
-
 def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     """``--config``, looked for before the other flags are parsed (they depend on it)."""
     early = _Parser(add_help=False)
@@ -313,7 +311,7 @@ def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
 
 
 def config_from(
-    args: argparse.Namespace, apps: tuple = (), config_file: str | None = None
+    args: argparse.Namespace, apps: tuple[AppConfig, ...] = (), config_file: str | None = None
 ) -> Config:
     """The configuration the parsed arguments describe."""
     return Config(

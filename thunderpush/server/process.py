@@ -70,7 +70,7 @@ class PIDFile:
         except OSError:
             os.close(fd)
             raise StartupError(
-                f"Thunderpush is already running with the PID file {self.path}"
+                f"another Thunderpush is already running with the PID file {self.path}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -163,7 +163,8 @@ async def serve(
     host = config.host or "*"
     logger.info("Thunderpush %s listening on %s:%d", __version__, host, server.door.port)
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, _hang_up, server, output, reload)
+    if output is not None or reload is not None:  # the process's own server (``run``)
+        loop.add_signal_handler(signal.SIGHUP, _hang_up, server, output, reload)
     statistics = None
     if config.stats_interval:
         statistics = loop.create_task(logs.log_statistics(server.apps, config.stats_interval))
