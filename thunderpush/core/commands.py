@@ -232,3 +232,8 @@ class Client:
         "SUBSCRIBE": _subscribe,
         "UNSUBSCRIBE": _unsubscribe,
     }
+
+
+def log_context(connection: object) -> dict[str, Any]:
+    """``connection``'s log context if it is a client (a SockJS connection may be another)."""
+    return connection.log_context() if isinstance(connection, Client) else {}

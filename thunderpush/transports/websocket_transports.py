@@ -15,6 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from thunderpush.core.commands import log_context
 from thunderpush.core.protocol import raw_websocket_close_code
 from thunderpush.transports.fanout import FrameCache
 from thunderpush.transports.frames import text_frame
@@ -78,7 +79,7 @@ class SockJSWebSocket(WebSocket):
         if messages is None:
             logger.warning(
                 "Dropping a SockJS websocket: a frame was not valid JSON.",
-                extra=self.session.conn.log_context(),
+                extra=log_context(self.session.conn),
             )
             raise DropConnection
         self.session.on_messages(messages)
