@@ -26,6 +26,8 @@ setup(
         # The cluster (--redis-url) only; a single process never imports it.
         # hiredis, redis-py's C parser: a third of the CPU per bus message (docs/cluster.rst).
         "redis[hiredis]>=8.1,<9",
+        # --config reads TOML: the standard library's tomllib from 3.11, its original before.
+        'tomli>=1.1; python_version < "3.11"',
     ],
     entry_points={
         "console_scripts": [

@@ -44,12 +44,13 @@ def test_parse_args_every_option():
     [[], ["only-one"], ["-p", "x", "a", "b"], ["--idle-timeout", "0", "a", "b"]]
     + [["--head-timeout", value, "a", "b"] for value in ("-1", "nan", "inf", "soon")],
 )
-def test_bad_arguments_exit_2_with_usage(argv):
+def test_bad_arguments_exit_2_with_one_line(argv):
     result = subprocess.run(
         [sys.executable, "-m", "thunderpush", *argv], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("usage: thunderpush")
+    assert result.stderr.startswith("thunderpush: error: ")
+    assert result.stderr.count("\n") == 1
 
 
 def test_an_empty_secret_is_refused_at_start():
@@ -58,9 +59,8 @@ def test_an_empty_secret_is_refused_at_start():
         [sys.executable, "-m", "thunderpush", "key", ""], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("usage: thunderpush")
-    assert result.stderr.endswith(
-        "error: argument apikey: the secret must not be empty or only whitespace\n"
+    assert result.stderr == (
+        "thunderpush: error: argument apikey: the secret must not be empty or only whitespace\n"
     )
 
 

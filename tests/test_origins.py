@@ -69,7 +69,7 @@ def test_an_entry_that_is_no_origin_is_refused(entry):
 
 def test_a_bad_allowed_origin_stops_the_server_with_one_clear_line(tmp_path):
     status, output = refused_start(tmp_path, "--allowed-origins", "https://ok.example,example.com")
-    assert status == 1
+    assert status == 2
     assert "Traceback" not in output
     assert output.startswith("Thunderpush cannot start: --allowed-origins: not an origin: "), output
 

@@ -170,7 +170,7 @@ def test_unusable_certificate_files_stop_the_server_with_one_clear_line(
     tmp_path, arguments, reason
 ):
     status, output = refused_start(tmp_path, *arguments)
-    assert status == 1
+    assert status == 2
     assert "Traceback" not in output
     assert output.startswith("Thunderpush cannot start: "), output
     assert reason in output, output

@@ -499,3 +499,12 @@ def test_the_shared_answer_is_the_bytes_a_fresh_protocol_sends(caplog):
     drop_date = [re.sub(rb"Date: [^\r]*", b"", data) for data in (*shared, own)]
     assert drop_date[0] == drop_date[1] == drop_date[2]
     assert drop_date[0].startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+
+
+def test_a_frame_that_is_not_json_drops_any_sockjs_connection_with_one_line(caplog):
+    """The warning carries a client's context, and a connection that is no client has none."""
+    frame = _client_frame(0x1, b"[", True, True, 0)
+    transport, _ = asyncio.run(_feed([frame], raw=False))
+    assert transport.closing
+    dropped = [r for r in caplog.records if "not valid JSON" in r.getMessage()]
+    assert len(dropped) == 1 and not hasattr(dropped[0], "user")

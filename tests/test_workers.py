@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderpush.server.config import Config
+from thunderpush.server.config import Config, ConfigError
 from thunderpush.server.workers import checked, worker_pid_path
 
 from .cluster import bad_log_lines
@@ -134,16 +134,16 @@ def test_a_worker_that_cannot_start_stops_them_all(tmp_path, fresh_redis):
         status, stderr = refused_start(
             tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
         )
-    assert status == 1, stderr
+    assert status == 3, stderr
     assert stderr.endswith(
-        f"Thunderpush cannot start: the worker on port {port + 1} exited with status 1.\n"
+        f"Thunderpush cannot start: the worker on port {port + 1} exited with status 3.\n"
     )
     assert not answers(port)
 
 
 def test_workers_without_redis_are_refused_in_one_line(tmp_path):
     status, stderr = refused_start(tmp_path, "--workers", "2")
-    assert status == 1
+    assert status == 2
     assert stderr == (
         "Thunderpush cannot start: --workers 2 needs --redis-url: without it every worker "
         "would serve only its own clients, with no messages or presence shared.\n"
@@ -160,10 +160,40 @@ def test_workers_without_redis_are_refused_in_one_line(tmp_path):
 )
 def test_settings_workers_cannot_run_with(settings, reason):
     config = Config(workers=2, redis_url="redis://127.0.0.1:6379/0", **settings)
-    with pytest.raises(SystemExit, match=reason):
+    with pytest.raises(ConfigError, match=reason):
         checked(config)
 
 
 def test_worker_pid_files_sit_beside_the_parents():
     assert worker_pid_path("/run/thunderpush.pid", 8001) == "/run/thunderpush-8001.pid"
     assert worker_pid_path("/run/thunderpush", 8001) == "/run/thunderpush-8001"
+
+
+async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis):
+    """Each worker reads the configuration file again; the parent only passes the signal on."""
+    config = tmp_path / "thunderpush.toml"
+    config.write_text("")
+    port = consecutive_free_ports(2)
+    parent = start_server_process(
+        tmp_path,
+        "--workers",
+        "2",
+        "--redis-url",
+        fresh_redis.url,
+        "--config",
+        str(config),
+        port=port,
+    )
+    try:
+        until(lambda: "Every worker is listening." in parent.log(), log=parent)
+        config.write_text('[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
+        parent.proc.send_signal(signal.SIGHUP)
+        until(lambda: parent.log().count("Configuration reloaded: 2 apps.") == 2, log=parent)
+        for each in ports(parent):
+            url = f"http://127.0.0.1:{each}"
+            response = await call_api(url, "GET", "users/", key="new", secret="new-secret")
+            assert response.code == 200
+        assert parent.proc.poll() is None and all(map(alive, worker_pids(parent)))
+    finally:
+        assert parent.stop() == 0
+    assert bad_log_lines(parent) == []

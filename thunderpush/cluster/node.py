@@ -27,6 +27,7 @@ from thunderpush.cluster.bus import deliver
 from thunderpush.cluster.hub import ClusterHub
 from thunderpush.cluster.registry import Registry
 from thunderpush.core.broker import BackendUnavailable
+from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Node:
     def __init__(self, url: str, ttl: float) -> None:
         self.id = uuid.uuid4().hex
         self.url = url
+        # The URL as the log shows it: without the password.
+        self.shown_url = masked_url(url)
         self.ttl = ttl
         self.up = False
         self.registry = Registry(self)
@@ -128,9 +131,9 @@ class Node:
             await self.registry.resync(client, list(self.hubs.values()), forgotten)
             self._joined.set()
             if self._warned:
-                logger.info("Back in the cluster on %s.", self.url)
+                logger.info("Back in the cluster on %s.", self.shown_url)
             else:
-                logger.info("Joined the cluster on %s as node %s.", self.url, self.id)
+                logger.info("Joined the cluster on %s as node %s.", self.shown_url, self.id)
             self._warned = False
             await _until_one_ends(
                 self._beat_forever(client),
@@ -159,10 +162,10 @@ class Node:
 
     def _went_down(self, error: BaseException) -> None:
         if self._warned:
-            logger.debug("Redis at %s is still unavailable: %s", self.url, error)
+            logger.debug("Redis at %s is still unavailable: %s", self.shown_url, error)
             return
         self._warned = True
-        logger.warning("Redis at %s is unavailable (%s); reconnecting.", self.url, error)
+        logger.warning("Redis at %s is unavailable (%s); reconnecting.", self.shown_url, error)
 
     async def _beat(self, client: Redis) -> bool:
         """Says this node is alive; True if the others had forgotten it."""

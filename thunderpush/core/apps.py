@@ -15,7 +15,7 @@ hubs also record their connections in the cluster).  Example::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
@@ -59,6 +59,14 @@ class Apps:
 
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
+
+    def __iter__(self) -> Iterator[App]:
+        return iter(list(self._by_key.values()))
+
+    def remove(self, key: str) -> None:
+        """The app of ``key`` is served no more: its connections are closed (code 9002)."""
+        app = self._by_key.pop(key)
+        app.hub.disconnect_all()
 
     def authenticate(self, key: str, secret: str) -> App | None:
         """The app whose key and secret these are, or None.

@@ -96,7 +96,7 @@ class Client:
         if self.app is not None:
             self.app.hub.remove(self)
             self.app = None
-        logger.debug("User %s has disconnected.", self.userid)
+        self.log(logging.DEBUG, "User %s has disconnected.", self.userid)
 
     @property
     def connected(self) -> bool:
@@ -111,14 +111,27 @@ class Client:
     def send_delivery(self, element: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def log_context(self) -> dict[str, Any]:
+        """Who this connection is, for a log line's context (``thunderpush.server.logs``).
+
+        A transport adds the client's address and session.
+        """
+        return {"app": self.app.key if self.app is not None else None, "user": self.userid}
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """A log line about this connection, with its context."""
+        if logger.isEnabledFor(level):
+            logger.log(level, message, *args, extra=self.log_context())
+
     def _ignored(self, message: str, *args: Any) -> None:
         """Logs ignored input: the connection's first at WARNING, the rest at DEBUG."""
-        logger.log(logging.DEBUG if self._warned else logging.WARNING, message, *args)
+        self.log(logging.DEBUG if self._warned else logging.WARNING, message, *args)
         self._warned = True
 
     def _flood(self) -> None:
         # Logged once: the session delivers nothing more once it is closed.
-        logger.warning(
+        self.log(
+            logging.WARNING,
             "Closing the connection of user %s: over %d commands per second.",
             self.userid,
             self.limits.max_commands_per_second,
@@ -148,7 +161,7 @@ class Client:
         else:
             signed = not app.require_signature
         if not signed:
-            logger.info("Refused user %s: invalid signature.", userid)
+            self.log(logging.INFO, "Refused user %s of app %s: invalid signature.", userid, key)
             self.close(*protocol.INVALID_SIGNATURE)
             return
         self.userid = userid
@@ -190,7 +203,7 @@ class Client:
             elif private:
                 self.send_delivery(protocol.subscription_succeeded(channel))
             return
-        logger.debug("Refused user %s on %s: %s", self.userid, channel, refusal)
+        self.log(logging.DEBUG, "Refused user %s on %s: %s", self.userid, channel, refusal)
         self.send_delivery(protocol.subscription_error(channel, refusal))
 
     def _unsubscribe(self, argument: str) -> None:
@@ -210,7 +223,7 @@ class Client:
         """Whether the connection may (un)subscribe; closes it with 9001 if not."""
         if self.connected:
             return True
-        logger.warning("Closing a connection that subscribed before CONNECT.")
+        self.log(logging.WARNING, "Closing a connection that subscribed before CONNECT.")
         self.close(*protocol.SUBSCRIBE_BEFORE_CONNECT)
         return False
 
@@ -219,3 +232,8 @@ class Client:
         "SUBSCRIBE": _subscribe,
         "UNSUBSCRIBE": _unsubscribe,
     }
+
+
+def log_context(connection: object) -> dict[str, Any]:
+    """``connection``'s log context if it is a client (a SockJS connection may be another)."""
+    return connection.log_context() if isinstance(connection, Client) else {}

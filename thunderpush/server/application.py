@@ -20,7 +20,7 @@ from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
-from thunderpush.server.config import Config, ConfigError, checked_credential
+from thunderpush.server.config import Config, ConfigError, declared_apps
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.origins import AllowedOrigins
@@ -119,8 +119,8 @@ def cluster_node(config: Config) -> Node:
 
 
 def build(config: Config, apps: Apps | None = None) -> Server:
-    """A server for ``apps`` (by default: the one app of ``config``'s key and secret,
-    on the cluster of ``config.redis_url`` if there is one).
+    """A server for ``apps`` (by default: the apps ``config`` declares, on the
+    cluster of ``config.redis_url`` if there is one).
 
     Raises ``ConfigError`` for settings it cannot serve with (origins, TLS files,
     an empty or whitespace key or secret, a Redis URL that is none).
@@ -134,11 +134,8 @@ def build(config: Config, apps: Apps | None = None) -> Server:
             apps = cluster_apps(node)
         else:
             apps = Apps()
-        apps.add(
-            checked_credential("public key", config.apikey),
-            checked_credential("secret", config.apisecret),
-            config.require_signature,
-        )
+        for app in declared_apps(config):
+            apps.add(app.key, app.secret, app.require_signature)
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     return Server(config, apps, api, router, FrontDoor(config, application, router, api), node)

@@ -1,6 +1,11 @@
 """The ``thunderpush`` command line: the original's arguments, turned into a ``Config``.
 
-``thunderpush [-p PORT] [-H HOST] [-v] [-d] [--pid-path PATH] clientkey apikey``
+``thunderpush [-p PORT] [-H HOST] [-v] [-d] [--pid-path PATH] [--config FILE] [clientkey apikey]``
+
+The parser is the one list of settings: the configuration file and the
+environment (``thunderpush.server.settings``) are checked by its rules and
+become its defaults, so a flag overrides them.  A mistake in any of them is one
+line on stderr and exit status 2 (``USAGE_EXIT``).
 """
 
 from __future__ import annotations
@@ -8,12 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import NoReturn
 
 from thunderpush import __version__
-from thunderpush.server.config import Config, checked_credential
-from thunderpush.server.process import run
+from thunderpush.server import settings
+from thunderpush.server.config import AppConfig, Config, ConfigError, checked_credential
+from thunderpush.server.process import USAGE_EXIT, run
 from thunderpush.server.workers import run_workers
+
+# The positional arguments' names (the original's) and the Config fields they set.
+_POSITIONALS = {"clientkey": "apikey", "apikey": "apisecret"}
+_DESTS = {field: dest for dest, field in _POSITIONALS.items()}
+# Options that are not settings.
+_NOT_SETTINGS = {"help", "version", "config", "print_config"}
 
 _TIMEOUTS = {
     "head": "close a connection whose request head takes longer",
@@ -42,6 +56,22 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: one the system picks, which the log names)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0 to 65535): {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    """A number of seconds >= 0 (0: never)."""
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
 
 
 def _positive(text: str) -> int:
@@ -80,11 +110,29 @@ _LIMITS = {
 }
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+class _Parser(argparse.ArgumentParser):
+    """Raises ``ConfigError`` for a mistake, so that SIGHUP's reload can survive one."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 2: what a supervisor's log should show."""
+    print(f"thunderpush: error: {message}", file=sys.stderr)
+    raise SystemExit(USAGE_EXIT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every setting the command line takes, with its rule and help."""
     defaults = Config()
-    parser = argparse.ArgumentParser(prog="thunderpush")
+    parser = _Parser(prog="thunderpush")
     parser.add_argument(
-        "-p", "--port", default=defaults.port, type=int, help="binds server to custom port"
+        "-p",
+        "--port",
+        default=defaults.port,
+        type=_port,
+        help="binds server to custom port (0: any free one)",
     )
     parser.add_argument(
         "-H", "--host", default=defaults.host, help="binds server to custom address"
@@ -133,10 +181,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("THUNDERPUSH_REDIS_URL") or defaults.redis_url,
+        default=defaults.redis_url,
         metavar="URL",
-        help="redis://HOST:PORT/DB: join the cluster on this Redis "
-        "(default: $THUNDERPUSH_REDIS_URL, else a single process)",
+        help="redis://HOST:PORT/DB: join the cluster on this Redis (default: a single process)",
     )
     parser.add_argument(
         "--presence-ttl",
@@ -154,7 +201,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--metrics-port",
-        type=_positive,
+        type=_port,
         default=defaults.metrics_port,
         metavar="PORT",
         help="serve /metrics on this port (default: on the main port)",
@@ -178,17 +225,100 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=defaults.log_file,
         help="log to this file instead of stderr; SIGHUP reopens it",
     )
+    parser.add_argument(
+        "--stats-interval",
+        type=_interval,
+        default=defaults.stats_interval,
+        metavar="SECONDS",
+        help="log a statistics line at INFO this often, 0: never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the merged settings, secrets masked, and exit",
+    )
     parser.add_argument("-V", "--version", action="version", version=__version__)
-    parser.add_argument("clientkey", type=_credential("public key"), help="client key")
-    parser.add_argument("apikey", type=_credential("secret"), help="server API key")
-    return parser.parse_args(argv)
+    parser.add_argument("clientkey", nargs="?", type=_credential("public key"), help="client key")
+    parser.add_argument("apikey", nargs="?", type=_credential("secret"), help="server API key")
+    return parser
 
 
-def config_from(args: argparse.Namespace) -> Config:
+def rules(parser: argparse.ArgumentParser) -> dict[str, settings.Rule | None]:
+    """Each setting's rule by ``Config`` name; None for a yes/no flag."""
+    found: dict[str, settings.Rule | None] = {}
+    for action in parser._actions:
+        if action.dest in _NOT_SETTINGS:
+            continue
+        name = _POSITIONALS.get(action.dest, action.dest)
+        found[name] = None if action.nargs == 0 else partial(_rule, action)
+    return found
+
+
+def _rule(action: argparse.Action, text: str) -> object:
+    """``action``'s value of ``text``, or ValueError saying why there is none."""
+    try:
+        value = action.type(text) if action.type else text
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(str(error)) from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"not one of {', '.join(map(str, action.choices))}: {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line alone (defaults for everything it does not say)."""
+    try:
+        return build_parser().parse_args(argv)
+    except ConfigError as error:
+        fail(str(error))
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, bool]:
+    """The configuration of file, environment and flags, and whether to only print it.
+
+    Raises ``ConfigError`` for a mistake in any of them (SIGHUP calls it again).
+    """
+    parser = build_parser()
+    path = _config_path(argv, environ)
+    data = settings.read_file(path) if path else {}
+    known = rules(parser)
+    values = settings.from_file(data, known, path) if path else {}
+    values.update(settings.from_environment(environ, known))
+    parser.set_defaults(**{_DESTS.get(name, name): value for name, value in values.items()})
+    args = parser.parse_args(argv)
+    apps = settings.apps_from_file(data, path) if path else ()
+    if (args.clientkey is None) != (args.apikey is None):
+        raise ConfigError("give both the client key and the secret (clientkey apikey)")
+    if args.clientkey is None and not apps:
+        raise ConfigError(
+            "no app: give the client key and secret (clientkey apikey), "
+            "THUNDERPUSH_APIKEY and THUNDERPUSH_APISECRET, or [[apps]] in --config"
+        )
+    return config_from(args, apps, path), args.print_config
+
+
+def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """``--config``, looked for before the other flags are parsed (they depend on it)."""
+    early = _Parser(add_help=False)
+    early.add_argument("--config")
+    known, _ = early.parse_known_args(argv)
+    return known.config or environ.get(settings.CONFIG_VARIABLE) or None
+
+
+def config_from(
+    args: argparse.Namespace, apps: tuple[AppConfig, ...] = (), config_file: str | None = None
+) -> Config:
     """The configuration the parsed arguments describe."""
     return Config(
-        apikey=args.clientkey,
-        apisecret=args.apikey,
+        apikey=args.clientkey or "",
+        apisecret=args.apikey or "",
+        apps=apps,
+        config_file=config_file,
         port=args.port,
         host=args.host,
         debug=args.debug,
@@ -209,13 +339,30 @@ def config_from(args: argparse.Namespace) -> Config:
         drain_seconds=args.drain_seconds,
         log_format=args.log_format,
         log_file=args.log_file,
+        stats_interval=args.stats_interval,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = config_from(parse_args(sys.argv[1:] if argv is None else argv))
-    (run_workers if config.workers > 1 else run)(config)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    environ = dict(os.environ)
+    try:
+        config, print_only = load(argv, environ)
+    except ConfigError as error:
+        fail(str(error))
+    if print_only:
+        if config.config_file:
+            print(f"# Read from {config.config_file}, the environment and the command line.")
+        sys.stdout.write(settings.toml(settings.masked(config, rules(build_parser()))))
+        return
+    reload = partial(_reload, argv, environ)
+    (run_workers if config.workers > 1 else run)(config, reload)
+
+
+def _reload(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
+    """The configuration again, for SIGHUP: the file may have changed since the start."""
+    return load(argv, environ)[0]
 
 
 if __name__ == "__main__":

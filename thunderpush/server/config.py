@@ -1,7 +1,8 @@
-"""The server's configuration: one object, filled in from the command line.
+"""The server's configuration: one object, from the file, the environment and the flags.
 
-``thunderpush.server.cli`` builds a ``Config`` from the arguments; tests and
-embedding applications build one directly.  Everything that needs a setting
+``thunderpush.server.cli`` builds a ``Config`` from them (``thunderpush.server.settings``
+merges the first two); tests and embedding applications build one directly.
+Everything that needs a setting
 is handed this object (or the one value it needs) when it is made, so no
 module reads settings from anywhere else.
 """
@@ -13,6 +14,19 @@ from dataclasses import dataclass
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.
 SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+# The statistics line's default period: often enough to see a trend, rarely
+# enough that it does not crowd out the warnings.
+STATS_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """One app the configuration file declares in an ``[[apps]]`` table."""
+
+    key: str
+    secret: str
+    # None: the server's ``require_signature``.
+    require_signature: bool | None = None
 
 
 @dataclass
@@ -20,9 +34,14 @@ class Config:
     """Everything the command line can set, with the original's defaults."""
 
     # Public API key: appears in URLs and in the client's CONNECT command.
+    # Empty when the apps all come from ``apps``.
     apikey: str = ""
     # Secret key that backends send in the X-Thunder-Secret-Key header.
     apisecret: str = ""
+    # More apps, from the configuration file's ``[[apps]]`` tables.
+    apps: tuple[AppConfig, ...] = ()
+    # The TOML file the settings were read from (SIGHUP reads it again).
+    config_file: str | None = None
     port: int = 8080
     # Address to bind to; empty means every interface.
     host: str = ""
@@ -80,6 +99,8 @@ class Config:
     log_format: str = "text"
     # Log to this file instead of stderr (SIGHUP reopens it, for logrotate).
     log_file: str | None = None
+    # A statistics line at INFO this often, in seconds; 0: never.
+    stats_interval: float = STATS_INTERVAL_SECONDS
 
 
 class ConfigError(ValueError):
@@ -98,3 +119,28 @@ def checked_credential(what: str, value: str) -> str:
     if value != value.strip():
         raise ConfigError(f"the {what} must not begin or end with whitespace")
     return value
+
+
+def declared_apps(config: Config) -> list[AppConfig]:
+    """Every app ``config`` declares: the key and secret first (if given), then ``apps``.
+
+    Raises ``ConfigError`` for a blank key or secret, a key declared twice, or no app at all.
+    """
+    apps = list(config.apps)
+    if config.apikey or config.apisecret:
+        apps.insert(0, AppConfig(config.apikey, config.apisecret))
+    if not apps:
+        raise ConfigError("no app: give the client key and secret, or [[apps]] in --config")
+    seen: set[str] = set()
+    resolved = []
+    for app in apps:
+        checked_credential("public key", app.key)
+        checked_credential("secret", app.secret)
+        if app.key in seen:
+            raise ConfigError(f"the app {app.key} is declared twice")
+        seen.add(app.key)
+        signed = (
+            config.require_signature if app.require_signature is None else app.require_signature
+        )
+        resolved.append(AppConfig(app.key, app.secret, signed))
+    return resolved

@@ -5,9 +5,10 @@ behind a load balancer (docs/nginx.conf).  Each worker is an ordinary single
 server with the same settings, so workers share messages and presence only
 through Redis: more than one needs ``--redis-url``.  Supervisord and systemd
 see one process: the parent holds the PID file at ``--pid-path`` (each worker
-has its own beside it, with its port in the name), passes SIGTERM and SIGINT on
-to the workers, waits for them and exits 0; a worker that dies is started
-again after a pause, so one crash does not take a port away for good.
+has its own beside it, with its port in the name), passes SIGTERM, SIGINT and
+SIGHUP on to the workers (SIGHUP also reopens its own log file), waits for
+them and exits 0; a worker that dies is started again after a pause, so one
+crash does not take a port away for good.
 """
 
 from __future__ import annotations
@@ -25,8 +26,19 @@ from collections.abc import Iterator
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from thunderpush.server.config import Config
-from thunderpush.server.process import SHUTDOWN_GRACE_SECONDS, PIDFile, configure_logging, run
+from thunderpush.server.config import Config, ConfigError
+from thunderpush.server.logs import LogOutput
+from thunderpush.server.process import (
+    SHUTDOWN_GRACE_SECONDS,
+    START_EXIT,
+    USAGE_EXIT,
+    PIDFile,
+    Reload,
+    StartupError,
+    configure_logging,
+    exit_with,
+    run,
+)
 
 logger = logging.getLogger("thunderpush")
 
@@ -42,12 +54,14 @@ START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 8.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Blocked across a fork, until the worker has its own handlers.
+_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
 _fork = multiprocessing.get_context("fork")
 
 
 def checked(config: Config) -> Config:
-    """``config``, or ``SystemExit`` with one line saying why it cannot run as workers."""
+    """``config``, or ``ConfigError`` saying why it cannot run as workers."""
     reason = ""
     if not config.redis_url:
         reason = (
@@ -59,7 +73,7 @@ def checked(config: Config) -> Config:
     elif not 0 < config.port <= 65536 - config.workers:
         reason = f"ports {config.port} to {config.port + config.workers - 1} are not all valid"
     if reason:
-        raise SystemExit(f"Thunderpush cannot start: {reason}.")
+        raise ConfigError(reason)
     return config
 
 
@@ -69,22 +83,31 @@ def worker_pid_path(pid_path: str, port: int) -> str:
     return f"{root}-{port}{extension}"
 
 
-def run_workers(config: Config) -> None:
+def run_workers(config: Config, reload: Reload | None = None) -> None:
     """Run ``config.workers`` servers until SIGTERM or Ctrl-C, then stop them all."""
-    configure_logging(config.verbose)
-    checked(config)
-    with PIDFile(config.pid_path) as pid_file, _wakeup_pipe() as wakeup:
-        Supervisor(config, wakeup, inherited=(pid_file.fileno(), *wakeup)).run()
+    try:
+        checked(config)
+        output = configure_logging(config)
+        with PIDFile(config.pid_path) as pid_file, _wakeup_pipe() as wakeup:
+            inherited = (pid_file.fileno(), *wakeup)
+            Supervisor(config, wakeup, inherited, output, reload).run()
+    except ConfigError as error:
+        exit_with(USAGE_EXIT, f"Thunderpush cannot start: {error}.")
+    except StartupError as error:
+        exit_with(START_EXIT, f"Thunderpush cannot start: {error}.")
 
 
 class Worker:
     """One port's server process, and when to start it again after it died."""
 
-    def __init__(self, config: Config, index: int, inherited: tuple[int, ...]) -> None:
+    def __init__(
+        self, config: Config, index: int, inherited: tuple[int, ...], reload: Reload | None
+    ) -> None:
         port = config.port + index
         pid_path = worker_pid_path(config.pid_path, port)
         self.config = replace(config, port=port, workers=1, pid_path=pid_path)
         self.inherited = inherited
+        self.reload = reload
         self.process: multiprocessing.process.BaseProcess | None = None
         self.started_at = 0.0
         self.pause = FIRST_PAUSE_SECONDS
@@ -97,11 +120,13 @@ class Worker:
 
     def start(self) -> None:
         process = _fork.Process(
-            target=_work, args=(self.config, self.inherited, os.getpid()), name=f"port {self.port}"
+            target=_work,
+            args=(self.config, self.inherited, os.getpid(), self.reload),
+            name=f"port {self.port}",
         )
         # Blocked across the fork, so a signal cannot reach the worker while it
         # still has the parent's handlers; it unblocks them once it has its own.
-        with _stop_signals_blocked():
+        with _signals_blocked():
             process.start()
         self.process, self.started_at, self.restart_at = process, time.monotonic(), None
 
@@ -143,14 +168,23 @@ class Worker:
 class Supervisor:
     """Starts the workers, starts dead ones again, and stops them all on a signal."""
 
-    def __init__(self, config: Config, wakeup: tuple[int, int], inherited: tuple[int, ...]) -> None:
-        self.workers = [Worker(config, index, inherited) for index in range(config.workers)]
+    def __init__(
+        self,
+        config: Config,
+        wakeup: tuple[int, int],
+        inherited: tuple[int, ...],
+        output: LogOutput,
+        reload: Reload | None = None,
+    ) -> None:
+        self.workers = [Worker(config, index, inherited, reload) for index in range(config.workers)]
         self.wakeup = wakeup[0]
+        self.output = output
         self.received: list[int] = []
 
     def run(self) -> None:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             self._start_all()
             if not self.received:
@@ -161,6 +195,13 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.received.append(signum)
+
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        """Each worker reloads its own configuration; the parent only has its log."""
+        self.output.reopen()
+        for worker in self.workers:
+            if worker.alive():
+                os.kill(worker.process.pid, signal.SIGHUP)
 
     def _start_all(self) -> None:
         """Starts every worker and waits until each listens; one that cannot stops it all."""
@@ -175,14 +216,10 @@ class Supervisor:
                 if worker.listening():
                     starting.remove(worker)
                 elif not worker.alive():
-                    raise SystemExit(
-                        f"Thunderpush cannot start: the worker on port {worker.port} "
-                        f"{worker.exit_status()}."
-                    )
+                    raise StartupError(f"the worker on port {worker.port} {worker.exit_status()}")
             if starting and time.monotonic() > deadline:
-                raise SystemExit(
-                    f"Thunderpush cannot start: port {starting[0].port} was not listening "
-                    f"after {START_TIMEOUT_SECONDS:.0f} s."
+                raise StartupError(
+                    f"port {starting[0].port} was not listening after {START_TIMEOUT_SECONDS:.0f} s"
                 )
             self._sleep(0.05)
         if not starting:
@@ -224,16 +261,17 @@ class Supervisor:
                 worker.process.join()
 
 
-def _work(config: Config, inherited: tuple[int, ...], parent: int) -> None:
+def _work(config: Config, inherited: tuple[int, ...], parent: int, reload: Reload | None) -> None:
     """A worker's life: the parent's signal handling and files undone, then a plain server."""
     signal.set_wakeup_fd(-1)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     for fd in inherited:
         os.close(fd)
     _stop_with(parent)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    run(config)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
+    run(config, reload)
 
 
 def _stop_with(parent: int) -> None:
@@ -247,12 +285,12 @@ def _stop_with(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+def _signals_blocked() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
 
 
 @contextlib.contextmanager

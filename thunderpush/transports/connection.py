@@ -17,9 +17,20 @@ from thunderpush.transports.sockjs import SockJSConnection
 class ThunderConnection(Client, SockJSConnection):
     """A browser connection on any SockJS transport."""
 
+    # The client's address, for the log.
+    address: str | None = None
+
     def on_open(self, info: Any) -> None:
         # No app until the client says CONNECT with a valid key.
         self.app = None
+        self.address = getattr(info, "ip", None)
+
+    def log_context(self) -> dict[str, Any]:
+        return {
+            **super().log_context(),
+            "address": self.address,
+            "session": getattr(self.session, "session_id", None),
+        }
 
     def on_message(self, msg: Any) -> None:
         self.handle(msg)

@@ -70,6 +70,7 @@ class OpenConnections:
                     ip,
                     self._per_ip[ip],
                     self.most_per_ip,
+                    extra={"address": ip},
                 )
             return False
         return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from thunderpush.core.commands import log_context
 from thunderpush.core.protocol import CLIENT_TOO_SLOW
 
 logger = logging.getLogger(__name__)
@@ -27,11 +28,13 @@ def describe(session: Any, ip: str) -> str:
 
 
 def log_too_slow(session: Any, ip: str, limit: int) -> None:
-    """The one line logged for a connection closed as too slow."""
+    """The one line logged for a connection closed as too slow, with the connection's context."""
+    context = log_context(getattr(session, "conn", None))
     logger.warning(
         "Closing the connection of %s: client too slow (more than %d bytes unsent).",
         describe(session, ip),
         limit,
+        extra={**context, "address": ip or context.get("address")},
     )
 
 

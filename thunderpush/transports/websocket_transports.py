@@ -15,6 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from thunderpush.core.commands import log_context
 from thunderpush.core.protocol import raw_websocket_close_code
 from thunderpush.transports.fanout import FrameCache
 from thunderpush.transports.frames import text_frame
@@ -35,13 +36,12 @@ def sockjs_messages(message: str | bytes) -> list[Any] | None:
     """The messages of one SockJS websocket frame, or None if it must be dropped.
 
     A frame that is not JSON (nested too deeply to parse included) drops the
-    connection, as sockjs-tornado always did, with one warning line and no
-    traceback.
+    connection, as sockjs-tornado always did, with one warning line (the
+    caller's, which knows the client) and no traceback.
     """
     try:
         messages = json.loads(message)
     except (ValueError, RecursionError):
-        logger.warning("Dropping a SockJS websocket: a frame was not valid JSON.")
         return None
     return messages if isinstance(messages, list) else [messages]
 
@@ -77,6 +77,10 @@ class SockJSWebSocket(WebSocket):
             return
         messages = sockjs_messages(message)
         if messages is None:
+            logger.warning(
+                "Dropping a SockJS websocket: a frame was not valid JSON.",
+                extra=log_context(self.session.conn),
+            )
             raise DropConnection
         self.session.on_messages(messages)
 

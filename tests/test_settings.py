@@ -1,0 +1,147 @@
+"""Where settings come from: the TOML file, THUNDERPUSH_* variables, flags (rising priority)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import tomllib
+
+from thunderpush.cluster.node import Node
+from thunderpush.server.cli import load
+from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.server.settings import MASK, masked_url
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """Writes a configuration file and returns its path."""
+    path = tmp_path / "thunderpush.toml"
+
+    def write(text: str) -> str:
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+def test_flags_override_the_environment_which_overrides_the_file(config_file):
+    path = config_file("port = 7001\nmax_connections = 10\nhead_timeout = 3.5\n")
+    environ = {"THUNDERPUSH_PORT": "7002", "THUNDERPUSH_MAX_CONNECTIONS": "20"}
+    config, _ = load(["--config", path, "-p", "7003", "k", "s"], environ)
+    assert (config.port, config.max_connections, config.head_timeout) == (7003, 20, 3.5)
+    config, _ = load(["--config", path, "k", "s"], environ)
+    assert (config.port, config.max_connections) == (7002, 20)
+    config, _ = load(["--config", path, "k", "s"], {})
+    assert (config.port, config.max_connections, config.config_file) == (7001, 10, path)
+    config, _ = load(["k", "s"], {})
+    assert config == Config(apikey="k", apisecret="s")
+
+
+def test_the_environment_gives_the_key_secret_and_yes_no_settings(config_file):
+    environ = {
+        "THUNDERPUSH_APIKEY": "k",
+        "THUNDERPUSH_APISECRET": "s",
+        "THUNDERPUSH_REQUIRE_SIGNATURE": "yes",
+        "THUNDERPUSH_ALLOWED_ORIGINS": "https://a.example,https://b.example",
+        "THUNDERPUSH_CONFIG": config_file("log_format = 'json'\n"),
+        "THUNDERPUSH_UNRELATED": "left alone",
+    }
+    config, _ = load([], environ)
+    assert (config.apikey, config.apisecret, config.require_signature) == ("k", "s", True)
+    assert config.allowed_origins == ("https://a.example", "https://b.example")
+    assert config.log_format == "json"
+
+
+def test_the_file_declares_apps_and_the_positional_app_comes_first(config_file):
+    path = config_file(
+        "require_signature = true\n"
+        '[[apps]]\nkey = "a"\nsecret = "sa"\n'
+        '[[apps]]\nkey = "b"\nsecret = "sb"\nrequire_signature = false\n'
+    )
+    config, _ = load(["--config", path], {})
+    assert config.apps == (AppConfig("a", "sa"), AppConfig("b", "sb", False))
+    assert declared_apps(config) == [AppConfig("a", "sa", True), AppConfig("b", "sb", False)]
+    config, _ = load(["--config", path, "k", "s"], {})
+    assert [app.key for app in declared_apps(config)] == ["k", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text, environ, argv, message",
+    [
+        ("prot = 1\n", {}, [], "thunderpush.toml: unknown setting 'prot'"),
+        ("port = 99999\n", {}, [], "thunderpush.toml: port: not a port (0 to 65535): '99999'"),
+        ("port = true\n", {}, [], "thunderpush.toml: port: not a valid value: True"),
+        ("verbose = 'yes'\n", {}, [], "thunderpush.toml: verbose: not true or false: 'yes'"),
+        ("log_format = 'xml'\n", {}, [], "log_format: not one of text, json: 'xml'"),
+        ("port = \n", {}, [], "thunderpush.toml is not valid TOML"),
+        ("", {"THUNDERPUSH_PORT": "-5"}, [], "THUNDERPUSH_PORT: not a port"),
+        ("", {"THUNDERPUSH_VERBOSE": "maybe"}, [], "THUNDERPUSH_VERBOSE: not a yes or no"),
+        ("", {"THUNDERPUSH_APISECRET": " "}, ["k"], "the secret must not be empty"),
+        ("", {}, ["-p", "-5"], "argument -p/--port: not a port (0 to 65535): '-5'"),
+        ("", {}, [], "no app: give the client key and secret"),
+        ("[[apps]]\nkey = 'a'\n", {}, [], "app 1: needs a key and a secret"),
+        ("[[apps]]\nkey = 'a'\nsecret = ''\n", {}, [], "app 1: the secret must not be empty"),
+        ("[[apps]]\nkey='a'\nsecret='s'\nport=1\n", {}, [], "app 1: unknown setting 'port'"),
+        ("apps = 3\n", {}, [], "apps must be [[apps]] tables"),
+    ],
+)
+def test_every_mistake_names_its_source(config_file, text, environ, argv, message):
+    path = config_file(text)
+    with pytest.raises(ConfigError) as error:
+        load(["--config", path, *argv], environ)
+    assert message in str(error.value)
+
+
+def test_an_app_declared_twice_is_refused(config_file):
+    path = config_file("[[apps]]\nkey = 'k'\nsecret = 'other'\n")
+    config, _ = load(["--config", path, "k", "s"], {})
+    with pytest.raises(ConfigError, match="the app k is declared twice"):
+        declared_apps(config)
+
+
+def run_command(*argv: str, **environ: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "thunderpush", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **environ},
+    )
+
+
+def test_a_missing_file_is_one_line_and_status_2(tmp_path):
+    result = run_command("--config", str(tmp_path / "none.toml"), "k", "s")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"thunderpush: error: cannot read the configuration file {tmp_path / 'none.toml'}: "
+        "No such file or directory\n"
+    )
+
+
+def test_print_config_shows_the_merged_settings_with_secrets_masked(config_file):
+    path = config_file(
+        'redis_url = "redis://:redis-password@127.0.0.1:6379/0"\nport = 7001\n'
+        '[[apps]]\nkey = "a"\nsecret = "app-a-secret"\n'
+    )
+    result = run_command(
+        "--config", path, "--print-config", "-p", "7003", "k", THUNDERPUSH_APISECRET="top-secret"
+    )
+    assert result.returncode == 0, result.stderr
+    for secret in ("top-secret", "app-a-secret", "redis-password"):
+        assert secret not in result.stdout
+    shown = tomllib.loads(result.stdout)
+    assert shown["port"] == 7003
+    assert (shown["apikey"], shown["apisecret"]) == ("k", MASK)
+    assert shown["apps"] == [{"key": "a", "secret": MASK}]
+    assert shown["redis_url"] == f"redis://:{MASK}@127.0.0.1:6379/0"
+    # What it prints is a configuration file the server reads (once the secrets are put back).
+    config_file(result.stdout.replace(MASK, "restored"))
+    assert load(["--config", path], {})[0].port == 7003
+
+
+def test_a_redis_password_never_reaches_the_log():
+    assert masked_url("redis://user:pw@host:1/0") == f"redis://user:{MASK}@host:1/0"
+    assert masked_url("redis://host:1/0") == "redis://host:1/0"
+    assert "pw" not in Node("redis://:pw@127.0.0.1:1/0", 30).shown_url

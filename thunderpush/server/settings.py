@@ -1,0 +1,181 @@
+"""Where settings come from before the flags: the configuration file and the environment.
+
+Precedence rises from the defaults, to the TOML file of ``--config``, to the
+``THUNDERPUSH_*`` environment variables, to the command line's flags.  The
+file and the environment hold the same settings as the flags, under their
+``Config`` names (``max_connections = 100``, ``THUNDERPUSH_MAX_CONNECTIONS=100``),
+checked by the same rules; the file may also declare apps::
+
+    port = 8000
+    [[apps]]
+    key = "shop"
+    secret = "..."
+    require_signature = true
+
+``thunderpush.server.cli`` knows each setting's rule (its argparse option);
+this module only finds the values and says where a wrong one came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, fields
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the same parser, before it joined the standard library
+    import tomli as tomllib
+
+from thunderpush.server.config import AppConfig, Config, ConfigError, checked_credential
+
+ENV_PREFIX = "THUNDERPUSH_"
+# The environment variable that names the file, for when flags cannot be changed.
+CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
+MASK = "********"
+
+# A setting's rule: the text of a value (as a flag would give it) to the value.
+Rule = Callable[[str], Any]
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_APP_FIELDS = {field.name for field in fields(AppConfig)}
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """The TOML file at ``path``, or ``ConfigError`` saying what is wrong with it."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read the configuration file {path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+
+def flag_text(value: Any) -> str | None:
+    """A file's value as the text a flag would give; None for a type no flag has."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def boolean(text: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case)."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE | _FALSE:
+        return lowered in _TRUE
+    raise ValueError(f"not a yes or no: {text!r}")
+
+
+def _checked(rule: Rule, text: str, where: str) -> Any:
+    try:
+        return rule(text)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def from_file(data: Mapping[str, Any], rules: Mapping[str, Rule | None], path: str) -> dict:
+    """The settings in a parsed file, by ``Config`` name; a None rule marks a yes/no setting."""
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        where = f"{path}: {name}"
+        if name == "apps":
+            continue
+        if name not in rules:
+            raise ConfigError(f"{path}: unknown setting {name!r}")
+        rule = rules[name]
+        if rule is None:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: not true or false: {value!r}")
+            values[name] = value
+            continue
+        text = flag_text(value)
+        if text is None:
+            raise ConfigError(f"{where}: not a valid value: {value!r}")
+        values[name] = _checked(rule, text, where)
+    return values
+
+
+def from_environment(environ: Mapping[str, str], rules: Mapping[str, Rule | None]) -> dict:
+    """The ``THUNDERPUSH_<NAME>`` variables of known settings, by ``Config`` name.
+
+    Others are left alone: other programs (``thunderpush-token``) share the prefix.
+    """
+    values = {}
+    for name, rule in rules.items():
+        variable = ENV_PREFIX + name.upper()
+        if variable in environ:
+            values[name] = _checked(rule or boolean, environ[variable], variable)
+    return values
+
+
+def apps_from_file(data: Mapping[str, Any], path: str) -> tuple[AppConfig, ...]:
+    """The file's ``[[apps]]`` tables, each checked as the command line checks the key."""
+    tables = data.get("apps", [])
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise ConfigError(f"{path}: apps must be [[apps]] tables")
+    apps = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}: app {number}"
+        unknown = set(table) - _APP_FIELDS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        key, secret = table.get("key"), table.get("secret")
+        signed = table.get("require_signature")
+        if not isinstance(key, str) or not isinstance(secret, str):
+            raise ConfigError(f"{where}: needs a key and a secret, as strings")
+        if signed is not None and not isinstance(signed, bool):
+            raise ConfigError(f"{where}: require_signature: not true or false: {signed!r}")
+        _checked(lambda text: checked_credential("key", text), key, where)
+        _checked(lambda text: checked_credential("secret", text), secret, where)
+        apps.append(AppConfig(key, secret, signed))
+    return tuple(apps)
+
+
+def masked_url(url: str) -> str:
+    """``redis://user:password@host`` with the password masked, for logs and listings."""
+    return re.sub(r"(?<=:)[^:/@]*(?=@)", MASK, url, count=1)
+
+
+def masked(config: Config, names: Iterable[str]) -> dict[str, Any]:
+    """The settings ``names`` of ``config``, and its apps, with every secret masked
+    (``--print-config``)."""
+    every = asdict(config)
+    shown = {name: every[name] for name in names}
+    if config.apisecret:
+        shown["apisecret"] = MASK
+    if config.redis_url:
+        shown["redis_url"] = masked_url(config.redis_url)
+    shown["apps"] = [{**app, "secret": MASK} for app in every["apps"]]
+    return shown
+
+
+def toml(settings: Mapping[str, Any]) -> str:
+    """``settings`` as a TOML file (unset values as comments: TOML has no null)."""
+    lines, tables = [], []
+    for name, value in settings.items():
+        if name == "apps":
+            tables = value
+        elif value is None:
+            lines.append(f"# {name} is not set")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for table in tables:
+        lines += ["", "[[apps]]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # TOML's basic strings take the escapes json.dumps writes.
+        return json.dumps(value)
+    return "[" + ", ".join(_toml_value(item) for item in value) + "]"
