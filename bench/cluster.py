@@ -74,7 +74,9 @@ class Rolling:
         return [
             *("--scenario", "rolling", "-n", str(self.connections)),
             *("--rate", f"{self.rate:g}", "--rate-messages", str(self.messages)),
-            *("--drain", "3"),
+            # Publishes in flight at once: with one, each waits for the one before and
+            # a loaded node publishes at a fraction of the rate (RESULTS.md, 12:47 run).
+            *("--concurrency", "4", "--drain", "3"),
         ]
 
 
