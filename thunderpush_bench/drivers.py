@@ -33,8 +33,9 @@ class Phase:
     expected: int = 0
     request_times: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
-    # The sequence numbers the API accepted (answered 200).
+    # The sequence numbers the API accepted (answered 200), and when each answer came.
     seqs: list[int] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)
 
 
 class Opener:
@@ -165,6 +166,7 @@ class Publisher:
         if status == 200:
             phase.published += 1
             phase.seqs.append(self.seq)
+            phase.accepted_at.append(time.perf_counter())
             phase.expected += self.expected
             phase.api_count += api_count(body)
         else:
@@ -195,12 +197,18 @@ class Mover:
         self.moved: set[int] = set()
         # Seconds from each close to the reopened session.
         self.times: list[float] = []
+        # When the first session was ended and the last one reopened: the move.
+        self.first_closed: float | None = None
+        self.last_opened: float | None = None
         self.failures: Counter[str] = Counter()
 
     def closed(self, client: WSClient) -> None:
         """``client``'s server ended it: open its session on the next node."""
         self.ended.add(client.index)
-        self.closed_at.setdefault(client.index, time.perf_counter())
+        now = time.perf_counter()
+        self.closed_at.setdefault(client.index, now)
+        if self.first_closed is None:
+            self.first_closed = now
         self._open(client.index, client.target + 1)
 
     def _open(self, index: int, target: int) -> None:
@@ -214,7 +222,8 @@ class Mover:
     def _opened(self, client: WSClient, error: str | None) -> None:
         index = client.index
         if error is None:
-            self.times.append(time.perf_counter() - self.closed_at.pop(index))
+            self.last_opened = time.perf_counter()
+            self.times.append(self.last_opened - self.closed_at.pop(index))
             self.moved.add(index)
             return
         client.close()

@@ -57,12 +57,13 @@ def _cpu(figures: dict[str, Any]) -> str:
 def _format_rolling(phase: dict[str, Any]) -> list[str]:
     reconnect = phase["reconnect_ms"]
     lines = [
-        f"  rolling     {phase['published']} published at {phase['rate_target']:g}/s,"
-        f" {phase['failed']} failed; {phase['delivered']} delivered to"
-        f" {phase['connections']} connections",
+        f"  rolling     {phase['published']} published at {phase['publish_per_s']:g}/s"
+        f" ({phase['rate_target']:g}/s asked), {phase['failed']} failed;"
+        f" {phase['delivered']} delivered to {phase['connections']} connections",
         f"              {phase['moved']} connections moved, {phase['reopened']} reopened,"
         f" {phase['move_failed']} not; they missed {phase['missed']} messages"
-        f" (at most {phase['missed_max']} each)",
+        f" (at most {phase['missed_max']} each) of the {phase['published_while_moving']}"
+        f" published in the {phase['moving_ms'] or 0:g} ms of the move",
         f"              {phase['lost']} lost by the others, {phase['duplicates']} duplicates",
     ]
     if reconnect["samples"]:
