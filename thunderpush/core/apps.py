@@ -15,7 +15,7 @@ hubs also record their connections in the cluster).  Example::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
@@ -74,6 +74,9 @@ class Apps:
         ):
             return app
         return None
+
+    def __iter__(self) -> Iterator[App]:
+        return iter(list(self._by_key.values()))
 
     def disconnect_all(self) -> None:
         """Close every connection of every app (on shutdown)."""

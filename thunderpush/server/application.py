@@ -91,6 +91,8 @@ class Server:
     door: FrontDoor
     # This process in the cluster, with ``config.redis_url``: ``start`` joins it.
     node: Node | None = None
+    # Set when shutdown begins: ``/ready`` says 503 from then on.
+    draining: bool = False
 
     async def start(self) -> None:
         """Joins the cluster, if there is one; ``stop`` leaves it."""
