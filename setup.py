@@ -26,6 +26,8 @@ setup(
         # The cluster (--redis-url) only; a single process never imports it.
         # hiredis, redis-py's C parser: a third of the CPU per bus message (docs/cluster.rst).
         "redis[hiredis]>=8.1,<9",
+        # /metrics (thunderpush.observe); tested with 0.20 and 0.26.
+        "prometheus-client>=0.20,<1",
     ],
     entry_points={
         "console_scripts": [

@@ -2,8 +2,9 @@
 
 ``thunderpush -p 8000 key secret`` runs in the foreground and logs to stderr,
 as supervisord and systemd expect.  SIGTERM and Ctrl-C stop it cleanly: no new
-connections, every session closed with a code that tells clients to reconnect,
-the PID file removed, exit status 0.
+connections, ``/ready`` says 503, every session closed with a code that tells
+clients to reconnect, in batches over ``drain_seconds`` (a second signal closes
+the rest at once), the PID file removed, exit status 0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from thunderpush import __version__
 from thunderpush.core import protocol
+from thunderpush.observe.drain import drain
+from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server.application import Server, build
 from thunderpush.server.config import Config, ConfigError
 
@@ -73,22 +76,28 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("tornado.access").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-async def serve(config: Config, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set, then close every session and return."""
+async def serve(config: Config, stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """Serve until ``stop`` is set, then drain (until ``hurry``) and return."""
     server = build(config)
     await server.start()
     await server.door.listen(config.port, config.host)
+    metrics = None
+    if config.metrics_port is not None:
+        metrics = listen_for_metrics(server, config.metrics_port, config.host)
     logger.info("Thunderpush %s listening on %s:%d", __version__, config.host or "*", config.port)
     await stop.wait()
-    logger.info("Shutting down...")
-    await shut_down(server, *protocol.SERVER_SHUTDOWN)
+    logger.info("Shutting down: closing sessions over %g s...", config.drain_seconds)
+    await shut_down(server, config.drain_seconds, hurry)
+    if metrics is not None:
+        metrics.stop()
 
 
-async def shut_down(server: Server, code: int, reason: str) -> None:
-    """Stop accepting, close every session with ``code``, wait (bounded) for clients,
-    leave the cluster."""
+async def shut_down(server: Server, drain_seconds: float, hurry: asyncio.Event) -> None:
+    """Stop accepting, say not ready, close every session (9010) over ``drain_seconds``,
+    wait (bounded) for clients, leave the cluster."""
+    server.draining = True
     server.door.stop()
-    server.router.close_all(code, reason)
+    await drain(server.router, drain_seconds, protocol.SERVER_SHUTDOWN, hurry)
     try:
         await asyncio.wait_for(server.door.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
     except asyncio.TimeoutError:
@@ -98,11 +107,15 @@ async def shut_down(server: Server, code: int, reason: str) -> None:
 
 
 async def _serve_until_signalled(config: Config) -> None:
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(config, stop)
+        loop.add_signal_handler(signum, signalled)
+    await serve(config, stop, hurry)
 
 
 def run(config: Config) -> None:

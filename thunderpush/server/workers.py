@@ -38,7 +38,8 @@ MAX_PAUSE_SECONDS = 10.0
 STABLE_SECONDS = 30.0
 # The first start must reach listening on every port within this, or nothing runs.
 START_TIMEOUT_SECONDS = 30.0
-# After the signal, each worker's own shutdown (bounded by its grace) and some slack.
+# After the signal and the drain, each worker's own shutdown (bounded by its grace) and
+# some slack.
 STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 8.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -147,6 +148,7 @@ class Supervisor:
         self.workers = [Worker(config, index, inherited) for index in range(config.workers)]
         self.wakeup = wakeup[0]
         self.received: list[int] = []
+        self.drain_seconds = config.drain_seconds
 
     def run(self) -> None:
         for signum in _STOP_SIGNALS:
@@ -215,7 +217,7 @@ class Supervisor:
         running = [worker for worker in self.workers if worker.alive()]
         for worker in running:
             os.kill(worker.process.pid, signum)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self.drain_seconds + STOP_TIMEOUT_SECONDS
         for worker in running:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
