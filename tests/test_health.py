@@ -130,3 +130,15 @@ async def test_drain_spreads_the_closes_over_its_time(server, seconds):
     # In batches: some close in the first half of the time, some in the second.
     assert min(closes) < seconds / 2 + 0.1
     assert max(closes) >= seconds * 0.8
+
+
+async def test_a_second_signal_closes_the_rest_at_once(server):
+    clients = [await server.client(WebSocketClient, f"u{n}") for n in range(10)]
+    hurry = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    loop.call_later(0.2, hurry.set)
+    await asyncio.wait_for(drain(server.router, 30.0, hurry=hurry), 5)
+    assert loop.time() - started < 1.0
+    for client in clients:
+        assert await client.closed(5) == (9010, "Server shutting down.")

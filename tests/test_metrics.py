@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -181,3 +183,16 @@ async def test_a_refused_connection_is_counted(server):
     assert refused == {"max_connections": 0, "max_connections_per_ip": 1}
     closed = labelled(samples, "thunderpush_sessions_closed_total", "reason")
     assert closed == {"ended": 2}
+
+
+async def test_every_metric_is_documented(server):
+    response = await AsyncHTTPClient().fetch(server.url + "/metrics")
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(response.body.decode())
+        if family.name.startswith("thunderpush_")
+    }
+    page = (Path(__file__).parent.parent / "docs" / "metrics.rst").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^``(thunderpush_\w+)``", page, re.MULTILINE))
+    # The cluster's two are served only with a cluster (tests/test_health.py).
+    assert documented == served | {"thunderpush_cluster_up", "thunderpush_cluster_nodes"}
