@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import replace
 
 import pytest
@@ -19,7 +20,7 @@ from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
 
-from .processes import KEY, SECRET, free_port
+from .processes import KEY, SECRET, free_port, refused_start
 from .sockjs_client import WebSocketClient
 
 CONFIG = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
@@ -142,3 +143,15 @@ async def test_a_second_signal_closes_the_rest_at_once(server):
     assert loop.time() - started < 1.0
     for client in clients:
         assert await client.closed(5) == (9010, "Server shutting down.")
+
+
+def test_a_metrics_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stderr = refused_start(tmp_path, "--metrics-port", str(port))
+    assert status == 1
+    [line] = stderr.strip().splitlines()
+    assert line.startswith(f"Thunderpush cannot start: --metrics-port {port}: "), line
+    assert not (tmp_path / "thunderpush.pid").exists()

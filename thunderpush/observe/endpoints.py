@@ -24,6 +24,7 @@ from tornado.log import access_log
 
 from thunderpush.observe.metrics import exposition
 from thunderpush.observe.snapshot import readiness
+from thunderpush.server.config import ConfigError
 
 if TYPE_CHECKING:
     from thunderpush.server.application import Server
@@ -83,7 +84,13 @@ def urls(server: Server, metrics: bool = True) -> list[tuple[str, type, dict[str
 
 
 def listen_for_metrics(server: Server, port: int, host: str = "") -> HTTPServer:
-    """Serves the three on ``port`` of ``host`` (``--metrics-port``); stop it when done."""
+    """Serves the three on ``port`` of ``host`` (``--metrics-port``); stop it when done.
+
+    Raises ``ConfigError`` for a port it cannot listen on (taken, not allowed).
+    """
     http = HTTPServer(tornado.web.Application(urls(server), log_function=log_request))
-    http.listen(port, host or None)
+    try:
+        http.listen(port, host or None)
+    except (OSError, OverflowError) as error:
+        raise ConfigError(f"--metrics-port {port}: {getattr(error, 'strerror', error)}") from None
     return http

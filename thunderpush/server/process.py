@@ -79,11 +79,11 @@ def configure_logging(verbose: bool) -> None:
 async def serve(config: Config, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then drain (until ``hurry``) and return."""
     server = build(config)
-    await server.start()
-    await server.door.listen(config.port, config.host)
     metrics = None
     if config.metrics_port is not None:
         metrics = listen_for_metrics(server, config.metrics_port, config.host)
+    await server.start()
+    await server.door.listen(config.port, config.host)
     logger.info("Thunderpush %s listening on %s:%d", __version__, config.host or "*", config.port)
     await stop.wait()
     logger.info("Shutting down: closing sessions over %g s...", config.drain_seconds)

@@ -84,7 +84,11 @@ class Worker:
     def __init__(self, config: Config, index: int, inherited: tuple[int, ...]) -> None:
         port = config.port + index
         pid_path = worker_pid_path(config.pid_path, port)
-        self.config = replace(config, port=port, workers=1, pid_path=pid_path)
+        # Each worker's metrics on a port of its own too: --metrics-port + index.
+        metrics_port = None if config.metrics_port is None else config.metrics_port + index
+        self.config = replace(
+            config, port=port, workers=1, pid_path=pid_path, metrics_port=metrics_port
+        )
         self.inherited = inherited
         self.process: multiprocessing.process.BaseProcess | None = None
         self.started_at = 0.0
