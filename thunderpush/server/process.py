@@ -92,7 +92,9 @@ async def serve(config: Config, stop: asyncio.Event, hurry: asyncio.Event) -> No
         metrics.stop()
 
 
-async def shut_down(server: Server, drain_seconds: float, hurry: asyncio.Event) -> None:
+async def shut_down(
+    server: Server, drain_seconds: float = 0.0, hurry: asyncio.Event | None = None
+) -> None:
     """Stop accepting, say not ready, close every session (9010) over ``drain_seconds``,
     wait (bounded) for clients, leave the cluster."""
     server.draining = True
