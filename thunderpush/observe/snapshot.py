@@ -44,7 +44,7 @@ def channels(server: Server) -> int:
 def published(server: Server) -> dict[str, int]:
     """Messages the API accepted here, by kind (``channel``, ``user``)."""
     requests = server.api.requests
-    return {kind: requests[endpoint, 200] for endpoint, kind in SENDS.items()}
+    return {kind: requests.get((endpoint, 200), 0) for endpoint, kind in SENDS.items()}
 
 
 def delivered(server: Server) -> dict[str, int]:
