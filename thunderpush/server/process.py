@@ -86,7 +86,7 @@ async def serve(config: Config, stop: asyncio.Event, hurry: asyncio.Event) -> No
     await server.door.listen(config.port, config.host)
     logger.info("Thunderpush %s listening on %s:%d", __version__, config.host or "*", config.port)
     await stop.wait()
-    logger.info("Shutting down: closing sessions over %g s...", config.drain_seconds)
+    logger.info("Shutting down...")
     await shut_down(server, config.drain_seconds, hurry)
     if metrics is not None:
         metrics.stop()
