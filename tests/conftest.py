@@ -75,6 +75,8 @@ class Server:
     hub: Hub
     door: FrontDoor
     clients: list[SockJSClient] = field(default_factory=list)
+    # Every part, as ``build`` made them (the snapshot and the drain take this).
+    parts: Any = None
 
     @property
     def url(self) -> str:
@@ -134,7 +136,7 @@ async def server(request, apps):
     built = build(replace(config, **settings), apps)
     door, router = built.door, built.router
     await door.listen(0, "127.0.0.1")
-    running = Server(door.port, router, built.apps.get(KEY).hub, door)
+    running = Server(door.port, router, built.apps.get(KEY).hub, door, parts=built)
     yield running
     # Closing the sessions first ends every pending poll and stream, so the
     # clients' requests finish instead of being cut off.

@@ -148,13 +148,16 @@ def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fre
     message twice, the others lose nothing, and the report says what the movers missed."""
     from bench.cluster import run_rolling
 
-    with cluster_nodes(tmp_path, fresh_redis, 2) as nodes:
+    # The stopped node closes its sessions over the drain time: short, so that
+    # every one of them moves while the 2 s of publishing last.
+    drain = ("--drain-seconds", "0.5")
+    with cluster_nodes(tmp_path, fresh_redis, 2, *drain) as nodes:
 
         def restart() -> None:
             assert nodes[1].stop() == 0
             assert not bad_log_lines(nodes[1])
             nodes[1] = start_server_process(
-                tmp_path, "--redis-url", fresh_redis.url, port=nodes[1].port
+                tmp_path, "--redis-url", fresh_redis.url, *drain, port=nodes[1].port
             )
 
         command = bench_command(

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from thunderpush.auth import channel_token
-from thunderpush.core.protocol import SERVER_SHUTDOWN
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
 from thunderpush.server.process import shut_down
@@ -347,7 +346,7 @@ async def test_a_node_that_shuts_down_leaves_presence_at_once(nodes):
     watcher, _ = await in_presence(a, "watcher")
     await in_presence(b, "leaver")
     assert (await watcher.message())["user"] == "leaver"
-    await shut_down(b.built, *SERVER_SHUTDOWN)
+    await shut_down(b.built)
     assert await watcher.message() == {
         "event": "member_removed",
         "channel": "presence-room",

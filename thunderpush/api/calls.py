@@ -12,11 +12,17 @@ Example, the way a server uses it::
     started = api.start("POST", actions, {"apikey": "key", "user": "u"}, secret, "8")
     answer = started if isinstance(started, Answer) else started.finish(body)
     # ``answer`` is an Answer, or (cluster backends) an awaitable of one.
+
+Every answer is counted by endpoint and status (``Api.requests``), and each
+message sent by the time its receivers' sockets were written to
+(``Api.latency``), for ``thunderpush.observe.metrics``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Mapping
+from time import perf_counter
 
 from thunderpush.api.actions import Action, Handling
 from thunderpush.api.answers import (
@@ -31,35 +37,45 @@ from thunderpush.api.answers import (
 )
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.broker import BackendUnavailable, Result
+from thunderpush.observe.tally import Latency
+
+# The ``endpoint`` of a request no action serves (unrouted, preflight, 405, the description).
+OTHER = "other"
+# The endpoints that send a message, and their kind of message.
+SENDS = {"send_to_channel": "channel", "send_to_user": "user"}
 
 
 class Call:
     """A request whose headers passed every check; ``finish`` runs it."""
 
-    __slots__ = ("_action", "_app", "_args")
+    __slots__ = ("_action", "_api", "_app", "_args")
 
-    def __init__(self, action: Action, app: App, args: Mapping[str, str]) -> None:
+    def __init__(self, api: Api, action: Action, app: App, args: Mapping[str, str]) -> None:
+        self._api = api
         self._action = action
         self._app = app
         self._args = args
 
     def finish(self, body: bytes) -> Result[Answer]:
+        started = perf_counter()
         try:
             answer = self._action(self._app, self._args, body)
         except ApiError as error:
-            return error.answer()
+            answer = error.answer()
         if isinstance(answer, Answer):
+            self._api.answered(self._action.__name__, answer.status, started)
             return answer
-        return _answered(answer)
+        return self._answered(answer, started)
 
-
-async def _answered(answer: Awaitable[Answer]) -> Answer:
-    try:
-        return await answer
-    except ApiError as error:
-        return error.answer()
-    except BackendUnavailable:
-        return BACKEND_UNAVAILABLE
+    async def _answered(self, answer: Awaitable[Answer], started: float) -> Answer:
+        try:
+            final = await answer
+        except ApiError as error:
+            final = error.answer()
+        except BackendUnavailable:
+            final = BACKEND_UNAVAILABLE
+        self._api.answered(self._action.__name__, final.status, started)
+        return final
 
 
 class Api:
@@ -68,6 +84,12 @@ class Api:
     def __init__(self, apps: Apps, max_body_size: int) -> None:
         self.apps = apps
         self.max_body_size = max_body_size
+        # (endpoint, status) -> answers given: the action's name, or ``OTHER``.
+        self.requests: dict[tuple[str, int], int] = {}
+        # From a send's body to its receivers' sockets written (or the cluster bus reached).
+        self.latency = Latency()
+        # When each send of this loop turn began, until the turn's sockets are written.
+        self._unsent: list[float] = []
 
     def start(
         self,
@@ -86,27 +108,57 @@ class Api:
         ``content_length`` the headers' values ("" and "0" when absent).
         """
         if method == "OPTIONS":
-            return PREFLIGHT  # CORS preflight: no authentication
+            return self._counted(OTHER, PREFLIGHT)  # CORS preflight: no authentication
         action = actions.get(method)
         if action is None:
             # As in the original: an unsupported method is 405 before any key check.
-            return method_not_allowed(actions)
+            return self._counted(OTHER, method_not_allowed(actions))
         if isinstance(action, Answer):
-            return action  # public: the same for everybody
+            return self._counted(OTHER, action)  # public: the same for everybody
         app = self.apps.authenticate(args["apikey"], secret)
         if app is None:
-            return WRONG_KEY
+            return self._counted(action.__name__, WRONG_KEY)
         if (
             not (content_length.isascii() and content_length.isdigit())
             or int(content_length) > self.max_body_size
         ):
             # Refused before a byte of the body is read.
-            return TOO_LARGE
-        return Call(action, app, args)
+            return self._counted(action.__name__, TOO_LARGE)
+        return Call(self, action, app, args)
 
-    @staticmethod
-    def unrouted(method: str, path: str) -> Answer:
+    def unrouted(self, method: str, path: str) -> Answer:
         """A path no route matches: a preflight under ``/api/`` is answered, else 404."""
         if method == "OPTIONS" and path.startswith("/api/"):
-            return PREFLIGHT
-        return NOT_FOUND
+            return self._counted(OTHER, PREFLIGHT)
+        return self._counted(OTHER, NOT_FOUND)
+
+    def _counted(self, endpoint: str, answer: Answer) -> Answer:
+        key = (endpoint, answer.status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        return answer
+
+    def answered(self, endpoint: str, status: int, started: float) -> None:
+        """Counts a call's answer; a message sent is timed once its sockets are written.
+
+        Websockets are written at the end of the loop turn (``transports.fanout``),
+        so the sends of a turn are timed in one callback behind that flush (a
+        callback per message cost a publish a tenth more).
+        """
+        key = (endpoint, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if status != 200 or endpoint not in SENDS:
+            return
+        unsent = self._unsent
+        if not unsent:
+            try:
+                asyncio.get_running_loop().call_soon(self._sent)
+            except RuntimeError:  # no loop (a test calling the API directly): nothing queued
+                self.latency.observe(perf_counter() - started)
+                return
+        unsent.append(started)
+
+    def _sent(self) -> None:
+        now = perf_counter()
+        unsent, self._unsent = self._unsent, []
+        for started in unsent:
+            self.latency.observe(now - started)

@@ -53,6 +53,8 @@ class Node:
         self.shown_url = masked_url(url)
         self.ttl = ttl
         self.up = False
+        # The ids of the nodes in the cluster when this one last beat (itself included).
+        self.nodes: list[str] = []
         self.registry = Registry(self)
         self.hubs: dict[str, ClusterHub] = {}
         self._by_bus: dict[bytes, ClusterHub] = {}
@@ -174,6 +176,8 @@ class Node:
         )
         for node in dead:
             logger.info("Forgot node %s: no heartbeat for %g s.", node.decode(), self.ttl)
+        # The beat has just forgotten the dead: every node left beat within the TTL.
+        self.nodes = sorted(node.decode() for node in await client.zrange(scripts.NODES, 0, -1))
         return bool(was_forgotten)
 
     async def _beat_forever(self, client: Redis) -> None:

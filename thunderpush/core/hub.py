@@ -56,27 +56,31 @@ class Hub:
         # O(its channels) rather than a scan of every channel.
         self._subscriptions: dict[Connection, set[str]] = {}
         self.members = Members()
-        # Messages handed to this hub (publishes, sends to a user) and the
-        # deliveries they made, for the statistics line.
-        self.published = 0
-        self.delivered = 0
+        # Messages handed to this hub (publishes, sends to a user), and the
+        # deliveries they made (not presence events), counted once per message
+        # by how many connections it reached: for the metrics and the
+        # statistics line.
+        self.messages = 0
+        self.delivered_to_channels = 0
+        self.delivered_to_users = 0
 
     # -- delivery ---------------------------------------------------------
 
     def send_to_channel(self, channel: str, message: str | bytes) -> int:
         """Deliver ``message`` to every connection in ``channel``; return how many."""
         element = encode_delivery(_text(message), channel)
-        return self._count(self._deliver(self.channels.get(channel, ()), element))
+        count = self._deliver(self.channels.get(channel, ()), element)
+        self.messages += 1
+        self.delivered_to_channels += count
+        return count
 
     def send_to_user(self, userid: str, message: str | bytes) -> int:
         """Deliver ``message`` to every connection of ``userid``; return how many."""
         element = encode_delivery(_text(message))
-        return self._count(self._deliver(self.users.get(userid, ()), element))
-
-    def _count(self, delivered: int) -> int:
-        self.published += 1
-        self.delivered += delivered
-        return delivered
+        count = self._deliver(self.users.get(userid, ()), element)
+        self.messages += 1
+        self.delivered_to_users += count
+        return count
 
     def _deliver(self, connections: Iterable[Connection], element: str) -> int:
         # A snapshot: a send may close a connection, which removes it and

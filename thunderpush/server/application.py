@@ -10,16 +10,18 @@ server in their own event loop::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
 
 import tornado.web
+from prometheus_client import CollectorRegistry
 
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
+from thunderpush.observe import endpoints, metrics
 from thunderpush.server.config import Config, ConfigError, declared_apps
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
@@ -76,6 +78,7 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
         default_handler_class=api_handlers.NotFoundHandler,
         default_handler_args={"api": api},
         websocket_max_message_size=config.max_client_message_size,
+        log_function=endpoints.log_request,
     )
     return application, router
 
@@ -91,6 +94,10 @@ class Server:
     door: FrontDoor
     # This process in the cluster, with ``config.redis_url``: ``start`` joins it.
     node: Node | None = None
+    # Set when shutdown begins: ``/ready`` says 503 from then on.
+    draining: bool = False
+    # The metrics served at ``/metrics`` (``thunderpush.observe.metrics``).
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     async def start(self) -> None:
         """Joins the cluster, if there is one; ``stop`` leaves it."""
@@ -138,4 +145,9 @@ def build(config: Config, apps: Apps | None = None) -> Server:
             apps.add(app.key, app.secret, app.require_signature)
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
-    return Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
+    server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
+    server.metrics = metrics.registry(server)
+    # /health and /ready on the main port always (load balancers ask the port they
+    # send traffic to); /metrics there unless it has a port of its own.
+    application.add_handlers(r".*", endpoints.urls(server, metrics=config.metrics_port is None))
+    return server

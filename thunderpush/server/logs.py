@@ -121,8 +121,8 @@ def statistics(apps: Apps) -> dict[str, int]:
         figures["connections"] += hub.connection_count()
         figures["users"] += len(hub.users)
         figures["channels"] += len(hub.channels)
-        figures["messages_in"] += hub.published
-        figures["messages_out"] += hub.delivered
+        figures["messages_in"] += hub.messages
+        figures["messages_out"] += hub.delivered_to_channels + hub.delivered_to_users
     return figures
 
 

@@ -2,12 +2,13 @@
 
 ``thunderpush -p 8000 key secret`` runs in the foreground and logs to stderr,
 as supervisord and systemd expect.  SIGTERM and Ctrl-C stop it cleanly: no new
-connections, every session closed with a code that tells clients to reconnect,
-the PID file removed, exit status 0.  SIGHUP reopens the log file and reloads
-what the configuration file may change (``thunderpush.server.reload``).  A
-server that cannot start says why in one line and exits with ``USAGE_EXIT``
-(the settings are wrong) or ``START_EXIT`` (the host refuses them), leaving no
-PID file.
+connections, ``/ready`` says 503, every session closed with a code that tells
+clients to reconnect, in batches over ``drain_seconds`` (a second signal closes
+the rest at once), the PID file removed, exit status 0.  SIGHUP reopens the log
+file and reloads what the configuration file may change
+(``thunderpush.server.reload``).  A server that cannot start says why in one
+line and exits with ``USAGE_EXIT`` (the settings are wrong) or ``START_EXIT``
+(the host refuses them), leaving no PID file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any, NoReturn
 
 from thunderpush import __version__
 from thunderpush.core import protocol
+from thunderpush.observe.drain import drain
+from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server import logs
 from thunderpush.server.application import Server, build
 from thunderpush.server.config import Config, ConfigError
@@ -150,14 +153,21 @@ async def listen(server: Server, config: Config) -> None:
 async def serve(
     config: Config,
     stop: asyncio.Event,
+    hurry: asyncio.Event | None = None,
     output: logs.LogOutput | None = None,
     reload: Reload | None = None,
 ) -> None:
-    """Serve until ``stop`` is set, then close every session and return.
+    """Serve until ``stop`` is set, then drain (until ``hurry``) and return.
 
     SIGHUP reopens ``output``'s file and applies what ``reload`` reads.
     """
     server = build(config)
+    metrics = None
+    if config.metrics_port is not None:
+        try:
+            metrics = listen_for_metrics(server, config.metrics_port, config.host)
+        except ConfigError as error:
+            raise StartupError(str(error)) from None
     await server.start()
     await listen(server, config)
     host = config.host or "*"
@@ -174,7 +184,9 @@ async def serve(
         if statistics is not None:
             statistics.cancel()
     logger.info("Shutting down...")
-    await shut_down(server, *protocol.SERVER_SHUTDOWN)
+    await shut_down(server, config.drain_seconds, hurry)
+    if metrics is not None:
+        metrics.stop()
 
 
 def _hang_up(server: Server, output: logs.LogOutput | None, reload: Reload | None) -> None:
@@ -186,11 +198,14 @@ def _hang_up(server: Server, output: logs.LogOutput | None, reload: Reload | Non
         reload_settings(server, reload)
 
 
-async def shut_down(server: Server, code: int, reason: str) -> None:
-    """Stop accepting, close every session with ``code``, wait (bounded) for clients,
-    leave the cluster."""
+async def shut_down(
+    server: Server, drain_seconds: float = 0.0, hurry: asyncio.Event | None = None
+) -> None:
+    """Stop accepting, say not ready, close every session (9010) over ``drain_seconds``,
+    wait (bounded) for clients, leave the cluster."""
+    server.draining = True
     server.door.stop()
-    server.router.close_all(code, reason)
+    await drain(server.router, drain_seconds, protocol.SERVER_SHUTDOWN, hurry)
     try:
         await asyncio.wait_for(server.door.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
     except asyncio.TimeoutError:
@@ -202,11 +217,15 @@ async def shut_down(server: Server, code: int, reason: str) -> None:
 async def _serve_until_signalled(
     config: Config, output: logs.LogOutput, reload: Reload | None
 ) -> None:
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(config, stop, output, reload)
+        loop.add_signal_handler(signum, signalled)
+    await serve(config, stop, hurry, output, reload)
 
 
 def run(config: Config, reload: Reload | None = None) -> None:

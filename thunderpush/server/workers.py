@@ -50,7 +50,8 @@ MAX_PAUSE_SECONDS = 10.0
 STABLE_SECONDS = 30.0
 # The first start must reach listening on every port within this, or nothing runs.
 START_TIMEOUT_SECONDS = 30.0
-# After the signal, each worker's own shutdown (bounded by its grace) and some slack.
+# After the signal and the drain, each worker's own shutdown (bounded by its grace) and
+# some slack.
 STOP_TIMEOUT_SECONDS = SHUTDOWN_GRACE_SECONDS + 8.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -105,7 +106,11 @@ class Worker:
     ) -> None:
         port = config.port + index
         pid_path = worker_pid_path(config.pid_path, port)
-        self.config = replace(config, port=port, workers=1, pid_path=pid_path)
+        # Each worker's metrics on a port of its own too: --metrics-port + index.
+        metrics_port = None if config.metrics_port is None else config.metrics_port + index
+        self.config = replace(
+            config, port=port, workers=1, pid_path=pid_path, metrics_port=metrics_port
+        )
         self.inherited = inherited
         self.reload = reload
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -180,6 +185,7 @@ class Supervisor:
         self.wakeup = wakeup[0]
         self.output = output
         self.received: list[int] = []
+        self.drain_seconds = config.drain_seconds
 
     def run(self) -> None:
         for signum in _STOP_SIGNALS:
@@ -252,7 +258,7 @@ class Supervisor:
         running = [worker for worker in self.workers if worker.alive()]
         for worker in running:
             os.kill(worker.process.pid, signum)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self.drain_seconds + STOP_TIMEOUT_SECONDS
         for worker in running:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():

@@ -81,7 +81,7 @@ def _start_api_call(api: Api, request: Request) -> Answer | Call | None:
                 request.get("x-thunder-secret-key"),
                 request.get("content-length", "0"),
             )
-    return Api.unrouted(request.method, path)
+    return api.unrouted(request.method, path)
 
 
 def _decoded(segment: str) -> str:

@@ -47,6 +47,8 @@ class OpenConnections:
         # The limits a refusal was logged for, until the count drops below them.
         self._warned = False
         self._warned_ips: set[str] = set()
+        # Connections refused, by the limit that refused them (for the metrics).
+        self.refused = {"max_connections": 0, "max_connections_per_ip": 0}
 
     def from_ip(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)
@@ -54,6 +56,7 @@ class OpenConnections:
     def admits(self, ip: str) -> bool:
         """Whether one more connection from ``ip`` is within the limits (logged if not)."""
         if self.most and self.total >= self.most:
+            self.refused["max_connections"] += 1
             if not self._warned:
                 self._warned = True
                 logger.warning(
@@ -63,6 +66,7 @@ class OpenConnections:
                 )
             return False
         if self.most_per_ip and self._per_ip.get(ip, 0) >= self.most_per_ip:
+            self.refused["max_connections_per_ip"] += 1
             if ip not in self._warned_ips:
                 self._warned_ips.add(ip)
                 logger.warning(

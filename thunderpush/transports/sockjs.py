@@ -56,6 +56,7 @@ tested in ``tests/test_router.py``:
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from sockjs.tornado import SockJSConnection
@@ -92,10 +93,14 @@ DEFAULT_SETTINGS = {
 
 
 class _TrackedMixin:
-    """Sessions tell the router when they end, so it can reach the open ones."""
+    """Sessions tell the router when they end, so it can reach the open ones
+    (and count the closes the server decided, by code, for the metrics)."""
 
     def close(self, code: int = 3000, message: str = "Go away!") -> None:
-        self.server.live_sessions.discard(self)
+        server = self.server
+        if self in server.live_sessions:
+            server.live_sessions.discard(self)
+            server.closed_by_code[code] += 1
         super().close(code, message)
 
 
@@ -160,6 +165,8 @@ class SockJSRouter(_router.SockJSRouter):
         session_kls: type | None = None,
     ) -> None:
         self.live_sessions: set[Any] = set()
+        # Sessions closed, by close code (a client that leaves closes with 3000).
+        self.closed_by_code: Counter[int] = Counter()
         self.prefix = prefix
         merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
