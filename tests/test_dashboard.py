@@ -7,7 +7,10 @@ login, the session cookie and the JSON the page polls, on a real server.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from http.cookies import SimpleCookie
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -19,6 +22,9 @@ from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_s
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "thunderpush" / "dashboard" / "static"
 
 SNAPSHOT_KEYS = {
     "connections",
@@ -142,3 +148,17 @@ def test_a_cookie_of_any_other_shape_is_no_session(cookie):
     apps = Apps()
     apps.add("a", "secret")
     assert check_session(apps, cookie) is None
+
+
+def test_the_page_ships_in_the_package(tmp_path):
+    pytest.importorskip("setuptools")  # as in test_openapi: tox's newer Pythons lack it
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    built = tmp_path / "thunderpush" / "dashboard" / "static"
+    assert sorted(path.name for path in built.iterdir()) == sorted(
+        path.name for path in STATIC.iterdir()
+    )
