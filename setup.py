@@ -17,7 +17,10 @@ setup(
     # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
     # build copies the file itself, so the server can serve it when installed.
     # api/openapi.json is the API's description, served at /api/1.0.0/openapi.json.
-    package_data={"thunderpush": ["static/thunderpush.js", "api/openapi.json"]},
+    # dashboard/static/ is the dashboard's page, script and style sheet.
+    package_data={
+        "thunderpush": ["static/thunderpush.js", "api/openapi.json", "dashboard/static/*"]
+    },
     install_requires=[
         "tornado>=6.3,<7",
         "sockjs-tornado==1.0.7",

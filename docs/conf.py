@@ -4,12 +4,16 @@ Build with ``python -m sphinx -b html docs docs/_build/html``; the test suite
 builds it with warnings as errors (tests/test_docs.py).
 """
 
+import sys
 from pathlib import Path
 
-# Read the version without importing the package, so that building the docs
-# needs nothing but Sphinx.
+_here = Path(__file__).resolve().parent
+# _ext/optionref.py reads the command line from the package (its own checkout's).
+sys.path[:0] = [str(_here / "_ext"), str(_here.parent)]
+
+# The version, read from the checkout's package file.
 _about: dict[str, str] = {}
-exec((Path(__file__).resolve().parent.parent / "thunderpush" / "__init__.py").read_text(), _about)
+exec((_here.parent / "thunderpush" / "__init__.py").read_text(), _about)
 
 project = "Thunderpush"
 author = "the Thunderpush developers"
@@ -17,8 +21,8 @@ copyright = "2026, the Thunderpush developers"
 release = _about["__version__"]
 version = ".".join(release.split(".")[:2])
 
-extensions: list[str] = []
-exclude_patterns = ["_build"]
+extensions = ["optionref"]
+exclude_patterns = ["_build", "_ext"]
 # Every code block names its language; plain text stays plain.
 highlight_language = "none"
 

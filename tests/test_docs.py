@@ -22,7 +22,7 @@ DOCS = ROOT / "docs"
 START_COMMAND = (
     "apt-get update && apt-get install -y python3-venv && python3 -m venv .venv "
     "&& .venv/bin/pip install . "
-    "&& .venv/bin/thunderpush -p 8000 key secret"
+    "&& .venv/bin/thunderpush -p 8000 --pid-path thunderpush-8000.pid key secret"
 )
 TEST_COMMAND = "bash .ci/install && bash .ci/test"
 
@@ -68,3 +68,38 @@ def test_every_command_line_option_is_documented(capsys):
     documented = set(re.findall(r"``(--?[\w-]+)``", (DOCS / "quickstart.rst").read_text()))
     # -h/--help explains itself; everything else gets its own paragraph.
     assert options - {"-h", "--help"} <= documented
+
+
+def server_commands() -> list[str]:
+    """Every ``thunderpush ... key secret`` in the README and docs, continuation lines joined."""
+    texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
+    texts += [path.read_text(encoding="utf-8") for path in sorted(DOCS.glob("*.rst"))]
+    texts.append((DOCS / "nginx.conf").read_text(encoding="utf-8"))
+    joined = re.sub(r"\\\n\s*|\n# ", " ", "\n".join(texts))
+    return re.findall(r"thunderpush((?: [^\n`]*?)?) key secret", joined)
+
+
+def test_every_server_command_has_a_pid_file_named_after_its_port():
+    """Two servers cannot share a port, so PID files named after it cannot collide."""
+    commands = server_commands()
+    assert len(commands) >= 8, commands
+    for command in commands:
+        port = re.search(r"-p (\d+)", command)
+        pid_path = re.search(r"--pid-path (\S+)", command)
+        assert port and pid_path, command
+        assert f"-{port[1]}.pid" in pid_path[1], command
+
+
+def test_the_configuration_reference_lists_every_option():
+    page = DOCS / "configuration.rst"
+    assert ".. thunderpush-options::" in page.read_text(encoding="utf-8")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import optionref
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    parser = cli.build_parser()
+    names = " ".join(names for names, _ in optionref.reference_entries(parser))
+    parser_options = {name for action in parser._actions for name in action.option_strings}
+    assert parser_options - {"-h", "--help"} <= set(re.findall(r"(?<![\w-])--?[\w-]+", names))
+    assert "clientkey" in names and "apikey" in names

@@ -28,7 +28,7 @@ import pytest
 import pytest_asyncio
 import tornado.netutil
 import tornado.web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpclient import AsyncHTTPClient
@@ -44,18 +44,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 HERE = Path(__file__).parent
 CLIENT_DIR = HERE.parent.parent / "client"
 SOCKJS_DIR = CLIENT_DIR / "node_modules" / "sockjs-client" / "dist"
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 TRANSPORTS = [
     "websocket",
@@ -121,14 +109,6 @@ async def site():
     yield f"http://localhost:{sockets[0].getsockname()[1]}"
     http.stop()
     await http.close_all_connections()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 @dataclass

@@ -21,7 +21,9 @@ from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
+from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
+from thunderpush.observe.snapshot import snapshot
 from thunderpush.server.config import Config, ConfigError, declared_apps
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
@@ -150,4 +152,5 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     # /health and /ready on the main port always (load balancers ask the port they
     # send traffic to); /metrics there unless it has a port of its own.
     application.add_handlers(r".*", endpoints.urls(server, metrics=config.metrics_port is None))
+    application.add_handlers(r".*", dashboard_urls(apps, lambda: snapshot(server)))
     return server

@@ -1,0 +1,164 @@
+"""``/dashboard``: only an app's key and secret open it, the secret never in a URL or cookie.
+
+The page itself, in Chromium, is tests/browser/test_dashboard.py; here the
+login, the session cookie and the JSON the page polls, on a real server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from thunderpush.core.apps import Apps
+from thunderpush.dashboard.handlers import COOKIE
+from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
+
+from .conftest import KEY, SECRET
+from .sockjs_client import WebSocketClient
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "thunderpush" / "dashboard" / "static"
+
+SNAPSHOT_KEYS = {
+    "connections",
+    "connections_by_transport",
+    "users",
+    "channels",
+    "messages_published",
+    "messages_delivered",
+    "busiest_channels",
+    "nodes",
+    "time",
+}
+
+
+async def fetch(server, path: str, cookie: str | None = None, **kwargs) -> HTTPResponse:
+    headers = {} if cookie is None else {"Cookie": f"{COOKIE}={cookie}"}
+    return await AsyncHTTPClient().fetch(
+        server.url + path, headers=headers, raise_error=False, follow_redirects=False, **kwargs
+    )
+
+
+async def log_in(server, key: str = KEY, secret: str = SECRET) -> HTTPResponse:
+    body = urlencode({"key": key, "secret": secret})
+    return await fetch(server, "/dashboard", method="POST", body=body)
+
+
+def session_cookie(response: HTTPResponse) -> SimpleCookie:
+    cookie = SimpleCookie()
+    for header in response.headers.get_list("Set-Cookie"):
+        cookie.load(header)
+    return cookie
+
+
+async def test_the_key_and_secret_open_a_session_that_holds_no_secret(server):
+    response = await log_in(server)
+    assert response.code == 303
+    assert response.headers["Location"] == "/dashboard"
+    morsel = session_cookie(response)[COOKIE]
+    assert SECRET not in morsel.value
+    assert morsel["httponly"] and morsel["samesite"] == "Strict"
+    assert morsel["path"] == "/dashboard"
+    page = await fetch(server, "/dashboard", morsel.value)
+    assert page.code == 200
+    assert b"/dashboard/dashboard.js" in page.body
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"), [(KEY, "wrong"), (KEY, ""), ("nokey", SECRET), (SECRET, KEY)]
+)
+async def test_a_wrong_key_or_secret_gets_the_form_again_and_no_session(server, key, secret):
+    response = await log_in(server, key, secret)
+    assert response.code == 403
+    assert b"Wrong key or secret." in response.body
+    assert b'method="post"' in response.body
+    assert COOKIE not in session_cookie(response)
+
+
+async def test_a_secret_in_the_url_opens_nothing(server):
+    response = await fetch(server, "/dashboard?" + urlencode({"key": KEY, "secret": SECRET}))
+    assert response.code == 200
+    assert b'<form method="post"' in response.body
+    assert b"dashboard.js" not in response.body
+    assert COOKIE not in session_cookie(response)
+
+
+async def test_the_data_answers_the_snapshot_to_a_session_only(server):
+    cookie = session_cookie(await log_in(server))[COOKIE].value
+    for refused in (None, "", cookie[:-1] + "0", "x" + cookie, make_session(other_app())):
+        response = await fetch(server, "/dashboard/data", refused)
+        assert response.code == 403, refused
+        assert json.loads(response.body) == {"error": "Log in at /dashboard."}
+
+    await server.client(WebSocketClient, "alice", "news", "sport")
+    await server.client(WebSocketClient, "bob", "news")
+    response = await fetch(server, "/dashboard/data", cookie)
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    data = json.loads(response.body)
+    assert set(data) == SNAPSHOT_KEYS
+    assert (data["connections"], data["users"], data["channels"]) == (2, 2, 2)
+    assert data["busiest_channels"][0] == {"channel": "news", "connections": 2}
+    assert data["nodes"] == []
+
+
+async def test_logging_out_ends_the_cookie(server):
+    cookie = session_cookie(await log_in(server))[COOKIE].value
+    response = await fetch(server, "/dashboard/logout", cookie, method="POST", body="")
+    assert response.code == 303
+    assert session_cookie(response)[COOKIE].value == ""
+
+
+async def test_the_script_and_style_are_served_without_a_session(server):
+    script = await fetch(server, "/dashboard/dashboard.js")
+    assert script.code == 200
+    assert script.headers["Content-Type"].startswith("application/javascript")
+    style = await fetch(server, "/dashboard/dashboard.css")
+    assert style.headers["Content-Type"].startswith("text/css")
+    assert (await fetch(server, "/dashboard/other.js")).code == 404
+
+
+def other_app():
+    """An app with the test key but another secret, as after the secret changed."""
+    return Apps().add(KEY, "another secret")
+
+
+def test_a_session_expires_and_names_its_app():
+    apps = Apps()
+    app = apps.add("k.e:y", "secret")
+    cookie = make_session(app, now=1000)
+    assert check_session(apps, cookie, now=1000 + SESSION_SECONDS) is app
+    assert check_session(apps, cookie, now=1001 + SESSION_SECONDS) is None
+    assert check_session(Apps(), cookie, now=1000) is None  # the app is gone
+
+
+@pytest.mark.parametrize(
+    "cookie", ["", "a.b.c", "....", "%%%.1.2", "a" * 5000, "YQ.99999999999." + "0" * 64, "é.1.x"]
+)
+def test_a_cookie_of_any_other_shape_is_no_session(cookie):
+    apps = Apps()
+    apps.add("a", "secret")
+    assert check_session(apps, cookie) is None
+
+
+def test_the_page_ships_in_the_package(tmp_path):
+    pytest.importorskip("setuptools")  # as in test_openapi: tox's newer Pythons lack it
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    built = tmp_path / "thunderpush" / "dashboard" / "static"
+    assert sorted(path.name for path in built.iterdir()) == sorted(
+        path.name for path in STATIC.iterdir()
+    )

@@ -1,0 +1,112 @@
+// The dashboard: polls /dashboard/data once a second and draws what it answers.
+// Channel names come from browsers, so everything is written as text, never as HTML.
+"use strict";
+
+(function () {
+  var POLL_MS = 1000;
+  var HISTORY = 120; // samples kept per chart: two minutes
+  var SVG = "http://www.w3.org/2000/svg";
+  var series = {connections: [], users: [], channels: [], published: [], delivered: []};
+  var previous = null;
+
+  function byId(id) { return document.getElementById(id); }
+
+  function push(name, value) {
+    var values = series[name];
+    values.push(value);
+    if (values.length > HISTORY) values.shift();
+  }
+
+  // One SVG chart: a polyline per named series, on a scale shared by them.
+  function draw(id, names) {
+    var svg = byId(id);
+    var top = 1;
+    names.forEach(function (name) {
+      series[name].forEach(function (value) { top = Math.max(top, value); });
+    });
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    names.forEach(function (name) {
+      var values = series[name];
+      var line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("class", name);
+      line.setAttribute("points", values.map(function (value, index) {
+        var x = (HISTORY - values.length + index) * 240 / (HISTORY - 1);
+        return x.toFixed(1) + "," + (58 - value / top * 56).toFixed(1);
+      }).join(" "));
+      svg.appendChild(line);
+    });
+  }
+
+  function rows(tbody, pairs) {
+    while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+    pairs.forEach(function (pair) {
+      var row = tbody.insertRow();
+      var name = row.insertCell();
+      name.className = "channel";
+      name.textContent = pair[0];
+      row.insertCell().textContent = pair[1];
+    });
+  }
+
+  // Messages per second since the last poll; a restarted server counts from 0 again.
+  function rate(now, name, data) {
+    if (previous === null || data.time <= previous.time) return 0;
+    return Math.max(0, data[name] - previous[name]) / (now - previous.time);
+  }
+
+  function show(data) {
+    var published = rate(data.time, "messages_published", data);
+    var delivered = rate(data.time, "messages_delivered", data);
+    previous = data;
+    byId("connections").textContent = data.connections;
+    byId("users").textContent = data.users;
+    byId("channels").textContent = data.channels;
+    byId("published-rate").textContent = published.toFixed(1);
+    byId("delivered-rate").textContent = delivered.toFixed(1);
+    byId("published-total").textContent = data.messages_published;
+    byId("delivered-total").textContent = data.messages_delivered;
+    push("connections", data.connections);
+    push("users", data.users);
+    push("channels", data.channels);
+    push("published", published);
+    push("delivered", delivered);
+    draw("chart-connections", ["connections"]);
+    draw("chart-users", ["users"]);
+    draw("chart-channels", ["channels"]);
+    draw("chart-messages", ["published", "delivered"]);
+    rows(byId("busiest").tBodies[0], data.busiest_channels.map(function (entry) {
+      return [entry.channel, entry.connections];
+    }));
+    rows(byId("transports").tBodies[0], Object.keys(data.connections_by_transport).sort()
+      .map(function (name) { return [name, data.connections_by_transport[name]]; }));
+    var nodes = byId("nodes");
+    while (nodes.firstChild) nodes.removeChild(nodes.firstChild);
+    (data.nodes.length ? data.nodes : ["this process (no cluster)"]).forEach(function (node) {
+      nodes.appendChild(document.createElement("li")).textContent = node;
+    });
+    var status = byId("status");
+    status.className = "status";
+    status.textContent = "updated " + new Date(data.time * 1000).toLocaleTimeString();
+  }
+
+  function poll() {
+    fetch("/dashboard/data", {credentials: "same-origin", cache: "no-store"})
+      .then(function (response) {
+        if (response.status === 403) {
+          window.location.reload(); // the session ended: back to the login form
+          return null;
+        }
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) { if (data !== null) show(data); })
+      .catch(function (error) {
+        var status = byId("status");
+        status.className = "status down";
+        status.textContent = "server unreachable (" + error.message + ")";
+      })
+      .then(function () { window.setTimeout(poll, POLL_MS); });
+  }
+
+  poll();
+})();
