@@ -19,6 +19,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from thunderpush.core.apps import Apps
 from thunderpush.dashboard.handlers import COOKIE
 from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
+from thunderpush.server.config import AppConfig
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient
@@ -162,3 +163,22 @@ def test_the_page_ships_in_the_package(tmp_path):
     assert sorted(path.name for path in built.iterdir()) == sorted(
         path.name for path in STATIC.iterdir()
     )
+
+
+@pytest.mark.config(apps=(AppConfig("other", "other-secret"),))
+async def test_an_app_sees_its_own_channel_names_only(server):
+    """Two apps on one server: the dashboard of one never names the other's channels."""
+    await server.client(WebSocketClient, "alice", "news")
+    other = await WebSocketClient(server.url).open()
+    server.clients.append(other)
+    await other.send("CONNECT carol:other")
+    await other.send("SUBSCRIBE secret-plans")
+    await server.settled(lambda: server.parts.apps.get("other").hub.channels)
+    mine = session_cookie(await log_in(server))[COOKIE].value
+    theirs = session_cookie(await log_in(server, "other", "other-secret"))[COOKIE].value
+    seen = {}
+    for key, cookie in ((KEY, mine), ("other", theirs)):
+        data = json.loads((await fetch(server, "/dashboard/data", cookie)).body)
+        seen[key] = [entry["channel"] for entry in data["busiest_channels"]]
+        assert data["connections"] == 2  # the server's load, for either owner
+    assert seen == {KEY: ["news"], "other": ["secret-plans"]}

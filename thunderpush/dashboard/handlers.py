@@ -44,7 +44,8 @@ _TYPES = {
     "css": "text/css; charset=UTF-8",
 }
 
-Snapshot = Callable[[], dict[str, Any]]
+# The figures to show the owner of an app.
+Snapshot = Callable[[App], dict[str, Any]]
 
 
 def _resource(name: str) -> bytes:
@@ -113,11 +114,12 @@ class DataHandler(_Base):
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        if self.session_app() is None:
+        app = self.session_app()
+        if app is None:
             self.set_status(403)
             self.finish(b'{"error": "Log in at /dashboard."}')
         else:
-            self.finish(json.dumps(self.snapshot()))
+            self.finish(json.dumps(self.snapshot(app)))
 
 
 class AssetHandler(tornado.web.RequestHandler):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from thunderpush.api.calls import SENDS
 
 if TYPE_CHECKING:
+    from thunderpush.core.apps import App
     from thunderpush.server.application import Server
 
 # How many channels ``snapshot`` lists as the busiest.
@@ -56,12 +57,15 @@ def delivered(server: Server) -> dict[str, int]:
     }
 
 
-def busiest_channels(server: Server, count: int = BUSIEST) -> list[dict[str, Any]]:
-    """The ``count`` channels with the most connections here, most first."""
+def busiest_channels(
+    server: Server, count: int = BUSIEST, app: App | None = None
+) -> list[dict[str, Any]]:
+    """The ``count`` channels with the most connections here, most first
+    (of ``app`` only, when given: one app's channel names are its own)."""
     sizes = (
         (len(connections), name)
-        for app in server.apps
-        for name, connections in app.hub.channels.items()
+        for each in (server.apps if app is None else (app,))
+        for name, connections in each.hub.channels.items()
     )
     return [
         {"channel": name, "connections": size}
@@ -81,8 +85,12 @@ def readiness(server: Server) -> dict[str, Any]:
     }
 
 
-def snapshot(server: Server) -> dict[str, Any]:
-    """The server's figures now, as the dashboard shows them (totals since it started)."""
+def snapshot(server: Server, app: App | None = None) -> dict[str, Any]:
+    """The server's figures now, as the dashboard shows them (totals since it started).
+
+    The busiest channels are ``app``'s only, when given: the dashboard shows an
+    app's owner the server's load, never another app's channel names.
+    """
     by_transport = connections_by_transport(server)
     return {
         "connections": sum(by_transport.values()),
@@ -91,7 +99,7 @@ def snapshot(server: Server) -> dict[str, Any]:
         "channels": channels(server),
         "messages_published": sum(published(server).values()),
         "messages_delivered": sum(delivered(server).values()),
-        "busiest_channels": busiest_channels(server),
+        "busiest_channels": busiest_channels(server, app=app),
         "nodes": list(server.node.nodes) if server.node is not None else [],
         "time": time.time(),
     }

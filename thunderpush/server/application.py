@@ -152,5 +152,5 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     # /health and /ready on the main port always (load balancers ask the port they
     # send traffic to); /metrics there unless it has a port of its own.
     application.add_handlers(r".*", endpoints.urls(server, metrics=config.metrics_port is None))
-    application.add_handlers(r".*", dashboard_urls(apps, lambda: snapshot(server)))
+    application.add_handlers(r".*", dashboard_urls(apps, lambda app: snapshot(server, app)))
     return server
