@@ -51,6 +51,7 @@ from bench.compare import (
     fmt_load,
     free_port,
     machine,
+    parse_common_args,
     run_bench,
     say,
     start_server,
@@ -350,14 +351,7 @@ def rolling_table(runs: list[Run]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Two Thunderpush nodes on Redis against one.")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--quick", action="store_true", help="small N, for trying it out")
-    parser.add_argument("--python", default=sys.executable, help="python that runs ours")
-    parser.add_argument("--output", type=Path, help="write every raw report here (JSON)")
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    return args
+    return parse_common_args(parser, "rounds (default 3)")
 
 
 def main() -> int:

@@ -463,18 +463,23 @@ def machine() -> dict[str, Any]:
     }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Thunderpush vs the original 1.0.1, side by side.")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (each: ours, original)")
+def parse_common_args(parser: argparse.ArgumentParser, rounds: str) -> argparse.Namespace:
+    """The options every side-by-side script takes, then the command line parsed."""
+    parser.add_argument("--rounds", type=int, default=3, help=rounds)
     parser.add_argument("--quick", action="store_true", help="small N, for trying it out")
-    parser.add_argument("--only", nargs="+", choices=[s.key for s in SCENARIOS])
-    parser.add_argument("--pin", action="store_true", help="server on CPU 0, bench on CPU 1")
     parser.add_argument("--python", default=sys.executable, help="python that runs ours")
     parser.add_argument("--output", type=Path, help="write every raw report here (JSON)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Thunderpush vs the original 1.0.1, side by side.")
+    parser.add_argument("--only", nargs="+", choices=[s.key for s in SCENARIOS])
+    parser.add_argument("--pin", action="store_true", help="server on CPU 0, bench on CPU 1")
+    return parse_common_args(parser, "rounds (each: ours, original)")
 
 
 def main() -> int:
