@@ -138,17 +138,36 @@ async def until_online(nodes: list[ServerProcess], user: str, channel: str = "")
             await asyncio.sleep(0.02)
 
 
-async def test_xhr_polling_sessions_stay_on_their_node_across_many_polls(front, two_nodes):
-    # sockjs-client picks <server> at random from 000 to 999; these spread
-    # over both nodes under docs/nginx.conf's hash.  (Six sessions: the test's
-    # HTTP client runs at most ten requests at once, polls included.)
-    clients = {}
-    for number in range(6):
+async def polling_sessions_on_both_nodes(
+    front: str, nodes: list[ServerProcess], each: int = 3
+) -> tuple[dict[str, SockJSClient], dict[str, ServerProcess]]:
+    """``each`` xhr-polling sessions held by each node, with the node holding each.
+
+    Found by trying <server> segments in turn (as sockjs-client picks them, at
+    random from 000 to 999): docs/nginx.conf's consistent hash places a segment
+    by the nodes' addresses, and the nodes listen on free ports that change
+    from run to run, so no fixed segments spread for certain.  A session that
+    lands on a node that already holds enough is ended.  (At most seven
+    sessions at once: the test's HTTP client runs at most ten requests at once,
+    polls included.)
+    """
+    clients: dict[str, SockJSClient] = {}
+    holders: dict[str, ServerProcess] = {}
+    for number in range(100):
         user = f"user{number}"
-        client = session_client(XhrPollingClient, front, f"{number:03d}")
-        clients[user] = await connected(client, user)
-    holders = {user: await until_online(two_nodes, user) for user in clients}
-    assert {node.port for node in holders.values()} == {node.port for node in two_nodes}
+        client = await connected(session_client(XhrPollingClient, front, f"{number:03d}"), user)
+        node = await until_online(nodes, user)
+        if list(holders.values()).count(node) == each:
+            await disconnected(node, user, client)
+            continue
+        clients[user], holders[user] = client, node
+        if len(clients) == each * len(nodes):
+            return clients, holders
+    raise AssertionError(f"100 <server> segments spread as {holders}")
+
+
+async def test_xhr_polling_sessions_stay_on_their_node_across_many_polls(front, two_nodes):
+    clients, holders = await polling_sessions_on_both_nodes(front, two_nodes)
     for round in range(15):  # each message ends one poll; the next poll is a new request
         for user, client in clients.items():
             response = await call_api(
