@@ -76,6 +76,8 @@ SAME_AS_TORNADO = {
     "PUT": request("PUT", f"{API}/users/bob/", body=b"1"),
     "not UTF-8": request("GET", f"{API}/users/%FF/"),
     "query string": request("GET", f"{API}/users/?x=1"),
+    "query names a path argument": request("GET", f"{API}/users/bob/?user=alice&apikey=x"),
+    "query not UTF-8": request("GET", f"{API}/users/?x=%FF"),
     "malformed request line": b"GET  /api/ HTTP/1.1\r\nHost: x\r\n\r\n",
     "no Host": b"GET /api/1.0.0/key/users/ HTTP/1.1\r\n\r\n",
     "HTTP/1.0": b"GET /api/1.0.0/key/users/ HTTP/1.0\r\n" + AUTH.encode() + b"\r\n",

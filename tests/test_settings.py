@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from thunderpush.cluster.node import Node
+from thunderpush.core.history import Keep
 from thunderpush.server.cli import load
 from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.server.settings import MASK, masked_url, tomllib
@@ -61,9 +62,37 @@ def test_the_file_declares_apps_and_the_positional_app_comes_first(config_file):
     )
     config, _ = load(["--config", path], {})
     assert config.apps == (AppConfig("a", "sa"), AppConfig("b", "sb", False))
-    assert declared_apps(config) == [AppConfig("a", "sa", True), AppConfig("b", "sb", False)]
+    assert [(app.key, app.require_signature) for app in declared_apps(config)] == [
+        ("a", True),
+        ("b", False),
+    ]
     config, _ = load(["--config", path, "k", "s"], {})
     assert [app.key for app in declared_apps(config)] == ["k", "a", "b"]
+
+
+def test_history_and_webhooks_are_set_for_every_app_or_per_app_and_prefix(config_file):
+    path = config_file(
+        "history_size = 5\nhistory_ttl = 60\nwebhook_url = 'http://127.0.0.1:9/all'\n"
+        "[[history]]\nprefix = 'chat-'\nsize = 100\n"
+        "[[apps]]\nkey = 'a'\nsecret = 'sa'\nhistory_size = 10\n"
+        "webhook_url = 'https://hooks.example/a'\n"
+        "[[apps.history]]\nprefix = 'chat-vip-'\nsize = 0\n"
+        "[[apps.history]]\nprefix = 'orders-'\nsize = 50\nttl = 600\n"
+    )
+    config, _ = load(["--config", path, "k", "s"], {})
+    first, second = declared_apps(config)
+    assert (first.webhook_url, second.webhook_url) == (
+        "http://127.0.0.1:9/all",
+        "https://hooks.example/a",
+    )
+    server_wide, own = first.history_policy(), second.history_policy()
+    assert (server_wide.keep("news"), server_wide.keep("chat-1")) == (Keep(5, 60), Keep(100, 300))
+    assert own.keep("news") == Keep(10, 60)
+    assert own.keep("orders-1") == Keep(50, 600)
+    assert own.keep("chat-1") == Keep(100, 300)  # the server's rule, after the app's
+    assert own.keep("chat-vip-1") is None  # the longer prefix wins: no history
+    config, _ = load(["k", "s"], {})
+    assert not declared_apps(config)[0].history_policy().enabled
 
 
 @pytest.mark.parametrize(
@@ -84,6 +113,18 @@ def test_the_file_declares_apps_and_the_positional_app_comes_first(config_file):
         ("[[apps]]\nkey = 'a'\nsecret = ''\n", {}, [], "app 1: the secret must not be empty"),
         ("[[apps]]\nkey='a'\nsecret='s'\nport=1\n", {}, [], "app 1: unknown setting 'port'"),
         ("apps = 3\n", {}, [], "apps must be [[apps]] tables"),
+        ("history_size = -1\n", {}, [], "history_size: not a whole number >= 0: '-1'"),
+        ("webhook_url = 'ftp://x'\n", {}, [], "webhook_url: not an http or https URL"),
+        ("[[history]]\nsize = 1\n", {}, [], "history 1: needs a prefix"),
+        ("[[history]]\nprefix = 'a'\nsize = -2\n", {}, [], "history 1: size: not a whole"),
+        ("[[history]]\nprefix='a'\nsize=1\nttl=0\n", {}, [], "ttl: not a positive number"),
+        ("[[history]]\nprefix='a'\nsize=1\nkeep=1\n", {}, [], "unknown setting 'keep'"),
+        (
+            "[[apps]]\nkey='a'\nsecret='s'\nhistory_ttl=-1\n",
+            {},
+            [],
+            "app 1: history_ttl: not a positive number of seconds",
+        ),
     ],
 )
 def test_every_mistake_names_its_source(config_file, text, environ, argv, message):

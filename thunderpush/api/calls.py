@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping
 from time import perf_counter
+from urllib.parse import parse_qsl
 
 from thunderpush.api.actions import Action, Handling
 from thunderpush.api.answers import (
@@ -43,6 +44,18 @@ from thunderpush.observe.tally import Latency
 OTHER = "other"
 # The endpoints that send a message, and their kind of message.
 SENDS = {"send_to_channel": "channel", "send_to_user": "user"}
+
+
+def arguments(path: Mapping[str, str], query: str) -> dict[str, str]:
+    """An action's arguments: the query's parameters, then the path's segments.
+
+    The path wins, so no query can name another app or user than the URL's
+    path; of a parameter given twice the last counts, and unknown ones are
+    ignored, as they always were.
+    """
+    if not query:
+        return dict(path)
+    return {**dict(parse_qsl(query, keep_blank_values=True)), **path}
 
 
 class Call:

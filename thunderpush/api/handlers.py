@@ -25,7 +25,7 @@ from thunderpush.api.answers import (
     dumps,
     method_not_allowed,
 )
-from thunderpush.api.calls import Api, Call
+from thunderpush.api.calls import Api, Call, arguments
 
 _STATUS_MESSAGES = {404: "Not found."}
 
@@ -55,7 +55,7 @@ class ApiHandler(tornado.web.RequestHandler):
         started = self.api.start(
             self.request.method,
             self.actions,
-            self.path_kwargs,
+            arguments(self.path_kwargs, self.request.query),
             headers.get("X-Thunder-Secret-Key", ""),
             headers.get("Content-Length", "0"),
         )

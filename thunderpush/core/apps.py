@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
+from thunderpush.core.history import HistoryPolicy
 from thunderpush.core.hub import Hub
 from thunderpush.core.presence import LocalPresence, Presence
 
@@ -34,6 +35,10 @@ class App:
     hub: Hub = field(default_factory=Hub)
     # CONNECT must carry a user token made with the secret (thunderpush.auth).
     require_signature: bool = False
+    # What its channels keep for clients that reconnect (none by default).
+    history: HistoryPolicy = field(default_factory=HistoryPolicy)
+    # Where its channel and user events are POSTed; None: nowhere.
+    webhook_url: str | None = None
 
 
 class Apps:
@@ -51,9 +56,25 @@ class Apps:
         self.hubs = hubs
         self._by_key: dict[str, App] = {}
 
-    def add(self, key: str, secret: str, require_signature: bool = False) -> App:
+    def add(
+        self,
+        key: str,
+        secret: str,
+        require_signature: bool = False,
+        history: HistoryPolicy | None = None,
+        webhook_url: str | None = None,
+    ) -> App:
         hub = Hub() if self.hubs is None else self.hubs(key)
-        app = App(key, secret, self.broker, self.presence, hub, require_signature)
+        app = App(
+            key,
+            secret,
+            self.broker,
+            self.presence,
+            hub,
+            require_signature,
+            history or HistoryPolicy(),
+            webhook_url,
+        )
         self._by_key[key] = app
         return app
 

@@ -144,7 +144,13 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         else:
             apps = Apps()
         for app in declared_apps(config):
-            apps.add(app.key, app.secret, app.require_signature)
+            apps.add(
+                app.key,
+                app.secret,
+                app.require_signature,
+                app.history_policy(),
+                app.webhook_url,
+            )
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)

@@ -16,10 +16,17 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from thunderpush import __version__
 from thunderpush.server import settings
-from thunderpush.server.config import AppConfig, Config, ConfigError, checked_credential
+from thunderpush.server.config import (
+    AppConfig,
+    Config,
+    ConfigError,
+    HistoryRule,
+    checked_credential,
+)
 from thunderpush.server.process import USAGE_EXIT, run
 from thunderpush.server.workers import run_workers
 
@@ -97,6 +104,14 @@ def _origins(text: str) -> tuple[str, ...]:
     """``a,b`` as a tuple; ``*`` (or nothing) means any origin."""
     origins = tuple(origin.strip() for origin in text.split(",") if origin.strip())
     return () if origins in ((), ("*",)) else origins
+
+
+def _webhook_url(text: str) -> str:
+    """An absolute http or https URL, or argparse's usage error."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http or https URL: {text!r}")
+    return text.strip()
 
 
 # name: (type, help); each sets the Config field of the same name.
@@ -233,6 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="log a statistics line at INFO this often, 0: never (default: %(default)s)",
     )
     parser.add_argument(
+        "--history-size",
+        type=_count,
+        default=defaults.history_size,
+        metavar="N",
+        help="messages each channel keeps for clients that reconnect, 0: none "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-ttl",
+        type=_seconds,
+        default=defaults.history_ttl,
+        metavar="SECONDS",
+        help="how long a kept message is kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        type=_webhook_url,
+        default=defaults.webhook_url,
+        metavar="URL",
+        help="POST channel and user events to this http(s) URL (default: none)",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
@@ -291,7 +328,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, bool]
     values.update(settings.from_environment(environ, known))
     parser.set_defaults(**{_DESTS.get(name, name): value for name, value in values.items()})
     args = parser.parse_args(argv)
-    apps = settings.apps_from_file(data, path) if path else ()
+    apps = settings.apps_from_file(data, path, known) if path else ()
+    history = settings.history_from_file(data, path) if path else ()
     if (args.clientkey is None) != (args.apikey is None):
         raise ConfigError("give both the client key and the secret (clientkey apikey)")
     if args.clientkey is None and not apps:
@@ -299,7 +337,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Config, bool]
             "no app: give the client key and secret (clientkey apikey), "
             "THUNDERPUSH_APIKEY and THUNDERPUSH_APISECRET, or [[apps]] in --config"
         )
-    return config_from(args, apps, path), args.print_config
+    return config_from(args, apps, path, history), args.print_config
 
 
 def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
@@ -311,9 +349,12 @@ def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
 
 
 def config_from(
-    args: argparse.Namespace, apps: tuple[AppConfig, ...] = (), config_file: str | None = None
+    args: argparse.Namespace,
+    apps: tuple[AppConfig, ...] = (),
+    config_file: str | None = None,
+    history: tuple[HistoryRule, ...] = (),
 ) -> Config:
-    """The configuration the parsed arguments describe."""
+    """The configuration the parsed arguments describe (and the file's tables)."""
     return Config(
         apikey=args.clientkey or "",
         apisecret=args.apikey or "",
@@ -340,6 +381,10 @@ def config_from(
         log_format=args.log_format,
         log_file=args.log_file,
         stats_interval=args.stats_interval,
+        history_size=args.history_size,
+        history_ttl=args.history_ttl,
+        history=history,
+        webhook_url=args.webhook_url,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from thunderpush.core.history import DEFAULT_TTL, HistoryPolicy, Keep
+
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.
 SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
@@ -20,13 +22,40 @@ STATS_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
+class HistoryRule:
+    """A ``[[history]]`` table: channels whose names start with ``prefix`` keep
+    their last ``size`` messages for ``ttl`` seconds (size 0: no history)."""
+
+    prefix: str
+    size: int
+    ttl: float = DEFAULT_TTL
+
+
+@dataclass(frozen=True)
 class AppConfig:
-    """One app the configuration file declares in an ``[[apps]]`` table."""
+    """One app the configuration file declares in an ``[[apps]]`` table.
+
+    A None setting is the server's (``declared_apps`` fills them in).
+    """
 
     key: str
     secret: str
-    # None: the server's ``require_signature``.
     require_signature: bool | None = None
+    history_size: int | None = None
+    history_ttl: float | None = None
+    # The app's own ``[[apps.history]]`` rules; the server's ``history`` rules follow them.
+    history: tuple[HistoryRule, ...] = ()
+    # Where the app's webhooks are POSTed; None: none (or the server's).
+    webhook_url: str | None = None
+
+    def history_policy(self) -> HistoryPolicy:
+        """What the app's channels keep; longer prefixes win over shorter ones."""
+        ttl = DEFAULT_TTL if self.history_ttl is None else self.history_ttl
+        rules = sorted(self.history, key=lambda rule: -len(rule.prefix))
+        return HistoryPolicy(
+            Keep(self.history_size or 0, ttl),
+            tuple((rule.prefix, Keep(rule.size, rule.ttl)) for rule in rules),
+        )
 
 
 @dataclass
@@ -102,6 +131,16 @@ class Config:
     # A statistics line at INFO this often, in seconds; 0: never.
     stats_interval: float = STATS_INTERVAL_SECONDS
 
+    # -- beyond the original (docs/history.rst, docs/webhooks.rst) -----------
+    # Messages each channel keeps for clients that reconnect; 0: no history.
+    history_size: int = 0
+    # How long a kept message is kept, in seconds.
+    history_ttl: float = DEFAULT_TTL
+    # ``[[history]]`` tables: per channel-prefix sizes and TTLs, for every app.
+    history: tuple[HistoryRule, ...] = ()
+    # Where channel and user events are POSTed (``[[apps]]`` may give their own).
+    webhook_url: str | None = None
+
 
 class ConfigError(ValueError):
     """A setting the server cannot start with; the message says which and why."""
@@ -139,8 +178,20 @@ def declared_apps(config: Config) -> list[AppConfig]:
         if app.key in seen:
             raise ConfigError(f"the app {app.key} is declared twice")
         seen.add(app.key)
-        signed = (
-            config.require_signature if app.require_signature is None else app.require_signature
+        resolved.append(
+            AppConfig(
+                app.key,
+                app.secret,
+                _either(app.require_signature, config.require_signature),
+                _either(app.history_size, config.history_size),
+                _either(app.history_ttl, config.history_ttl),
+                (*app.history, *config.history),
+                _either(app.webhook_url, config.webhook_url),
+            )
         )
-        resolved.append(AppConfig(app.key, app.secret, signed))
     return resolved
+
+
+def _either(own: object, server: object) -> object:
+    """An app's own setting, else the server's."""
+    return server if own is None else own

@@ -1,6 +1,6 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
-Apps (added, removed, a new secret or ``require_signature``) and the limits
+Apps (added, removed, a new secret, ``require_signature``, history or webhook) and the limits
 that are read when they are used (channels and commands per connection,
 unsent bytes, connections in total and per address) change at once.  The
 rest (ports, TLS, the cluster, timeouts...) needs a restart: the log says
@@ -25,6 +25,10 @@ RELOADED = {
     "apisecret",
     "apps",
     "require_signature",
+    "history_size",
+    "history_ttl",
+    "history",
+    "webhook_url",
     "max_channels_per_connection",
     "max_commands_per_second",
     "max_unsent_bytes",
@@ -65,10 +69,17 @@ def _apply_apps(server: Server, declared: dict) -> None:
     for key, wanted in declared.items():
         app = registry.get(key)
         if app is None:
-            registry.add(key, wanted.secret, wanted.require_signature)
+            registry.add(
+                key,
+                wanted.secret,
+                wanted.require_signature,
+                wanted.history_policy(),
+                wanted.webhook_url,
+            )
             logger.info("App %s added.", key)
         else:
             app.secret, app.require_signature = wanted.secret, wanted.require_signature
+            app.history, app.webhook_url = wanted.history_policy(), wanted.webhook_url
 
 
 def _apply_limits(server: Server, config: Config) -> None:

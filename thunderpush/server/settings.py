@@ -7,10 +7,18 @@ file and the environment hold the same settings as the flags, under their
 checked by the same rules; the file may also declare apps::
 
     port = 8000
+    [[history]]                 # for every app
+    prefix = "chat-"
+    size = 100
     [[apps]]
     key = "shop"
     secret = "..."
     require_signature = true
+    history_size = 10           # and history_ttl, webhook_url
+    [[apps.history]]            # for this app, before the server's
+    prefix = "orders-"
+    size = 50
+    ttl = 600
 
 ``thunderpush.server.cli`` knows each setting's rule (its argparse option);
 this module only finds the values and says where a wrong one came from.
@@ -30,7 +38,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the same parser, before it joined the standard library
     import tomli as tomllib
 
-from thunderpush.server.config import AppConfig, Config, ConfigError, checked_credential
+from thunderpush.server.config import (
+    AppConfig,
+    Config,
+    ConfigError,
+    HistoryRule,
+    checked_credential,
+)
 
 ENV_PREFIX = "THUNDERPUSH_"
 # The environment variable that names the file, for when flags cannot be changed.
@@ -41,6 +55,9 @@ MASK = "********"
 Rule = Callable[[str], Any]
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 _APP_FIELDS = {field.name for field in fields(AppConfig)}
+_RULE_FIELDS = {field.name for field in fields(HistoryRule)}
+# Settings that are tables, read by their own functions, not by a flag's rule.
+TABLES = ("apps", "history")
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -83,7 +100,7 @@ def from_file(data: Mapping[str, Any], rules: Mapping[str, Rule | None], path: s
     values: dict[str, Any] = {}
     for name, value in data.items():
         where = f"{path}: {name}"
-        if name == "apps":
+        if name in TABLES:
             continue
         if name not in rules:
             raise ConfigError(f"{path}: unknown setting {name!r}")
@@ -113,27 +130,56 @@ def from_environment(environ: Mapping[str, str], rules: Mapping[str, Rule | None
     return values
 
 
-def apps_from_file(data: Mapping[str, Any], path: str) -> tuple[AppConfig, ...]:
-    """The file's ``[[apps]]`` tables, each checked as the command line checks the key."""
-    tables = data.get("apps", [])
-    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
-        raise ConfigError(f"{path}: apps must be [[apps]] tables")
+def apps_from_file(
+    data: Mapping[str, Any], path: str, rules: Mapping[str, Rule | None]
+) -> tuple[AppConfig, ...]:
+    """The file's ``[[apps]]`` tables, each checked as the command line checks its settings."""
     apps = []
-    for number, table in enumerate(tables, 1):
+    for number, table in enumerate(_tables(data, "apps", path), 1):
         where = f"{path}: app {number}"
         unknown = set(table) - _APP_FIELDS
         if unknown:
             raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
         key, secret = table.get("key"), table.get("secret")
-        signed = table.get("require_signature")
         if not isinstance(key, str) or not isinstance(secret, str):
             raise ConfigError(f"{where}: needs a key and a secret, as strings")
-        if signed is not None and not isinstance(signed, bool):
-            raise ConfigError(f"{where}: require_signature: not true or false: {signed!r}")
         _checked(lambda text: checked_credential("key", text), key, where)
         _checked(lambda text: checked_credential("secret", text), secret, where)
-        apps.append(AppConfig(key, secret, signed))
+        own = {name: value for name, value in table.items() if name not in _APP_TABLE_KEYS}
+        settings = from_file(own, {name: rules[name] for name in own}, where)
+        history = history_from_file(table, where)
+        apps.append(AppConfig(key, secret, **settings, history=history))
     return tuple(apps)
+
+
+# What an ``[[apps]]`` table holds beside the server's settings of the same names.
+_APP_TABLE_KEYS = {"key", "secret", "history"}
+
+
+def history_from_file(data: Mapping[str, Any], path: str) -> tuple[HistoryRule, ...]:
+    """The ``[[history]]`` tables of ``data`` (the file, or one app's table)."""
+    rules = []
+    for number, table in enumerate(_tables(data, "history", path), 1):
+        where = f"{path}: history {number}"
+        unknown = set(table) - _RULE_FIELDS
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        prefix, size, ttl = table.get("prefix"), table.get("size"), table.get("ttl", 300.0)
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigError(f"{where}: needs a prefix, a non-empty string")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(f"{where}: size: not a whole number >= 0: {size!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < 1e12:
+            raise ConfigError(f"{where}: ttl: not a positive number of seconds: {ttl!r}")
+        rules.append(HistoryRule(prefix, size, float(ttl)))
+    return tuple(rules)
+
+
+def _tables(data: Mapping[str, Any], name: str, path: str) -> list[dict[str, Any]]:
+    tables = data.get(name, [])
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise ConfigError(f"{path}: {name} must be [[{name}]] tables")
+    return tables
 
 
 def masked_url(url: str) -> str:
@@ -142,15 +188,24 @@ def masked_url(url: str) -> str:
 
 
 def masked(config: Config, names: Iterable[str]) -> dict[str, Any]:
-    """The settings ``names`` of ``config``, and its apps, with every secret masked
+    """The settings ``names`` of ``config``, and its tables, with every secret masked
     (``--print-config``)."""
     every = asdict(config)
     shown = {name: every[name] for name in names}
     if config.apisecret:
         shown["apisecret"] = MASK
-    if config.redis_url:
-        shown["redis_url"] = masked_url(config.redis_url)
-    shown["apps"] = [{**app, "secret": MASK} for app in every["apps"]]
+    for name in ("redis_url", "webhook_url"):
+        if shown.get(name):
+            shown[name] = masked_url(shown[name])
+    shown["history"] = every["history"]
+    shown["apps"] = [
+        {
+            **app,
+            "secret": MASK,
+            "webhook_url": app["webhook_url"] and masked_url(app["webhook_url"]),
+        }
+        for app in every["apps"]
+    ]
     return shown
 
 
@@ -158,16 +213,29 @@ def toml(settings: Mapping[str, Any]) -> str:
     """``settings`` as a TOML file (unset values as comments: TOML has no null)."""
     lines, tables = [], []
     for name, value in settings.items():
-        if name == "apps":
-            tables = value
+        if name in TABLES:
+            tables += [(name, table) for table in value]
         elif value is None:
             lines.append(f"# {name} is not set")
         else:
             lines.append(f"{name} = {_toml_value(value)}")
-    for table in tables:
-        lines += ["", "[[apps]]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    for name, table in tables:
+        lines += _toml_table(name, table)
     return "\n".join(lines) + "\n"
+
+
+def _toml_table(name: str, table: Mapping[str, Any]) -> list[str]:
+    """``[[name]]`` and its values, then its own tables (``[[apps.history]]``)."""
+    lines = ["", f"[[{name}]]"]
+    inner = []
+    for key, value in table.items():
+        if key in TABLES:
+            inner += [(f"{name}.{key}", item) for item in value]
+        elif value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, item in inner:
+        lines += _toml_table(key, item)
+    return lines
 
 
 def _toml_value(value: Any) -> str:

@@ -46,6 +46,7 @@ from tornado.netutil import bind_sockets
 
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
+from thunderpush.api.calls import arguments
 from thunderpush.server.config import Config
 from thunderpush.transports import adapter, tls
 from thunderpush.transports.handshake import serve_upgrade
@@ -71,13 +72,13 @@ def _start_api_call(api: Api, request: Request) -> Answer | Call | None:
         match = pattern.match(path)
         if match is not None:
             try:
-                args = {name: _decoded(value) for name, value in match.groupdict().items()}
+                path_args = {name: _decoded(value) for name, value in match.groupdict().items()}
             except UnicodeDecodeError:
                 return None  # Tornado answers a path that is not UTF-8
             return api.start(
                 request.method,
                 actions,
-                args,
+                arguments(path_args, request.query),
                 request.get("x-thunder-secret-key"),
                 request.get("content-length", "0"),
             )
@@ -225,11 +226,7 @@ class FrontDoor:
 
     def start(self, request: Request) -> Answer | Call | None:
         """What the fast path makes of ``request``; None leaves it to Tornado."""
-        if (
-            not request.path.startswith("/api/")
-            or request.query
-            or request.method not in _API_METHODS
-        ):
+        if not request.path.startswith("/api/") or request.method not in _API_METHODS:
             return None
         return _start_api_call(self.api, request)
 
