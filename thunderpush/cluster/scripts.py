@@ -11,8 +11,17 @@ key, ``<node>`` a node's id)::
     tp:<app>:<node>:c        hash  channel -> connections in it on the node
     tp:<app>:c:<channel>     zset  "<node> <user>" -> when it first subscribed
     tp:<app>:seq             int   the number of the last presence event
+    tp:<app>:h:<channel>     list  a channel's kept messages, oldest first, each
+                                   "<offset>\\n<ms kept, Redis time>\\n<payload>"
+    tp:<app>:hm:<channel>    hash  its stream: epoch, offset (of the last message)
+    tp:epochs                int   streams started, to make each epoch unique
     tp:forgotten:<node>      a node that others forgot (for a day)
     tp:<app>:bus             the app's pub/sub channel (``thunderpush.cluster.bus``)
+
+A channel that keeps history (``thunderpush.core.history``) has both ``h``
+and ``hm`` keys expire ``ttl`` after its last publish, so an idle stream goes
+whole and its next publish starts a new epoch; readers skip the messages kept
+longer than ``ttl`` ago.
 
 Readers count only the nodes heard from within the presence TTL; a node's
 heartbeat forgets the nodes that were not (``BEAT``).  Time is Redis's own
@@ -59,6 +68,18 @@ local function elsewhere(app, channel, user, nodes, node)
   end
   return false
 end
+-- Connections under ``name`` in the ``field`` hash ("c" or "u") of the live
+-- nodes other than ``node``.
+local function elsewhere_count(ttl, app, node, field, name)
+  local count = 0
+  for _, other in ipairs(live(ttl)) do
+    if other ~= node then
+      local here = redis.call('HGET', P .. app .. ':' .. other .. ':' .. field, name)
+      count = count + (tonumber(here) or 0)
+    end
+  end
+  return count
+end
 local function announce(app, kind, channel, user)
   local seq = redis.call('INCR', P .. app .. ':seq')
   redis.call('PUBLISH', P .. app .. ':bus', kind .. channel .. '\\n' .. user .. '\\n' .. seq)
@@ -94,15 +115,91 @@ SEND = (
 local ttl, app, node, field, name = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local count = 0
 if field ~= '' then
-  for _, other in ipairs(live(ttl)) do
-    if other ~= node then
-      local here = redis.call('HGET', P .. app .. ':' .. other .. ':' .. field, name)
-      count = count + (tonumber(here) or 0)
-    end
-  end
+  count = elsewhere_count(ttl, app, node, field, name)
 end
 redis.call('PUBLISH', P .. app .. ':bus', ARGV[6])
 return count
+"""
+)
+
+# Channel streams: the keys of one, and the parts of one of its entries.
+_STREAMS = """
+local function stream_keys(app, channel)
+  return P .. app .. ':h:' .. channel, P .. app .. ':hm:' .. channel
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- An entry's offset, when it was kept (ms), and where its payload starts.
+local function entry(text)
+  local a = string.find(text, '\\n', 1, true)
+  local b = string.find(text, '\\n', a + 1, true)
+  return tonumber(string.sub(text, 1, a - 1)), tonumber(string.sub(text, a + 1, b - 1)), b + 1
+end
+"""
+
+# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload.  Keeps the
+# payload in the channel's stream (starting a new one, with a new epoch, if
+# there is none), publishes it on the bus with its position, and answers how
+# many connections other live nodes have in the channel.
+SEND_KEPT = (
+    _COMMON
+    + _STREAMS
+    + """
+local ttl, app, node, channel = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local size, keep, payload = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local list, meta = stream_keys(app, channel)
+local epoch, offset = unpack(redis.call('HMGET', meta, 'epoch', 'offset'))
+if not epoch then
+  -- Unique: Redis's clock (seconds, then microseconds) and a counter of
+  -- streams started, as 16 hex digits.
+  local t, n = redis.call('TIME'), redis.call('INCR', 'tp:epochs')
+  epoch = string.format('%08x%03x%05x', tonumber(t[1]) % 4294967296, n % 4096, tonumber(t[2]))
+  offset = 0
+end
+offset = tonumber(offset) + 1
+redis.call('HSET', meta, 'epoch', epoch, 'offset', offset)
+redis.call('RPUSH', list, offset .. '\\n' .. now_ms() .. '\\n' .. payload)
+redis.call('LTRIM', list, -size, -1)
+local ms = math.ceil(keep * 1000)
+redis.call('PEXPIRE', list, ms)
+redis.call('PEXPIRE', meta, ms)
+local position = epoch .. '\\n' .. offset .. '\\n'
+redis.call('PUBLISH', P .. app .. ':bus', 'h' .. channel .. '\\n' .. position .. payload)
+return elsewhere_count(ttl, app, node, 'c', channel)
+"""
+)
+
+# ARGV: app, channel, keep ttl (seconds), since ("" for all).  Answers the
+# channel's epoch ("" when it has no stream) and offset, the offset of its
+# oldest message still kept (offset + 1 when none is), then the offset and
+# payload of each kept message after ``since``, oldest first.
+HISTORY = (
+    _COMMON
+    + _STREAMS
+    + """
+local app, channel, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local since = tonumber(ARGV[4]) or -1
+local list, meta = stream_keys(app, channel)
+local epoch, offset = unpack(redis.call('HMGET', meta, 'epoch', 'offset'))
+if not epoch then
+  return {'', 0, 1}
+end
+offset = tonumber(offset)
+local out, oldest, first = {epoch, offset, offset + 1}, now_ms() - keep * 1000, nil
+for _, text in ipairs(redis.call('LRANGE', list, 0, -1)) do
+  local at, kept, start = entry(text)
+  if kept > oldest then
+    first = first or at
+    if at > since then
+      out[#out + 1] = at
+      out[#out + 1] = string.sub(text, start)
+    end
+  end
+end
+out[3] = first or out[3]
+return out
 """
 )
 
@@ -240,4 +337,15 @@ return {redis.call('HKEYS', P .. node .. ':u'), channels, pairs}
 """
 
 # What a node loads into Redis each time it connects.
-ALL = (SEND, MEMBER, BEAT, GOODBYE, USER_COUNT, IS_ONLINE, CHANNEL_USERS, RECORDS)
+ALL = (
+    SEND,
+    SEND_KEPT,
+    HISTORY,
+    MEMBER,
+    BEAT,
+    GOODBYE,
+    USER_COUNT,
+    IS_ONLINE,
+    CHANNEL_USERS,
+    RECORDS,
+)
