@@ -31,11 +31,9 @@ class Scripts:
         return self.redis.eval(scripts.SEND_KEPT, 0, 30, APP, "me", channel, size, ttl, payload)
 
     def read(self, channel: str, since: int | str = "", ttl: float = 60) -> list:
-        epoch, offset, first, *messages = self.redis.eval(
-            scripts.HISTORY, 0, APP, channel, ttl, since
-        )
+        epoch, offset, *messages = self.redis.eval(scripts.HISTORY, 0, APP, channel, ttl, since)
         pairs = list(zip(messages[::2], [m.decode() for m in messages[1::2]], strict=True))
-        return [epoch.decode(), offset, first, pairs]
+        return [epoch.decode(), offset, pairs]
 
     def published(self) -> bytes:
         message = self.bus.get_message(timeout=1)
@@ -52,16 +50,16 @@ def lua(fresh_redis):
 
 
 def test_a_kept_publish_gets_the_next_offset_and_goes_on_the_bus_with_it(lua):
-    assert lua.read("news") == ["", 0, 1, []]
+    assert lua.read("news") == ["", 0, []]
     assert lua.keep("news", 'line one\nline "two"') == 0
-    epoch, offset, first, messages = lua.read("news")
-    assert EPOCH.fullmatch(epoch) and (offset, first) == (1, 1)
+    epoch, offset, messages = lua.read("news")
+    assert EPOCH.fullmatch(epoch) and offset == 1
     assert messages == [(1, 'line one\nline "two"')]
     assert lua.published() == f'hnews\n{epoch}\n1\nline one\nline "two"'.encode()
     lua.keep("news", "second")
     assert lua.published() == f"hnews\n{epoch}\n2\nsecond".encode()
-    assert lua.read("news", since=1) == [epoch, 2, 1, [(2, "second")]]
-    assert lua.read("news", since=2) == [epoch, 2, 1, []]
+    assert lua.read("news", since=1) == [epoch, 2, [(2, "second")]]
+    assert lua.read("news", since=2) == [epoch, 2, []]
     # Channels have their own streams.
     lua.keep("sport", "x")
     assert lua.read("sport")[0] not in ("", epoch)
@@ -70,9 +68,8 @@ def test_a_kept_publish_gets_the_next_offset_and_goes_on_the_bus_with_it(lua):
 def test_a_stream_keeps_its_last_size_messages(lua):
     for number in range(1, 6):
         lua.keep("news", str(number), size=3)
-    epoch, offset, first, messages = lua.read("news")
-    assert (offset, first) == (5, 3)
-    assert messages == [(3, "3"), (4, "4"), (5, "5")]
+    assert lua.read("news")[1:] == [5, [(3, "3"), (4, "4"), (5, "5")]]
+    assert lua.read("news", since=4)[1:] == [5, [(5, "5")]]
     assert lua.redis.llen("tp:key:h:news") == 3
 
 
@@ -84,24 +81,24 @@ def test_messages_older_than_the_ttl_are_skipped_and_an_idle_stream_goes_whole(l
     time.sleep(0.2)
     lua.keep("news", "new", ttl=0.3)
     # The reader's ttl decides what is too old: "old" is 0.2 s old.
-    assert lua.read("news", ttl=0.1) == [epoch, 2, 2, [(2, "new")]]
-    assert lua.read("news", ttl=0.3)[2:] == [1, [(1, "old"), (2, "new")]]
+    assert lua.read("news", ttl=0.1) == [epoch, 2, [(2, "new")]]
+    assert lua.read("news", ttl=0.3) == [epoch, 2, [(1, "old"), (2, "new")]]
     deadline = time.monotonic() + 2
     while lua.redis.exists("tp:key:hm:news", "tp:key:h:news"):
         assert time.monotonic() < deadline, "the stream did not expire"
         time.sleep(0.02)
     # Gone whole: the next publish starts a new epoch at offset 1.
     lua.keep("news", "again")
-    fresh, offset, first, messages = lua.read("news")
+    fresh, offset, messages = lua.read("news")
     assert fresh != epoch and EPOCH.fullmatch(fresh)
-    assert (offset, first, messages) == (1, 1, [(1, "again")])
+    assert (offset, messages) == (1, [(1, "again")])
 
 
-def test_a_stream_whose_messages_all_expired_says_none_is_kept(lua):
+def test_a_stream_whose_messages_all_expired_still_says_its_position(lua):
     lua.keep("news", "a", ttl=60)
     time.sleep(0.05)
     epoch = lua.read("news")[0]
-    assert lua.read("news", ttl=0.01) == [epoch, 1, 2, []]
+    assert lua.read("news", ttl=0.01) == [epoch, 1, []]
 
 
 def test_epochs_are_unique_even_when_started_in_the_same_instant(lua):

@@ -172,9 +172,9 @@ return elsewhere_count(ttl, app, node, 'c', channel)
 )
 
 # ARGV: app, channel, keep ttl (seconds), since ("" for all).  Answers the
-# channel's epoch ("" when it has no stream) and offset, the offset of its
-# oldest message still kept (offset + 1 when none is), then the offset and
-# payload of each kept message after ``since``, oldest first.
+# channel's epoch ("" when it has no stream) and offset, then the offset and
+# payload of each message after ``since`` kept for less than ``ttl``, oldest
+# first (they follow each other: a stream loses messages only at its start).
 HISTORY = (
     _COMMON
     + _STREAMS
@@ -184,21 +184,16 @@ local since = tonumber(ARGV[4]) or -1
 local list, meta = stream_keys(app, channel)
 local epoch, offset = unpack(redis.call('HMGET', meta, 'epoch', 'offset'))
 if not epoch then
-  return {'', 0, 1}
+  return {'', 0}
 end
-offset = tonumber(offset)
-local out, oldest, first = {epoch, offset, offset + 1}, now_ms() - keep * 1000, nil
+local out, oldest = {epoch, tonumber(offset)}, now_ms() - keep * 1000
 for _, text in ipairs(redis.call('LRANGE', list, 0, -1)) do
   local at, kept, start = entry(text)
-  if kept > oldest then
-    first = first or at
-    if at > since then
-      out[#out + 1] = at
-      out[#out + 1] = string.sub(text, start)
-    end
+  if kept > oldest and at > since then
+    out[#out + 1] = at
+    out[#out + 1] = string.sub(text, start)
   end
 end
-out[3] = first or out[3]
 return out
 """
 )
