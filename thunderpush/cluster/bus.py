@@ -9,6 +9,9 @@ receiver there (docs/cluster.rst measures what a dropped message costs).
 A bus message is text, its first character its kind::
 
     c<channel>\\n<payload>        deliver to a channel
+    h<channel>\\n<epoch>\\n<offset>\\n<payload>
+                                 deliver to a channel that keeps history: the
+                                 message's position in its stream comes along
     u<user>\\n<payload>           deliver to a user
     d<user>                      close a user's connections
     a<channel>\\n<user>\\n<seq>    member_added in a presence channel
@@ -45,7 +48,12 @@ class RedisBroker(Broker):
 
     async def send_to_channel(self, app: App, channel: str, message: str) -> int:
         here = len(app.hub.channels.get(channel, ()))
-        return here + await self._send(app, "c", channel, f"c{channel}\n{message}")
+        keep = app.history.keep(channel)
+        if keep is None:
+            return here + await self._send(app, "c", channel, f"c{channel}\n{message}")
+        node = self.node
+        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, message)
+        return here + await node.call(scripts.SEND_KEPT, *args)
 
     async def send_to_user(self, app: App, userid: str, message: str) -> int:
         here = len(app.hub.users.get(userid, ()))
@@ -68,6 +76,11 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
             name = channel.decode("utf-8")
             if name in hub.channels:
                 hub.send_to_channel(name, payload)
+        elif kind == b"h":
+            channel, epoch, offset, payload = rest.split(b"\n", 3)
+            name = channel.decode("utf-8")
+            if name in hub.channels:
+                hub.send_to_channel(name, payload, (epoch.decode("ascii"), int(offset)))
         elif kind == b"u":
             user, _, payload = rest.partition(b"\n")
             name = user.decode("utf-8")

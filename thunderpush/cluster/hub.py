@@ -7,18 +7,33 @@ cluster-wide: joins and leaves are announced by Redis (each user once,
 whatever node its connections are on) and reach this hub from the bus as
 numbered events; a new subscriber is told the cluster's member list, and from
 then on only the events numbered after that list.
+
+Recovery works the same way: a client that resubscribes with the last
+position it saw is subscribed at once, and its channel's stream is read from
+Redis (``thunderpush.cluster.history``); the messages that reach it from the
+bus meanwhile are held, then sent after the missed ones if they come after
+the last one sent.  Messages published before the read may still be on their
+way from the bus after it answered; they are dropped until the bus passes the
+position sent, so there is no gap and no duplicate.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from thunderpush.core.hub import Connection, Hub
+from thunderpush.core.history import Keep
+from thunderpush.core.hub import Connection, Hub, _text
 from thunderpush.core.members import Members
-from thunderpush.core.protocol import subscription_succeeded
+from thunderpush.core.protocol import encode_delivery, subscription_succeeded
+from thunderpush.core.streams import NO_STREAM, Stream
 
 if TYPE_CHECKING:
     from thunderpush.cluster.registry import Registry
+
+# A connection in a channel.
+Subscription = tuple[Connection, str]
+# A message held for a recovering connection: its (epoch, offset) and element.
+Held = tuple[tuple[str, int], str]
 
 
 class LocalMembers(Members):
@@ -49,6 +64,15 @@ class ClusterHub(Hub):
         self._told_until: dict[tuple[Connection, str], int] = {}
         # Connections told only this node's members, while Redis was away.
         self._alone: dict[tuple[Connection, str], None] = {}
+        # (connection, channel) -> the position a recovery waits to read after,
+        # and the channel's messages that came meanwhile, as (position, element).
+        self._recovering: dict[Subscription, tuple[tuple[str, int], list[Held]]] = {}
+        # (connection, channel) -> the position its recovery sent up to, until
+        # the bus delivers a later one of that epoch.
+        self._sent_until: dict[Subscription, tuple[str, int]] = {}
+        # channel -> how many of its connections are in either dict above: a
+        # publish to any other channel is delivered as on one process.
+        self._guarded: dict[str, int] = {}
 
     # -- what Redis must learn ------------------------------------------------
 
@@ -125,7 +149,85 @@ class ClusterHub(Hub):
                 targets.append(connection)
         self._deliver(targets, element)
 
+    # -- recovery across the cluster ----------------------------------------
+
+    def recover(
+        self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
+    ) -> None:
+        key = (connection, channel)
+        if key in self._recovering:
+            return  # the read under way answers this one too
+        if self._sent_until.pop(key, None) is not None:
+            self._unguard(channel)  # this recovery's read supersedes the last one's
+        if keep is not None and self.registry.recover(self, connection, channel, keep.ttl, since[1]):
+            self._recovering[key] = (since, [])
+            self._guard(channel)
+        else:
+            self.send_recovery(connection, channel, since, NO_STREAM)
+
+    def recovered(self, connection: Connection, channel: str, stream: Stream | None) -> None:
+        """The stream read for ``connection``'s recovery; None if Redis could not answer."""
+        key = (connection, channel)
+        waiting = self._recovering.pop(key, None)
+        if waiting is None:
+            return
+        self._unguard(channel)
+        since, held = waiting
+        stream = stream or NO_STREAM
+        self.send_recovery(connection, channel, since, stream)
+        if stream.epoch:
+            self._sent_until[key] = (stream.epoch, stream.offset)
+            self._guard(channel)
+        for position, element in held:
+            if self._fresh(key, position):
+                self._deliver([connection], element)
+
+    def send_to_channel(
+        self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
+    ) -> int:
+        if position is None or channel not in self._guarded:
+            return super().send_to_channel(channel, message, position)
+        element = encode_delivery(_text(message), channel, position)
+        targets = []
+        for connection in self.channels.get(channel, ()):
+            key = (connection, channel)
+            waiting = self._recovering.get(key)
+            if waiting is not None:
+                waiting[1].append((position, element))
+            elif self._fresh(key, position):
+                targets.append(connection)
+        count = self._deliver(targets, element)
+        self.messages += 1
+        self.delivered_to_channels += count
+        return count
+
+    def _fresh(self, key: Subscription, position: tuple[str, int]) -> bool:
+        """Whether the message at ``position`` comes after what the recovery of
+        ``key`` sent (so always when none did)."""
+        until = self._sent_until.get(key)
+        if until is None or position[0] != until[0]:
+            return True
+        if position[1] <= until[1]:
+            return False
+        # The bus is past what the read saw: nothing more to drop.
+        del self._sent_until[key]
+        self._unguard(key[1])
+        return True
+
+    def _guard(self, channel: str) -> None:
+        self._guarded[channel] = self._guarded.get(channel, 0) + 1
+
+    def _unguard(self, channel: str) -> None:
+        left = self._guarded.pop(channel) - 1
+        if left:
+            self._guarded[channel] = left
+
     def _forget(self, connection: Connection, channel: str) -> None:
-        self._waiting.pop((connection, channel), None)
-        self._told_until.pop((connection, channel), None)
-        self._alone.pop((connection, channel), None)
+        key = (connection, channel)
+        self._waiting.pop(key, None)
+        self._told_until.pop(key, None)
+        self._alone.pop(key, None)
+        if self._recovering.pop(key, None) is not None:
+            self._unguard(channel)
+        if self._sent_until.pop(key, None) is not None:
+            self._unguard(channel)

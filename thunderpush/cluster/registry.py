@@ -5,7 +5,9 @@ the hub's state when it writes, so each write is the current truth however
 many changes it sums up, and rewriting everything after Redis was away is the
 same operation over every record.  Example of a turn: three subscriptions and
 a welcome become one pipeline, the welcome's member list read after the
-writes, so a new member sees itself.
+writes, so a new member sees itself.  A recovery's read of a channel's
+stream comes last in the turn, so a presence channel's member list is told
+before the missed messages.
 
 Rewriting after an outage announces in presence channels only what changed
 while Redis was away (the others were told of the rest before), unless the
@@ -21,6 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from thunderpush.cluster import scripts
+from thunderpush.cluster.history import stream_of
 from thunderpush.core.hub import Connection
 from thunderpush.core.protocol import is_presence_channel
 
@@ -43,6 +46,8 @@ class Registry:
         # Presence-channel members that changed while Redis was away.
         self._offline: dict[tuple[ClusterHub, str, str], None] = {}
         self._welcomes: list[tuple[ClusterHub, Connection, str]] = []
+        # (hub, connection, channel, the keep's ttl, the offset to read after).
+        self._recoveries: list[tuple[ClusterHub, Connection, str, float, int]] = []
         self._wanted = asyncio.Event()
 
     # -- what the hubs report (never waits) --------------------------------
@@ -64,6 +69,17 @@ class Registry:
         if not self.node.up:
             return False
         self._welcomes.append((hub, connection, channel))
+        self._wanted.set()
+        return True
+
+    def recover(
+        self, hub: ClusterHub, connection: Connection, channel: str, ttl: float, since: int
+    ) -> bool:
+        """Reads ``channel``'s stream after ``since`` for ``connection`` (messages kept
+        for less than ``ttl`` seconds); False if it cannot."""
+        if not self.node.up:
+            return False
+        self._recoveries.append((hub, connection, channel, ttl, since))
         self._wanted.set()
         return True
 
@@ -98,21 +114,27 @@ class Registry:
             await self.write(client)
 
     async def write(self, client: Redis) -> None:
-        """Writes what changed, then answers the welcomes."""
+        """Writes what changed, then answers the welcomes, then the recoveries."""
         users, members, welcomes = self._users, self._members, self._welcomes
-        self._users, self._members, self._welcomes = {}, {}, []
-        if not (users or members or welcomes):
+        recoveries = self._recoveries
+        self._users, self._members, self._welcomes, self._recoveries = {}, {}, [], []
+        if not (users or members or welcomes or recoveries):
             return
         try:
-            answers = await self._send(client, users, members, welcomes)
+            answers = await self._send(client, users, members, welcomes, recoveries)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
             for key, loud in members.items():
                 self._members[key] = self._members.get(key, False) or loud
             self._welcomes[:0] = welcomes
+            self._recoveries[:0] = recoveries
             raise
-        for (hub, connection, channel), (seq, *names) in zip(welcomes, answers, strict=True):
+        lists = answers[: len(welcomes)]
+        for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
             hub.welcomed(connection, channel, [_text(name) for name in names], seq)
+        streams = answers[len(welcomes) :]
+        for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
+            hub.recovered(connection, channel, stream_of(read))
 
     async def _send(
         self,
@@ -120,6 +142,7 @@ class Registry:
         users: dict[tuple[ClusterHub, str], None],
         members: dict[tuple[ClusterHub, str, str], bool],
         welcomes: list[tuple[ClusterHub, Connection, str]],
+        recoveries: list[tuple[ClusterHub, Connection, str, float, int]],
     ) -> list:
         node = self.node
         pipe = client.pipeline(transaction=False)
@@ -137,12 +160,15 @@ class Registry:
                 node.queue_script(pipe, scripts.MEMBER, *args)
         for hub, _, channel in welcomes:
             node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel)
+        for hub, _, channel, ttl, since in recoveries:
+            node.queue_script(pipe, scripts.HISTORY, hub.key, channel, ttl, since)
         results = await pipe.execute()
-        return results[len(results) - len(welcomes) :]
+        return results[len(results) - len(welcomes) - len(recoveries) :]
 
     def clear(self) -> None:
         """Redis is gone: drop what was not written (``resync`` rewrites it all), and
-        answer the waiting welcomes with what this node knows."""
+        answer the waiting welcomes with what this node knows and the waiting
+        recoveries that they failed."""
         for (hub, channel, user), loud in self._members.items():
             if loud and is_presence_channel(channel):
                 self._offline[hub, channel, user] = None  # never announced: announce on return
@@ -150,6 +176,9 @@ class Registry:
         welcomes, self._welcomes = self._welcomes, []
         for hub, connection, channel in welcomes:
             hub.welcome_alone(connection, channel)
+        recoveries, self._recoveries = self._recoveries, []
+        for hub, connection, channel, *_ in recoveries:
+            hub.recovered(connection, channel, None)
 
 
 def _set(pipe: object, key: str, field: str, count: int) -> None:
