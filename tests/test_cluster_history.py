@@ -7,12 +7,21 @@ then two in-process nodes on it serve real SockJS clients.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from typing import Any
 
 import pytest
 
 from thunderpush.cluster import scripts
+from thunderpush.server.config import HistoryRule
+
+from .conftest import Server
+from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
+from .test_cluster import nodes
+
+__all__ = ["nodes"]
 
 APP = "key"
 EPOCH = re.compile(r"[0-9a-f]{16}")
@@ -114,3 +123,128 @@ def test_a_kept_publish_counts_the_other_live_nodes_connections(lua):
     lua.redis.hset(scripts.channel_count_key(APP, "other"), "news", 4)
     lua.redis.hset(scripts.channel_count_key(APP, "me"), "news", 7)
     assert lua.keep("news", "x") == 4
+
+
+# -- two nodes ------------------------------------------------------------------
+
+KEPT = {"history_size": 10, "history_ttl": 60.0}
+
+
+def connection_of(server: Server, user: str) -> Any:
+    """The server side of ``user``'s only connection on ``server``."""
+    (connection,) = server.hub.users[user]
+    return connection
+
+
+async def cut(server: Server, client: SockJSClient, user: str) -> None:
+    """The server closes ``user``'s connection with a code a client reconnects after."""
+    connection_of(server, user).close(3000, "Cut.")
+    assert (await client.closed())[0] == 3000
+    await server.settled(lambda: user not in server.hub.users)
+
+
+async def publish(server: Server, channel: str, *payloads: str) -> None:
+    for payload in payloads:
+        assert (await server.api("POST", f"channels/{channel}/", payload)).code == 200
+
+
+async def delivered(client: SockJSClient, count: int) -> list[tuple[str, int, str]]:
+    """The next ``count`` deliveries as (epoch, offset, payload)."""
+    out = []
+    for _ in range(count):
+        message = await client.message()
+        out.append((message["epoch"], message["offset"], message["payload"]))
+    return out
+
+
+def recovered(channel: str, complete: bool, epoch: str, offset: int) -> dict:
+    return {
+        "event": "recovered",
+        "channel": channel,
+        "complete": complete,
+        "epoch": epoch,
+        "offset": offset,
+    }
+
+
+async def away_then_back(nodes, kind: type[SockJSClient], **settings: Any):
+    """ann reads news on node a, is cut after two messages, misses three published on a,
+    and comes back on node b (CONNECTed only); answers (a, b, her new client, the epoch)."""
+    a, b = await nodes(2, **{**KEPT, **settings})
+    ann = await a.client(kind, "ann", "news")
+    await publish(a, "news", "1", "2")
+    (epoch, _, _), (_, offset, _) = await delivered(ann, 2)
+    assert EPOCH.fullmatch(epoch) and offset == 2
+    await cut(a, ann, "ann")
+    await publish(a, "news", "3", "4", "5")
+    back = await b.client(kind, "ann")
+    return a, b, back, epoch
+
+
+@pytest.mark.parametrize("kind", [WebSocketClient, XhrPollingClient])
+async def test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live(nodes, kind):
+    a, b, ann, epoch = await away_then_back(nodes, kind)
+    await ann.send(f"SUBSCRIBE news since={epoch}/2")
+    assert await delivered(ann, 3) == [(epoch, 3, "3"), (epoch, 4, "4"), (epoch, 5, "5")]
+    assert await ann.message() == recovered("news", True, epoch, 5)
+    await publish(a, "news", "6")
+    await publish(b, "news", "7")
+    assert await delivered(ann, 2) == [(epoch, 6, "6"), (epoch, 7, "7")]
+    await ann.no_message()
+
+
+async def test_a_gap_longer_than_the_history_is_told_incomplete(nodes):
+    a, b, ann, epoch = await away_then_back(nodes, WebSocketClient, history_size=2)
+    # Messages 3 to 5 were missed; only 4 and 5 are kept.
+    await ann.send(f"SUBSCRIBE news since={epoch}/2")
+    assert await ann.message() == recovered("news", False, epoch, 5)
+    await publish(a, "news", "6")
+    assert await delivered(ann, 1) == [(epoch, 6, "6")]
+    # 5 and 6 are kept now: one who saw 4 has missed nothing that is gone.
+    again = await b.client(WebSocketClient, "bob")
+    await again.send(f"SUBSCRIBE news since={epoch}/4")
+    assert await delivered(again, 2) == [(epoch, 5, "5"), (epoch, 6, "6")]
+    assert await again.message() == recovered("news", True, epoch, 6)
+
+
+async def test_a_position_of_another_epoch_or_ahead_of_the_stream_is_told_incomplete(nodes):
+    a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
+    await ann.send(f"SUBSCRIBE news since={'0' * 16}/2:sport since={epoch}/1")
+    assert await ann.message() == recovered("news", False, epoch, 5)
+    # sport has no stream at all.
+    assert await ann.message() == recovered("sport", False, "", 0)
+    bob = await b.client(WebSocketClient, "bob")
+    await bob.send(f"SUBSCRIBE news since={epoch}/9")
+    assert await bob.message() == recovered("news", False, epoch, 5)
+
+
+async def test_a_stream_that_expired_starts_a_new_epoch_and_the_old_one_is_told_incomplete(
+    fresh_redis, nodes
+):
+    a, b = await nodes(2, history_size=10, history_ttl=0.5)
+    ann = await a.client(WebSocketClient, "ann", "news")
+    await publish(a, "news", "1")
+    ((epoch, _, _),) = await delivered(ann, 1)
+    await cut(a, ann, "ann")
+    with fresh_redis.client() as redis:
+        deadline = time.monotonic() + 3
+        while redis.exists("tp:key:hm:news"):
+            assert time.monotonic() < deadline, "the stream did not expire"
+            await asyncio.sleep(0.05)
+    await publish(a, "news", "2")
+    back = await b.client(WebSocketClient, "ann")
+    await back.send(f"SUBSCRIBE news since={epoch}/1")
+    event = await back.message()
+    assert event["complete"] is False and event["offset"] == 1
+    assert EPOCH.fullmatch(event["epoch"]) and event["epoch"] != epoch
+    await publish(b, "news", "3")
+    assert await delivered(back, 1) == [(event["epoch"], 2, "3")]
+
+
+async def test_channels_without_history_stay_as_they_were(nodes):
+    a, b = await nodes(2, history_size=10, history=(HistoryRule("quiet-", 0, 60.0),))
+    ann = await b.client(WebSocketClient, "ann", "quiet-room")
+    await publish(a, "quiet-room", "[1]")
+    assert await ann.message() == {"payload": "[1]", "channel": "quiet-room"}
+    await ann.send(f"SUBSCRIBE quiet-room since={'1' * 16}/3")
+    assert await ann.message() == recovered("quiet-room", False, "", 0)

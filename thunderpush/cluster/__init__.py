@@ -6,6 +6,7 @@ through Redis (docs/cluster.rst).
 * ``hub`` - the local hub that records itself in Redis and speaks for presence channels;
 * ``registry`` - this node's presence records, written once per loop turn;
 * ``presence`` - the API's reads, added up over every live node;
+* ``history`` - the streams of the channels that keep history, in Redis;
 * ``scripts`` - the Lua that does each of those in one atomic round trip.
 
 Nothing outside ``thunderpush.server.application`` imports this package, and
@@ -15,6 +16,7 @@ only when a Redis URL is configured: a single process never loads redis.
 from __future__ import annotations
 
 from thunderpush.cluster.bus import RedisBroker
+from thunderpush.cluster.history import RedisHistory
 from thunderpush.cluster.node import Node
 from thunderpush.cluster.presence import RedisPresence
 from thunderpush.core.apps import Apps
@@ -22,7 +24,7 @@ from thunderpush.core.apps import Apps
 
 def cluster_apps(node: Node) -> Apps:
     """An empty registry of apps whose backend is the cluster ``node`` belongs to."""
-    return Apps(RedisBroker(node), RedisPresence(node), node.hub)
+    return Apps(RedisBroker(node), RedisPresence(node), node.hub, RedisHistory(node))
 
 
 __all__ = ["Node", "cluster_apps"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from thunderpush.core.history import Keep
-from thunderpush.core.hub import Connection, Hub, _text
+from thunderpush.core.hub import Connection, Hub
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import encode_delivery, subscription_succeeded
 from thunderpush.core.streams import NO_STREAM, Stream
@@ -159,7 +159,10 @@ class ClusterHub(Hub):
             return  # the read under way answers this one too
         if self._sent_until.pop(key, None) is not None:
             self._unguard(channel)  # this recovery's read supersedes the last one's
-        if keep is not None and self.registry.recover(self, connection, channel, keep.ttl, since[1]):
+        asked = keep is not None and self.registry.recover(
+            self, connection, channel, keep.ttl, since[1]
+        )
+        if asked:
             self._recovering[key] = (since, [])
             self._guard(channel)
         else:
@@ -187,7 +190,8 @@ class ClusterHub(Hub):
     ) -> int:
         if position is None or channel not in self._guarded:
             return super().send_to_channel(channel, message, position)
-        element = encode_delivery(_text(message), channel, position)
+        text = message if isinstance(message, str) else message.decode("utf-8")
+        element = encode_delivery(text, channel, position)
         targets = []
         for connection in self.channels.get(channel, ()):
             key = (connection, channel)

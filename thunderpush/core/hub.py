@@ -39,7 +39,7 @@ from thunderpush.core.protocol import (
     recovered,
     subscription_succeeded,
 )
-from thunderpush.core.streams import Streams
+from thunderpush.core.streams import Stream, Streams
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,13 @@ class Hub:
         Here nothing can be published in between, so nothing is missed or sent
         twice.  A cluster hub reads the stream from the cluster instead.
         """
-        stream = self.streams.read(channel, keep)
+        self.send_recovery(connection, channel, since, self.streams.read(channel, keep))
+
+    def send_recovery(
+        self, connection: Connection, channel: str, since: tuple[str, int], stream: Stream
+    ) -> None:
+        """Sends ``connection`` the messages of ``stream`` after ``since``, if it still
+        has them all, then the ``recovered`` event."""
         epoch, offset = since
         complete = stream.recoverable(epoch, offset)
         if complete:
