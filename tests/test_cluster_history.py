@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from thunderpush.auth import channel_token
 from thunderpush.cluster import scripts
+from thunderpush.cluster.bus import deliver
 from thunderpush.server.config import HistoryRule
 
-from .conftest import Server
+from .conftest import KEY, SECRET, Server
 from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
 from .test_cluster import nodes
 
@@ -248,3 +250,100 @@ async def test_channels_without_history_stay_as_they_were(nodes):
     assert await ann.message() == {"payload": "[1]", "channel": "quiet-room"}
     await ann.send(f"SUBSCRIBE quiet-room since={'1' * 16}/3")
     assert await ann.message() == recovered("quiet-room", False, "", 0)
+
+
+# -- publishes racing the recovery's read ------------------------------------------
+#
+# Redis answers the read on one connection and sends the bus on another, so a
+# node may get a message from the bus before the read's answer (published
+# after the read, or before it and still on its way) or after it.  The first
+# two tests put bus messages in those places, which real timing cannot force;
+# the third races real publishes against real recoveries.
+
+
+async def test_messages_from_the_bus_while_the_read_is_under_way_are_held_not_doubled(nodes):
+    a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
+    # In one loop turn, so the read cannot have answered in between.
+    connection_of(b, "ann").handle(f"SUBSCRIBE news since={epoch}/2")
+    deliver(b.hub, f"hnews\n{epoch}\n4\n4".encode())  # published before the read
+    deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())  # published after it
+    assert await delivered(ann, 3) == [(epoch, 3, "3"), (epoch, 4, "4"), (epoch, 5, "5")]
+    assert await ann.message() == recovered("news", True, epoch, 5)
+    assert await delivered(ann, 1) == [(epoch, 6, "6")]
+    await ann.no_message()
+
+
+async def test_messages_still_on_the_bus_after_the_read_answered_are_not_sent_twice(nodes):
+    a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
+    await ann.send(f"SUBSCRIBE news since={epoch}/2")
+    assert len(await delivered(ann, 3)) == 3
+    assert await ann.message() == recovered("news", True, epoch, 5)
+    deliver(b.hub, f"hnews\n{epoch}\n5\n5".encode())  # the read had it
+    deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())
+    assert await delivered(ann, 1) == [(epoch, 6, "6")]
+    # Past the read's position, the bus alone decides: nothing is filtered any more.
+    assert b.hub._guarded == {}
+
+
+async def test_recoveries_racing_a_stream_of_publishes_get_each_message_once_in_order(nodes):
+    a, b = await nodes(2, history_size=200, history_ttl=60.0)
+    watcher = await a.client(WebSocketClient, "watcher", "news")
+    await publish(a, "news", "1")
+    ((epoch, _, _),) = await delivered(watcher, 1)
+    last = 80
+
+    async def publishing() -> None:
+        await publish(a, "news", *(str(number) for number in range(2, last + 1)))
+
+    publisher = asyncio.ensure_future(publishing())
+    clients = []
+    for number in range(8):
+        client = await b.client(WebSocketClient, f"u{number}")
+        await client.send(f"SUBSCRIBE news since={epoch}/1")
+        clients.append(client)
+        await asyncio.sleep(0.005 * number)
+    await publisher
+    for client in clients:
+        offsets, events = [], []
+        while not offsets or offsets[-1] < last:
+            message = await client.message()
+            if "event" in message:
+                events.append(message)
+            else:
+                assert (message["epoch"], message["payload"]) == (epoch, str(message["offset"]))
+                offsets.append(message["offset"])
+        assert offsets == list(range(2, last + 1))
+        (event,) = events
+        assert event["complete"] is True and 1 <= event["offset"] <= last
+        await client.no_message(0.1)
+
+
+# -- presence channels, and Redis away ---------------------------------------------
+
+
+async def test_in_a_presence_channel_the_member_list_comes_before_the_missed_messages(
+    nodes, fresh_redis
+):
+    a, b = await nodes(2, **KEPT)
+    channel = "presence-room"
+    await publish(a, channel, "1", "2")
+    with fresh_redis.client() as redis:
+        epoch = redis.hget(f"tp:{KEY}:hm:{channel}", "epoch").decode()
+    bob = await b.client(WebSocketClient, "bob")
+    token = channel_token(KEY, SECRET, "bob", channel)
+    await bob.send(f"SUBSCRIBE {channel} {token} since={epoch}/1")
+    assert await bob.message() == {
+        "event": "subscription_succeeded",
+        "channel": channel,
+        "members": ["bob"],
+    }
+    assert await delivered(bob, 1) == [(epoch, 2, "2")]
+    assert await bob.message() == recovered(channel, True, epoch, 2)
+
+
+async def test_while_redis_is_down_a_recovery_is_told_incomplete_at_once(nodes, fresh_redis):
+    a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
+    with fresh_redis.outage():
+        await b.settled(lambda: not b.built.node.up)
+        await ann.send(f"SUBSCRIBE news since={epoch}/2")
+        assert await ann.message() == recovered("news", False, "", 0)
