@@ -8,6 +8,7 @@ then two in-process nodes on it serve real SockJS clients.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from typing import Any
@@ -347,3 +348,49 @@ async def test_while_redis_is_down_a_recovery_is_told_incomplete_at_once(nodes, 
         await b.settled(lambda: not b.built.node.up)
         await ann.send(f"SUBSCRIBE news since={epoch}/2")
         assert await ann.message() == recovered("news", False, "", 0)
+
+
+# -- the API's read ---------------------------------------------------------------
+
+
+async def history(server: Server, channel: str, query: str = "") -> tuple[int, Any]:
+    response = await server.api("GET", f"channels/{channel}/history/{query}")
+    return response.code, json.loads(response.body)
+
+
+async def test_the_history_reads_the_same_on_every_node(nodes):
+    a, b = await nodes(2, history_size=3, history_ttl=60.0)
+    assert await history(b, "news") == (200, {"epoch": "", "offset": 0, "messages": []})
+    await publish(a, "news", '{"n": 1}', "2")
+    await publish(b, "news", '"three"', "4")
+    code, answer = await history(a, "news")
+    assert code == 200 and EPOCH.fullmatch(answer["epoch"])
+    assert answer == {
+        "epoch": answer["epoch"],
+        "offset": 4,
+        "messages": [
+            {"offset": 2, "payload": "2"},
+            {"offset": 3, "payload": '"three"'},
+            {"offset": 4, "payload": "4"},
+        ],
+    }
+    assert await history(b, "news") == (200, answer)
+    assert await history(b, "news", "?since=3") == (
+        200,
+        {**answer, "messages": [answer["messages"][-1]]},
+    )
+    assert await history(a, "news", "?since=4") == (200, {**answer, "messages": []})
+    assert (await history(b, "news", "?since=-1"))[0] == 400
+
+
+async def test_the_history_answers_503_while_redis_is_down(nodes, fresh_redis):
+    a, b = await nodes(2, **KEPT)
+    await publish(a, "news", "1")
+    with fresh_redis.outage():
+        await b.settled(lambda: not b.built.node.up)
+        started = time.monotonic()
+        assert await history(b, "news") == (
+            503,
+            {"message": "Cluster backend unavailable.", "status": 503},
+        )
+        assert time.monotonic() - started < 1.5, "a call that needs Redis must not hang"
