@@ -154,6 +154,7 @@ class ClusterHub(Hub):
     def recover(
         self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
     ) -> None:
+        """Asks Redis for ``channel``'s stream; ``recovered`` sends the answer."""
         key = (connection, channel)
         if key in self._recovering:
             return  # the read under way answers this one too
@@ -188,19 +189,22 @@ class ClusterHub(Hub):
     def send_to_channel(
         self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
     ) -> int:
+        """As on one process, except for the connections whose recovery is under way
+        (the message waits for the read) or that the read sent it to already."""
         if position is None or channel not in self._guarded:
             return super().send_to_channel(channel, message, position)
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
-        targets = []
+        targets, held = [], 0
         for connection in self.channels.get(channel, ()):
             key = (connection, channel)
             waiting = self._recovering.get(key)
             if waiting is not None:
                 waiting[1].append((position, element))
+                held += 1
             elif self._fresh(key, position):
                 targets.append(connection)
-        count = self._deliver(targets, element)
+        count = self._deliver(targets, element) + held
         self.messages += 1
         self.delivered_to_channels += count
         return count
