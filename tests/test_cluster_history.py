@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import time
 from typing import Any
 
@@ -20,9 +21,10 @@ from thunderpush.cluster import scripts
 from thunderpush.cluster.bus import deliver
 from thunderpush.server.config import HistoryRule
 
-from .conftest import KEY, SECRET, Server
+from .cluster import cluster_nodes
+from .conftest import KEY, SECRET, Server, call_api
 from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
-from .test_cluster import nodes
+from .test_cluster import eventually, nodes
 
 __all__ = ["nodes"]
 
@@ -147,8 +149,12 @@ async def cut(server: Server, client: SockJSClient, user: str) -> None:
 
 
 async def publish(server: Server, channel: str, *payloads: str) -> None:
+    await publish_to(server.url, channel, *payloads)
+
+
+async def publish_to(url: str, channel: str, *payloads: str) -> None:
     for payload in payloads:
-        assert (await server.api("POST", f"channels/{channel}/", payload)).code == 200
+        assert (await call_api(url, "POST", f"channels/{channel}/", payload)).code == 200
 
 
 async def delivered(client: SockJSClient, count: int) -> list[tuple[str, int, str]]:
@@ -394,3 +400,35 @@ async def test_the_history_answers_503_while_redis_is_down(nodes, fresh_redis):
             {"message": "Cluster backend unavailable.", "status": 503},
         )
         assert time.monotonic() - started < 1.5, "a call that needs Redis must not hang"
+
+
+# -- a node that dies ----------------------------------------------------------------
+
+
+async def test_a_client_of_a_killed_node_recovers_on_another(fresh_redis, tmp_path):
+    with cluster_nodes(tmp_path, fresh_redis, 2, "--history-size", "10") as (doomed, survivor):
+        ann = await WebSocketClient(doomed.url).open()
+        back = None
+        try:
+            await ann.send(f"CONNECT ann:{KEY}")
+            await ann.send("SUBSCRIBE news")
+
+            async def listed() -> list[str]:
+                response = await call_api(survivor.url, "GET", "channels/news/")
+                return json.loads(response.body)["users"]
+
+            await eventually(listed, ["ann"])
+            await publish_to(survivor.url, "news", "1")
+            ((epoch, _, _),) = await delivered(ann, 1)
+            doomed.stop(signal.SIGKILL)
+            assert (await ann.closed())[0] == 1006
+            await publish_to(survivor.url, "news", "2", "3")
+            back = await WebSocketClient(survivor.url).open()
+            await back.send(f"CONNECT ann:{KEY}")
+            await back.send(f"SUBSCRIBE news since={epoch}/1")
+            assert await delivered(back, 2) == [(epoch, 2, "2"), (epoch, 3, "3")]
+            assert await back.message() == recovered("news", True, epoch, 3)
+        finally:
+            for client in (ann, back):
+                if client is not None:
+                    await client.close()
