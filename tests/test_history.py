@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +19,7 @@ from thunderpush.core import streams
 from thunderpush.core.history import Keep
 from thunderpush.core.streams import NO_STREAM, Streams
 from thunderpush.server.config import HistoryRule
+from thunderpush.server.reload import reload_settings
 
 from .conftest import KEY, SECRET
 from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
@@ -82,6 +85,8 @@ async def test_deliveries_without_history_are_byte_identical(server):
 @pytest.mark.config(history=(HistoryRule("chat-", 10),))
 async def test_deliveries_on_channels_without_history_are_byte_identical(server):
     await assert_deliveries_as_before(server)
+    await publish(server, "chat-1", "1")  # the rule is in force
+    assert len(server.hub.streams) == 1
 
 
 async def assert_deliveries_as_before(server) -> None:
@@ -115,7 +120,7 @@ async def test_deliveries_carry_their_position_after_the_other_members(server):
     await publish(server, "news", "1", "2")
     first, second = await messages(client, 2)
     epoch = first["epoch"]
-    assert len(epoch) == 16 and int(epoch, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{16}", epoch)
     assert [first, second] == [delivery("1", epoch, 1), delivery("2", epoch, 2)]
     assert (
         client.frames[-1] == f'a[{{"payload":"2","channel":"news","epoch":"{epoch}","offset":2}}]'
@@ -242,6 +247,19 @@ async def test_a_prefix_rule_keeps_only_its_channels_and_only_its_size(server):
         "messages": [{"offset": 2, "payload": "2"}, {"offset": 3, "payload": "3"}],
     }
     assert (await history(server, "news"))[1] == {"epoch": "", "offset": 0, "messages": []}
+
+
+async def test_a_reload_turns_history_on_and_off_for_the_next_publish(server):
+    client = await server.client(WebSocketClient, "alice", "news")
+    config = server.parts.config
+    reload_settings(server.parts, lambda: replace(config, history_size=5))
+    await publish(server, "news", "1")
+    message = await client.message()
+    assert message == delivery("1", message["epoch"], 1)
+    reload_settings(server.parts, lambda: replace(config, history_size=0))
+    await publish(server, "news", "2")
+    assert await client.message() == {"payload": "2", "channel": "news"}
+    assert (await history(server))[1] == {"epoch": "", "offset": 0, "messages": []}
 
 
 # -- SUBSCRIBE items with since= ---------------------------------------------------
