@@ -47,8 +47,7 @@ class LocalBroker(Broker):
     """Every connection is on this process: the app's hub is the whole audience."""
 
     def send_to_channel(self, app: App, channel: str, message: str) -> int:
-        # An app without history pays one attribute read here, nothing more.
-        keep = app.history.keep(channel) if app.history.enabled else None
+        keep = app.history.keep(channel)
         if keep is None:
             return app.hub.send_to_channel(channel, message)
         position = app.hub.streams.append(channel, message, keep)

@@ -41,7 +41,13 @@ class HistoryPolicy:
     prefixes: tuple[tuple[str, Keep], ...] = ()
 
     def keep(self, channel: str) -> Keep | None:
-        """How much ``channel`` keeps; None when it keeps no history."""
+        """How much ``channel`` keeps; None when it keeps no history.
+
+        Asked on every publish: an app without history answers after one
+        attribute read.
+        """
+        if not self.enabled:
+            return None
         keep = self.default
         for prefix, rule in self.prefixes:
             if channel.startswith(prefix):
@@ -51,8 +57,6 @@ class HistoryPolicy:
 
     @cached_property
     def enabled(self) -> bool:
-        """Whether any channel keeps history (else nothing on the wire changes).
-
-        Asked on every publish: computed once, then an attribute.
-        """
+        """Whether any channel keeps history (else nothing on the wire changes);
+        computed once, then an attribute."""
         return self.default.size > 0 or any(keep.size > 0 for _, keep in self.prefixes)
