@@ -191,7 +191,7 @@ async def test_longest_valid_channel_name_works(server):
         ("GET", "nothing/"),
         ("GET", "users"),
         ("GET", "users/a/b/"),
-        ("POST", "channels/"),
+        ("POST", "batch"),
     ],
 )
 async def test_unknown_paths_are_json_404(server, method, path):
@@ -207,7 +207,14 @@ async def test_unknown_paths_outside_the_api_are_json_404(server):
 
 @pytest.mark.parametrize(
     "method, path",
-    [("PUT", "users/u/"), ("PATCH", "channels/c/"), ("DELETE", "channels/c/"), ("POST", "users/")],
+    [
+        ("PUT", "users/u/"),
+        ("PATCH", "channels/c/"),
+        ("DELETE", "channels/c/"),
+        ("POST", "users/"),
+        ("POST", "channels/"),
+        ("GET", "batch/"),
+    ],
 )
 @pytest.mark.parametrize("secret", ["secret", None])
 async def test_unsupported_methods_are_json_405(server, method, path, secret):

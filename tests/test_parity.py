@@ -573,6 +573,7 @@ FIX_DELETE = "FIX §6: DELETE closes every connection of the user; offline at on
 FIX_SOCKJS = "§3 sockjs-tornado defect corrected"
 NEW_CLIENT = "NEW §7: the server serves the JavaScript client at /thunderpush.js"
 NEW_TOKEN = "NEW §4 (issue 7): CONNECT <user>:<key>:<token>; a wrong user token closes 9003"
+NEW_CHANNEL_COUNTS = "NEW (issue 10): GET channels/ answers the connections per channel"
 # Differences the spec's own wording implies but does not mark FIX (see the report).
 SPEC_SPLIT = "§4 (not marked FIX): command split on the FIRST space; argument is the rest"
 SPEC_MALFORMED = "§4 (not marked FIX): malformed CONNECT (empty user) is ignored"
@@ -678,7 +679,8 @@ EXPECTED: dict[str, list[Expected]] = {
     "unknown_paths": [
         *_not_found("GET nothing/"),
         *_not_found("GET users \\(no slash\\)"),
-        *_not_found("GET channels/"),
+        Expected(r"GET channels/ (status|body)", NEW_CHANNEL_COUNTS),
+        Expected(f"GET channels/ {CORS}", NEW_CHANNEL_COUNTS),
         *_not_found("GET /nowhere"),
         *_not_found("GET /api/1.0.0/"),
     ],

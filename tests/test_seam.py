@@ -55,6 +55,12 @@ class LaterPresence(LocalPresence):
     def channel_users(self, app: App, channel: str):
         return later(super().channel_users(app, channel))
 
+    def channel_counts(self, app: App, prefix: str):
+        return later(super().channel_counts(app, prefix))
+
+    def user_channels(self, app: App, userid: str):
+        return later(super().user_channels(app, userid))
+
 
 @pytest.fixture
 def apps() -> Apps:
@@ -81,6 +87,23 @@ async def test_every_endpoint_answers_through_an_awaiting_backend(server):
         400,
         b'{"message": "Request body is not valid JSON.", "status": 400}\n',
     )
+
+
+async def test_batches_and_listings_answer_through_an_awaiting_backend(server):
+    ws = await server.client(WebSocketClient, "ann", "news", "sport")
+    await server.client(XhrStreamingClient, "bob", "news")
+    batch = '[{"channel": "news", "message": 1}, {"user": "ann", "message": 2}, '
+    batch += '{"channel": "sport", "message": 3}]'
+    assert (await server.api("POST", "batch/", batch)).body == b'{"counts": [2, 1, 1]}\n'
+    assert [await ws.message() for _ in range(3)] == [
+        {"payload": "1", "channel": "news"},
+        {"payload": "2"},
+        {"payload": "3", "channel": "sport"},
+    ]
+    response = await server.api("GET", "channels/?prefix=n")
+    assert response.body == b'{"channels": {"news": 2}}\n'
+    response = await server.api("GET", "users/ann/channels/")
+    assert response.body == b'{"channels": ["news", "sport"]}\n'
 
 
 async def test_pipelined_answers_keep_their_order(server):

@@ -9,20 +9,20 @@ awaitable of one (``then``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from thunderpush.api import batch as batches
 from thunderpush.api.answers import (
     INVALID_CHANNEL,
-    INVALID_JSON,
     INVALID_SINCE,
     NO_CONTENT,
     Answer,
     ok,
 )
+from thunderpush.api.bodies import decoded
 from thunderpush.core.apps import App
 from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
@@ -47,26 +47,10 @@ def then(result: Result[T], build: Callable[[T], Answer]) -> Result[Answer]:
     return build(result)
 
 
-_BOM = "\ufeff"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def validated_body(body: bytes) -> str:
-    """The body as text, once it is known to be strict JSON in UTF-8.
-
-    Strict means no NaN/Infinity, no other encoding, no trailing garbage; a
-    leading BOM and surrounding whitespace are allowed, and kept: subscribers
-    get the body exactly as it was posted.
-    """
-    try:
-        text = body.decode("utf-8")
-        json.loads(text.removeprefix(_BOM), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise INVALID_JSON from None
-    return text
+    """The body as text, once it is known to be strict JSON (``bodies.decoded``):
+    subscribers get the body exactly as it was posted."""
+    return decoded(body)[0]
 
 
 def _channel(name: str) -> str:
@@ -79,6 +63,18 @@ def _count(count: int) -> Answer:
     return ok({"count": count})
 
 
+_ONE_TO_A_USER = (("user", 1),)
+_ONE_TO_A_CHANNEL = (("channel", 1),)
+
+
+def _sent_to_user(count: int) -> Answer:
+    return ok({"count": count}, _ONE_TO_A_USER)
+
+
+def _sent_to_channel(count: int) -> Answer:
+    return ok({"count": count}, _ONE_TO_A_CHANNEL)
+
+
 def user_count(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
     return then(app.presence.user_count(app), _count)
 
@@ -88,7 +84,7 @@ def user_online(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer
 
 
 def send_to_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
-    return then(app.broker.send_to_user(app, args["user"], validated_body(body)), _count)
+    return then(app.broker.send_to_user(app, args["user"], validated_body(body)), _sent_to_user)
 
 
 def disconnect_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
@@ -102,7 +98,23 @@ def channel_users(app: App, args: Mapping[str, str], body: bytes) -> Result[Answ
 
 def send_to_channel(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
     channel = _channel(args["channel"])
-    return then(app.broker.send_to_channel(app, channel, validated_body(body)), _count)
+    return then(app.broker.send_to_channel(app, channel, validated_body(body)), _sent_to_channel)
+
+
+def batch(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    items = batches.items(body)
+    published = batches.published(items)
+    return then(batches.send(app, items), lambda counts: ok({"counts": counts}, published))
+
+
+def channel_counts(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    counts = app.presence.channel_counts(app, args.get("prefix", ""))
+    return then(counts, lambda counts: ok({"channels": dict(sorted(counts.items()))}))
+
+
+def user_channels(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    channels = app.presence.user_channels(app, args["user"])
+    return then(channels, lambda channels: ok({"channels": sorted(channels)}))
 
 
 def channel_history(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
@@ -150,6 +162,10 @@ ROUTES: list[tuple[str, Mapping[str, Handling]]] = [
         _PREFIX + r"/channels/" + _SEGMENT.format("channel") + "/history/",
         {"GET": channel_history},
     ),
+    # Batch publish and introspection: fixed paths the patterns above do not match.
+    (_PREFIX + r"/batch/", {"POST": batch}),
+    (_PREFIX + r"/channels/", {"GET": channel_counts}),
+    (_PREFIX + r"/users/" + _SEGMENT.format("user") + r"/channels/", {"GET": user_channels}),
 ]
 
 # The same routes for servers that match paths themselves.

@@ -14,11 +14,16 @@ from typing import Any, NamedTuple
 
 class Answer(NamedTuple):
     """An API response: its status, its body (empty for 204 and OPTIONS), and
-    the header fields it has beside the ones every API answer has."""
+    the header fields it has beside the ones every API answer has.
+
+    ``published`` is not sent: it tells the metrics how many messages of each
+    kind (``"channel"``, ``"user"``) the request sent.
+    """
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    published: tuple[tuple[str, int], ...] = ()
 
 
 class ApiError(Exception):
@@ -42,8 +47,8 @@ def error_answer(status: int, message: str) -> Answer:
     return Answer(status, dumps({"message": message, "status": status}).encode())
 
 
-def ok(data: dict[str, Any]) -> Answer:
-    return Answer(200, dumps(data).encode())
+def ok(data: dict[str, Any], published: tuple[tuple[str, int], ...] = ()) -> Answer:
+    return Answer(200, dumps(data).encode(), (), published)
 
 
 # On every API answer, errors included, so that browsers may call the API.

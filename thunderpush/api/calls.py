@@ -42,8 +42,8 @@ from thunderpush.observe.tally import Latency
 
 # The ``endpoint`` of a request no action serves (unrouted, preflight, 405, the description).
 OTHER = "other"
-# The endpoints that send a message, and their kind of message.
-SENDS = {"send_to_channel": "channel", "send_to_user": "user"}
+# The endpoints that send messages: their answers are timed (``Api.latency``).
+SENDS = frozenset({"send_to_channel", "send_to_user", "batch"})
 
 
 def arguments(path: Mapping[str, str], query: str) -> dict[str, str]:
@@ -76,7 +76,7 @@ class Call:
         except ApiError as error:
             answer = error.answer()
         if isinstance(answer, Answer):
-            self._api.answered(self._action.__name__, answer.status, started)
+            self._api.answered(self._action.__name__, answer, started)
             return answer
         return self._answered(answer, started)
 
@@ -87,7 +87,7 @@ class Call:
             final = error.answer()
         except BackendUnavailable:
             final = BACKEND_UNAVAILABLE
-        self._api.answered(self._action.__name__, final.status, started)
+        self._api.answered(self._action.__name__, final, started)
         return final
 
 
@@ -99,6 +99,8 @@ class Api:
         self.max_body_size = max_body_size
         # (endpoint, status) -> answers given: the action's name, or ``OTHER``.
         self.requests: dict[tuple[str, int], int] = {}
+        # Messages the API accepted, by kind: one per single send, one per batch item.
+        self.published = {"channel": 0, "user": 0}
         # From a send's body to its receivers' sockets written (or the cluster bus reached).
         self.latency = Latency()
         # When each send of this loop turn began, until the turn's sockets are written.
@@ -150,16 +152,19 @@ class Api:
         self.requests[key] = self.requests.get(key, 0) + 1
         return answer
 
-    def answered(self, endpoint: str, status: int, started: float) -> None:
-        """Counts a call's answer; a message sent is timed once its sockets are written.
+    def answered(self, endpoint: str, answer: Answer, started: float) -> None:
+        """Counts a call's answer and the messages it sent; a send is timed once its
+        sockets are written (a batch once, as one send).
 
         Websockets are written at the end of the loop turn (``transports.fanout``),
         so the sends of a turn are timed in one callback behind that flush (a
         callback per message cost a publish a tenth more).
         """
-        key = (endpoint, status)
+        key = (endpoint, answer.status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        if status != 200 or endpoint not in SENDS:
+        for kind, count in answer.published:
+            self.published[kind] += count
+        if answer.status != 200 or endpoint not in SENDS:
             return
         unsent = self._unsent
         if not unsent:

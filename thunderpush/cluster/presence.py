@@ -31,3 +31,13 @@ class RedisPresence(Presence):
     async def channel_users(self, app: App, channel: str) -> list[str]:
         _, *users = await self.node.call(scripts.CHANNEL_USERS, self.node.ttl, app.key, channel)
         return [user.decode("utf-8") for user in users]
+
+    async def channel_counts(self, app: App, prefix: str) -> dict[str, int]:
+        flat = await self.node.call(scripts.CHANNEL_COUNTS, self.node.ttl, app.key, prefix)
+        return {
+            name.decode("utf-8"): count for name, count in zip(flat[::2], flat[1::2], strict=True)
+        }
+
+    async def user_channels(self, app: App, userid: str) -> set[str]:
+        channels = await self.node.call(scripts.USER_CHANNELS, self.node.ttl, app.key, userid)
+        return {channel.decode("utf-8") for channel in channels}

@@ -313,6 +313,55 @@ return out
 """
 )
 
+# ARGV: ttl, app, prefix.  The connections per channel summed over live
+# nodes, of the channels whose names start with ``prefix``, as a flat list
+# (name, count, name, count...).
+CHANNEL_COUNTS = (
+    _COMMON
+    + """
+local ttl, app, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local totals, names = {}, {}
+for _, node in ipairs(live(ttl)) do
+  local counts = redis.call('HGETALL', P .. app .. ':' .. node .. ':c')
+  for i = 1, #counts, 2 do
+    local name = counts[i]
+    if string.sub(name, 1, #prefix) == prefix then
+      if not totals[name] then
+        totals[name] = 0
+        names[#names + 1] = name
+      end
+      totals[name] = totals[name] + tonumber(counts[i + 1])
+    end
+  end
+end
+local out = {}
+for _, name in ipairs(names) do
+  out[#out + 1] = name
+  out[#out + 1] = totals[name]
+end
+return out
+"""
+)
+
+# ARGV: ttl, app, user.  The channels in which a live node has ``user``, each once.
+USER_CHANNELS = (
+    _COMMON
+    + """
+local ttl, app, user = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local seen, out = {}, {}
+for _, node in ipairs(live(ttl)) do
+  local member = node .. ' ' .. user
+  for _, channel in ipairs(redis.call('HKEYS', P .. app .. ':' .. node .. ':c')) do
+    if not seen[channel] and redis.call('ZSCORE', P .. app .. ':c:' .. channel, member) then
+      seen[channel] = true
+      out[#out + 1] = channel
+    end
+  end
+end
+return out
+"""
+)
+
 # ARGV: app, node.  What Redis holds for the node: its users, its channels,
 # and its (channel, user) memberships as a flat list.
 RECORDS = """
@@ -342,5 +391,7 @@ ALL = (
     USER_COUNT,
     IS_ONLINE,
     CHANNEL_USERS,
+    CHANNEL_COUNTS,
+    USER_CHANNELS,
     RECORDS,
 )

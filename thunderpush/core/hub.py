@@ -233,6 +233,21 @@ class Hub:
         """The user ids in ``channel``, each once, in order of first subscription."""
         return list(dict.fromkeys(c.userid for c in self.channels.get(channel, ())))
 
+    def channel_counts(self, prefix: str = "") -> dict[str, int]:
+        """Connections per channel, of the channels whose names start with ``prefix``."""
+        return {
+            name: len(connections)
+            for name, connections in self.channels.items()
+            if name.startswith(prefix)
+        }
+
+    def user_channels(self, userid: str) -> set[str]:
+        """The channels any connection of ``userid`` is in."""
+        channels: set[str] = set()
+        for connection in self.users.get(userid, ()):
+            channels.update(self._subscriptions.get(connection, ()))
+        return channels
+
 
 def _text(message: str | bytes) -> str:
     return message.decode("utf-8") if isinstance(message, bytes) else message

@@ -32,6 +32,15 @@ class Presence(abc.ABC):
     def channel_users(self, app: App, channel: str) -> Result[list[str]]:
         """User ids subscribed to ``channel``, each once, in order of first subscription."""
 
+    @abc.abstractmethod
+    def channel_counts(self, app: App, prefix: str) -> Result[dict[str, int]]:
+        """Connections per channel, for every channel whose name starts with ``prefix``
+        and has at least one connection (in no particular order)."""
+
+    @abc.abstractmethod
+    def user_channels(self, app: App, userid: str) -> Result[set[str]]:
+        """The channels that at least one connection of ``userid`` is in."""
+
 
 class LocalPresence(Presence):
     """Every connection is on this process: the hub knows."""
@@ -44,3 +53,9 @@ class LocalPresence(Presence):
 
     def channel_users(self, app: App, channel: str) -> list[str]:
         return app.hub.channel_users(channel)
+
+    def channel_counts(self, app: App, prefix: str) -> dict[str, int]:
+        return app.hub.channel_counts(prefix)
+
+    def user_channels(self, app: App, userid: str) -> set[str]:
+        return app.hub.user_channels(userid)

@@ -123,7 +123,7 @@ class Request:
 
 def api_response(request: Request, answer: Answer) -> bytes:
     """The bytes Tornado's API handlers send for ``answer``."""
-    status, body, headers = answer
+    status, body, headers = answer.status, answer.body, answer.headers
     lines = [_STATUS_LINES[status], SERVER_HEADER]
     if status != 204:
         lines.append(_JSON_TYPE)
