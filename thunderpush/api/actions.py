@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from thunderpush.api.answers import (
     INVALID_CHANNEL,
     INVALID_JSON,
+    INVALID_SINCE,
     NO_CONTENT,
     Answer,
     ok,
@@ -25,6 +26,7 @@ from thunderpush.api.answers import (
 from thunderpush.core.apps import App
 from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
+from thunderpush.core.streams import Stream
 
 T = TypeVar("T")
 
@@ -103,6 +105,27 @@ def send_to_channel(app: App, args: Mapping[str, str], body: bytes) -> Result[An
     return then(app.broker.send_to_channel(app, channel, validated_body(body)), _count)
 
 
+def channel_history(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
+    channel = _channel(args["channel"])
+    since = args.get("since")
+    return then(app.recall.read(app, channel, None if since is None else _offset(since)), _history)
+
+
+def _offset(text: str) -> int:
+    """A stream offset given in the query: a whole number, in ASCII digits."""
+    try:
+        if text.isascii() and text.isdigit():
+            return int(text)
+    except ValueError:  # more digits than int() reads: no stream gets there
+        pass
+    raise INVALID_SINCE
+
+
+def _history(stream: Stream) -> Answer:
+    messages = [{"offset": offset, "payload": payload} for offset, payload in stream.messages]
+    return ok({"epoch": stream.epoch, "offset": stream.offset, "messages": messages})
+
+
 # The API's own OpenAPI 3 description, served as the file that ships in the package.
 DESCRIPTION = Answer(200, resources.files(__package__).joinpath("openapi.json").read_bytes())
 
@@ -122,6 +145,10 @@ ROUTES: list[tuple[str, Mapping[str, Handling]]] = [
     (
         _PREFIX + r"/channels/" + _SEGMENT.format("channel") + "/",
         {"GET": channel_users, "POST": send_to_channel},
+    ),
+    (
+        _PREFIX + r"/channels/" + _SEGMENT.format("channel") + "/history/",
+        {"GET": channel_history},
     ),
 ]
 

@@ -69,3 +69,4 @@ def method_not_allowed(methods: Iterable[str]) -> Answer:
 
 INVALID_JSON = ApiError(400, "Request body is not valid JSON.")
 INVALID_CHANNEL = ApiError(400, "Invalid channel name.")
+INVALID_SINCE = ApiError(400, "Invalid since offset.")

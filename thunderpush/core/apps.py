@@ -3,11 +3,11 @@
 The server builds one ``Apps`` and passes it to everything that needs to find
 an app by key (the API, the SockJS connections); nothing is process-wide, so
 tests and embedding applications can run several servers in one process.
-Every app shares the registry's broker and presence, the backend the server
-was started with, and gets its hub from the backend's ``hubs`` (a cluster's
+Every app shares the registry's broker, presence and history, the backend the
+server was started with, and gets its hub from the backend's ``hubs`` (a cluster's
 hubs also record their connections in the cluster).  Example::
 
-    apps = Apps()                        # in-memory broker and presence
+    apps = Apps()                        # in-memory broker, presence and history
     app = apps.add("key", "secret")
     apps.authenticate("key", "secret")   # -> app
 """
@@ -22,6 +22,7 @@ from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import HistoryPolicy
 from thunderpush.core.hub import Hub
 from thunderpush.core.presence import LocalPresence, Presence
+from thunderpush.core.recall import History, LocalHistory
 
 
 @dataclass(eq=False)
@@ -39,6 +40,8 @@ class App:
     history: HistoryPolicy = field(default_factory=HistoryPolicy)
     # Where its channel and user events are POSTed; None: nowhere.
     webhook_url: str | None = None
+    # Where the API reads its channels' history (``history`` says what they keep).
+    recall: History = field(default_factory=LocalHistory)
 
 
 class Apps:
@@ -49,9 +52,11 @@ class Apps:
         broker: Broker | None = None,
         presence: Presence | None = None,
         hubs: Callable[[str], Hub] | None = None,
+        recall: History | None = None,
     ) -> None:
         self.broker = broker or LocalBroker()
         self.presence = presence or LocalPresence()
+        self.recall = recall or LocalHistory()
         # The hub of a new app, given its key.
         self.hubs = hubs
         self._by_key: dict[str, App] = {}
@@ -74,6 +79,7 @@ class Apps:
             require_signature,
             history or HistoryPolicy(),
             webhook_url,
+            self.recall,
         )
         self._by_key[key] = app
         return app

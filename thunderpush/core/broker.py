@@ -1,11 +1,12 @@
 """The broker: how a publish, a user send or a user disconnect reaches every hub.
 
 On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
-it directly and answers at once.  A cluster broker (Redis) implements the same
-three methods by moving the request to every node; its answers are awaitables,
-which raise ``BackendUnavailable`` when the cluster cannot be reached.  Callers
-accept either (``Result``), so the single-process path never creates a task or
-a future per request.
+it directly and answers at once; a publish to a channel that keeps history is
+kept in the hub's streams first, and delivered with its position.  A cluster
+broker (Redis) implements the same three methods by moving the request to
+every node; its answers are awaitables, which raise ``BackendUnavailable``
+when the cluster cannot be reached.  Callers accept either (``Result``), so
+the single-process path never creates a task or a future per request.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ class LocalBroker(Broker):
     """Every connection is on this process: the app's hub is the whole audience."""
 
     def send_to_channel(self, app: App, channel: str, message: str) -> int:
-        return app.hub.send_to_channel(channel, message)
+        # An app without history pays one attribute read here, nothing more.
+        keep = app.history.keep(channel) if app.history.enabled else None
+        if keep is None:
+            return app.hub.send_to_channel(channel, message)
+        position = app.hub.streams.append(channel, message, keep)
+        return app.hub.send_to_channel(channel, message, position)
 
     def send_to_user(self, app: App, userid: str, message: str) -> int:
         return app.hub.send_to_user(userid, message)

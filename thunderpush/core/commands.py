@@ -1,7 +1,8 @@
 """The command language a browser speaks, and the state of one browser connection.
 
 A client sends ``CONNECT <user>:<key>[:<token>]``, then ``SUBSCRIBE c1:c2``
-(``private-`` and ``presence-`` channels as ``<channel> <token>``) and
+(``private-`` and ``presence-`` channels as ``<channel> <token>``, and any
+item may end with `` since=<epoch>/<offset>`` to recover what it missed) and
 ``UNSUBSCRIBE c1:c2`` (PROTOCOL.md section 4, extended in docs/protocol.rst).
 ``Client`` turns those into hub calls and holds what a connection is to the
 hub (its app and user id).  It knows no transport:
@@ -173,18 +174,17 @@ class Client:
             return
         invalid = []
         for item in argument.split(":"):
-            channel, space, token = item.partition(" ")
-            if not (space and protocol.needs_channel_token(channel)):
-                channel = item  # only a token-bearing channel takes a space
-            if protocol.is_valid_channel_name(channel):
-                self._join(channel, token)
+            parsed = _subscription(item)
+            if parsed is not None:
+                self._join(*parsed)
             elif item:
                 invalid.append(item)
         if invalid:
             self._ignored("Skipped invalid channel names: %s.", shown(invalid))
 
-    def _join(self, channel: str, token: str) -> None:
-        """Subscribes to ``channel``, or tells the client why not."""
+    def _join(self, channel: str, token: str, since: tuple[str, int] | None) -> None:
+        """Subscribes to ``channel``, or tells the client why not; then, if the
+        client gave the last position it saw, sends it what it missed."""
         app = self.app
         hub = app.hub
         private = protocol.needs_channel_token(channel)
@@ -202,6 +202,8 @@ class Client:
                 hub.welcome(self, channel)
             elif private:
                 self.send_delivery(protocol.subscription_succeeded(channel))
+            if since is not None:
+                hub.recover(self, channel, since, app.history.keep(channel))
             return
         self.log(logging.DEBUG, "Refused user %s on %s: %s", self.userid, channel, refusal)
         self.send_delivery(protocol.subscription_error(channel, refusal))
@@ -232,6 +234,24 @@ class Client:
         "SUBSCRIBE": _subscribe,
         "UNSUBSCRIBE": _unsubscribe,
     }
+
+
+def _subscription(item: str) -> tuple[str, str, tuple[str, int] | None] | None:
+    """A SUBSCRIBE item's channel, token ("" if none) and ``since=`` position
+    (None if none); None for an item that is malformed."""
+    since = None
+    rest, space, last = item.rpartition(" ")
+    if space and last.startswith("since="):
+        since = protocol.parse_since(last)
+        if since is None:
+            return None
+        item = rest
+    channel, space, token = item.partition(" ")
+    if not (space and protocol.needs_channel_token(channel)):
+        channel, token = item, ""  # only a token-bearing channel takes a space
+    if not protocol.is_valid_channel_name(channel):
+        return None
+    return channel, token, since
 
 
 def log_context(connection: object) -> dict[str, Any]:

@@ -14,6 +14,7 @@ keeps nothing unless the app's policy says how much.  Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 # How long kept messages live when nothing says otherwise, in seconds: long
 # enough to cover a page's reconnects after a network change.
@@ -48,7 +49,10 @@ class HistoryPolicy:
                 break
         return keep if keep.size > 0 else None
 
-    @property
+    @cached_property
     def enabled(self) -> bool:
-        """Whether any channel keeps history (else nothing on the wire changes)."""
+        """Whether any channel keeps history (else nothing on the wire changes).
+
+        Asked on every publish: computed once, then an attribute.
+        """
         return self.default.size > 0 or any(keep.size > 0 for _, keep in self.prefixes)

@@ -12,7 +12,9 @@ connection that implements them.  What the API asks for reaches a hub through
 the ``Broker`` (``thunderpush.core.broker``), so the hub only ever serves the
 connections of its own process.  In ``presence-`` channels the hub also
 announces who joins and leaves (``member_added``/``member_removed`` events),
-counting users in ``thunderpush.core.members``.  Example::
+counting users in ``thunderpush.core.members``.  The channels that keep
+history keep it in ``streams`` (``thunderpush.core.streams``), and a
+subscriber that reconnects is sent what it missed (``recover``).  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -26,6 +28,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from thunderpush.core.history import Keep
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import (
     encode_delivery,
@@ -33,8 +36,10 @@ from thunderpush.core.protocol import (
     is_valid_channel_name,
     member_added,
     member_removed,
+    recovered,
     subscription_succeeded,
 )
+from thunderpush.core.streams import Streams
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class Hub:
         # O(its channels) rather than a scan of every channel.
         self._subscriptions: dict[Connection, set[str]] = {}
         self.members = Members()
+        # The history of this app's channels that keep it (filled by the broker).
+        self.streams = Streams()
         # Messages handed to this hub (publishes, sends to a user), and the
         # deliveries they made (not presence events), counted once per message
         # by how many connections it reached: for the metrics and the
@@ -66,9 +73,15 @@ class Hub:
 
     # -- delivery ---------------------------------------------------------
 
-    def send_to_channel(self, channel: str, message: str | bytes) -> int:
-        """Deliver ``message`` to every connection in ``channel``; return how many."""
-        element = encode_delivery(_text(message), channel)
+    def send_to_channel(
+        self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
+    ) -> int:
+        """Deliver ``message`` to every connection in ``channel``; return how many.
+
+        ``position`` (epoch, offset) is the message's place in the channel's
+        stream, when the channel keeps history.
+        """
+        element = encode_delivery(_text(message), channel, position)
         count = self._deliver(self.channels.get(channel, ()), element)
         self.messages += 1
         self.delivered_to_channels += count
@@ -138,6 +151,23 @@ class Hub:
         A cluster hub answers once the cluster has told it (``thunderpush.cluster``).
         """
         connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
+
+    def recover(
+        self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
+    ) -> None:
+        """Sends ``connection``, now in ``channel``, what it missed after ``since``
+        (epoch, offset), then a ``recovered`` event that says whether that was all.
+
+        Here nothing can be published in between, so nothing is missed or sent
+        twice.  A cluster hub reads the stream from the cluster instead.
+        """
+        stream = self.streams.read(channel, keep)
+        epoch, offset = since
+        complete = stream.recoverable(epoch, offset)
+        if complete:
+            for number, payload in stream.after(offset).messages:
+                connection.send_delivery(encode_delivery(payload, channel, (epoch, number)))
+        connection.send_delivery(recovered(channel, complete, stream.epoch, stream.offset))
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:
         """Remove this one connection from ``channel``; the others stay."""

@@ -80,15 +80,36 @@ def raw_websocket_close_code(code: int) -> int:
     return code
 
 
-def encode_delivery(payload: str, channel: str | None = None) -> str:
+def encode_delivery(
+    payload: str, channel: str | None = None, position: tuple[str, int] | None = None
+) -> str:
     """The JSON element of one delivery, compact and ASCII-only.
 
     ``payload`` is the publish body as received; it is sent as a JSON string,
     never re-parsed, so the subscriber sees exactly what the backend posted.
+    ``position`` (epoch, offset) is the message's place in a channel that
+    keeps history; without one the element is what it always was.
     """
     if channel is None:
         return '{"payload":' + json.dumps(payload) + "}"
-    return '{"payload":' + json.dumps(payload) + ',"channel":' + json.dumps(channel) + "}"
+    element = '{"payload":' + json.dumps(payload) + ',"channel":' + json.dumps(channel)
+    if position is None:
+        return element + "}"
+    epoch, offset = position
+    return element + ',"epoch":' + json.dumps(epoch) + ',"offset":' + str(offset) + "}"
+
+
+# ``since=<epoch>/<offset>``, the last word of a SUBSCRIBE item that asks for
+# the messages missed since that position (an epoch is 16 hex digits).
+_SINCE = re.compile(r"since=([0-9a-f]{16})/([0-9]{1,20})")
+
+
+def parse_since(word: str) -> tuple[str, int] | None:
+    """The (epoch, offset) of a ``since=`` word; None if it is malformed."""
+    match = _SINCE.fullmatch(word)
+    if match is None:
+        return None
+    return match[1], int(match[2])
 
 
 # The reasons a subscription_error gives.
@@ -113,6 +134,12 @@ def member_added(channel: str, user: str) -> str:
 
 def member_removed(channel: str, user: str) -> str:
     return _event("member_removed", channel=channel, user=user)
+
+
+def recovered(channel: str, complete: bool, epoch: str, offset: int) -> str:
+    """The end of a recovery: ``complete`` when every missed message was sent,
+    and the stream's position either way (``""``, 0 when it has none)."""
+    return _event("recovered", channel=channel, complete=complete, epoch=epoch, offset=offset)
 
 
 def _event(name: str, **fields: object) -> str:
