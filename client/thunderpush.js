@@ -38,6 +38,8 @@
  *       JSON).  `meta` is {channel: "name"} for a channel message and is not
  *       passed for a message sent to the user.  The server's events
  *       (subscription and presence news) never reach these handlers.
+ *       Messages missed while reconnecting come here too, in order (see
+ *       listenRecovery).
  *
  *   Thunder.subscribe(channel, success, error)
  *   Thunder.unsubscribe(channel, success, error)
@@ -61,9 +63,19 @@
  *       (info.user is this user), "member_added" or "member_removed" when
  *       another user joins or leaves; info is {channel, user, members}.
  *
+ *   Thunder.listenRecovery(function (channel, info) { ... })
+ *       For channels that keep history on the server: called after each
+ *       reconnect once the server has answered for `channel`, with info
+ *       {complete, epoch, offset}.  complete true: every message missed while
+ *       away has just been delivered to the listen handlers, in order.
+ *       complete false: some are gone (or the channel no longer keeps
+ *       history), so the page should reload its state.  epoch and offset
+ *       are where the channel's stream now stands ("" and 0: no stream).
+ *
  *   Thunder.disconnect()
- *       Close the connection and do not reconnect.  The channel list and the
- *       listeners are kept for a later connect().
+ *       Close the connection and do not reconnect.  The channel list, the
+ *       positions seen on the channels and the listeners are kept for a
+ *       later connect().
  *
  *   Thunder.onSockOpen(fn), onSockClose(fn), onSockError(fn), onSockMessage(fn)
  *       Register a hook, as with the original client: fn is called with the
@@ -80,6 +92,13 @@
  * signature): retrying cannot succeed there.  On every (re)open it sends
  * CONNECT, then a single SUBSCRIBE with every channel it holds (a private
  * channel whose token comes later gets a SUBSCRIBE of its own).
+ *
+ * Deliveries on a channel that keeps history carry its stream's epoch and
+ * offset; the client remembers the last of each channel (until it is
+ * unsubscribed), adds " since=<epoch>/<offset>" to that channel's SUBSCRIBE
+ * item on a reconnect (after the token), and drops a delivery whose offset
+ * it has already seen in the same epoch.  A server that sent no positions
+ * never sees "since=".
  */
 (function (global) {
     'use strict';
@@ -92,6 +111,9 @@
     var TOKEN_CHANNEL = /^(private|presence)-/;
     // A token follows ":" in CONNECT and " " in SUBSCRIBE, so holds neither.
     var TOKEN = /^[^\s:]+$/;
+    // A stream's epoch, as the server makes it; anything else in a `since=`
+    // word would make the server skip the whole SUBSCRIBE item.
+    var EPOCH = /^[0-9a-f]{16}$/;
 
     var pageUser = null;
 
@@ -190,6 +212,16 @@
         return data && typeof data === 'object' ? data : null;
     }
 
+    // A delivery's or a `recovered` event's place in its channel's stream,
+    // or null when it has none (the channel keeps no history).
+    function position(epoch, offset) {
+        if (typeof epoch !== 'string' || !EPOCH.test(epoch) || typeof offset !== 'number' ||
+                offset % 1 !== 0 || offset < 0) {
+            return null;
+        }
+        return { epoch: epoch, offset: offset };
+    }
+
     function parsePayload(payload) {
         try {
             return JSON.parse(payload);
@@ -226,6 +258,10 @@
         _options: {},
         _hooks: {},
         _presenceHandlers: [],
+        _recoveryHandlers: [],
+        // Channel -> {epoch, offset} of the last delivery seen there, kept
+        // across reconnects so that the next SUBSCRIBE asks for what was missed.
+        _positions: {},
         _retries: 0,
         _retryTimer: null,
         _stopped: true,
@@ -274,6 +310,10 @@
 
         listenPresence: function (handler) {
             this._presenceHandlers.push(handler);
+        },
+
+        listenRecovery: function (handler) {
+            this._recoveryHandlers.push(handler);
         },
 
         members: function (channel) {
@@ -400,6 +440,7 @@
         },
 
         _forgetChannel: function (channel) {
+            delete this._positions[channel];
             delete this._waiting[channel];
             delete this._confirmed[channel];
             delete this._members[channel];
@@ -499,13 +540,22 @@
                 if (needsToken(channels[i])) {
                     this._authorize(channels[i]);
                 } else {
-                    items.push(channels[i]);
+                    items.push(this._item(channels[i]));
                 }
             }
             this._batch = null;
             if (items.length) {
                 this._send('SUBSCRIBE ' + items.join(':'));
             }
+        },
+
+        // A SUBSCRIBE item: the channel, its token if any, and the position
+        // of the last message seen there, from which the server sends the
+        // ones missed while the client was away.
+        _item: function (channel, token) {
+            var item = token ? channel + ' ' + token : channel;
+            var seen = this._positions[channel];
+            return seen ? item + ' since=' + seen.epoch + '/' + seen.offset : item;
         },
 
         _authorize: function (channel) {
@@ -527,9 +577,9 @@
                 if (error) {
                     self._refuse(channel, error);
                 } else if (self._batch) {
-                    self._batch.push(channel + ' ' + token);
+                    self._batch.push(self._item(channel, token));
                 } else {
-                    self._sendIfConnected('SUBSCRIBE ' + channel + ' ' + token);
+                    self._sendIfConnected('SUBSCRIBE ' + self._item(channel, token));
                 }
             });
         },
@@ -629,12 +679,60 @@
             case 'member_removed':
                 this._memberChange(event.event, event.channel, event.user);
                 break;
+            case 'recovered':
+                this._recovered(event);
+                break;
             default:
                 this._log('ignored an unknown event:', event.event);
             }
         },
 
+        // The server sent the missed messages (complete) or could not (their
+        // epoch is gone or they were dropped); either way the stream goes on
+        // from the position it names.
+        _recovered: function (event) {
+            var channel = event.channel;
+            if (indexOf(this.channels, channel) === -1) {
+                return;
+            }
+            var now = position(event.epoch, event.offset);
+            if (now) {
+                this._positions[channel] = now;
+            } else {
+                delete this._positions[channel];
+            }
+            var info = {
+                complete: event.complete === true,
+                epoch: now ? now.epoch : '',
+                offset: now ? now.offset : 0
+            };
+            var handlers = this._recoveryHandlers.slice();
+            for (var i = 0; i < handlers.length; i++) {
+                callSafely(handlers[i], [channel, info]);
+            }
+        },
+
+        // Notes the position of a channel delivery; false for one already
+        // seen (the server sends none twice, but a page must never see it).
+        _advance: function (delivery) {
+            var channel = delivery.channel;
+            var now = position(delivery.epoch, delivery.offset);
+            if (!now || indexOf(this.channels, channel) === -1) {
+                return true;
+            }
+            var seen = this._positions[channel];
+            if (seen && seen.epoch === now.epoch && now.offset <= seen.offset) {
+                this._log('dropped a message seen before:', channel, now.epoch, now.offset);
+                return false;
+            }
+            this._positions[channel] = now;
+            return true;
+        },
+
         _deliver: function (delivery) {
+            if (typeof delivery.channel === 'string' && !this._advance(delivery)) {
+                return;
+            }
             var message = parsePayload(delivery.payload);
             var args = typeof delivery.channel === 'string' ?
                 [message, { channel: delivery.channel }] : [message];

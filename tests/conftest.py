@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -126,12 +128,10 @@ def apps() -> Apps | None:
     return None
 
 
-@pytest.fixture
-async def server(request, apps):
-    # The same parts as the command line's, so tests exercise what users run;
-    # ``@pytest.mark.config(head_timeout=0.2)`` changes the settings it is built with.
-    marker = request.node.get_closest_marker("config")
-    settings = marker.kwargs if marker is not None else {}
+@asynccontextmanager
+async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIterator[Server]:
+    """A server on a free port, built from the same parts as the command line's
+    (so tests exercise what users run), with the Config fields ``settings``."""
     config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
     built = build(replace(config, **settings), apps)
     door, router = built.door, built.router
@@ -147,6 +147,14 @@ async def server(request, apps):
     door.stop()
     await asyncio.wait_for(door.close_all_connections(), 5)
     built.apps.disconnect_all()
+
+
+@pytest.fixture
+async def server(request, apps):
+    # ``@pytest.mark.config(head_timeout=0.2)`` changes the settings it is built with.
+    marker = request.node.get_closest_marker("config")
+    async with serving(marker.kwargs if marker is not None else {}, apps) as running:
+        yield running
 
 
 @pytest.fixture(params=CLIENTS, ids=lambda kind: kind.transport)

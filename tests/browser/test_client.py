@@ -25,25 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-import tornado.netutil
-import tornado.web
-from playwright.async_api import Browser, BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpclient import AsyncHTTPClient
-from tornado.httpserver import HTTPServer
-
-from thunderpush.auth import channel_token, user_token
 
 from ..conftest import KEY, call_api
-from ..processes import SECRET, ServerProcess, start_server_process
+from ..processes import ServerProcess, start_server_process
+from .conftest import CLIENT_DIR, WAIT_MS, Tab, Tabs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-HERE = Path(__file__).parent
-CLIENT_DIR = HERE.parent.parent / "client"
-SOCKJS_DIR = CLIENT_DIR / "node_modules" / "sockjs-client" / "dist"
 
 TRANSPORTS = [
     "websocket",
@@ -57,8 +46,6 @@ TRANSPORTS = [
 ]
 each_transport = pytest.mark.parametrize("transport", TRANSPORTS)
 
-# Bound for anything that should happen promptly (an open, a delivery).
-WAIT_MS = 10_000
 # After a restart the client may find the server still down at its 1 s retry
 # and try again 2.5 s later; this leaves room for both and a slow start-up.
 RECONNECT_MS = 20_000
@@ -66,136 +53,6 @@ RECONNECT_MS = 20_000
 # reconnect delay (1 s) plus the time a reconnection takes to open.  This is
 # the only wait that is expected to run out.
 NO_RECONNECT_MS = 3_000
-
-
-# -- the browser and the page's origin ----------------------------------------
-
-
-class TokenHandler(tornado.web.RequestHandler):
-    """The page's backend: signs the user, or the user and a channel, it is asked for.
-
-    A site's backend would sign its logged-in user; the test page names its user.
-    """
-
-    def get(self) -> None:
-        user = self.get_argument("user")
-        channel = self.get_argument("channel", None)
-        if channel is None:
-            self.write(user_token(KEY, SECRET, user))
-        else:
-            self.write(channel_token(KEY, SECRET, user, channel))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site():
-    """``http://localhost:<port>``: the test page, sockjs-client and the client."""
-    if not (SOCKJS_DIR / "sockjs.min.js").is_file():
-        pytest.fail("sockjs-client is missing: run `npm ci` in client/")
-    application = tornado.web.Application(
-        [
-            (
-                r"/()",
-                tornado.web.StaticFileHandler,
-                {"path": HERE, "default_filename": "page.html"},
-            ),
-            (r"/(sockjs\.min\.js)", tornado.web.StaticFileHandler, {"path": SOCKJS_DIR}),
-            (r"/(thunderpush\.js)", tornado.web.StaticFileHandler, {"path": CLIENT_DIR}),
-            (r"/token", TokenHandler),
-        ]
-    )
-    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(application)
-    http.add_sockets(sockets)
-    yield f"http://localhost:{sockets[0].getsockname()[1]}"
-    http.stop()
-    await http.close_all_connections()
-
-
-@dataclass
-class Tab:
-    """One test page, on which the tests drive ``Thunder``."""
-
-    page: Page
-
-    async def connect(
-        self,
-        server: ServerProcess,
-        user: str | None,
-        channels: list[str],
-        transport: str | None = None,
-        signed: bool = False,
-    ) -> None:
-        """``Thunder.connect``, then waits until it is open on ``transport``.
-
-        ``signed`` adds the page's ``token`` and ``authorize`` (``signedOptions``).
-        """
-        options: dict[str, Any] = {} if user is None else {"user": user}
-        if transport:
-            options["transports"] = transport
-        await self.page.evaluate(
-            """([server, key, channels, options, signed]) => Thunder.connect(
-                server, key, channels,
-                signed ? Object.assign(signedOptions(options.user), options) : options)""",
-            [f"127.0.0.1:{server.port}", KEY, channels, options, signed],
-        )
-        await self.wait("record.opens >= 1")
-        assert await self.page.evaluate("record.hookThis"), "hooks run with this = Thunder"
-        if transport:
-            assert (await self.record())["transports"] == [transport]
-
-    async def run(self, script: str, arg: Any = None) -> Any:
-        return await self.page.evaluate(script, arg)
-
-    async def wait(self, condition: str, timeout: float = WAIT_MS) -> None:
-        """Waits (bounded) until the page's ``condition`` holds."""
-        try:
-            await self.page.wait_for_function(condition, timeout=timeout)
-        except PlaywrightTimeoutError:
-            pytest.fail(f"timed out waiting for {condition!r}; page saw {await self.record()}")
-
-    async def stays_false(self, condition: str, timeout: float) -> bool:
-        """True if ``condition`` did not become true within ``timeout`` ms."""
-        try:
-            await self.page.wait_for_function(condition, timeout=timeout)
-        except PlaywrightTimeoutError:
-            return True
-        return False
-
-    async def messages(self, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` messages received, once they have all arrived."""
-        await self.wait(f"record.messages.length >= {count}")
-        return (await self.record())["messages"][:count]
-
-    async def record(self) -> dict[str, Any]:
-        return await self.page.evaluate(
-            "() => ({messages: record.messages, opens: record.opens, closes: record.closes,"
-            " transports: record.transports, sent: record.sent, sockets: record.sockets.length,"
-            " presence: record.presence, answers: record.answers})"
-        )
-
-
-@dataclass
-class Tabs:
-    """The pages of one test, in one browser context; their script errors fail it."""
-
-    context: BrowserContext
-    site: str
-    errors: list[str] = field(default_factory=list)
-
-    async def open(self) -> Tab:
-        page = await self.context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        await page.goto(self.site + "/")
-        return Tab(page)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def tabs(browser: Browser, site: str):
-    context = await browser.new_context()
-    opened = Tabs(context, site)
-    yield opened
-    await context.close()
-    assert not opened.errors, opened.errors
 
 
 # -- Thunderpush processes -------------------------------------------------------
@@ -832,3 +689,121 @@ async def test_user_token_failure_and_pages_without_authorize(tabs):
     assert (await tab.record())["answers"] == [
         ["error", "private-a", "No authorize option for this channel."]
     ]
+
+
+# -- positions and recovery, on a fake SockJS and a fake clock ---------------------
+
+OLD, NEW, OTHER = "9f2c4e1a7b3d5c60", "77c1d2e3f4a5b6c7", "0123456789abcdef"
+
+
+async def reconnect_fake(tab: Tab) -> list[str]:
+    """Closes the fake socket, lets the 1 s retry run, opens the new one: what it sent."""
+    await tab.run("() => closeFake(1006)")
+    await tab.page.clock.run_for(1000)
+    await tab.run("() => openFake()")
+    return await sent(tab)
+
+
+async def test_positions_ride_in_subscribe_and_seen_messages_are_dropped(tabs):
+    """The wire of docs/protocol.rst: ``since=<epoch>/<offset>`` after the token, per channel."""
+    tab = await fake_tab(tabs)
+    await tab.run(
+        """() => Thunder.connect('example.com', 'pub', ['news', 'plain', 'private-a', 'odd'], {
+            user: 'u', authorize: function (channel, callback) { callback(null, 'ct'); }})"""
+    )
+    await tab.run("() => openFake()")
+    assert await sent(tab) == ["CONNECT u:pub", "SUBSCRIBE news:plain:private-a ct:odd"]
+    await tab.run(
+        """([old, other]) => {
+            messageFake({payload: '1', channel: 'news', epoch: old, offset: 1});
+            messageFake({payload: '2', channel: 'news', epoch: old, offset: 2});
+            messageFake({payload: '2', channel: 'news', epoch: old, offset: 2});
+            messageFake({payload: '1', channel: 'news', epoch: old, offset: 1});
+            messageFake({payload: '"p"', channel: 'plain'});
+            messageFake({payload: '7', channel: 'private-a', epoch: other, offset: 7});
+            messageFake({payload: '"not hex"', channel: 'odd', epoch: 'x y', offset: 3});
+            messageFake({payload: '"not whole"', channel: 'odd', epoch: other, offset: 1.5});
+            messageFake({payload: '"to u"', epoch: other, offset: 9});
+        }""",
+        [OLD, OTHER],
+    )
+    assert [m["message"] for m in (await tab.record())["messages"]] == [
+        1,
+        2,
+        "p",
+        7,
+        "not hex",
+        "not whole",
+        "to u",
+    ]
+    assert (await tab.record())["messages"][0]["meta"] == {"channel": "news"}
+
+    assert await reconnect_fake(tab) == [
+        "CONNECT u:pub",
+        f"SUBSCRIBE news since={OLD}/2:plain:private-a ct since={OTHER}/7:odd",
+    ]
+
+
+async def test_recovered_events_reach_recovery_handlers(tabs):
+    """Missed messages go to listen handlers, then the report; the stream goes on from it."""
+    tab = await fake_tab(tabs)
+    await tab.run(
+        "() => Thunder.connect('example.com', 'pub', ['news', 'gone', 'left'], {user: 'u'})"
+    )
+    await tab.run("() => openFake()")
+    await tab.run(
+        """(old) => {
+            for (var c of ['news', 'gone', 'left']) {
+                messageFake({payload: '"' + c + '"', channel: c, epoch: old, offset: 4});
+            }
+        }""",
+        OLD,
+    )
+    assert (await reconnect_fake(tab))[1] == (
+        f"SUBSCRIBE news since={OLD}/4:gone since={OLD}/4:left since={OLD}/4"
+    )
+    await tab.run(
+        """([old, other]) => {
+            function event(fields) { messageFake(JSON.stringify(fields)); }
+            messageFake({payload: '5', channel: 'news', epoch: old, offset: 5});
+            event({event: 'recovered', channel: 'news', complete: true, epoch: old, offset: 5});
+            event({event: 'recovered', channel: 'gone', complete: false, epoch: other, offset: 12});
+            Thunder.unsubscribe('left');
+            event({event: 'recovered', channel: 'left', complete: true, epoch: old, offset: 4});
+            // Live again: a message already recovered is dropped, the next one passes.
+            messageFake({payload: '5', channel: 'news', epoch: old, offset: 5});
+            messageFake({payload: '12', channel: 'gone', epoch: other, offset: 12});
+            messageFake({payload: '13', channel: 'gone', epoch: other, offset: 13});
+        }""",
+        [OLD, OTHER],
+    )
+    seen = await tab.record()
+    assert [m["message"] for m in seen["messages"]] == ["news", "gone", "left", 5, 13]
+    assert seen["recoveries"] == [
+        {
+            "channel": "news",
+            "info": {"complete": True, "epoch": OLD, "offset": 5},
+            "afterMessages": 4,
+        },
+        {
+            "channel": "gone",
+            "info": {"complete": False, "epoch": OTHER, "offset": 12},
+            "afterMessages": 4,
+        },
+    ]
+
+    # A channel that no longer keeps history: no stream, no position to send;
+    # unsubscribing forgets the position, so subscribing again starts afresh.
+    await tab.run(
+        """() => {
+            messageFake(JSON.stringify({event: 'recovered', channel: 'gone', complete: false,
+                                        epoch: '', offset: 0}));
+            Thunder.subscribe('left');
+        }"""
+    )
+    assert (await tab.record())["recoveries"][2]["info"] == {
+        "complete": False,
+        "epoch": "",
+        "offset": 0,
+    }
+    assert (await reconnect_fake(tab))[1] == f"SUBSCRIBE news since={OLD}/5:gone:left"
