@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import signal
 import socket
 import statistics
 import time
@@ -25,9 +26,10 @@ from tornado.httpserver import HTTPServer
 
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
+from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 
-from .conftest import KEY, SECRET, Server, free_port
+from .conftest import KEY, SECRET, Server, free_port, start_server_process
 from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
 from .wire import RawClient
@@ -52,6 +54,8 @@ class Receiver:
 
     port: int = field(default_factory=free_port)
     posts: list[Post] = field(default_factory=list)
+    # The statuses of the next answers, in order; then 200.
+    statuses: list[int] = field(default_factory=list)
     _server: HTTPServer | None = None
 
     @property
@@ -64,8 +68,12 @@ class Receiver:
         class Hook(tornado.web.RequestHandler):
             def post(self) -> None:
                 receiver.posts.append(Post(self.request.headers, self.request.body))
+                if receiver.statuses:
+                    self.set_status(receiver.statuses.pop(0))
 
-        self._server = HTTPServer(tornado.web.Application([(r"/hook", Hook)]))
+        # Its 503s are the test's own, not the server's errors: not logged.
+        application = tornado.web.Application([(r"/hook", Hook)], log_function=lambda _: None)
+        self._server = HTTPServer(application)
         self._server.listen(self.port, "127.0.0.1")
 
     async def close(self) -> None:
@@ -279,6 +287,35 @@ async def test_a_full_queue_drops_the_oldest(hooked, receiver, no_tracebacks):
     assert webhooks.sent == sender.LIMIT
 
 
+async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver):
+    server = await hooked()
+    receiver.statuses = [503, 302]
+    await server.client(WebSocketClient, "ann", "news")
+    await server.settled(lambda: len(receiver.posts) == 3)
+    assert [post.events for post in receiver.posts] == [
+        [("user_online", "ann"), ("channel_occupied", "news")]
+    ] * 3
+    webhooks = server.parts.webhooks
+    await server.settled(lambda: webhooks.sent == 2)
+    assert webhooks.failures == 2
+
+
+async def test_a_reload_starts_and_stops_an_apps_webhooks(hooked, receiver):
+    server = await hooked(webhook_url=None)
+    built = server.parts
+    await server.client(WebSocketClient, "ann", "news")
+    reload_settings(built, lambda: replace(built.config, webhook_url=receiver.url))
+    await server.client(WebSocketClient, "bob")
+    await receiver.until(("user_online", "bob"))
+    reload_settings(built, lambda: replace(built.config, webhook_url=None))
+    await server.client(WebSocketClient, "carol", "sport")
+    reload_settings(built, lambda: replace(built.config, webhook_url=receiver.url))
+    await server.client(WebSocketClient, "dan")
+    await receiver.until(("user_online", "dan"))
+    # Only what happened while the app had a URL.
+    assert receiver.events() == [("user_online", "bob"), ("user_online", "dan")]
+
+
 async def test_stopping_sends_what_is_queued_within_the_last_try(hooked, receiver):
     server = await hooked()
     await server.client(WebSocketClient, "ann", "news")
@@ -348,6 +385,45 @@ async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiv
     )
     events = receiver.events()
     assert events.index(("channel_occupied", "news")) < events.index(("channel_vacated", "news"))
+
+
+async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
+    nodes,  # noqa: F811
+    receiver,
+    fresh_redis,
+    tmp_path,
+):
+    (a,) = await nodes(1, webhook_url=receiver.url, presence_ttl=2.0)
+    doomed = await asyncio.to_thread(
+        start_server_process,
+        tmp_path,
+        *("--redis-url", fresh_redis.url, "--presence-ttl", "2", "--webhook-url", receiver.url),
+    )
+    try:
+        victim = await WebSocketClient(doomed.url).open()
+        await victim.send(f"CONNECT ann:{KEY}", "SUBSCRIBE news:sport")
+        await a.client(WebSocketClient, "bob", "news")
+        await receiver.until(("channel_occupied", "sport"), ("user_online", "bob"))
+        await asyncio.to_thread(doomed.stop, signal.SIGKILL)
+        await victim.close()
+        # Forgotten within the TTL and a beat; a says so for it.
+        await receiver.until(("channel_vacated", "sport"), ("user_offline", "ann"), timeout=6)
+    finally:
+        doomed.stop()
+    await a.client(WebSocketClient, "zed")
+    await receiver.until(("user_online", "zed"))
+    assert Counter(receiver.events()) == Counter(
+        [
+            ("user_online", "ann"),
+            ("user_online", "bob"),
+            ("channel_occupied", "news"),
+            ("channel_occupied", "sport"),
+            ("channel_vacated", "sport"),
+            ("user_offline", "ann"),
+            ("user_online", "zed"),
+        ]
+    )
+    assert "Traceback" not in doomed.log()
 
 
 async def test_a_node_that_leaves_vacates_what_only_it_had(nodes, receiver):  # noqa: F811
