@@ -12,7 +12,9 @@ connection that implements them.  What the API asks for reaches a hub through
 the ``Broker`` (``thunderpush.core.broker``), so the hub only ever serves the
 connections of its own process.  In ``presence-`` channels the hub also
 announces who joins and leaves (``member_added``/``member_removed`` events),
-counting users in ``thunderpush.core.members``.  Example::
+counting users in ``thunderpush.core.members``.  A channel's first connection
+in and last out, and a user's, are told to ``on_transition`` (the app's
+webhook queue, ``thunderpush.webhooks``), if anything listens.  Example::
 
     hub = Hub()
     hub.add(conn)
