@@ -97,6 +97,9 @@ class ClusterHub(Hub):
         self._forget(connection, channel)
         self.registry.member_changed(self, channel, connection.userid)
 
+    def _transition(self, event: str, name: str) -> None:
+        """Not this node's to say: Redis decides for the whole cluster (``Registry``)."""
+
     def has_member(self, channel: str, userid: str) -> bool:
         """Whether a connection of ``userid`` on this node is in ``channel``."""
         return any(self.is_subscribed(c, channel) for c in self.users.get(userid, ()))

@@ -156,11 +156,20 @@ class Node:
             await _quietly(pool.aclose())
 
     async def _leave(self, client: Redis) -> None:
-        apps = list(self.hubs)
         try:
-            await self.script(client, scripts.GOODBYE, self.ttl, self.id, *apps)
+            vacated = await self.script(client, scripts.GOODBYE, self.ttl, self.id, *self._apps())
         except BackendUnavailable:
             logger.warning("Could not remove this node's presence from Redis.")
+        else:
+            self.registry.vacated(vacated)
+
+    def _apps(self) -> list[str]:
+        """The scripts' (app, watched) pairs: watched if the app has a webhook."""
+        return [
+            part
+            for key, hub in self.hubs.items()
+            for part in (key, "1" if hub.on_transition is not None else "")
+        ]
 
     def _went_down(self, error: BaseException) -> None:
         if self._warned:
@@ -171,11 +180,12 @@ class Node:
 
     async def _beat(self, client: Redis) -> bool:
         """Says this node is alive; True if the others had forgotten it."""
-        was_forgotten, *dead = await self.script(
-            client, scripts.BEAT, self.ttl, self.id, *self.hubs
+        was_forgotten, dead, vacated = await self.script(
+            client, scripts.BEAT, self.ttl, self.id, *self._apps()
         )
         for node in dead:
             logger.info("Forgot node %s: no heartbeat for %g s.", node.decode(), self.ttl)
+        self.registry.vacated(vacated)
         # The beat has just forgotten the dead: every node left beat within the TTL.
         self.nodes = sorted(node.decode() for node in await client.zrange(scripts.NODES, 0, -1))
         return bool(was_forgotten)

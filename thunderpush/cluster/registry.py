@@ -14,6 +14,12 @@ while Redis was away (the others were told of the rest before), unless the
 cluster had forgotten this node, which it announced: then everything again.
 Connections told a member list while Redis was away (this node's members
 only) are told the cluster's list once it is back.
+
+The counts of an app with a webhook are written by a script that answers the
+cluster-wide transitions they make (a channel or user held by no node, then
+by one; or the reverse), each to the one node whose write made it, which
+records the event; so are the channels and users that a node forgotten or
+leaving was the last to hold.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ from thunderpush.cluster import scripts
 from thunderpush.cluster.history import stream_of
 from thunderpush.core.hub import Connection
 from thunderpush.core.protocol import is_presence_channel
+from thunderpush.webhooks.events import (
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    USER_OFFLINE,
+    USER_ONLINE,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -146,12 +158,7 @@ class Registry:
     ) -> list:
         node = self.node
         pipe = client.pipeline(transaction=False)
-        for hub, user in users:
-            count = len(hub.users.get(user, ()))
-            _set(pipe, scripts.user_key(hub.key, node.id), user, count)
-        for hub, channel in dict.fromkeys((hub, channel) for hub, channel, _ in members):
-            count = len(hub.channels.get(channel, ()))
-            _set(pipe, scripts.channel_count_key(hub.key, node.id), channel, count)
+        watched = self._write_counts(pipe, users, members)
         score = str(int(time.time() * 1000))
         for (hub, channel, user), loud in members.items():
             if user:  # "" only marks a channel whose count to rewrite
@@ -163,7 +170,53 @@ class Registry:
         for hub, _, channel, ttl, since in recoveries:
             node.queue_script(pipe, scripts.HISTORY, hub.key, channel, ttl, since)
         results = await pipe.execute()
+        _announce(watched, results[: len(watched)])
         return results[len(results) - len(welcomes) - len(recoveries) :]
+
+    def _write_counts(
+        self,
+        pipe: object,
+        users: dict[tuple[ClusterHub, str], None],
+        members: dict[tuple[ClusterHub, str, str], bool],
+    ) -> list[tuple[ClusterHub, str, list[str]]]:
+        """Queues the node's count of each changed user ("u") and channel ("c").
+
+        An app with a webhook writes its counts with ``COUNTS``, queued first so
+        that their answers come first; returned are what those answers are about.
+        The other apps pay no more than an HSET or HDEL.
+        """
+        node = self.node
+        counts: dict[tuple[ClusterHub, str], dict[str, int]] = {}
+        for hub, user in users:
+            counts.setdefault((hub, "u"), {})[user] = len(hub.users.get(user, ()))
+        for hub, channel, _ in members:
+            counts.setdefault((hub, "c"), {})[channel] = len(hub.channels.get(channel, ()))
+        watched = []
+        for (hub, field), names in counts.items():
+            if hub.on_transition is not None:
+                pairs = [part for name, count in names.items() for part in (name, count)]
+                node.queue_script(pipe, scripts.COUNTS, hub.key, node.id, field, *pairs)
+                watched.append((hub, field, list(names)))
+        for (hub, field), names in counts.items():
+            if hub.on_transition is None:
+                key = (scripts.user_key if field == "u" else scripts.channel_count_key)(
+                    hub.key, node.id
+                )
+                for name, count in names.items():
+                    _set(pipe, key, name, count)
+        return watched
+
+    def vacated(self, answer: list) -> None:
+        """Redis forgot a node (``BEAT``, ``GOODBYE``): the events of the channels and
+        users that no node holds any more, as (app, channels, users)."""
+        for key, channels, users in answer:
+            hub = self.node.hubs.get(_text(key))
+            tell = hub.on_transition if hub is not None else None
+            if tell is not None:
+                for channel in channels:
+                    tell(CHANNEL_VACATED, _text(channel))
+                for user in users:
+                    tell(USER_OFFLINE, _text(user))
 
     def clear(self) -> None:
         """Redis is gone: drop what was not written (``resync`` rewrites it all), and
@@ -179,6 +232,22 @@ class Registry:
         recoveries, self._recoveries = self._recoveries, []
         for hub, connection, channel, *_ in recoveries:
             hub.recovered(connection, channel, None)
+
+
+# The events of a count hash's field that came to some node, and went from all.
+_EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
+
+
+def _announce(watched: list[tuple[ClusterHub, str, list[str]]], answers: list) -> None:
+    """Records the transitions ``COUNTS`` answered (1: came, -1: went, 0: neither)."""
+    for (hub, field, names), changes in zip(watched, answers, strict=True):
+        tell = hub.on_transition
+        if tell is None:  # the webhook was removed meanwhile
+            continue
+        came, went = _EVENTS[field]
+        for name, change in zip(names, changes, strict=True):
+            if change:
+                tell(came if change > 0 else went, name)
 
 
 def _set(pipe: object, key: str, field: str, count: int) -> None:

@@ -24,7 +24,11 @@ whole and its next publish starts a new epoch; readers skip the messages kept
 longer than ``ttl`` ago.
 
 Readers count only the nodes heard from within the presence TTL; a node's
-heartbeat forgets the nodes that were not (``BEAT``).  Time is Redis's own
+heartbeat forgets the nodes that were not (``BEAT``).  Webhook events
+(``COUNTS``, and ``forget`` for a node that died or left) count every node in
+``tp:nodes`` instead, dead ones not yet forgotten included, so that a channel
+or user that a dead node held is vacated once, when the node is forgotten,
+and never occupied twice in between.  Time is Redis's own
 clock, so the nodes' clocks need not agree.  The scripts touch keys they do not
 declare, which a single Redis (not Redis Cluster) allows.
 """
@@ -84,9 +88,38 @@ local function announce(app, kind, channel, user)
   local seq = redis.call('INCR', P .. app .. ':seq')
   redis.call('PUBLISH', P .. app .. ':bus', kind .. channel .. '\\n' .. user .. '\\n' .. seq)
 end
+-- The ``field`` hashes ("u" or "c") of ``app`` on the nodes in tp:nodes but ``node``.
+local function others(app, field, node)
+  local keys = {}
+  for _, other in ipairs(redis.call('ZRANGE', 'tp:nodes', 0, -1)) do
+    if other ~= node then
+      keys[#keys + 1] = P .. app .. ':' .. other .. ':' .. field
+    end
+  end
+  return keys
+end
+local function held(keys, name)
+  for _, key in ipairs(keys) do
+    if redis.call('HEXISTS', key, name) == 1 then
+      return true
+    end
+  end
+  return false
+end
+-- Of ``names`` (in ``node``'s ``field`` hash), those that no other node holds.
+local function unheld(app, field, node, names)
+  local keys, out = others(app, field, node), {}
+  for _, name in ipairs(names) do
+    if not held(keys, name) then
+      out[#out + 1] = name
+    end
+  end
+  return out
+end
 -- Removes every record of ``node`` in ``app``, announcing the presence-channel
--- users that no live node has any more.
-local function forget(app, node, ttl)
+-- users that no live node has any more.  If ``watched`` (the app has a
+-- webhook), answers {app, channels, users}: those that no node has any more.
+local function forget(app, node, ttl, watched)
   local nodes = live(ttl)
   local counts = P .. app .. ':' .. node .. ':c'
   local prefix = node .. ' '
@@ -102,7 +135,22 @@ local function forget(app, node, ttl)
       end
     end
   end
-  redis.call('DEL', counts, P .. app .. ':' .. node .. ':u')
+  local users = P .. app .. ':' .. node .. ':u'
+  local gone = nil
+  if watched then
+    gone = {app, unheld(app, 'c', node, redis.call('HKEYS', counts)),
+            unheld(app, 'u', node, redis.call('HKEYS', users))}
+  end
+  redis.call('DEL', counts, users)
+  return gone
+end
+-- Calls ``forget`` for each (app, watched) pair of ARGV from index 3; answers what they answered.
+local function forget_all(node, ttl)
+  local out = {}
+  for i = 3, #ARGV, 2 do
+    out[#out + 1] = forget(ARGV[i], node, ttl, ARGV[i + 1] == '1')
+  end
+  return out
 end
 """
 
@@ -222,39 +270,65 @@ return changed
 """
 )
 
-# ARGV: ttl, node, app...  The heartbeat: the node is alive now; nodes not
-# heard from within ttl are forgotten (and marked so for a day, in case one
-# was only cut off and comes back).  Answers 1 if this node had been
-# forgotten, then the nodes it forgot.
+# ARGV: ttl, node, then app, watched ("1" or "") pairs.  The heartbeat: the
+# node is alive now; nodes not heard from within ttl are forgotten (and marked
+# so for a day, in case one was only cut off and comes back).  Answers 1 if
+# this node had been forgotten, the nodes it forgot, and for each of those the
+# {app, channels, users} that no node has any more (watched apps only).
 BEAT = (
     _COMMON
     + """
 local ttl, node = tonumber(ARGV[1]), ARGV[2]
 local t = now()
 redis.call('ZADD', 'tp:nodes', t, node)
-local out = {redis.call('DEL', 'tp:forgotten:' .. node)}
+local forgotten, vacated = {}, {}
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', 'tp:nodes', '-inf', '(' .. (t - ttl))) do
   redis.call('ZREM', 'tp:nodes', gone)
   redis.call('SET', 'tp:forgotten:' .. gone, 1, 'EX', 86400)
-  for i = 3, #ARGV do
-    forget(ARGV[i], gone, ttl)
+  for _, answer in ipairs(forget_all(gone, ttl)) do
+    vacated[#vacated + 1] = answer
   end
-  out[#out + 1] = gone
+  forgotten[#forgotten + 1] = gone
 end
-return out
+return {redis.call('DEL', 'tp:forgotten:' .. node), forgotten, vacated}
 """
 )
 
-# ARGV: ttl, node, app...  The node leaves the cluster.
+# ARGV: ttl, node, then app, watched pairs.  The node leaves the cluster;
+# answers as BEAT's third part does.
 GOODBYE = (
     _COMMON
     + """
 local ttl, node = tonumber(ARGV[1]), ARGV[2]
 redis.call('ZREM', 'tp:nodes', node)
-for i = 3, #ARGV do
-  forget(ARGV[i], node, ttl)
+return forget_all(node, ttl)
+"""
+)
+
+# ARGV: app, node, field ("u" or "c"), then name, count pairs.  Sets the
+# node's count of each name (0 removes it); answers, for each, 1 if the name
+# went from no node to some, -1 if from some node to none, else 0: each
+# transition of the cluster is answered to exactly one node (webhooks).
+COUNTS = (
+    _COMMON
+    + """
+local app, node, field = ARGV[1], ARGV[2], ARGV[3]
+local key, keys, out = P .. app .. ':' .. node .. ':' .. field, others(app, field, node), {}
+for i = 4, #ARGV, 2 do
+  local name, count = ARGV[i], tonumber(ARGV[i + 1])
+  local had, has = redis.call('HEXISTS', key, name) == 1, count > 0
+  if has then
+    redis.call('HSET', key, name, count)
+  else
+    redis.call('HDEL', key, name)
+  end
+  local change = 0
+  if had ~= has and not held(keys, name) then
+    change = has and 1 or -1
+  end
+  out[#out + 1] = change
 end
-return 1
+return out
 """
 )
 
@@ -388,6 +462,7 @@ ALL = (
     MEMBER,
     BEAT,
     GOODBYE,
+    COUNTS,
     USER_COUNT,
     IS_ONLINE,
     CHANNEL_USERS,

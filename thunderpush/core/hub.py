@@ -14,7 +14,10 @@ connections of its own process.  In ``presence-`` channels the hub also
 announces who joins and leaves (``member_added``/``member_removed`` events),
 counting users in ``thunderpush.core.members``.  The channels that keep
 history keep it in ``streams`` (``thunderpush.core.streams``), and a
-subscriber that reconnects is sent what it missed (``recover``).  Example::
+subscriber that reconnects is sent what it missed (``recover``).  A channel's
+first connection in and last out, and a user's, are told to ``on_transition``
+(the app's webhook queue, ``thunderpush.webhooks``), if anything listens.
+Example::
 
     hub = Hub()
     hub.add(conn)
@@ -25,7 +28,7 @@ subscriber that reconnects is sent what it missed (``recover``).  Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from thunderpush.core.history import Keep
@@ -40,6 +43,12 @@ from thunderpush.core.protocol import (
     subscription_succeeded,
 )
 from thunderpush.core.streams import Stream, Streams
+from thunderpush.webhooks.events import (
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    USER_OFFLINE,
+    USER_ONLINE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +79,10 @@ class Hub:
         self.messages = 0
         self.delivered_to_channels = 0
         self.delivered_to_users = 0
+        # Told ``(event, name)`` when a channel gets its first connection or loses
+        # its last, and a user likewise: the app's webhook queue
+        # (``thunderpush.webhooks``); None, the default, costs a test per change.
+        self.on_transition: Callable[[str, str], None] | None = None
 
     # -- delivery ---------------------------------------------------------
 
@@ -120,22 +133,30 @@ class Hub:
 
     def add(self, connection: Connection) -> None:
         """``connection`` is online as its ``userid``."""
-        self.users.setdefault(connection.userid, {})[connection] = None
+        connections = self.users.get(connection.userid)
+        if connections is None:
+            connections = self.users[connection.userid] = {}
+            self._transition(USER_ONLINE, connection.userid)
+        connections[connection] = None
         self._subscriptions.setdefault(connection, set())
 
     def remove(self, connection: Connection) -> None:
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
             self._leave(connection, channel)
-        self._discard(self.users, connection.userid, connection)
+        if self._discard(self.users, connection.userid, connection):
+            self._transition(USER_OFFLINE, connection.userid)
 
     def subscribe(self, connection: Connection, channel: str) -> None:
         """Add ``connection`` to ``channel``; in a presence channel, a new user is announced."""
         if not is_valid_channel_name(channel):
             logger.debug("Invalid channel name %r.", channel)
             return
-        subscribers = self.channels.setdefault(channel, {})
-        if connection in subscribers:
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            subscribers = self.channels[channel] = {}
+            self._transition(CHANNEL_OCCUPIED, channel)
+        elif connection in subscribers:
             return
         subscribers[connection] = None
         self._subscriptions.setdefault(connection, set()).add(channel)
@@ -184,20 +205,29 @@ class Hub:
 
     def _leave(self, connection: Connection, channel: str) -> None:
         """Out of ``channel``; in a presence channel, a user's last connection out is announced."""
-        self._discard(self.channels, channel, connection)
+        if self._discard(self.channels, channel, connection):
+            self._transition(CHANNEL_VACATED, channel)
         userid = connection.userid
         if is_presence_channel(channel) and self.members.leave(channel, userid):
             self._deliver(self.channels.get(channel, ()), member_removed(channel, userid))
 
     @staticmethod
-    def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> None:
+    def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:
+        """``member`` out of ``index[key]``; True if it was the last one there."""
         members = index.get(key)
         if members is None:
-            return
+            return False
         members.pop(member, None)
-        if not members:
-            # Empty entries would let clients grow the index without bound.
-            del index[key]
+        if members:
+            return False
+        # Empty entries would let clients grow the index without bound.
+        del index[key]
+        return True
+
+    def _transition(self, event: str, name: str) -> None:
+        """A channel or user came or went here: the webhook's event, if the app has one."""
+        if self.on_transition is not None:
+            self.on_transition(event, name)
 
     # -- what this process holds -------------------------------------------
 

@@ -124,6 +124,19 @@ class ServerCollector:
         yield GaugeMetricFamily(
             "thunderpush_draining", "1 while the server drains.", value=int(ready["draining"])
         )
+        webhooks = server.webhooks
+        yield _labelled(
+            CounterMetricFamily,
+            "thunderpush_webhook_events",
+            "Webhook events the receivers took (sent) or that were lost (dropped).",
+            "result",
+            {"sent": webhooks.sent, "dropped": webhooks.dropped},
+        )
+        yield CounterMetricFamily(
+            "thunderpush_webhook_failures",
+            "Webhook POSTs that failed (each is tried again while its events are queued).",
+            value=webhooks.failures,
+        )
         node = server.node
         if node is not None:
             yield GaugeMetricFamily(

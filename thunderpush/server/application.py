@@ -29,6 +29,7 @@ from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.origins import AllowedOrigins
 from thunderpush.transports.sockjs import SockJSRouter
+from thunderpush.webhooks.sender import Webhooks
 
 if TYPE_CHECKING:
     from thunderpush.cluster import Node
@@ -100,15 +101,21 @@ class Server:
     draining: bool = False
     # The metrics served at ``/metrics`` (``thunderpush.observe.metrics``).
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # The apps' webhook queues (``thunderpush.webhooks``): ``start`` starts sending.
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
     async def start(self) -> None:
-        """Joins the cluster, if there is one; ``stop`` leaves it."""
+        """Joins the cluster, if there is one, and sends webhooks; ``stop`` ends both."""
+        self.webhooks.start()
         if self.node is not None:
             await self.node.start()
 
     async def stop(self) -> None:
+        """Leaves the cluster (whose last events are queued), then one last try for
+        the webhooks."""
         if self.node is not None:
             await self.node.stop()
+        await self.webhooks.stop()
 
 
 def cluster_node(config: Config) -> Node:
@@ -154,6 +161,8 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
+    for app in apps:
+        server.webhooks.watch(app)
     server.metrics = metrics.registry(server)
     # /health and /ready on the main port always (load balancers ask the port they
     # send traffic to); /metrics there unless it has a port of its own.

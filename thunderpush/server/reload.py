@@ -80,6 +80,8 @@ def _apply_apps(server: Server, declared: dict) -> None:
         else:
             app.secret, app.require_signature = wanted.secret, wanted.require_signature
             app.history, app.webhook_url = wanted.history_policy(), wanted.webhook_url
+    for app in registry:
+        server.webhooks.watch(app)
 
 
 def _apply_limits(server: Server, config: Config) -> None:

@@ -1,0 +1,450 @@
+"""Webhooks, received by a real HTTP server in the test's loop.
+
+The receiver is a Tornado app on a free port that keeps every POST; "down"
+is its port closed (refused) or held by a socket that accepts and never
+answers.  Each node's events arrive in the order it recorded them, so a
+marker transition made last proves that nothing came twice before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import signal
+import socket
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+import tornado.web
+from tornado.httpserver import HTTPServer
+
+from thunderpush.server.application import build
+from thunderpush.server.config import Config
+from thunderpush.server.reload import reload_settings
+from thunderpush.webhooks import sender
+
+from .conftest import KEY, SECRET, Server, free_port, start_server_process
+from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
+from .wire import RawClient
+
+
+@dataclass
+class Post:
+    headers: Any
+    body: bytes
+
+    @property
+    def events(self) -> list[tuple[str, str]]:
+        return [
+            (event["name"], event.get("channel", event.get("user")))
+            for event in json.loads(self.body)["events"]
+        ]
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that keeps what is POSTed to ``url``; ``close`` and ``listen`` again."""
+
+    port: int = field(default_factory=free_port)
+    posts: list[Post] = field(default_factory=list)
+    # The statuses of the next answers, in order; then 200.
+    statuses: list[int] = field(default_factory=list)
+    _server: HTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def listen(self) -> None:
+        receiver = self
+
+        class Hook(tornado.web.RequestHandler):
+            def post(self) -> None:
+                receiver.posts.append(Post(self.request.headers, self.request.body))
+                if receiver.statuses:
+                    self.set_status(receiver.statuses.pop(0))
+
+        # Its 503s are the test's own, not the server's errors: not logged.
+        application = tornado.web.Application([(r"/hook", Hook)], log_function=lambda _: None)
+        self._server = HTTPServer(application)
+        self._server.listen(self.port, "127.0.0.1")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            await self._server.close_all_connections()
+            self._server = None
+
+    def events(self) -> list[tuple[str, str]]:
+        return [event for post in self.posts for event in post.events]
+
+    async def until(self, *events: tuple[str, str], timeout: float = 10) -> None:
+        """Waits (bounded) until every one of ``events`` has arrived."""
+        deadline = time.monotonic() + timeout
+        while not set(events) <= set(self.events()):
+            missing = set(events) - set(self.events())
+            assert time.monotonic() < deadline, f"never received {missing}"
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def receiver():
+    receiver = Receiver()
+    receiver.listen()
+    yield receiver
+    await receiver.close()
+
+
+@pytest.fixture
+async def hooked(receiver):
+    """``await hooked(**config)``: a server whose app POSTs its webhooks to ``receiver``,
+    started (its webhooks sending) and stopped as the command line does."""
+    running = []
+
+    async def start(**settings: Any) -> Server:
+        config = Config(
+            apikey=KEY,
+            apisecret=SECRET,
+            sockjs_url="http://127.0.0.1/sockjs.js",
+            webhook_url=receiver.url,
+        )
+        built = build(replace(config, **settings))
+        await built.start()
+        await built.door.listen(0, "127.0.0.1")
+        server = Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door)
+        server.parts = built
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        built = server.parts
+        built.router.close_all(3000, "Test over.")
+        for client in server.clients:
+            await client.close()
+        built.door.stop()
+        await asyncio.wait_for(built.door.close_all_connections(), 5)
+        built.apps.disconnect_all()
+        await built.stop()
+    RawClient.close_all()
+
+
+async def leave(client: WebSocketClient) -> None:
+    """The client closes its websocket."""
+    client.ws.close()
+    await client.close()
+
+
+# -- one process -----------------------------------------------------------------
+
+
+async def test_a_post_is_json_signed_with_the_app_secret(hooked, receiver):
+    server = await hooked()
+    before = int(time.time() * 1000)
+    await server.client(WebSocketClient, "ann", "news")
+    await receiver.until(("user_online", "ann"), ("channel_occupied", "news"))
+    post = receiver.posts[0]
+    assert post.headers["Content-Type"] == "application/json"
+    assert post.headers["X-Thunder-Key"] == KEY
+    expected = hmac.new(SECRET.encode(), post.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(post.headers["X-Thunder-Signature"], expected)
+    assert not hmac.compare_digest(
+        post.headers["X-Thunder-Signature"],
+        hmac.new(b"another secret", post.body, hashlib.sha256).hexdigest(),
+    )
+    document = json.loads(post.body)
+    assert before <= document["time_ms"] <= int(time.time() * 1000)
+    assert document["events"] == [
+        {"name": "user_online", "user": "ann"},
+        {"name": "channel_occupied", "channel": "news"},
+    ]
+
+
+async def test_each_transition_once_however_many_connections(hooked, receiver):
+    server = await hooked()
+    first = await server.client(WebSocketClient, "ann", "news")
+    second = await server.client(XhrStreamingClient, "ann", "news")
+    bob = await server.client(WebSocketClient, "bob", "news")
+    # One of ann's connections leaves news, then closes: she is still online and in it.
+    await first.send("UNSUBSCRIBE news")
+    await server.settled(lambda: len(server.hub.channel_connections("news")) == 2)
+    await leave(first)
+    await server.settled(lambda: server.hub.connection_count() == 2)
+    assert (await server.api("DELETE", "users/ann/")).code == 204
+    assert (await second.closed())[0] == 9002
+    await server.settled(lambda: server.hub.connection_count() == 1)
+    await leave(bob)
+    await server.settled(lambda: server.hub.connection_count() == 0)
+    await server.client(WebSocketClient, "zed")  # the marker: everything before it has come
+    await receiver.until(("user_online", "zed"))
+    assert receiver.events() == [
+        ("user_online", "ann"),
+        ("channel_occupied", "news"),
+        ("user_online", "bob"),
+        ("user_offline", "ann"),
+        ("channel_vacated", "news"),
+        ("user_offline", "bob"),
+        ("user_online", "zed"),
+    ]
+
+
+async def test_events_are_batched_at_most_a_hundred_a_post(hooked, receiver):
+    server = await hooked()
+    channels = [f"c{number:03}" for number in range(250)]
+    await server.client(WebSocketClient, "ann", *channels)
+    await receiver.until(*[("channel_occupied", channel) for channel in channels])
+    # 251 events made at once: three POSTs, in order.
+    assert [len(post.events) for post in receiver.posts] == [100, 100, 51]
+    assert receiver.events() == [("user_online", "ann")] + [
+        ("channel_occupied", channel) for channel in channels
+    ]
+    # A few events close together: one POST.
+    client = await server.client(WebSocketClient, "bob")
+    await client.send("SUBSCRIBE x:y:z")
+    await receiver.until(("channel_occupied", "z"))
+    assert receiver.posts[-1].events == [
+        ("user_online", "bob"),
+        ("channel_occupied", "x"),
+        ("channel_occupied", "y"),
+        ("channel_occupied", "z"),
+    ]
+
+
+async def publish_times(server: Server, client: WebSocketClient, count: int = 20) -> list[float]:
+    """How long each of ``count`` publishes to ``client``'s channel takes to answer."""
+    times = []
+    for number in range(count):
+        started = time.monotonic()
+        response = await server.api("POST", "channels/news/", str(number))
+        times.append(time.monotonic() - started)
+        assert response.code == 200
+        assert (await client.message())["payload"] == str(number)
+    return times
+
+
+async def test_a_receiver_that_is_down_slows_nothing_and_gets_the_events_when_back(
+    hooked, receiver
+):
+    server = await hooked()
+    ann = await server.client(WebSocketClient, "ann", "news")
+    await receiver.until(("channel_occupied", "news"))
+    before = await publish_times(server, ann)
+    webhooks = server.parts.webhooks
+    # Down: nothing listens (refused), and the sender has found out.
+    await receiver.close()
+    await server.client(WebSocketClient, "bob", "sport")
+    await server.settled(lambda: webhooks.failures == 1)
+    refused = await publish_times(server, ann)
+    # Down: the port accepts, the receiver never answers (each POST waits its 5 s).
+    hole = socket.create_server(("127.0.0.1", receiver.port))
+    hole.setblocking(False)
+    await server.client(WebSocketClient, "carol", "weather")
+    accepted, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(hole), 10)
+    silent = await publish_times(server, ann)
+    for times in (refused, silent):
+        assert max(times) < 1.0, times
+        assert statistics.median(times) < statistics.median(before) + 0.1, (before, times)
+    accepted.close()
+    hole.close()
+    receiver.listen()
+    await receiver.until(("user_online", "carol"), timeout=20)
+    assert receiver.events() == [
+        ("user_online", "ann"),
+        ("channel_occupied", "news"),
+        ("user_online", "bob"),
+        ("channel_occupied", "sport"),
+        ("user_online", "carol"),
+        ("channel_occupied", "weather"),
+    ]
+    assert webhooks.failures >= 2
+    assert webhooks.sent == 6
+
+
+async def test_a_full_queue_drops_the_oldest(hooked, receiver, no_tracebacks):
+    server = await hooked(max_channels_per_connection=20_000)
+    await receiver.close()
+    extra = 50
+    channels = [f"c{number:05}" for number in range(sender.LIMIT + extra)]
+    client = await server.client(WebSocketClient, "ann")
+    for start in range(0, len(channels), 2000):
+        await client.send("SUBSCRIBE " + ":".join(channels[start : start + 2000]))
+    await server.settled(lambda: len(server.hub.channels) == len(channels))
+    webhooks = server.parts.webhooks
+    # ann's online and the first channels' occupied no longer fit (a batch in
+    # flight is trimmed when its POST has failed).
+    await server.settled(lambda: webhooks.dropped == extra + 1)
+    assert "dropping the oldest" in no_tracebacks.text
+    receiver.listen()
+    await receiver.until(("channel_occupied", channels[-1]), timeout=30)
+    assert receiver.events() == [("channel_occupied", channel) for channel in channels[extra:]]
+    assert webhooks.sent == sender.LIMIT
+
+
+async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver):
+    server = await hooked()
+    receiver.statuses = [503, 302]
+    await server.client(WebSocketClient, "ann", "news")
+    await server.settled(lambda: len(receiver.posts) == 3)
+    assert [post.events for post in receiver.posts] == [
+        [("user_online", "ann"), ("channel_occupied", "news")]
+    ] * 3
+    webhooks = server.parts.webhooks
+    await server.settled(lambda: webhooks.sent == 2)
+    assert webhooks.failures == 2
+
+
+async def test_a_reload_starts_and_stops_an_apps_webhooks(hooked, receiver):
+    server = await hooked(webhook_url=None)
+    built = server.parts
+    await server.client(WebSocketClient, "ann", "news")
+    reload_settings(built, lambda: replace(built.config, webhook_url=receiver.url))
+    await server.client(WebSocketClient, "bob")
+    await receiver.until(("user_online", "bob"))
+    reload_settings(built, lambda: replace(built.config, webhook_url=None))
+    await server.client(WebSocketClient, "carol", "sport")
+    reload_settings(built, lambda: replace(built.config, webhook_url=receiver.url))
+    await server.client(WebSocketClient, "dan")
+    await receiver.until(("user_online", "dan"))
+    # Only what happened while the app had a URL.
+    assert receiver.events() == [("user_online", "bob"), ("user_online", "dan")]
+
+
+async def test_stopping_sends_what_is_queued_within_the_last_try(hooked, receiver):
+    server = await hooked()
+    await server.client(WebSocketClient, "ann", "news")
+    # At once, before the batch is due: the stop sends it.
+    started = time.monotonic()
+    await server.parts.stop()
+    assert time.monotonic() - started < sender.LAST_TRY + 0.5
+    assert ("channel_occupied", "news") in receiver.events()
+
+
+async def test_stopping_with_the_receiver_down_gives_up_within_the_last_try(hooked, receiver):
+    server = await hooked()
+    await receiver.close()
+    hole = socket.create_server(("127.0.0.1", receiver.port))  # accepts, never answers
+    try:
+        await server.client(WebSocketClient, "ann", "news")
+        started = time.monotonic()
+        await server.parts.stop()
+        assert time.monotonic() - started < sender.LAST_TRY + 0.5
+    finally:
+        hole.close()
+    assert server.parts.webhooks.dropped == 2
+    assert server.parts.webhooks.sent == 0
+
+
+async def test_an_app_without_a_webhook_records_nothing(hooked, receiver):
+    server = await hooked(webhook_url=None)
+    await server.client(WebSocketClient, "ann", "news")
+    assert server.hub.on_transition is None
+    await server.parts.stop()
+    assert receiver.posts == []
+    assert (server.parts.webhooks.sent, server.parts.webhooks.dropped) == (0, 0)
+
+
+# -- a cluster -----------------------------------------------------------------------
+
+
+async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiver):  # noqa: F811
+    a, b = await nodes(2, webhook_url=receiver.url)
+    await a.client(WebSocketClient, "ann", "news")
+    await b.client(WebSocketClient, "bob", "news")
+    await b.client(XhrStreamingClient, "ann", "news")
+    await a.client(WebSocketClient, "bob", "news", "sport")
+    await eventually(lambda: listed(a, "news"), ["ann", "bob"])
+    for user in ("ann", "bob"):
+        assert (await b.api("DELETE", f"users/{user}/")).code == 204
+    await eventually(lambda: listed(b, "news"), [])
+    await eventually(lambda: listed(b, "sport"), [])
+    # Markers, one from each node: each node's events come in order.
+    await a.client(WebSocketClient, "zed-a")
+    await b.client(WebSocketClient, "zed-b")
+    await receiver.until(("user_online", "zed-a"), ("user_online", "zed-b"))
+    assert all(post.headers["X-Thunder-Key"] == KEY for post in receiver.posts)
+    assert Counter(receiver.events()) == Counter(
+        [
+            ("user_online", "ann"),
+            ("user_online", "bob"),
+            ("channel_occupied", "news"),
+            ("channel_occupied", "sport"),
+            ("channel_vacated", "news"),
+            ("channel_vacated", "sport"),
+            ("user_offline", "ann"),
+            ("user_offline", "bob"),
+            ("user_online", "zed-a"),
+            ("user_online", "zed-b"),
+        ]
+    )
+    events = receiver.events()
+    assert events.index(("channel_occupied", "news")) < events.index(("channel_vacated", "news"))
+
+
+async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
+    nodes,  # noqa: F811
+    receiver,
+    fresh_redis,
+    tmp_path,
+):
+    (a,) = await nodes(1, webhook_url=receiver.url, presence_ttl=2.0)
+    doomed = await asyncio.to_thread(
+        start_server_process,
+        tmp_path,
+        *("--redis-url", fresh_redis.url, "--presence-ttl", "2", "--webhook-url", receiver.url),
+    )
+    try:
+        victim = await WebSocketClient(doomed.url).open()
+        await victim.send(f"CONNECT ann:{KEY}", "SUBSCRIBE news:sport")
+        await a.client(WebSocketClient, "bob", "news")
+        await receiver.until(("channel_occupied", "sport"), ("user_online", "bob"))
+        await asyncio.to_thread(doomed.stop, signal.SIGKILL)
+        await victim.close()
+        # Forgotten within the TTL and a beat; a says so for it.
+        await receiver.until(("channel_vacated", "sport"), ("user_offline", "ann"), timeout=6)
+    finally:
+        doomed.stop()
+    await a.client(WebSocketClient, "zed")
+    await receiver.until(("user_online", "zed"))
+    assert Counter(receiver.events()) == Counter(
+        [
+            ("user_online", "ann"),
+            ("user_online", "bob"),
+            ("channel_occupied", "news"),
+            ("channel_occupied", "sport"),
+            ("channel_vacated", "sport"),
+            ("user_offline", "ann"),
+            ("user_online", "zed"),
+        ]
+    )
+    assert "Traceback" not in doomed.log()
+
+
+async def test_a_node_that_leaves_vacates_what_only_it_had(nodes, receiver):  # noqa: F811
+    a, b = await nodes(2, webhook_url=receiver.url)
+    await a.client(WebSocketClient, "ann", "news", "sport")
+    await b.client(WebSocketClient, "bob", "news")
+    await eventually(lambda: listed(b, "news"), ["ann", "bob"])
+    await receiver.until(("channel_occupied", "sport"), ("user_online", "bob"))
+    # a leaves with its connections still open: its goodbye vacates what only it had.
+    await a.built.stop()
+    await receiver.until(("channel_vacated", "sport"), ("user_offline", "ann"))
+    await b.client(WebSocketClient, "zed")
+    await receiver.until(("user_online", "zed"))
+    assert Counter(receiver.events()) == Counter(
+        [
+            ("user_online", "ann"),
+            ("user_online", "bob"),
+            ("channel_occupied", "news"),
+            ("channel_occupied", "sport"),
+            ("channel_vacated", "sport"),
+            ("user_offline", "ann"),
+            ("user_online", "zed"),
+        ]
+    )

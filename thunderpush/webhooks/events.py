@@ -1,0 +1,41 @@
+"""The events a webhook carries, the body that carries them, and its signature.
+
+An event is ``(name, subject)``: ``("channel_occupied", "news")`` or
+``("user_offline", "ann")``.  A POST carries a batch of them::
+
+    {"time_ms": 1700000000000, "events": [{"name": "channel_occupied", "channel": "news"}]}
+
+made by ``payload`` and signed with the app's secret (``signature``), so the backend knows the
+events come from this server and were not changed on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+
+CHANNEL_OCCUPIED = "channel_occupied"
+CHANNEL_VACATED = "channel_vacated"
+USER_ONLINE = "user_online"
+USER_OFFLINE = "user_offline"
+
+Event = tuple[str, str]
+
+
+def payload(events: Iterable[Event], time_ms: int) -> bytes:
+    """The JSON body of one POST, UTF-8."""
+    items = [{"name": name, _subject_field(name): subject} for name, subject in events]
+    return json.dumps(
+        {"time_ms": time_ms, "events": items}, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``body`` under ``secret``: ``X-Thunder-Signature``."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _subject_field(name: str) -> str:
+    return "user" if name.startswith("user_") else "channel"
