@@ -138,15 +138,22 @@ async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIt
     await door.listen(0, "127.0.0.1")
     running = Server(door.port, router, built.apps.get(KEY).hub, door, parts=built)
     yield running
+    await stopped(running)
+    RawClient.close_all()
+
+
+async def stopped(server: Server) -> None:
+    """Stops a server that ``build`` made and its clients, as a test ends."""
+    built = server.parts
     # Closing the sessions first ends every pending poll and stream, so the
     # clients' requests finish instead of being cut off.
-    router.close_all(3000, "Test over.")
-    for client in running.clients:
+    built.router.close_all(3000, "Test over.")
+    for client in server.clients:
         await client.close()
-    RawClient.close_all()
-    door.stop()
-    await asyncio.wait_for(door.close_all_connections(), 5)
+    built.door.stop()
+    await asyncio.wait_for(built.door.close_all_connections(), 5)
     built.apps.disconnect_all()
+    await built.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from thunderpush.server.application import build
 from thunderpush.server.config import Config
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, Server, call_api, start_server_process
+from .conftest import KEY, SECRET, Server, call_api, start_server_process, stopped
 from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .wire import RawClient
 
@@ -43,13 +43,6 @@ def body(response) -> Any:
     return (response.code, response.body.decode())
 
 
-@dataclass
-class Node(Server):
-    """An in-process server of the cluster, and the parts it was built from."""
-
-    built: Any = None
-
-
 @pytest.fixture
 async def nodes(fresh_redis):
     """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
@@ -63,20 +56,12 @@ async def nodes(fresh_redis):
             await built.start()
             await built.door.listen(0, "127.0.0.1")
             hub = built.apps.get(KEY).hub
-            running.append(
-                (built, Node(built.door.port, built.router, hub, built.door, built=built))
-            )
-        return [server for _, server in running[-count:]]
+            running.append(Server(built.door.port, built.router, hub, built.door, parts=built))
+        return running[-count:]
 
     yield start
-    for built, server in running:
-        built.router.close_all(3000, "Test over.")
-        for client in server.clients:
-            await client.close()
-        built.door.stop()
-        await asyncio.wait_for(built.door.close_all_connections(), 5)
-        built.apps.disconnect_all()
-        await built.stop()
+    for server in running:
+        await stopped(server)
     RawClient.close_all()
 
 
@@ -346,7 +331,7 @@ async def test_a_node_that_shuts_down_leaves_presence_at_once(nodes):
     watcher, _ = await in_presence(a, "watcher")
     await in_presence(b, "leaver")
     assert (await watcher.message())["user"] == "leaver"
-    await shut_down(b.built)
+    await shut_down(b.parts)
     assert await watcher.message() == {
         "event": "member_removed",
         "channel": "presence-room",

@@ -25,6 +25,7 @@ from .cluster import cluster_nodes
 from .conftest import KEY, SECRET, Server, call_api
 from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
 from .test_cluster import eventually, nodes
+from .test_history import recovered
 
 __all__ = ["nodes"]
 
@@ -166,16 +167,6 @@ async def delivered(client: SockJSClient, count: int) -> list[tuple[str, int, st
     return out
 
 
-def recovered(channel: str, complete: bool, epoch: str, offset: int) -> dict:
-    return {
-        "event": "recovered",
-        "channel": channel,
-        "complete": complete,
-        "epoch": epoch,
-        "offset": offset,
-    }
-
-
 async def away_then_back(nodes, kind: type[SockJSClient], **settings: Any):
     """ann reads news on node a, is cut after two messages, misses three published on a,
     and comes back on node b (CONNECTed only); answers (a, b, her new client, the epoch)."""
@@ -195,7 +186,7 @@ async def test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_li
     a, b, ann, epoch = await away_then_back(nodes, kind)
     await ann.send(f"SUBSCRIBE news since={epoch}/2")
     assert await delivered(ann, 3) == [(epoch, 3, "3"), (epoch, 4, "4"), (epoch, 5, "5")]
-    assert await ann.message() == recovered("news", True, epoch, 5)
+    assert await ann.message() == recovered(True, epoch, 5)
     await publish(a, "news", "6")
     await publish(b, "news", "7")
     assert await delivered(ann, 2) == [(epoch, 6, "6"), (epoch, 7, "7")]
@@ -206,25 +197,25 @@ async def test_a_gap_longer_than_the_history_is_told_incomplete(nodes):
     a, b, ann, epoch = await away_then_back(nodes, WebSocketClient, history_size=2)
     # Messages 3 to 5 were missed; only 4 and 5 are kept.
     await ann.send(f"SUBSCRIBE news since={epoch}/2")
-    assert await ann.message() == recovered("news", False, epoch, 5)
+    assert await ann.message() == recovered(False, epoch, 5)
     await publish(a, "news", "6")
     assert await delivered(ann, 1) == [(epoch, 6, "6")]
     # 5 and 6 are kept now: one who saw 4 has missed nothing that is gone.
     again = await b.client(WebSocketClient, "bob")
     await again.send(f"SUBSCRIBE news since={epoch}/4")
     assert await delivered(again, 2) == [(epoch, 5, "5"), (epoch, 6, "6")]
-    assert await again.message() == recovered("news", True, epoch, 6)
+    assert await again.message() == recovered(True, epoch, 6)
 
 
 async def test_a_position_of_another_epoch_or_ahead_of_the_stream_is_told_incomplete(nodes):
     a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
     await ann.send(f"SUBSCRIBE news since={'0' * 16}/2:sport since={epoch}/1")
-    assert await ann.message() == recovered("news", False, epoch, 5)
+    assert await ann.message() == recovered(False, epoch, 5)
     # sport has no stream at all.
-    assert await ann.message() == recovered("sport", False, "", 0)
+    assert await ann.message() == recovered(False, "", 0, channel="sport")
     bob = await b.client(WebSocketClient, "bob")
     await bob.send(f"SUBSCRIBE news since={epoch}/9")
-    assert await bob.message() == recovered("news", False, epoch, 5)
+    assert await bob.message() == recovered(False, epoch, 5)
 
 
 async def test_a_stream_that_expired_starts_a_new_epoch_and_the_old_one_is_told_incomplete(
@@ -256,7 +247,7 @@ async def test_channels_without_history_stay_as_they_were(nodes):
     await publish(a, "quiet-room", "[1]")
     assert await ann.message() == {"payload": "[1]", "channel": "quiet-room"}
     await ann.send(f"SUBSCRIBE quiet-room since={'1' * 16}/3")
-    assert await ann.message() == recovered("quiet-room", False, "", 0)
+    assert await ann.message() == recovered(False, "", 0, channel="quiet-room")
 
 
 # -- publishes racing the recovery's read ------------------------------------------
@@ -275,7 +266,7 @@ async def test_messages_from_the_bus_while_the_read_is_under_way_are_held_not_do
     deliver(b.hub, f"hnews\n{epoch}\n4\n4".encode())  # published before the read
     deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())  # published after it
     assert await delivered(ann, 3) == [(epoch, 3, "3"), (epoch, 4, "4"), (epoch, 5, "5")]
-    assert await ann.message() == recovered("news", True, epoch, 5)
+    assert await ann.message() == recovered(True, epoch, 5)
     assert await delivered(ann, 1) == [(epoch, 6, "6")]
     await ann.no_message()
 
@@ -284,7 +275,7 @@ async def test_messages_still_on_the_bus_after_the_read_answered_are_not_sent_tw
     a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
     await ann.send(f"SUBSCRIBE news since={epoch}/2")
     assert len(await delivered(ann, 3)) == 3
-    assert await ann.message() == recovered("news", True, epoch, 5)
+    assert await ann.message() == recovered(True, epoch, 5)
     deliver(b.hub, f"hnews\n{epoch}\n5\n5".encode())  # the read had it
     deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())
     assert await delivered(ann, 1) == [(epoch, 6, "6")]
@@ -345,15 +336,15 @@ async def test_in_a_presence_channel_the_member_list_comes_before_the_missed_mes
         "members": ["bob"],
     }
     assert await delivered(bob, 1) == [(epoch, 2, "2")]
-    assert await bob.message() == recovered(channel, True, epoch, 2)
+    assert await bob.message() == recovered(True, epoch, 2, channel=channel)
 
 
 async def test_while_redis_is_down_a_recovery_is_told_incomplete_at_once(nodes, fresh_redis):
     a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
     with fresh_redis.outage():
-        await b.settled(lambda: not b.built.node.up)
+        await b.settled(lambda: not b.parts.node.up)
         await ann.send(f"SUBSCRIBE news since={epoch}/2")
-        assert await ann.message() == recovered("news", False, "", 0)
+        assert await ann.message() == recovered(False, "", 0)
 
 
 # -- the API's read ---------------------------------------------------------------
@@ -393,7 +384,7 @@ async def test_the_history_answers_503_while_redis_is_down(nodes, fresh_redis):
     a, b = await nodes(2, **KEPT)
     await publish(a, "news", "1")
     with fresh_redis.outage():
-        await b.settled(lambda: not b.built.node.up)
+        await b.settled(lambda: not b.parts.node.up)
         started = time.monotonic()
         assert await history(b, "news") == (
             503,
@@ -427,7 +418,7 @@ async def test_a_client_of_a_killed_node_recovers_on_another(fresh_redis, tmp_pa
             await back.send(f"CONNECT ann:{KEY}")
             await back.send(f"SUBSCRIBE news since={epoch}/1")
             assert await delivered(back, 2) == [(epoch, 2, "2"), (epoch, 3, "3")]
-            assert await back.message() == recovered("news", True, epoch, 3)
+            assert await back.message() == recovered(True, epoch, 3)
         finally:
             for client in (ann, back):
                 if client is not None:

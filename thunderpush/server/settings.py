@@ -137,9 +137,7 @@ def apps_from_file(
     apps = []
     for number, table in enumerate(_tables(data, "apps", path), 1):
         where = f"{path}: app {number}"
-        unknown = set(table) - _APP_FIELDS
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        _only(table, _APP_FIELDS, where)
         key, secret = table.get("key"), table.get("secret")
         if not isinstance(key, str) or not isinstance(secret, str):
             raise ConfigError(f"{where}: needs a key and a secret, as strings")
@@ -161,9 +159,7 @@ def history_from_file(data: Mapping[str, Any], path: str) -> tuple[HistoryRule, 
     rules = []
     for number, table in enumerate(_tables(data, "history", path), 1):
         where = f"{path}: history {number}"
-        unknown = set(table) - _RULE_FIELDS
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        _only(table, _RULE_FIELDS, where)
         prefix, size, ttl = table.get("prefix"), table.get("size"), table.get("ttl", 300.0)
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError(f"{where}: needs a prefix, a non-empty string")
@@ -173,6 +169,13 @@ def history_from_file(data: Mapping[str, Any], path: str) -> tuple[HistoryRule, 
             raise ConfigError(f"{where}: ttl: not a positive number of seconds: {ttl!r}")
         rules.append(HistoryRule(prefix, size, float(ttl)))
     return tuple(rules)
+
+
+def _only(table: Mapping[str, Any], known: set[str], where: str) -> None:
+    """``ConfigError`` naming the first setting of ``table`` that is not ``known``."""
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
 
 
 def _tables(data: Mapping[str, Any], name: str, path: str) -> list[dict[str, Any]]:
