@@ -139,7 +139,6 @@ async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIt
     running = Server(door.port, router, built.apps.get(KEY).hub, door, parts=built)
     yield running
     await stopped(running)
-    RawClient.close_all()
 
 
 async def stopped(server: Server) -> None:
@@ -150,6 +149,8 @@ async def stopped(server: Server) -> None:
     built.router.close_all(3000, "Test over.")
     for client in server.clients:
         await client.close()
+    # Raw clients too (every test's), or the door would wait for their sockets.
+    RawClient.close_all()
     built.door.stop()
     await asyncio.wait_for(built.door.close_all_connections(), 5)
     built.apps.disconnect_all()

@@ -27,7 +27,6 @@ from thunderpush.server.process import shut_down
 
 from .conftest import KEY, SECRET, Server, call_api, start_server_process, stopped
 from .sockjs_client import WebSocketClient, XhrStreamingClient
-from .wire import RawClient
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
@@ -62,7 +61,6 @@ async def nodes(fresh_redis):
     yield start
     for server in running:
         await stopped(server)
-    RawClient.close_all()
 
 
 async def listed(server: Server, channel: str) -> list[str]:

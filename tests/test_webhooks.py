@@ -32,7 +32,6 @@ from thunderpush.webhooks import sender
 from .conftest import KEY, SECRET, Server, free_port, start_server_process, stopped
 from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
-from .wire import RawClient
 
 
 @dataclass
@@ -126,7 +125,6 @@ async def hooked(receiver):
     yield start
     for server in running:
         await stopped(server)
-    RawClient.close_all()
 
 
 async def leave(client: WebSocketClient) -> None:
