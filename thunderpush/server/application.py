@@ -151,13 +151,7 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         else:
             apps = Apps()
         for app in declared_apps(config):
-            apps.add(
-                app.key,
-                app.secret,
-                app.require_signature,
-                app.history_policy(),
-                app.webhook_url,
-            )
+            apps.add(app.key, app.secret, **app.options())
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
