@@ -19,7 +19,7 @@ position sent, so there is no gap and no duplicate.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
@@ -39,8 +39,8 @@ Held = tuple[tuple[str, int], str]
 class LocalMembers(Members):
     """Counts this node's presence-channel users, but announces nothing: Redis does."""
 
-    def join(self, channel: str, userid: str) -> bool:
-        super().join(channel, userid)
+    def join(self, channel: str, userid: str, info: Any = None) -> bool:
+        super().join(channel, userid, info)
         return False
 
     def leave(self, channel: str, userid: str) -> bool:
@@ -190,12 +190,17 @@ class ClusterHub(Hub):
                 self._deliver([connection], element)
 
     def send_to_channel(
-        self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
+        self,
+        channel: str,
+        message: str | bytes,
+        position: tuple[str, int] | None = None,
+        event: str | None = None,
+        exclude: str | None = None,
     ) -> int:
         """As on one process, except for the connections whose recovery is under way
         (the message waits for the read) or that the read sent it to already."""
         if position is None or channel not in self._guarded:
-            return super().send_to_channel(channel, message, position)
+            return super().send_to_channel(channel, message, position, event, exclude)
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
         targets, held = [], 0

@@ -1,7 +1,14 @@
-"""The Pusher Channels protocol beside Thunderpush's own (docs/pusher.rst).
+"""The Pusher Channels protocol, a second front door to the same hubs.
 
-* ``signatures`` - Pusher's HMAC signatures: channel and sign-in auth, API requests;
-* ``authentication`` - the checks every request to Pusher's HTTP API passes;
-* ``api`` - Pusher's HTTP API under ``/apps/<app_id>/``, on the same broker and presence;
-* ``handlers`` - that API as Tornado request handlers.
+``protocol`` holds Pusher's frames and error codes, ``signatures`` the
+HMAC signatures its clients and server libraries send, ``connection`` the
+websocket at ``/app/<key>`` that pusher-js and Laravel Echo open.  A Pusher
+connection is one more kind of hub connection (``thunderpush.core.hub``):
+the hub renders Pusher frames for it, so a publish through either API
+reaches both kinds of client.
+
+Pusher's HTTP API (``/apps/<app_id>/...``, for the server libraries) is
+``authentication`` (the request signature and its checks), ``api`` (what each
+route does, through the app's broker and presence), ``errors`` (its plain-text
+refusals) and ``handlers`` (the routes on Tornado).
 """
