@@ -22,12 +22,14 @@ from pusher.signature import sign
 from tornado.httpclient import AsyncHTTPClient
 
 from thunderpush.core.protocol import FORCED_DISCONNECT
+from thunderpush.pusher.protocol import DEFAULT_EVENT
 from thunderpush.pusher.signatures import request_signature
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .test_channels import presence
 from .test_cluster import nodes
+from .test_pusher_ws import Pusher as PusherConnection
 
 __all__ = ["nodes"]  # the fixture, for the cluster tests
 
@@ -344,7 +346,7 @@ async def test_unsigned_unknown_and_unrouted_requests(server):
     assert (response.code, response.body) == (405, b"Method not allowed\n")
 
 
-@pytest.mark.config(max_body_size=1000)
+@pytest.mark.config(app_id=APP_ID, max_body_size=1000)
 async def test_a_body_over_the_servers_limit_is_refused_with_413(server):
     ann = await server.client(WebSocketClient, "ann", "news")
     client = client_of(server)
@@ -403,3 +405,40 @@ async def test_terminate_and_listings_cover_the_cluster(nodes):
     }
     assert await call(client.terminate_user_connections, "bob") == {}
     assert await bob.closed() == tuple(FORCED_DISCONNECT)
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"history_size": 10, "history_ttl": 60.0}], ids=["live", "kept"]
+)
+async def test_a_pusher_event_crosses_the_cluster_with_its_name_and_exclusion(nodes, settings):
+    """The bus carries the event name and the socket id to exclude (kinds ``e`` and ``k``).
+
+    Node two's Pusher connections are plain objects on the hub's connection
+    contract (``tests/test_pusher_ws.py``'s), until the websocket is on this branch.
+    """
+    one, two = await nodes(2, app_id=APP_ID, **settings)
+    thunder = await two.client(WebSocketClient, "ann", "news")
+    hub = two.built.apps.get(KEY).hub
+    sender, other = PusherConnection("p1", "1.1"), PusherConnection("p2", "2.2")
+    for connection in (sender, other):
+        hub.add(connection)
+        hub.subscribe(connection, "news")
+    try:
+        await call(client_of(one).trigger, "news", "update", "hello", socket_id="1.1")
+        message = await thunder.message()
+        assert (message["payload"], message["channel"]) == ("hello", "news")
+        assert ("epoch" in message) == bool(settings)
+        # One bus message reached all three: the excluded one got nothing.
+        assert [json.loads(frame) for frame in other.received] == [
+            {"event": "update", "channel": "news", "data": "hello"}
+        ]
+        assert sender.received == []
+        # A Thunderpush publish reaches them as the default event, nobody excluded.
+        response = await one.api("POST", "channels/news/", '"plain"')
+        assert json.loads(response.body)["count"] == 3
+        assert (await thunder.message())["payload"] == '"plain"'
+        await two.settled(lambda: len(sender.received) == 1)
+        assert json.loads(sender.received[0])["event"] == DEFAULT_EVENT
+    finally:
+        for connection in (sender, other):
+            hub.remove(connection)

@@ -187,10 +187,12 @@ local function entry(text)
 end
 """
 
-# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload.  Keeps the
+# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, and the
+# Pusher part ("" or ``[event, exclude]`` as JSON, see ``bus``).  Keeps the
 # payload in the channel's stream (starting a new one, with a new epoch, if
-# there is none), publishes it on the bus with its position, and answers how
-# many connections other live nodes have in the channel.
+# there is none), publishes it on the bus with its position (kind ``h``, or
+# ``k`` with the Pusher part), and answers how many connections other live
+# nodes have in the channel.
 SEND_KEPT = (
     _COMMON
     + _STREAMS
@@ -214,7 +216,12 @@ local ms = math.ceil(keep * 1000)
 redis.call('PEXPIRE', list, ms)
 redis.call('PEXPIRE', meta, ms)
 local position = epoch .. '\\n' .. offset .. '\\n'
-redis.call('PUBLISH', P .. app .. ':bus', 'h' .. channel .. '\\n' .. position .. payload)
+local pusher = ARGV[8] or ''
+local head = 'h' .. channel .. '\\n'
+if pusher ~= '' then
+  head = 'k' .. channel .. '\\n' .. pusher .. '\\n'
+end
+redis.call('PUBLISH', P .. app .. ':bus', head .. position .. payload)
 return elsewhere_count(ttl, app, node, 'c', channel)
 """
 )
