@@ -28,6 +28,5 @@ def unauthorized(message: str) -> Refused:
 
 
 UNKNOWN_APP = Refused(404, "Unknown app")
-NOT_FOUND = Refused(404, "Not found")
 TOO_LARGE = Refused(413, "Request body too large")
 BACKEND_UNAVAILABLE = Refused(503, "Cluster backend unavailable")
