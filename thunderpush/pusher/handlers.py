@@ -37,6 +37,7 @@ class PusherApiHandler(tornado.web.RequestHandler):
         self.actions = actions
         self._body = bytearray()
         self._params: dict[str, str] = {}
+        self._refused = False
 
     def prepare(self) -> None:
         request = self.request
@@ -63,7 +64,7 @@ class PusherApiHandler(tornado.web.RequestHandler):
         request.connection.set_max_body_size(2**63)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self._refused:
             return
         if len(self._body) + len(chunk) > self.max_body_size:
             self.refuse(TOO_LARGE)
@@ -71,7 +72,7 @@ class PusherApiHandler(tornado.web.RequestHandler):
         self._body += chunk
 
     async def serve(self, *args: Any, **kwargs: Any) -> None:
-        if self._finished:
+        if self._refused:
             return
         body = bytes(self._body)
         try:
@@ -93,6 +94,7 @@ class PusherApiHandler(tornado.web.RequestHandler):
     get = post = serve
 
     def refuse(self, refused: Refused) -> None:
+        self._refused = True
         self.set_status(refused.status)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.finish(refused.message + "\n")
