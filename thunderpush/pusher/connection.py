@@ -43,7 +43,6 @@ MAX_EVENT_NAME = 200
 _CLOSES = {
     thunder.SERVER_SHUTDOWN.code: protocol.SERVER_SHUTDOWN,
     thunder.FORCED_DISCONNECT.code: protocol.TERMINATED,
-    thunder.CLIENT_TOO_SLOW.code: protocol.OVER_CAPACITY,
 }
 
 
