@@ -15,7 +15,6 @@ is refused delivered nothing.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -25,6 +24,7 @@ from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
 from thunderpush.core.results import in_order, then
 from thunderpush.pusher.errors import bad_request
+from thunderpush.pusher.protocol import is_socket_id
 
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
 
@@ -36,9 +36,6 @@ MAX_EVENT_NAME = 200
 USER_COUNT = "user_count"
 SUBSCRIPTION_COUNT = "subscription_count"
 _ATTRIBUTES = frozenset((USER_COUNT, SUBSCRIPTION_COUNT))
-
-# A Pusher connection's id, as pusher-js reports it and ``socket_id`` names it.
-_SOCKET_ID = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
 
 
 # -- checking what a request asks for --------------------------------------------
@@ -77,7 +74,7 @@ def _data(data: Any) -> str:
 def _socket_id(socket_id: Any) -> str | None:
     if socket_id is None:
         return None
-    if not (isinstance(socket_id, str) and _SOCKET_ID.fullmatch(socket_id)):
+    if not is_socket_id(socket_id):
         raise bad_request("Invalid socket_id")
     return socket_id
 

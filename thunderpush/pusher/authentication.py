@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from thunderpush.core.apps import App, Apps
 from thunderpush.pusher.errors import UNKNOWN_APP, unauthorized
-from thunderpush.pusher.signatures import request_signature, same
+from thunderpush.pusher.signatures import matches, request_signature
 
 # Pusher accepts a request whose auth_timestamp is this close to its clock, in seconds.
 MAX_SKEW = 600
@@ -52,7 +52,7 @@ def authenticate(
         raise unauthorized("Unsupported auth_version: only 1.0 is supported")
     _check_timestamp(params["auth_timestamp"])
     expected = request_signature(app.secret, method, path, params)
-    if not same(expected, params["auth_signature"]):
+    if not matches(expected, params["auth_signature"]):
         raise unauthorized("Invalid signature")
     return app
 
@@ -75,5 +75,5 @@ def check_body(params: Mapping[str, str], body: bytes) -> None:
         if body:
             raise unauthorized("Missing authentication parameter: body_md5")
         return
-    if not same(hashlib.md5(body).hexdigest(), given.lower()):
+    if not matches(hashlib.md5(body).hexdigest(), given.lower()):
         raise unauthorized("body_md5 does not match the body")

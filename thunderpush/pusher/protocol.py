@@ -55,7 +55,6 @@ SERVER_SHUTDOWN = PusherError(4200, "Server shutting down")
 # 4300-4399: errors that do not close the connection.
 CLIENT_EVENT_REJECTED = PusherError(4301, "Client event rejected")
 CLIENT_EVENTS_DISABLED = PusherError(4301, "Client events are not enabled for this app")
-OVER_RATE = PusherError(4301, "Client event rate limit reached")
 INVALID_MESSAGE = PusherError(4300, "Invalid message")
 
 _SOCKET_ID = re.compile(r"\d+\.\d+")
