@@ -3,7 +3,8 @@
 The library is synchronous: each call runs in a thread (``asyncio.to_thread``)
 while the in-process server runs in the test's loop.  Receivers are real
 Thunderpush SockJS sessions, which get a Pusher event's ``data`` as their
-payload; the cluster tests run two in-process nodes on a real Redis
+payload, and real Pusher websockets (``tests/test_pusher_ws.py``'s helpers);
+the cluster tests run two in-process nodes on a real Redis
 (``tests/test_cluster.py``'s ``nodes``).
 """
 
@@ -30,6 +31,15 @@ from .sockjs_client import WebSocketClient, XhrStreamingClient
 from .test_channels import presence
 from .test_cluster import nodes
 from .test_pusher_ws import Pusher as PusherConnection
+from .test_pusher_ws import (
+    closed_with,
+    established,
+    opened,
+    presence_data,
+    receive,
+    subscribed,
+)
+from .test_pusher_ws import send as ws_send
 
 __all__ = ["nodes"]  # the fixture, for the cluster tests
 
@@ -414,7 +424,8 @@ async def test_a_pusher_event_crosses_the_cluster_with_its_name_and_exclusion(no
     """The bus carries the event name and the socket id to exclude (kinds ``e`` and ``k``).
 
     Node two's Pusher connections are plain objects on the hub's connection
-    contract (``tests/test_pusher_ws.py``'s), until the websocket is on this branch.
+    contract (``tests/test_pusher_ws.py``'s), so that what each received is
+    known exactly; the test below does it with real websockets.
     """
     one, two = await nodes(2, app_id=APP_ID, **settings)
     thunder = await two.client(WebSocketClient, "ann", "news")
@@ -442,3 +453,48 @@ async def test_a_pusher_event_crosses_the_cluster_with_its_name_and_exclusion(no
     finally:
         for connection in (sender, other):
             hub.remove(connection)
+
+
+# -- Pusher websockets as receivers ---------------------------------------------------------
+
+
+async def test_a_trigger_reaches_pusher_websockets_as_the_event_but_the_excluded_one(server):
+    thunder = await server.client(WebSocketClient, "t", "news")
+    async with opened(server) as sender, opened(server) as other:
+        sender_id, _ = await established(sender), await established(other)
+        await subscribed(sender, "news")
+        await subscribed(other, "news")
+        client = client_of(server)
+        await call(client.trigger, ["news"], "update", {"n": 1}, socket_id=sender_id)
+        assert await receive(other) == {"event": "update", "channel": "news", "data": '{"n": 1}'}
+        assert await thunder.message() == {"payload": '{"n": 1}', "channel": "news"}
+        assert await call(client.channel_info, "news", ["subscription_count"]) == {
+            "occupied": True,
+            "subscription_count": 3,
+        }
+        # The sender got nothing: its next frame is the pong to its ping.
+        await ws_send(sender, "pusher:ping")
+        assert (await receive(sender))["event"] == "pusher:pong"
+
+
+async def test_users_info_and_terminate_cover_pusher_connections(server):
+    async with opened(server) as ws:
+        socket_id = await established(ws)
+        await subscribed(ws, "presence-room", **presence_data(socket_id, "presence-room", "42"))
+        client = client_of(server)
+        assert await call(client.users_info, "presence-room") == {"users": [{"id": "42"}]}
+        assert await call(client.terminate_user_connections, "42") == {}
+        assert await closed_with(ws) == 4009
+
+
+async def test_a_trigger_on_one_node_reaches_a_pusher_websocket_on_the_other(nodes):
+    one, two = await nodes(2, app_id=APP_ID)
+    async with opened(two) as ws, opened(two) as excluded:
+        await established(ws)
+        excluded_id = await established(excluded)
+        await subscribed(ws, "news")
+        await subscribed(excluded, "news")
+        await call(client_of(one).trigger, "news", "update", "across", socket_id=excluded_id)
+        assert await receive(ws) == {"event": "update", "channel": "news", "data": "across"}
+        await ws_send(excluded, "pusher:ping")
+        assert (await receive(excluded))["event"] == "pusher:pong"
