@@ -26,6 +26,7 @@ from thunderpush.core.hub import Connection, Hub
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import encode_delivery, subscription_succeeded
 from thunderpush.core.streams import NO_STREAM, Stream
+from thunderpush.pusher import protocol as pusher
 
 if TYPE_CHECKING:
     from thunderpush.cluster.registry import Registry
@@ -198,13 +199,21 @@ class ClusterHub(Hub):
         exclude: str | None = None,
     ) -> int:
         """As on one process, except for the connections whose recovery is under way
-        (the message waits for the read) or that the read sent it to already."""
+        (the message waits for the read) or that the read sent it to already.
+
+        Only Thunderpush connections recover: the Pusher ones get the event at once.
+        """
         if position is None or channel not in self._guarded:
             return super().send_to_channel(channel, message, position, event, exclude)
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
-        targets, held = [], 0
+        pushers = self._pusher_channels.get(channel, {})
+        targets, others, held = [], [], 0
         for connection in self.channels.get(channel, ()):
+            if connection in pushers:
+                if connection.socket_id != exclude:
+                    others.append(connection)
+                continue
             key = (connection, channel)
             waiting = self._recovering.get(key)
             if waiting is not None:
@@ -213,6 +222,9 @@ class ClusterHub(Hub):
             elif self._fresh(key, position):
                 targets.append(connection)
         count = self._deliver(targets, element) + held
+        if others:
+            frame = pusher.event(event or pusher.DEFAULT_EVENT, channel, text)
+            count += self._deliver(others, frame)
         self.messages += 1
         self.delivered_to_channels += count
         return count
