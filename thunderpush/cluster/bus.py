@@ -21,6 +21,9 @@ A bus message is text, its first character its kind::
     u<user>\\n<payload>           deliver to a user
     d<user>                      close a user's connections
     a<channel>\\n<user>\\n<seq>    member_added in a presence channel
+    a<channel>\\n<user>\\n<seq>\\n<info>
+                                 the same for a member with a Pusher
+                                 ``user_info`` (one line of JSON)
     r<channel>\\n<user>\\n<seq>    member_removed
 
 Channel names and user ids hold no newline, so the first newline ends them.
@@ -36,7 +39,6 @@ from typing import TYPE_CHECKING
 
 from thunderpush.cluster import scripts
 from thunderpush.core.broker import Broker
-from thunderpush.core.protocol import member_added, member_removed
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import ClusterHub
@@ -44,8 +46,6 @@ if TYPE_CHECKING:
     from thunderpush.core.apps import App
 
 logger = logging.getLogger(__name__)
-
-_EVENTS = {"a": member_added, "r": member_removed}
 
 
 class RedisBroker(Broker):
@@ -122,10 +122,12 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
                 hub.send_to_user(name, payload)
         elif kind == b"d":
             hub.disconnect_user(rest.decode("utf-8"))
+        elif kind in (b"a", b"r"):
+            channel, user, seq, *info = rest.decode("utf-8").split("\n", 3)
+            added = kind == b"a"
+            hub.announce(channel, user, int(seq), added, info[0] if info and added else None)
         else:
-            channel, user, seq = rest.decode("utf-8").split("\n")
-            event = _EVENTS[kind.decode("ascii")]
-            hub.announce(channel, user, int(seq), event(channel, user))
+            raise ValueError(kind)
     except (ValueError, KeyError):
         # Nothing but nodes publishes on the bus; say so, once per message, briefly.
         logger.warning("Ignored a malformed message on the cluster bus: %r", data[:80])
