@@ -13,6 +13,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from thunderpush.cluster import scripts
 from thunderpush.cluster.bus import deliver
 
 from .sockjs_client import WebSocketClient
@@ -54,6 +55,43 @@ async def pong(ws: ClientConnection) -> None:
     """A ping answered: every frame sent to ``ws`` before it was read already."""
     await send(ws, "pusher:ping")
     assert (await receive(ws))["event"] == "pusher:pong"
+
+
+def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node(fresh_redis):
+    with fresh_redis.client() as redis, redis.pubsub() as bus:
+        bus.subscribe(scripts.bus_channel("app"))
+        assert bus.get_message(timeout=1)["type"] == "subscribe"
+        for node in ("n1", "n2"):
+            redis.eval(scripts.BEAT, 0, 30, node)
+
+        def member(node: str, user: str, here: bool, info: str) -> None:
+            score = "1" if here else ""
+            redis.eval(scripts.MEMBER, 0, 30, "app", node, ROOM, user, score, "1", info)
+
+        def published() -> bytes:
+            return bus.get_message(timeout=1)["data"]
+
+        def users(infos: str = "1") -> list:
+            return redis.eval(scripts.CHANNEL_USERS, 0, 30, "app", ROOM, infos)[1:]
+
+        member("n1", "1", True, '{"name": "Ann"}')
+        assert published() == f'a{ROOM}\n1\n1\n{{"name": "Ann"}}'.encode()
+        member("n2", "t", True, "")  # a Thunderpush member: as before
+        assert published() == f"a{ROOM}\nt\n2".encode()
+        member("n2", "1", True, '{"name": "Ann"}')  # user 1 elsewhere too: not announced
+        assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
+        assert users("") == [b"1", b"t"]
+        # The info of user 1's record on n1 goes with it; n2's stays (equal scores:
+        # the records are in the order of their names).
+        member("n1", "1", False, "-")
+        assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
+        assert redis.hkeys("tp:app:n1:i") == []
+        # n2 leaves (its count of the channel is written beside, as a node does).
+        redis.hset(scripts.channel_count_key("app", "n2"), ROOM, 2)
+        redis.eval(scripts.GOODBYE, 0, 30, "n2", "app", "")
+        assert published() == f"r{ROOM}\n1\n3".encode()
+        assert published() == f"r{ROOM}\nt\n4".encode()
+        assert users() == [] and redis.keys("tp:*:i") == []
 
 
 async def test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once(
