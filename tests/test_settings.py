@@ -185,3 +185,22 @@ def test_a_redis_password_never_reaches_the_log():
     assert masked_url("redis://user:pw@host:1/0") == f"redis://user:{MASK}@host:1/0"
     assert masked_url("redis://host:1/0") == "redis://host:1/0"
     assert "pw" not in Node("redis://:pw@127.0.0.1:1/0", 30).shown_url
+
+
+def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_file):
+    path = config_file(
+        "client_events = true\n"
+        "[[apps]]\nkey = 'a'\nsecret = 'sa'\napp_id = '42'\nclient_events = false\n"
+        "[[apps]]\nkey = 'b'\nsecret = 'sb'\n"
+    )
+    config, _ = load(["--config", path, "--app-id", "7", "k", "s"], {})
+    apps = declared_apps(config)
+    assert [(app.key, app.app_id, app.client_events) for app in apps] == [
+        ("k", "7", True),
+        ("a", "42", False),
+        ("b", None, True),
+    ]
+    clash = config_file("[[apps]]\nkey = 'a'\nsecret = 'sa'\napp_id = 'k'\n")
+    config, _ = load(["--config", clash, "k", "s"], {})
+    with pytest.raises(ConfigError, match="the app id k is declared twice"):
+        declared_apps(config)

@@ -10,9 +10,8 @@ awaitable of one (``then``).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import TypeVar
 
 from thunderpush.api import batch as batches
 from thunderpush.api.answers import (
@@ -26,25 +25,13 @@ from thunderpush.api.bodies import decoded
 from thunderpush.core.apps import App
 from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
+from thunderpush.core.results import then
 from thunderpush.core.streams import Stream
-
-T = TypeVar("T")
 
 Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]
 # What a route does for one method: an action, or a fixed answer that is public
 # (no key, no secret, no body read).
 Handling = Action | Answer
-
-
-def then(result: Result[T], build: Callable[[T], Answer]) -> Result[Answer]:
-    """``build(result)``, now if the backend answered, else once it does."""
-    if isinstance(result, Awaitable):
-
-        async def later() -> Answer:
-            return build(await result)
-
-        return later()
-    return build(result)
 
 
 def validated_body(body: bytes) -> str:

@@ -15,7 +15,7 @@ single send keeps them: each is sent as its compact JSON text.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from functools import partial
 from typing import Any, NamedTuple
 
 from thunderpush.api.answers import ApiError
@@ -23,6 +23,7 @@ from thunderpush.api.bodies import decoded
 from thunderpush.core.apps import App
 from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
+from thunderpush.core.results import in_order
 
 MAX_BATCH_ITEMS = 1000
 
@@ -86,22 +87,7 @@ def _text(message: Any) -> str:
 
 def send(app: App, batch: list[Item]) -> Result[list[int]]:
     """Sends the items in order; their counts, now, or once the backend took the last."""
-    counts: list[int] = []
-    for position, item in enumerate(batch):
-        count = _send(app, item)
-        if isinstance(count, Awaitable):
-            return _send_later(app, batch[position + 1 :], count, counts)
-        counts.append(count)
-    return counts
-
-
-async def _send_later(
-    app: App, rest: list[Item], pending: Awaitable[int], counts: list[int]
-) -> list[int]:
-    counts.append(await pending)
-    for item in rest:
-        counts.append(await _send(app, item))
-    return counts
+    return in_order([partial(_send, app, item) for item in batch])
 
 
 def _send(app: App, item: Item) -> Result[int]:

@@ -12,22 +12,33 @@ A bus message is text, its first character its kind::
     h<channel>\\n<epoch>\\n<offset>\\n<payload>
                                  deliver to a channel that keeps history: the
                                  message's position in its stream comes along
+    e<channel>\\n<pusher>\\n<payload>
+    k<channel>\\n<pusher>\\n<epoch>\\n<offset>\\n<payload>
+                                 the same for a publish with a Pusher event
+                                 name or a socket id to exclude: ``<pusher>``
+                                 is ``[event, exclude]`` as one line of JSON
+                                 (either may be null; JSON escapes newlines)
     u<user>\\n<payload>           deliver to a user
     d<user>                      close a user's connections
     a<channel>\\n<user>\\n<seq>    member_added in a presence channel
+    a<channel>\\n<user>\\n<seq>\\n<info>
+                                 the same for a member with a Pusher
+                                 ``user_info`` (one line of JSON)
     r<channel>\\n<user>\\n<seq>    member_removed
 
 Channel names and user ids hold no newline, so the first newline ends them.
+Every node excludes the socket id it is given: the socket is on one node
+only, and socket ids are unique across nodes (``thunderpush.pusher.protocol``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
 from thunderpush.cluster import scripts
 from thunderpush.core.broker import Broker
-from thunderpush.core.protocol import member_added, member_removed
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import ClusterHub
@@ -35,8 +46,6 @@ if TYPE_CHECKING:
     from thunderpush.core.apps import App
 
 logger = logging.getLogger(__name__)
-
-_EVENTS = {"a": member_added, "r": member_removed}
 
 
 class RedisBroker(Broker):
@@ -46,13 +55,25 @@ class RedisBroker(Broker):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    async def send_to_channel(self, app: App, channel: str, message: str) -> int:
+    async def send_to_channel(
+        self,
+        app: App,
+        channel: str,
+        message: str,
+        event: str | None = None,
+        exclude: str | None = None,
+    ) -> int:
         here = len(app.hub.channels.get(channel, ()))
+        pusher = "" if event is None and exclude is None else json.dumps([event, exclude])
         keep = app.history.keep(channel)
         if keep is None:
-            return here + await self._send(app, "c", channel, f"c{channel}\n{message}")
+            if pusher:
+                bus_message = f"e{channel}\n{pusher}\n{message}"
+            else:
+                bus_message = f"c{channel}\n{message}"
+            return here + await self._send(app, "c", channel, bus_message)
         node = self.node
-        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, message)
+        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, message, pusher)
         return here + await node.call(scripts.SEND_KEPT, *args)
 
     async def send_to_user(self, app: App, userid: str, message: str) -> int:
@@ -81,6 +102,19 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
             name = channel.decode("utf-8")
             if name in hub.channels:
                 hub.send_to_channel(name, payload, (epoch.decode("ascii"), int(offset)))
+        elif kind == b"e":
+            channel, pusher, payload = rest.split(b"\n", 2)
+            name = channel.decode("utf-8")
+            if name in hub.channels:
+                event, exclude = json.loads(pusher)
+                hub.send_to_channel(name, payload, None, event, exclude)
+        elif kind == b"k":
+            channel, pusher, epoch, offset, payload = rest.split(b"\n", 4)
+            name = channel.decode("utf-8")
+            if name in hub.channels:
+                event, exclude = json.loads(pusher)
+                position = (epoch.decode("ascii"), int(offset))
+                hub.send_to_channel(name, payload, position, event, exclude)
         elif kind == b"u":
             user, _, payload = rest.partition(b"\n")
             name = user.decode("utf-8")
@@ -88,10 +122,12 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
                 hub.send_to_user(name, payload)
         elif kind == b"d":
             hub.disconnect_user(rest.decode("utf-8"))
+        elif kind in (b"a", b"r"):
+            channel, user, seq, *info = rest.decode("utf-8").split("\n", 3)
+            added = kind == b"a"
+            hub.announce(channel, user, int(seq), added, info[0] if info and added else None)
         else:
-            channel, user, seq = rest.decode("utf-8").split("\n")
-            event = _EVENTS[kind.decode("ascii")]
-            hub.announce(channel, user, int(seq), event(channel, user))
+            raise ValueError(kind)
     except (ValueError, KeyError):
         # Nothing but nodes publishes on the bus; say so, once per message, briefly.
         logger.warning("Ignored a malformed message on the cluster bus: %r", data[:80])

@@ -6,7 +6,8 @@ loop turn; the command path never waits for Redis.  Presence channels are
 cluster-wide: joins and leaves are announced by Redis (each user once,
 whatever node its connections are on) and reach this hub from the bus as
 numbered events; a new subscriber is told the cluster's member list, and from
-then on only the events numbered after that list.
+then on only the events numbered after that list.  Pusher connections are
+told both as Pusher frames, with the members' ``user_info`` that Redis keeps.
 
 Recovery works the same way: a client that resubscribes with the last
 position it saw is subscribed at once, and its channel's stream is read from
@@ -19,13 +20,20 @@ position sent, so there is no gap and no duplicate.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
 from thunderpush.core.members import Members
-from thunderpush.core.protocol import encode_delivery, subscription_succeeded
+from thunderpush.core.protocol import (
+    encode_delivery,
+    member_added,
+    member_removed,
+    subscription_succeeded,
+)
 from thunderpush.core.streams import NO_STREAM, Stream
+from thunderpush.pusher import protocol as pusher
 
 if TYPE_CHECKING:
     from thunderpush.cluster.registry import Registry
@@ -39,8 +47,8 @@ Held = tuple[tuple[str, int], str]
 class LocalMembers(Members):
     """Counts this node's presence-channel users, but announces nothing: Redis does."""
 
-    def join(self, channel: str, userid: str) -> bool:
-        super().join(channel, userid)
+    def join(self, channel: str, userid: str, info: Any = None) -> bool:
+        super().join(channel, userid, info)
         return False
 
     def leave(self, channel: str, userid: str) -> bool:
@@ -100,6 +108,12 @@ class ClusterHub(Hub):
     def _transition(self, event: str, name: str) -> None:
         """Not this node's to say: Redis decides for the whole cluster (``Registry``)."""
 
+    @staticmethod
+    def is_pusher(connection: Connection) -> bool:
+        """Whether ``connection`` speaks Pusher's protocol: for its whole life, even
+        once removed (a welcome's answer may come after)."""
+        return getattr(connection, "socket_id", None) is not None
+
     def has_member(self, channel: str, userid: str) -> bool:
         """Whether a connection of ``userid`` on this node is in ``channel``."""
         return any(self.is_subscribed(c, channel) for c in self.users.get(userid, ()))
@@ -128,29 +142,48 @@ class ClusterHub(Hub):
         alone, self._alone = self._alone, {}
         return [key for key in alone if self.is_subscribed(*key)]
 
-    def welcomed(self, connection: Connection, channel: str, users: list[str], seq: int) -> None:
-        """The cluster's member list for ``connection``, as of event number ``seq``."""
+    def welcomed(
+        self, connection: Connection, channel: str, members: list[tuple[str, Any]], seq: int
+    ) -> None:
+        """The cluster's member list for ``connection``, as (user id, ``user_info``)
+        pairs, as of event number ``seq``."""
         waiting = self._waiting.pop((connection, channel), None)
         if waiting is None or not self.is_subscribed(connection, channel):
             return
         self._told_until[connection, channel] = seq
-        self._deliver([connection], subscription_succeeded(channel, users))
+        if self.is_pusher(connection):
+            welcome = pusher.presence_succeeded(channel, members)
+        else:
+            welcome = subscription_succeeded(channel, [user for user, _ in members])
+        self._deliver([connection], welcome)
         for number, element in waiting:
             if number > seq:
                 self._deliver([connection], element)
 
-    def announce(self, channel: str, userid: str, seq: int, element: str) -> None:
-        """Presence event number ``seq`` about ``userid``, to the others in ``channel``."""
-        targets = []
+    def announce(
+        self, channel: str, userid: str, seq: int, added: bool, info: str | None = None
+    ) -> None:
+        """Presence event number ``seq``: ``userid`` was ``added`` (with its ``user_info``
+        as JSON, if it has one) or removed; to the others in ``channel``."""
+        pushers = self._pusher_channels.get(channel, {})
+        element = (member_added if added else member_removed)(channel, userid)
+        frame = element
+        if pushers and added:
+            frame = pusher.member_added(channel, userid, None if info is None else json.loads(info))
+        elif pushers:
+            frame = pusher.member_removed(channel, userid)
+        thunder, others = [], []
         for connection in self.channels.get(channel, ()):
             if connection.userid == userid:
                 continue
+            told = frame if connection in pushers else element
             waiting = self._waiting.get((connection, channel))
             if waiting is not None:
-                waiting.append((seq, element))
+                waiting.append((seq, told))
             elif seq > self._told_until.get((connection, channel), 0):
-                targets.append(connection)
-        self._deliver(targets, element)
+                (others if connection in pushers else thunder).append(connection)
+        self._deliver(thunder, element)
+        self._deliver(others, frame)
 
     # -- recovery across the cluster ----------------------------------------
 
@@ -190,16 +223,29 @@ class ClusterHub(Hub):
                 self._deliver([connection], element)
 
     def send_to_channel(
-        self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
+        self,
+        channel: str,
+        message: str | bytes,
+        position: tuple[str, int] | None = None,
+        event: str | None = None,
+        exclude: str | None = None,
     ) -> int:
         """As on one process, except for the connections whose recovery is under way
-        (the message waits for the read) or that the read sent it to already."""
+        (the message waits for the read) or that the read sent it to already.
+
+        Only Thunderpush connections recover: the Pusher ones get the event at once.
+        """
         if position is None or channel not in self._guarded:
-            return super().send_to_channel(channel, message, position)
+            return super().send_to_channel(channel, message, position, event, exclude)
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
-        targets, held = [], 0
+        pushers = self._pusher_channels.get(channel, {})
+        targets, others, held = [], [], 0
         for connection in self.channels.get(channel, ()):
+            if connection in pushers:
+                if connection.socket_id != exclude:
+                    others.append(connection)
+                continue
             key = (connection, channel)
             waiting = self._recovering.get(key)
             if waiting is not None:
@@ -208,6 +254,9 @@ class ClusterHub(Hub):
             elif self._fresh(key, position):
                 targets.append(connection)
         count = self._deliver(targets, element) + held
+        if others:
+            frame = pusher.event(event or pusher.DEFAULT_EVENT, channel, text)
+            count += self._deliver(others, frame)
         self.messages += 1
         self.delivered_to_channels += count
         return count

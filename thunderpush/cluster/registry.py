@@ -15,6 +15,11 @@ cluster had forgotten this node, which it announced: then everything again.
 Connections told a member list while Redis was away (this node's members
 only) are told the cluster's list once it is back.
 
+A Pusher member's ``user_info`` in a presence channel is written beside its
+record (a Thunderpush member has none, and costs nothing more), announced
+with its arrival, and read with the member list for a Pusher connection's
+welcome.
+
 The counts of an app with a webhook are written by a script that answers the
 cluster-wide transitions they make (a channel or user held by no node, then
 by one; or the reverse), each to the one node whose write made it, which
@@ -25,8 +30,9 @@ leaving was the last to hold.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import scripts
 from thunderpush.cluster.history import stream_of
@@ -55,6 +61,8 @@ class Registry:
         self._users: dict[tuple[ClusterHub, str], None] = {}
         # (hub, channel, user) -> whether a change in a presence channel is announced.
         self._members: dict[tuple[ClusterHub, str, str], bool] = {}
+        # The members whose record in Redis has a ``user_info``, to delete with it.
+        self._informed: dict[tuple[ClusterHub, str, str], None] = {}
         # Presence-channel members that changed while Redis was away.
         self._offline: dict[tuple[ClusterHub, str, str], None] = {}
         self._welcomes: list[tuple[ClusterHub, Connection, str]] = []
@@ -117,6 +125,8 @@ class Registry:
                 members[key] = members.get(key, False) or forgotten or key in offline
             for connection, channel in hub.rejoined():
                 hub.welcome(connection, channel)
+        # The infos of the records Redis forgot, and whose members are gone, are no more.
+        self._informed = {key: None for key in self._informed if key in members}
         await self.write(client)
 
     async def write_forever(self, client: Redis) -> None:
@@ -143,7 +153,7 @@ class Registry:
             raise
         lists = answers[: len(welcomes)]
         for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
-            hub.welcomed(connection, channel, [_text(name) for name in names], seq)
+            hub.welcomed(connection, channel, _members(names, hub.is_pusher(connection)), seq)
         streams = answers[len(welcomes) :]
         for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
             hub.recovered(connection, channel, stream_of(read))
@@ -160,16 +170,31 @@ class Registry:
         pipe = client.pipeline(transaction=False)
         watched = self._write_counts(pipe, users, members)
         score = str(int(time.time() * 1000))
-        for (hub, channel, user), loud in members.items():
+        # The members written with a user_info (True) or whose info is deleted (False).
+        informed: list[tuple[tuple[ClusterHub, str, str], bool]] = []
+        for key, loud in members.items():
+            hub, channel, user = key
             if user:  # "" only marks a channel whose count to rewrite
-                here = score if hub.has_member(channel, user) else ""
-                args = (node.ttl, hub.key, node.id, channel, user, here, "1" if loud else "")
+                if hub.has_member(channel, user):
+                    here, info = score, hub.members.info(channel, user)
+                    info = "" if info is None else json.dumps(info)
+                else:
+                    here, info = "", "-" if key in self._informed else ""
+                if info:
+                    informed.append((key, bool(here)))
+                args = (node.ttl, hub.key, node.id, channel, user, here, "1" if loud else "", info)
                 node.queue_script(pipe, scripts.MEMBER, *args)
-        for hub, _, channel in welcomes:
-            node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel)
+        for hub, connection, channel in welcomes:
+            infos = "1" if hub.is_pusher(connection) else ""
+            node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel, infos)
         for hub, _, channel, ttl, since in recoveries:
             node.queue_script(pipe, scripts.HISTORY, hub.key, channel, ttl, since)
         results = await pipe.execute()
+        for key, kept in informed:
+            if kept:
+                self._informed[key] = None
+            else:
+                self._informed.pop(key, None)
         _announce(watched, results[: len(watched)])
         return results[len(results) - len(welcomes) - len(recoveries) :]
 
@@ -248,6 +273,17 @@ def _announce(watched: list[tuple[ClusterHub, str, list[str]]], answers: list) -
         for name, change in zip(names, changes, strict=True):
             if change:
                 tell(came if change > 0 else went, name)
+
+
+def _members(listed: list, infos: bool) -> list[tuple[str, Any]]:
+    """``CHANNEL_USERS``' users as (user id, ``user_info``); with ``infos``, each
+    user is followed by its info in the list."""
+    if not infos:
+        return [(_text(user), None) for user in listed]
+    return [
+        (_text(user), None if info is None else json.loads(info))
+        for user, info in zip(listed[::2], listed[1::2], strict=True)
+    ]
 
 
 def _set(pipe: object, key: str, field: str, count: int) -> None:

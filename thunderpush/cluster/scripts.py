@@ -10,6 +10,9 @@ key, ``<node>`` a node's id)::
     tp:<app>:<node>:u        hash  user -> its connections on the node
     tp:<app>:<node>:c        hash  channel -> connections in it on the node
     tp:<app>:c:<channel>     zset  "<node> <user>" -> when it first subscribed
+    tp:<app>:<node>:i        hash  "<channel> <user>" -> the user's Pusher
+                                   ``user_info`` (JSON) in a presence channel,
+                                   for the members that have one
     tp:<app>:seq             int   the number of the last presence event
     tp:<app>:h:<channel>     list  a channel's kept messages, oldest first, each
                                    "<offset>\\n<ms kept, Redis time>\\n<payload>"
@@ -84,9 +87,14 @@ local function elsewhere_count(ttl, app, node, field, name)
   end
   return count
 end
-local function announce(app, kind, channel, user)
+-- Publishes presence event ``kind`` about ``user``, with its ``user_info`` if it has one.
+local function announce(app, kind, channel, user, info)
   local seq = redis.call('INCR', P .. app .. ':seq')
-  redis.call('PUBLISH', P .. app .. ':bus', kind .. channel .. '\\n' .. user .. '\\n' .. seq)
+  local message = kind .. channel .. '\\n' .. user .. '\\n' .. seq
+  if info and info ~= '' then
+    message = message .. '\\n' .. info
+  end
+  redis.call('PUBLISH', P .. app .. ':bus', message)
 end
 -- The ``field`` hashes ("u" or "c") of ``app`` on the nodes in tp:nodes but ``node``.
 local function others(app, field, node)
@@ -141,7 +149,7 @@ local function forget(app, node, ttl, watched)
     gone = {app, unheld(app, 'c', node, redis.call('HKEYS', counts)),
             unheld(app, 'u', node, redis.call('HKEYS', users))}
   end
-  redis.call('DEL', counts, users)
+  redis.call('DEL', counts, users, P .. app .. ':' .. node .. ':i')
   return gone
 end
 -- Calls ``forget`` for each (app, watched) pair of ARGV from index 3; answers what they answered.
@@ -187,10 +195,12 @@ local function entry(text)
 end
 """
 
-# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload.  Keeps the
+# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, and the
+# Pusher part ("" or ``[event, exclude]`` as JSON, see ``bus``).  Keeps the
 # payload in the channel's stream (starting a new one, with a new epoch, if
-# there is none), publishes it on the bus with its position, and answers how
-# many connections other live nodes have in the channel.
+# there is none), publishes it on the bus with its position (kind ``h``, or
+# ``k`` with the Pusher part), and answers how many connections other live
+# nodes have in the channel.
 SEND_KEPT = (
     _COMMON
     + _STREAMS
@@ -214,7 +224,12 @@ local ms = math.ceil(keep * 1000)
 redis.call('PEXPIRE', list, ms)
 redis.call('PEXPIRE', meta, ms)
 local position = epoch .. '\\n' .. offset .. '\\n'
-redis.call('PUBLISH', P .. app .. ':bus', 'h' .. channel .. '\\n' .. position .. payload)
+local pusher = ARGV[8] or ''
+local head = 'h' .. channel .. '\\n'
+if pusher ~= '' then
+  head = 'k' .. channel .. '\\n' .. pusher .. '\\n'
+end
+redis.call('PUBLISH', P .. app .. ':bus', head .. position .. payload)
 return elsewhere_count(ttl, app, node, 'c', channel)
 """
 )
@@ -246,15 +261,18 @@ return out
 """
 )
 
-# ARGV: ttl, app, node, channel, user, score ("" to leave), loud ("1" or "").
-# Records or removes the node's ``user`` in ``channel``; in a presence
-# channel, if loud, the user's arrival anywhere or departure from everywhere
-# is announced.
+# ARGV: ttl, app, node, channel, user, score ("" to leave), loud ("1" or ""),
+# info.  Records or removes the node's ``user`` in ``channel``; in a presence
+# channel, if loud, the user's arrival anywhere (with its info) or departure
+# from everywhere is announced.  ``info`` is "" for a member without
+# ``user_info`` (Thunderpush ones: nothing more is done); else, on an
+# arrival, the ``user_info`` as JSON, kept, and on a departure any text: the
+# kept one is deleted.
 MEMBER = (
     _COMMON
     + """
 local ttl, app, node = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local channel, user, score, loud = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local channel, user, score, loud, info = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local key = P .. app .. ':c:' .. channel
 local changed, kind
 if score ~= '' then
@@ -262,9 +280,17 @@ if score ~= '' then
 else
   changed, kind = redis.call('ZREM', key, node .. ' ' .. user), 'r'
 end
+if info ~= '' then
+  local infos, field = P .. app .. ':' .. node .. ':i', channel .. ' ' .. user
+  if kind == 'a' then
+    redis.call('HSET', infos, field, info)
+  else
+    redis.call('HDEL', infos, field)
+  end
+end
 if changed == 1 and loud == '1' and is_presence(channel)
     and not elsewhere(app, channel, user, live(ttl), node) then
-  announce(app, kind, channel, user)
+  announce(app, kind, channel, user, kind == 'a' and info)
 end
 return changed
 """
@@ -364,12 +390,14 @@ return 0
 """
 )
 
-# ARGV: ttl, app, channel.  Answers the app's presence event number, then the
-# users in ``channel`` on live nodes, each once, in order of first subscription.
+# ARGV: ttl, app, channel, and "1" for the users' infos.  Answers the app's
+# presence event number, then the users in ``channel`` on live nodes, each
+# once, in order of first subscription; with infos, each user is followed by
+# its ``user_info`` (JSON, or nil when it has none): the first a node keeps.
 CHANNEL_USERS = (
     _COMMON
     + """
-local ttl, app, channel = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local ttl, app, channel, with_info = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4] == '1'
 local alive, seen = {}, {}
 for _, node in ipairs(live(ttl)) do
   alive[node] = true
@@ -377,10 +405,19 @@ end
 local out = {tonumber(redis.call('GET', P .. app .. ':seq')) or 0}
 for _, member in ipairs(redis.call('ZRANGE', P .. app .. ':c:' .. channel, 0, -1)) do
   local space = string.find(member, ' ', 1, true)
-  local user = string.sub(member, space + 1)
-  if alive[string.sub(member, 1, space - 1)] and not seen[user] then
-    seen[user] = true
-    out[#out + 1] = user
+  local node, user = string.sub(member, 1, space - 1), string.sub(member, space + 1)
+  if alive[node] then
+    if not seen[user] then
+      out[#out + 1] = user
+      seen[user] = #out + 1
+      if with_info then
+        out[#out + 1] = false
+      end
+    end
+    if with_info and not out[seen[user]] then
+      local infos = P .. app .. ':' .. node .. ':i'
+      out[seen[user]] = redis.call('HGET', infos, channel .. ' ' .. user)
+    end
   end
 end
 return out

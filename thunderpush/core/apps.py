@@ -42,6 +42,13 @@ class App:
     webhook_url: str | None = None
     # Where the API reads its channels' history (``history`` says what they keep).
     recall: History = field(default_factory=LocalHistory)
+    # The app id of Pusher's HTTP API paths (``/apps/<id>/``); the key when not given.
+    id: str = ""
+    # Pusher clients may send ``client-*`` events on private and presence channels.
+    client_events: bool = False
+
+    def __post_init__(self) -> None:
+        self.id = self.id or self.key
 
 
 class Apps:
@@ -60,6 +67,7 @@ class Apps:
         # The hub of a new app, given its key.
         self.hubs = hubs
         self._by_key: dict[str, App] = {}
+        self._by_id: dict[str, App] = {}
 
     def add(
         self,
@@ -68,7 +76,13 @@ class Apps:
         require_signature: bool = False,
         history: HistoryPolicy | None = None,
         webhook_url: str | None = None,
+        app_id: str | None = None,
+        client_events: bool = False,
     ) -> App:
+        """A new app; ``ValueError`` if its id is another app's."""
+        taken = self._by_id.get(app_id or key)
+        if taken is not None and taken.key != key:
+            raise ValueError(f"the app id {app_id or key} is the app {taken.key}'s")
         hub = Hub() if self.hubs is None else self.hubs(key)
         app = App(
             key,
@@ -80,12 +94,19 @@ class Apps:
             history or HistoryPolicy(),
             webhook_url,
             self.recall,
+            app_id or "",
+            client_events,
         )
         self._by_key[key] = app
+        self._by_id[app.id] = app
         return app
 
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
+
+    def by_id(self, app_id: str) -> App | None:
+        """The app of Pusher's HTTP API paths (``/apps/<id>/``)."""
+        return self._by_id.get(app_id)
 
     def __iter__(self) -> Iterator[App]:
         return iter(list(self._by_key.values()))
@@ -93,6 +114,7 @@ class Apps:
     def remove(self, key: str) -> None:
         """The app of ``key`` is served no more: its connections are closed (code 9002)."""
         app = self._by_key.pop(key)
+        self._by_id.pop(app.id, None)
         app.hub.disconnect_all()
 
     def authenticate(self, key: str, secret: str) -> App | None:

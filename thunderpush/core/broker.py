@@ -31,8 +31,21 @@ class Broker(abc.ABC):
     """Moves what the API asks for to the connections it concerns, wherever they are."""
 
     @abc.abstractmethod
-    def send_to_channel(self, app: App, channel: str, message: str) -> Result[int]:
-        """Deliver to every connection in ``channel``; the answer is how many."""
+    def send_to_channel(
+        self,
+        app: App,
+        channel: str,
+        message: str,
+        event: str | None = None,
+        exclude: str | None = None,
+    ) -> Result[int]:
+        """Deliver to every connection in ``channel``; the answer is how many.
+
+        ``event`` is the Pusher event name Pusher connections get it as (None:
+        a Thunderpush publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``);
+        the Pusher connection whose socket id is ``exclude`` does not get it
+        (see ``Hub.send_to_channel``).
+        """
 
     @abc.abstractmethod
     def send_to_user(self, app: App, userid: str, message: str) -> Result[int]:
@@ -46,12 +59,19 @@ class Broker(abc.ABC):
 class LocalBroker(Broker):
     """Every connection is on this process: the app's hub is the whole audience."""
 
-    def send_to_channel(self, app: App, channel: str, message: str) -> int:
+    def send_to_channel(
+        self,
+        app: App,
+        channel: str,
+        message: str,
+        event: str | None = None,
+        exclude: str | None = None,
+    ) -> int:
         keep = app.history.keep(channel)
         if keep is None:
-            return app.hub.send_to_channel(channel, message)
+            return app.hub.send_to_channel(channel, message, None, event, exclude)
         position = app.hub.streams.append(channel, message, keep)
-        return app.hub.send_to_channel(channel, message, position)
+        return app.hub.send_to_channel(channel, message, position, event, exclude)
 
     def send_to_user(self, app: App, userid: str, message: str) -> int:
         return app.hub.send_to_user(userid, message)

@@ -56,6 +56,13 @@ class Limits:
         object.__setattr__(self, "command_interval_ns", interval)
         object.__setattr__(self, "burst_ns", interval * self.max_commands_per_second)
 
+    def take(self, full_at: int) -> int | None:
+        """One command from a token bucket kept as the time it would be full
+        again (generic cell rate algorithm): the new time, None if it is empty."""
+        now = monotonic_ns()
+        full_at = (full_at if full_at > now else now) + self.command_interval_ns
+        return None if full_at - now > self.burst_ns else full_at
+
 
 class Client:
     """A browser connection: a user id once connected, then subscriptions.
@@ -68,17 +75,14 @@ class Client:
     limits: Limits = Limits()
     app: App | None = None
     userid: str | None = None
-    # The command rate as a token bucket kept in one number: when the bucket
-    # would be full again (generic cell rate algorithm).
+    # The command rate as a token bucket kept in one number (``Limits.take``).
     _bucket_full_at: int = 0
     _warned: bool = False
 
     def handle(self, message: Any) -> None:
         """Run one client command."""
-        now = monotonic_ns()
-        full_at = self._bucket_full_at
-        full_at = (full_at if full_at > now else now) + self.limits.command_interval_ns
-        if full_at - now > self.limits.burst_ns:
+        full_at = self.limits.take(self._bucket_full_at)
+        if full_at is None:
             self._flood()
             return
         self._bucket_full_at = full_at

@@ -8,9 +8,15 @@ A ``Hub`` knows nothing about HTTP, SockJS or Tornado.  It holds
 * ``force_disconnect()`` - close the connection with code 9002.
 
 ``thunderpush.transports.connection.ThunderConnection`` is the SockJS
-connection that implements them.  What the API asks for reaches a hub through
-the ``Broker`` (``thunderpush.core.broker``), so the hub only ever serves the
-connections of its own process.  In ``presence-`` channels the hub also
+connection that implements them.  A Pusher connection
+(``thunderpush.pusher.connection``) also has a ``socket_id`` (not None) and
+``member_info(channel)``, its user's info in a presence channel: the hub
+sends it Pusher frames (``thunderpush.pusher.protocol``), built once per
+publish, and a publish may exclude one socket id (the Pusher sender's).
+
+What the API asks for reaches a hub through the ``Broker``
+(``thunderpush.core.broker``), so the hub only ever serves the connections of
+its own process.  In ``presence-`` channels the hub also
 announces who joins and leaves (``member_added``/``member_removed`` events),
 counting users in ``thunderpush.core.members``.  The channels that keep
 history keep it in ``streams`` (``thunderpush.core.streams``), and a
@@ -43,6 +49,7 @@ from thunderpush.core.protocol import (
     subscription_succeeded,
 )
 from thunderpush.core.streams import Stream, Streams
+from thunderpush.pusher import protocol as pusher
 from thunderpush.webhooks.events import (
     CHANNEL_OCCUPIED,
     CHANNEL_VACATED,
@@ -69,6 +76,10 @@ class Hub:
         # Which channels each connection is in, so that a disconnect costs
         # O(its channels) rather than a scan of every channel.
         self._subscriptions: dict[Connection, set[str]] = {}
+        # The Pusher connections, and those of each channel: a channel with
+        # none is served exactly as before, at the cost of one lookup.
+        self._pusher_connections: dict[Connection, None] = {}
+        self._pusher_channels: dict[str, dict[Connection, None]] = {}
         self.members = Members()
         # The history of this app's channels that keep it (filled by the broker).
         self.streams = Streams()
@@ -87,26 +98,72 @@ class Hub:
     # -- delivery ---------------------------------------------------------
 
     def send_to_channel(
-        self, channel: str, message: str | bytes, position: tuple[str, int] | None = None
+        self,
+        channel: str,
+        message: str | bytes,
+        position: tuple[str, int] | None = None,
+        event: str | None = None,
+        exclude: str | None = None,
     ) -> int:
         """Deliver ``message`` to every connection in ``channel``; return how many.
 
         ``position`` (epoch, offset) is the message's place in the channel's
-        stream, when the channel keeps history.
+        stream, when the channel keeps history.  Pusher connections get it as
+        the event ``event`` (``pusher.DEFAULT_EVENT`` when None), except the one
+        whose socket id is ``exclude``; Thunderpush connections get the payload
+        whatever the event, and are never excluded.
         """
-        element = encode_delivery(_text(message), channel, position)
-        count = self._deliver(self.channels.get(channel, ()), element)
+        text = _text(message)
+        element = encode_delivery(text, channel, position)
+        subscribers = self.channels.get(channel, ())
+        if channel in self._pusher_channels:
+            pusher_element = pusher.event(event or pusher.DEFAULT_EVENT, channel, text)
+            count = self._deliver_both(channel, subscribers, element, pusher_element, exclude)
+        else:
+            count = self._deliver(subscribers, element)
         self.messages += 1
         self.delivered_to_channels += count
         return count
 
     def send_to_user(self, userid: str, message: str | bytes) -> int:
-        """Deliver ``message`` to every connection of ``userid``; return how many."""
-        element = encode_delivery(_text(message))
-        count = self._deliver(self.users.get(userid, ()), element)
+        """Deliver ``message`` to every connection of ``userid``; return how many.
+
+        A Pusher connection (signed in as ``userid``) gets it as the event
+        ``pusher.DEFAULT_EVENT`` on the user's channel, as pusher-js expects.
+        """
+        text = _text(message)
+        element = encode_delivery(text)
+        connections = self.users.get(userid, ())
+        if self._pusher_connections:
+            pushers = [c for c in connections if c in self._pusher_connections]
+            others = [c for c in connections if c not in self._pusher_connections]
+            user_channel = pusher.USER_CHANNEL_PREFIX + userid
+            count = self._deliver(others, element) + self._deliver(
+                pushers, pusher.event(pusher.DEFAULT_EVENT, user_channel, text)
+            )
+        else:
+            count = self._deliver(connections, element)
         self.messages += 1
         self.delivered_to_users += count
         return count
+
+    def _deliver_both(
+        self,
+        channel: str,
+        targets: Iterable[Connection],
+        element: str,
+        pusher_element: str,
+        exclude: str | None = None,
+    ) -> int:
+        """``element`` to the Thunderpush connections of ``targets`` and
+        ``pusher_element`` to the Pusher ones, but the socket ``exclude``."""
+        pushers = self._pusher_channels.get(channel)
+        if pushers is None:
+            return self._deliver(targets, element)
+        targets = list(targets)
+        thunder = [c for c in targets if c not in pushers]
+        others = [c for c in targets if c in pushers and c.socket_id != exclude]
+        return self._deliver(thunder, element) + self._deliver(others, pusher_element)
 
     def _deliver(self, connections: Iterable[Connection], element: str) -> int:
         # A snapshot: a send may close a connection, which removes it and
@@ -139,11 +196,14 @@ class Hub:
             self._transition(USER_ONLINE, connection.userid)
         connections[connection] = None
         self._subscriptions.setdefault(connection, set())
+        if getattr(connection, "socket_id", None) is not None:
+            self._pusher_connections[connection] = None
 
     def remove(self, connection: Connection) -> None:
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
             self._leave(connection, channel)
+        self._pusher_connections.pop(connection, None)
         if self._discard(self.users, connection.userid, connection):
             self._transition(USER_OFFLINE, connection.userid)
 
@@ -160,18 +220,31 @@ class Hub:
             return
         subscribers[connection] = None
         self._subscriptions.setdefault(connection, set()).add(channel)
+        info = None
+        if getattr(connection, "socket_id", None) is not None:
+            self._pusher_channels.setdefault(channel, {})[connection] = None
+            info = connection.member_info(channel)
         logger.debug("User %s subscribed to %s.", connection.userid, channel)
         userid = connection.userid
-        if is_presence_channel(channel) and self.members.join(channel, userid):
+        if is_presence_channel(channel) and self.members.join(channel, userid, info):
             others = [other for other in subscribers if other is not connection]
-            self._deliver(others, member_added(channel, userid))
+            self._deliver_both(
+                channel,
+                others,
+                member_added(channel, userid),
+                pusher.member_added(channel, userid, self.members.info(channel, userid)),
+            )
 
     def welcome(self, connection: Connection, channel: str) -> None:
         """Tells ``connection``, now in presence ``channel``, who is there.
 
         A cluster hub answers once the cluster has told it (``thunderpush.cluster``).
         """
-        connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
+        if connection in self._pusher_channels.get(channel, ()):
+            members = self.members.with_info(channel)
+            connection.send_delivery(pusher.presence_succeeded(channel, members))
+        else:
+            connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
 
     def recover(
         self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
@@ -207,9 +280,15 @@ class Hub:
         """Out of ``channel``; in a presence channel, a user's last connection out is announced."""
         if self._discard(self.channels, channel, connection):
             self._transition(CHANNEL_VACATED, channel)
+        self._discard(self._pusher_channels, channel, connection)
         userid = connection.userid
         if is_presence_channel(channel) and self.members.leave(channel, userid):
-            self._deliver(self.channels.get(channel, ()), member_removed(channel, userid))
+            self._deliver_both(
+                channel,
+                self.channels.get(channel, ()),
+                member_removed(channel, userid),
+                pusher.member_removed(channel, userid),
+            )
 
     @staticmethod
     def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:

@@ -24,6 +24,7 @@ from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
+from thunderpush.pusher import handlers as pusher_handlers
 from thunderpush.server.config import Config, ConfigError, declared_apps
 from thunderpush.transports.connection import connection_class
 from thunderpush.transports.frontdoor import FrontDoor
@@ -74,7 +75,12 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
             "max_unsent_bytes": config.max_unsent_bytes,
         },
     )
-    urls = [*router.urls, *api_handlers.urls(api), (r"/thunderpush\.js", ClientScriptHandler)]
+    urls = [
+        *router.urls,
+        *api_handlers.urls(api),
+        *pusher_handlers.urls(api.apps, api.max_body_size),
+        (r"/thunderpush\.js", ClientScriptHandler),
+    ]
     application = tornado.web.Application(
         urls,
         debug=config.debug,
@@ -151,13 +157,7 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         else:
             apps = Apps()
         for app in declared_apps(config):
-            apps.add(
-                app.key,
-                app.secret,
-                app.require_signature,
-                app.history_policy(),
-                app.webhook_url,
-            )
+            apps.add(app.key, app.secret, **app.options())
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
     server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)

@@ -270,6 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="POST channel and user events to this http(s) URL (default: none)",
     )
     parser.add_argument(
+        "--app-id",
+        default=defaults.app_id,
+        type=_credential("app id"),
+        metavar="ID",
+        help="the Pusher app id of clientkey and apikey (default: the client key)",
+    )
+    parser.add_argument(
+        "--client-events",
+        action="store_true",
+        help="Pusher clients may send client-* events on private and presence channels",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
@@ -385,6 +397,8 @@ def config_from(
         history_ttl=args.history_ttl,
         history=history,
         webhook_url=args.webhook_url,
+        app_id=args.app_id,
+        client_events=args.client_events,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 

@@ -47,6 +47,19 @@ class AppConfig:
     history: tuple[HistoryRule, ...] = ()
     # Where the app's webhooks are POSTed; None: none (or the server's).
     webhook_url: str | None = None
+    # Pusher's app id (``/apps/<id>/``); None: the key.
+    app_id: str | None = None
+    client_events: bool | None = None
+
+    def options(self) -> dict[str, object]:
+        """What ``Apps.add`` takes beside the key and the secret."""
+        return {
+            "require_signature": bool(self.require_signature),
+            "history": self.history_policy(),
+            "webhook_url": self.webhook_url,
+            "app_id": self.app_id,
+            "client_events": bool(self.client_events),
+        }
 
     def history_policy(self) -> HistoryPolicy:
         """What the app's channels keep; longer prefixes win over shorter ones."""
@@ -141,6 +154,12 @@ class Config:
     # Where channel and user events are POSTed (``[[apps]]`` may give their own).
     webhook_url: str | None = None
 
+    # -- the Pusher protocol (docs/pusher.rst) ------------------------------
+    # The Pusher app id of the key and secret given as arguments; None: the key.
+    app_id: str | None = None
+    # Pusher clients may send client-* events on private and presence channels.
+    client_events: bool = False
+
 
 class ConfigError(ValueError):
     """A setting the server cannot start with; the message says which and why."""
@@ -167,10 +186,11 @@ def declared_apps(config: Config) -> list[AppConfig]:
     """
     apps = list(config.apps)
     if config.apikey or config.apisecret:
-        apps.insert(0, AppConfig(config.apikey, config.apisecret))
+        apps.insert(0, AppConfig(config.apikey, config.apisecret, app_id=config.app_id))
     if not apps:
         raise ConfigError("no app: give the client key and secret, or [[apps]] in --config")
     seen: set[str] = set()
+    ids: dict[str, str] = {}
     resolved = []
     for app in apps:
         checked_credential("public key", app.key)
@@ -178,6 +198,9 @@ def declared_apps(config: Config) -> list[AppConfig]:
         if app.key in seen:
             raise ConfigError(f"the app {app.key} is declared twice")
         seen.add(app.key)
+        app_id = app.app_id or app.key
+        if ids.setdefault(app_id, app.key) != app.key:
+            raise ConfigError(f"the app id {app_id} is declared twice")
         resolved.append(
             AppConfig(
                 app.key,
@@ -187,6 +210,8 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 _either(app.history_ttl, config.history_ttl),
                 (*app.history, *config.history),
                 _either(app.webhook_url, config.webhook_url),
+                app.app_id,
+                _either(app.client_events, config.client_events),
             )
         )
     return resolved

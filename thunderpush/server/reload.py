@@ -29,6 +29,7 @@ RELOADED = {
     "history_ttl",
     "history",
     "webhook_url",
+    "client_events",
     "max_channels_per_connection",
     "max_commands_per_second",
     "max_unsent_bytes",
@@ -69,17 +70,12 @@ def _apply_apps(server: Server, declared: dict) -> None:
     for key, wanted in declared.items():
         app = registry.get(key)
         if app is None:
-            registry.add(
-                key,
-                wanted.secret,
-                wanted.require_signature,
-                wanted.history_policy(),
-                wanted.webhook_url,
-            )
+            registry.add(key, wanted.secret, **wanted.options())
             logger.info("App %s added.", key)
         else:
             app.secret, app.require_signature = wanted.secret, wanted.require_signature
             app.history, app.webhook_url = wanted.history_policy(), wanted.webhook_url
+            app.client_events = bool(wanted.client_events)
     for app in registry:
         server.webhooks.watch(app)
 

@@ -12,7 +12,8 @@ request is served:
   answers are the same);
 * websocket upgrades of ``/connect/<server>/<session>/websocket`` and
   ``/connect/websocket`` are answered by ``thunderpush.transports.handshake``
-  and served by ``thunderpush.transports.websocket``;
+  and served by ``thunderpush.transports.websocket``, and those of Pusher's
+  ``/app/<key>`` likewise (``thunderpush.pusher.websocket``);
 * every other request goes, with the bytes already read, to Tornado's
   ``HTTPServer`` (``thunderpush.transports.adapter``): polling and streaming
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
@@ -47,6 +48,7 @@ from tornado.netutil import bind_sockets
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.api.calls import arguments
+from thunderpush.pusher.websocket import PATH_PREFIX, serve_pusher
 from thunderpush.server.config import Config
 from thunderpush.transports import adapter, tls
 from thunderpush.transports.handshake import serve_upgrade
@@ -234,6 +236,18 @@ class FrontDoor:
 
     def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
         """Serve a websocket handshake here; False leaves it to Tornado."""
+        if request.path.startswith(PATH_PREFIX):
+            return serve_pusher(
+                self.router,
+                self.api.apps,
+                self.router.get_connection_class().limits,
+                transport,
+                request.method,
+                request.path,
+                request.query,
+                request.fields,
+                rest,
+            )
         return serve_upgrade(
             self.router,
             transport,

@@ -1,0 +1,500 @@
+"""Pusher's HTTP API, driven by the real ``pusher`` server library (PyPI).
+
+The library is synchronous: each call runs in a thread (``asyncio.to_thread``)
+while the in-process server runs in the test's loop.  Receivers are real
+Thunderpush SockJS sessions, which get a Pusher event's ``data`` as their
+payload, and real Pusher websockets (``tests/test_pusher_ws.py``'s helpers);
+the cluster tests run two in-process nodes on a real Redis
+(``tests/test_cluster.py``'s ``nodes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+
+import pusher
+import pytest
+from pusher.http import Request
+from pusher.signature import sign
+from tornado.httpclient import AsyncHTTPClient
+
+from thunderpush.core.protocol import FORCED_DISCONNECT
+from thunderpush.pusher.protocol import DEFAULT_EVENT
+from thunderpush.pusher.signatures import request_signature
+
+from .conftest import KEY, SECRET
+from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .test_channels import presence
+from .test_cluster import nodes
+from .test_pusher_ws import Pusher as PusherConnection
+from .test_pusher_ws import (
+    closed_with,
+    established,
+    opened,
+    presence_data,
+    receive,
+    subscribed,
+)
+from .test_pusher_ws import send as ws_send
+
+__all__ = ["nodes"]  # the fixture, for the cluster tests
+
+APP_ID = "1"
+pytestmark = pytest.mark.config(app_id=APP_ID)
+
+
+def client_of(server: Any, secret: str = SECRET) -> pusher.Pusher:
+    return pusher.Pusher(
+        app_id=APP_ID, key=KEY, secret=secret, host="127.0.0.1", port=server.port, ssl=False
+    )
+
+
+def library(server: Any) -> Any:
+    """The library's own client under ``pusher.Pusher``, which its ``Request`` signs with."""
+    return client_of(server)._pusher_client
+
+
+async def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    """A call of the synchronous library, in a thread, while the server serves."""
+    return await asyncio.to_thread(method, *args, **kwargs)
+
+
+async def send(server: Any, request: Request) -> Any:
+    """``request`` as the library would send it, answered as the library answers."""
+    client = client_of(server)
+    return await call(client._pusher_client.http.send_request, request)
+
+
+async def raw(server: Any, method: str, path: str, body: bytes | None = None):
+    return await AsyncHTTPClient().fetch(
+        f"{server.url}{path}", method=method, body=body, raise_error=False
+    )
+
+
+# -- the signature ----------------------------------------------------------------
+
+
+def test_the_signature_is_pushers_worked_example():
+    # Pusher's HTTP API reference, "Worked authentication example".
+    params = {
+        "auth_key": "278d425bdf160c739803",
+        "auth_timestamp": "1353088179",
+        "auth_version": "1.0",
+        "body_md5": "ec365a775a4cd0599faeb73354201b6f",
+    }
+    signature = request_signature("7ad3773142a6692b25b8", "POST", "/apps/3/events", params)
+    assert signature == "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+    # auth_signature itself is never signed; keys are lower-cased, then sorted.
+    more = {**params, "auth_signature": "x"}
+    assert request_signature("7ad3773142a6692b25b8", "POST", "/apps/3/events", more) == signature
+    upper = {"AUTH_KEY" if key == "auth_key" else key: value for key, value in params.items()}
+    assert request_signature("7ad3773142a6692b25b8", "POST", "/apps/3/events", upper) == signature
+
+
+# -- publishing ---------------------------------------------------------------------
+
+
+async def test_trigger_reaches_thunderpush_clients_as_their_payload(server):
+    ann = await server.client(WebSocketClient, "ann", "news", "sport")
+    bob = await server.client(XhrStreamingClient, "bob", "news")
+    client = client_of(server)
+    assert await call(client.trigger, "news", "greeting", {"hello": "world"}) == {}
+    assert await call(client.trigger, ["news", "sport", "empty"], "two", "plain text") == {}
+    expected = {"payload": '{"hello": "world"}', "channel": "news"}
+    assert await ann.message() == expected
+    assert await bob.message() == expected
+    assert await ann.message() == {"payload": "plain text", "channel": "news"}
+    assert await ann.message() == {"payload": "plain text", "channel": "sport"}
+    assert await bob.message() == {"payload": "plain text", "channel": "news"}
+
+
+async def test_thunderpush_clients_are_never_excluded_by_socket_id(server):
+    ann = await server.client(WebSocketClient, "ann", "news")
+    client = client_of(server)
+    assert await call(client.trigger, "news", "e", "one", socket_id="123.456") == {}
+    assert await ann.message() == {"payload": "one", "channel": "news"}
+
+
+async def test_trigger_batch_sends_in_item_order(server):
+    ann = await server.client(WebSocketClient, "ann", "news", "sport")
+    client = client_of(server)
+    batch = [
+        {"channel": "news", "name": "a", "data": "1"},
+        {"channel": "sport", "name": "b", "data": {"n": 2}},
+        {"channel": "news", "name": "c", "data": "3", "socket_id": "1.2"},
+    ]
+    assert await call(client.trigger_batch, batch) == {}
+    assert [await ann.message() for _ in range(3)] == [
+        {"payload": "1", "channel": "news"},
+        {"payload": '{"n": 2}', "channel": "sport"},
+        {"payload": "3", "channel": "news"},
+    ]
+
+
+async def test_info_on_a_trigger_answers_the_channels_attributes(server):
+    await server.client(WebSocketClient, "ann", "news")
+    await server.client(WebSocketClient, "bob", "news")
+    await presence(server, WebSocketClient, "cid")
+    body = {
+        "name": "e",
+        "data": "x",
+        "channels": ["news", "presence-room"],
+        "info": "user_count,subscription_count",
+    }
+    answer = await send(server, Request(library(server), "POST", f"/apps/{APP_ID}/events", body))
+    assert answer == {
+        "channels": {
+            "news": {"subscription_count": 2},
+            "presence-room": {"user_count": 1, "subscription_count": 1},
+        }
+    }
+    batch = {"batch": [{"channel": "news", "name": "e", "data": "y", "info": "subscription_count"}]}
+    path = f"/apps/{APP_ID}/batch_events"
+    answer = await send(server, Request(library(server), "POST", path, batch))
+    assert answer == {"batch": [{"subscription_count": 2}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "e", "data": "x"}, "exactly one of channels and channel"),
+        ({"name": "e", "data": "x", "channel": "a", "channels": ["b"]}, "exactly one"),
+        ({"name": "e", "data": "x", "channels": []}, "1-100"),
+        ({"name": "e", "data": "x", "channels": [f"c{n}" for n in range(101)]}, "1-100"),
+        ({"name": "e", "data": "x", "channel": "bad channel"}, "Invalid channel name"),
+        ({"name": "e", "data": {"an": "object"}, "channel": "a"}, "data must be a string"),
+        ({"name": "", "data": "x", "channel": "a"}, "Event name"),
+        ({"name": "a\nb", "data": "x", "channel": "a"}, "Event name"),
+        ({"name": "e", "data": "x", "channel": "a", "socket_id": "abc"}, "Invalid socket_id"),
+        ({"name": "e", "data": "x", "channel": "a", "info": "colour"}, "Unknown info"),
+    ],
+)
+async def test_a_bad_event_is_refused_with_400_and_nothing_is_sent(server, body, message):
+    ann = await server.client(WebSocketClient, "ann", "a")
+    request = Request(library(server), "POST", f"/apps/{APP_ID}/events", body)
+    with pytest.raises(pusher.errors.PusherBadRequest, match=message):
+        await send(server, request)
+    # Then a good one: the first thing the client gets.
+    await call(client_of(server).trigger, "a", "e", "good")
+    assert await ann.message() == {"payload": "good", "channel": "a"}
+
+
+async def test_a_batch_of_more_than_ten_or_with_one_bad_event_sends_nothing(server):
+    ann = await server.client(WebSocketClient, "ann", "a")
+    client = client_of(server)
+    eleven = [{"channel": "a", "name": "e", "data": str(n)} for n in range(11)]
+    with pytest.raises(pusher.errors.PusherBadRequest, match="1-10"):
+        await call(client.trigger_batch, eleven)
+    one_bad = [
+        {"channel": "a", "name": "e", "data": "1"},
+        {"channel": "a", "name": "", "data": "2"},
+    ]
+    with pytest.raises(pusher.errors.PusherBadRequest, match="Event name"):
+        await call(client.trigger_batch, one_bad, already_encoded=True)
+    await call(client.trigger, "a", "e", "good")
+    assert await ann.message() == {"payload": "good", "channel": "a"}
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+async def test_channels_info_lists_occupied_channels_with_their_counts(server):
+    await server.client(WebSocketClient, "ann", "news", "sport")
+    await server.client(XhrStreamingClient, "bob", "news")
+    await presence(server, WebSocketClient, "cid")
+    await presence(server, WebSocketClient, "cid")
+    await presence(server, WebSocketClient, "dan")
+    client = client_of(server)
+    assert await call(client.channels_info) == {
+        "channels": {"news": {}, "presence-room": {}, "sport": {}}
+    }
+    assert await call(client.channels_info, attributes=["subscription_count"]) == {
+        "channels": {
+            "news": {"subscription_count": 2},
+            "presence-room": {"subscription_count": 3},
+            "sport": {"subscription_count": 1},
+        }
+    }
+    assert await call(client.channels_info, "presence-", ["user_count"]) == {
+        "channels": {"presence-room": {"user_count": 2}}
+    }
+    assert await call(client.channels_info, "spo") == {"channels": {"sport": {}}}
+    with pytest.raises(pusher.errors.PusherBadRequest, match="presence channels"):
+        await call(client.channels_info, attributes=["user_count"])
+
+
+async def test_channel_info_says_whether_it_is_occupied_and_counts(server):
+    await server.client(WebSocketClient, "ann", "news")
+    await server.client(WebSocketClient, "ann", "news")
+    await presence(server, WebSocketClient, "cid")
+    await presence(server, WebSocketClient, "cid")
+    client = client_of(server)
+    assert await call(client.channel_info, "news") == {"occupied": True}
+    assert await call(client.channel_info, "news", ["subscription_count"]) == {
+        "occupied": True,
+        "subscription_count": 2,
+    }
+    assert await call(client.channel_info, "empty", ["subscription_count"]) == {
+        "occupied": False,
+        "subscription_count": 0,
+    }
+    assert await call(client.channel_info, "presence-room", ["user_count"]) == {
+        "occupied": True,
+        "user_count": 1,
+    }
+    with pytest.raises(pusher.errors.PusherBadRequest, match="presence channels"):
+        await call(client.channel_info, "news", ["user_count"])
+
+
+async def test_users_info_lists_a_presence_channels_users(server):
+    await presence(server, WebSocketClient, "cid")
+    await presence(server, XhrStreamingClient, "dan")
+    await presence(server, WebSocketClient, "cid")
+    client = client_of(server)
+    assert await call(client.users_info, "presence-room") == {
+        "users": [{"id": "cid"}, {"id": "dan"}]
+    }
+    assert await call(client.users_info, "presence-empty") == {"users": []}
+    with pytest.raises(pusher.errors.PusherBadRequest, match="Only presence channels"):
+        await call(client.users_info, "news")
+
+
+async def test_terminate_user_connections_closes_every_connection_of_the_user(server):
+    ann = await server.client(WebSocketClient, "ann", "news")
+    ann2 = await server.client(XhrStreamingClient, "ann")
+    bob = await server.client(WebSocketClient, "bob", "news")
+    client = client_of(server)
+    # pusher-http-python sends this one to /users/ann/terminate_connections.
+    assert await call(client.terminate_user_connections, "ann") == {}
+    assert await ann.closed() == tuple(FORCED_DISCONNECT)
+    assert await ann2.closed() == tuple(FORCED_DISCONNECT)
+    # The other libraries' path: /apps/<id>/users/<id>/terminate_connections.
+    path = f"/apps/{APP_ID}/users/bob/terminate_connections"
+    assert await send(server, Request(library(server), "POST", path, {})) == {}
+    assert await bob.closed() == tuple(FORCED_DISCONNECT)
+    await server.settled(lambda: server.hub.connection_count() == 0)
+
+
+# -- refusals ----------------------------------------------------------------------------
+
+
+async def test_a_wrong_secret_is_refused_and_sends_nothing(server):
+    ann = await server.client(WebSocketClient, "ann", "news")
+    with pytest.raises(pusher.errors.PusherBadAuth, match="Invalid signature"):
+        await call(client_of(server, secret="not the secret").trigger, "news", "e", "x")
+    with pytest.raises(pusher.errors.PusherBadAuth, match="Invalid signature"):
+        await call(client_of(server, secret="not the secret").channels_info)
+    await call(client_of(server).trigger, "news", "e", "good")
+    assert await ann.message() == {"payload": "good", "channel": "news"}
+
+
+def resigned(request: Request, secret: str = SECRET, **changes: str) -> Request:
+    """``request`` with its parameters changed and signed again, by the library's ``sign``."""
+    params = {k: v for k, v in request.query_params.items() if k != "auth_signature"}
+    params.update(changes)
+    query = "&".join(f"{key}={value}" for key, value in sorted(params.items()))
+    params["auth_signature"] = sign(secret, f"{request.method}\n{request.path}\n{query}")
+    request.query_params = params
+    return request
+
+
+@pytest.mark.parametrize("age", [601, -601, 3600])
+async def test_a_timestamp_more_than_600_seconds_away_is_refused(server, age):
+    old = f"{time.time() - age:.0f}"
+    request = Request(library(server), "GET", f"/apps/{APP_ID}/channels", {})
+    with pytest.raises(pusher.errors.PusherBadAuth, match="Timestamp expired"):
+        await send(server, resigned(request, auth_timestamp=old))
+    # Just inside the window is fine.
+    recent = f"{time.time() - 590:.0f}"
+    request = Request(library(server), "GET", f"/apps/{APP_ID}/channels", {})
+    assert await send(server, resigned(request, auth_timestamp=recent)) == {"channels": {}}
+
+
+async def test_a_body_that_is_not_the_signed_one_is_refused(server):
+    request = Request(library(server), "POST", f"/apps/{APP_ID}/events", {"x": 1})
+    request.body = json.dumps({"name": "e", "data": "forged", "channel": "news"}).encode()
+    with pytest.raises(pusher.errors.PusherBadAuth, match="body_md5"):
+        await send(server, request)
+    # A body without any body_md5 is refused too.
+    params = {k: v for k, v in request.query_params.items() if k != "body_md5"}
+    request.query_params = params
+    with pytest.raises(pusher.errors.PusherBadAuth, match="Missing authentication parameter"):
+        await send(server, resigned(request))
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "message"),
+    [
+        ({"auth_key": "other"}, 401, "Unknown auth_key"),
+        ({"auth_version": "2.0"}, 401, "auth_version"),
+        ({"auth_timestamp": "soon"}, 401, "auth_timestamp"),
+    ],
+)
+async def test_wrong_authentication_parameters_are_refused(server, changes, status, message):
+    request = Request(library(server), "GET", f"/apps/{APP_ID}/channels", {})
+    response = await raw(server, "GET", resigned(request, **changes).signed_path)
+    assert (response.code, response.headers["Content-Type"]) == (
+        status,
+        "text/plain; charset=UTF-8",
+    )
+    assert message in response.body.decode()
+
+
+async def test_unsigned_unknown_and_unrouted_requests(server):
+    response = await raw(server, "GET", f"/apps/{APP_ID}/channels")
+    assert response.code == 401
+    assert response.body == b"Missing authentication parameter: auth_key\n"
+    request = Request(library(server), "GET", "/apps/2/channels", {})
+    response = await raw(server, "GET", request.signed_path)
+    assert (response.code, response.body) == (404, b"Unknown app\n")
+    request = Request(library(server), "GET", f"/apps/{APP_ID}/events", {})
+    response = await raw(server, "GET", request.signed_path)
+    assert (response.code, response.body) == (405, b"Method not allowed\n")
+
+
+@pytest.mark.config(app_id=APP_ID, max_body_size=1000)
+async def test_a_body_over_the_servers_limit_is_refused_with_413(server):
+    ann = await server.client(WebSocketClient, "ann", "news")
+    client = client_of(server)
+    with pytest.raises(pusher.errors.PusherBadStatus, match="413"):
+        await call(client.trigger, "news", "e", "x" * 2000)
+    # A chunked body (no Content-Length) is counted as it comes.
+    body = json.dumps({"name": "e", "data": "y" * 2000, "channel": "news"}).encode()
+    request = Request(client._pusher_client, "POST", f"/apps/{APP_ID}/events", {})
+    resigned(request, body_md5=hashlib.md5(body).hexdigest())
+
+    async def chunks(write):
+        for start in range(0, len(body), 100):
+            await write(body[start : start + 100])
+
+    response = await AsyncHTTPClient().fetch(
+        f"{server.url}{request.signed_path}",
+        method="POST",
+        body_producer=chunks,
+        raise_error=False,
+    )
+    assert response.code == 413
+    await call(client.trigger, "news", "e", "small")
+    assert await ann.message() == {"payload": "small", "channel": "news"}
+
+
+async def test_terminating_a_user_without_connections_answers_at_once(server):
+    assert await call(client_of(server).terminate_user_connections, "nobody") == {}
+
+
+# -- the cluster ----------------------------------------------------------------------------
+
+
+async def test_a_trigger_on_one_node_reaches_clients_of_both(nodes):
+    one, two = await nodes(2, app_id=APP_ID)
+    ann = await one.client(WebSocketClient, "ann", "news")
+    bob = await two.client(XhrStreamingClient, "bob", "news")
+    client = client_of(one)
+    assert await call(client.trigger, ["news"], "e", "across") == {}
+    assert await ann.message() == {"payload": "across", "channel": "news"}
+    assert await bob.message() == {"payload": "across", "channel": "news"}
+    assert await call(client.channel_info, "news", ["subscription_count"]) == {
+        "occupied": True,
+        "subscription_count": 2,
+    }
+
+
+async def test_terminate_and_listings_cover_the_cluster(nodes):
+    one, two = await nodes(2, app_id=APP_ID)
+    await presence(one, WebSocketClient, "ann")
+    bob = await two.client(WebSocketClient, "bob", "news")
+    client = client_of(one)
+    assert await call(client.users_info, "presence-room") == {"users": [{"id": "ann"}]}
+    listed = await call(client.channels_info, attributes=["subscription_count"])
+    assert listed == {
+        "channels": {"news": {"subscription_count": 1}, "presence-room": {"subscription_count": 1}}
+    }
+    assert await call(client.terminate_user_connections, "bob") == {}
+    assert await bob.closed() == tuple(FORCED_DISCONNECT)
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"history_size": 10, "history_ttl": 60.0}], ids=["live", "kept"]
+)
+async def test_a_pusher_event_crosses_the_cluster_with_its_name_and_exclusion(nodes, settings):
+    """The bus carries the event name and the socket id to exclude (kinds ``e`` and ``k``).
+
+    Node two's Pusher connections are plain objects on the hub's connection
+    contract (``tests/test_pusher_ws.py``'s), so that what each received is
+    known exactly; the test below does it with real websockets.
+    """
+    one, two = await nodes(2, app_id=APP_ID, **settings)
+    thunder = await two.client(WebSocketClient, "ann", "news")
+    hub = two.built.apps.get(KEY).hub
+    sender, other = PusherConnection("p1", "1.1"), PusherConnection("p2", "2.2")
+    for connection in (sender, other):
+        hub.add(connection)
+        hub.subscribe(connection, "news")
+    try:
+        await call(client_of(one).trigger, "news", "update", "hello", socket_id="1.1")
+        message = await thunder.message()
+        assert (message["payload"], message["channel"]) == ("hello", "news")
+        assert ("epoch" in message) == bool(settings)
+        # One bus message reached all three: the excluded one got nothing.
+        assert [json.loads(frame) for frame in other.received] == [
+            {"event": "update", "channel": "news", "data": "hello"}
+        ]
+        assert sender.received == []
+        # A Thunderpush publish reaches them as the default event, nobody excluded.
+        response = await one.api("POST", "channels/news/", '"plain"')
+        assert json.loads(response.body)["count"] == 3
+        assert (await thunder.message())["payload"] == '"plain"'
+        await two.settled(lambda: len(sender.received) == 1)
+        assert json.loads(sender.received[0])["event"] == DEFAULT_EVENT
+    finally:
+        for connection in (sender, other):
+            hub.remove(connection)
+
+
+# -- Pusher websockets as receivers ---------------------------------------------------------
+
+
+async def test_a_trigger_reaches_pusher_websockets_as_the_event_but_the_excluded_one(server):
+    thunder = await server.client(WebSocketClient, "t", "news")
+    async with opened(server) as sender, opened(server) as other:
+        sender_id, _ = await established(sender), await established(other)
+        await subscribed(sender, "news")
+        await subscribed(other, "news")
+        client = client_of(server)
+        await call(client.trigger, ["news"], "update", {"n": 1}, socket_id=sender_id)
+        assert await receive(other) == {"event": "update", "channel": "news", "data": '{"n": 1}'}
+        assert await thunder.message() == {"payload": '{"n": 1}', "channel": "news"}
+        assert await call(client.channel_info, "news", ["subscription_count"]) == {
+            "occupied": True,
+            "subscription_count": 3,
+        }
+        # The sender got nothing: its next frame is the pong to its ping.
+        await ws_send(sender, "pusher:ping")
+        assert (await receive(sender))["event"] == "pusher:pong"
+
+
+async def test_users_info_and_terminate_cover_pusher_connections(server):
+    async with opened(server) as ws:
+        socket_id = await established(ws)
+        await subscribed(ws, "presence-room", **presence_data(socket_id, "presence-room", "42"))
+        client = client_of(server)
+        assert await call(client.users_info, "presence-room") == {"users": [{"id": "42"}]}
+        assert await call(client.terminate_user_connections, "42") == {}
+        assert await closed_with(ws) == 4009
+
+
+async def test_a_trigger_on_one_node_reaches_a_pusher_websocket_on_the_other(nodes):
+    one, two = await nodes(2, app_id=APP_ID)
+    async with opened(two) as ws, opened(two) as excluded:
+        await established(ws)
+        excluded_id = await established(excluded)
+        await subscribed(ws, "news")
+        await subscribed(excluded, "news")
+        await call(client_of(one).trigger, "news", "update", "across", socket_id=excluded_id)
+        assert await receive(ws) == {"event": "update", "channel": "news", "data": "across"}
+        await ws_send(excluded, "pusher:ping")
+        assert (await receive(excluded))["event"] == "pusher:pong"

@@ -1,0 +1,211 @@
+"""Pusher connections in a cluster: presence with ``user_info``, events, recovery.
+
+Two in-process nodes on a real Redis (``tests/test_cluster.py``'s ``nodes``);
+Pusher clients are raw websockets (``tests/test_pusher_ws.py``'s helpers),
+Thunderpush clients real SockJS sessions, Pusher publishes the real ``pusher``
+library (``tests/test_pusher_api.py``'s helpers).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from thunderpush.cluster import scripts
+from thunderpush.cluster.bus import deliver
+
+from .sockjs_client import WebSocketClient
+from .test_cluster import eventually, in_presence, listed, nodes, status_and
+from .test_cluster_history import KEPT, connection_of, delivered, recovered
+from .test_pusher_api import APP_ID, call, client_of
+from .test_pusher_ws import established, opened, presence_data, receive, send, subscribed
+
+__all__ = ["nodes"]
+
+ROOM = "presence-room"
+
+
+def presence_of(*members: tuple[str, Any]) -> dict[str, Any]:
+    """The ``data`` of a presence ``subscription_succeeded`` listing ``members``."""
+    return {
+        "presence": {
+            "ids": [user for user, _ in members],
+            "hash": dict(members),
+            "count": len(members),
+        }
+    }
+
+
+async def frame(ws: ClientConnection) -> tuple[str, Any]:
+    """The next frame's event and its data, parsed from the JSON string it is."""
+    received = await receive(ws)
+    assert received.get("channel") == ROOM, received
+    return received["event"], json.loads(received["data"])
+
+
+async def member(server: Any, ws: ClientConnection, user: str, info: Any) -> dict[str, Any]:
+    """``ws`` joins the room as ``user`` with ``info``; answers the member list it was told."""
+    socket_id = await established(ws)
+    return await subscribed(ws, ROOM, **presence_data(socket_id, ROOM, user, info))
+
+
+async def pong(ws: ClientConnection) -> None:
+    """A ping answered: every frame sent to ``ws`` before it was read already."""
+    await send(ws, "pusher:ping")
+    assert (await receive(ws))["event"] == "pusher:pong"
+
+
+def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node(fresh_redis):
+    with fresh_redis.client() as redis, redis.pubsub() as bus:
+        bus.subscribe(scripts.bus_channel("app"))
+        assert bus.get_message(timeout=1)["type"] == "subscribe"
+        for node in ("n1", "n2"):
+            redis.eval(scripts.BEAT, 0, 30, node)
+
+        def member(node: str, user: str, here: bool, info: str) -> None:
+            score = "1" if here else ""
+            redis.eval(scripts.MEMBER, 0, 30, "app", node, ROOM, user, score, "1", info)
+
+        def published() -> bytes:
+            return bus.get_message(timeout=1)["data"]
+
+        def users(infos: str = "1") -> list:
+            return redis.eval(scripts.CHANNEL_USERS, 0, 30, "app", ROOM, infos)[1:]
+
+        member("n1", "1", True, '{"name": "Ann"}')
+        assert published() == f'a{ROOM}\n1\n1\n{{"name": "Ann"}}'.encode()
+        member("n2", "t", True, "")  # a Thunderpush member: as before
+        assert published() == f"a{ROOM}\nt\n2".encode()
+        member("n2", "1", True, '{"name": "Ann"}')  # user 1 elsewhere too: not announced
+        assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
+        assert users("") == [b"1", b"t"]
+        # The info of user 1's record on n1 goes with it; n2's stays (equal scores:
+        # the records are in the order of their names).
+        member("n1", "1", False, "-")
+        assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
+        assert redis.hkeys("tp:app:n1:i") == []
+        # n2 leaves (its count of the channel is written beside, as a node does).
+        redis.hset(scripts.channel_count_key("app", "n2"), ROOM, 2)
+        redis.eval(scripts.GOODBYE, 0, 30, "n2", "app", "")
+        assert published() == f"r{ROOM}\n1\n3".encode()
+        assert published() == f"r{ROOM}\nt\n4".encode()
+        assert users() == [] and redis.keys("tp:*:i") == []
+
+
+async def test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once(
+    nodes, fresh_redis
+):
+    a, b = await nodes(2)
+    async with opened(a) as one, opened(b) as two, opened(b) as again:
+        assert await member(a, one, "1", {"name": "Ann"}) == presence_of(("1", {"name": "Ann"}))
+        assert await member(b, two, "2", ["Bob"]) == presence_of(
+            ("1", {"name": "Ann"}), ("2", ["Bob"])
+        )
+        assert await frame(one) == (
+            "pusher_internal:member_added",
+            {"user_id": "2", "user_info": ["Bob"]},
+        )
+        # A Thunderpush member on node a: both kinds see each other, it with no info.
+        thunder, members = await in_presence(a, "t")
+        assert members == ["1", "2", "t"]
+        for ws in (one, two):
+            assert await frame(ws) == (
+                "pusher_internal:member_added",
+                {"user_id": "t", "user_info": None},
+            )
+        # User 1's second connection, on the other node: told the members each once, with
+        # the info of its first; announced to nobody.
+        assert await member(b, again, "1", {"name": "Ann"}) == presence_of(
+            ("1", {"name": "Ann"}), ("2", ["Bob"]), ("t", None)
+        )
+        await eventually(lambda: listed(b, ROOM), ["1", "2", "t"])
+        await send(one, "pusher:unsubscribe", {"channel": ROOM})
+        await eventually(lambda: listed(b, ROOM), ["2", "t", "1"])
+        # Its last connection leaves: the others hear it once (and nothing before it).
+        await again.close()
+        assert await frame(two) == ("pusher_internal:member_removed", {"user_id": "1"})
+        assert await thunder.message() == {"event": "member_removed", "channel": ROOM, "user": "1"}
+        await thunder.send(f"UNSUBSCRIBE {ROOM}")
+        assert await frame(two) == ("pusher_internal:member_removed", {"user_id": "t"})
+        await pong(one)
+    await eventually(lambda: listed(a, ROOM), [])
+    # No user_info is left behind in Redis.
+    with fresh_redis.client() as redis:
+        assert redis.keys("tp:*:i") == []
+
+
+async def test_user_info_is_written_again_when_a_node_rejoins_redis(nodes, fresh_redis):
+    a, b = await nodes(2)
+    async with opened(a) as one, opened(b) as two, opened(b) as three:
+        await member(a, one, "1", {"name": "Ann"})
+        await member(b, two, "2", None)
+        await frame(one)
+        fresh_redis.stop()
+        fresh_redis.start()
+
+        # Redis lost everything: each node writes its members again (in either order),
+        # with their info.
+        async def listing() -> tuple[int, set[str] | None]:
+            status, users = await status_and(a, "GET", f"channels/{ROOM}/")
+            return status, users and set(users)
+
+        await eventually(listing, (200, {"1", "2"}), timeout=10)
+        welcome = await member(b, three, "3", 3)
+        assert welcome["presence"]["hash"] == {"1": {"name": "Ann"}, "2": None, "3": 3}
+
+
+async def test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order(nodes):
+    a, b = await nodes(2, app_id=APP_ID)
+    thunder = await b.client(WebSocketClient, "t", "news")
+    async with opened(b) as ws:
+        await established(ws)
+        await subscribed(ws, "news")
+        client = client_of(a)
+        for number in range(20):
+            if number % 2:
+                assert (await b.api("POST", "channels/news/", str(number))).code == 200
+            else:
+                assert await call(client.trigger, "news", "update", str(number)) == {}
+        for number in range(20):
+            event = "message" if number % 2 else "update"
+            assert await receive(ws) == {"event": event, "channel": "news", "data": str(number)}
+            assert await thunder.message() == {"payload": str(number), "channel": "news"}
+
+
+async def test_a_recovery_under_way_keeps_a_pusher_events_name_and_exclusion(nodes):
+    """Both states of a recovery that guard a channel: the read's answer awaited
+    (deliveries held), then sent (the bus's older deliveries dropped)."""
+    a, b = await nodes(2, app_id=APP_ID, **KEPT)
+    watcher = await b.client(WebSocketClient, "watcher", "news")
+    async with opened(b) as ws, opened(b) as excluded:
+        await established(ws)
+        excluded_id = await established(excluded)
+        await subscribed(ws, "news")
+        await subscribed(excluded, "news")
+        client = client_of(a)
+        await call(client.trigger, "news", "update", "1")
+        ((epoch, _, _),) = await delivered(watcher, 1)
+        for socket in (ws, excluded):
+            assert (await receive(socket))["data"] == "1"
+        # ann recovers, and is sent what the read had: the channel is guarded until
+        # the bus brings a later message.
+        ann = await b.client(WebSocketClient, "ann")
+        await ann.send(f"SUBSCRIBE news since={epoch}/1")
+        assert await ann.message() == recovered("news", True, epoch, 1)
+        assert "news" in b.hub._guarded
+        await call(client.trigger, "news", "update", "2", socket_id=excluded_id)
+        assert await receive(ws) == {"event": "update", "channel": "news", "data": "2"}
+        for thunder in (ann, watcher):
+            assert await delivered(thunder, 1) == [(epoch, 2, "2")]
+        # bob's recovery is under way when the next message comes (one loop turn).
+        bob = await b.client(WebSocketClient, "bob")
+        connection_of(b, "bob").handle(f"SUBSCRIBE news since={epoch}/2")
+        pusher = json.dumps(["late", excluded_id])
+        deliver(b.hub, f"knews\n{pusher}\n{epoch}\n3\n3".encode())
+        assert await receive(ws) == {"event": "late", "channel": "news", "data": "3"}
+        assert await bob.message() == recovered("news", True, epoch, 2)
+        for thunder in (bob, watcher):
+            assert await delivered(thunder, 1) == [(epoch, 3, "3")]
+        await pong(excluded)

@@ -1,0 +1,335 @@
+"""One pusher-js client: the hub connection behind a websocket at ``/app/<key>``.
+
+``PusherConnection`` reads Pusher's messages (``pusher:ping``, ``pusher:subscribe``,
+``pusher:unsubscribe``, ``pusher:signin``, ``client-*`` events) and acts on the
+app's hub as a Thunderpush connection does, so counts, presence, ``DELETE
+users/<u>/`` and the API's listings cover both kinds.  It knows no transport:
+``thunderpush.pusher.websocket`` gives it a ``socket`` (``send_element``,
+``send_pack``, ``close``) and is, to the socket, its session.
+
+Until it signs in or joins a presence channel a connection is anonymous: its
+user id is its socket id.  It then becomes that user, once: a connection is one
+user, and a presence subscription or sign-in as another one is refused.
+
+Nothing a client sends raises out of here: bad input gets a ``pusher:error``
+(4300-4399, the connection stays) or is refused with a
+``pusher:subscription_error``; a client over the command rate is closed with
+4100 (reconnect later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable
+from time import monotonic
+from typing import Any
+
+from thunderpush.core import protocol as thunder
+from thunderpush.core.apps import App
+from thunderpush.core.broker import BackendUnavailable
+from thunderpush.core.commands import Limits, shown
+from thunderpush.pusher import protocol
+from thunderpush.pusher.protocol import PusherError
+from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
+
+logger = logging.getLogger(__name__)
+
+# Pusher caps event names at 200 characters.
+MAX_EVENT_NAME = 200
+
+# What a Thunderpush close means for a Pusher client (the drain, DELETE users/<u>/...).
+_CLOSES = {
+    thunder.SERVER_SHUTDOWN.code: protocol.SERVER_SHUTDOWN,
+    thunder.FORCED_DISCONNECT.code: protocol.TERMINATED,
+}
+
+
+class PusherConnection:
+    """A Pusher client's state: its app, socket id, user, and presence infos."""
+
+    def __init__(self, socket: Any, app: App, limits: Limits, settings: dict[str, Any]) -> None:
+        self.socket = socket
+        self.app = app
+        self.limits = limits
+        self.socket_id = protocol.new_socket_id()
+        self.userid = self.socket_id
+        # The user this connection is, once it signed in or joined a presence channel.
+        self.user: str | None = None
+        self._signed_in = False
+        # Presence channel -> this user's ``user_info`` there.
+        self._infos: dict[str, Any] = {}
+        self._activity_timeout = settings.get("pusher_activity_timeout", protocol.ACTIVITY_TIMEOUT)
+        self._pong_timeout = settings.get("pusher_pong_timeout", protocol.PONG_TIMEOUT)
+        self._heard_at = monotonic()
+        self._pinged_at: float | None = None
+        self._bucket_full_at = 0
+        self._warned = False
+        self._closed = False
+        # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
+        self.conn = self
+
+    def open(self) -> None:
+        self.app.hub.add(self)
+        welcome = protocol.connection_established(self.socket_id, self._activity_timeout)
+        self.socket.send_pack(welcome)
+
+    # -- what the hub asks ------------------------------------------------
+
+    def send_delivery(self, element: str) -> None:
+        """Queue one frame, already JSON (encoded once per publish)."""
+        if not self._closed:
+            self.socket.send_element(element)
+
+    def member_info(self, channel: str) -> Any:
+        return self._infos.get(channel)
+
+    def force_disconnect(self) -> None:
+        self.close(*thunder.FORCED_DISCONNECT)
+
+    # -- what the socket asks (it takes this for its session) --------------
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """The connection ends: with ``code``, the server closes it (as the
+        Pusher error the Thunderpush code means); without, the socket is gone."""
+        if code is not None and not self._closed:
+            self.fail(_CLOSES.get(code, protocol.RECONNECT))
+        self._leave()
+
+    def fail(self, error: PusherError) -> None:
+        """Tell the client ``error`` and close with its code."""
+        self.socket.send_pack(protocol.error(error))
+        self.socket.close(error.code, error.message)
+        self._leave()
+
+    def remove_handler(self, handler: Any) -> None:
+        """The socket lets go of this connection: nothing to do, ``close`` follows."""
+
+    def log_context(self) -> dict[str, Any]:
+        return {"app": self.app.key, "user": self.userid, "socket_id": self.socket_id}
+
+    def heartbeat(self) -> None:
+        """A beat of the shared timer: ping a silent client, close one that did not answer."""
+        if self._closed:
+            return
+        now = monotonic()
+        if self._pinged_at is not None:
+            if now - self._pinged_at >= self._pong_timeout:
+                self.fail(protocol.PONG_NOT_RECEIVED)
+            return
+        if now - self._heard_at >= self._activity_timeout:
+            self._pinged_at = now
+            self.socket.send_pack(protocol.PING)
+
+    def on_message(self, message: str | bytes) -> None:
+        """One websocket message from the client."""
+        if self._closed:
+            return
+        self._heard_at = monotonic()
+        self._pinged_at = None
+        full_at = self.limits.take(self._bucket_full_at)
+        if full_at is None:
+            self._log(logging.WARNING, "Closing a Pusher connection: over the command rate.")
+            self.fail(protocol.OVER_CAPACITY)
+            return
+        self._bucket_full_at = full_at
+        try:
+            parsed = json.loads(message)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("event"), str):
+            self._refuse(protocol.INVALID_MESSAGE, message)
+            return
+        name = parsed["event"]
+        data = parsed.get("data")
+        if name.startswith("client-"):
+            self._client_event(name, parsed.get("channel"), data)
+            return
+        action = _ACTIONS.get(name)
+        if action is None:
+            self._log(logging.DEBUG, "Ignored the Pusher event %s.", shown(name))
+        elif not isinstance(data, dict) and action is not PusherConnection._ping:
+            self._refuse(protocol.INVALID_MESSAGE, message)
+        else:
+            action(self, data)
+
+    # -- the client's messages ---------------------------------------------
+
+    def _ping(self, data: Any) -> None:
+        self.socket.send_pack(protocol.PONG)
+
+    def _pong(self, data: Any) -> None:
+        """Heard: ``on_message`` noted it."""
+
+    def _subscribe(self, data: dict[str, Any]) -> None:
+        channel = data.get("channel")
+        if not isinstance(channel, str):
+            self._refuse(protocol.INVALID_MESSAGE, data)
+            return
+        if channel.startswith(protocol.USER_CHANNEL_PREFIX):
+            self._subscribe_user_channel(channel)
+            return
+        refusal = self._refusal(channel, data)
+        if refusal is not None:
+            message, status = refusal
+            self._log(logging.DEBUG, "Refused %s on %s: %s", self.userid, shown(channel), message)
+            self.socket.send_pack(protocol.subscription_error(channel, message, status))
+            return
+        hub = self.app.hub
+        hub.subscribe(self, channel)
+        if thunder.is_presence_channel(channel):
+            hub.welcome(self, channel)
+        else:
+            self.socket.send_pack(protocol.subscription_succeeded(channel))
+
+    def _refusal(self, channel: str, data: dict[str, Any]) -> tuple[str, int] | None:
+        """Why ``channel`` is refused (the message and an HTTP-like status), or None.
+
+        A presence subscription that passes makes this connection its user.
+        """
+        if not thunder.is_valid_channel_name(channel):
+            return "Invalid channel name (1-64 of a-z A-Z 0-9 _-=@,.;).", 400
+        hub = self.app.hub
+        if hub.subscription_count(self) >= self.limits.max_channels and not hub.is_subscribed(
+            self, channel
+        ):
+            return thunder.TOO_MANY_CHANNELS, 400
+        if not thunder.needs_channel_token(channel):
+            return None
+        presence = thunder.is_presence_channel(channel)
+        channel_data = data.get("channel_data") if presence else None
+        if presence and not isinstance(channel_data, str):
+            return "A presence subscription needs channel_data.", 400
+        app = self.app
+        expected = channel_auth(app.key, app.secret, self.socket_id, channel, channel_data)
+        if not matches(expected, data.get("auth")):
+            return "Invalid signature: expected the HMAC-SHA256 of the socket id and channel.", 401
+        if not presence:
+            return None
+        member = _member(channel_data)
+        if member is None:
+            return "channel_data must be a JSON object with a user_id.", 400
+        userid, info = member
+        if self.user is not None and self.user != userid:
+            return f"This connection is user {self.user}.", 403
+        self._become(userid)
+        self._infos[channel] = info
+        return None
+
+    def _subscribe_user_channel(self, channel: str) -> None:
+        """pusher-js 8 subscribes to its user's channel once signed in: ``send_to_user``
+        reaches it there (``Hub.send_to_user``)."""
+        if self._signed_in and channel == protocol.USER_CHANNEL_PREFIX + self.user:
+            self.socket.send_pack(protocol.subscription_succeeded(channel))
+        else:
+            message = "Only the user this connection signed in as has this channel."
+            self.socket.send_pack(protocol.subscription_error(channel, message, 403))
+
+    def _unsubscribe(self, data: dict[str, Any]) -> None:
+        channel = data.get("channel")
+        if isinstance(channel, str):
+            self._infos.pop(channel, None)
+            self.app.hub.unsubscribe(self, channel)
+
+    def _signin(self, data: dict[str, Any]) -> None:
+        app = self.app
+        user_data = data.get("user_data")
+        if not isinstance(user_data, str) or not matches(
+            signin_auth(app.key, app.secret, self.socket_id, user_data), data.get("auth")
+        ):
+            self._log(logging.INFO, "Refused a Pusher sign-in: invalid signature.")
+            self.fail(protocol.UNAUTHORIZED)
+            return
+        member = _member(user_data, "id")
+        if member is None or (self.user is not None and self.user != member[0]):
+            self._log(logging.INFO, "Refused a Pusher sign-in: no or another user id.")
+            self.fail(protocol.UNAUTHORIZED)
+            return
+        self._become(member[0])
+        self._signed_in = True
+        self.socket.send_pack(protocol.signin_success(user_data))
+
+    def _client_event(self, name: str, channel: Any, data: Any) -> None:
+        """To the channel's other subscribers, through the broker (so across the
+        cluster); Thunderpush clients get ``data`` as the payload."""
+        app = self.app
+        if not app.client_events:
+            self._refuse(protocol.CLIENT_EVENTS_DISABLED, name)
+            return
+        if (
+            not isinstance(channel, str)
+            or not thunder.needs_channel_token(channel)
+            or not app.hub.is_subscribed(self, channel)
+            or len(name) > MAX_EVENT_NAME
+        ):
+            self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
+            return
+        payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        result = app.broker.send_to_channel(app, channel, payload, name, self.socket_id)
+        if isinstance(result, Awaitable):
+            asyncio.ensure_future(result).add_done_callback(_sent)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _become(self, userid: str) -> None:
+        """This connection is ``userid`` from now on (it was anonymous: its socket id)."""
+        if self.user == userid:
+            return
+        hub = self.app.hub
+        channels = hub.channels_of(self)
+        hub.remove(self)
+        self.user = self.userid = userid
+        hub.add(self)
+        for channel in channels:
+            hub.subscribe(self, channel)
+
+    def _leave(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.app.hub.remove(self)
+            self.socket.server.live_sessions.discard(self)
+
+    def _refuse(self, error: PusherError, what: Any) -> None:
+        """A ``pusher:error`` that keeps the connection; the first is logged as a warning."""
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        self._log(level, "Refused a Pusher message (%s): %s.", error.message, shown(what))
+        self.socket.send_pack(protocol.error(error))
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        if logger.isEnabledFor(level):
+            logger.log(level, message, *args, extra=self.log_context())
+
+
+_ACTIONS = {
+    "pusher:ping": PusherConnection._ping,
+    "pusher:pong": PusherConnection._pong,
+    "pusher:subscribe": PusherConnection._subscribe,
+    "pusher:unsubscribe": PusherConnection._unsubscribe,
+    "pusher:signin": PusherConnection._signin,
+}
+
+
+def _member(data: str, field: str = "user_id") -> tuple[str, Any] | None:
+    """The user id (a string or a number, as a string) and ``user_info`` in a presence
+    subscription's ``channel_data`` (or a sign-in's ``user_data``, whose id is ``id``)."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    userid = parsed.get(field)
+    if isinstance(userid, int | float) and not isinstance(userid, bool):
+        userid = json.dumps(userid)
+    if not isinstance(userid, str) or not thunder.is_valid_user_id(userid):
+        return None
+    return userid, parsed.get("user_info")
+
+
+def _sent(future: asyncio.Future[Any]) -> None:
+    """A client event's send through the cluster: lost if Redis is away (as Pusher may)."""
+    error = future.exception()
+    if error is not None and not isinstance(error, BackendUnavailable):
+        logger.error("A client event could not be sent.", exc_info=error)
