@@ -9,6 +9,7 @@ backend would with the Pusher signatures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -25,13 +26,18 @@ from tornado.netutil import bind_sockets
 
 from thunderpush.pusher.signatures import channel_auth, signin_auth
 
-from .conftest import KEY, SECRET
+from .cluster import bad_log_lines
+from .conftest import KEY, SECRET, call_api
+from .processes import ServerProcess, start_server_process
 from .sockjs_client import WebSocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).with_name("pusher_driver.js")
 NODE_MODULES = ROOT / "client" / "node_modules"
 WAIT = 10.0
+# pusher-js's first reconnection attempt to a server that is down waits out its
+# websocket strategy's 15 s timeout before the next one (default_strategy.ts).
+RECONNECT_WAIT = 30.0
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
@@ -85,11 +91,11 @@ class PusherJs:
         self.process.stdin.write(json.dumps({"do": command, **fields}).encode() + b"\n")
         await self.process.stdin.drain()
 
-    async def next(self, *ignored: str) -> dict[str, Any]:
+    async def next(self, *ignored: str, wait: float = WAIT) -> dict[str, Any]:
         """The next report but those whose ``on`` is ``ignored`` (by default: state changes)."""
         ignored = ignored or ("state", "triggered")
         while True:
-            line = await asyncio.wait_for(self.process.stdout.readline(), WAIT)
+            line = await asyncio.wait_for(self.process.stdout.readline(), wait)
             assert line, "pusher-js ended"
             report = json.loads(line)
             if report["on"] not in ignored:
@@ -209,3 +215,42 @@ async def test_signin_then_terminate_the_users_connections(server, auth_url):
         await server.api("DELETE", "users/ann/")
         report = await client.next()
         assert report["on"] == "error" and report["code"] == 4009
+
+
+async def publish(running: ServerProcess, channel: str, body: str) -> None:
+    response = await call_api(running.url, "POST", f"channels/{channel}/", body)
+    assert response.code == 200, response.body
+
+
+async def test_reconnects_after_a_server_restart_and_gets_events_again(tmp_path, auth_url):
+    """The server process stops (its drain closes the socket with 4200) and starts
+    again on the same port: pusher-js reconnects by itself, with a new socket id,
+    and subscribes again."""
+    start = functools.partial(start_server_process, tmp_path, "--drain-seconds", "0.1")
+    running = await asyncio.to_thread(start)
+    try:
+        async with pusher_js(running, auth_url) as client:
+            first_id = await client.connected()
+            await client.subscribed("news")
+            await publish(running, "news", '"before"')
+            assert (await client.next())["data"] == "before"
+
+            assert await asyncio.to_thread(running.stop) == 0
+            assert not bad_log_lines(running)
+            running = await asyncio.to_thread(start, port=running.port)
+            # pusher-js reports the drain's pusher:error (and the close code), then
+            # its states ("connecting", "unavailable") until it is back.
+            codes = set()
+            while (report := await client.next("triggered", wait=RECONNECT_WAIT)).get(
+                "current"
+            ) != "connected":
+                codes.add(report.get("code"))
+            assert codes == {4200, None}, codes
+            assert report["socket_id"] != first_id
+            report = await client.next()
+            assert report["on"] == "subscribed" and report["channel"] == "news", report
+            await publish(running, "news", '"after"')
+            assert (await client.next())["data"] == "after"
+    finally:
+        await asyncio.to_thread(running.stop)
+    assert not bad_log_lines(running)
