@@ -1,9 +1,9 @@
 """The real pusher-js 8 (npm, in Node) against a real server: nobody here wrote that client.
 
 ``tests/pusher_driver.js`` runs pusher-js and takes commands on stdin, printing
-what pusher-js reports; the test serves the auth endpoints pusher-js calls
-(``channelAuthorization`` and ``userAuthentication``), signing as an app's
-backend would with the Pusher signatures.
+what pusher-js reports (``tests/pusher_reports.js``); the test serves the auth
+endpoints pusher-js calls (``channelAuthorization`` and ``userAuthentication``,
+``tests/pusher_auth.py``).
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from thunderpush.pusher.signatures import channel_auth, signin_auth
-
 from .cluster import bad_log_lines
-from .conftest import KEY, SECRET, call_api
+from .conftest import KEY, call_api
 from .processes import ServerProcess, start_server_process
+from .pusher_auth import AUTH_ROUTE, AuthHandler
 from .sockjs_client import WebSocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,35 +43,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class AuthHandler(tornado.web.RequestHandler):
-    """``/u/<user>/auth`` and ``/u/<user>/signin``: the backend's answers for ``user``.
-
-    ``private-forged`` is signed with the wrong secret, so the server refuses it.
-    """
-
-    def post(self, user: str, kind: str) -> None:
-        form = {name: values[0] for name, values in parse_qs(self.request.body.decode()).items()}
-        socket_id = form["socket_id"]
-        if kind == "signin":
-            user_data = json.dumps({"id": user, "name": user.upper()})
-            self.write(
-                {"auth": signin_auth(KEY, SECRET, socket_id, user_data), "user_data": user_data}
-            )
-            return
-        channel = form["channel_name"]
-        secret = "forged" if channel == "private-forged" else SECRET
-        if channel.startswith("presence-"):
-            channel_data = json.dumps({"user_id": user, "user_info": {"name": user.upper()}})
-            auth = channel_auth(KEY, secret, socket_id, channel, channel_data)
-            self.write({"auth": auth, "channel_data": channel_data})
-        else:
-            self.write({"auth": channel_auth(KEY, secret, socket_id, channel)})
-
-
 @pytest.fixture
 async def auth_url():
     sockets = bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(tornado.web.Application([(r"/u/([^/]+)/(auth|signin)", AuthHandler)]))
+    http = HTTPServer(tornado.web.Application([(AUTH_ROUTE, AuthHandler)]))
     http.add_sockets(sockets)
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     http.stop()
