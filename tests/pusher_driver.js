@@ -5,18 +5,15 @@
 //   {"do": "subscribe", "channel": "c"}        {"do": "unsubscribe", "channel": "c"}
 //   {"do": "trigger", "channel": "c", "event": "client-x", "data": {...}}
 //   {"do": "signin"}                            {"do": "disconnect"}
-// and writes what pusher-js reports to stdout, one JSON object a line:
-//   {"on": "state", "current": "connected", "socket_id": "1.2"}
-//   {"on": "subscribed", "channel": "c", "members": {"count": n, "me": ..., "ids": [...]}}
-//   {"on": "subscription_error", "channel": "c", "status": 401}
-//   {"on": "event", "channel": "c", "event": "e", "data": ..., "user_id": ...}
-//   {"on": "member_added" | "member_removed", "channel": "c", "id": "1", "info": ...}
-//   {"on": "error", "code": 4001}   {"on": "signed_in", "user": {...}}
+// and writes what pusher-js reports to stdout, one JSON object a line: those of
+// pusher_reports.js, and
+//   {"on": "triggered", "sent": true}   {"on": "signed_in", "user": {...}}
 //   {"on": "user_event", "event": "e", "data": ...}  (to the signed-in user)
 "use strict";
 
 const readline = require("readline");
 const Pusher = require("pusher-js");
+const reports = require("./pusher_reports.js");
 
 const [host, port, key, authBase] = process.argv.slice(2);
 
@@ -34,49 +31,10 @@ const pusher = new Pusher(key, {
   channelAuthorization: { endpoint: authBase + "/auth", transport: "ajax" },
   userAuthentication: { endpoint: authBase + "/signin", transport: "ajax" },
 });
-
-pusher.connection.bind("state_change", (states) => {
-  out({ on: "state", current: states.current, socket_id: pusher.connection.socket_id });
-});
-pusher.connection.bind("error", (error) => {
-  // A pusher:error during the handshake comes wrapped in a HandshakeError.
-  const data = (error && (error.data || (error.error && error.error.data))) || {};
-  out({ on: "error", code: data.code === undefined ? null : data.code, message: data.message });
-});
-
-function members(channel) {
-  if (!channel.members) return undefined;
-  const ids = [];
-  const hash = {};
-  channel.members.each((member) => {
-    ids.push(member.id);
-    hash[member.id] = member.info === undefined ? null : member.info;
-  });
-  return { count: channel.members.count, me: channel.members.me, ids: ids.sort(), hash };
-}
-
-function subscribe(name) {
-  const channel = pusher.subscribe(name);
-  channel.bind("pusher:subscription_succeeded", () => {
-    out({ on: "subscribed", channel: name, members: members(channel) });
-  });
-  channel.bind("pusher:subscription_error", (error) => {
-    out({ on: "subscription_error", channel: name, status: error && error.status });
-  });
-  channel.bind("pusher:member_added", (member) => {
-    out({ on: "member_added", channel: name, id: member.id, info: member.info });
-  });
-  channel.bind("pusher:member_removed", (member) => {
-    out({ on: "member_removed", channel: name, id: member.id });
-  });
-  channel.bind_global((event, data, metadata) => {
-    if (event.startsWith("pusher:") || event.startsWith("pusher_internal:")) return;
-    out({ on: "event", channel: name, event, data, user_id: metadata && metadata.user_id });
-  });
-}
+reports.watchConnection(pusher, out);
 
 const commands = {
-  subscribe: (command) => subscribe(command.channel),
+  subscribe: (command) => reports.subscribe(pusher, command.channel, out),
   unsubscribe: (command) => pusher.unsubscribe(command.channel),
   trigger: (command) => {
     const sent = pusher.channel(command.channel).trigger(command.event, command.data);

@@ -1,14 +1,15 @@
 """The real pusher-js 8 (npm, in Node) against a real server: nobody here wrote that client.
 
 ``tests/pusher_driver.js`` runs pusher-js and takes commands on stdin, printing
-what pusher-js reports; the test serves the auth endpoints pusher-js calls
-(``channelAuthorization`` and ``userAuthentication``), signing as an app's
-backend would with the Pusher signatures.
+what pusher-js reports (``tests/pusher_reports.js``); the test serves the auth
+endpoints pusher-js calls (``channelAuthorization`` and ``userAuthentication``,
+``tests/pusher_auth.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -16,22 +17,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from thunderpush.pusher.signatures import channel_auth, signin_auth
-
-from .conftest import KEY, SECRET
+from .cluster import bad_log_lines
+from .conftest import KEY, call_api
+from .processes import ServerProcess, start_server_process
+from .pusher_auth import AUTH_ROUTE, AuthHandler
 from .sockjs_client import WebSocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).with_name("pusher_driver.js")
 NODE_MODULES = ROOT / "client" / "node_modules"
 WAIT = 10.0
+# pusher-js's first reconnection attempt to a server that is down waits out its
+# websocket strategy's 15 s timeout before the next one (default_strategy.ts).
+RECONNECT_WAIT = 30.0
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
@@ -39,35 +43,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class AuthHandler(tornado.web.RequestHandler):
-    """``/u/<user>/auth`` and ``/u/<user>/signin``: the backend's answers for ``user``.
-
-    ``private-forged`` is signed with the wrong secret, so the server refuses it.
-    """
-
-    def post(self, user: str, kind: str) -> None:
-        form = {name: values[0] for name, values in parse_qs(self.request.body.decode()).items()}
-        socket_id = form["socket_id"]
-        if kind == "signin":
-            user_data = json.dumps({"id": user, "name": user.upper()})
-            self.write(
-                {"auth": signin_auth(KEY, SECRET, socket_id, user_data), "user_data": user_data}
-            )
-            return
-        channel = form["channel_name"]
-        secret = "forged" if channel == "private-forged" else SECRET
-        if channel.startswith("presence-"):
-            channel_data = json.dumps({"user_id": user, "user_info": {"name": user.upper()}})
-            auth = channel_auth(KEY, secret, socket_id, channel, channel_data)
-            self.write({"auth": auth, "channel_data": channel_data})
-        else:
-            self.write({"auth": channel_auth(KEY, secret, socket_id, channel)})
-
-
 @pytest.fixture
 async def auth_url():
     sockets = bind_sockets(0, "127.0.0.1")
-    http = HTTPServer(tornado.web.Application([(r"/u/([^/]+)/(auth|signin)", AuthHandler)]))
+    http = HTTPServer(tornado.web.Application([(AUTH_ROUTE, AuthHandler)]))
     http.add_sockets(sockets)
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     http.stop()
@@ -85,11 +64,11 @@ class PusherJs:
         self.process.stdin.write(json.dumps({"do": command, **fields}).encode() + b"\n")
         await self.process.stdin.drain()
 
-    async def next(self, *ignored: str) -> dict[str, Any]:
+    async def next(self, *ignored: str, wait: float = WAIT) -> dict[str, Any]:
         """The next report but those whose ``on`` is ``ignored`` (by default: state changes)."""
         ignored = ignored or ("state", "triggered")
         while True:
-            line = await asyncio.wait_for(self.process.stdout.readline(), WAIT)
+            line = await asyncio.wait_for(self.process.stdout.readline(), wait)
             assert line, "pusher-js ended"
             report = json.loads(line)
             if report["on"] not in ignored:
@@ -209,3 +188,42 @@ async def test_signin_then_terminate_the_users_connections(server, auth_url):
         await server.api("DELETE", "users/ann/")
         report = await client.next()
         assert report["on"] == "error" and report["code"] == 4009
+
+
+async def publish(running: ServerProcess, channel: str, body: str) -> None:
+    response = await call_api(running.url, "POST", f"channels/{channel}/", body)
+    assert response.code == 200, response.body
+
+
+async def test_reconnects_after_a_server_restart_and_gets_events_again(tmp_path, auth_url):
+    """The server process stops (its drain closes the socket with 4200) and starts
+    again on the same port: pusher-js reconnects by itself, with a new socket id,
+    and subscribes again."""
+    start = functools.partial(start_server_process, tmp_path, "--drain-seconds", "0.1")
+    running = await asyncio.to_thread(start)
+    try:
+        async with pusher_js(running, auth_url) as client:
+            first_id = await client.connected()
+            await client.subscribed("news")
+            await publish(running, "news", '"before"')
+            assert (await client.next())["data"] == "before"
+
+            assert await asyncio.to_thread(running.stop) == 0
+            assert not bad_log_lines(running)
+            running = await asyncio.to_thread(start, port=running.port)
+            # pusher-js reports the drain's pusher:error (and the close code), then
+            # its states ("connecting", "unavailable") until it is back.
+            codes = set()
+            while (report := await client.next("triggered", wait=RECONNECT_WAIT)).get(
+                "current"
+            ) != "connected":
+                codes.add(report.get("code"))
+            assert codes == {4200, None}, codes
+            assert report["socket_id"] != first_id
+            report = await client.next()
+            assert report["on"] == "subscribed" and report["channel"] == "news", report
+            await publish(running, "news", '"after"')
+            assert (await client.next())["data"] == "after"
+    finally:
+        await asyncio.to_thread(running.stop)
+    assert not bad_log_lines(running)
