@@ -429,7 +429,7 @@ async def test_a_pusher_event_crosses_the_cluster_with_its_name_and_exclusion(no
     """
     one, two = await nodes(2, app_id=APP_ID, **settings)
     thunder = await two.client(WebSocketClient, "ann", "news")
-    hub = two.built.apps.get(KEY).hub
+    hub = two.parts.apps.get(KEY).hub
     sender, other = PusherConnection("p1", "1.1"), PusherConnection("p2", "2.2")
     for connection in (sender, other):
         hub.add(connection)

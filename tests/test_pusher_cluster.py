@@ -18,7 +18,8 @@ from thunderpush.cluster.bus import deliver
 
 from .sockjs_client import WebSocketClient
 from .test_cluster import eventually, in_presence, listed, nodes, status_and
-from .test_cluster_history import KEPT, connection_of, delivered, recovered
+from .test_cluster_history import KEPT, connection_of, delivered
+from .test_history import recovered
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_ws import established, opened, presence_data, receive, send, subscribed
 
@@ -193,7 +194,7 @@ async def test_a_recovery_under_way_keeps_a_pusher_events_name_and_exclusion(nod
         # the bus brings a later message.
         ann = await b.client(WebSocketClient, "ann")
         await ann.send(f"SUBSCRIBE news since={epoch}/1")
-        assert await ann.message() == recovered("news", True, epoch, 1)
+        assert await ann.message() == recovered(True, epoch, 1)
         assert "news" in b.hub._guarded
         await call(client.trigger, "news", "update", "2", socket_id=excluded_id)
         assert await receive(ws) == {"event": "update", "channel": "news", "data": "2"}
@@ -205,7 +206,7 @@ async def test_a_recovery_under_way_keeps_a_pusher_events_name_and_exclusion(nod
         pusher = json.dumps(["late", excluded_id])
         deliver(b.hub, f"knews\n{pusher}\n{epoch}\n3\n3".encode())
         assert await receive(ws) == {"event": "late", "channel": "news", "data": "3"}
-        assert await bob.message() == recovered("news", True, epoch, 2)
+        assert await bob.message() == recovered(True, epoch, 2)
         for thunder in (bob, watcher):
             assert await delivered(thunder, 1) == [(epoch, 3, "3")]
         await pong(excluded)
