@@ -170,6 +170,8 @@ async def test_info_on_a_trigger_answers_the_channels_attributes(server):
         ({"name": "", "data": "x", "channel": "a"}, "Event name"),
         ({"name": "a\nb", "data": "x", "channel": "a"}, "Event name"),
         ({"name": "e", "data": "x", "channel": "a", "socket_id": "abc"}, "Invalid socket_id"),
+        ({"name": "e", "data": "x", "channel": "a", "socket_id": "1" * 21 + ".1"}, "socket_id"),
+        ({"name": "e", "data": "x", "channel": "a", "socket_id": "\u0661.1"}, "socket_id"),
         ({"name": "e", "data": "x", "channel": "a", "info": "colour"}, "Unknown info"),
     ],
 )

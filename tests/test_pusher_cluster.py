@@ -137,6 +137,22 @@ async def test_presence_members_on_two_nodes_see_each_other_with_user_info_each_
         assert redis.keys("tp:*:i") == []
 
 
+async def test_a_presence_client_event_names_its_sender_on_the_other_node(nodes):
+    a, b = await nodes(2, client_events=True)
+    async with opened(a) as one, opened(b) as two:
+        await member(a, one, "1", None)
+        await member(b, two, "2", None)
+        assert (await frame(one))[0] == "pusher_internal:member_added"
+        await send(two, "client-typing", {"on": True}, channel=ROOM)
+        assert await receive(one) == {
+            "event": "client-typing",
+            "channel": ROOM,
+            "data": '{"on":true}',
+            "user_id": "2",
+        }
+        await pong(two)  # and nothing came back to the sender
+
+
 async def test_user_info_is_written_again_when_a_node_rejoins_redis(nodes, fresh_redis):
     a, b = await nodes(2)
     async with opened(a) as one, opened(b) as two, opened(b) as three:

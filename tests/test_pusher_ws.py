@@ -318,6 +318,24 @@ async def test_client_events_reach_the_others_but_not_the_sender(server):
         assert (await receive(one))["data"]["code"] == 4301
 
 
+@pytest.mark.config(client_events=True)
+async def test_a_presence_client_event_names_its_sender(server):
+    channel = "presence-room"
+    async with opened(server) as one, opened(server) as two:
+        for ws, user in ((one, "ann"), (two, "bob")):
+            socket_id = await established(ws)
+            await subscribed(ws, channel, **presence_data(socket_id, channel, user))
+        assert (await receive(one))["event"] == "pusher_internal:member_added"
+        await send(two, "client-typing", {"on": True}, channel=channel)
+        frame = await receive(one)
+        assert frame == {
+            "event": "client-typing",
+            "channel": channel,
+            "data": '{"on":true}',
+            "user_id": "bob",
+        }
+
+
 async def test_client_events_are_refused_unless_the_app_enables_them(server):
     async with opened(server) as ws:
         socket_id = await established(ws)

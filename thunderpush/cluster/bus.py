@@ -16,7 +16,7 @@ A bus message is text, its first character its kind::
     k<channel>\\n<pusher>\\n<epoch>\\n<offset>\\n<payload>
                                  the same for a publish with a Pusher event
                                  name or a socket id to exclude: ``<pusher>``
-                                 is ``[event, exclude]`` as one line of JSON
+                                 is ``[event, exclude(, user id)]`` as one line of JSON
                                  (either may be null; JSON escapes newlines)
     u<user>\\n<payload>           deliver to a user
     d<user>                      close a user's connections
@@ -62,9 +62,11 @@ class RedisBroker(Broker):
         message: str,
         event: str | None = None,
         exclude: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         here = len(app.hub.channels.get(channel, ()))
-        pusher = "" if event is None and exclude is None else json.dumps([event, exclude])
+        trigger = [event, exclude] if user_id is None else [event, exclude, user_id]
+        pusher = "" if trigger == [None, None] else json.dumps(trigger)
         keep = app.history.keep(channel)
         if keep is None:
             if pusher:
@@ -106,15 +108,13 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
             channel, pusher, payload = rest.split(b"\n", 2)
             name = channel.decode("utf-8")
             if name in hub.channels:
-                event, exclude = json.loads(pusher)
-                hub.send_to_channel(name, payload, None, event, exclude)
+                hub.send_to_channel(name, payload, None, *_trigger(pusher))
         elif kind == b"k":
             channel, pusher, epoch, offset, payload = rest.split(b"\n", 4)
             name = channel.decode("utf-8")
             if name in hub.channels:
-                event, exclude = json.loads(pusher)
                 position = (epoch.decode("ascii"), int(offset))
-                hub.send_to_channel(name, payload, position, event, exclude)
+                hub.send_to_channel(name, payload, position, *_trigger(pusher))
         elif kind == b"u":
             user, _, payload = rest.partition(b"\n")
             name = user.decode("utf-8")
@@ -128,6 +128,13 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
             hub.announce(channel, user, int(seq), added, info[0] if info and added else None)
         else:
             raise ValueError(kind)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         # Nothing but nodes publishes on the bus; say so, once per message, briefly.
         logger.warning("Ignored a malformed message on the cluster bus: %r", data[:80])
+
+
+def _trigger(pusher: bytes) -> tuple[str | None, str | None, str | None]:
+    """A bus message's Pusher part: the event name, the socket id to exclude and
+    the sender's user id (a presence client event's), each None if not given."""
+    event, exclude, *user = json.loads(pusher)
+    return event, exclude, user[0] if user else None

@@ -229,6 +229,7 @@ class ClusterHub(Hub):
         position: tuple[str, int] | None = None,
         event: str | None = None,
         exclude: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """As on one process, except for the connections whose recovery is under way
         (the message waits for the read) or that the read sent it to already.
@@ -236,7 +237,7 @@ class ClusterHub(Hub):
         Only Thunderpush connections recover: the Pusher ones get the event at once.
         """
         if position is None or channel not in self._guarded:
-            return super().send_to_channel(channel, message, position, event, exclude)
+            return super().send_to_channel(channel, message, position, event, exclude, user_id)
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
         pushers = self._pusher_channels.get(channel, {})
@@ -255,7 +256,7 @@ class ClusterHub(Hub):
                 targets.append(connection)
         count = self._deliver(targets, element) + held
         if others:
-            frame = pusher.event(event or pusher.DEFAULT_EVENT, channel, text)
+            frame = pusher.event(event or pusher.DEFAULT_EVENT, channel, text, user_id)
             count += self._deliver(others, frame)
         self.messages += 1
         self.delivered_to_channels += count

@@ -196,7 +196,7 @@ end
 """
 
 # ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, and the
-# Pusher part ("" or ``[event, exclude]`` as JSON, see ``bus``).  Keeps the
+# Pusher part ("" or ``[event, exclude(, user id)]`` as JSON, see ``bus``).  Keeps the
 # payload in the channel's stream (starting a new one, with a new epoch, if
 # there is none), publishes it on the bus with its position (kind ``h``, or
 # ``k`` with the Pusher part), and answers how many connections other live

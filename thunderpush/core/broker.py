@@ -38,13 +38,15 @@ class Broker(abc.ABC):
         message: str,
         event: str | None = None,
         exclude: str | None = None,
+        user_id: str | None = None,
     ) -> Result[int]:
         """Deliver to every connection in ``channel``; the answer is how many.
 
         ``event`` is the Pusher event name Pusher connections get it as (None:
         a Thunderpush publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``);
-        the Pusher connection whose socket id is ``exclude`` does not get it
-        (see ``Hub.send_to_channel``).
+        the Pusher connection whose socket id is ``exclude`` does not get it,
+        and ``user_id`` names the sender of a client event in a presence
+        channel (see ``Hub.send_to_channel``).
         """
 
     @abc.abstractmethod
@@ -66,12 +68,13 @@ class LocalBroker(Broker):
         message: str,
         event: str | None = None,
         exclude: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         keep = app.history.keep(channel)
         if keep is None:
-            return app.hub.send_to_channel(channel, message, None, event, exclude)
+            return app.hub.send_to_channel(channel, message, None, event, exclude, user_id)
         position = app.hub.streams.append(channel, message, keep)
-        return app.hub.send_to_channel(channel, message, position, event, exclude)
+        return app.hub.send_to_channel(channel, message, position, event, exclude, user_id)
 
     def send_to_user(self, app: App, userid: str, message: str) -> int:
         return app.hub.send_to_user(userid, message)

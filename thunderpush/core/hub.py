@@ -104,20 +104,22 @@ class Hub:
         position: tuple[str, int] | None = None,
         event: str | None = None,
         exclude: str | None = None,
+        user_id: str | None = None,
     ) -> int:
         """Deliver ``message`` to every connection in ``channel``; return how many.
 
         ``position`` (epoch, offset) is the message's place in the channel's
         stream, when the channel keeps history.  Pusher connections get it as
-        the event ``event`` (``pusher.DEFAULT_EVENT`` when None), except the one
-        whose socket id is ``exclude``; Thunderpush connections get the payload
-        whatever the event, and are never excluded.
+        the event ``event`` (``pusher.DEFAULT_EVENT`` when None), with the
+        sender's ``user_id`` if given, except the one whose socket id is
+        ``exclude``; Thunderpush connections get the payload whatever the
+        event, and are never excluded.
         """
         text = _text(message)
         element = encode_delivery(text, channel, position)
         subscribers = self.channels.get(channel, ())
         if channel in self._pusher_channels:
-            pusher_element = pusher.event(event or pusher.DEFAULT_EVENT, channel, text)
+            pusher_element = pusher.event(event or pusher.DEFAULT_EVENT, channel, text, user_id)
             count = self._deliver_both(channel, subscribers, element, pusher_element, exclude)
         else:
             count = self._deliver(subscribers, element)

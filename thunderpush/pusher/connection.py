@@ -266,7 +266,9 @@ class PusherConnection:
             self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
             return
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-        result = app.broker.send_to_channel(app, channel, payload, name, self.socket_id)
+        # In a presence channel the others learn who sent it, as Pusher tells them.
+        sender = self.user if thunder.is_presence_channel(channel) else None
+        result = app.broker.send_to_channel(app, channel, payload, name, self.socket_id, sender)
         if isinstance(result, Awaitable):
             asyncio.ensure_future(result).add_done_callback(_sent)
 

@@ -57,7 +57,7 @@ CLIENT_EVENT_REJECTED = PusherError(4301, "Client event rejected")
 CLIENT_EVENTS_DISABLED = PusherError(4301, "Client events are not enabled for this app")
 INVALID_MESSAGE = PusherError(4300, "Invalid message")
 
-_SOCKET_ID = re.compile(r"\d+\.\d+")
+_SOCKET_ID = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
 
 
 def new_socket_id() -> str:
