@@ -500,3 +500,14 @@ async def test_a_trigger_on_one_node_reaches_a_pusher_websocket_on_the_other(nod
         assert await receive(ws) == {"event": "update", "channel": "news", "data": "across"}
         await ws_send(excluded, "pusher:ping")
         assert (await receive(excluded))["event"] == "pusher:pong"
+
+
+async def test_pusher_requests_are_counted_in_the_api_metrics(server):
+    await call(client_of(server).trigger, "news", "e", "1")
+    with pytest.raises(pusher.errors.PusherBadAuth):
+        await call(client_of(server, secret="wrong").channels_info)
+    await raw(server, "PUT", f"/apps/{APP_ID}/events", b"{}")
+    requests = server.parts.api.requests
+    assert requests[("pusher_trigger", 200)] == 1
+    assert requests[("pusher_channels", 401)] == 1
+    assert requests[("pusher_other", 405)] == 1

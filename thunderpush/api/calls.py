@@ -148,9 +148,13 @@ class Api:
         return self._counted(OTHER, NOT_FOUND)
 
     def _counted(self, endpoint: str, answer: Answer) -> Answer:
-        key = (endpoint, answer.status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        self.count(endpoint, answer.status)
         return answer
+
+    def count(self, endpoint: str, status: int) -> None:
+        """One more answer of ``status`` at ``endpoint`` (other front doors' too)."""
+        key = (endpoint, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
 
     def answered(self, endpoint: str, answer: Answer, started: float) -> None:
         """Counts a call's answer and the messages it sent; a send is timed once its

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import tornado.web
 from tornado.httputil import responses
 
-from thunderpush.core.apps import Apps
+from thunderpush.api.calls import Api
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.pusher.api import ROUTES, Action
 from thunderpush.pusher.authentication import authenticate, check_body
@@ -29,11 +29,13 @@ from thunderpush.pusher.errors import BACKEND_UNAVAILABLE, TOO_LARGE, Refused
 
 @tornado.web.stream_request_body
 class PusherApiHandler(tornado.web.RequestHandler):
-    """Serves one route's ``actions`` for the apps in ``apps``."""
+    """Serves one route's ``actions`` for the apps of ``api``, whose request counts
+    (the metrics) count these too, as ``pusher_<action>``."""
 
-    def initialize(self, apps: Apps, max_body_size: int, actions: Mapping[str, Action]) -> None:
-        self.apps = apps
-        self.max_body_size = max_body_size
+    def initialize(self, api: Api, actions: Mapping[str, Action]) -> None:
+        self.api = api
+        self.apps = api.apps
+        self.max_body_size = api.max_body_size
         self.actions = actions
         self._body = bytearray()
         self._params: dict[str, str] = {}
@@ -93,6 +95,11 @@ class PusherApiHandler(tornado.web.RequestHandler):
 
     get = post = serve
 
+    def on_finish(self) -> None:
+        action = self.actions.get(self.request.method)
+        name = action.__name__ if action is not None else "other"
+        self.api.count(f"pusher_{name}", self.get_status())
+
     def refuse(self, refused: Refused) -> None:
         self._refused = True
         self.set_status(refused.status)
@@ -110,9 +117,6 @@ class PusherApiHandler(tornado.web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
-def urls(apps: Apps, max_body_size: int) -> list[tuple[str, type[PusherApiHandler], dict]]:
+def urls(api: Api) -> list[tuple[str, type[PusherApiHandler], dict]]:
     """The routes of Pusher's HTTP API, for a Tornado application."""
-    return [
-        (pattern, PusherApiHandler, {"apps": apps, "max_body_size": max_body_size, "actions": a})
-        for pattern, a in ROUTES
-    ]
+    return [(pattern, PusherApiHandler, {"api": api, "actions": a}) for pattern, a in ROUTES]

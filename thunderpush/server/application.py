@@ -78,7 +78,7 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
     urls = [
         *router.urls,
         *api_handlers.urls(api),
-        *pusher_handlers.urls(api.apps, api.max_body_size),
+        *pusher_handlers.urls(api),
         (r"/thunderpush\.js", ClientScriptHandler),
     ]
     application = tornado.web.Application(
