@@ -8,7 +8,9 @@ ours, original, ...) starts that server fresh on a free port, runs
 ``thunderpush-bench`` against it with ``--server-pid``, and stops it.  It
 prints the median of each figure per server and the ratio ours/original, as
 a Markdown table ready for bench/RESULTS.md; ``--output`` keeps every raw
-report as JSON.
+report as JSON.  ``fanout-2000-pusher`` runs against ours only (the original
+has no Pusher protocol), so that one run shows what a delivery to a Pusher
+subscriber costs beside one to a SockJS subscriber.
 
 Why it is built this way: a figure is only worth comparing when both servers
 were measured the same way on the same machine at about the same time, so
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,20 +54,33 @@ class Scenario:
     quick_n: int
     args: tuple[str, ...] = ()
     quick_args: tuple[str, ...] = ()
+    # What the bench's connections speak (``thunderpush-bench --client``).
+    client: str = "sockjs"
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The original has no Pusher protocol: Pusher clients run against ours only."""
+        return ("ours",) if self.client == "pusher" else SERVERS
 
     def command(self, quick: bool) -> list[str]:
         n = self.quick_n if quick else self.n
         extra = self.quick_args if quick else self.args
         size = [] if self.kind == "publish" else ["-n", str(n)]
-        return ["--scenario", self.kind, *size, *extra]
+        client = [] if self.client == "sockjs" else ["--client", self.client]
+        return ["--scenario", self.kind, *size, *client, *extra]
 
 
 # Fan-out publishes with 4 API connections at once: "full speed" is what a
 # server does when publishes overlap, which is what lets it coalesce sends.
+FANOUT_2000 = Scenario(
+    "fanout-2000", "fanout", 2000, 500,
+    ("-m", "200", "-c", "4", "--rate", "5", "--rate-messages", "50"),
+    ("-m", "100", "-c", "4", "--rate", "5", "--rate-messages", "10"),
+)  # fmt: skip
 SCENARIOS = (
-    Scenario("fanout-2000", "fanout", 2000, 500,
-             ("-m", "200", "-c", "4", "--rate", "5", "--rate-messages", "50"),
-             ("-m", "100", "-c", "4", "--rate", "5", "--rate-messages", "10")),
+    FANOUT_2000,
+    # The same publishes to Pusher subscribers (issue 11): what a Pusher delivery costs.
+    replace(FANOUT_2000, key="fanout-2000-pusher", client="pusher"),
     Scenario("fanout-5000", "fanout", 5000, 1000,
              ("-m", "80", "-c", "4", "--rate", "0"), ("-m", "50", "-c", "4", "--rate", "0")),
     Scenario("idle-10000", "idle", 10000, 2000,
@@ -74,6 +89,7 @@ SCENARIOS = (
              ("-m", "10000", "-c", "8", "--rate", "0"), ("-m", "3000", "-c", "8", "--rate", "0")),
     Scenario("publish", "publish", 0, 0, ("-m", "10000", "-c", "8"), ("-m", "3000", "-c", "8")),
 )  # fmt: skip
+BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,10 @@ FIGURES = (
            "/s", True, ("ratio", 4.0)),
     Figure("fanout-2000", "Server CPU per delivery, {n} subscribers",
            ("full", "server_cpu_us_per_delivery"), "us", False, ("value", 8.0)),
+    Figure("fanout-2000-pusher", "Fan-out deliveries/s, {n} Pusher subscribers",
+           ("full", "deliveries_per_s"), "/s", True),
+    Figure("fanout-2000-pusher", "Server CPU per delivery, {n} Pusher subscribers",
+           ("full", "server_cpu_us_per_delivery"), "us", False),
     Figure("fanout-5000", "Fan-out deliveries/s, {n} subscribers", ("full", "deliveries_per_s"),
            "/s", True, ("ratio", 5.0)),
     Figure("fanout-5000", "Server CPU per delivery, {n} subscribers",
@@ -112,6 +132,10 @@ FIGURES = (
     Figure("fanout-2000", "p50 latency, {n} subscribers, 5 msg/s", ("rate", "latency_ms", "p50"),
            "ms", False),
     Figure("fanout-2000", "Server CPU per delivery, {n} subscribers, 5 msg/s",
+           ("rate", "server_cpu_us_per_delivery"), "us", False),
+    Figure("fanout-2000-pusher", "p99 latency, {n} Pusher subscribers, 5 msg/s",
+           ("rate", "latency_ms", "p99"), "ms", False),
+    Figure("fanout-2000-pusher", "Server CPU per delivery, {n} Pusher subscribers, 5 msg/s",
            ("rate", "server_cpu_us_per_delivery"), "us", False),
     Figure("idle-10000", "Idle memory per connection, {n} connections",
            ("memory", "rss_per_connection_kib"), "KiB", False, ("value", 10.0)),
@@ -333,7 +357,7 @@ def run_all(args: argparse.Namespace, original: Path, workdir: Path) -> Results:
     server_cpu, bench_cpu = (0, 1) if args.pin else (None, None)
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
-            for kind in SERVERS:
+            for kind in scenario.servers:
                 server = start_server(kind, workdir, original, args.python, server_cpu)
                 started = time.monotonic()
                 try:
@@ -352,6 +376,30 @@ def run_all(args: argparse.Namespace, original: Path, workdir: Path) -> Results:
 
 
 # -- the table ------------------------------------------------------------------------
+
+
+def pusher_cost(results: Results) -> str | None:
+    """What a delivery to a Pusher subscriber costs beside one to a SockJS subscriber.
+
+    Both scenarios publish the same messages to as many subscribers of one
+    channel; only what the subscribers speak differs.
+    """
+
+    def ours(scenario: str, phase: str) -> list[float]:
+        path = (phase, "server_cpu_us_per_delivery")
+        return results.values(Figure(scenario, "", path, "us", False), "ours")
+
+    lines = []
+    for phase, label in (("full", "full speed"), ("rate", "5 msg/s")):
+        sockjs, pusher = ours("fanout-2000", phase), ours("fanout-2000-pusher", phase)
+        if sockjs and pusher:
+            thunder, other = statistics.median(sockjs), statistics.median(pusher)
+            lines.append(
+                f"- {label}: {other:.1f} us per Pusher delivery against {thunder:.1f} us per"
+                f" Thunderpush (SockJS) delivery: {other - thunder:+.1f} us"
+                f" ({(other / thunder - 1) * 100:+.0f}%)"
+            )
+    return "\n".join(lines) or None
 
 
 def goal_text(figure: Figure) -> str:
@@ -390,10 +438,11 @@ def table(results: Results, figures: tuple[Figure, ...]) -> str:
         theirs_median = statistics.median(theirs) if theirs else None
         ratio = ours_median / theirs_median if ours_median and theirs_median else None
         met = goal_met(figure, ours_median, ratio) if ours_median is not None else ""
+        ran_theirs = "original" in BY_KEY[figure.scenario].servers
         cells = [
             figure.label.format(n=f"{results.size(figure.scenario):,}"),
             fmt(ours_median, figure.unit),
-            fmt(theirs_median, figure.unit),
+            fmt(theirs_median, figure.unit) if ran_theirs else "none: no Pusher protocol",
             "" if ratio is None else f"{ratio:.2f}x",
             goal_text(figure),
             met,
@@ -499,6 +548,10 @@ def main() -> int:
           f" Python {before['python']}; load average before {fmt_load(before)},"
           f" after {fmt_load(after)}.\n")  # fmt: skip
     print(table(results, FIGURES))
+    cost = pusher_cost(results)
+    if cost:
+        print("\nOur server CPU per delivery, Pusher against SockJS subscribers (medians):\n")
+        print(cost)
     print("\nCPU in each scenario's main phase, % of one core (medians of the rounds):\n")
     print(cpu_table(results))
     failures = results.failures()

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from thunderpush_bench import cli
-from thunderpush_bench.clients import WSClient
+from thunderpush_bench.clients import SockJSClient
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import accept_key
 
 from .cluster import bad_log_lines, cluster_nodes
+from .conftest import serving
 from .processes import KEY, SECRET, start_server_process
 
 BENCH = (sys.executable, "-m", "thunderpush_bench")
@@ -79,16 +80,19 @@ def check_deliveries(phase: dict[str, Any], published: int, delivered: int) -> N
     assert {"bench_cpu_s", "bench_cpu_percent", "server_cpu_s", "seconds"} <= phase.keys()
 
 
-def test_fanout(server):
+@pytest.mark.parametrize("client", ["sockjs", "pusher"])
+def test_fanout(server, client):
+    """Pusher clients: websockets at /app/<key>, subscribed, every event counted."""
     report = run_bench(
         server,
-        *("--scenario", "fanout", "--connections", "20", "--messages", "50"),
-        *("--rate", "100", "--rate-messages", "5"),
+        *("--scenario", "fanout", "--client", client, "--connections", "20", "--messages", "50"),
+        *("--rate", "100", "--rate-messages", "5", "--sample", "4"),  # most counted, some timed
     )
-    assert report["scenario"] == "fanout"
+    assert report["scenario"] == "fanout" and report["client"] == client
     check_setup(report, 20)
     check_deliveries(report["full"], 50, 20 * 50)
     check_deliveries(report["rate"], 5, 20 * 5)
+    assert report["full"]["latency_ms"]["samples"] == 4 * 50
     assert report["rate"]["rate_target"] == 100
 
 
@@ -118,6 +122,36 @@ def test_idle(server):
     check_setup(report, 30)
     assert report["idle"]["unexpected_closes"] == 0
     assert "server_cpu_percent" in report["idle"]
+
+
+async def test_pusher_clients_answer_the_servers_pings():
+    """A silent Pusher client is pinged, and closed with 4201 if it does not answer."""
+    async with serving({}) as running:
+        running.router.settings.update(
+            heartbeat_delay=0.05, pusher_activity_timeout=0.1, pusher_pong_timeout=0.3
+        )
+        # The server is in this process: no --server-pid, so no CPU or memory figures.
+        command = [*BENCH, "--url", running.url, "--key", KEY, "--secret", SECRET, "--json"]
+        command += ["--quiet", "--timeout", "60", "--scenario", "idle", "--client", "pusher"]
+        command += ["--connections", "6", "--sample", "2", "--idle-seconds", "1"]
+        bench = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(bench.communicate(), 60)
+    report = json.loads(out)
+    assert report["ok"], (report, err)
+    assert report["setup"]["opened"] == 6
+    assert report["close_codes"] == {} and report["errors"] == {}
+    assert report["idle"]["unexpected_closes"] == 0
+
+
+def test_pusher_clients_only_subscribe():
+    """Pusher clients have no user to send to: only fanout and idle take them."""
+    result = subprocess.run(
+        [*BENCH, "--scenario", "users", "--client", "pusher"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "--client pusher: only --scenario fanout or idle" in result.stderr
 
 
 def test_cluster_fanout_and_publish_over_both_nodes(tmp_path, fresh_redis):
@@ -197,7 +231,7 @@ def test_a_sequence_number_seen_twice_is_a_duplicate():
     try:
         receiver = types.SimpleNamespace(loop=loop, remove=lambda client: None)
         seen: set[int] = set()
-        client = WSClient(tally, receiver, "h", "/p", b"[]", False, lambda *_: None, seen=seen)
+        client = SockJSClient(tally, receiver, "h", "/p", b"[]", False, lambda *_: None, seen=seen)
         client.sock.close()
         frame = f"a[{delivery(1)},{delivery(2)}]".encode()
         client._message(frame)
@@ -208,14 +242,22 @@ def test_a_sequence_number_seen_twice_is_a_duplicate():
     assert tally.duplicates == 1
 
 
-def test_wrong_secret_fails_cleanly(server):
-    command = [*BENCH, "--url", server.url]
-    command += ["--secret", "wrong", "--connections", "3", "--json", "--quiet"]
+@pytest.mark.parametrize(
+    ("wrong", "said"),
+    [
+        (("--secret", "wrong"), "401"),  # the API refuses it
+        (("--client", "pusher", "--key", "nonesuch"), '"code":4001'),  # pusher:error at /app/<key>
+    ],
+    ids=["secret", "pusher-key"],
+)
+def test_wrong_credentials_fail_cleanly(server, wrong, said):
+    command = [*BENCH, "--url", server.url, *wrong]
+    command += ["--connections", "3", "--json", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False
-    assert "401" in report["error"]
+    assert said in report["error"]
 
 
 def test_help_names_the_command():
@@ -293,7 +335,7 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
             tally = Tally()
             receiver = types.SimpleNamespace(loop=loop, remove=lambda client: None)
             opened: list[str | None] = []
-            client = WSClient(
+            client = SockJSClient(
                 tally,
                 receiver,
                 "h",
@@ -314,4 +356,5 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
             assert sent[0] == client.hello and sent[1][:2] == b"\x8a\x85"  # masked pong
             client.feed(server_frame(b"\x0b\xb8bye", opcode=8))
             assert tally.close_codes == {"ws 3000": 1}
+            assert tally.unexpected_closes == 1  # nobody asked this session to move
             assert client.closing and sent[2][:2] == b"\x88\x82"  # masked close reply

@@ -1,6 +1,7 @@
 """``thunderpush-bench``: a load generator for sizing a Thunderpush deployment.
 
-It opens N SockJS websocket connections (``CONNECT`` + ``SUBSCRIBE``),
+It opens N SockJS websocket connections (``CONNECT`` + ``SUBSCRIBE``), or
+Pusher Channels ones (``--client pusher``: ``/app/<key>``, ``pusher:subscribe``),
 publishes through the HTTP API and reports deliveries per second, messages
 lost, publish-to-receive latency (at full speed and at a fixed rate),
 connection setup rate and, given the server's PID, server CPU per delivery and

@@ -20,7 +20,7 @@ from typing import Any
 
 from thunderpush_bench import BenchError
 from thunderpush_bench.report import format_report
-from thunderpush_bench.scenarios import SCENARIOS, Bench
+from thunderpush_bench.scenarios import CLIENTS, PUSHER_SCENARIOS, SCENARIOS, Bench
 
 PROG = "thunderpush-bench"
 
@@ -44,6 +44,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--key", default="key", help="public API key (default: key)")
     add("--secret", default="secret", help="API secret (default: secret)")
     add("--scenario", choices=SCENARIOS, default="fanout")
+    add(
+        "--client",
+        choices=CLIENTS,
+        default="sockjs",
+        help="what the connections speak: Thunderpush's SockJS (default), or Pusher Channels"
+        " (/app/<key>?protocol=7, fanout and idle only)",
+    )
     add("-n", "--connections", type=int, default=1000, help="websocket connections (default 1000)")
     add(
         "-m",
@@ -112,6 +119,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ]:
         if pid is not None and not os.path.exists(f"/proc/{pid}/stat"):
             parser.error(f"no process {pid} ({option})")
+    if args.client == "pusher" and args.scenario not in PUSHER_SCENARIOS:
+        parser.error(f"--client pusher: only --scenario {' or '.join(PUSHER_SCENARIOS)}")
     if args.scenario == "rolling" and (args.rate <= 0 or args.rate_messages < 1):
         parser.error("--scenario rolling publishes at --rate: it must be above 0")
     return args

@@ -22,10 +22,15 @@ from typing import Any
 from thunderpush.transports.frames import TEXT
 from thunderpush_bench import BenchError
 from thunderpush_bench.measure import Tally
-from thunderpush_bench.wire import MARKER, ServerFrames, client_frame, upgrade_request
+from thunderpush_bench.wire import ServerFrames, client_frame, upgrade_request
 
 # A delivery's sequence number, inside its payload string (so its quotes are escaped).
 SEQ = re.compile(rb'\\"seq\\": ?(\d+)')
+
+# How every Pusher delivery of a publish through Thunderpush's API starts (its
+# data is a JSON string, so this cannot occur inside it), and the answer to a ping.
+PUSHER_MARKER = b'{"event":"message",'
+PUSHER_PONG = client_frame(TEXT, b'{"event":"pusher:pong","data":{}}')
 
 
 class Receiver:
@@ -121,10 +126,12 @@ class Receiver:
 
 
 class WSClient(ServerFrames):
-    """A SockJS websocket session: handshake, ``o``, one hello, then counting.
+    """A websocket session: the socket, the upgrade, one hello, then counting.
 
-    The frames themselves are read by ``ServerFrames``; this is the socket
-    and what the SockJS messages mean.
+    The frames themselves are read by ``ServerFrames``; this is the socket,
+    the sampling and the bookkeeping every kind of session shares.  What the
+    server's messages mean, and when the session is open, is its subclass's:
+    ``SockJSClient`` (Thunderpush's own protocol) or ``PusherClient``.
     """
 
     __slots__ = (
@@ -160,10 +167,12 @@ class WSClient(ServerFrames):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.request = upgrade_request(host, path, self.key)
+        # Sent when the server greets the session (SockJS ``o``, Pusher
+        # ``connection_established``): CONNECT + SUBSCRIBE, or pusher:subscribe.
         self.hello = client_frame(TEXT, hello)
         self.sampled = sampled
-        # Called once: (self, None) when the session is open and the hello
-        # sent, (self, reason) when it could not open.
+        # Called once: (self, None) when the session is open (subscribed, for
+        # Pusher), (self, reason) when it could not open.
         self.on_open: Callable[[WSClient, str | None], None] | None = on_open
         self.is_open = False
         # Which connection of the run this is, and the index of its --url.
@@ -213,7 +222,7 @@ class WSClient(ServerFrames):
             task.add_done_callback(_retrieve)
 
     def lost(self, error: Exception | None) -> None:
-        """The server closed the socket (or it broke)."""
+        """The server closed the connection (a close frame, or the socket), or it broke."""
         if not self.is_open:
             self._report_open(str(error or "closed before the session opened"))
         elif not self.closing and not self._ended_by_server():
@@ -227,28 +236,23 @@ class WSClient(ServerFrames):
             self.receiver.loop.call_soon(callback, self)
         return self.moving
 
-    def _message(self, text: bytes) -> int:
-        """One SockJS frame: ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``."""
-        kind = text[:1]
-        if kind == b"a":
-            if self.sampled:
-                self._sample(text)
-            if self.seen is not None:
-                self._record(text)
-            return text.count(MARKER)
-        if kind == b"o" and not self.is_open:
-            self.send(self.hello)
-            self.is_open = True
-            self.fast = not self.sampled and self.seen is None
-            self._report_open(None)
-        elif kind == b"c":
-            try:
-                code = json.loads(text[1:])[0]
-            except (ValueError, IndexError, TypeError):
-                code = "?"
-            self.tally.close_codes[f"sockjs {code}"] += 1
-            self._ended_by_server()
-        return 0
+    def _opened(self) -> None:
+        """The session is ready for deliveries: from now on, count them fast."""
+        self.is_open = True
+        self.fast = not self.sampled and self.seen is None
+        self._report_open(None)
+
+    def _deliveries(self, text: bytes) -> int:
+        """A message that holds deliveries, read the slow way: how many."""
+        if self.sampled:
+            self._sample(text)
+        if self.seen is not None:
+            self._record(text)
+        return text.count(self.marker)
+
+    def _payloads(self, text: bytes) -> list[str]:
+        """The published bodies in a message of deliveries."""
+        raise NotImplementedError
 
     def _record(self, text: bytes) -> None:
         """Each delivery's sequence number; one already seen is a duplicate."""
@@ -265,8 +269,8 @@ class WSClient(ServerFrames):
         now = time.perf_counter()
         latencies = self.tally.latencies
         try:
-            for element in json.loads(text[1:]):
-                latencies.append(now - json.loads(element["payload"])["t"])
+            for payload in self._payloads(text):
+                latencies.append(now - json.loads(payload)["t"])
         except (ValueError, KeyError, TypeError):
             self.tally.errors["unparsable delivery"] += 1
 
@@ -295,6 +299,79 @@ class WSClient(ServerFrames):
         self.closing = True
         self.receiver.remove(self)
         self.receiver.loop.call_soon(self.sock.close)
+
+
+class SockJSClient(WSClient):
+    """A SockJS session (``/connect/.../websocket``): ``o``, the hello, then ``a[...]`` frames."""
+
+    __slots__ = ()
+
+    def _message(self, text: bytes) -> int:
+        """One SockJS frame: ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``."""
+        kind = text[:1]
+        if kind == b"a":
+            return self._deliveries(text)
+        if kind == b"o" and not self.is_open:
+            self.send(self.hello)
+            self._opened()
+        elif kind == b"c":
+            try:
+                code = json.loads(text[1:])[0]
+            except (ValueError, IndexError, TypeError):
+                code = "?"
+            self.tally.close_codes[f"sockjs {code}"] += 1
+            self._ended_by_server()
+        return 0
+
+    def _payloads(self, text: bytes) -> list[str]:
+        return [element["payload"] for element in json.loads(text[1:])]
+
+
+class PusherClient(WSClient):
+    """A Pusher Channels session (``/app/<key>?protocol=7``), as pusher-js opens one.
+
+    ``connection_established``, then the hello (``pusher:subscribe``); open
+    once ``subscription_succeeded`` arrives.  Every delivery is a frame of its
+    own, ``{"event":"message","channel":...,"data":"<payload>"}`` (the event
+    name Thunderpush gives a publish through its own API), so ``PUSHER_MARKER``
+    counts them; a ``pusher:ping`` (the server's, after a silence) is answered.
+    """
+
+    __slots__ = ()
+
+    marker = PUSHER_MARKER
+
+    def _message(self, text: bytes) -> int:
+        if text.startswith(PUSHER_MARKER):
+            return self._deliveries(text)
+        try:
+            message = json.loads(text)
+            event = message["event"]
+        except (ValueError, KeyError, TypeError):
+            self.tally.errors["unparsable Pusher frame"] += 1
+            return 0
+        if event == "pusher:connection_established" and not self.is_open:
+            self.send(self.hello)
+        elif event == "pusher_internal:subscription_succeeded" and not self.is_open:
+            self._opened()
+        elif event == "pusher:ping":
+            self.send(PUSHER_PONG)
+        elif event in ("pusher:error", "pusher:subscription_error"):
+            # Codes that close the connection are followed by the websocket close.
+            reason = text[:200].decode(errors="replace")
+            if self.is_open:
+                self.tally.errors[reason] += 1
+            else:
+                self._fail(reason)
+        return 0
+
+    def _payloads(self, text: bytes) -> list[str]:
+        return [json.loads(text)["data"]]
+
+
+def pusher_subscribe(channel: str) -> bytes:
+    """The hello of a Pusher session: subscribe to the (public) ``channel``."""
+    return json.dumps({"event": "pusher:subscribe", "data": {"channel": channel}}).encode()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

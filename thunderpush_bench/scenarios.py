@@ -21,13 +21,25 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from thunderpush_bench import BenchError
-from thunderpush_bench.clients import HTTPClient, Receiver, WSClient
+from thunderpush_bench.clients import (
+    HTTPClient,
+    PusherClient,
+    Receiver,
+    SockJSClient,
+    WSClient,
+    pusher_subscribe,
+)
 from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
 from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
 
 SCENARIOS = ("fanout", "users", "publish", "idle", "rolling")
 # Scenarios whose connections all subscribe to the run's channel.
 SUBSCRIBING = ("fanout", "idle", "rolling")
+# What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
+# (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel.
+CLIENTS = ("sockjs", "pusher")
+PUSHER_SCENARIOS = ("fanout", "idle")
+PUSHER_PATH = "/app/{key}?protocol=7&client=thunderpush-bench&version=1"
 # The line on stderr (printed even with -q) that says: restart a node now.
 ROLLING_MARK = "rolling: publishing"
 
@@ -65,6 +77,7 @@ class Bench:
             "scenario": args.scenario,
             "url": " ".join(args.url),
             "connections": 0 if args.scenario == "publish" else args.connections,
+            "client": args.client,
         }
 
     # progress
@@ -151,15 +164,26 @@ class Bench:
         sampled: bool,
         on_open: Callable[[WSClient, str | None], None],
     ) -> WSClient:
-        """The (unconnected) session of connection ``index`` on node ``target``."""
-        path = f"/connect/{index % 1000:03d}/{self.user_prefix}{index}/websocket"
+        """The (unconnected) session of connection ``index`` on node ``target``.
+
+        A Pusher session has no user of its own: the server names it by its
+        socket id, which ``GET users/`` counts as a user all the same.
+        """
         assert self.receiver is not None
-        client = WSClient(
+        if self.args.client == "pusher":
+            kind: type[WSClient] = PusherClient
+            path = PUSHER_PATH.format(key=quote(self.args.key, safe=""))
+            hello = pusher_subscribe(self.channel)
+        else:
+            kind = SockJSClient
+            path = f"/connect/{index % 1000:03d}/{self.user_prefix}{index}/websocket"
+            hello = self.hello(index)
+        client = kind(
             self.tally,
             self.receiver,
             self.targets[target][2],
             path,
-            self.hello(index),
+            hello,
             sampled,
             on_open,
             index=index,

@@ -3,9 +3,10 @@
 Why the bench reads frames itself: on a 2-core machine it has one core, and
 reading deliveries is where that core goes.  ``ServerFrames`` walks the
 server's (unmasked) frames by index without copying and counts deliveries
-with ``bytes.count`` of ``MARKER``; it leaves that fast path only for control
-frames, fragments, SockJS frames other than ``a[...]`` and sampled
-connections, which its subclass (``clients.WSClient``) handles.  Frames the
+with ``bytes.count`` of its ``marker``; it leaves that fast path only for
+control frames, fragments, text frames without a delivery (a SockJS
+heartbeat, a Pusher ping) and sampled connections, which its subclasses
+(``clients.SockJSClient``, ``clients.PusherClient``) handle.  Frames the
 bench sends are encoded by the server's own ``thunderpush.transports.frames``,
 so that the two cannot drift apart.
 """
@@ -55,8 +56,11 @@ class ServerFrames:
 
     ``feed`` takes whatever ``recv`` returned; deliveries are added to
     ``tally.received``.  A subclass says what a whole message means
-    (``_message``) and how to send, fail and close.
+    (``_message``) and how to send, fail and close, and may change ``marker``:
+    what every delivery, and nothing else the server sends, contains.
     """
+
+    marker = MARKER
 
     __slots__ = (
         "tally",
@@ -99,8 +103,8 @@ class ServerFrames:
     def _fail(self, reason: str) -> None:
         raise NotImplementedError
 
-    def _ended_by_server(self) -> bool:
-        """The server ended the session; True when that was expected (a move)."""
+    def lost(self, error: Exception | None) -> None:
+        """The server ended the connection (a close frame, or the socket closed)."""
         raise NotImplementedError
 
     # reading
@@ -144,6 +148,7 @@ class ServerFrames:
     def _frames(self, data: bytes) -> None:
         """Walks the complete frames in ``data``; keeps a partial one for later."""
         size = len(data)
+        marker = self.marker
         pos = 0
         count = 0
         need = 0
@@ -167,8 +172,9 @@ class ServerFrames:
             if end > size:
                 need = end - pos
                 break
-            if first == _TEXT_FIN and self.fast:
-                count += data.count(MARKER, start, end)
+            found = data.count(marker, start, end) if first == _TEXT_FIN and self.fast else 0
+            if found:
+                count += found
             else:
                 count += self._frame(first, data[start:end])
                 if self.closing:
@@ -188,8 +194,8 @@ class ServerFrames:
         if opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.tally.close_codes[f"ws {code}"] += 1
-            self._ended_by_server()
-            self._close_with(client_frame(CLOSE, payload[:2]))
+            self.send(client_frame(CLOSE, payload[:2]))
+            self.lost(ConnectionError(f"closed by the server ({code})"))
             return 0
         if opcode == PING:
             self.send(client_frame(PONG, payload))
@@ -207,7 +213,3 @@ class ServerFrames:
             self.fragments = None
             return self._message(message)
         return 0  # pong, or a stray continuation: nothing to count
-
-    def _close_with(self, data: bytes) -> None:
-        self.send(data)
-        self.close()
