@@ -26,6 +26,7 @@ from .sockjs_client import (
     XhrPollingClient,
     XhrStreamingClient,
 )
+from .test_dashboard import SNAPSHOT_KEYS
 from .test_slow_clients import slow_socket
 from .wire import RawClient, exchange, request, statuses
 
@@ -126,17 +127,7 @@ async def test_the_snapshot_has_the_same_figures(server):
 
     figures = snapshot(server.parts)
     assert json.loads(json.dumps(figures)) == figures  # the dashboard serves it as JSON
-    assert set(figures) == {
-        "connections",
-        "connections_by_transport",
-        "users",
-        "channels",
-        "messages_published",
-        "messages_delivered",
-        "busiest_channels",
-        "nodes",
-        "time",
-    }
+    assert set(figures) == SNAPSHOT_KEYS
     assert figures["connections"] == 3
     assert figures["connections_by_transport"] == {"websocket": 1, "rawwebsocket": 1, "xhr": 1}
     assert (figures["users"], figures["channels"]) == (3, 2)

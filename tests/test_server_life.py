@@ -105,13 +105,9 @@ needs_setpriv = pytest.mark.skipif(
 )
 
 
-@needs_setpriv
-def test_a_pid_folder_that_is_not_writable_is_one_line(shared_dir):
-    folder = shared_dir / "locked"
-    folder.mkdir(mode=0o555)
-    folder.chmod(0o555)
-    pid_path = folder / "t.pid"
-    result = start(
+def start_powerless(pid_path: Path) -> subprocess.CompletedProcess:
+    """The server started as nobody, with its PID file at ``pid_path``."""
+    return start(
         "-p",
         str(free_port()),
         "-H",
@@ -122,6 +118,15 @@ def test_a_pid_folder_that_is_not_writable_is_one_line(shared_dir):
         SECRET,
         prefix=POWERLESS,
     )
+
+
+@needs_setpriv
+def test_a_pid_folder_that_is_not_writable_is_one_line(shared_dir):
+    folder = shared_dir / "locked"
+    folder.mkdir(mode=0o555)
+    folder.chmod(0o555)
+    pid_path = folder / "t.pid"
+    result = start_powerless(pid_path)
     assert_one_line(result, 3, f"cannot create the PID file {pid_path}: {folder} is not writable")
     assert not pid_path.exists()
 
@@ -133,17 +138,7 @@ def test_a_stale_pid_file_of_another_user_is_one_line(shared_dir):
     stale.write_text("999999\n")
     stale.chmod(0o644)
     os.chown(stale, 65534, 65534)  # nobody's, as a server run as nobody would leave it
-    result = start(
-        "-p",
-        str(free_port()),
-        "-H",
-        "127.0.0.1",
-        "--pid-path",
-        str(stale),
-        KEY,
-        SECRET,
-        prefix=POWERLESS,
-    )
+    result = start_powerless(stale)
     owner = f"user {pwd.getpwuid(65534).pw_name}"
     assert_one_line(result, 3, f"cannot write the PID file {stale}, which belongs to {owner}")
     assert stale.read_text() == "999999\n"  # not ours to remove or rewrite
