@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from thunderpush.auth import channel_token
 from thunderpush.core.apps import Apps
+from thunderpush.core.broker import Trigger
 from thunderpush.core.hub import Hub
 from thunderpush.pusher import protocol as pusher
 from thunderpush.pusher.signatures import channel_auth, signin_auth
@@ -69,7 +70,7 @@ def test_a_publish_reaches_each_kind_in_its_own_frame_built_once():
     hub = Hub()
     thunder = joined(hub, Thunder("t"), "news")
     one, two = joined(hub, Pusher("p1", "1.1"), "news"), joined(hub, Pusher("p2", "2.2"), "news")
-    assert hub.send_to_channel("news", '{"a":1}', event="update") == 3
+    assert hub.send_to_channel("news", '{"a":1}', trigger=Trigger("update")) == 3
     assert thunder.received == ['{"payload":"{\\"a\\":1}","channel":"news"}']
     assert json.loads(one.received[0]) == {"event": "update", "channel": "news", "data": '{"a":1}'}
     assert one.received[0] is two.received[0]
@@ -82,7 +83,7 @@ def test_a_thunderpush_publish_is_the_default_event_and_exclude_skips_one_socket
     sender, other = (joined(app.hub, Pusher(u, s), "news") for u, s in (("a", "1.1"), ("b", "2.2")))
     assert app.broker.send_to_channel(app, "news", "hi") == 3
     assert json.loads(other.received[-1])["event"] == pusher.DEFAULT_EVENT == "message"
-    assert app.broker.send_to_channel(app, "news", "again", "client-x", exclude="1.1") == 2
+    assert app.broker.send_to_channel(app, "news", "again", Trigger("client-x", "1.1")) == 2
     assert len(sender.received) == 1
     assert json.loads(other.received[-1]) == {
         "event": "client-x",
@@ -90,7 +91,7 @@ def test_a_thunderpush_publish_is_the_default_event_and_exclude_skips_one_socket
         "data": "again",
     }
     # Thunderpush connections are never excluded, whatever the socket id.
-    assert app.broker.send_to_channel(app, "news", "3", exclude="None") == 3
+    assert app.broker.send_to_channel(app, "news", "3", Trigger(exclude="None")) == 3
     assert len(thunder.received) == 3
 
 
@@ -98,7 +99,7 @@ def test_a_channel_without_pusher_connections_is_served_as_before():
     hub = Hub()
     pusher_in_other = joined(hub, Pusher("p", "1.1"), "other")
     thunder = joined(hub, Thunder("t"), "news")
-    assert hub.send_to_channel("news", "x", event="ignored", exclude="1.1") == 1
+    assert hub.send_to_channel("news", "x", trigger=Trigger("ignored", "1.1")) == 1
     assert thunder.received == ['{"payload":"x","channel":"news"}']
     assert pusher_in_other.received == []
     hub.unsubscribe(pusher_in_other, "other")

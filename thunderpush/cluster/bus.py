@@ -38,7 +38,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from thunderpush.cluster import scripts
-from thunderpush.core.broker import Broker
+from thunderpush.core.broker import NO_TRIGGER, Broker, Trigger
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import ClusterHub
@@ -60,13 +60,10 @@ class RedisBroker(Broker):
         app: App,
         channel: str,
         message: str,
-        event: str | None = None,
-        exclude: str | None = None,
-        user_id: str | None = None,
+        trigger: Trigger | None = None,
     ) -> int:
         here = len(app.hub.channels.get(channel, ()))
-        trigger = [event, exclude] if user_id is None else [event, exclude, user_id]
-        pusher = "" if trigger == [None, None] else json.dumps(trigger)
+        pusher = _pusher_part(trigger)
         keep = app.history.keep(channel)
         if keep is None:
             if pusher:
@@ -108,13 +105,13 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
             channel, pusher, payload = rest.split(b"\n", 2)
             name = channel.decode("utf-8")
             if name in hub.channels:
-                hub.send_to_channel(name, payload, None, *_trigger(pusher))
+                hub.send_to_channel(name, payload, None, Trigger(*json.loads(pusher)))
         elif kind == b"k":
             channel, pusher, epoch, offset, payload = rest.split(b"\n", 4)
             name = channel.decode("utf-8")
             if name in hub.channels:
                 position = (epoch.decode("ascii"), int(offset))
-                hub.send_to_channel(name, payload, position, *_trigger(pusher))
+                hub.send_to_channel(name, payload, position, Trigger(*json.loads(pusher)))
         elif kind == b"u":
             user, _, payload = rest.partition(b"\n")
             name = user.decode("utf-8")
@@ -133,8 +130,9 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
         logger.warning("Ignored a malformed message on the cluster bus: %r", data[:80])
 
 
-def _trigger(pusher: bytes) -> tuple[str | None, str | None, str | None]:
-    """A bus message's Pusher part: the event name, the socket id to exclude and
-    the sender's user id (a presence client event's), each None if not given."""
-    event, exclude, *user = json.loads(pusher)
-    return event, exclude, user[0] if user else None
+def _pusher_part(trigger: Trigger | None) -> str:
+    """``trigger`` as the bus carries it: "" for a Thunderpush publish, else
+    ``[event, exclude]`` as JSON, with the sender's user id when there is one."""
+    if trigger is None or trigger == NO_TRIGGER:
+        return ""
+    return json.dumps(list(trigger) if trigger.user_id is not None else list(trigger[:2]))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from thunderpush.core.broker import NO_TRIGGER, Trigger
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
 from thunderpush.core.members import Members
@@ -227,9 +228,7 @@ class ClusterHub(Hub):
         channel: str,
         message: str | bytes,
         position: tuple[str, int] | None = None,
-        event: str | None = None,
-        exclude: str | None = None,
-        user_id: str | None = None,
+        trigger: Trigger | None = None,
     ) -> int:
         """As on one process, except for the connections whose recovery is under way
         (the message waits for the read) or that the read sent it to already.
@@ -237,14 +236,15 @@ class ClusterHub(Hub):
         Only Thunderpush connections recover: the Pusher ones get the event at once.
         """
         if position is None or channel not in self._guarded:
-            return super().send_to_channel(channel, message, position, event, exclude, user_id)
+            return super().send_to_channel(channel, message, position, trigger)
+        trigger = trigger or NO_TRIGGER
         text = message if isinstance(message, str) else message.decode("utf-8")
         element = encode_delivery(text, channel, position)
         pushers = self._pusher_channels.get(channel, {})
         targets, others, held = [], [], 0
         for connection in self.channels.get(channel, ()):
             if connection in pushers:
-                if connection.socket_id != exclude:
+                if connection.socket_id != trigger.exclude:
                     others.append(connection)
                 continue
             key = (connection, channel)
@@ -256,7 +256,7 @@ class ClusterHub(Hub):
                 targets.append(connection)
         count = self._deliver(targets, element) + held
         if others:
-            frame = pusher.event(event or pusher.DEFAULT_EVENT, channel, text, user_id)
+            frame = pusher.trigger_event(trigger, channel, text)
             count += self._deliver(others, frame)
         self.messages += 1
         self.delivered_to_channels += count

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App
@@ -21,6 +21,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # An answer now, or one to await: a local backend never makes callers wait.
 Result = T | Awaitable[T]
+
+
+class Trigger(NamedTuple):
+    """A publish as Pusher clients get it: the event name (None: a Thunderpush
+    publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``), the socket id that
+    does not get it (the sender's), and in a presence channel the sender's
+    user id.  Thunderpush connections get the payload whatever it says."""
+
+    event: str | None = None
+    exclude: str | None = None
+    user_id: str | None = None
+
+
+# A Thunderpush publish: the default event, nobody excluded.
+NO_TRIGGER = Trigger()
 
 
 class BackendUnavailable(Exception):
@@ -36,17 +51,11 @@ class Broker(abc.ABC):
         app: App,
         channel: str,
         message: str,
-        event: str | None = None,
-        exclude: str | None = None,
-        user_id: str | None = None,
+        trigger: Trigger | None = None,
     ) -> Result[int]:
         """Deliver to every connection in ``channel``; the answer is how many.
 
-        ``event`` is the Pusher event name Pusher connections get it as (None:
-        a Thunderpush publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``);
-        the Pusher connection whose socket id is ``exclude`` does not get it,
-        and ``user_id`` names the sender of a client event in a presence
-        channel (see ``Hub.send_to_channel``).
+        ``trigger`` says how Pusher connections get it (see ``Hub.send_to_channel``).
         """
 
     @abc.abstractmethod
@@ -66,15 +75,13 @@ class LocalBroker(Broker):
         app: App,
         channel: str,
         message: str,
-        event: str | None = None,
-        exclude: str | None = None,
-        user_id: str | None = None,
+        trigger: Trigger | None = None,
     ) -> int:
         keep = app.history.keep(channel)
         if keep is None:
-            return app.hub.send_to_channel(channel, message, None, event, exclude, user_id)
+            return app.hub.send_to_channel(channel, message, None, trigger)
         position = app.hub.streams.append(channel, message, keep)
-        return app.hub.send_to_channel(channel, message, position, event, exclude, user_id)
+        return app.hub.send_to_channel(channel, message, position, trigger)
 
     def send_to_user(self, app: App, userid: str, message: str) -> int:
         return app.hub.send_to_user(userid, message)

@@ -37,6 +37,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from thunderpush.core.broker import NO_TRIGGER, Trigger
 from thunderpush.core.history import Keep
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import (
@@ -102,25 +103,24 @@ class Hub:
         channel: str,
         message: str | bytes,
         position: tuple[str, int] | None = None,
-        event: str | None = None,
-        exclude: str | None = None,
-        user_id: str | None = None,
+        trigger: Trigger | None = None,
     ) -> int:
         """Deliver ``message`` to every connection in ``channel``; return how many.
 
         ``position`` (epoch, offset) is the message's place in the channel's
         stream, when the channel keeps history.  Pusher connections get it as
-        the event ``event`` (``pusher.DEFAULT_EVENT`` when None), with the
-        sender's ``user_id`` if given, except the one whose socket id is
-        ``exclude``; Thunderpush connections get the payload whatever the
-        event, and are never excluded.
+        ``trigger`` says (``thunderpush.core.broker.Trigger``); Thunderpush
+        connections get the payload whatever the event, and are never excluded.
         """
         text = _text(message)
         element = encode_delivery(text, channel, position)
         subscribers = self.channels.get(channel, ())
         if channel in self._pusher_channels:
-            pusher_element = pusher.event(event or pusher.DEFAULT_EVENT, channel, text, user_id)
-            count = self._deliver_both(channel, subscribers, element, pusher_element, exclude)
+            trigger = trigger or NO_TRIGGER
+            pusher_element = pusher.trigger_event(trigger, channel, text)
+            count = self._deliver_both(
+                channel, subscribers, element, pusher_element, trigger.exclude
+            )
         else:
             count = self._deliver(subscribers, element)
         self.messages += 1

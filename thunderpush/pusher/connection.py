@@ -28,7 +28,7 @@ from typing import Any
 
 from thunderpush.core import protocol as thunder
 from thunderpush.core.apps import App
-from thunderpush.core.broker import BackendUnavailable
+from thunderpush.core.broker import BackendUnavailable, Trigger
 from thunderpush.core.commands import Limits, shown
 from thunderpush.pusher import protocol
 from thunderpush.pusher.protocol import PusherError
@@ -268,7 +268,8 @@ class PusherConnection:
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
         # In a presence channel the others learn who sent it, as Pusher tells them.
         sender = self.user if thunder.is_presence_channel(channel) else None
-        result = app.broker.send_to_channel(app, channel, payload, name, self.socket_id, sender)
+        trigger = Trigger(name, self.socket_id, sender)
+        result = app.broker.send_to_channel(app, channel, payload, trigger)
         if isinstance(result, Awaitable):
             asyncio.ensure_future(result).add_done_callback(_sent)
 
