@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,12 @@ async def write(client: RawClient, data: bytes, octet_wise: bool) -> None:
             await asyncio.sleep(0.001)  # each octet in a segment of its own
 
 
-TEN_PINGS = b"".join(RawClient.frame(PING, b"payload-%d" % n) for n in range(10))
+def frames(*specs: tuple[Any, ...]) -> bytes:
+    """Client frames, each given as ``(opcode, payload)`` or ``(opcode, payload, fin)``."""
+    return b"".join(RawClient.frame(opcode, payload, *fin) for opcode, payload, *fin in specs)
+
+
+TEN_PINGS = frames(*[(PING, b"payload-%d" % n) for n in range(10)])
 PONGS = [(PONG, b"payload-%d" % n) for n in range(10)]
 
 
@@ -68,12 +74,8 @@ async def test_thunderpush_raw_websocket_answers_every_ping(server):
 async def test_a_ping_inside_a_fragmented_message_is_answered_before_its_echo(echo):
     """Case 5.6: the pong comes first; the message is echoed once whole."""
     client = await opened(echo.port)
-    frames = [
-        RawClient.frame(TEXT, b"fragment1", fin=False),
-        RawClient.frame(PING, b"ping payload"),
-        RawClient.frame(CONT, b"fragment2"),
-    ]
-    await write(client, b"".join(frames), False)
+    sent = frames((TEXT, b"fragment1", False), (PING, b"ping payload"), (CONT, b"fragment2"))
+    await write(client, sent, False)
     assert await client.read() == (PONG, b"ping payload")
     assert await client.read() == (TEXT, b"fragment1fragment2")
 
@@ -82,20 +84,16 @@ async def test_a_ping_inside_a_fragmented_message_is_answered_before_its_echo(ec
 async def test_pings_between_fragments_are_answered_before_the_echo(echo, octet_wise):
     """Cases 5.19 and 5.20: two pings among five fragments, a pause after the first."""
     client = await opened(echo.port)
-    first = [
-        RawClient.frame(TEXT, b"fragment1", fin=False),
-        RawClient.frame(CONT, b"fragment2", fin=False),
-        RawClient.frame(PING, b"pongme 1!"),
-    ]
-    await write(client, b"".join(first), octet_wise)
+    first = frames((TEXT, b"fragment1", False), (CONT, b"fragment2", False), (PING, b"pongme 1!"))
+    await write(client, first, octet_wise)
     assert await client.read() == (PONG, b"pongme 1!")  # before the message is whole
-    rest = [
-        RawClient.frame(CONT, b"fragment3", fin=False),
-        RawClient.frame(CONT, b"fragment4", fin=False),
-        RawClient.frame(PING, b"pongme 2!"),
-        RawClient.frame(CONT, b"fragment5"),
-    ]
-    await write(client, b"".join(rest), octet_wise)
+    rest = frames(
+        (CONT, b"fragment3", False),
+        (CONT, b"fragment4", False),
+        (PING, b"pongme 2!"),
+        (CONT, b"fragment5"),
+    )
+    await write(client, rest, octet_wise)
     assert await client.read() == (PONG, b"pongme 2!")
     assert await client.read() == (TEXT, b"fragment1fragment2fragment3fragment4fragment5")
 
