@@ -126,6 +126,9 @@ class Session(_TrackedMixin, _session.Session):
         self.send_queue: list[str] = []
         # Characters in ``send_queue``, a comma counted after each message.
         self.queued = 0
+        # sockjs-tornado's setting: write each message at once, or once per loop turn.
+        self.flush_at_once = server.settings["immediate_flush"]
+        self.flush_due = False
 
     def send_element(self, element: str) -> None:
         """Sends one message element that is JSON already (no re-encoding)."""
@@ -139,16 +142,16 @@ class Session(_TrackedMixin, _session.Session):
         """Sends ``msg`` (JSON) now if a response is waiting, else queues it (O(len(msg)))."""
         msg = bytes_to_str(msg)
         handler = self.handler
-        if self._immediate_flush and not self.send_queue and handler and handler.active:
+        if self.flush_at_once and not self.send_queue and handler and handler.active:
             handler.send_pack(f"a[{msg}]")
         else:
             self.send_queue.append(msg)
             self.queued += len(msg) + 1
-            if self._immediate_flush:
+            if self.flush_at_once:
                 self.flush()
-            elif not self._pending_flush:
+            elif not self.flush_due:
                 self.server.io_loop.add_callback(self.flush)
-                self._pending_flush = True
+                self.flush_due = True
         if stats:
             self.stats.on_pack_sent(1)
         unsent = self.queued
@@ -160,7 +163,7 @@ class Session(_TrackedMixin, _session.Session):
 
     def flush(self) -> None:
         """Writes the whole queue as one ``a[...]`` frame if a response is waiting."""
-        self._pending_flush = False
+        self.flush_due = False
         handler, queue = self.handler, self.send_queue
         if handler is None or not handler.active or not queue:
             return
