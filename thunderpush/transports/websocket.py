@@ -231,14 +231,12 @@ class WebSocket(SharedReadBuffer, Queued):
         self._abort()
 
     def _write_output(self, writes: list[bytes] | None = None) -> None:
-        """Writes what the protocol has to send (``writes``, or all it holds: answers,
-        pongs, closes), then follows its state."""
+        """Writes what the protocol has to send (``writes``, or all it holds: pings,
+        closes; pongs are ``data_received``'s), then follows its state."""
         protocol, transport = self._protocol, self._transport
         for data in protocol.data_to_send() if writes is None else writes:
             if not data:
                 self._end_stream()
-            elif data[:1] == _PONG:
-                self._pong(data)
             elif not transport.is_closing():
                 transport.write(data)
         self._open = protocol.state is OPEN and not transport.is_closing()
