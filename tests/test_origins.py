@@ -2,8 +2,10 @@
 
 With ``allowed_origins`` set, a page of any other origin gets 403 everywhere
 and is never named in ``Access-Control-Allow-Origin``; a request without an
-``Origin`` (not a browser page) is served.  Without it, every origin is
-served and reflected, as before.
+``Origin`` (not a browser page) is served.  An ``Origin`` naming the ``Host``
+is no exception (DNS rebinding lets any page send both): the server's own
+origin is served when listed, which the SockJS iframe transports need.
+Without it, every origin is served and reflected, as before.
 """
 
 from __future__ import annotations
@@ -53,10 +55,20 @@ def test_the_rule(origin, allowed):
     assert AllowedOrigins().allows(origin, "push.example.net")  # none configured: any
 
 
-def test_a_page_of_the_servers_own_host_is_allowed():
-    assert AllowedOrigins(ALLOWED).allows("https://push.example.net", "push.example.net")
-    assert AllowedOrigins(ALLOWED).allows("http://127.0.0.1:8080", "127.0.0.1:8080")
-    assert not AllowedOrigins(ALLOWED).allows("http://127.0.0.1:8080", "127.0.0.1:8081")
+def test_an_origin_naming_the_host_is_allowed_only_when_listed():
+    """DNS rebinding: a page of any site can send its own name as both ``Origin`` and ``Host``."""
+    assert not AllowedOrigins(ALLOWED).allows("https://push.example.net", "push.example.net")
+    assert not AllowedOrigins(ALLOWED).allows("http://127.0.0.1:8080", "127.0.0.1:8080")
+    listed = AllowedOrigins((*ALLOWED, "http://127.0.0.1:8080"))
+    assert listed.allows("http://127.0.0.1:8080", "127.0.0.1:8080")
+
+
+def test_sockjs_tornado_hosts_alone_keep_tornados_same_origin_rule():
+    """``websocket_allow_origin`` without ``allowed_origins``: as sockjs-tornado allowed."""
+    origins = AllowedOrigins((), ("good.example:8000",))
+    assert origins.allows("http://127.0.0.1:8080", "127.0.0.1:8080")
+    assert origins.allows("https://good.example:8000", "127.0.0.1:8080")
+    assert not origins.allows("http://127.0.0.1:8080", "127.0.0.1:8081")
 
 
 @pytest.mark.parametrize(
@@ -79,9 +91,7 @@ def test_a_bad_allowed_origin_stops_the_server_with_one_clear_line(tmp_path):
 
 @restricted
 @pytest.mark.parametrize("path", WEBSOCKETS)
-@pytest.mark.parametrize(
-    "origin", ["https://example.com", "https://app.example.org", "http://127.0.0.1", None]
-)
+@pytest.mark.parametrize("origin", ["https://example.com", "https://app.example.org", None])
 async def test_allowed_pages_open_websockets(server, path, origin):
     await RawClient.open(server.port, path, f"Origin: {origin}\r\n" if origin else "")  # 101
     await server.settled(lambda: len(server.router.live_sessions) == 1)
@@ -93,7 +103,12 @@ async def test_allowed_pages_open_websockets(server, path, origin):
 async def test_other_pages_get_403_on_the_handshake(server, path, served_by):
     # A body before the frames: the front door leaves the handshake to Tornado.
     extra = "Content-Length: 0\r\n" if served_by == "Tornado" else ""
-    for header in (f"Origin: {EVIL}\r\n", f"Sec-WebSocket-Origin: {EVIL}\r\n"):
+    # The last one names the Host the handshake is sent to (127.0.0.1): no exception.
+    for header in (
+        f"Origin: {EVIL}\r\n",
+        f"Sec-WebSocket-Origin: {EVIL}\r\n",
+        "Origin: http://127.0.0.1\r\n",
+    ):
         refused = await exchange(server.port, RawClient.handshake(path, header + extra))
         assert refused.startswith(b"HTTP/1.1 403 "), refused
         assert refused.endswith(b"\r\n\r\nCross origin websockets not allowed")
@@ -118,10 +133,8 @@ async def fetch(server, method: str, path: str, origin: str | None, **kwargs) ->
 
 @restricted
 @pytest.mark.parametrize("method", ["OPTIONS", "POST"])
-@pytest.mark.parametrize("origin", ["https://app.example.org", "the server's own"])
-async def test_xhr_answers_an_allowed_page_and_names_it(server, method, origin):
-    if origin == "the server's own":
-        origin = server.url
+async def test_xhr_answers_an_allowed_page_and_names_it(server, method):
+    origin = "https://app.example.org"
     response = await fetch(server, method, "/connect/0/s1/xhr", origin)
     assert response.code == (204 if method == "OPTIONS" else 200)
     assert response.headers["Access-Control-Allow-Origin"] == origin
@@ -208,6 +221,24 @@ async def test_only_allowed_pages_may_embed_the_iframe(server):
     assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self' " + " ".join(
         ALLOWED
     )
+
+
+@restricted
+async def test_the_iframe_transports_work_once_the_servers_own_origin_is_listed(server):
+    """Inside ``/connect/iframe.html`` every request comes from the server's own origin."""
+    own = server.url  # what the iframe's requests name; their Host names the same
+    page = await fetch(server, "GET", "/connect/iframe.html", None)
+    assert page.code == 200
+    refused = await fetch(server, "POST", "/connect/0/s1/xhr", own)
+    assert refused.code == 403
+    server.router.settings["allowed_origins"] = (*ALLOWED, own)
+    page = await fetch(server, "GET", "/connect/iframe.html", None)
+    assert page.headers["Content-Security-Policy"].endswith(" " + own)
+    response = await fetch(server, "POST", "/connect/0/s1/xhr", own)
+    assert response.code == 200 and response.body == b"o\n"
+    assert response.headers["Access-Control-Allow-Origin"] == own
+    await RawClient.open(server.port, WEBSOCKETS[1].replace("s1", "s2"), f"Origin: {own}\r\n")
+    await server.settled(lambda: len(server.router.live_sessions) == 2)
 
 
 @restricted

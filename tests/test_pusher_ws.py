@@ -26,9 +26,11 @@ from thunderpush.pusher.signatures import channel_auth, signin_auth
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient
+from .wire import RawClient, exchange
 
 WAIT = 5.0
 QUERY = "protocol=7&client=js&version=8.4.0&flash=false"
+EVIL = "https://evil.example"
 
 
 class Thunder:
@@ -429,3 +431,28 @@ async def test_shutdown_closes_pusher_connections_with_4200(server):
         server.router.close_all(9010, "Server shutting down.")
         assert (await receive(ws))["data"]["code"] == 4200
         assert await closed_with(ws) == 4200
+
+
+@pytest.mark.config(allowed_origins=("https://ok.example",))
+@pytest.mark.parametrize("key", [KEY, "nokey"])
+async def test_a_refused_origin_gets_403_with_a_json_body_whatever_the_key(server, key):
+    """As every websocket handshake of another page (it was Tornado's 404)."""
+    path = f"/app/{key}?{QUERY}"
+    refused = await exchange(server.port, RawClient.handshake(path, f"Origin: {EVIL}\r\n"))
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), refused
+    assert b"\r\nContent-Type: application/json; charset=UTF-8\r\n" in head
+    assert head.endswith(b"\r\nConnection: close")
+    assert json.loads(body) == {"message": "Cross origin websockets not allowed", "status": 403}
+    assert not server.door.sockets
+    await RawClient.open(server.port, path, "Origin: https://ok.example\r\n")  # 101
+
+
+async def test_a_handshake_that_is_no_get_gets_405_with_a_json_body(server):
+    refused = await exchange(
+        server.port, RawClient.handshake(f"/app/{KEY}").replace(b"GET ", b"PUT ", 1)
+    )
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), refused
+    assert b"\r\nAllow: GET\r\n" in head
+    assert json.loads(body)["status"] == 405

@@ -358,3 +358,26 @@ async def test_a_handshake_over_http_1_0_is_refused(echo):
     handshake = RawClient.handshake("/echo/websocket").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
     reply = await exchange(port, handshake)
     assert reply.startswith(b"HTTP/1.1 505 ")  # RFC 6455 section 4.1: HTTP/1.1 or later
+
+
+@pytest.mark.parametrize(
+    "immediate_flush, polls", [(True, [b'a["x"]\n', b'a["y"]\n']), (False, [b'a["x","y"]\n'])]
+)
+async def test_the_session_queue_flushes_as_sockjs_tornado_says(echo, immediate_flush, polls):
+    """``immediate_flush`` on: a waiting poll takes the first message at once, the
+    next one queues; off: both wait for the end of the loop turn, one frame."""
+    base, router = echo
+    router.settings["immediate_flush"] = immediate_flush
+    client = AsyncHTTPClient()
+    assert (await client.fetch(f"{base}/0/q/xhr", method="POST", body=b"")).body == b"o\n"
+    waiting = asyncio.ensure_future(client.fetch(f"{base}/0/q/xhr", method="POST", body=b""))
+    (session,) = router.live_sessions
+    for _ in range(500):  # until the poll waits
+        if session.handler is not None:
+            break
+        await asyncio.sleep(0.01)
+    await client.fetch(f"{base}/0/q/xhr_send", method="POST", body=b'["x","y"]')
+    received = [(await waiting).body]
+    if len(polls) > 1:
+        received.append((await client.fetch(f"{base}/0/q/xhr", method="POST", body=b"")).body)
+    assert received == polls

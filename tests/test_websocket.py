@@ -176,6 +176,26 @@ async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_traceback
     hostile.check()
 
 
+async def test_pings_under_back_pressure_get_the_latest_pong_once_the_client_reads(server):
+    """While deliveries wait for a client that does not read, pongs are coalesced:
+    the latest one waits, and goes at the first heartbeat after the client caught up."""
+    server.router.settings["heartbeat_delay"] = 0.1
+    ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
+    await ws.send(0x1, b'["CONNECT alice:key"]')
+    await server.settled(lambda: server.hub.is_online("alice"))
+    handler = await _fill_until(server, "alice", lambda unsent: unsent > 0)
+    for payload in (b"first", b"second", b"latest"):
+        await ws.send(0x9, payload)
+    await server.settled(lambda: handler._held_pong is not None)
+    pongs, beats_after = [], 0
+    while beats_after < 2:  # two heartbeats after the pong: no other one comes
+        opcode, data = await ws.read()
+        if opcode == 0xA:
+            pongs.append(data)
+        beats_after += bool(pongs) and (opcode, data) == (0x1, b"h")
+    assert pongs == [b"latest"]
+
+
 async def test_close_then_never_read_ends_within_the_close_timeout(server, no_tracebacks):
     server.router.settings["websocket_close_timeout"] = 0.2
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")

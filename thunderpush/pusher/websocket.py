@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from thunderpush.api import Answer
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.pusher import protocol
 from thunderpush.pusher.connection import PusherConnection
 from thunderpush.transports.fanout import FrameCache
 from thunderpush.transports.frames import text_frame
-from thunderpush.transports.handshake import answer
+from thunderpush.transports.handshake import answer, refusal
 from thunderpush.transports.websocket import WebSocket
 
 if TYPE_CHECKING:
@@ -97,15 +98,17 @@ def serve_pusher(
     query: str,
     headers: list[tuple[str, str]],
     rest: bytes,
-) -> bool:
-    """Serves a handshake for ``/app/<key>``; False leaves the request to Tornado (404)."""
+) -> bool | Answer:
+    """Serves a handshake for ``/app/<key>``, or answers its refusal (e.g. 403 for
+    another origin, as every websocket's); False leaves a request that is no
+    ``/app/<key>`` handshake to Tornado (404)."""
     key = path[len(PATH_PREFIX) :]
     if not key or "/" in key or any(name == "content-length" for name, _ in headers):
         return False
     peer = transport.get_extra_info("peername")
     handshake = answer(router, method, path, query, "HTTP/1.1", headers, peer[0] if peer else "")
     if not handshake.accepted:
-        return False
+        return refusal(handshake)
     router._bind_to_running_loop()  # raw sessions do the same (``RawSession``)
     socket = PusherSocket(router, handshake, rest, apps, limits, key)
     transport.set_protocol(socket)

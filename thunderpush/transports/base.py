@@ -59,8 +59,9 @@ class Door(Protocol):
     def start(self, request: Request) -> Answer | Call | None:
         """The answer, a call waiting for the body, or None: not served here."""
 
-    def upgrade(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool:
-        """Take the connection for a protocol upgrade; ``rest`` follows the head."""
+    def upgrade(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool | Answer:
+        """Take the connection for a protocol upgrade (True; ``rest`` follows the head),
+        refuse it with an answer that ends the connection, or leave it (False)."""
 
     def hand_off(self, transport: asyncio.Transport, data: bytes) -> None:
         """Serve the connection elsewhere, ``data`` (from a request's first byte) unread."""

@@ -234,8 +234,8 @@ class FrontDoor:
 
     # -- websockets ----------------------------------------------------------
 
-    def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
-        """Serve a websocket handshake here; False leaves it to Tornado."""
+    def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool | Answer:
+        """Serve a websocket handshake here or refuse it (an answer); False: Tornado serves it."""
         if request.path.startswith(PATH_PREFIX):
             return serve_pusher(
                 self.router,

@@ -34,6 +34,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from thunderpush.api import Answer
+from thunderpush.api.answers import error_answer
 from thunderpush.transports.adapter import detached_socket
 from thunderpush.transports.messages import SERVER
 from thunderpush.transports.origins import AllowedOrigins
@@ -41,6 +43,8 @@ from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
 from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
 
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
+# The fields of every refusal the library makes; ``closing_response`` writes its own.
+_REJECTION_FIELDS = frozenset(("date", "connection", "content-length", "content-type", "server"))
 _REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).\n"
 
 # Answers every handshake while the library's own log lines are off: a fresh
@@ -161,6 +165,20 @@ def origin_allowed(headers: Headers, origins: AllowedOrigins) -> bool:
     origin = headers.get_all("Origin") or headers.get_all("Sec-WebSocket-Origin")
     host = headers.get_all("Host")
     return origins.allows(origin[0] if origin else None, host[0] if host else None)
+
+
+def refusal(handshake: Handshake) -> Answer:
+    """A refused handshake's answer as the server's JSON error, on a path Tornado
+    does not serve: the library's status and text, and the fields it added
+    (``Allow`` for 405, ``Upgrade`` for 426)."""
+    response = handshake.response
+    message = response.body.decode(errors="replace").strip()
+    extra = tuple(
+        (name, value)
+        for name, value in response.headers.raw_items()
+        if name.lower() not in _REJECTION_FIELDS
+    )
+    return error_answer(response.status_code, message)._replace(headers=extra)
 
 
 @lru_cache(maxsize=8)

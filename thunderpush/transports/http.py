@@ -8,7 +8,9 @@ serves it.  Each request head is shown to the ``Door``:
 * ``Door.start(request)`` returns an ``Answer`` (written at once, as Tornado
   answers before reading the body), a ``Call`` (finished with the body; its
   answer may be awaitable) or ``None``: not served here;
-* a request with ``Upgrade`` goes to ``Door.upgrade(transport, request, rest)``;
+* a request with ``Upgrade`` goes to ``Door.upgrade(transport, request, rest)``,
+  which takes the connection, refuses it with an ``Answer`` (written, then
+  the connection is closed) or leaves it;
 * everything else, and anything unusual (HTTP/1.0, chunked bodies, ``Expect``,
   repeated header fields, an odd request line or Host), goes to
   ``Door.hand_off(transport, data)`` once every earlier answer is written.
@@ -48,6 +50,7 @@ from thunderpush.transports.messages import (
     WHITESPACE,
     Request,
     api_response,
+    closing_response,
 )
 
 logger = logging.getLogger(__name__)
@@ -339,7 +342,12 @@ class HttpConnection(Deadlines):
             self._end()
 
     def _upgrade(self, request: Request, head_end: int) -> NoReturn:
-        if self._door.upgrade(self._transport, request, bytes(self._raw[head_end:])):
+        taken = self._door.upgrade(self._transport, request, bytes(self._raw[head_end:]))
+        if isinstance(taken, Answer):
+            request.log(taken.status)
+            self._end(closing_response(taken))
+            self._stop()
+        if taken:
             self._release()
             self._stop()
         self._hand_off()

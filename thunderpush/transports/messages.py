@@ -142,8 +142,9 @@ def api_response(request: Request, answer: Answer) -> bytes:
 def closing_response(answer: Answer) -> bytes:
     """``answer`` as the last response of a connection: JSON, then ``Connection: close``."""
     status, body = answer.status, answer.body
+    fields = "".join(f"{name}: {value}\r\n" for name, value in answer.headers)
     head = (
-        f"{_STATUS_LINES[status]}{SERVER_HEADER}{_JSON_TYPE}{date_header()}"
+        f"{_STATUS_LINES[status]}{SERVER_HEADER}{_JSON_TYPE}{date_header()}{fields}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body

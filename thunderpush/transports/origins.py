@@ -9,12 +9,19 @@ An entry is an exact origin (``https://example.com``,
 ``http://localhost:8000``) or a wildcard host (``https://*.example.com``:
 any subdomain, at any depth, but not ``example.com`` itself, as in CSP).
 A default port may be written or left out.  A request without an ``Origin``
-is not from a browser page and is allowed; so is a page of the server's own
-host (``Origin`` naming the ``Host`` the request was sent to, Tornado's
-same-origin rule, which keeps SockJS's iframe transports working)::
+is not from a browser page and is allowed.
+
+An ``Origin`` that names the ``Host`` the request was sent to proves nothing:
+with DNS rebinding, any site's page can send its own name as both.  So the
+server's own pages (SockJS's iframe transports run in one) are allowed only
+when their origin is in the list.  Tornado's same-origin rule (``Origin``
+naming the ``Host``) holds only for sockjs-tornado's ``websocket_allow_origin``
+hosts, for applications that mount the router with that setting alone, as
+sockjs-tornado did::
 
     origins = AllowedOrigins(("https://example.com", "https://*.example.com"))
     origins.allows("https://app.example.com", host="push.example.com")  # True
+    origins.allows("https://push.example.com", host="push.example.com")  # False
 """
 
 from __future__ import annotations
@@ -103,8 +110,9 @@ class AllowedOrigins:
     def allows(self, origin: str | None, host: str | None = None) -> bool:
         """Whether a request with this ``Origin`` header (None: none) may be served.
 
-        ``host`` is the request's ``Host``: a page of the server's own host is
-        always allowed.
+        ``host`` is the request's ``Host``: a page naming it is allowed only
+        when no origin entries are configured, only ``websocket_allow_origin``
+        hosts (Tornado's same-origin rule, as sockjs-tornado applied it).
         """
         if origin is None or not self.entries:
             return True
@@ -112,6 +120,6 @@ class AllowedOrigins:
         if parsed is None or parsed.wildcard:
             return False  # "null", a path, garbage: no configured origin
         netloc = parsed.netloc
-        if host and netloc == host.strip().lower():
+        if host and not self._allowed and netloc == host.strip().lower():
             return True
         return netloc in self._hosts or any(entry.admits(parsed) for entry in self._allowed)

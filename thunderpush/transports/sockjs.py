@@ -51,7 +51,11 @@ tested in ``tests/test_router.py``:
   response was not read; past ``max_unsent_bytes`` (queue and response in
   flight) the queue is dropped, the response aborted, and the session closed
   as too slow (9011, ``thunderpush.transports.slow``; tested in
-  ``tests/test_slow_clients.py``).
+  ``tests/test_slow_clients.py``);
+* the send queue was one string appended to (``send_queue += msg``), each
+  append a copy of all that was queued: quadratic in what an unpolled
+  session is sent.  It is a list joined at flush (``Session``), tested in
+  ``tests/test_unpolled_sessions.py``.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from sockjs.tornado import router as _router
 from sockjs.tornado import session as _session
 from sockjs.tornado import transports as _transports
 from sockjs.tornado.session import CLOSING
+from sockjs.tornado.util import bytes_to_str
 from tornado.ioloop import IOLoop
 
 from thunderpush.server.config import Config
@@ -105,6 +110,26 @@ class _TrackedMixin:
 
 
 class Session(_TrackedMixin, _session.Session):
+    """sockjs-tornado's session with a send queue that costs O(bytes).
+
+    sockjs-tornado keeps the queue as one string and appends each message
+    to it (``send_queue += msg``): every append copies all that is queued,
+    so a session that is never polled costs time quadratic in what it is
+    sent.  Here the queue is a list of the messages' JSON texts, joined once
+    when it is flushed, and ``queued`` counts its characters as they come.
+    ``send_queue`` keeps its name: sockjs-tornado's transports only ask
+    whether it is empty.
+    """
+
+    def __init__(self, conn: type, server: Any, session_id: str, expiry: float | None = None):
+        super().__init__(conn, server, session_id, expiry)
+        self.send_queue: list[str] = []
+        # Characters in ``send_queue``, a comma counted after each message.
+        self.queued = 0
+        # sockjs-tornado's setting: write each message at once, or once per loop turn.
+        self.flush_at_once = server.settings["immediate_flush"]
+        self.flush_due = False
+
     def send_element(self, element: str) -> None:
         """Sends one message element that is JSON already (no re-encoding)."""
         handler = self.handler
@@ -114,14 +139,40 @@ class Session(_TrackedMixin, _session.Session):
             self.send_jsonified(element, False)
 
     def send_jsonified(self, msg: str, stats: bool = True) -> None:
-        super().send_jsonified(msg, stats)
+        """Sends ``msg`` (JSON) now if a response is waiting, else queues it (O(len(msg)))."""
+        msg = bytes_to_str(msg)
         handler = self.handler
-        unsent = len(self.send_queue)
+        if self.flush_at_once and not self.send_queue and handler and handler.active:
+            handler.send_pack(f"a[{msg}]")
+        else:
+            self.send_queue.append(msg)
+            self.queued += len(msg) + 1
+            if self.flush_at_once:
+                self.flush()
+            elif not self.flush_due:
+                self.server.io_loop.add_callback(self.flush)
+                self.flush_due = True
+        if stats:
+            self.stats.on_pack_sent(1)
+        unsent = self.queued
         if isinstance(handler, InFlightMixin):
             unsent += handler.unsent_bytes
         limit = self.server.settings["max_unsent_bytes"]
         if unsent > limit and self.state != CLOSING:
             self._let_go(handler, limit)
+
+    def flush(self) -> None:
+        """Writes the whole queue as one ``a[...]`` frame if a response is waiting."""
+        self.flush_due = False
+        handler, queue = self.handler, self.send_queue
+        if handler is None or not handler.active or not queue:
+            return
+        self._drop_queue()
+        handler.send_pack(f"a[{','.join(queue)}]")
+
+    def _drop_queue(self) -> None:
+        self.send_queue = []
+        self.queued = 0
 
     def _let_go(self, handler: Any, limit: int) -> None:
         """Too slow: free the queue and the response now, close on the next turn.
@@ -131,7 +182,7 @@ class Session(_TrackedMixin, _session.Session):
         session is CLOSING, which queues nothing more.
         """
         log_too_slow(self, self.conn_info.ip if self.conn_info else "", limit)
-        self.send_queue = ""
+        self._drop_queue()
         self.state = CLOSING
         self.server.io_loop.add_callback(close_too_slow, self)
         if isinstance(handler, InFlightMixin):

@@ -251,8 +251,9 @@ class IFrameHandler(_static.IFrameHandler):
     """The iframe page of the iframe transports, which only allowed pages may embed.
 
     Inside it, the page's requests come from the server's own origin, which
-    the origin check always allows: any site framing it would get around
-    ``allowed_origins``.  ``frame-ancestors`` leaves that to the browser.
+    ``allowed_origins`` must list for the iframe transports to work: any site
+    framing it would then get around the list.  ``frame-ancestors`` leaves
+    that to the browser.
     """
 
     def get(self) -> None:

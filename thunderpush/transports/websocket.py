@@ -28,8 +28,13 @@ Limits, each with one outcome:
   TCP connection ends;
 * a close handshake the client does not finish within the router's
   ``websocket_close_timeout``: the TCP connection is aborted;
-* a ping flood: at most one pong waits to be written, for the latest ping
-  (RFC 6455 section 5.5.3 allows answering only that one);
+* pings: each is answered at once, in the order of the frames around it
+  (a pong goes out before the answer to a message that came after its
+  ping), while nothing waits to be written.  Under back-pressure (bytes
+  wait in the transport's buffer: the client does not read) pongs are
+  coalesced: only the latest ping's pong waits, and goes once the buffer
+  is empty (RFC 6455 section 5.5.3 allows answering only the latest), so a
+  ping flood from a client that reads nothing costs one pong of memory;
 * more than the router's ``max_unsent_bytes`` waiting to be written (the
   transport's high-water mark, so asyncio says so with ``pause_writing``):
   the client is too slow, the transport is aborted at once (its buffer is
@@ -42,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ProtocolError
@@ -224,18 +230,13 @@ class WebSocket(SharedReadBuffer, Queued):
         log_too_slow(self.session, self._info.ip, self.server.settings["max_unsent_bytes"])
         self._abort()
 
-    def _write_output(self) -> None:
-        """Writes what the protocol has to send (answers, pongs, closes), follows its state."""
+    def _write_output(self, writes: list[bytes] | None = None) -> None:
+        """Writes what the protocol has to send (``writes``, or all it holds: pings,
+        closes; pongs are ``data_received``'s), then follows its state."""
         protocol, transport = self._protocol, self._transport
-        writes = protocol.data_to_send()
-        # Only the latest pong of a batch is answered (RFC 6455 section 5.5.3).
-        last_pong = max((n for n, data in enumerate(writes) if data[:1] == _PONG), default=-1)
-        for n, data in enumerate(writes):
+        for data in protocol.data_to_send() if writes is None else writes:
             if not data:
                 self._end_stream()
-            elif data[:1] == _PONG:
-                if n == last_pong:
-                    self._pong(data)
             elif not transport.is_closing():
                 transport.write(data)
         self._open = protocol.state is OPEN and not transport.is_closing()
@@ -257,9 +258,10 @@ class WebSocket(SharedReadBuffer, Queued):
             transport.write_eof()
 
     def _pong(self, data: bytes) -> None:
-        transport, protocol = self._transport, self._protocol
-        if protocol is not None and protocol.state is not OPEN or transport.is_closing():
-            self._held_pong = None  # closing: no pong is owed any more
+        """Writes a pong now, or holds it (the latest only) while the client is not reading."""
+        transport = self._transport
+        if not self._open or transport.is_closing():
+            self._held_pong = None  # a close went: nothing more is sent
             return
         if transport.get_write_buffer_size():
             self._held_pong = data  # the client is not reading: one pong waits
@@ -281,10 +283,15 @@ class WebSocket(SharedReadBuffer, Queued):
         for event in events:
             unparsed -= client_frame_size(len(event.data))
         self._unparsed = unparsed
+        # The protocol answered every ping of ``events`` (one pong each, in
+        # order); each pong goes out as its ping is reached among the frames.
+        writes = protocol.data_to_send()
+        pongs = iter([data for data in writes if data[:1] == _PONG])
         if events:
-            self._on_frames(events)
+            self._on_frames(events, pongs)
         if not self._transport.is_closing():
-            self._write_output()
+            rest = [data for data in writes if data[:1] != _PONG]
+            self._write_output(rest + protocol.data_to_send())
         if not unparsed and self._fragments is None and self._open and protocol.state is OPEN:
             # Between two messages the protocol holds nothing worth its
             # 1.5 KiB: most connections send a command or two, then only listen.
@@ -300,7 +307,8 @@ class WebSocket(SharedReadBuffer, Queued):
             self._protocol = protocol
         return protocol
 
-    def _on_frames(self, frames: list[Any]) -> None:
+    def _on_frames(self, frames: list[Any], pongs: Iterator[bytes]) -> None:
+        """Hands each message to the session and answers each ping, in the frames' order."""
         for event in frames:
             opcode = event.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
@@ -314,9 +322,11 @@ class WebSocket(SharedReadBuffer, Queued):
                     continue
                 text, data, self._fragments = self._text, b"".join(self._fragments), None
             else:
-                if opcode is Opcode.PONG:
+                if opcode is Opcode.PING:
+                    self._pong(next(pongs))
+                elif opcode is Opcode.PONG:
                     self.on_pong(event.data)
-                continue  # pings and closes are the protocol's to answer
+                continue  # closes are the protocol's to answer
             if not self._on_data(text, data):
                 return
 

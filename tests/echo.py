@@ -1,0 +1,91 @@
+"""An echo websocket on the front door, for conformance tests (never a production path).
+
+Autobahn's fuzzing client (``bench/autobahn.py``) and the byte-exact tests in
+``tests/test_websocket_conformance.py`` need a server that sends every
+message back; Thunderpush's own endpoints answer commands instead.  This
+serves ``ECHO_PATH`` through the same parts as every websocket of the server:
+the front door parses the request (``FrontDoor.upgrade``), the handshake is
+answered by ``thunderpush.transports.handshake.answer`` (origins included),
+and frames are read and written by ``thunderpush.transports.websocket.WebSocket``.
+Only ``on_message`` differs: the message goes back as it came, an empty one
+included.  Every other request is served as by the real server::
+
+    async with echo_server() as door:
+        ...  # ws://127.0.0.1:{door.port}/echo
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from thunderpush.server.application import build
+from thunderpush.server.config import Config
+from thunderpush.transports.frontdoor import FrontDoor
+from thunderpush.transports.handshake import answer
+from thunderpush.transports.messages import Request
+from thunderpush.transports.websocket import WebSocket
+from thunderpush.transports.websocket_transports import RAW_FRAMES
+
+from .processes import KEY, SECRET
+
+ECHO_PATH = "/echo"
+
+
+class EchoWebSocket(WebSocket):
+    """Sends each message back, text as text and binary as binary; has no session."""
+
+    __slots__ = ()
+
+    name = "echo"
+    frames = RAW_FRAMES
+
+    def open_session(self) -> None:
+        pass
+
+    def on_message(self, message: str | bytes) -> None:
+        self.send_pack(message, isinstance(message, bytes))
+
+
+class EchoDoor(FrontDoor):
+    """The front door, with ``ECHO_PATH`` served by an ``EchoWebSocket``."""
+
+    def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
+        if request.path != ECHO_PATH:
+            return super().upgrade(transport, request, rest)
+        handshake = answer(
+            self.router,
+            request.method,
+            request.path,
+            request.query,
+            "HTTP/1.1",
+            request.fields,
+            request.remote_ip,
+        )
+        if not handshake.accepted:
+            return False
+        socket = EchoWebSocket(self.router, handshake, rest)
+        transport.set_protocol(socket)
+        socket.connection_made(transport)
+        return True
+
+
+@asynccontextmanager
+async def echo_server(port: int = 0, **settings: Any) -> AsyncIterator[EchoDoor]:
+    """The server ``build`` makes, behind an ``EchoDoor`` on ``port`` of 127.0.0.1."""
+    config = replace(Config(apikey=KEY, apisecret=SECRET), **settings)
+    built = build(config)
+    door = EchoDoor(config, built.door.http.request_callback, built.router, built.api)
+    await door.listen(port, "127.0.0.1")
+    try:
+        yield door
+    finally:
+        door.stop()
+        built.router.close_all(3000, "Over.")
+        for socket in list(door.sockets):
+            socket._abort()
+        await door.close_all_connections()
+        built.apps.disconnect_all()
+        await built.stop()
