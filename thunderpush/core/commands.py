@@ -51,8 +51,9 @@ class Limits:
     (their distinct channels), refilled at the same rate and holding
     ``max(max_channels, max_commands_per_second)``, so that a page may still
     subscribe its whole channel limit at once but no client gets more
-    channels' worth of work per second than commands (docs/security.rst,
-    "What a client's input can cost").
+    channels' worth of work per second than commands; a command of more
+    items than that, repeats included, is over it whatever it holds
+    (docs/security.rst, "What a client's input can cost").
     """
 
     max_channels: int = 1000
@@ -186,9 +187,15 @@ class Client:
         each channel), once taken from the item bucket; None, and the connection
         closed with 9012, if the bucket holds fewer.
 
-        One split, then identical items collapse in one C call (``a:a:a...``
-        costs no Python work per repeat); only the distinct ones are looked at.
+        A command of more items than the bucket can ever hold, repeats
+        included, is over it before anything else is done: the separators are
+        counted (one C scan of the bytes), so no command gets split into more
+        than ``item_capacity`` items.  Then identical items collapse in one C
+        call and only the distinct ones are looked at.
         """
+        if argument.count(":") >= self.limits.item_capacity:
+            self._flood("channel items")
+            return None
         items: dict[str, str] = {}
         for item in dict.fromkeys(argument.split(":")):
             if item:

@@ -316,6 +316,8 @@ class Hub:
                 if getattr(connection, "closed", False):
                     return
                 connection.send_delivery(encode_delivery(payload, channel, (epoch, number)))
+        if getattr(connection, "closed", False):
+            return
         connection.send_delivery(recovered(channel, complete, stream.epoch, stream.offset))
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:
