@@ -406,3 +406,20 @@ async def test_the_member_cap_counts_the_cluster_members(nodes):  # noqa: F811
     response = await a.api("GET", "channels/presence-room/")
     assert json.loads(response.body)["users"] == ["alice", "bob"]
     await alice.no_message()  # never told of carol
+
+
+async def test_a_repeated_recovery_item_is_replayed_once_in_a_cluster(nodes):  # noqa: F811
+    """The cluster's hub reads the stream from Redis once per channel; the same
+    bounds hold: one replay per command, and 9012 past the item budget."""
+    a, b = await nodes(2, history_size=50)
+    await publish(a.url, "news", 50)
+    epoch = await epoch_of(a.url, "news")
+    client = await connected(b.url)
+    for _ in range(3):
+        await client.send("SUBSCRIBE " + ":".join([f"news since={epoch}/0"] * 999))
+        for offset in range(1, 51):
+            assert (await client.message())["offset"] == offset
+        assert (await client.message())["event"] == "recovered"
+    await client.no_message()
+    await client.send("SUBSCRIBE " + ":".join([f"news since={epoch}/0"] * 1001))
+    assert await client.closed() == TOO_MANY_COMMANDS
