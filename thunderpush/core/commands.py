@@ -301,8 +301,6 @@ class Client:
             return
         invalid = []
         for channel, item in items.items():
-            if self.closed:
-                return
             if protocol.is_valid_channel_name(channel):
                 self.app.hub.unsubscribe(self, channel)
             else:
