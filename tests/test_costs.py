@@ -245,7 +245,7 @@ async def test_a_flood_of_repeated_items_at_the_command_rate_costs_little_cpu(tm
         # The probes' API calls (one every 0.1 s) are in it too: an upper bound.
         per_command = used / sent
         assert per_command < CPU_PER_COMMAND_LIMIT, f"{per_command * 1000:.2f} ms a command"
-        assert sorted(latencies)[len(latencies) // 2] < 0.05, latencies
+        assert sorted(latencies)[len(latencies) // 2] < 0.2, latencies
     finally:
         running.stop()
 
