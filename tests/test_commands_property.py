@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import string
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,8 @@ from thunderpush.auth import channel_token, user_token
 from thunderpush.core import protocol
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
+from thunderpush.core.history import HistoryPolicy, Keep
+from thunderpush.core.streams import Streams
 
 KEY, SECRET = "key", "secret"
 MAX_CHANNELS = 8
@@ -182,7 +185,109 @@ def test_a_subscribe_answers_each_private_item_once_and_never_more(items):
         if protocol.needs_channel_token(item.partition(" ")[0])
         and protocol.is_valid_channel_name(item.partition(" ")[0])
     ]
-    # Public items past the channel limit are answered too.
-    assert set(private_items) <= set(answered)
-    assert len(answered) <= len([item for item in items if item])
+    # Each private channel is answered (accepted, or refused for its token), but
+    # past the channel limit only the first refused channel is, once a command.
+    full = [e for e in client.sent if json.loads(e).get("message") == protocol.TOO_MANY_CHANNELS]
+    assert len(full) <= 1
+    assert set(private_items) <= set(answered) or full
+    assert len(answered) == len(set(answered))  # a repeated item is answered once
     assert hub.subscription_count(client) <= MAX_CHANNELS
+
+
+# -- what a command may cost -----------------------------------------------------
+
+# The cost budget's constants: a small channel limit and command rate, so that
+# generated commands go past both; each channel keeps its last KEPT messages.
+BUDGET_CHANNELS, BUDGET_RATE, KEPT = 6, 12, 4
+BUDGET = Limits(max_channels=BUDGET_CHANNELS, max_commands_per_second=BUDGET_RATE)
+CAPACITY = max(BUDGET_CHANNELS, BUDGET_RATE)
+POOL = ["news", "sport", "presence-room", "private-a", "a", "b", "c", "d", "e", "f", "g"]
+
+
+class Capped(Recorder):
+    """A connection whose transport holds at most ``cap`` unsent bytes: past it,
+    it is let go at once (``closed``), as ``ThunderConnection`` is."""
+
+    limits = BUDGET
+
+    def __init__(self, apps: Apps, cap: int) -> None:
+        super().__init__(apps)
+        self.cap = cap
+
+    def send_delivery(self, element: str) -> None:
+        if self.closed:
+            raise AssertionError("a delivery built for a closed connection")
+        if sum(map(len, self.sent)) + len(element) > self.cap:
+            self.closed = True
+            return
+        super().send_delivery(element)
+
+
+@st.composite
+def costly_items(draw, epochs: dict[str, str]) -> str:
+    """An item of a hostile SUBSCRIBE: a channel of a small pool (so repeats come
+    often) or a fresh one, a token or none, a ``since=`` or none."""
+    channel = draw(st.sampled_from(POOL) | st.integers(0, 40).map(lambda n: f"x{n}"))
+    item = channel
+    if protocol.needs_channel_token(channel):
+        item += " " + channel_token(KEY, SECRET, "alice", channel)
+    if draw(st.booleans()):
+        epoch = epochs.get(channel, "0123456789abcdef")
+        item += f" since={epoch}/{draw(st.integers(0, KEPT + 1))}"
+    return item
+
+
+def kept_streams() -> tuple[Streams, dict[str, str]]:
+    """The pool's channels with KEPT messages of 100 bytes each, and their epochs."""
+    streams, epochs = Streams(), {}
+    for channel in POOL:
+        for _ in range(KEPT):
+            epochs[channel], _ = streams.append(channel, "m" * 100, KEEP)
+    return streams, epochs
+
+
+KEEP = Keep(KEPT, 3600.0)
+# Read only, so every example shares them (the items' since= name their epochs).
+STREAMS, EPOCHS = kept_streams()
+
+
+@FAST
+@given(
+    st.lists(st.lists(costly_items(EPOCHS), max_size=2 * CAPACITY), min_size=1, max_size=4),
+    st.integers(200, 20_000),
+)
+def test_a_subscribe_costs_at_most_its_distinct_channels_within_the_budgets(commands, cap):
+    """Random item lists, repeats and ``since=`` included: each command is served per
+    distinct channel (one recovery, one welcome, one "Too many channels."), its items
+    are taken from the item bucket (9012 past it), and nothing is built for a
+    connection past its unsent cap."""
+    apps = Apps()
+    apps.add(KEY, SECRET, history=HistoryPolicy(KEEP)).hub.streams = STREAMS
+    client = Capped(apps, cap)
+    started = time.monotonic()
+    client.handle(f"CONNECT alice:{KEY}")
+    taken = 0
+    for items in commands:
+        if client.closes or client.closed:
+            break
+        before = len(client.sent)
+        client.handle("SUBSCRIBE " + ":".join(items))
+        answers = [json.loads(element) for element in client.sent[before:]]
+        distinct = {item.partition(" ")[0] for item in items if item}
+        # What the item bucket may have refilled since the example started.
+        slack = int((time.monotonic() - started) * BUDGET_RATE) + 1
+        over = len(items) > CAPACITY or taken + len(distinct) > CAPACITY + slack
+        if over or client.closes:
+            assert over or taken + len(distinct) > CAPACITY, (taken, len(distinct))
+            # Over the item budget: 9012, and nothing built.
+            assert client.closes == [protocol.TOO_MANY_COMMANDS]
+            assert answers == []
+            break
+        taken += len(distinct)
+        events = [(a.get("event"), a.get("channel")) for a in answers if "event" in a]
+        assert len(events) == len(set(events))  # one recovery, one welcome per channel
+        assert [a.get("message") for a in answers].count(protocol.TOO_MANY_CHANNELS) <= 1
+        replays = [a for a in answers if "payload" in a]
+        assert len(replays) <= KEPT * len(distinct)
+        assert {a["channel"] for a in answers} <= distinct
+    assert sum(map(len, client.sent)) <= cap

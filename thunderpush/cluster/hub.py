@@ -97,9 +97,11 @@ class ClusterHub(Hub):
             self.registry.member_changed(self, channel, connection.userid)
         self.registry.user_changed(self, connection.userid)
 
-    def subscribe(self, connection: Connection, channel: str) -> None:
-        super().subscribe(connection, channel)
-        self.registry.member_changed(self, channel, connection.userid)
+    def subscribe(self, connection: Connection, channel: str) -> bool:
+        joined = super().subscribe(connection, channel)
+        if joined:
+            self.registry.member_changed(self, channel, connection.userid)
+        return joined
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:
         super().unsubscribe(connection, channel)
@@ -122,10 +124,21 @@ class ClusterHub(Hub):
     # -- presence channels across the cluster -----------------------------
 
     def welcome(self, connection: Connection, channel: str) -> None:
-        if self.registry.welcome(self, connection, channel):
+        if not self.is_subscribed(connection, channel):
+            self.refuse_member(connection, channel)  # full on this node already
+        elif self.registry.welcome(self, connection, channel):
             self._waiting.setdefault((connection, channel), [])
         else:
             self.welcome_alone(connection, channel)
+
+    def refused(self, channel: str, userid: str) -> None:
+        """Redis refused ``userid`` in presence ``channel``: the cluster has
+        ``max_members`` other users there.  Its connections here leave the
+        channel (their welcome and recovery are dropped) and are told why."""
+        for connection in list(self.users.get(userid, ())):
+            if self.is_subscribed(connection, channel):
+                self.unsubscribe(connection, channel)
+                self.refuse_member(connection, channel)
 
     def welcome_alone(self, connection: Connection, channel: str) -> None:
         """No cluster to ask: tells this node's members, and the cluster's once it is back."""

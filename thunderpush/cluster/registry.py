@@ -172,6 +172,8 @@ class Registry:
         score = str(int(time.time() * 1000))
         # The members written with a user_info (True) or whose info is deleted (False).
         informed: list[tuple[tuple[ClusterHub, str, str], bool]] = []
+        # The presence members whose arrival was written, to hear if Redis refused them.
+        arrivals: list[tuple[int, ClusterHub, str, str]] = []
         for key, loud in members.items():
             hub, channel, user = key
             if user:  # "" only marks a channel whose count to rewrite
@@ -182,8 +184,11 @@ class Registry:
                     here, info = "", "-" if key in self._informed else ""
                 if info:
                     informed.append((key, bool(here)))
-                args = (node.ttl, hub.key, node.id, channel, user, here, "1" if loud else "", info)
-                node.queue_script(pipe, scripts.MEMBER, *args)
+                if here and is_presence_channel(channel) and hub.max_members:
+                    arrivals.append((len(pipe), hub, channel, user))
+                loud_flag = "1" if loud else ""
+                args = (node.ttl, hub.key, node.id, channel, user, here, loud_flag, info)
+                node.queue_script(pipe, scripts.MEMBER, *args, hub.max_members)
         for hub, connection, channel in welcomes:
             infos = "1" if hub.is_pusher(connection) else ""
             node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel, infos)
@@ -196,6 +201,9 @@ class Registry:
             else:
                 self._informed.pop(key, None)
         _announce(watched, results[: len(watched)])
+        for index, hub, channel, user in arrivals:
+            if results[index] == -1:
+                hub.refused(channel, user)
         return results[len(results) - len(welcomes) - len(recoveries) :]
 
     def _write_counts(

@@ -87,6 +87,27 @@ local function elsewhere_count(ttl, app, node, field, name)
   end
   return count
 end
+-- Whether presence ``channel`` has ``cap`` users on live nodes, ``user`` not among them.
+local function full(ttl, app, channel, user, cap)
+  local alive, seen, count = {}, {}, 0
+  for _, node in ipairs(live(ttl)) do
+    alive[node] = true
+  end
+  for _, member in ipairs(redis.call('ZRANGE', P .. app .. ':c:' .. channel, 0, -1)) do
+    local space = string.find(member, ' ', 1, true)
+    local node, other = string.sub(member, 1, space - 1), string.sub(member, space + 1)
+    if alive[node] then
+      if other == user then
+        return false
+      end
+      if not seen[other] then
+        seen[other] = true
+        count = count + 1
+      end
+    end
+  end
+  return count >= cap
+end
 -- Publishes presence event ``kind`` about ``user``, with its ``user_info`` if it has one.
 local function announce(app, kind, channel, user, info)
   local seq = redis.call('INCR', P .. app .. ':seq')
@@ -262,20 +283,28 @@ return out
 )
 
 # ARGV: ttl, app, node, channel, user, score ("" to leave), loud ("1" or ""),
-# info.  Records or removes the node's ``user`` in ``channel``; in a presence
+# info, cap.  Records or removes the node's ``user`` in ``channel``; in a presence
 # channel, if loud, the user's arrival anywhere (with its info) or departure
 # from everywhere is announced.  ``info`` is "" for a member without
 # ``user_info`` (Thunderpush ones: nothing more is done); else, on an
 # arrival, the ``user_info`` as JSON, kept, and on a departure any text: the
-# kept one is deleted.
+# kept one is deleted.  An arrival in a presence channel that has ``cap``
+# (> 0) users on live nodes already, not this one, records nothing and
+# answers -1 (the member cap, ``--max-presence-members``); else the answer is
+# 1 if the record changed, 0 if not.
 MEMBER = (
     _COMMON
     + """
 local ttl, app, node = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local channel, user, score, loud, info = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local cap = tonumber(ARGV[9]) or 0
 local key = P .. app .. ':c:' .. channel
 local changed, kind
 if score ~= '' then
+  if cap > 0 and is_presence(channel) and not redis.call('ZSCORE', key, node .. ' ' .. user)
+      and full(ttl, app, channel, user, cap) then
+    return -1
+  end
   changed, kind = redis.call('ZADD', key, 'NX', score, node .. ' ' .. user), 'a'
 else
   changed, kind = redis.call('ZREM', key, node .. ' ' .. user), 'r'

@@ -78,12 +78,18 @@ class Apps:
         webhook_url: str | None = None,
         app_id: str | None = None,
         client_events: bool = False,
+        max_presence_members: int = 0,
     ) -> App:
-        """A new app; ``ValueError`` if its id is another app's."""
+        """A new app; ``ValueError`` if its id is another app's.
+
+        ``max_presence_members`` caps the users of each presence channel (0: no
+        cap; the server's default is ``Config.max_presence_members``).
+        """
         taken = self._by_id.get(app_id or key)
         if taken is not None and taken.key != key:
             raise ValueError(f"the app id {app_id or key} is the app {taken.key}'s")
         hub = Hub() if self.hubs is None else self.hubs(key)
+        hub.max_members = max_presence_members
         app = App(
             key,
             secret,

@@ -42,45 +42,83 @@ def shown(message: Any) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one connection may do; the server makes one from its ``Config``."""
+    """What one connection may do; the server makes one from its ``Config``.
+
+    Two token buckets, each kept as the time it would be full again (generic
+    cell rate algorithm), so that taking from one is a subtraction and a
+    comparison: commands, whose rate and capacity are both
+    ``max_commands_per_second``; and the *items* of SUBSCRIBE and UNSUBSCRIBE
+    (their distinct channels), refilled at the same rate and holding
+    ``max(max_channels, max_commands_per_second)``, so that a page may still
+    subscribe its whole channel limit at once but no client gets more
+    channels' worth of work per second than commands; a command of more
+    items than that, repeats included, is over it whatever it holds
+    (docs/security.rst, "What a client's input can cost").
+    """
 
     max_channels: int = 1000
-    # A token bucket whose rate and capacity are both this (must be > 0).
+    # The rate and capacity of the command bucket, the rate of the item bucket (> 0).
     max_commands_per_second: int = 100
-    # Derived once, so that a command costs a subtraction and a comparison.
+    # Derived once: the time one token stands for, and each bucket's capacity as time.
     command_interval_ns: int = field(init=False)
     burst_ns: int = field(init=False)
+    item_burst_ns: int = field(init=False)
 
     def __post_init__(self) -> None:
         interval = _SECOND_NS // self.max_commands_per_second
         object.__setattr__(self, "command_interval_ns", interval)
         object.__setattr__(self, "burst_ns", interval * self.max_commands_per_second)
+        object.__setattr__(self, "item_burst_ns", interval * self.item_capacity)
+
+    @property
+    def item_capacity(self) -> int:
+        """How many items the item bucket holds when full."""
+        return max(self.max_channels, self.max_commands_per_second)
 
     def take(self, full_at: int) -> int | None:
-        """One command from a token bucket kept as the time it would be full
-        again (generic cell rate algorithm): the new time, None if it is empty."""
-        now = monotonic_ns()
-        full_at = (full_at if full_at > now else now) + self.command_interval_ns
-        return None if full_at - now > self.burst_ns else full_at
+        """One command from the command bucket, full again at ``full_at``: the new
+        time, None if it is empty."""
+        return _take(full_at, self.command_interval_ns, self.burst_ns)
+
+    def take_items(self, full_at: int, count: int) -> int | None:
+        """``count`` items from the item bucket, full again at ``full_at``: the new
+        time, None if it holds fewer (then nothing is taken)."""
+        return _take(full_at, count * self.command_interval_ns, self.item_burst_ns)
+
+
+def _take(full_at: int, cost_ns: int, burst_ns: int) -> int | None:
+    """``cost_ns`` worth of tokens from a bucket full again at ``full_at`` and holding
+    ``burst_ns`` worth: when it will be full again, None if it holds less."""
+    now = monotonic_ns()
+    full_at = (full_at if full_at > now else now) + cost_ns
+    return None if full_at - now > burst_ns else full_at
 
 
 class Client:
     """A browser connection: a user id once connected, then subscriptions.
 
     Subclasses provide ``apps`` (where CONNECT finds the app of a key),
-    ``limits``, ``close(code, reason)`` and ``send_delivery(element)``.
+    ``limits``, ``close(code, reason)`` and ``send_delivery(element)``, and
+    set ``closed`` once the connection takes nothing more (closed, or being
+    closed as too slow while a command was building its answers): a command
+    stops there, and so does a recovery (``Hub.send_recovery``).
     """
 
     apps: Apps
     limits: Limits = Limits()
     app: App | None = None
     userid: str | None = None
-    # The command rate as a token bucket kept in one number (``Limits.take``).
+    closed: bool = False
+    # The command rate and the item rate, as token buckets kept in one number
+    # each (``Limits.take``, ``Limits.take_items``).
     _bucket_full_at: int = 0
+    _items_full_at: int = 0
     _warned: bool = False
 
     def handle(self, message: Any) -> None:
         """Run one client command."""
+        if self.closed:
+            return
         full_at = self.limits.take(self._bucket_full_at)
         if full_at is None:
             self._flood()
@@ -133,15 +171,41 @@ class Client:
         self.log(logging.DEBUG if self._warned else logging.WARNING, message, *args)
         self._warned = True
 
-    def _flood(self) -> None:
+    def _flood(self, what: str = "commands") -> None:
         # Logged once: the session delivers nothing more once it is closed.
         self.log(
             logging.WARNING,
-            "Closing the connection of user %s: over %d commands per second.",
+            "Closing the connection of user %s: over %d %s per second.",
             self.userid,
             self.limits.max_commands_per_second,
+            what,
         )
         self.close(*protocol.TOO_MANY_COMMANDS)
+
+    def _items(self, argument: str) -> dict[str, str] | None:
+        """The items of a SUBSCRIBE or UNSUBSCRIBE by channel name (the first item of
+        each channel), once taken from the item bucket; None, and the connection
+        closed with 9012, if the bucket holds fewer.
+
+        A command of more items than the bucket can ever hold, repeats
+        included, is over it before anything else is done: the separators are
+        counted (one C scan of the bytes), so no command gets split into more
+        than ``item_capacity`` items.  Then identical items collapse in one C
+        call and only the distinct ones are looked at.
+        """
+        if argument.count(":") >= self.limits.item_capacity:
+            self._flood("channel items")
+            return None
+        items: dict[str, str] = {}
+        for item in dict.fromkeys(argument.split(":")):
+            if item:
+                items.setdefault(item.partition(" ")[0], item)
+        full_at = self.limits.take_items(self._items_full_at, len(items))
+        if full_at is None:
+            self._flood("channel items")
+            return None
+        self._items_full_at = full_at
+        return items
 
     # -- commands ---------------------------------------------------------
 
@@ -176,19 +240,31 @@ class Client:
     def _subscribe(self, argument: str) -> None:
         if not self._connected_or_closed():
             return
+        items = self._items(argument)
+        if items is None:
+            return
         invalid = []
-        for item in argument.split(":"):
+        full = False  # "Too many channels." was answered: once per command
+        for item in items.values():
+            if self.closed:
+                return  # e.g. over the unsent cap: nothing more is built for it
             parsed = _subscription(item)
-            if parsed is not None:
-                self._join(*parsed)
-            elif item:
+            if parsed is None:
                 invalid.append(item)
+            elif not self._join(*parsed, answer_full=not full):
+                full = True
         if invalid:
             self._ignored("Skipped invalid channel names: %s.", shown(invalid))
 
-    def _join(self, channel: str, token: str, since: tuple[str, int] | None) -> None:
+    def _join(
+        self, channel: str, token: str, since: tuple[str, int] | None, answer_full: bool = True
+    ) -> bool:
         """Subscribes to ``channel``, or tells the client why not; then, if the
-        client gave the last position it saw, sends it what it missed."""
+        client gave the last position it saw, sends it what it missed.
+
+        Returns False if it was refused as one channel too many (answered
+        only if ``answer_full``), else True.
+        """
         app = self.app
         hub = app.hub
         private = protocol.needs_channel_token(channel)
@@ -199,28 +275,35 @@ class Client:
         elif hub.subscription_count(self) >= self.limits.max_channels and not hub.is_subscribed(
             self, channel
         ):
-            refusal = protocol.TOO_MANY_CHANNELS
+            if answer_full:
+                self.log(logging.DEBUG, "Refused user %s on %s: too many.", self.userid, channel)
+                self.send_delivery(protocol.subscription_error(channel, protocol.TOO_MANY_CHANNELS))
+            return False
         else:
-            hub.subscribe(self, channel)
+            # A presence channel full of other users refuses in the welcome.
+            joined = hub.subscribe(self, channel)
             if protocol.is_presence_channel(channel):
                 hub.welcome(self, channel)
             elif private:
                 self.send_delivery(protocol.subscription_succeeded(channel))
-            if since is not None:
+            if since is not None and joined:
                 hub.recover(self, channel, since, app.history.keep(channel))
-            return
+            return True
         self.log(logging.DEBUG, "Refused user %s on %s: %s", self.userid, channel, refusal)
         self.send_delivery(protocol.subscription_error(channel, refusal))
+        return True
 
     def _unsubscribe(self, argument: str) -> None:
         if not self._connected_or_closed():
             return
+        items = self._items(argument)
+        if items is None:
+            return
         invalid = []
-        for item in argument.split(":"):
-            channel = item.partition(" ")[0]
+        for channel, item in items.items():
             if protocol.is_valid_channel_name(channel):
                 self.app.hub.unsubscribe(self, channel)
-            elif item:
+            else:
                 invalid.append(item)
         if invalid:
             self._ignored("Skipped invalid channel names: %s.", shown(invalid))

@@ -5,7 +5,8 @@ A ``Hub`` knows nothing about HTTP, SockJS or Tornado.  It holds
 
 * ``userid`` - the user id given in ``CONNECT``,
 * ``send_delivery(element)`` - queue one delivery (a JSON text) to the client,
-* ``force_disconnect()`` - close the connection with code 9002.
+* ``force_disconnect()`` - close the connection with code 9002,
+* optionally ``closed`` - true once it takes nothing more (a recovery stops).
 
 ``thunderpush.transports.connection.ThunderConnection`` is the SockJS
 connection that implements them.  A Pusher connection
@@ -41,12 +42,14 @@ from thunderpush.core.broker import NO_TRIGGER, Trigger
 from thunderpush.core.history import Keep
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import (
+    TOO_MANY_MEMBERS,
     encode_delivery,
     is_presence_channel,
     is_valid_channel_name,
     member_added,
     member_removed,
     recovered,
+    subscription_error,
     subscription_succeeded,
 )
 from thunderpush.core.streams import Stream, Streams
@@ -70,6 +73,10 @@ class Hub:
     a connection that subscribes twice is one subscription, removal is O(1) and
     ``channel_users`` keeps the order of first subscription.
     """
+
+    # The most distinct users in one presence channel (``--max-presence-members``,
+    # set by ``Apps.add``); 0: no cap.
+    max_members: int = 0
 
     def __init__(self) -> None:
         self.users: dict[str, dict[Connection, None]] = {}
@@ -209,17 +216,25 @@ class Hub:
         if self._discard(self.users, connection.userid, connection):
             self._transition(USER_OFFLINE, connection.userid)
 
-    def subscribe(self, connection: Connection, channel: str) -> None:
-        """Add ``connection`` to ``channel``; in a presence channel, a new user is announced."""
+    def subscribe(self, connection: Connection, channel: str) -> bool:
+        """Add ``connection`` to ``channel``; in a presence channel, a new user is announced.
+
+        Returns whether it is in the channel now: False for an invalid name, or
+        a presence channel that has ``max_members`` other users already (its
+        ``welcome`` then says so).
+        """
         if not is_valid_channel_name(channel):
             logger.debug("Invalid channel name %r.", channel)
-            return
+            return False
         subscribers = self.channels.get(channel)
+        if subscribers is not None and connection in subscribers:
+            return True
+        if self._full(channel, connection.userid):
+            logger.debug("User %s refused in %s: full.", connection.userid, channel)
+            return False
         if subscribers is None:
             subscribers = self.channels[channel] = {}
             self._transition(CHANNEL_OCCUPIED, channel)
-        elif connection in subscribers:
-            return
         subscribers[connection] = None
         self._subscriptions.setdefault(connection, set()).add(channel)
         info = None
@@ -236,17 +251,42 @@ class Hub:
                 member_added(channel, userid),
                 pusher.member_added(channel, userid, self.members.info(channel, userid)),
             )
+        return True
+
+    def _full(self, channel: str, userid: str) -> bool:
+        """Whether ``userid`` may not join presence ``channel``: it is not a member,
+        and ``max_members`` users are (a cluster's Redis checks the cluster's)."""
+        cap = self.max_members
+        return (
+            cap > 0
+            and is_presence_channel(channel)
+            and self.members.count(channel) >= cap
+            and not self.members.has(channel, userid)
+        )
 
     def welcome(self, connection: Connection, channel: str) -> None:
-        """Tells ``connection``, now in presence ``channel``, who is there.
+        """Tells ``connection``, now in presence ``channel``, who is there; or, if
+        ``subscribe`` refused it as one user too many, that it is refused.
 
         A cluster hub answers once the cluster has told it (``thunderpush.cluster``).
         """
-        if connection in self._pusher_channels.get(channel, ()):
+        if not self.is_subscribed(connection, channel):
+            self.refuse_member(connection, channel)
+        elif connection in self._pusher_channels.get(channel, ()):
             members = self.members.with_info(channel)
             connection.send_delivery(pusher.presence_succeeded(channel, members))
         else:
             connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
+
+    @staticmethod
+    def refuse_member(connection: Connection, channel: str) -> None:
+        """Tells ``connection`` that presence ``channel`` has too many members for it:
+        ``subscription_error`` ``Too many members.``, or Pusher's with status 403."""
+        if getattr(connection, "socket_id", None) is not None:
+            refusal = pusher.subscription_error(channel, TOO_MANY_MEMBERS, 403)
+        else:
+            refusal = subscription_error(channel, TOO_MANY_MEMBERS)
+        connection.send_delivery(refusal)
 
     def recover(
         self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
@@ -263,12 +303,21 @@ class Hub:
         self, connection: Connection, channel: str, since: tuple[str, int], stream: Stream
     ) -> None:
         """Sends ``connection`` the messages of ``stream`` after ``since``, if it still
-        has them all, then the ``recovered`` event."""
+        has them all, then the ``recovered`` event.
+
+        Each message is built as it is queued and the connection's unsent cap is
+        checked as it is: once the connection is ``closed`` (over the cap) nothing
+        more is built, so a recovery costs at most the cap and one message.
+        """
         epoch, offset = since
         complete = stream.recoverable(epoch, offset)
         if complete:
             for number, payload in stream.after(offset).messages:
+                if getattr(connection, "closed", False):
+                    return
                 connection.send_delivery(encode_delivery(payload, channel, (epoch, number)))
+        if getattr(connection, "closed", False):
+            return
         connection.send_delivery(recovered(channel, complete, stream.epoch, stream.offset))
 
     def unsubscribe(self, connection: Connection, channel: str) -> None:

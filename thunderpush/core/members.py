@@ -50,6 +50,14 @@ class Members:
             del self._channels[channel]
         return True
 
+    def count(self, channel: str) -> int:
+        """How many users are in ``channel``."""
+        return len(self._channels.get(channel, ()))
+
+    def has(self, channel: str, userid: str) -> bool:
+        """Whether ``userid`` is in ``channel``."""
+        return userid in self._channels.get(channel, ())
+
     def users(self, channel: str) -> list[str]:
         """The members of ``channel``, in the order they joined."""
         return list(self._channels.get(channel, ()))

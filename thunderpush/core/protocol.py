@@ -115,6 +115,8 @@ def parse_since(word: str) -> tuple[str, int] | None:
 # The reasons a subscription_error gives.
 INVALID_CHANNEL_TOKEN = "Invalid channel token."
 TOO_MANY_CHANNELS = "Too many channels."
+# A presence channel has ``--max-presence-members`` users already, this one not among them.
+TOO_MANY_MEMBERS = "Too many members."
 
 
 def subscription_error(channel: str, message: str) -> str:

@@ -122,6 +122,7 @@ _LIMITS = {
     "max_commands_per_second": (_positive, "commands one connection may send per second"),
     "max_connections_per_ip": (_count, "open connections per client IP address, 0: no limit"),
     "max_connections": (_count, "open connections in total, 0: no limit"),
+    "max_presence_members": (_count, "distinct users in one presence channel, 0: no limit"),
 }
 
 

@@ -50,6 +50,7 @@ class AppConfig:
     # Pusher's app id (``/apps/<id>/``); None: the key.
     app_id: str | None = None
     client_events: bool | None = None
+    max_presence_members: int | None = None
 
     def options(self) -> dict[str, object]:
         """What ``Apps.add`` takes beside the key and the secret."""
@@ -59,6 +60,7 @@ class AppConfig:
             "webhook_url": self.webhook_url,
             "app_id": self.app_id,
             "client_events": bool(self.client_events),
+            "max_presence_members": self.max_presence_members or 0,
         }
 
     def history_policy(self) -> HistoryPolicy:
@@ -114,8 +116,11 @@ class Config:
     max_unsent_bytes: int = 1024 * 1024
     # Channels one connection may be subscribed to at once.
     max_channels_per_connection: int = 1000
-    # Commands one connection may send per second (bursts up to the same number).
+    # Commands one connection may send per second (bursts up to the same number);
+    # also the items (channels) per second of its SUBSCRIBE and UNSUBSCRIBE commands.
     max_commands_per_second: int = 100
+    # Distinct users in one presence channel (as Pusher's default); 0 means no cap.
+    max_presence_members: int = 100
     # Open connections from one IP address; 0 means no limit.
     max_connections_per_ip: int = 0
     # Open connections in total; 0 means no limit but the file descriptors.
@@ -212,6 +217,7 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 _either(app.webhook_url, config.webhook_url),
                 app.app_id,
                 _either(app.client_events, config.client_events),
+                _either(app.max_presence_members, config.max_presence_members),
             )
         )
     return resolved

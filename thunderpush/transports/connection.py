@@ -11,14 +11,26 @@ from typing import Any
 
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
+from thunderpush.transports.fanout import Queued
 from thunderpush.transports.sockjs import SockJSConnection
 
 
 class ThunderConnection(Client, SockJSConnection):
-    """A browser connection on any SockJS transport."""
+    """A browser connection on any SockJS transport.
+
+    The unsent cap (``max_unsent_bytes``) holds as each delivery is queued, not
+    only when the loop turn flushes: a SockJS session checks its own queue,
+    and for a websocket (whose deliveries wait in the outbox until the turn
+    ends) ``send_delivery`` does, so that one command cannot build more than
+    the cap for a client, however many recoveries or welcomes it asks for.
+    """
 
     # The client's address, for the log.
     address: str | None = None
+    # Bytes that may still be queued on a websocket before its unsent bytes are
+    # counted again: counting walks the outbox entry, so it is done only once
+    # this much has been queued since the last count (amortised O(1) a delivery).
+    _headroom: int = 0
 
     def on_open(self, info: Any) -> None:
         # No app until the client says CONNECT with a valid key.
@@ -39,12 +51,37 @@ class ThunderConnection(Client, SockJSConnection):
         self.leave()
 
     def send_delivery(self, element: str) -> None:
-        """Queue one delivery; ``element`` is already JSON, encoded once."""
+        """Queue one delivery; ``element`` is already JSON, encoded once.
+
+        Past the unsent cap the connection is let go at once (``closed``) and
+        nothing more is queued for it.
+        """
         session = self.session
-        if not session.is_closed:
-            session.send_element(element)
+        if self.closed or session.is_closed:
+            return
+        handler = session.handler
+        if isinstance(handler, Queued):
+            self._headroom -= len(element)
+            if self._headroom < 0 and not self._has_room(handler, len(element)):
+                return
+        session.send_element(element)
+
+    def _has_room(self, handler: Any, size: int) -> bool:
+        """Whether ``size`` more bytes keep the websocket within the unsent cap; if
+        not, it is closed as too slow, as when its transport says so itself."""
+        limit = self.session.server.settings["max_unsent_bytes"]
+        unsent = handler.unsent_bytes + size
+        if unsent <= limit:
+            self._headroom = limit - unsent
+            return True
+        self.closed = True
+        # The transport's own too-slow path: one line logged, the socket
+        # aborted (what it holds freed), the session closed with 9011.
+        handler.pause_writing()
+        return False
 
     def close(self, code: int = 3000, message: str = "Go away!") -> None:
+        self.closed = True
         self.session.close(code, message)
 
 
