@@ -299,6 +299,36 @@ async def test_a_presence_subscription_needs_signed_channel_data(server):
         assert not server.hub.channel_members("presence-a")
 
 
+async def test_a_user_info_over_1024_bytes_of_compact_json_is_refused_with_400(server):
+    channel = "presence-room"
+    thunder = await thunder_in(server, "t", channel)
+    async with opened(server) as ws:
+        socket_id = await established(ws)
+        # 1024 bytes as the members are sent it: '"' + 1022 x + '"'; a non-ASCII
+        # character counts as its escape (\u00e9: 6 bytes).
+        too_large = ("x" * 1023, {"name": "\u00e9" * 169}, "y" * 60_000)
+        for info in too_large:
+            await send(
+                ws,
+                "pusher:subscribe",
+                {"channel": channel, **presence_data(socket_id, channel, "ann", info)},
+            )
+            refused = await receive(ws)
+            assert refused["event"] == "pusher:subscription_error"
+            assert json.loads(refused["data"]) == {
+                "type": "AuthError",
+                "error": "user_info too large: at most 1024 bytes as JSON.",
+                "status": 400,
+            }
+        assert server.hub.channel_members(channel) == ["t"]
+        # Refused before it made the connection anybody: it may still be another user.
+        largest = "x" * 1022
+        data = presence_data(socket_id, channel, "bob", largest)
+        assert (await subscribed(ws, channel, **data))["presence"]["hash"]["bob"] == largest
+    # The one announcement the others got is the accepted member's.
+    assert (await thunder.message())["user"] == "bob"
+
+
 @pytest.mark.config(client_events=True)
 async def test_client_events_reach_the_others_but_not_the_sender(server):
     thunder = await thunder_in(server, "t", "private-c")
