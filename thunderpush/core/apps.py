@@ -104,10 +104,6 @@ class Apps:
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
 
-    def by_id(self, app_id: str) -> App | None:
-        """The app of Pusher's HTTP API paths (``/apps/<id>/``)."""
-        return self._by_id.get(app_id)
-
     def __iter__(self) -> Iterator[App]:
         return iter(list(self._by_key.values()))
 
