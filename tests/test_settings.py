@@ -11,6 +11,7 @@ from thunderpush.cluster.node import Node
 from thunderpush.core.history import Keep
 from thunderpush.server.cli import load
 from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.server.reload import APP_OPTIONS
 from thunderpush.server.settings import MASK, masked_url, tomllib
 
 
@@ -259,3 +260,9 @@ def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_fil
     config, _ = load(["--config", clash, "k", "s"], {})
     with pytest.raises(ConfigError, match="the app id k is declared twice"):
         declared_apps(config)
+
+
+def test_sighup_knows_every_app_option():
+    # An option that SIGHUP did not know could change in the file and be ignored
+    # without a word: each is applied, or reload.py must say it waits for a restart.
+    assert set(AppConfig("k", "s").options()) == set(APP_OPTIONS)

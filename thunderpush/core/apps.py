@@ -15,7 +15,7 @@ hubs also record their connections in the cluster).  Example::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
@@ -103,6 +103,20 @@ class Apps:
 
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
+
+    def set_ids(self, ids: Mapping[str, str]) -> None:
+        """New app ids, by key (SIGHUP's reload), set together so that two apps
+        may swap theirs; ``ValueError``, and nothing changed, if two would share one.
+
+        Safe at any time: Pusher's HTTP API compares a request's app id with
+        its app's on each request (``thunderpush.pusher.authentication``).
+        """
+        wanted = {app.key: ids.get(app.key, app.id) for app in self._by_key.values()}
+        if len(set(wanted.values())) < len(wanted):
+            raise ValueError("two apps would have the same app id")
+        for key, app_id in wanted.items():
+            self._by_key[key].id = app_id
+        self._by_id = {app.id: app for app in self._by_key.values()}
 
     def __iter__(self) -> Iterator[App]:
         return iter(list(self._by_key.values()))
