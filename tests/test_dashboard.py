@@ -7,6 +7,7 @@ login, the session cookie and the JSON the page polls, on a real server.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from http.cookies import SimpleCookie
@@ -17,6 +18,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from thunderpush.core.apps import Apps
+from thunderpush.dashboard.guesses import Guesses
 from thunderpush.dashboard.handlers import COOKIE
 from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
 from thunderpush.server.config import AppConfig
@@ -183,3 +185,88 @@ async def test_an_app_sees_its_own_channel_names_only(server):
         seen[key] = [entry["channel"] for entry in data["busiest_channels"]]
         assert data["connections"] == 2  # the server's load, for either owner
     assert seen == {KEY: ["news"], "other": ["secret-plans"]}
+
+
+# -- guesses and other sites ------------------------------------------------------
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.get_records("call") if r.levelno >= logging.WARNING]
+
+
+async def test_five_wrong_logins_lock_the_address_out_with_429_and_one_warning(server, caplog):
+    cookie = session_cookie(await log_in(server))[COOKIE].value  # a right login first
+    counted = []
+    authenticate = server.parts.apps.authenticate
+    server.parts.apps.authenticate = lambda *given: counted.append(1) or authenticate(*given)
+    codes = [(await log_in(server, KEY, f"guess {n}")).code for n in range(5)]
+    assert codes == [403] * 5
+    # From then on nothing is checked, not even the right secret, for a minute.
+    for secret in [f"guess {n}" for n in range(5, 200)] + [SECRET]:
+        response = await log_in(server, KEY, secret)
+        assert response.code == 429
+    assert 55 <= int(response.headers["Retry-After"]) <= 60
+    assert b"Too many wrong logins: try again in " in response.body
+    assert COOKIE not in session_cookie(response)
+    assert len(counted) == 5
+    assert warnings_of(caplog) == [
+        "Dashboard: 5 wrong logins from 127.0.0.1 within 60 s; its logins are refused for 60 s."
+    ]
+    # A session made before goes on: only logins are refused.
+    assert (await fetch(server, "/dashboard/data", cookie)).code == 200
+
+
+def test_a_lockout_is_per_address_ends_after_the_window_and_the_count_is_bounded():
+    now = [0.0]
+    guesses = Guesses(limit=3, window=60, most=4, clock=lambda: now[0])
+    assert [guesses.failed("a") for _ in range(3)] == [False, False, True]
+    assert (guesses.locked("a"), guesses.locked("b")) == (60, 0)
+    now[0] = 59.5
+    assert guesses.locked("a") == 0.5
+    now[0] = 60
+    assert guesses.locked("a") == 0
+    assert guesses.failed("a") is False  # counted afresh
+    # Failures further apart than the window never add up.
+    for moment in (200, 261, 322, 383):
+        now[0] = moment
+        assert guesses.failed("b") is False
+    # At most ``most`` addresses are kept; the expired go first, then the oldest.
+    now[0] = 400
+    for address in ("c", "d", "e", "f", "g"):
+        guesses.failed(address)
+    assert len(guesses._failures) == 4
+    assert list(guesses._failures) == ["d", "e", "f", "g"]
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://127.0.0.1:1", "http://[::1", "x"]
+)
+async def test_a_login_or_logout_from_another_origin_is_refused(server, origin, caplog):
+    own = f"http://127.0.0.1:{server.port}"
+    body = urlencode({"key": KEY, "secret": SECRET})
+    headers = {"Origin": origin}
+    refused = await AsyncHTTPClient().fetch(
+        server.url + "/dashboard", method="POST", body=body, headers=headers, raise_error=False
+    )
+    assert (refused.code, json.loads(refused.body)) == (
+        403,
+        {"error": "Cross-site request refused."},
+    )
+    assert COOKIE not in session_cookie(refused)
+    accepted = await AsyncHTTPClient().fetch(
+        server.url + "/dashboard",
+        method="POST",
+        body=body,
+        headers={"Origin": own},
+        follow_redirects=False,
+        raise_error=False,
+    )
+    assert accepted.code == 303
+    cookie = session_cookie(accepted)[COOKIE].value
+    headers["Cookie"] = f"{COOKIE}={cookie}"
+    logout = await AsyncHTTPClient().fetch(
+        server.url + "/dashboard/logout", method="POST", body="", headers=headers, raise_error=False
+    )
+    assert logout.code == 403 and COOKIE not in session_cookie(logout)
+    assert (await fetch(server, "/dashboard/data", cookie)).code == 200  # still logged in
+    assert len(warnings_of(caplog)) == 2  # one line per refused POST, not two

@@ -18,11 +18,13 @@ from thunderpush.auth import channel_token
 from thunderpush.core import streams
 from thunderpush.core.history import Keep
 from thunderpush.core.streams import NO_STREAM, Streams
+from thunderpush.pusher.signatures import channel_auth
 from thunderpush.server.config import HistoryRule
 from thunderpush.server.reload import reload_settings
 
 from .conftest import KEY, SECRET
 from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
+from .test_pusher_ws import established, opened, receive, send, subscribed, thunder_in
 
 OTHER_EPOCH = "0123456789abcdef"
 
@@ -312,6 +314,32 @@ async def test_a_refused_item_gets_its_error_and_nothing_else(server):
         "message": "Invalid channel token.",
     }
     await client.no_message()
+
+
+@pytest.mark.config(history_size=10, client_events=True)
+async def test_pusher_client_events_are_never_delivered_to_thunderpush_kept_or_replayed(server):
+    channel = "private-c"
+    alice = await thunder_in(server, "alice", channel)
+    async with opened(server) as one, opened(server) as two:
+        for ws in (one, two):
+            socket_id = await established(ws)
+            await subscribed(ws, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
+        await publish(server, channel, "1")
+        await send(one, "client-typing", {"on": True}, channel=channel)
+        assert [(await receive(two))["event"] for _ in range(2)] == ["message", "client-typing"]
+        await publish(server, channel, "2")
+        epoch = (await alice.message())["epoch"]
+        assert await alice.message() == delivery("2", epoch, 2, channel)
+    code, kept = await history(server, channel)
+    assert (code, kept["offset"], [m["payload"] for m in kept["messages"]]) == (200, 2, ["1", "2"])
+    token = channel_token(KEY, SECRET, "alice", channel)
+    again = await returning(server, WebSocketClient, f"{channel} {token} since={epoch}/0")
+    assert await messages(again, 4) == [
+        {"event": "subscription_succeeded", "channel": channel},
+        delivery("1", epoch, 1, channel),
+        delivery("2", epoch, 2, channel),
+        recovered(True, epoch, 2, channel),
+    ]
 
 
 # -- the API ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tornado.httpclient import AsyncHTTPClient
 from thunderpush.core.protocol import FORCED_DISCONNECT
 from thunderpush.pusher.protocol import DEFAULT_EVENT
 from thunderpush.pusher.signatures import request_signature
+from thunderpush.server.config import AppConfig
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient, XhrStreamingClient
@@ -346,16 +347,58 @@ async def test_wrong_authentication_parameters_are_refused(server, changes, stat
     assert message in response.body.decode()
 
 
-async def test_unsigned_unknown_and_unrouted_requests(server):
+async def test_unsigned_and_unrouted_requests(server):
     response = await raw(server, "GET", f"/apps/{APP_ID}/channels")
     assert response.code == 401
     assert response.body == b"Missing authentication parameter: auth_key\n"
-    request = Request(library(server), "GET", "/apps/2/channels", {})
-    response = await raw(server, "GET", request.signed_path)
-    assert (response.code, response.body) == (404, b"Unknown app\n")
     request = Request(library(server), "GET", f"/apps/{APP_ID}/events", {})
     response = await raw(server, "GET", request.signed_path)
     assert (response.code, response.body) == (405, b"Method not allowed\n")
+
+
+OTHER = AppConfig("other-key", "other-secret", app_id="9")
+
+
+def forgeries(server: Any, app_id: str) -> list[tuple[str, str]]:
+    """Requests for ``/apps/<app_id>/channels`` that are not correctly signed, as
+    (method, path): what anybody without a secret can send."""
+    path = f"/apps/{app_id}/channels"
+    signed = Request(library(server), "GET", path, {}).signed_path
+    now = f"{time.time():.0f}"
+    return [
+        ("GET", path),
+        ("GET", f"{path}?auth_key={KEY}"),
+        ("GET", f"{path}?auth_key=nobody&auth_timestamp={now}&auth_version=1.0&auth_signature=0"),
+        ("GET", f"{path}?auth_key={KEY}&auth_timestamp={now}&auth_version=2.0&auth_signature=0"),
+        ("GET", f"{path}?auth_key={KEY}&auth_timestamp=1&auth_version=1.0&auth_signature=0"),
+        ("GET", f"{path}?auth_key={KEY}&auth_timestamp={now}&auth_version=1.0&auth_signature=0"),
+        ("GET", signed.replace("auth_signature=", "auth_signature=0")),
+        ("POST", f"/apps/{app_id}/events?auth_key={KEY}"),
+    ]
+
+
+@pytest.mark.config(app_id=APP_ID, apps=(OTHER,))
+async def test_an_unknown_app_id_is_answered_as_a_known_one_401(server):
+    known, unknown = [], []
+    for app_id, answers in ((APP_ID, known), (OTHER.app_id, known), ("2", unknown)):
+        for method, path in forgeries(server, app_id):
+            body = b"{}" if method == "POST" else None
+            response = await raw(server, method, path, body)
+            answers.append((response.code, response.body))
+    assert {code for code, _ in known} == {401}
+    assert known == unknown * 2
+    # Only a secret's holder can sign: for another app's id or an unknown one, 401 too.
+    for app_id in (OTHER.app_id, "2"):
+        response = await raw(
+            server,
+            "GET",
+            Request(library(server), "GET", f"/apps/{app_id}/channels", {}).signed_path,
+        )
+        assert (response.code, response.body) == (
+            401,
+            b"auth_key is not the key of the app in the path\n",
+        )
+    assert await call(client_of(server).channels_info) == {"channels": {}}
 
 
 @pytest.mark.config(app_id=APP_ID, max_body_size=1000)

@@ -13,15 +13,26 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from thunderpush.auth import channel_token
 from thunderpush.cluster import scripts
 from thunderpush.cluster.bus import deliver
+from thunderpush.pusher.signatures import channel_auth
 
+from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient
 from .test_cluster import eventually, in_presence, listed, nodes, status_and
 from .test_cluster_history import KEPT, connection_of, delivered
-from .test_history import recovered
+from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
-from .test_pusher_ws import established, opened, presence_data, receive, send, subscribed
+from .test_pusher_ws import (
+    established,
+    opened,
+    presence_data,
+    receive,
+    send,
+    subscribed,
+    thunder_in,
+)
 
 __all__ = ["nodes"]
 
@@ -151,6 +162,39 @@ async def test_a_presence_client_event_names_its_sender_on_the_other_node(nodes)
             "user_id": "2",
         }
         await pong(two)  # and nothing came back to the sender
+
+
+async def test_a_client_event_crosses_the_cluster_to_pusher_clients_only_and_is_never_kept(
+    nodes,
+):
+    a, b = await nodes(2, client_events=True, **KEPT)
+    channel = "private-c"
+    thunders = [await thunder_in(server, user, channel) for server, user in ((a, "t"), (b, "u"))]
+    async with opened(a) as one, opened(b) as two:
+        for ws in (one, two):
+            socket_id = await established(ws)
+            await subscribed(ws, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
+        await send(one, "client-typing", {"on": True}, channel=channel)
+        assert await receive(two) == {
+            "event": "client-typing",
+            "channel": channel,
+            "data": '{"on":true}',
+        }
+        await pong(one)  # nothing came back to the sender
+        # The Thunderpush clients' next message, on either node, is the backend's
+        # publish, at the stream's first position: the client event took none.
+        assert (await a.api("POST", f"channels/{channel}/", "[1]")).code == 200
+        ((epoch, offset, payload),) = await delivered(thunders[0], 1)
+        assert (offset, payload) == (1, "[1]")
+        assert await delivered(thunders[1], 1) == [(epoch, 1, "[1]")]
+    status, kept = await history(b, channel)
+    assert (status, kept["messages"]) == (200, [{"offset": 1, "payload": "[1]"}])
+    token = channel_token(KEY, SECRET, "v", channel)
+    again = await b.client(WebSocketClient, "v")
+    await again.send(f"SUBSCRIBE {channel} {token} since={epoch}/0")
+    assert (await again.message())["event"] == "subscription_succeeded"
+    assert await delivered(again, 1) == [(epoch, 1, "[1]")]
+    assert await again.message() == recovered(True, epoch, 1, channel)
 
 
 async def test_user_info_is_written_again_when_a_node_rejoins_redis(nodes, fresh_redis):

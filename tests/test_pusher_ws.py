@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from thunderpush.auth import channel_token
 from thunderpush.core.apps import Apps
 from thunderpush.core.broker import Trigger
+from thunderpush.core.history import HistoryPolicy, Keep
 from thunderpush.core.hub import Hub
 from thunderpush.pusher import protocol as pusher
 from thunderpush.pusher.signatures import channel_auth, signin_auth
@@ -300,6 +301,36 @@ async def test_a_presence_subscription_needs_signed_channel_data(server):
         assert not server.hub.channel_members("presence-a")
 
 
+async def test_a_user_info_over_1024_bytes_of_compact_json_is_refused_with_400(server):
+    channel = "presence-room"
+    thunder = await thunder_in(server, "t", channel)
+    async with opened(server) as ws:
+        socket_id = await established(ws)
+        # 1024 bytes as the members are sent it: '"' + 1022 x + '"'; a non-ASCII
+        # character counts as its escape (\u00e9: 6 bytes).
+        too_large = ("x" * 1023, {"name": "\u00e9" * 169}, "y" * 60_000)
+        for info in too_large:
+            await send(
+                ws,
+                "pusher:subscribe",
+                {"channel": channel, **presence_data(socket_id, channel, "ann", info)},
+            )
+            refused = await receive(ws)
+            assert refused["event"] == "pusher:subscription_error"
+            assert json.loads(refused["data"]) == {
+                "type": "AuthError",
+                "error": "user_info too large: at most 1024 bytes as JSON.",
+                "status": 400,
+            }
+        assert server.hub.channel_members(channel) == ["t"]
+        # Refused before it made the connection anybody: it may still be another user.
+        largest = "x" * 1022
+        data = presence_data(socket_id, channel, "bob", largest)
+        assert (await subscribed(ws, channel, **data))["presence"]["hash"]["bob"] == largest
+    # The one announcement the others got is the accepted member's.
+    assert (await thunder.message())["user"] == "bob"
+
+
 @pytest.mark.config(client_events=True)
 async def test_client_events_reach_the_others_but_not_the_sender(server):
     thunder = await thunder_in(server, "t", "private-c")
@@ -313,9 +344,12 @@ async def test_client_events_reach_the_others_but_not_the_sender(server):
         frame = await receive(two)
         assert frame["event"] == "client-typing" and frame["channel"] == "private-c"
         assert json.loads(frame["data"]) == {"who": "one"}
-        assert await thunder.message() == {"payload": '{"who":"one"}', "channel": "private-c"}
         await send(one, "pusher:ping")
         assert (await receive(one))["event"] == "pusher:pong"  # nothing came back to the sender
+        # Never to a Thunderpush client: its next message is the backend's publish.
+        assert (await server.api("POST", "channels/private-c/", "[1]")).code == 200
+        assert await thunder.message() == {"payload": "[1]", "channel": "private-c"}
+        assert (await receive(one))["event"] == pusher.DEFAULT_EVENT
         await subscribed(one, "public")
         await send(one, "client-x", {}, channel="public")
         assert (await receive(one))["data"]["code"] == 4301
@@ -337,6 +371,55 @@ async def test_a_presence_client_event_names_its_sender(server):
             "data": '{"on":true}',
             "user_id": "bob",
         }
+
+
+@pytest.mark.config(client_events=True)
+async def test_a_client_event_name_must_be_printable_and_at_most_200_characters(server):
+    async with opened(server) as one, opened(server) as two:
+        for ws in (one, two):
+            socket_id = await established(ws)
+            await subscribed(
+                ws, "private-c", auth=channel_auth(KEY, SECRET, socket_id, "private-c")
+            )
+        longest = "client-" + "x" * 193
+        for name in (
+            "client-ctl\u0000\u2028\n",
+            "client-tab\t",
+            "client-\u200b",  # a zero-width space: a format character
+            "client-\x7f",
+            longest + "x",
+        ):
+            await send(one, name, {}, channel="private-c")
+            assert await receive(one) == {
+                "event": "pusher:error",
+                "data": {"code": 4301, "message": "Client event rejected"},
+            }
+        await send(one, longest, {}, channel="private-c")
+        await send(one, "client-été ☃", {}, channel="private-c")
+        # The first frame the other client gets is the 200-character event.
+        assert (len(longest), (await receive(two))["event"]) == (200, longest)
+        assert (await receive(two))["event"] == "client-été ☃"
+
+
+def test_a_client_event_reaches_only_pusher_connections_and_is_never_kept():
+    apps = Apps()
+    app = apps.add("key", "secret", history=HistoryPolicy(Keep(10, 60)))
+    thunder = joined(app.hub, Thunder("t"), "private-c")
+    sender, other = (
+        joined(app.hub, Pusher(u, s), "private-c") for u, s in (("a", "1.1"), ("b", "2.2"))
+    )
+    event = Trigger("client-x", "1.1", client=True)
+    assert app.broker.send_to_channel(app, "private-c", "hi", event) == 1
+    assert (thunder.received, sender.received) == ([], [])
+    assert json.loads(other.received[0]) == {
+        "event": "client-x",
+        "channel": "private-c",
+        "data": "hi",
+    }
+    assert app.hub.streams.read("private-c", Keep(10, 60)).offset == 0
+    # A channel with Thunderpush connections only: nothing to build, nobody to reach.
+    joined(app.hub, Thunder("u"), "private-d")
+    assert app.broker.send_to_channel(app, "private-d", "hi", event) == 0
 
 
 async def test_client_events_are_refused_unless_the_app_enables_them(server):

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pusher
 import pytest
 
 from .conftest import KEY, SECRET, call_api, free_port
@@ -213,6 +214,60 @@ async def test_sighup_reopens_the_log_reloads_apps_and_never_kills(tmp_path):
     assert not running.pid_path.exists()
     assert "listening on" in (tmp_path / "server.log.1").read_text()
     assert "listening on" not in log_file.read_text()
+    assert "Traceback" not in log_file.read_text() + running.log()
+
+
+async def test_sighup_names_every_change_applied_and_waiting_and_applies_app_ids(tmp_path):
+    config = tmp_path / "thunderpush.toml"
+    apps = '[[apps]]\nkey = "a"\nsecret = "sa"\napp_id = "{a}"\n{hook}'
+    apps += '[[apps]]\nkey = "b"\nsecret = "{secret}"\napp_id = "{b}"\n'
+    config.write_text(apps.format(a="1", b="2", secret="sb", hook=""))
+    log_file = tmp_path / "server.log"
+    running = start_server_process(tmp_path, "--config", str(config), "--log-file", str(log_file))
+
+    def channels(app_id: str, key: str, secret: str) -> int:
+        """The status of Pusher's channels_info for ``/apps/<app_id>/``, signed as ``key``."""
+        client = pusher.Pusher(app_id, key, secret, host="127.0.0.1", port=running.port, ssl=False)
+        try:
+            client.channels_info()
+        except pusher.errors.PusherBadAuth:
+            return 401
+        return 200
+
+    def answers() -> list[int]:
+        return [
+            channels(app_id, key, secret)
+            for app_id, key, secret in (("1", "a", "sa"), ("2", "a", "sa"), ("1", "b", "sb2"))
+        ]
+
+    try:
+        assert await asyncio.to_thread(answers) == [200, 401, 401]
+        # The two apps swap their ids, b gets a new secret, a a webhook (with a token
+        # in its query), a limit changes and a setting that needs a restart.
+        hook = 'webhook_url = "https://hooks.example.com/in?token=t0ken"\n'
+        config.write_text(
+            "max_commands_per_second = 5\nhead_timeout = 3.0\n"
+            + apps.format(a="2", b="1", secret="sb2", hook=hook)
+        )
+        running.proc.send_signal(signal.SIGHUP)
+        until(lambda: "Configuration reloaded: 3 apps." in log_file.read_text())
+        log = log_file.read_text()
+        reloaded = [
+            line.split("Reloaded: ", 1)[1] for line in log.splitlines() if "Reloaded: " in line
+        ]
+        assert reloaded == [
+            "app a: webhook_url none -> https://hooks.example.com/in?token=********.",
+            "app a: app_id 1 -> 2.",
+            "app b: a new secret (tokens, Pusher signatures and dashboard sessions made with"
+            " the old one are refused from now on).",
+            "app b: app_id 2 -> 1.",
+            "max_commands_per_second 100 -> 5.",
+        ]
+        assert "Changed settings that need a restart: head_timeout." in log
+        assert "t0ken" not in log and "sb2" not in log
+        assert await asyncio.to_thread(answers) == [401, 200, 200]
+    finally:
+        assert running.stop() == 0
     assert "Traceback" not in log_file.read_text() + running.log()
 
 

@@ -11,6 +11,7 @@ from thunderpush.cluster.node import Node
 from thunderpush.core.history import Keep
 from thunderpush.server.cli import load
 from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.server.reload import APP_OPTIONS
 from thunderpush.server.settings import MASK, masked_url, tomllib
 
 
@@ -185,6 +186,61 @@ def test_a_redis_password_never_reaches_the_log():
     assert masked_url("redis://user:pw@host:1/0") == f"redis://user:{MASK}@host:1/0"
     assert masked_url("redis://host:1/0") == "redis://host:1/0"
     assert "pw" not in Node("redis://:pw@127.0.0.1:1/0", 30).shown_url
+    hostile = "redis://user:pa:ss@w@rd@127.0.0.1:1/0"
+    assert Node(hostile, 30).shown_url == f"redis://user:{MASK}@127.0.0.1:1/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # The password ends at the authority's last "@", as redis-py reads it.
+        ("redis://user:pa:ss@w@rd@host:6379/0", "redis://user:*@host:6379/0"),
+        ("redis://:pa%40ss%3A@host/0", "redis://:*@host/0"),
+        (
+            "rediss://u:p@[::1]:6379/0?ssl_cert_reqs=none",
+            "rediss://u:*@[::1]:6379/0?ssl_cert_reqs=*",
+        ),
+        # Every query value, a bare query item and a fragment.
+        ("https://h/hook?token=abc&x=1", "https://h/hook?token=*&x=*"),
+        ("https://h/hook?abc&&x=", "https://h/hook?*&&x=*"),
+        ("https://h:8443/hook#abc", "https://h:8443/hook#*"),
+        ("unix:///run/redis.sock?password=abc&db=0", "unix:///run/redis.sock?password=*&db=*"),
+        # A user part alone is the credential; one that a "/", "?" or "#" cut is masked
+        # up to the last "@".
+        ("https://abc@h/hook", "https://*@h/hook"),
+        ("redis://u:pa/ss@host/0", "redis://*@host/0"),
+        ("redis://u:pa?ss@host/0", "redis://*@host/0"),
+        ("redis://u:pa#ss@host/0", "redis://*@host/0"),
+        ("redis://u:pa\nss@host/0", "redis://u:*@host/0"),
+        # Nothing to hide, or nothing readable.
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("http://[::1/hook?token=abc", "*"),
+    ],
+)
+def test_masking_parses_the_url_and_hides_the_password_and_every_query_value(url, shown):
+    assert masked_url(url) == shown.replace("*", MASK)
+
+
+def test_print_config_and_a_wrong_url_never_show_a_password_or_a_token(config_file):
+    path = config_file(
+        'redis_url = "redis://user:s3:cr@e@t@127.0.0.1:6379/0"\n'
+        'webhook_url = "https://hooks.example.com/in?token=t0ken&x=1"\n'
+        '[[apps]]\nkey = "a"\nsecret = "sa"\nwebhook_url = "https://h/?k=appt0ken"\n'
+    )
+    result = run_command("--config", path, "--print-config", "k", "s")
+    assert result.returncode == 0, result.stderr
+    for secret in ("s3", "cr@e", "t0ken", "appt0ken"):
+        assert secret not in result.stdout
+    shown = tomllib.loads(result.stdout)
+    assert shown["redis_url"] == f"redis://user:{MASK}@127.0.0.1:6379/0"
+    assert shown["webhook_url"] == f"https://hooks.example.com/in?token={MASK}&x={MASK}"
+    assert shown["apps"][0]["webhook_url"] == f"https://h/?k={MASK}"
+    result = run_command(
+        "--webhook-url", "ftp://u:s3cret@h/?token=t0ken", "--print-config", "k", "s"
+    )
+    assert result.returncode == 2
+    assert "not an http or https URL" in result.stderr
+    assert "s3cret" not in result.stderr and "t0ken" not in result.stderr
 
 
 def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_file):
@@ -204,3 +260,9 @@ def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_fil
     config, _ = load(["--config", clash, "k", "s"], {})
     with pytest.raises(ConfigError, match="the app id k is declared twice"):
         declared_apps(config)
+
+
+def test_sighup_knows_every_app_option():
+    # An option that SIGHUP did not know could change in the file and be ignored
+    # without a word: each is applied, or reload.py must say it waits for a restart.
+    assert set(AppConfig("k", "s").options()) == set(APP_OPTIONS)

@@ -67,6 +67,18 @@ async def test_a_wrong_secret_is_refused(server, page):
     assert status == 403
 
 
+async def test_logging_in_and_out_pass_the_origin_check(server, page):
+    # The pages' Referrer-Policy (same-origin) makes Chromium send this origin, not
+    # "null", with the form's POSTs, which the server refuses from other origins.
+    await log_in(page, server, SECRET)
+    assert await page.query_selector("#connections") is not None
+    async with page.expect_navigation():
+        await page.click("text=Log out")
+    assert await page.query_selector("#login") is not None
+    status = await page.evaluate("() => fetch('/dashboard/data').then(r => r.status)")
+    assert status == 403
+
+
 async def test_the_figures_follow_the_traffic(server, page):
     await log_in(page, server, SECRET)
     assert "secret" not in page.url

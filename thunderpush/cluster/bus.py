@@ -16,8 +16,10 @@ A bus message is text, its first character its kind::
     k<channel>\\n<pusher>\\n<epoch>\\n<offset>\\n<payload>
                                  the same for a publish with a Pusher event
                                  name or a socket id to exclude: ``<pusher>``
-                                 is ``[event, exclude(, user id)]`` as one line of JSON
-                                 (either may be null; JSON escapes newlines)
+                                 is ``[event, exclude(, user id(, true))]`` as one
+                                 line of JSON (either may be null; JSON escapes
+                                 newlines); ``true``: a client event, for Pusher
+                                 connections only, and always an ``e`` (never kept)
     u<user>\\n<payload>           deliver to a user
     d<user>                      close a user's connections
     a<channel>\\n<user>\\n<seq>    member_added in a presence channel
@@ -64,7 +66,7 @@ class RedisBroker(Broker):
     ) -> int:
         here = len(app.hub.channels.get(channel, ()))
         pusher = _pusher_part(trigger)
-        keep = app.history.keep(channel)
+        keep = None if trigger is not None and trigger.client else app.history.keep(channel)
         if keep is None:
             if pusher:
                 bus_message = f"e{channel}\n{pusher}\n{message}"
@@ -132,7 +134,10 @@ def deliver(hub: ClusterHub, data: bytes) -> None:
 
 def _pusher_part(trigger: Trigger | None) -> str:
     """``trigger`` as the bus carries it: "" for a Thunderpush publish, else
-    ``[event, exclude]`` as JSON, with the sender's user id when there is one."""
+    ``[event, exclude]`` as JSON, with the sender's user id when there is one,
+    and ``true`` after it for a client event."""
     if trigger is None or trigger == NO_TRIGGER:
         return ""
-    return json.dumps(list(trigger) if trigger.user_id is not None else list(trigger[:2]))
+    if trigger.client:
+        return json.dumps(list(trigger))
+    return json.dumps(list(trigger[:3]) if trigger.user_id is not None else list(trigger[:2]))

@@ -15,7 +15,7 @@ hubs also record their connections in the cluster).  Example::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
@@ -49,6 +49,16 @@ class App:
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
+
+    @property
+    def max_presence_members(self) -> int:
+        """The cap on the users of each presence channel (0: none); the hub holds
+        it, as the hub is what refuses a newcomer."""
+        return self.hub.max_members
+
+    @max_presence_members.setter
+    def max_presence_members(self, cap: int) -> None:
+        self.hub.max_members = cap
 
 
 class Apps:
@@ -110,9 +120,19 @@ class Apps:
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
 
-    def by_id(self, app_id: str) -> App | None:
-        """The app of Pusher's HTTP API paths (``/apps/<id>/``)."""
-        return self._by_id.get(app_id)
+    def set_ids(self, ids: Mapping[str, str]) -> None:
+        """New app ids, by key (SIGHUP's reload), set together so that two apps
+        may swap theirs; ``ValueError``, and nothing changed, if two would share one.
+
+        Safe at any time: Pusher's HTTP API compares a request's app id with
+        its app's on each request (``thunderpush.pusher.authentication``).
+        """
+        wanted = {app.key: ids.get(app.key, app.id) for app in self._by_key.values()}
+        if len(set(wanted.values())) < len(wanted):
+            raise ValueError("two apps would have the same app id")
+        for key, app_id in wanted.items():
+            self._by_key[key].id = app_id
+        self._by_id = {app.id: app for app in self._by_key.values()}
 
     def __iter__(self) -> Iterator[App]:
         return iter(list(self._by_key.values()))

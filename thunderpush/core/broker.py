@@ -2,7 +2,8 @@
 
 On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
 it directly and answers at once; a publish to a channel that keeps history is
-kept in the hub's streams first, and delivered with its position.  A cluster
+kept in the hub's streams first, and delivered with its position (a Pusher
+client event never is: ``Trigger.client``).  A cluster
 broker (Redis) implements the same three methods by moving the request to
 every node; its answers are awaitables, which raise ``BackendUnavailable``
 when the cluster cannot be reached.  Callers accept either (``Result``), so
@@ -27,11 +28,14 @@ class Trigger(NamedTuple):
     """A publish as Pusher clients get it: the event name (None: a Thunderpush
     publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``), the socket id that
     does not get it (the sender's), and in a presence channel the sender's
-    user id.  Thunderpush connections get the payload whatever it says."""
+    user id.  Thunderpush connections get the payload whatever it says, unless
+    it is a Pusher ``client`` event: a client's words, not the backend's, which
+    only Pusher connections get and no history keeps (docs/pusher.rst)."""
 
     event: str | None = None
     exclude: str | None = None
     user_id: str | None = None
+    client: bool = False
 
 
 # A Thunderpush publish: the default event, nobody excluded.
@@ -77,7 +81,7 @@ class LocalBroker(Broker):
         message: str,
         trigger: Trigger | None = None,
     ) -> int:
-        keep = app.history.keep(channel)
+        keep = None if trigger is not None and trigger.client else app.history.keep(channel)
         if keep is None:
             return app.hub.send_to_channel(channel, message, None, trigger)
         position = app.hub.streams.append(channel, message, keep)

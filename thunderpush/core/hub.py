@@ -117,12 +117,15 @@ class Hub:
         ``position`` (epoch, offset) is the message's place in the channel's
         stream, when the channel keeps history.  Pusher connections get it as
         ``trigger`` says (``thunderpush.core.broker.Trigger``); Thunderpush
-        connections get the payload whatever the event, and are never excluded.
+        connections get the payload whatever the event, and are never excluded,
+        but never get a Pusher client event.
         """
         text = _text(message)
         element = encode_delivery(text, channel, position)
         subscribers = self.channels.get(channel, ())
-        if channel in self._pusher_channels:
+        if trigger is not None and trigger.client:
+            count = self._deliver_client_event(channel, text, trigger)
+        elif channel in self._pusher_channels:
             trigger = trigger or NO_TRIGGER
             pusher_element = pusher.trigger_event(trigger, channel, text)
             count = self._deliver_both(
@@ -155,6 +158,15 @@ class Hub:
         self.messages += 1
         self.delivered_to_users += count
         return count
+
+    def _deliver_client_event(self, channel: str, text: str, trigger: Trigger) -> int:
+        """A Pusher client's event to the channel's Pusher connections but the sender's."""
+        targets = [
+            c for c in self._pusher_channels.get(channel, ()) if c.socket_id != trigger.exclude
+        ]
+        if not targets:
+            return 0
+        return self._deliver(targets, pusher.trigger_event(trigger, channel, text))
 
     def _deliver_both(
         self,

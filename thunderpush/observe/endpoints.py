@@ -62,9 +62,11 @@ class MetricsHandler(_ServerHandler):
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access log line (the application's ``log_function``), except that
-    ``/ready``'s 503 is an answer (not ready), not a server error to log as one."""
+    ``/ready``'s 503 is an answer (not ready), not a server error to log as one,
+    and a refusal its handler logged itself (``refusal_logged``) is an INFO line."""
     status = handler.get_status()
-    if status < 400 or isinstance(handler, ReadyHandler):
+    quiet = isinstance(handler, ReadyHandler) or getattr(handler, "refusal_logged", False)
+    if status < 400 or quiet:
         log = access_log.info
     elif status < 500:
         log = access_log.warning

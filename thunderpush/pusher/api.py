@@ -24,14 +24,13 @@ from thunderpush.core.broker import Result, Trigger
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
 from thunderpush.core.results import in_order, then
 from thunderpush.pusher.errors import bad_request
-from thunderpush.pusher.protocol import is_socket_id
+from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket_id
 
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
 
 # Pusher's documented limits.
 MAX_CHANNELS = 100
 MAX_BATCH_EVENTS = 10
-MAX_EVENT_NAME = 200
 
 USER_COUNT = "user_count"
 SUBSCRIPTION_COUNT = "subscription_count"
@@ -60,7 +59,7 @@ def _channel(name: Any) -> str:
 
 
 def _event_name(name: Any) -> str:
-    if not (isinstance(name, str) and 0 < len(name) <= MAX_EVENT_NAME and name.isprintable()):
+    if not is_event_name(name):
         raise bad_request(f"Event name must be 1-{MAX_EVENT_NAME} printable characters")
     return name
 

@@ -1,16 +1,20 @@
 """The checks every request to Pusher's HTTP API passes before it is served.
 
-A request names its app by the id in its path (``/apps/<app_id>/...``) or,
-for the one path the ``pusher`` PyPI library sends without it
-(``/users/<id>/terminate_connections``), by its ``auth_key`` alone.  It is
-then checked in this order, each failure a 401 with Pusher's explanation:
-the authentication parameters are there, ``auth_key`` is the app's key,
-``auth_version`` is 1.0, ``auth_timestamp`` is within ``MAX_SKEW`` seconds
-of this server's clock, and ``auth_signature`` signs the method, the path as
-sent and every other parameter (``signatures.request_signature``).  The
-signature covers ``body_md5``; that it is the body's MD5 is checked once the
-body is in (``check_body``), so a body is never read for a request whose
-signature is wrong.
+A request is checked in this order, each failure a 401 with Pusher's
+explanation: the authentication parameters are there, ``auth_key`` is an
+app's key, ``auth_version`` is 1.0, ``auth_timestamp`` is within
+``MAX_SKEW`` seconds of this server's clock, ``auth_signature`` signs the
+method, the path as sent and every other parameter with that app's secret
+(``signatures.request_signature``), and only then the app id of the path
+(``/apps/<app_id>/...``) is that app's.  So the app id is never looked up
+before the signature holds: a request that is not correctly signed is
+answered the same whether its app id exists or not, and a correctly signed
+one for another or an unknown id (only a secret's holder can make one) gets
+a 401 too.  The one path the ``pusher`` PyPI library sends without an app id
+(``/users/<id>/terminate_connections``) is the key's app's.  The signature
+covers ``body_md5``; that it is the body's MD5 is checked once the body is in
+(``check_body``), so a body is never read for a request whose signature is
+wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Mapping
 
 from thunderpush.core.apps import App, Apps
-from thunderpush.pusher.errors import UNKNOWN_APP, unauthorized
+from thunderpush.pusher.errors import WRONG_APP, unauthorized
 from thunderpush.pusher.signatures import matches, request_signature
 
 # Pusher accepts a request whose auth_timestamp is this close to its clock, in seconds.
@@ -37,16 +41,11 @@ def authenticate(
     ``path`` is the path exactly as the client sent it (not percent-decoded):
     it is what the client signed.
     """
-    app = None if app_id is None else apps.by_id(app_id)
-    if app_id is not None and app is None:
-        raise UNKNOWN_APP
     for name in _REQUIRED:
         if name not in params:
             raise unauthorized(f"Missing authentication parameter: {name}")
-    key = params["auth_key"]
+    app = apps.get(params["auth_key"])
     if app is None:
-        app = apps.get(key)
-    if app is None or app.key != key:
         raise unauthorized("Unknown auth_key")
     if params["auth_version"] != "1.0":
         raise unauthorized("Unsupported auth_version: only 1.0 is supported")
@@ -54,6 +53,8 @@ def authenticate(
     expected = request_signature(app.secret, method, path, params)
     if not matches(expected, params["auth_signature"]):
         raise unauthorized("Invalid signature")
+    if app_id is not None and app_id != app.id:
+        raise WRONG_APP
     return app
 
 

@@ -36,9 +36,6 @@ from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
 
 logger = logging.getLogger(__name__)
 
-# Pusher caps event names at 200 characters.
-MAX_EVENT_NAME = 200
-
 # What a Thunderpush close means for a Pusher client (the drain, DELETE users/<u>/...).
 _CLOSES = {
     thunder.SERVER_SHUTDOWN.code: protocol.SERVER_SHUTDOWN,
@@ -211,6 +208,8 @@ class PusherConnection:
         if member is None:
             return "channel_data must be a JSON object with a user_id.", 400
         userid, info = member
+        if protocol.user_info_size(info) > protocol.MAX_USER_INFO:
+            return f"user_info too large: at most {protocol.MAX_USER_INFO} bytes as JSON.", 400
         if self.user is not None and self.user != userid:
             return f"This connection is user {self.user}.", 403
         self._become(userid)
@@ -251,8 +250,9 @@ class PusherConnection:
         self.socket.send_pack(protocol.signin_success(user_data))
 
     def _client_event(self, name: str, channel: Any, data: Any) -> None:
-        """To the channel's other subscribers, through the broker (so across the
-        cluster); Thunderpush clients get ``data`` as the payload."""
+        """To the channel's other Pusher subscribers, through the broker (so across
+        the cluster).  Thunderpush clients never get it and no history keeps it:
+        they could not tell a client's words from the backend's."""
         app = self.app
         if not app.client_events:
             self._refuse(protocol.CLIENT_EVENTS_DISABLED, name)
@@ -261,14 +261,14 @@ class PusherConnection:
             not isinstance(channel, str)
             or not thunder.needs_channel_token(channel)
             or not app.hub.is_subscribed(self, channel)
-            or len(name) > MAX_EVENT_NAME
+            or not protocol.is_event_name(name)
         ):
             self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
             return
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
         # In a presence channel the others learn who sent it, as Pusher tells them.
         sender = self.user if thunder.is_presence_channel(channel) else None
-        trigger = Trigger(name, self.socket_id, sender)
+        trigger = Trigger(name, self.socket_id, sender, client=True)
         result = app.broker.send_to_channel(app, channel, payload, trigger)
         if isinstance(result, Awaitable):
             asyncio.ensure_future(result).add_done_callback(_sent)

@@ -27,6 +27,7 @@ def unauthorized(message: str) -> Refused:
     return Refused(401, message)
 
 
-UNKNOWN_APP = Refused(404, "Unknown app")
+# A request signed with an app's secret whose path names another app id (or none's).
+WRONG_APP = Refused(401, "auth_key is not the key of the app in the path")
 TOO_LARGE = Refused(413, "Request body too large")
 BACKEND_UNAVAILABLE = Refused(503, "Cluster backend unavailable")

@@ -32,6 +32,14 @@ PROTOCOL_VERSIONS = frozenset({"5", "6", "7"})
 ACTIVITY_TIMEOUT = 120
 PONG_TIMEOUT = 30
 
+# Pusher caps event names at 200 characters; the HTTP API and client events
+# both take printable ones only (``is_event_name``).
+MAX_EVENT_NAME = 200
+# Pusher caps a presence member's ``user_info`` at 1 KB: measured as the compact
+# JSON that every member of the channel is sent (``user_info_size``), since each
+# join is announced to all of them.
+MAX_USER_INFO = 1024
+
 
 class PusherError(NamedTuple):
     """A ``pusher:error`` code and its message; 4000-4099 also close the connection."""
@@ -70,6 +78,17 @@ def new_socket_id() -> str:
 
 def is_socket_id(value: object) -> bool:
     return isinstance(value, str) and _SOCKET_ID.fullmatch(value) is not None
+
+
+def is_event_name(name: object) -> bool:
+    """1-``MAX_EVENT_NAME`` printable characters (``str.isprintable``): no control,
+    separator or unassigned character reaches a client in an event's name."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_EVENT_NAME and name.isprintable()
+
+
+def user_info_size(info: Any) -> int:
+    """The bytes of ``info`` as the server sends it (compact JSON, non-ASCII escaped)."""
+    return len(_string(info))
 
 
 def _frame(event: str, data: Any, channel: str | None = None) -> str:

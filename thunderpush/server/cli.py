@@ -110,7 +110,8 @@ def _webhook_url(text: str) -> str:
     """An absolute http or https URL, or argparse's usage error."""
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"not an http or https URL: {text!r}")
+        shown = settings.masked_url(text)  # a mistyped URL may still hold a token
+        raise argparse.ArgumentTypeError(f"not an http or https URL: {shown!r}")
     return text.strip()
 
 

@@ -1,11 +1,15 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
-Apps (added, removed, a new secret, ``require_signature``, history or webhook) and the limits
-that are read when they are used (channels and commands per connection,
-unsent bytes, connections in total and per address) change at once.  The
-rest (ports, TLS, the cluster, timeouts...) needs a restart: the log says
-which changed settings wait for one.  A configuration that cannot be read
-changes nothing and is logged; the server keeps running either way.
+Apps (added, removed, a new secret, ``require_signature``, history, webhook,
+``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the limits that are read when
+they are used (channels and commands per connection, unsent bytes,
+connections in total and per address) change at once.  The rest (ports, TLS,
+the cluster, timeouts...) needs a restart.  The log names every change: one
+INFO line per change applied (``Reloaded: ...``, values shown, URLs masked,
+secrets never), one WARNING naming the changed settings that wait for a
+restart, so an operator never has to guess whether an edit took.  A
+configuration that cannot be read changes nothing and is logged; the server
+keeps running either way.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
+from thunderpush.core.apps import App
+from thunderpush.core.history import HistoryPolicy
 from thunderpush.server.application import Server, limits
-from thunderpush.server.config import Config, ConfigError, declared_apps
+from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger("thunderpush")
 
@@ -24,18 +32,41 @@ RELOADED = {
     "apikey",
     "apisecret",
     "apps",
+    "app_id",
     "require_signature",
     "history_size",
     "history_ttl",
     "history",
     "webhook_url",
     "client_events",
+    "max_presence_members",
     "max_channels_per_connection",
     "max_commands_per_second",
     "max_unsent_bytes",
     "max_connections",
     "max_connections_per_ip",
     "config_file",
+}
+
+# The limits applied at once: each is read whenever it is used.
+LIMITS = (
+    "max_channels_per_connection",
+    "max_commands_per_second",
+    "max_unsent_bytes",
+    "max_connections",
+    "max_connections_per_ip",
+)
+
+# Each of ``AppConfig.options()`` and the ``App`` attribute that holds it.  Every
+# option must be here (tests/test_settings.py checks): one that is not could
+# change in the file and be ignored without a word.
+APP_OPTIONS = {
+    "require_signature": "require_signature",
+    "history": "history",
+    "webhook_url": "webhook_url",
+    "app_id": "id",
+    "client_events": "client_events",
+    "max_presence_members": "max_presence_members",
 }
 
 
@@ -47,8 +78,10 @@ def reload_settings(server: Server, read: Callable[[], Config]) -> None:
     except ConfigError as error:
         logger.warning("Configuration not reloaded, the running one stays: %s", error)
         return
-    _apply_apps(server, {app.key: app for app in apps})
-    _apply_limits(server, new)
+    applied = _apply_apps(server, {app.key: app for app in apps})
+    applied += _apply_limits(server, server.config, new)
+    for change in applied:
+        logger.info("Reloaded: %s.", change)
     waiting = [
         field.name
         for field in fields(Config)
@@ -61,27 +94,76 @@ def reload_settings(server: Server, read: Callable[[], Config]) -> None:
     logger.info("Configuration reloaded: %d apps.", len(apps))
 
 
-def _apply_apps(server: Server, declared: dict) -> None:
+def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[str]:
+    """Makes the running apps the ``declared`` ones; the changes, as the log says them.
+
+    Apps no longer declared go first and app ids change together, so an app
+    may take an id another gave up (or two may swap theirs) in one reload.
+    """
     registry = server.apps
+    changes = []
     for app in registry:
         if app.key not in declared:
             registry.remove(app.key)
-            logger.info("App %s removed; its connections are closed.", app.key)
+            changes.append(f"app {app.key} removed, its connections closed")
+    ids: dict[str, str] = {}
+    for app in registry:
+        changes += _apply_app(app, declared[app.key], ids)
+    registry.set_ids(ids)
     for key, wanted in declared.items():
-        app = registry.get(key)
-        if app is None:
+        if registry.get(key) is None:
             registry.add(key, wanted.secret, **wanted.options())
-            logger.info("App %s added.", key)
-        else:
-            app.secret, app.require_signature = wanted.secret, wanted.require_signature
-            app.history, app.webhook_url = wanted.history_policy(), wanted.webhook_url
-            app.client_events = bool(wanted.client_events)
+            changes.append(f"app {key} added")
     for app in registry:
         server.webhooks.watch(app)
+    return changes
 
 
-def _apply_limits(server: Server, config: Config) -> None:
-    server.router.get_connection_class().limits = limits(config)
-    server.router.settings["max_unsent_bytes"] = config.max_unsent_bytes
-    server.door.open.most = config.max_connections
-    server.door.open.most_per_ip = config.max_connections_per_ip
+def _apply_app(app: App, wanted: AppConfig, ids: dict[str, str]) -> list[str]:
+    """``app``'s settings as ``wanted``, but its new id, which goes into ``ids``."""
+    changes = []
+    if app.secret != wanted.secret:
+        app.secret = wanted.secret
+        changes.append(
+            f"app {app.key}: a new secret (tokens, Pusher signatures and dashboard"
+            " sessions made with the old one are refused from now on)"
+        )
+    for name, given in wanted.options().items():
+        # An app's id is its key unless one is given.
+        value = (given or app.key) if name == "app_id" else given
+        attribute = APP_OPTIONS[name]
+        old = getattr(app, attribute)
+        if old == value:
+            continue
+        if name == "app_id":
+            ids[app.key] = value
+        else:
+            setattr(app, attribute, value)
+        changes.append(f"app {app.key}: {name} {_shown(name, old)} -> {_shown(name, value)}")
+    return changes
+
+
+def _shown(name: str, value: Any) -> str:
+    """A setting's value for the log: URLs masked, history as its rules."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, HistoryPolicy):
+        rules = [("", value.default), *value.prefixes]
+        return ", ".join(f"{prefix}* {keep.size} for {keep.ttl:g} s" for prefix, keep in rules)
+    if name == "webhook_url":
+        return masked_url(value)
+    return str(value)
+
+
+def _apply_limits(server: Server, old: Config, new: Config) -> list[str]:
+    server.router.get_connection_class().limits = limits(new)
+    server.router.settings["max_unsent_bytes"] = new.max_unsent_bytes
+    server.door.open.most = new.max_connections
+    server.door.open.most_per_ip = new.max_connections_per_ip
+    return [
+        f"{name} {getattr(old, name)} -> {getattr(new, name)}"
+        for name in LIMITS
+        if getattr(old, name) != getattr(new, name)
+    ]

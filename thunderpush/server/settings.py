@@ -27,11 +27,11 @@ this module only finds the values and says where a wrong one came from.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, fields
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -186,8 +186,46 @@ def _tables(data: Mapping[str, Any], name: str, path: str) -> list[dict[str, Any
 
 
 def masked_url(url: str) -> str:
-    """``redis://user:password@host`` with the password masked, for logs and listings."""
-    return re.sub(r"(?<=:)[^:/@]*(?=@)", MASK, url, count=1)
+    """``url`` as logs and listings show it: no password, no query value, no fragment.
+
+    ``redis://user:pa:ss@w@rd@host:6379/0`` is ``redis://user:********@host:6379/0``:
+    parsed by ``urllib.parse`` as redis-py parses it (the user part ends at the
+    authority's last ``@``, the user name at its first ``:``), so the password
+    is masked whole whatever it holds (``:``, ``@``, ``%40``).  A user part
+    without a password is masked whole (``https://<token>@host``: it is the
+    credential); when a ``/``, ``?`` or ``#`` cut the user part off the
+    authority (an ``@`` follows it), everything up to the last ``@`` is.
+    ``https://h/hook?token=abc&x=1`` is ``https://h/hook?token=********&x=********``:
+    any query value may be a token, and a query item without ``=`` is masked
+    whole.  What ``urllib.parse`` cannot read is masked whole.
+    """
+    try:
+        parts = urlsplit(url)
+        after = urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+        if parts.netloc and "@" not in parts.netloc and "@" in after:
+            parts = urlsplit(f"{parts.scheme}://{MASK}@{after[after.rindex('@') + 1 :]}")
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    shown = f"{parts.scheme}:" if parts.scheme else ""
+    if netloc or url[len(shown) :].startswith("//"):
+        shown += "//" + netloc
+    shown += parts.path
+    if parts.query:
+        shown += "?" + "&".join(_masked_item(item) for item in parts.query.split("&"))
+    return shown + ("#" + MASK if parts.fragment else "")
+
+
+def _masked_item(item: str) -> str:
+    """``key=value`` as ``key=********``; a bare item (it may be a token) masked whole."""
+    key, equals, _ = item.partition("=")
+    if equals:
+        return f"{key}={MASK}"
+    return MASK if item else item
 
 
 def masked(config: Config, names: Iterable[str]) -> dict[str, Any]:
