@@ -35,7 +35,19 @@ import time
 from typing import TYPE_CHECKING
 
 from thunderpush.server.settings import masked_url
-from thunderpush.webhooks.events import CHANNEL, KINDS, USER, Event, kind, payload, signature
+from thunderpush.webhooks.events import (
+    CHANNEL,
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    KINDS,
+    USER,
+    USER_OFFLINE,
+    USER_ONLINE,
+    Event,
+    kind,
+    payload,
+    signature,
+)
 from thunderpush.webhooks.pending import Pending
 from thunderpush.webhooks.post import Poster
 
@@ -124,7 +136,10 @@ class Outbox:
         self.app = app
         self.users = Pending(LIMIT)
         self.channels = Pending(LIMIT)
-        self._queue_of = {USER: self.users, CHANNEL: self.channels}
+        self._queue_of = {
+            name: self.users if kind(name) == USER else self.channels
+            for name in (USER_ONLINE, USER_OFFLINE, CHANNEL_OCCUPIED, CHANNEL_VACATED)
+        }
         # The batch being sent, or to send again: taken from the queues, not yet
         # answered 2xx.  Kept whole across retries, so that each POST carries
         # exactly the statements of state it carried the first time.
@@ -138,10 +153,10 @@ class Outbox:
 
     def record(self, name: str, subject: str) -> None:
         """The hub's transitions land here: one dict operation in the queue of its kind."""
-        of_kind = kind(name)
-        if self._queue_of[of_kind].record(name, subject):
-            self._dropped(of_kind)
-        self._queued.set()
+        if self._queue_of[name].record(name, subject):
+            self._dropped(kind(name))
+        if not self._queued.is_set():
+            self._queued.set()
 
     def _dropped(self, of_kind: str) -> None:
         self.webhooks.dropped[of_kind] += 1
