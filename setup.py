@@ -33,6 +33,9 @@ setup(
         'tomli>=1.1; python_version < "3.11"',
         # /metrics (thunderpush.observe); tested with 0.20 and 0.26.
         "prometheus-client>=0.20,<1",
+        # The webhook sender's HTTP client: kept connections, a third of the CPU per
+        # POST of Tornado's own client over TLS (bench/webhook_post.py, docs/webhooks.rst).
+        "aiohttp>=3.10.11,<4",
     ],
     entry_points={
         "console_scripts": [

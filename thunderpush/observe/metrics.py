@@ -125,13 +125,20 @@ class ServerCollector:
             "thunderpush_draining", "1 while the server drains.", value=int(ready["draining"])
         )
         webhooks = server.webhooks
-        yield _labelled(
-            CounterMetricFamily,
+        events = CounterMetricFamily(
             "thunderpush_webhook_events",
-            "Webhook events the receivers took (sent) or that were lost (dropped).",
-            "result",
-            {"sent": webhooks.sent, "dropped": webhooks.dropped},
+            "Webhook events the receivers took (sent), that were lost (dropped), or that "
+            "said nothing new and were never sent (coalesced), by kind (channel, user).",
+            labels=("result", "kind"),
         )
+        for result, counts in (
+            ("coalesced", webhooks.coalesced),
+            ("dropped", webhooks.dropped),
+            ("sent", webhooks.sent),
+        ):
+            for kind, count in sorted(counts.items()):
+                events.add_metric((result, kind), count)
+        yield events
         yield CounterMetricFamily(
             "thunderpush_webhook_failures",
             "Webhook POSTs that failed (each is tried again while its events are queued).",

@@ -23,10 +23,15 @@ USER_OFFLINE = "user_offline"
 
 Event = tuple[str, str]
 
+# The two kinds of event, which are also the names of their subject's field.
+CHANNEL = "channel"
+USER = "user"
+KINDS = (CHANNEL, USER)
+
 
 def payload(events: Iterable[Event], time_ms: int) -> bytes:
     """The JSON body of one POST, UTF-8."""
-    items = [{"name": name, _subject_field(name): subject} for name, subject in events]
+    items = [{"name": name, kind(name): subject} for name, subject in events]
     return json.dumps(
         {"time_ms": time_ms, "events": items}, separators=(",", ":"), ensure_ascii=False
     ).encode("utf-8")
@@ -37,5 +42,6 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def _subject_field(name: str) -> str:
-    return "user" if name.startswith("user_") else "channel"
+def kind(name: str) -> str:
+    """``USER`` for ``user_online`` and ``user_offline``, else ``CHANNEL``."""
+    return USER if name.startswith("user_") else CHANNEL

@@ -1,19 +1,27 @@
-"""Each app's queue of webhook events, and the task that POSTs them.
+"""Each app's queues of webhook events, and the task that POSTs them.
 
-Recording an event is an append to its app's queue: nothing on the delivery
-path waits for a webhook, and an app without a webhook URL records nothing
-(its hub has no one to tell).  One task per app sends the queue in order, one
-POST at a time: at most ``BATCH`` events per POST, sent ``LINGER`` seconds
-after the first of them came (at once when ``BATCH`` are waiting).  A POST
-that fails (refused, no answer within ``TIMEOUT``, a status other than 2xx) is
-tried again after a backoff that doubles from ``MIN_BACKOFF`` to
-``MAX_BACKOFF``, for as long as its events are queued: a queue holds at most
-``LIMIT`` events and drops the oldest beyond, counted and logged once per
-outage.  When the server stops, what is queued gets one last try, for at most
-``LAST_TRY`` seconds in all.  Example::
+Recording an event is a dict operation on its app's queue: nothing on the
+delivery path waits for a webhook, and an app without a webhook URL records
+nothing (its hub has no one to tell).  Each app has two queues, one per kind
+(users, channels: ``pending.Pending``), each coalescing per name (an event
+taken back before it was sent is nothing to say) and holding at most
+``LIMIT`` names: channel churn fills the channel queue only, and can never
+push a user event out.
+
+One task per app sends them in rounds, one POST at a time: a round starts
+``LINGER`` seconds after the first event it carries came (the window in which
+events coalesce), takes what is pending then, and sends it in POSTs of at most
+``BATCH`` events, user events first; what comes during a round waits for the
+next, so a round starts at most every ``LINGER`` seconds and sends at most one
+event per name that changed.  A POST that fails (refused, no answer within
+``TIMEOUT``, a status other than 2xx) is tried again, the same batch, after a
+backoff that doubles from ``MIN_BACKOFF`` to ``MAX_BACKOFF``; meanwhile the
+queues go on coalescing, and drop their oldest names beyond ``LIMIT``
+(counted per kind and logged once per outage).  When the server stops, what is
+queued gets one last try, for at most ``LAST_TRY`` seconds in all.  Example::
 
     webhooks = Webhooks()
-    webhooks.watch(app)        # app.webhook_url is set: its hub tells the queue
+    webhooks.watch(app)        # app.webhook_url is set: its hub tells the queues
     webhooks.start()           # in the server's loop
     ...
     await webhooks.stop()
@@ -24,12 +32,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 from thunderpush.server.settings import masked_url
-from thunderpush.webhooks.events import Event, payload, signature
-from thunderpush.webhooks.post import post
+from thunderpush.webhooks.events import (
+    CHANNEL,
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    KINDS,
+    USER,
+    USER_OFFLINE,
+    USER_ONLINE,
+    Event,
+    kind,
+    payload,
+    signature,
+)
+from thunderpush.webhooks.pending import Pending
+from thunderpush.webhooks.post import Poster
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App
@@ -49,17 +69,29 @@ class Webhooks:
     """The queues of the apps that have a webhook URL, and what they sent and lost."""
 
     def __init__(self) -> None:
-        # Events the receivers answered 2xx to, events dropped (queue full, the
-        # app's URL removed, unsent when the server stopped), POSTs that failed.
-        self.sent = 0
-        self.dropped = 0
+        # By kind (``channel``, ``user``): events the receivers answered 2xx to,
+        # and events dropped (pushed out of a full queue, the app's URL removed,
+        # unsent when the server stopped).  And POSTs that failed.
+        self.sent = dict.fromkeys(KINDS, 0)
+        self.dropped = dict.fromkeys(KINDS, 0)
         self.failures = 0
+        self.poster = Poster()
         self._outboxes: dict[str, Outbox] = {}
         self._started = False
         self.stopping = asyncio.Event()
 
+    @property
+    def coalesced(self) -> dict[str, int]:
+        """By kind: events never sent because they said nothing new (taken back
+        before they were sent, or said twice while pending)."""
+        outboxes = self._outboxes.values()
+        return {
+            USER: sum(outbox.users.coalesced for outbox in outboxes),
+            CHANNEL: sum(outbox.channels.coalesced for outbox in outboxes),
+        }
+
     def watch(self, app: App) -> None:
-        """Points ``app``'s hub at its queue if the app has a webhook URL, else at
+        """Points ``app``'s hub at its queues if the app has a webhook URL, else at
         nothing; called again whenever the app's settings change (SIGHUP)."""
         outbox = self._outboxes.get(app.key)
         if not app.webhook_url:
@@ -93,6 +125,7 @@ class Webhooks:
             await asyncio.gather(*late, return_exceptions=True)
         for outbox in self._outboxes.values():
             outbox.give_up()
+        await self.poster.close()
 
 
 class Outbox:
@@ -101,58 +134,67 @@ class Outbox:
     def __init__(self, webhooks: Webhooks, app: App) -> None:
         self.webhooks = webhooks
         self.app = app
-        self.events: deque[Event] = deque()
+        self.users = Pending(LIMIT)
+        self.channels = Pending(LIMIT)
+        self._queue_of = {
+            name: self.users if kind(name) == USER else self.channels
+            for name in (USER_ONLINE, USER_OFFLINE, CHANNEL_OCCUPIED, CHANNEL_VACATED)
+        }
+        # The batch being sent, or to send again: taken from the queues, not yet
+        # answered 2xx.  Kept whole across retries, so that each POST carries
+        # exactly the statements of state it carried the first time.
+        self.batch: list[Event] = []
         self.task: asyncio.Task | None = None
-        # Set while events are queued; set by a full batch, or the server stopping.
+        # Set when an event is recorded.
         self._queued = asyncio.Event()
-        self._hurry = asyncio.Event()
         # Since the last POST the receiver took: whether one failed, or events were dropped.
         self._failing = False
         self._dropping = False
 
     def record(self, name: str, subject: str) -> None:
-        """The hub's transitions land here: one append (and the oldest dropped when full)."""
-        events = self.events
-        if len(events) >= LIMIT:
-            self._drop()
-        events.append((name, subject))
-        self._queued.set()
-        if len(events) >= BATCH:
-            self._hurry.set()
+        """The hub's transitions land here: one dict operation in the queue of its kind."""
+        if self._queue_of[name].record(name, subject):
+            self._dropped(kind(name))
+        if not self._queued.is_set():
+            self._queued.set()
 
-    def _drop(self) -> None:
-        self.events.popleft()
-        self.webhooks.dropped += 1
+    def _dropped(self, of_kind: str) -> None:
+        self.webhooks.dropped[of_kind] += 1
         if not self._dropping:
             self._dropping = True
             logger.warning(
-                "Webhook queue of app %s is full (%d events): dropping the oldest.",
+                "Webhook queue of app %s holds %d %s names: dropping the oldest.",
                 self.app.key,
                 LIMIT,
+                of_kind,
             )
 
     def discard(self) -> None:
         """The app has no webhook URL any more: its queued events go nowhere."""
-        self.webhooks.dropped += len(self.events)
-        self.events.clear()
+        dropped = self.webhooks.dropped
+        for event in self.batch:
+            dropped[kind(event[0])] += 1
+        self.batch = []
+        dropped[USER] += self.users.clear()
+        dropped[CHANNEL] += self.channels.clear()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._send_forever())
 
     def wake(self) -> asyncio.Task:
-        """The server stops: no more waiting; the task ends when the queue is sent or a
-        POST fails."""
+        """The server stops: no more waiting; the task ends when the queues are sent
+        or a POST fails."""
         assert self.task is not None
         self._queued.set()
-        self._hurry.set()
         return self.task
 
     def give_up(self) -> None:
         """Whatever is still queued when the server has stopped is lost: counted and said."""
-        if self.events:
+        count = len(self.batch) + len(self.users) + len(self.channels)
+        if count:
             logger.warning(
                 "%d webhook events of app %s were not sent before the server stopped.",
-                len(self.events),
+                count,
                 self.app.key,
             )
             self.discard()
@@ -162,30 +204,41 @@ class Outbox:
         backoff = MIN_BACKOFF
         while True:
             await self._queued.wait()
-            if len(self.events) < BATCH and not stopping.is_set():
-                await _wait(self._hurry, LINGER)
-            if not self.events:
-                if stopping.is_set():
+            if not stopping.is_set():
+                await _wait(stopping, LINGER)  # the window: events coalesce
+            self._queued.clear()
+            # This round: what is pending now (all of it when stopping).
+            due = len(self.users) + len(self.channels)
+            while self.batch or due > 0 or (stopping.is_set() and self._pending()):
+                if not self.batch:
+                    self.batch = self._take(min(BATCH, due) if due > 0 else BATCH)
+                    due -= len(self.batch)
+                    if not self.batch:
+                        break  # what was due was taken back meanwhile
+                if await self._send():
+                    backoff = MIN_BACKOFF
+                elif stopping.is_set():
                     return
-                self._queued.clear()
-                continue
-            if await self._send():
-                backoff = MIN_BACKOFF
-            elif stopping.is_set():
+                else:
+                    await _wait(stopping, backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+            if stopping.is_set():
                 return
-            else:
-                await _wait(stopping, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _pending(self) -> bool:
+        return bool(self.users.events or self.channels.events)
+
+    def _take(self, count: int) -> list[Event]:
+        """The next batch: user events first, then channel events."""
+        batch = self.users.take(count)
+        return batch + self.channels.take(count - len(batch))
 
     async def _send(self) -> bool:
-        """POSTs the oldest batch; True if the receiver took it, else it is queued again."""
-        queue = self.events
-        batch = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
-        if len(queue) < BATCH:
-            self._hurry.clear()
-        app, webhooks = self.app, self.webhooks
+        """POSTs ``self.batch``; True if the receiver took it (or there is no URL any
+        more), else it stays to be sent again."""
+        app, webhooks, batch = self.app, self.webhooks, self.batch
         if not app.webhook_url:
-            webhooks.dropped += len(batch)
+            self.discard()
             return True
         body = payload(batch, int(time.time() * 1000))
         headers = {
@@ -193,19 +246,17 @@ class Outbox:
             "X-Thunder-Key": app.key,
             "X-Thunder-Signature": signature(app.secret, body),
         }
-        try:
-            failure = await post(app.webhook_url, headers, body, TIMEOUT)
-        except asyncio.CancelledError:
-            self._requeue(batch)
-            raise
+        failure = await webhooks.poster.post(app.webhook_url, headers, body, TIMEOUT)
         if failure is None:
-            webhooks.sent += len(batch)
+            if self.batch is batch:  # not discarded while it was on its way
+                self.batch = []
+                for name, _ in batch:
+                    webhooks.sent[kind(name)] += 1
             if self._failing or self._dropping:
                 logger.info("Webhooks of app %s are delivered again.", app.key)
             self._failing = self._dropping = False
             return True
         webhooks.failures += 1
-        self._requeue(batch)
         if self._failing:
             logger.debug("Webhook POST of app %s failed again: %s", app.key, failure)
         else:
@@ -217,13 +268,6 @@ class Outbox:
                 failure,
             )
         return False
-
-    def _requeue(self, batch: list[Event]) -> None:
-        """``batch`` back at the front, in order; the oldest beyond ``LIMIT`` are dropped."""
-        self.events.extendleft(reversed(batch))
-        self._queued.set()
-        while len(self.events) > LIMIT:
-            self._drop()
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
