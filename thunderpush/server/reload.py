@@ -1,8 +1,8 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
 Apps (added, removed, a new secret, ``require_signature``, history, webhook,
-``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the limits that are read when
-they are used (channels and commands per connection, unsent bytes,
+``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the
+limits that are read when they are used (channels and commands per connection, unsent bytes,
 connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
 INFO line per change applied (``Reloaded: ...``, values shown, URLs masked,
