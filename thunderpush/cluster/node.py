@@ -17,13 +17,16 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from thunderpush.cluster import scripts
 from thunderpush.cluster.bus import deliver
+from thunderpush.cluster.connection import (
+    FAILURES,
+    TIMEOUT,
+    Connection,
+    Pipeline,
+    Subscriber,
+    address,
+)
 from thunderpush.cluster.hub import ClusterHub
 from thunderpush.cluster.registry import Registry
 from thunderpush.core.broker import BackendUnavailable
@@ -31,15 +34,11 @@ from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger(__name__)
 
-# Every Redis call (connect, command, pool wait) gives up after this, in
-# seconds: an API call that needs Redis answers within about a second.
-TIMEOUT = 1.0
+# Every Redis call (connect, command) gives up after ``TIMEOUT`` seconds
+# (``thunderpush.cluster.connection``): an API call that needs Redis answers
+# within about a second.
 MIN_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
-# Connections to Redis: one for the bus, the rest for API calls and writes.
-MAX_CONNECTIONS = 32
-
-FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
 
 class Node:
@@ -49,6 +48,7 @@ class Node:
     def __init__(self, url: str, ttl: float) -> None:
         self.id = uuid.uuid4().hex
         self.url = url
+        self.address = address(url)
         # The URL as the log shows it: without the password.
         self.shown_url = masked_url(url)
         self.ttl = ttl
@@ -58,8 +58,9 @@ class Node:
         self.registry = Registry(self)
         self.hubs: dict[str, ClusterHub] = {}
         self._by_bus: dict[bytes, ClusterHub] = {}
-        self._client: Redis | None = None
-        self._shas: dict[str, str] = {}
+        self._client: Connection | None = None
+        self._bus: Subscriber | None = None
+        self._shas: dict[str, bytes] = {}
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
         self._lost = asyncio.Event()
@@ -69,7 +70,10 @@ class Node:
     def hub(self, key: str) -> ClusterHub:
         """The hub of app ``key`` on this node (``Apps`` calls this for each app)."""
         hub = self.hubs[key] = ClusterHub(key, self.registry)
-        self._by_bus[scripts.bus_channel(key).encode()] = hub
+        channel = scripts.bus_channel(key).encode()
+        self._by_bus[channel] = hub
+        if self._bus is not None:
+            self._bus.subscribe(channel)
         return hub
 
     # -- life ------------------------------------------------------------------
@@ -110,23 +114,18 @@ class Node:
                 pass
 
     async def _session(self) -> None:
-        """One connection to Redis, from joining until it fails or the node stops."""
-        pool = BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=TIMEOUT,
-            socket_timeout=TIMEOUT,
-            socket_connect_timeout=TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
-        client = Redis(connection_pool=pool)
-        bus = client.pubsub()
+        """Two connections to Redis (commands, and the bus), from joining until
+        either fails or the node stops."""
+        client = bus = None
         self._lost.clear()
         try:
-            self._shas = {}
-            for text in scripts.ALL:
-                self._shas[text] = await client.script_load(text)
-            await bus.subscribe(*self._by_bus)
+            client = await Connection.open(self.address)
+            bus = await Subscriber.open(self.address, self._received)
+            loads = [client.command(b"SCRIPT", b"LOAD", text) for text in scripts.ALL]
+            self._shas = {text: await load for text, load in zip(scripts.ALL, loads, strict=True)}
+            bus.subscribe(*self._by_bus)
+            await bus.ping()
+            self._bus = bus
             forgotten = await self._beat(client)
             self._client = client
             self.up = True
@@ -138,8 +137,9 @@ class Node:
                 logger.info("Joined the cluster on %s as node %s.", self.shown_url, self.id)
             self._warned = False
             await _until_one_ends(
-                self._beat_forever(client),
-                self._read_forever(bus),
+                self._beat_forever(client, bus),
+                client.lost(),
+                bus.lost(),
                 self.registry.write_forever(client),
                 self._lost.wait(),
                 self._stopping.wait(),
@@ -149,13 +149,13 @@ class Node:
             await self._leave(client)
         finally:
             self.up = False
-            self._client = None
+            self._client = self._bus = None
             self.registry.clear()
-            await _quietly(bus.aclose())
-            await _quietly(client.aclose())
-            await _quietly(pool.aclose())
+            for connection in (client, bus):
+                if connection is not None:
+                    connection.close()
 
-    async def _leave(self, client: Redis) -> None:
+    async def _leave(self, client: Connection) -> None:
         try:
             vacated = await self.script(client, scripts.GOODBYE, self.ttl, self.id, *self._apps())
         except BackendUnavailable:
@@ -178,7 +178,7 @@ class Node:
         self._warned = True
         logger.warning("Redis at %s is unavailable (%s); reconnecting.", self.shown_url, error)
 
-    async def _beat(self, client: Redis) -> bool:
+    async def _beat(self, client: Connection) -> bool:
         """Says this node is alive; True if the others had forgotten it."""
         was_forgotten, dead, vacated = await self.script(
             client, scripts.BEAT, self.ttl, self.id, *self._apps()
@@ -187,22 +187,25 @@ class Node:
             logger.info("Forgot node %s: no heartbeat for %g s.", node.decode(), self.ttl)
         self.registry.vacated(vacated)
         # The beat has just forgotten the dead: every node left beat within the TTL.
-        self.nodes = sorted(node.decode() for node in await client.zrange(scripts.NODES, 0, -1))
+        listed = await client.command(b"ZRANGE", scripts.NODES, 0, -1)
+        self.nodes = sorted(node.decode() for node in listed)
         return bool(was_forgotten)
 
-    async def _beat_forever(self, client: Redis) -> None:
+    async def _beat_forever(self, client: Connection, bus: Subscriber) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             await self._beat(client)
+            await bus.ping()  # a bus that stopped answering is a lost bus
 
-    async def _read_forever(self, bus: Any) -> None:
-        by_bus = self._by_bus
-        while True:
-            message = await bus.get_message(ignore_subscribe_messages=True, timeout=None)
-            if message is not None and message["type"] == "message":
-                hub = by_bus.get(message["channel"])
-                if hub is not None:
-                    deliver(hub, message["data"])
+    def _received(self, channel: bytes, data: bytes) -> None:
+        """A message from an app's bus: to that app's hub."""
+        hub = self._by_bus.get(channel)
+        if hub is not None:
+            try:
+                deliver(hub, data)
+            except Exception:
+                # A bug in one delivery must not cost the node its bus.
+                logger.exception("Could not deliver a message from the cluster bus.")
 
     # -- calls -------------------------------------------------------------------
 
@@ -213,7 +216,8 @@ class Node:
             raise BackendUnavailable
         return await self.script(client, script, *args)
 
-    async def script(self, client: Redis, script: str, *args: Any) -> Any:
+    async def script(self, client: Connection, script: str, *args: Any) -> Any:
+        """Runs ``script`` on ``client``; a failure sends the node down its reconnect path."""
         try:
             return await client.evalsha(self._shas[script], 0, *args)
         except FAILURES as error:
@@ -221,7 +225,8 @@ class Node:
             self._lost.set()
             raise BackendUnavailable(str(error) or type(error).__name__) from None
 
-    def queue_script(self, pipe: Any, script: str, *args: Any) -> None:
+    def queue_script(self, pipe: Pipeline, script: str, *args: Any) -> None:
+        """Adds ``script`` to ``pipe`` (``Connection.pipeline``), answered by its ``execute``."""
         pipe.evalsha(self._shas[script], 0, *args)
 
 
@@ -236,10 +241,3 @@ async def _until_one_ends(*parts: Awaitable[Any]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         task.result()
-
-
-async def _quietly(closing: Awaitable[Any]) -> None:
-    try:
-        await asyncio.wait_for(closing, TIMEOUT)
-    except (*FAILURES, RuntimeError):
-        pass

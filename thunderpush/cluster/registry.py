@@ -46,8 +46,7 @@ from thunderpush.webhooks.events import (
 )
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
+    from thunderpush.cluster.connection import Connection as Redis
     from thunderpush.cluster.hub import ClusterHub
     from thunderpush.cluster.node import Node
 

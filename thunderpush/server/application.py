@@ -129,15 +129,12 @@ def cluster_node(config: Config) -> Node:
 
     Imported here, and only with a Redis URL, so that a single process never loads redis.
     """
-    from redis.asyncio.connection import parse_url
-
     from thunderpush.cluster import Node
 
     try:
-        parse_url(config.redis_url)
+        return Node(config.redis_url, config.presence_ttl)
     except ValueError as error:
         raise ConfigError(f"--redis-url: {error}") from None
-    return Node(config.redis_url, config.presence_ttl)
 
 
 def build(config: Config, apps: Apps | None = None) -> Server:
