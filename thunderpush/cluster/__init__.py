@@ -1,7 +1,9 @@
 """The cluster: several processes, on one machine or many, serving the same apps
 through Redis (docs/cluster.rst).
 
-* ``node`` - this process in the cluster: its Redis connection, heartbeat, reconnection;
+* ``node`` - this process in the cluster: its Redis connections, heartbeat, reconnection;
+* ``connection`` - commands to Redis, every command of a loop turn in one write;
+* ``subscriber`` - the pub/sub connection, its channels changed in batches per turn;
 * ``bus`` - the broker on Redis pub/sub, and delivery of what arrives to the local hub;
 * ``hub`` - the local hub that records itself in Redis and speaks for presence channels;
 * ``registry`` - this node's presence records, written once per loop turn;

@@ -7,7 +7,8 @@ buffered, and every command of the loop turn is written at once when the turn
 ends (automatic pipelining); the answers are parsed by ``hiredis.Reader`` as
 they come and resolve the commands' futures in order.  One connection serves
 every caller: a slow script delays the answers queued behind it, as it would
-delay Redis itself.
+delay Redis itself.  ``Wire`` is the plumbing this ``Connection`` and the
+pub/sub ``thunderpush.cluster.subscriber.Subscriber`` share.
 
 A command not answered ``TIMEOUT`` seconds after it was written fails, and so
 does the connection and everything waiting on it: the node goes down and
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,7 @@ def address(url: str) -> Address:
     )
 
 
-class _Wire(asyncio.Protocol):
+class Wire(asyncio.Protocol):
     """A Redis connection's plumbing: the write buffer flushed once per loop turn,
     the reader, the answers expected in order, and the timeout on them."""
 
@@ -199,7 +199,7 @@ class _Wire(asyncio.Protocol):
         await asyncio.shield(self._closed)
 
 
-class Connection(_Wire):
+class Connection(Wire):
     """Commands to Redis, answered in order; open with ``await Connection.open(address)``."""
 
     @classmethod
@@ -268,88 +268,3 @@ class Pipeline:
         if error is not None:
             raise error
         return answers
-
-
-class Subscriber(_Wire):
-    """A pub/sub connection: each message goes to ``on_message(channel, data)``.
-
-    ``subscribe`` and ``unsubscribe`` (``sharded`` for SSUBSCRIBE and SUNSUBSCRIBE)
-    change what is wanted; when the turn ends, the channels whose state changed
-    go out in one SUBSCRIBE and one UNSUBSCRIBE (a channel subscribed and
-    unsubscribed in the same turn costs nothing).  ``ping`` answers once Redis
-    has answered everything sent before it, acknowledgements included.
-    """
-
-    def __init__(self, on_message: Callable[[bytes, bytes], None]) -> None:
-        super().__init__()
-        self.on_message = on_message
-        # (sharded?) -> the channels wanted, and those Redis was asked for.
-        self._wanted: dict[bool, set[bytes]] = {False: set(), True: set()}
-        self._asked: dict[bool, set[bytes]] = {False: set(), True: set()}
-        self._touched: dict[bytes, bool] = {}
-
-    @classmethod
-    async def open(cls, where: Address, on_message: Callable[[bytes, bytes], None]) -> Subscriber:
-        return await cls._open(where, on_message)
-
-    def subscribe(self, *channels: str | bytes, sharded: bool = False) -> None:
-        self._change(channels, sharded, True)
-
-    def unsubscribe(self, *channels: str | bytes, sharded: bool = False) -> None:
-        self._change(channels, sharded, False)
-
-    def _change(self, channels: tuple[str | bytes, ...], sharded: bool, wanted: bool) -> None:
-        if not channels:
-            return
-        if not self._touched:
-            self._write(b"")  # the end of the turn writes what changed
-        wanting = self._wanted[sharded]
-        for channel in channels:
-            name = channel.encode() if isinstance(channel, str) else channel
-            if wanted:
-                wanting.add(name)
-            else:
-                wanting.discard(name)
-            self._touched[name] = sharded
-
-    def _settle(self) -> None:
-        """Buffers what the changes since the last write ask of Redis."""
-        touched, self._touched = self._touched, {}
-        lists: dict[tuple[bool, bool], list[bytes]] = {}
-        for name, sharded in touched.items():
-            wanted, asked = name in self._wanted[sharded], self._asked[sharded]
-            if wanted != (name in asked):
-                lists.setdefault((sharded, wanted), []).append(name)
-                (asked.add if wanted else asked.discard)(name)
-        verbs = (b"SUBSCRIBE", b"UNSUBSCRIBE", b"SSUBSCRIBE", b"SUNSUBSCRIBE")
-        for (sharded, wanted), names in lists.items():
-            self._buffer.append(hiredis.pack_command((verbs[2 * sharded + (not wanted)], *names)))
-
-    def _flush(self) -> None:
-        self._settle()
-        super()._flush()
-
-    def ping(self) -> asyncio.Future:
-        """Answered once Redis has answered everything asked before it."""
-        self._settle()
-        return self._send(b"PING")
-
-    def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        while (reply := reader.gets()) is not False:
-            if type(reply) is list:
-                kind = reply[0]
-                if kind == b"message" or kind == b"smessage":
-                    self.on_message(reply[1], reply[2])
-                    continue
-                if kind != b"pong":
-                    continue  # a (un)subscription's acknowledgement
-            elif isinstance(reply, ReplyError):
-                self._fail(reply)
-                return
-            # A pong: +PONG while subscribed to nothing, ["pong", ""] otherwise.
-            self._answered += 1
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_result(True)

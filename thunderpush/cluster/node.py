@@ -24,11 +24,11 @@ from thunderpush.cluster.connection import (
     TIMEOUT,
     Connection,
     Pipeline,
-    Subscriber,
     address,
 )
 from thunderpush.cluster.hub import ClusterHub
 from thunderpush.cluster.registry import Registry
+from thunderpush.cluster.subscriber import Subscriber
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.server.settings import masked_url
 
