@@ -27,7 +27,8 @@ setup(
         "httptools>=0.6.4",
         "websockets>=14",
         # The cluster (--redis-url) only; a single process never imports it.
-        # hiredis, redis-py's C parser: a third of the CPU per bus message (docs/cluster.rst).
+        # hiredis: the C parser (and packer) of thunderpush.cluster.connection; redis-py
+        # for reading the URL as it always has been read, and the TLS options.
         "redis[hiredis]>=8.1,<9",
         # --config reads TOML: the standard library's tomllib from 3.11, its original before.
         'tomli>=1.1; python_version < "3.11"',
