@@ -37,10 +37,8 @@ from pathlib import Path
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from thunderpush.cluster import scripts  # noqa: E402
-from thunderpush.cluster.connection import Connection, address  # noqa: E402
+from thunderpush.cluster import scripts
+from thunderpush.cluster.connection import Connection, address
 
 IN_FLIGHT = (1, 16, 256)
 # Commands per case at scale 1: enough for about a second each.
