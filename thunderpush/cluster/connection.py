@@ -32,6 +32,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import RedisSSLContext, parse_url
+from redis.exceptions import RedisError
 
 # Seconds a command (and the connect, and each step of the handshake) may take.
 TIMEOUT = 1.0
@@ -67,10 +68,8 @@ def address(url: str) -> Address:
         try:
             tls = RedisSSLContext(**{"cert_reqs": "required", "check_hostname": True, **given})
             tls = tls.get()
-        except (TypeError, ssl.SSLError, OSError) as error:
+        except (TypeError, OSError, RedisError) as error:  # RedisError: a bad ssl_cert_reqs
             raise ValueError(f"TLS options: {error}") from None
-        except Exception as error:  # redis-py's RedisError for a bad ssl_cert_reqs
-            raise ValueError(str(error)) from None
     return Address(
         host=options.get("host", "localhost"),
         port=options.get("port", 6379),

@@ -1,4 +1,4 @@
-"""One node of the cluster: its id, its Redis connection, and staying joined.
+"""One node of the cluster: its id, its Redis connections, and staying joined.
 
 A node is up while it is connected: subscribed to every app's bus, beating
 its heartbeat (every ``presence_ttl / 3``) and writing its presence.  When any
