@@ -12,8 +12,8 @@ the payload.  No field can spill into another, whatever it holds (a user id
 with a newline, a lone surrogate, which is carried as UTF-8 with
 ``surrogatepass``).  Length-prefixed fields were chosen over one line of JSON
 before the payload by a measurement of encode + decode per message
-(``python -m timeit``-style, one publish's fields): 1.9 us against 5.7 us for
-a plain publish, 5.8 against 6.9 with publish options::
+(``bench/bus_format.py``): 1.9-2.6 us against 5.2-5.7 us for a plain
+publish, 5.8-7.2 against 6.9-7.4 with publish options::
 
     c <channel> <payload>          deliver to a channel
     p <channel> <event> <skip> <sender> <from client> <payload>
@@ -112,17 +112,17 @@ def deliver(hub: Hub, data: bytes) -> None:
         if kind == b"c" or kind == b"p" or kind == b"h":
             _publication(hub, data)
         elif kind == b"u":
-            (user,), at = _fields(data, 1, 1)
+            (user,), at = read_fields(data, 1, 1)
             if hub.user_connection_count(user):
                 hub.send_to_user(user, _text(data[at:]))
         elif kind == b"d":
-            (user,), _ = _fields(data, 1, 1)
+            (user,), _ = read_fields(data, 1, 1)
             hub.disconnect_user(user)
         elif kind == b"a":
-            (channel, user, seq, info), _ = _fields(data, 1, 4)
+            (channel, user, seq, info), _ = read_fields(data, 1, 4)
             hub.announce(channel, user, int(seq), True, json.loads(info) if info else None)
         elif kind == b"r":
-            (channel, user, seq), _ = _fields(data, 1, 3)
+            (channel, user, seq), _ = read_fields(data, 1, 3)
             hub.announce(channel, user, int(seq), False)
         else:
             raise ValueError(kind)
@@ -135,14 +135,14 @@ def _publication(hub: Hub, data: bytes) -> None:
     position = None
     at = 1
     if data[:1] == b"h":
-        (epoch, offset), at = _fields(data, 1, 2)
+        (epoch, offset), at = read_fields(data, 1, 2)
         position = (epoch, int(offset))
         at += 1
     if data[at - 1 : at] == b"c":
-        (channel,), at = _fields(data, at, 1)
+        (channel,), at = read_fields(data, at, 1)
         options = PLAIN
     elif data[at - 1 : at] == b"p":
-        (channel, event, skip, sender, client), at = _fields(data, at, 5)
+        (channel, event, skip, sender, client), at = read_fields(data, at, 5)
         options = PublishOptions(event or None, skip or None, sender or None, client == "1")
     else:
         raise ValueError(data[at - 1 : at])
@@ -150,7 +150,7 @@ def _publication(hub: Hub, data: bytes) -> None:
         hub.send_to_channel(channel, _text(data[at:]), position, options)
 
 
-def _fields(data: bytes, at: int, count: int) -> tuple[list[str], int]:
+def read_fields(data: bytes, at: int, count: int) -> tuple[list[str], int]:
     """The ``count`` fields of ``data`` from index ``at``, and where the next begins."""
     fields = []
     for _ in range(count):
