@@ -1,12 +1,12 @@
 """This node's presence in Redis: its users and subscriptions, written once per loop turn.
 
 Hubs only say *what* changed (a user, a user in a channel), through their
-listener (``thunderpush.cluster.hub.HubReporter``); the writer reads the hub's
-state, through its read-only methods, when it writes, so each write is the
+listener (``thunderpush.cluster.hub.HubReporter``); the writer reads the
+hub's state (its read-only methods) when it writes, so each write is the
 current truth however many changes it sums up, and rewriting everything after
-Redis was away is the same operation over every record. Example of a turn:
+Redis was away is the same operation over every record.  Example of a turn:
 three subscriptions and a welcome become one pipeline, the welcome's member
-list read after the writes, so a new member sees itself. A recovery's read of
+list read after the writes, so a new member sees itself.  A recovery's read of
 a channel's stream comes last in the turn, so a presence channel's member list
 is told before the missed messages.
 
