@@ -24,9 +24,10 @@ from redis.exceptions import RedisError
 
 from thunderpush.cluster import scripts
 from thunderpush.cluster.bus import deliver
-from thunderpush.cluster.hub import ClusterHub
+from thunderpush.cluster.hub import HubReporter
 from thunderpush.cluster.registry import Registry
 from thunderpush.core.broker import BackendUnavailable
+from thunderpush.core.hub import Hub
 from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ class Node:
         # The ids of the nodes in the cluster when this one last beat (itself included).
         self.nodes: list[str] = []
         self.registry = Registry(self)
-        self.hubs: dict[str, ClusterHub] = {}
-        self._by_bus: dict[bytes, ClusterHub] = {}
+        # Each app's hub, with its listener.
+        self.hubs: dict[str, HubReporter] = {}
+        self._by_bus: dict[bytes, Hub] = {}
         self._client: Redis | None = None
         self._shas: dict[str, str] = {}
         self._task: asyncio.Task | None = None
@@ -66,9 +68,11 @@ class Node:
         self._joined = asyncio.Event()
         self._warned = False
 
-    def hub(self, key: str) -> ClusterHub:
-        """The hub of app ``key`` on this node (``Apps`` calls this for each app)."""
-        hub = self.hubs[key] = ClusterHub(key, self.registry)
+    def hub(self, key: str) -> Hub:
+        """The hub of app ``key`` on this node (``Apps`` calls this for each app),
+        reported to Redis by its listener."""
+        hub = Hub()
+        self.hubs[key] = HubReporter(key, hub, self.registry)
         self._by_bus[scripts.bus_channel(key).encode()] = hub
         return hub
 
