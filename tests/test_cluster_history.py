@@ -18,7 +18,8 @@ import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.cluster import scripts
-from thunderpush.cluster.bus import deliver
+from thunderpush.cluster.bus import deliver, field, publication_head
+from thunderpush.core.broker import PLAIN, PublishOptions
 from thunderpush.server.config import HistoryRule
 
 from .cluster import cluster_nodes
@@ -43,7 +44,9 @@ class Scripts:
         assert self.bus.get_message(timeout=1)["type"] == "subscribe"
 
     def keep(self, channel: str, payload: str, size: int = 3, ttl: float = 60) -> int:
-        return self.redis.eval(scripts.SEND_KEPT, 0, 30, APP, "me", channel, size, ttl, payload)
+        head = publication_head(channel, PLAIN)
+        args = (30, APP, "me", channel, size, ttl, payload, head)
+        return self.redis.eval(scripts.SEND_KEPT, 0, *args)
 
     def read(self, channel: str, since: int | str = "", ttl: float = 60) -> list:
         epoch, offset, *messages = self.redis.eval(scripts.HISTORY, 0, APP, channel, ttl, since)
@@ -70,9 +73,9 @@ def test_a_kept_publish_gets_the_next_offset_and_goes_on_the_bus_with_it(lua):
     epoch, offset, messages = lua.read("news")
     assert EPOCH.fullmatch(epoch) and offset == 1
     assert messages == [(1, 'line one\nline "two"')]
-    assert lua.published() == f'hnews\n{epoch}\n1\nline one\nline "two"'.encode()
+    assert lua.published() == kept(epoch, 1, 'line one\nline "two"')
     lua.keep("news", "second")
-    assert lua.published() == f"hnews\n{epoch}\n2\nsecond".encode()
+    assert lua.published() == kept(epoch, 2, "second")
     assert lua.read("news", since=1) == [epoch, 2, [(2, "second")]]
     assert lua.read("news", since=2) == [epoch, 2, []]
     # Channels have their own streams.
@@ -156,6 +159,14 @@ async def publish(server: Server, channel: str, *payloads: str) -> None:
 async def publish_to(url: str, channel: str, *payloads: str) -> None:
     for payload in payloads:
         assert (await call_api(url, "POST", f"channels/{channel}/", payload)).code == 200
+
+
+def kept(
+    epoch: str, offset: int, payload: str, options: PublishOptions = PLAIN, channel: str = "news"
+) -> bytes:
+    """A bus message as ``SEND_KEPT`` publishes it: a publish at (epoch, offset)."""
+    position = b"h" + field(epoch) + field(str(offset))
+    return position + publication_head(channel, options) + payload.encode()
 
 
 async def delivered(client: SockJSClient, count: int) -> list[tuple[str, int, str]]:
@@ -263,8 +274,8 @@ async def test_messages_from_the_bus_while_the_read_is_under_way_are_held_not_do
     a, b, ann, epoch = await away_then_back(nodes, WebSocketClient)
     # In one loop turn, so the read cannot have answered in between.
     connection_of(b, "ann").handle(f"SUBSCRIBE news since={epoch}/2")
-    deliver(b.hub, f"hnews\n{epoch}\n4\n4".encode())  # published before the read
-    deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())  # published after it
+    deliver(b.hub, kept(epoch, 4, "4"))  # published before the read
+    deliver(b.hub, kept(epoch, 6, "6"))  # published after it
     assert await delivered(ann, 3) == [(epoch, 3, "3"), (epoch, 4, "4"), (epoch, 5, "5")]
     assert await ann.message() == recovered(True, epoch, 5)
     assert await delivered(ann, 1) == [(epoch, 6, "6")]
@@ -276,11 +287,11 @@ async def test_messages_still_on_the_bus_after_the_read_answered_are_not_sent_tw
     await ann.send(f"SUBSCRIBE news since={epoch}/2")
     assert len(await delivered(ann, 3)) == 3
     assert await ann.message() == recovered(True, epoch, 5)
-    deliver(b.hub, f"hnews\n{epoch}\n5\n5".encode())  # the read had it
-    deliver(b.hub, f"hnews\n{epoch}\n6\n6".encode())
+    deliver(b.hub, kept(epoch, 5, "5"))  # the read had it
+    deliver(b.hub, kept(epoch, 6, "6"))
     assert await delivered(ann, 1) == [(epoch, 6, "6")]
     # Past the read's position, the bus alone decides: nothing is filtered any more.
-    assert b.hub._guarded == {}
+    assert not b.hub.gates.guards("news")
 
 
 async def test_recoveries_racing_a_stream_of_publishes_get_each_message_once_in_order(nodes):

@@ -15,13 +15,14 @@ from websockets.asyncio.client import ClientConnection
 
 from thunderpush.auth import channel_token
 from thunderpush.cluster import scripts
-from thunderpush.cluster.bus import deliver
+from thunderpush.cluster.bus import deliver, field
+from thunderpush.core.broker import PublishOptions
 from thunderpush.pusher.signatures import channel_auth
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient
 from .test_cluster import eventually, in_presence, listed, nodes, status_and
-from .test_cluster_history import KEPT, connection_of, delivered
+from .test_cluster_history import KEPT, connection_of, delivered, kept
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_ws import (
@@ -69,6 +70,12 @@ async def pong(ws: ClientConnection) -> None:
     assert (await receive(ws))["event"] == "pusher:pong"
 
 
+def announced(kind: str, user: str, seq: int, info: str | None = None) -> bytes:
+    """A presence event on the bus, as the scripts publish it (``cluster/bus.py``)."""
+    fields = [ROOM, user, str(seq)] + ([] if info is None else [info])
+    return kind.encode() + b"".join(map(field, fields))
+
+
 def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node(fresh_redis):
     with fresh_redis.client() as redis, redis.pubsub() as bus:
         bus.subscribe(scripts.bus_channel("app"))
@@ -87,9 +94,9 @@ def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node
             return redis.eval(scripts.CHANNEL_USERS, 0, 30, "app", ROOM, infos)[1:]
 
         member("n1", "1", True, '{"name": "Ann"}')
-        assert published() == f'a{ROOM}\n1\n1\n{{"name": "Ann"}}'.encode()
+        assert published() == announced("a", "1", 1, '{"name": "Ann"}')
         member("n2", "t", True, "")  # a Thunderpush member: as before
-        assert published() == f"a{ROOM}\nt\n2".encode()
+        assert published() == announced("a", "t", 2, "")
         member("n2", "1", True, '{"name": "Ann"}')  # user 1 elsewhere too: not announced
         assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
         assert users("") == [b"1", b"t"]
@@ -101,8 +108,8 @@ def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node
         # n2 leaves (its count of the channel is written beside, as a node does).
         redis.hset(scripts.channel_count_key("app", "n2"), ROOM, 2)
         redis.eval(scripts.GOODBYE, 0, 30, "n2", "app", "")
-        assert published() == f"r{ROOM}\n1\n3".encode()
-        assert published() == f"r{ROOM}\nt\n4".encode()
+        assert published() == announced("r", "1", 3)
+        assert published() == announced("r", "t", 4)
         assert users() == [] and redis.keys("tp:*:i") == []
 
 
@@ -255,7 +262,7 @@ async def test_a_recovery_under_way_keeps_a_pusher_events_name_and_exclusion(nod
         ann = await b.client(WebSocketClient, "ann")
         await ann.send(f"SUBSCRIBE news since={epoch}/1")
         assert await ann.message() == recovered(True, epoch, 1)
-        assert "news" in b.hub._guarded
+        assert b.hub.gates.guards("news")
         await call(client.trigger, "news", "update", "2", socket_id=excluded_id)
         assert await receive(ws) == {"event": "update", "channel": "news", "data": "2"}
         for thunder in (ann, watcher):
@@ -263,8 +270,7 @@ async def test_a_recovery_under_way_keeps_a_pusher_events_name_and_exclusion(nod
         # bob's recovery is under way when the next message comes (one loop turn).
         bob = await b.client(WebSocketClient, "bob")
         connection_of(b, "bob").handle(f"SUBSCRIBE news since={epoch}/2")
-        pusher = json.dumps(["late", excluded_id])
-        deliver(b.hub, f"knews\n{pusher}\n{epoch}\n3\n3".encode())
+        deliver(b.hub, kept(epoch, 3, "3", PublishOptions("late", excluded_id)))
         assert await receive(ws) == {"event": "late", "channel": "news", "data": "3"}
         assert await bob.message() == recovered(True, epoch, 2)
         for thunder in (bob, watcher):

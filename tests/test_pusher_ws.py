@@ -19,10 +19,11 @@ from websockets.exceptions import ConnectionClosed
 
 from thunderpush.auth import channel_token
 from thunderpush.core.apps import Apps
-from thunderpush.core.broker import Trigger
+from thunderpush.core.broker import PublishOptions
 from thunderpush.core.history import HistoryPolicy, Keep
 from thunderpush.core.hub import Hub
 from thunderpush.pusher import protocol as pusher
+from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.signatures import channel_auth, signin_auth
 
 from .conftest import KEY, SECRET
@@ -35,9 +36,7 @@ EVIL = "https://evil.example"
 
 
 class Thunder:
-    """A Thunderpush connection as the hub sees one."""
-
-    socket_id = None
+    """A Thunderpush connection as the hub sees one (no dialect: Thunderpush's)."""
 
     def __init__(self, userid: str) -> None:
         self.userid = userid
@@ -51,11 +50,14 @@ class Thunder:
 
 
 class Pusher(Thunder):
-    """A Pusher connection as the hub sees one: a socket id, user info per presence channel."""
+    """A Pusher connection as the hub sees one: its dialect, its socket id as its
+    ``id``, user info per presence channel."""
+
+    dialect = PUSHER
 
     def __init__(self, userid: str, socket_id: str, info: Any = None) -> None:
         super().__init__(userid)
-        self.socket_id = socket_id
+        self.id = socket_id
         self.info = info
 
     def member_info(self, channel: str) -> Any:
@@ -73,7 +75,7 @@ def test_a_publish_reaches_each_kind_in_its_own_frame_built_once():
     hub = Hub()
     thunder = joined(hub, Thunder("t"), "news")
     one, two = joined(hub, Pusher("p1", "1.1"), "news"), joined(hub, Pusher("p2", "2.2"), "news")
-    assert hub.send_to_channel("news", '{"a":1}', trigger=Trigger("update")) == 3
+    assert hub.send_to_channel("news", '{"a":1}', options=PublishOptions("update")) == 3
     assert thunder.received == ['{"payload":"{\\"a\\":1}","channel":"news"}']
     assert json.loads(one.received[0]) == {"event": "update", "channel": "news", "data": '{"a":1}'}
     assert one.received[0] is two.received[0]
@@ -86,7 +88,7 @@ def test_a_thunderpush_publish_is_the_default_event_and_exclude_skips_one_socket
     sender, other = (joined(app.hub, Pusher(u, s), "news") for u, s in (("a", "1.1"), ("b", "2.2")))
     assert app.broker.send_to_channel(app, "news", "hi") == 3
     assert json.loads(other.received[-1])["event"] == pusher.DEFAULT_EVENT == "message"
-    assert app.broker.send_to_channel(app, "news", "again", Trigger("client-x", "1.1")) == 2
+    assert app.broker.send_to_channel(app, "news", "again", PublishOptions("client-x", "1.1")) == 2
     assert len(sender.received) == 1
     assert json.loads(other.received[-1]) == {
         "event": "client-x",
@@ -94,7 +96,7 @@ def test_a_thunderpush_publish_is_the_default_event_and_exclude_skips_one_socket
         "data": "again",
     }
     # Thunderpush connections are never excluded, whatever the socket id.
-    assert app.broker.send_to_channel(app, "news", "3", Trigger(exclude="None")) == 3
+    assert app.broker.send_to_channel(app, "news", "3", PublishOptions(skip="None")) == 3
     assert len(thunder.received) == 3
 
 
@@ -102,7 +104,7 @@ def test_a_channel_without_pusher_connections_is_served_as_before():
     hub = Hub()
     pusher_in_other = joined(hub, Pusher("p", "1.1"), "other")
     thunder = joined(hub, Thunder("t"), "news")
-    assert hub.send_to_channel("news", "x", trigger=Trigger("ignored", "1.1")) == 1
+    assert hub.send_to_channel("news", "x", options=PublishOptions("ignored", "1.1")) == 1
     assert thunder.received == ['{"payload":"x","channel":"news"}']
     assert pusher_in_other.received == []
     hub.unsubscribe(pusher_in_other, "other")
@@ -408,7 +410,7 @@ def test_a_client_event_reaches_only_pusher_connections_and_is_never_kept():
     sender, other = (
         joined(app.hub, Pusher(u, s), "private-c") for u, s in (("a", "1.1"), ("b", "2.2"))
     )
-    event = Trigger("client-x", "1.1", client=True)
+    event = PublishOptions("client-x", "1.1", from_client=True)
     assert app.broker.send_to_channel(app, "private-c", "hi", event) == 1
     assert (thunder.received, sender.received) == ([], [])
     assert json.loads(other.received[0]) == {

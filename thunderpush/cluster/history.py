@@ -38,5 +38,5 @@ class RedisHistory(History):
 def stream_of(answer: list) -> Stream:
     """The ``Stream`` that a ``scripts.HISTORY`` answer describes."""
     epoch, offset, *messages = answer
-    payloads = (payload.decode("utf-8") for payload in messages[1::2])
+    payloads = (payload.decode("utf-8", "surrogatepass") for payload in messages[1::2])
     return Stream(epoch.decode("ascii"), offset, tuple(zip(messages[::2], payloads, strict=True)))

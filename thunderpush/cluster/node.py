@@ -26,10 +26,11 @@ from thunderpush.cluster.connection import (
     Pipeline,
     address,
 )
-from thunderpush.cluster.hub import ClusterHub
+from thunderpush.cluster.hub import HubReporter
 from thunderpush.cluster.registry import Registry
 from thunderpush.cluster.subscriber import Subscriber
 from thunderpush.core.broker import BackendUnavailable
+from thunderpush.core.hub import Hub
 from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ class Node:
         # The ids of the nodes in the cluster when this one last beat (itself included).
         self.nodes: list[str] = []
         self.registry = Registry(self)
-        self.hubs: dict[str, ClusterHub] = {}
-        self._by_bus: dict[bytes, ClusterHub] = {}
+        # Each app's hub, with its listener.
+        self.hubs: dict[str, HubReporter] = {}
+        self._by_bus: dict[bytes, Hub] = {}
         self._client: Connection | None = None
         self._bus: Subscriber | None = None
         self._shas: dict[str, bytes] = {}
@@ -67,9 +69,11 @@ class Node:
         self._joined = asyncio.Event()
         self._warned = False
 
-    def hub(self, key: str) -> ClusterHub:
-        """The hub of app ``key`` on this node (``Apps`` calls this for each app)."""
-        hub = self.hubs[key] = ClusterHub(key, self.registry)
+    def hub(self, key: str) -> Hub:
+        """The hub of app ``key`` on this node (``Apps`` calls this for each app),
+        reported to Redis by its listener."""
+        hub = Hub()
+        self.hubs[key] = HubReporter(key, hub, self.registry)
         channel = scripts.bus_channel(key).encode()
         self._by_bus[channel] = hub
         if self._bus is not None:

@@ -1,13 +1,14 @@
 """This node's presence in Redis: its users and subscriptions, written once per loop turn.
 
-Hubs only say *what* changed (a user, a user in a channel); the writer reads
-the hub's state when it writes, so each write is the current truth however
-many changes it sums up, and rewriting everything after Redis was away is the
-same operation over every record.  Example of a turn: three subscriptions and
-a welcome become one pipeline, the welcome's member list read after the
-writes, so a new member sees itself.  A recovery's read of a channel's
-stream comes last in the turn, so a presence channel's member list is told
-before the missed messages.
+Hubs only say *what* changed (a user, a user in a channel), through their
+listener (``thunderpush.cluster.hub.HubReporter``); the writer reads the
+hub's state (its read-only methods) when it writes, so each write is the
+current truth however many changes it sums up, and rewriting everything after
+Redis was away is the same operation over every record.  Example of a turn:
+three subscriptions and a welcome become one pipeline, the welcome's member
+list read after the writes, so a new member sees itself.  A recovery's read of
+a channel's stream comes last in the turn, so a presence channel's member list
+is told before the missed messages.
 
 Rewriting after an outage announces in presence channels only what changed
 while Redis was away (the others were told of the rest before), unless the
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import scripts
 from thunderpush.cluster.history import stream_of
-from thunderpush.core.hub import Connection
+from thunderpush.core.hub import Connection, dialect_of
 from thunderpush.core.protocol import is_presence_channel
 from thunderpush.webhooks.events import (
     CHANNEL_OCCUPIED,
@@ -47,7 +48,7 @@ from thunderpush.webhooks.events import (
 
 if TYPE_CHECKING:
     from thunderpush.cluster.connection import Connection as Redis
-    from thunderpush.cluster.hub import ClusterHub
+    from thunderpush.cluster.hub import HubReporter
     from thunderpush.cluster.node import Node
 
 
@@ -57,33 +58,33 @@ class Registry:
     def __init__(self, node: Node) -> None:
         self.node = node
         # Dicts as ordered sets: changes are written in the order they came.
-        self._users: dict[tuple[ClusterHub, str], None] = {}
+        self._users: dict[tuple[HubReporter, str], None] = {}
         # (hub, channel, user) -> whether a change in a presence channel is announced.
-        self._members: dict[tuple[ClusterHub, str, str], bool] = {}
+        self._members: dict[tuple[HubReporter, str, str], bool] = {}
         # The members whose record in Redis has a ``user_info``, to delete with it.
-        self._informed: dict[tuple[ClusterHub, str, str], None] = {}
+        self._informed: dict[tuple[HubReporter, str, str], None] = {}
         # Presence-channel members that changed while Redis was away.
-        self._offline: dict[tuple[ClusterHub, str, str], None] = {}
-        self._welcomes: list[tuple[ClusterHub, Connection, str]] = []
+        self._offline: dict[tuple[HubReporter, str, str], None] = {}
+        self._welcomes: list[tuple[HubReporter, Connection, str]] = []
         # (hub, connection, channel, the keep's ttl, the offset to read after).
-        self._recoveries: list[tuple[ClusterHub, Connection, str, float, int]] = []
+        self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
         self._wanted = asyncio.Event()
 
     # -- what the hubs report (never waits) --------------------------------
 
-    def user_changed(self, hub: ClusterHub, userid: str) -> None:
+    def user_changed(self, hub: HubReporter, userid: str) -> None:
         if self.node.up:
             self._users[hub, userid] = None
             self._wanted.set()
 
-    def member_changed(self, hub: ClusterHub, channel: str, userid: str) -> None:
+    def member_changed(self, hub: HubReporter, channel: str, userid: str) -> None:
         if self.node.up:
             self._members[hub, channel, userid] = True
             self._wanted.set()
         elif is_presence_channel(channel):
             self._offline[hub, channel, userid] = None
 
-    def welcome(self, hub: ClusterHub, connection: Connection, channel: str) -> bool:
+    def welcome(self, hub: HubReporter, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
         if not self.node.up:
             return False
@@ -92,7 +93,7 @@ class Registry:
         return True
 
     def recover(
-        self, hub: ClusterHub, connection: Connection, channel: str, ttl: float, since: int
+        self, hub: HubReporter, connection: Connection, channel: str, ttl: float, since: int
     ) -> bool:
         """Reads ``channel``'s stream after ``since`` for ``connection`` (messages kept
         for less than ``ttl`` seconds); False if it cannot."""
@@ -104,7 +105,7 @@ class Registry:
 
     # -- writing ------------------------------------------------------------
 
-    async def resync(self, client: Redis, hubs: list[ClusterHub], forgotten: bool) -> None:
+    async def resync(self, client: Redis, hubs: list[HubReporter], forgotten: bool) -> None:
         """Rewrites every record of this node: what Redis has for it, and what its hubs
         hold; announces everything if the cluster had ``forgotten`` this node."""
         offline, self._offline = self._offline, {}
@@ -113,17 +114,16 @@ class Registry:
             users, channels, pairs = await self.node.script(
                 client, scripts.RECORDS, hub.key, self.node.id
             )
-            for user in [*users, *hub.users]:
+            for user in [*users, *hub.local.user_ids()]:
                 self._users[hub, _text(user)] = None
             marked = [(_text(channel), "") for channel in channels]
             marked += [(_text(c), _text(u)) for c, u in zip(pairs[::2], pairs[1::2], strict=True)]
-            for channel, connections in hub.channels.items():
-                marked += [(channel, connection.userid) for connection in connections]
+            marked += hub.local.subscriptions()
             for channel, user in marked:
                 key = (hub, channel, user)
                 members[key] = members.get(key, False) or forgotten or key in offline
-            for connection, channel in hub.rejoined():
-                hub.welcome(connection, channel)
+            for connection, channel in hub.local.rejoined():
+                hub.local.welcome(connection, channel)
         # The infos of the records Redis forgot, and whose members are gone, are no more.
         self._informed = {key: None for key in self._informed if key in members}
         await self.write(client)
@@ -152,32 +152,33 @@ class Registry:
             raise
         lists = answers[: len(welcomes)]
         for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
-            hub.welcomed(connection, channel, _members(names, hub.is_pusher(connection)), seq)
+            infos = dialect_of(connection).member_infos
+            hub.local.welcomed(connection, channel, _members(names, infos), seq)
         streams = answers[len(welcomes) :]
         for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
-            hub.recovered(connection, channel, stream_of(read))
+            hub.local.recovered(connection, channel, stream_of(read))
 
     async def _send(
         self,
         client: Redis,
-        users: dict[tuple[ClusterHub, str], None],
-        members: dict[tuple[ClusterHub, str, str], bool],
-        welcomes: list[tuple[ClusterHub, Connection, str]],
-        recoveries: list[tuple[ClusterHub, Connection, str, float, int]],
+        users: dict[tuple[HubReporter, str], None],
+        members: dict[tuple[HubReporter, str, str], bool],
+        welcomes: list[tuple[HubReporter, Connection, str]],
+        recoveries: list[tuple[HubReporter, Connection, str, float, int]],
     ) -> list:
         node = self.node
         pipe = client.pipeline(transaction=False)
         watched = self._write_counts(pipe, users, members)
         score = str(int(time.time() * 1000))
         # The members written with a user_info (True) or whose info is deleted (False).
-        informed: list[tuple[tuple[ClusterHub, str, str], bool]] = []
+        informed: list[tuple[tuple[HubReporter, str, str], bool]] = []
         # The presence members whose arrival was written, to hear if Redis refused them.
-        arrivals: list[tuple[int, ClusterHub, str, str]] = []
+        arrivals: list[tuple[int, HubReporter, str, str]] = []
         for key, loud in members.items():
             hub, channel, user = key
             if user:  # "" only marks a channel whose count to rewrite
-                if hub.has_member(channel, user):
-                    here, info = score, hub.members.info(channel, user)
+                if hub.local.has_member(channel, user):
+                    here, info = score, hub.local.member_info(channel, user)
                     info = "" if info is None else json.dumps(info)
                 else:
                     here, info = "", "-" if key in self._informed else ""
@@ -189,7 +190,7 @@ class Registry:
                 args = (node.ttl, hub.key, node.id, channel, user, here, loud_flag, info)
                 node.queue_script(pipe, scripts.MEMBER, *args, hub.max_members)
         for hub, connection, channel in welcomes:
-            infos = "1" if hub.is_pusher(connection) else ""
+            infos = "1" if dialect_of(connection).member_infos else ""
             node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel, infos)
         for hub, _, channel, ttl, since in recoveries:
             node.queue_script(pipe, scripts.HISTORY, hub.key, channel, ttl, since)
@@ -202,15 +203,15 @@ class Registry:
         _announce(watched, results[: len(watched)])
         for index, hub, channel, user in arrivals:
             if results[index] == -1:
-                hub.refused(channel, user)
+                hub.local.refused(channel, user)
         return results[len(results) - len(welcomes) - len(recoveries) :]
 
     def _write_counts(
         self,
         pipe: object,
-        users: dict[tuple[ClusterHub, str], None],
-        members: dict[tuple[ClusterHub, str, str], bool],
-    ) -> list[tuple[ClusterHub, str, list[str]]]:
+        users: dict[tuple[HubReporter, str], None],
+        members: dict[tuple[HubReporter, str, str], bool],
+    ) -> list[tuple[HubReporter, str, list[str]]]:
         """Queues the node's count of each changed user ("u") and channel ("c").
 
         An app with a webhook writes its counts with ``COUNTS``, queued first so
@@ -218,11 +219,11 @@ class Registry:
         The other apps pay no more than an HSET or HDEL.
         """
         node = self.node
-        counts: dict[tuple[ClusterHub, str], dict[str, int]] = {}
+        counts: dict[tuple[HubReporter, str], dict[str, int]] = {}
         for hub, user in users:
-            counts.setdefault((hub, "u"), {})[user] = len(hub.users.get(user, ()))
+            counts.setdefault((hub, "u"), {})[user] = hub.local.user_connection_count(user)
         for hub, channel, _ in members:
-            counts.setdefault((hub, "c"), {})[channel] = len(hub.channels.get(channel, ()))
+            counts.setdefault((hub, "c"), {})[channel] = hub.local.channel_connection_count(channel)
         watched = []
         for (hub, field), names in counts.items():
             if hub.on_transition is not None:
@@ -260,17 +261,17 @@ class Registry:
         self._users, self._members = {}, {}
         welcomes, self._welcomes = self._welcomes, []
         for hub, connection, channel in welcomes:
-            hub.welcome_alone(connection, channel)
+            hub.local.welcome_alone(connection, channel)
         recoveries, self._recoveries = self._recoveries, []
         for hub, connection, channel, *_ in recoveries:
-            hub.recovered(connection, channel, None)
+            hub.local.recovered(connection, channel, None)
 
 
 # The events of a count hash's field that came to some node, and went from all.
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
 
 
-def _announce(watched: list[tuple[ClusterHub, str, list[str]]], answers: list) -> None:
+def _announce(watched: list[tuple[HubReporter, str, list[str]]], answers: list) -> None:
     """Records the transitions ``COUNTS`` answered (1: came, -1: went, 0: neither)."""
     for (hub, field, names), changes in zip(watched, answers, strict=True):
         tell = hub.on_transition

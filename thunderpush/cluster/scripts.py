@@ -108,12 +108,16 @@ local function full(ttl, app, channel, user, cap)
   end
   return count >= cap
 end
+-- A field of a bus message: its length in bytes, a colon, the bytes (see ``bus``).
+local function bus_field(text)
+  return #text .. ':' .. text
+end
 -- Publishes presence event ``kind`` about ``user``, with its ``user_info`` if it has one.
 local function announce(app, kind, channel, user, info)
-  local seq = redis.call('INCR', P .. app .. ':seq')
-  local message = kind .. channel .. '\\n' .. user .. '\\n' .. seq
-  if info and info ~= '' then
-    message = message .. '\\n' .. info
+  local seq = tostring(redis.call('INCR', P .. app .. ':seq'))
+  local message = kind .. bus_field(channel) .. bus_field(user) .. bus_field(seq)
+  if kind == 'a' then
+    message = message .. bus_field(info or '')
   end
   redis.call('PUBLISH', P .. app .. ':bus', message)
 end
@@ -217,11 +221,11 @@ end
 """
 
 # ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, and the
-# Pusher part ("" or ``[event, exclude(, user id)]`` as JSON, see ``bus``).  Keeps the
-# payload in the channel's stream (starting a new one, with a new epoch, if
-# there is none), publishes it on the bus with its position (kind ``h``, or
-# ``k`` with the Pusher part), and answers how many connections other live
-# nodes have in the channel.
+# bus message's head (kind ``c`` or ``p`` and its fields, see ``bus``).  Keeps
+# the payload in the channel's stream (starting a new one, with a new epoch,
+# if there is none), publishes it on the bus with its position (kind ``h``
+# before the head), and answers how many connections other live nodes have
+# in the channel.
 SEND_KEPT = (
     _COMMON
     + _STREAMS
@@ -244,13 +248,8 @@ redis.call('LTRIM', list, -size, -1)
 local ms = math.ceil(keep * 1000)
 redis.call('PEXPIRE', list, ms)
 redis.call('PEXPIRE', meta, ms)
-local position = epoch .. '\\n' .. offset .. '\\n'
-local pusher = ARGV[8] or ''
-local head = 'h' .. channel .. '\\n'
-if pusher ~= '' then
-  head = 'k' .. channel .. '\\n' .. pusher .. '\\n'
-end
-redis.call('PUBLISH', P .. app .. ':bus', head .. position .. payload)
+local position = 'h' .. bus_field(epoch) .. bus_field(tostring(offset))
+redis.call('PUBLISH', P .. app .. ':bus', position .. ARGV[8] .. payload)
 return elsewhere_count(ttl, app, node, 'c', channel)
 """
 )

@@ -2,8 +2,8 @@
 
 On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
 it directly and answers at once; a publish to a channel that keeps history is
-kept in the hub's streams first, and delivered with its position (a Pusher
-client event never is: ``Trigger.client``).  A cluster
+kept in the hub's streams first, and delivered with its position (a client's
+message never is: ``PublishOptions.from_client``).  A cluster
 broker (Redis) implements the same three methods by moving the request to
 every node; its answers are awaitables, which raise ``BackendUnavailable``
 when the cluster cannot be reached.  Callers accept either (``Result``), so
@@ -24,22 +24,25 @@ T = TypeVar("T")
 Result = T | Awaitable[T]
 
 
-class Trigger(NamedTuple):
-    """A publish as Pusher clients get it: the event name (None: a Thunderpush
-    publish, ``thunderpush.pusher.protocol.DEFAULT_EVENT``), the socket id that
-    does not get it (the sender's), and in a presence channel the sender's
-    user id.  Thunderpush connections get the payload whatever it says, unless
-    it is a Pusher ``client`` event: a client's words, not the backend's, which
-    only Pusher connections get and no history keeps (docs/pusher.rst)."""
+class PublishOptions(NamedTuple):
+    """How a publish is told, in no dialect's words: each connection's dialect
+    (``thunderpush.core.dialect``) decides what of it its clients see.
+
+    ``event``: the event name a dialect that names events uses (None: its
+    default); ``skip``: the ``id`` of the one connection that does not get it
+    (the sender's); ``sender``: the sender's user id, for dialects that say
+    who sent it; ``from_client``: a client's words, not the backend's: never
+    kept in history, and only dialects that take client messages deliver it.
+    """
 
     event: str | None = None
-    exclude: str | None = None
-    user_id: str | None = None
-    client: bool = False
+    skip: str | None = None
+    sender: str | None = None
+    from_client: bool = False
 
 
-# A Thunderpush publish: the default event, nobody excluded.
-NO_TRIGGER = Trigger()
+# A backend's plain publish: the default event, nobody skipped.
+PLAIN = PublishOptions()
 
 
 class BackendUnavailable(Exception):
@@ -55,11 +58,11 @@ class Broker(abc.ABC):
         app: App,
         channel: str,
         message: str,
-        trigger: Trigger | None = None,
+        options: PublishOptions = PLAIN,
     ) -> Result[int]:
         """Deliver to every connection in ``channel``; the answer is how many.
 
-        ``trigger`` says how Pusher connections get it (see ``Hub.send_to_channel``).
+        ``options`` say how each dialect tells it (see ``Hub.send_to_channel``).
         """
 
     @abc.abstractmethod
@@ -79,13 +82,13 @@ class LocalBroker(Broker):
         app: App,
         channel: str,
         message: str,
-        trigger: Trigger | None = None,
+        options: PublishOptions = PLAIN,
     ) -> int:
-        keep = None if trigger is not None and trigger.client else app.history.keep(channel)
+        keep = None if options.from_client else app.history.keep(channel)
         if keep is None:
-            return app.hub.send_to_channel(channel, message, None, trigger)
+            return app.hub.send_to_channel(channel, message, None, options)
         position = app.hub.streams.append(channel, message, keep)
-        return app.hub.send_to_channel(channel, message, position, trigger)
+        return app.hub.send_to_channel(channel, message, position, options)
 
     def send_to_user(self, app: App, userid: str, message: str) -> int:
         return app.hub.send_to_user(userid, message)

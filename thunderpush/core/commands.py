@@ -25,6 +25,7 @@ from typing import Any
 from thunderpush import auth
 from thunderpush.core import protocol
 from thunderpush.core.apps import App, Apps
+from thunderpush.core.dialect import THUNDERPUSH, Dialect
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ class Client:
     app: App | None = None
     userid: str | None = None
     closed: bool = False
+    # How the hub frames deliveries here (``thunderpush.core.dialect``), and the
+    # name a publish's ``skip`` would give this connection: none.
+    dialect: Dialect = THUNDERPUSH
+    id: str | None = None
     # The command rate and the item rate, as token buckets kept in one number
     # each (``Limits.take``, ``Limits.take_items``).
     _bucket_full_at: int = 0

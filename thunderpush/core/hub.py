@@ -1,30 +1,38 @@
 """The hub of one app on this process: its connections, their channels, and fan-out.
 
-A ``Hub`` knows nothing about HTTP, SockJS or Tornado.  It holds
-*connections*: any object with
+A ``Hub`` knows nothing about HTTP, SockJS or Tornado, nor about Redis.  It
+holds *connections*: any object with
 
 * ``userid`` - the user id given in ``CONNECT``,
 * ``send_delivery(element)`` - queue one delivery (a JSON text) to the client,
 * ``force_disconnect()`` - close the connection with code 9002,
-* optionally ``closed`` - true once it takes nothing more (a recovery stops).
+* optionally ``closed`` - true once it takes nothing more (a recovery stops),
+* optionally ``dialect`` - how its clients are told things
+  (``thunderpush.core.dialect``; ``THUNDERPUSH`` if it has none), and then
+  ``id``, the name a publish's ``skip`` gives it, and ``member_info(channel)``,
+  its user's info in a presence channel.
 
 ``thunderpush.transports.connection.ThunderConnection`` is the SockJS
-connection that implements them.  A Pusher connection
-(``thunderpush.pusher.connection``) also has a ``socket_id`` (not None) and
-``member_info(channel)``, its user's info in a presence channel: the hub
-sends it Pusher frames (``thunderpush.pusher.protocol``), built once per
-publish, and a publish may exclude one socket id (the Pusher sender's).
+connection that implements them; ``thunderpush.pusher.connection`` the Pusher
+one.  A publish is framed once per dialect among its receivers
+(``Dialect.publication``); a channel whose connections all speak Thunderpush
+costs one frame and one loop.
 
 What the API asks for reaches a hub through the ``Broker``
 (``thunderpush.core.broker``), so the hub only ever serves the connections of
-its own process.  In ``presence-`` channels the hub also
-announces who joins and leaves (``member_added``/``member_removed`` events),
-counting users in ``thunderpush.core.members``.  The channels that keep
-history keep it in ``streams`` (``thunderpush.core.streams``), and a
-subscriber that reconnects is sent what it missed (``recover``).  A channel's
-first connection in and last out, and a user's, are told to ``on_transition``
-(the app's webhook queue, ``thunderpush.webhooks``), if anything listens.
-Example::
+its own process.  In ``presence-`` channels the hub also announces who joins
+and leaves, counting users in ``thunderpush.core.members``.  The channels that
+keep history keep it in ``streams`` (``thunderpush.core.streams``), and a
+subscriber that reconnects is sent what it missed (``recover``).
+
+The hub is never subclassed: it states facts (a user's first connection here
+and its last, a channel's, every subscription) to its ``listener``
+(``thunderpush.core.listener``), by default ``Transitions``, the app's
+webhooks.  A cluster node's listener (``thunderpush.cluster.hub``) turns
+``presence_here`` off, announces members through ``announce`` and answers
+welcomes (``welcomed``) and recoveries (``recovered``); the hub then holds a
+welcomed connection's presence events, and a recovering connection's
+deliveries (``thunderpush.core.gates``), until the answer comes.  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -38,35 +46,31 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from thunderpush.core.broker import NO_TRIGGER, Trigger
+from thunderpush.core.broker import PLAIN, PublishOptions
+from thunderpush.core.dialect import THUNDERPUSH, Dialect, MemberList
+from thunderpush.core.gates import Gates
 from thunderpush.core.history import Keep
+from thunderpush.core.holdings import Holdings
+from thunderpush.core.listener import HubListener, Transitions
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import (
     TOO_MANY_MEMBERS,
     encode_delivery,
     is_presence_channel,
     is_valid_channel_name,
-    member_added,
-    member_removed,
     recovered,
-    subscription_error,
-    subscription_succeeded,
 )
-from thunderpush.core.streams import Stream, Streams
-from thunderpush.pusher import protocol as pusher
-from thunderpush.webhooks.events import (
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
-    USER_OFFLINE,
-    USER_ONLINE,
-)
+from thunderpush.core.streams import NO_STREAM, Stream, Streams
 
 logger = logging.getLogger(__name__)
 
 Connection = Any
+# A connection of another dialect than Thunderpush's: its dialect and id.
+Foreign = tuple[Dialect, Any]
+_OWN: Foreign = (THUNDERPUSH, None)
 
 
-class Hub:
+class Hub(Holdings):
     """Connections of one app, by user and by channel, and delivery to them.
 
     Users and channel members are kept in insertion-ordered dicts used as sets:
@@ -84,11 +88,15 @@ class Hub:
         # Which channels each connection is in, so that a disconnect costs
         # O(its channels) rather than a scan of every channel.
         self._subscriptions: dict[Connection, set[str]] = {}
-        # The Pusher connections, and those of each channel: a channel with
-        # none is served exactly as before, at the cost of one lookup.
-        self._pusher_connections: dict[Connection, None] = {}
-        self._pusher_channels: dict[str, dict[Connection, None]] = {}
+        # The connections of other dialects than Thunderpush's, and those of
+        # each channel: a channel with none is served at the cost of one lookup.
+        self._foreign: dict[Connection, Foreign] = {}
+        self._mixed: dict[str, dict[Connection, None]] = {}
         self.members = Members()
+        # False: presence events come from elsewhere (``announce``), not from
+        # this hub's joins and leaves (a cluster's Redis counts the users).
+        self.presence_here = True
+        self.gates = Gates()
         # The history of this app's channels that keep it (filled by the broker).
         self.streams = Streams()
         # Messages handed to this hub (publishes, sends to a user), and the
@@ -98,10 +106,10 @@ class Hub:
         self.messages = 0
         self.delivered_to_channels = 0
         self.delivered_to_users = 0
-        # Told ``(event, name)`` when a channel gets its first connection or loses
-        # its last, and a user likewise: the app's webhook queue
+        # Told ``(event, name)`` of the app's webhook events
         # (``thunderpush.webhooks``); None, the default, costs a test per change.
         self.on_transition: Callable[[str, str], None] | None = None
+        self.listener: HubListener = Transitions(self)
 
     # -- delivery ---------------------------------------------------------
 
@@ -110,81 +118,86 @@ class Hub:
         channel: str,
         message: str | bytes,
         position: tuple[str, int] | None = None,
-        trigger: Trigger | None = None,
+        options: PublishOptions = PLAIN,
     ) -> int:
         """Deliver ``message`` to every connection in ``channel``; return how many.
 
         ``position`` (epoch, offset) is the message's place in the channel's
-        stream, when the channel keeps history.  Pusher connections get it as
-        ``trigger`` says (``thunderpush.core.broker.Trigger``); Thunderpush
-        connections get the payload whatever the event, and are never excluded,
-        but never get a Pusher client event.
+        stream, when the channel keeps history.  Each dialect frames it as
+        ``options`` say, or leaves it out; a connection whose ``id`` is
+        ``options.skip`` does not get it.  A connection recovering the channel
+        gets it after what it missed, or not at all if that included it.
         """
         text = _text(message)
-        element = encode_delivery(text, channel, position)
-        subscribers = self.channels.get(channel, ())
-        if trigger is not None and trigger.client:
-            count = self._deliver_client_event(channel, text, trigger)
-        elif channel in self._pusher_channels:
-            trigger = trigger or NO_TRIGGER
-            pusher_element = pusher.trigger_event(trigger, channel, text)
-            count = self._deliver_both(
-                channel, subscribers, element, pusher_element, trigger.exclude
-            )
+        subscribers = self.channels.get(channel)
+        if subscribers is None:
+            count = 0
+        elif channel in self._mixed or (position is not None and self.gates.guards(channel)):
+            count = self._fan_out(channel, subscribers, text, position, options)
         else:
-            count = self._deliver(subscribers, element)
+            element = THUNDERPUSH.publication(channel, text, position, options)
+            count = 0 if element is None else self._deliver(subscribers, element)
         self.messages += 1
         self.delivered_to_channels += count
         return count
 
-    def send_to_user(self, userid: str, message: str | bytes) -> int:
-        """Deliver ``message`` to every connection of ``userid``; return how many.
+    def _fan_out(
+        self,
+        channel: str,
+        subscribers: Iterable[Connection],
+        text: str,
+        position: tuple[str, int] | None,
+        options: PublishOptions,
+    ) -> int:
+        """A publish framed once per dialect among ``subscribers``, and held or
+        dropped for the connections recovering ``channel``."""
+        foreign, skip, gates = self._foreign, options.skip, self.gates
+        guarded = position is not None and gates.guards(channel)
+        batches: dict[Dialect, tuple[str | None, list[Connection]]] = {}
+        held = 0
+        for connection in list(subscribers):
+            dialect, name = foreign.get(connection, _OWN)
+            if skip is not None and name == skip:
+                continue
+            batch = batches.get(dialect)
+            if batch is None:
+                frame = dialect.publication(channel, text, position, options)
+                batch = batches[dialect] = (frame, [])
+            if batch[0] is None:
+                continue
+            if guarded:
+                verdict = gates.admit(connection, channel, position, batch[0])
+                if verdict is not True:
+                    held += verdict is None
+                    continue
+            batch[1].append(connection)
+        count = held
+        for element, targets in batches.values():
+            if element is not None:
+                count += self._deliver(targets, element)
+        return count
 
-        A Pusher connection (signed in as ``userid``) gets it as the event
-        ``pusher.DEFAULT_EVENT`` on the user's channel, as pusher-js expects.
-        """
+    def send_to_user(self, userid: str, message: str | bytes) -> int:
+        """Deliver ``message`` to every connection of ``userid``; return how many."""
         text = _text(message)
-        element = encode_delivery(text)
         connections = self.users.get(userid, ())
-        if self._pusher_connections:
-            pushers = [c for c in connections if c in self._pusher_connections]
-            others = [c for c in connections if c not in self._pusher_connections]
-            user_channel = pusher.USER_CHANNEL_PREFIX + userid
-            count = self._deliver(others, element) + self._deliver(
-                pushers, pusher.event(pusher.DEFAULT_EVENT, user_channel, text)
-            )
+        if self._foreign:
+            count = self._deliver_each(connections, lambda d: d.user_delivery(userid, text))
         else:
-            count = self._deliver(connections, element)
+            count = self._deliver(connections, THUNDERPUSH.user_delivery(userid, text))
         self.messages += 1
         self.delivered_to_users += count
         return count
 
-    def _deliver_client_event(self, channel: str, text: str, trigger: Trigger) -> int:
-        """A Pusher client's event to the channel's Pusher connections but the sender's."""
-        targets = [
-            c for c in self._pusher_channels.get(channel, ()) if c.socket_id != trigger.exclude
-        ]
-        if not targets:
-            return 0
-        return self._deliver(targets, pusher.trigger_event(trigger, channel, text))
-
-    def _deliver_both(
-        self,
-        channel: str,
-        targets: Iterable[Connection],
-        element: str,
-        pusher_element: str,
-        exclude: str | None = None,
+    def _deliver_each(
+        self, connections: Iterable[Connection], frame: Callable[[Dialect], str]
     ) -> int:
-        """``element`` to the Thunderpush connections of ``targets`` and
-        ``pusher_element`` to the Pusher ones, but the socket ``exclude``."""
-        pushers = self._pusher_channels.get(channel)
-        if pushers is None:
-            return self._deliver(targets, element)
-        targets = list(targets)
-        thunder = [c for c in targets if c not in pushers]
-        others = [c for c in targets if c in pushers and c.socket_id != exclude]
-        return self._deliver(thunder, element) + self._deliver(others, pusher_element)
+        """To each of ``connections`` the ``frame`` of its dialect, built once per dialect."""
+        batches: dict[Dialect, list[Connection]] = {}
+        foreign = self._foreign
+        for connection in connections:
+            batches.setdefault(foreign.get(connection, _OWN)[0], []).append(connection)
+        return sum(self._deliver(targets, frame(d)) for d, targets in batches.items())
 
     def _deliver(self, connections: Iterable[Connection], element: str) -> int:
         # A snapshot: a send may close a connection, which removes it and
@@ -211,22 +224,26 @@ class Hub:
 
     def add(self, connection: Connection) -> None:
         """``connection`` is online as its ``userid``."""
-        connections = self.users.get(connection.userid)
+        userid = connection.userid
+        connections = self.users.get(userid)
+        first = connections is None
         if connections is None:
-            connections = self.users[connection.userid] = {}
-            self._transition(USER_ONLINE, connection.userid)
+            connections = self.users[userid] = {}
         connections[connection] = None
         self._subscriptions.setdefault(connection, set())
-        if getattr(connection, "socket_id", None) is not None:
-            self._pusher_connections[connection] = None
+        dialect = dialect_of(connection)
+        if dialect is not THUNDERPUSH:
+            self._foreign[connection] = (dialect, getattr(connection, "id", None))
+        self.listener.connected(userid, first)
 
     def remove(self, connection: Connection) -> None:
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
             self._leave(connection, channel)
-        self._pusher_connections.pop(connection, None)
-        if self._discard(self.users, connection.userid, connection):
-            self._transition(USER_OFFLINE, connection.userid)
+        self._foreign.pop(connection, None)
+        userid = connection.userid
+        if userid in self.users:
+            self.listener.disconnected(userid, self._discard(self.users, userid, connection))
 
     def subscribe(self, connection: Connection, channel: str) -> bool:
         """Add ``connection`` to ``channel``; in a presence channel, a new user is announced.
@@ -241,28 +258,26 @@ class Hub:
         subscribers = self.channels.get(channel)
         if subscribers is not None and connection in subscribers:
             return True
-        if self._full(channel, connection.userid):
-            logger.debug("User %s refused in %s: full.", connection.userid, channel)
+        userid = connection.userid
+        if self._full(channel, userid):
+            logger.debug("User %s refused in %s: full.", userid, channel)
             return False
+        first = subscribers is None
         if subscribers is None:
             subscribers = self.channels[channel] = {}
-            self._transition(CHANNEL_OCCUPIED, channel)
         subscribers[connection] = None
         self._subscriptions.setdefault(connection, set()).add(channel)
-        info = None
-        if getattr(connection, "socket_id", None) is not None:
-            self._pusher_channels.setdefault(channel, {})[connection] = None
-            info = connection.member_info(channel)
-        logger.debug("User %s subscribed to %s.", connection.userid, channel)
-        userid = connection.userid
-        if is_presence_channel(channel) and self.members.join(channel, userid, info):
-            others = [other for other in subscribers if other is not connection]
-            self._deliver_both(
-                channel,
-                others,
-                member_added(channel, userid),
-                pusher.member_added(channel, userid, self.members.info(channel, userid)),
-            )
+        if connection in self._foreign:
+            self._mixed.setdefault(channel, {})[connection] = None
+        logger.debug("User %s subscribed to %s.", userid, channel)
+        if is_presence_channel(channel):
+            member_info = getattr(connection, "member_info", None)
+            info = None if member_info is None else member_info(channel)
+            if self.members.join(channel, userid, info) and self.presence_here:
+                info = self.members.info(channel, userid)
+                others = [other for other in subscribers if other is not connection]
+                self._deliver_each(others, lambda d: d.member_added(channel, userid, info))
+        self.listener.subscribed(channel, userid, first)
         return True
 
     def _full(self, channel: str, userid: str) -> bool:
@@ -276,29 +291,120 @@ class Hub:
             and not self.members.has(channel, userid)
         )
 
+    def unsubscribe(self, connection: Connection, channel: str) -> None:
+        """Remove this one connection from ``channel``; the others stay."""
+        channels = self._subscriptions.get(connection)
+        if channels is not None and channel in channels:
+            channels.discard(channel)
+            self._leave(connection, channel)
+
+    def _leave(self, connection: Connection, channel: str) -> None:
+        """Out of ``channel``; in a presence channel, a user's last connection out is announced."""
+        last = self._discard(self.channels, channel, connection)
+        self._discard(self._mixed, channel, connection)
+        self.gates.forget(connection, channel)
+        userid = connection.userid
+        if is_presence_channel(channel) and self.members.leave(channel, userid):
+            if self.presence_here:
+                self._deliver_each(
+                    self.channels.get(channel, ()), lambda d: d.member_removed(channel, userid)
+                )
+        self.listener.unsubscribed(channel, userid, last)
+
+    @staticmethod
+    def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:
+        """``member`` out of ``index[key]``; True if it was the last one there."""
+        members = index.get(key)
+        if members is None:
+            return False
+        members.pop(member, None)
+        if members:
+            return False
+        # Empty entries would let clients grow the index without bound.
+        del index[key]
+        return True
+
+    # -- presence -----------------------------------------------------------
+
     def welcome(self, connection: Connection, channel: str) -> None:
         """Tells ``connection``, now in presence ``channel``, who is there; or, if
         ``subscribe`` refused it as one user too many, that it is refused.
 
-        A cluster hub answers once the cluster has told it (``thunderpush.cluster``).
+        The listener may answer instead (a cluster's members): its events are
+        then held until ``welcomed``.
         """
         if not self.is_subscribed(connection, channel):
             self.refuse_member(connection, channel)
-        elif connection in self._pusher_channels.get(channel, ()):
-            members = self.members.with_info(channel)
-            connection.send_delivery(pusher.presence_succeeded(channel, members))
+        elif self.listener.members_wanted(connection, channel):
+            self.gates.wait_for_members(connection, channel)
         else:
-            connection.send_delivery(subscription_succeeded(channel, self.channel_members(channel)))
+            self.welcome_alone(connection, channel)
+
+    def welcome_alone(self, connection: Connection, channel: str) -> None:
+        """Tells ``connection`` the members this hub knows; where presence is not
+        here's alone (no cluster to ask), it is remembered to be told again."""
+        self.gates.members_told(connection, channel)
+        if not self.is_subscribed(connection, channel):
+            return
+        if not self.presence_here:
+            self.gates.told_alone(connection, channel)
+        welcome = dialect_of(connection).welcome(channel, self.members.with_info(channel))
+        connection.send_delivery(welcome)
+
+    def welcomed(self, connection: Connection, channel: str, members: MemberList, seq: int) -> None:
+        """The listener's member list for ``connection``, as (user id, info) pairs, as
+        of presence event number ``seq``; then the held events numbered after it."""
+        subscribed = self.is_subscribed(connection, channel)
+        waiting = self.gates.members_told(connection, channel, seq if subscribed else None)
+        if waiting is None or not subscribed:
+            return
+        self._deliver([connection], dialect_of(connection).welcome(channel, members))
+        for number, element in waiting:
+            if number > seq:
+                self._deliver([connection], element)
+
+    def announce(self, channel: str, userid: str, seq: int, added: bool, info: Any = None) -> None:
+        """Presence event number ``seq`` from the listener: ``userid`` was ``added``
+        (with its ``info``) or removed; to the others in ``channel``, or held for
+        those whose member list is on its way."""
+        frames: dict[Dialect, str] = {}
+        batches: dict[Dialect, list[Connection]] = {}
+        foreign, gates = self._foreign, self.gates
+        for connection in self.channels.get(channel, ()):
+            if connection.userid == userid:
+                continue
+            dialect = foreign.get(connection, _OWN)[0]
+            frame = frames.get(dialect)
+            if frame is None:
+                frame = frames[dialect] = (
+                    dialect.member_added(channel, userid, info)
+                    if added
+                    else dialect.member_removed(channel, userid)
+                )
+            if gates.presence_event(connection, channel, seq, frame):
+                batches.setdefault(dialect, []).append(connection)
+        for dialect, targets in batches.items():
+            self._deliver(targets, frames[dialect])
+
+    def refused(self, channel: str, userid: str) -> None:
+        """``userid`` may not be in presence ``channel`` (the cluster has ``max_members``
+        other users there): its connections here leave it and are told why."""
+        for connection in list(self.users.get(userid, ())):
+            if self.is_subscribed(connection, channel):
+                self.unsubscribe(connection, channel)
+                self.refuse_member(connection, channel)
 
     @staticmethod
     def refuse_member(connection: Connection, channel: str) -> None:
-        """Tells ``connection`` that presence ``channel`` has too many members for it:
-        ``subscription_error`` ``Too many members.``, or Pusher's with status 403."""
-        if getattr(connection, "socket_id", None) is not None:
-            refusal = pusher.subscription_error(channel, TOO_MANY_MEMBERS, 403)
-        else:
-            refusal = subscription_error(channel, TOO_MANY_MEMBERS)
-        connection.send_delivery(refusal)
+        """Tells ``connection`` that presence ``channel`` has too many members for it."""
+        connection.send_delivery(dialect_of(connection).refusal(channel, TOO_MANY_MEMBERS))
+
+    def rejoined(self) -> list[tuple[Connection, str]]:
+        """The listener is back (presence event numbers start again): the
+        connections ``welcome_alone`` told, to be welcomed again."""
+        return [key for key in self.gates.rejoined() if self.is_subscribed(*key)]
+
+    # -- recovery ---------------------------------------------------------
 
     def recover(
         self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
@@ -306,10 +412,32 @@ class Hub:
         """Sends ``connection``, now in ``channel``, what it missed after ``since``
         (epoch, offset), then a ``recovered`` event that says whether that was all.
 
-        Here nothing can be published in between, so nothing is missed or sent
-        twice.  A cluster hub reads the stream from the cluster instead.
+        The listener may read the stream instead (a cluster's): the channel's
+        deliveries to ``connection`` are held until ``recovered``.
         """
-        self.send_recovery(connection, channel, since, self.streams.read(channel, keep))
+        gates = self.gates
+        if gates.recovering(connection, channel):
+            return  # the read under way answers this one too
+        gates.reread(connection, channel)
+        if keep is not None and self.listener.stream_wanted(connection, channel, since, keep):
+            gates.hold(connection, channel, since)
+        else:
+            self.send_recovery(connection, channel, since, self.streams.read(channel, keep))
+
+    def recovered(self, connection: Connection, channel: str, stream: Stream | None) -> None:
+        """The stream the listener read for ``connection``'s recovery (None: it could
+        not), then the deliveries held meanwhile that come after it."""
+        waiting = self.gates.release(connection, channel)
+        if waiting is None:
+            return
+        since, held = waiting
+        stream = stream or NO_STREAM
+        self.send_recovery(connection, channel, since, stream)
+        if stream.epoch:
+            self.gates.sent(connection, channel, (stream.epoch, stream.offset))
+        for position, element in held:
+            if self.gates.fresh(connection, channel, position):
+                self._deliver([connection], element)
 
     def send_recovery(
         self, connection: Connection, channel: str, since: tuple[str, int], stream: Stream
@@ -332,93 +460,10 @@ class Hub:
             return
         connection.send_delivery(recovered(channel, complete, stream.epoch, stream.offset))
 
-    def unsubscribe(self, connection: Connection, channel: str) -> None:
-        """Remove this one connection from ``channel``; the others stay."""
-        channels = self._subscriptions.get(connection)
-        if channels is not None and channel in channels:
-            channels.discard(channel)
-            self._leave(connection, channel)
 
-    def _leave(self, connection: Connection, channel: str) -> None:
-        """Out of ``channel``; in a presence channel, a user's last connection out is announced."""
-        if self._discard(self.channels, channel, connection):
-            self._transition(CHANNEL_VACATED, channel)
-        self._discard(self._pusher_channels, channel, connection)
-        userid = connection.userid
-        if is_presence_channel(channel) and self.members.leave(channel, userid):
-            self._deliver_both(
-                channel,
-                self.channels.get(channel, ()),
-                member_removed(channel, userid),
-                pusher.member_removed(channel, userid),
-            )
-
-    @staticmethod
-    def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:
-        """``member`` out of ``index[key]``; True if it was the last one there."""
-        members = index.get(key)
-        if members is None:
-            return False
-        members.pop(member, None)
-        if members:
-            return False
-        # Empty entries would let clients grow the index without bound.
-        del index[key]
-        return True
-
-    def _transition(self, event: str, name: str) -> None:
-        """A channel or user came or went here: the webhook's event, if the app has one."""
-        if self.on_transition is not None:
-            self.on_transition(event, name)
-
-    # -- what this process holds -------------------------------------------
-
-    def user_count(self) -> int:
-        return len(self.users)
-
-    def connection_count(self) -> int:
-        return sum(map(len, self.users.values()))
-
-    def is_online(self, userid: str) -> bool:
-        return userid in self.users
-
-    def subscription_count(self, connection: Connection) -> int:
-        """How many channels ``connection`` is in."""
-        return len(self._subscriptions.get(connection, ()))
-
-    def channels_of(self, connection: Connection) -> list[str]:
-        """The channels ``connection`` is in."""
-        return list(self._subscriptions.get(connection, ()))
-
-    def is_subscribed(self, connection: Connection, channel: str) -> bool:
-        return channel in self._subscriptions.get(connection, ())
-
-    def channel_members(self, channel: str) -> list[str]:
-        """The users in presence ``channel``, each once, in the order they joined."""
-        return self.members.users(channel)
-
-    def channel_connections(self, channel: str) -> list[Connection]:
-        """The connections in ``channel``, in order of subscription."""
-        return list(self.channels.get(channel, ()))
-
-    def channel_users(self, channel: str) -> list[str]:
-        """The user ids in ``channel``, each once, in order of first subscription."""
-        return list(dict.fromkeys(c.userid for c in self.channels.get(channel, ())))
-
-    def channel_counts(self, prefix: str = "") -> dict[str, int]:
-        """Connections per channel, of the channels whose names start with ``prefix``."""
-        return {
-            name: len(connections)
-            for name, connections in self.channels.items()
-            if name.startswith(prefix)
-        }
-
-    def user_channels(self, userid: str) -> set[str]:
-        """The channels any connection of ``userid`` is in."""
-        channels: set[str] = set()
-        for connection in self.users.get(userid, ()):
-            channels.update(self._subscriptions.get(connection, ()))
-        return channels
+def dialect_of(connection: Connection) -> Dialect:
+    """The dialect ``connection`` speaks, for its whole life (even once removed)."""
+    return getattr(connection, "dialect", THUNDERPUSH)
 
 
 def _text(message: str | bytes) -> str:

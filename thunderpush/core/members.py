@@ -2,8 +2,9 @@
 
 The hub counts a user's connections per presence channel here and asks which
 join or leave changes the member list (a user's first connection in, its last
-one out): only those are announced.  All presence bookkeeping is in this one
-class, so a cluster backend can replace it with one that counts across nodes.
+one out): only those are announced.  A cluster node's hub counts its own users
+here too, but announces nothing itself (``Hub.presence_here``): Redis counts
+the users of every node and announces them.
 """
 
 from __future__ import annotations

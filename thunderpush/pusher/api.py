@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from thunderpush.core.apps import App
-from thunderpush.core.broker import Result, Trigger
+from thunderpush.core.broker import PublishOptions, Result
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
 from thunderpush.core.results import in_order, then
 from thunderpush.pusher.errors import bad_request
@@ -123,7 +123,7 @@ class _Event:
                 app,
                 channel,
                 self.data,
-                Trigger(self.name, self.exclude),
+                PublishOptions(self.name, self.exclude),
             )
             for channel in self.channels
         ]

@@ -28,9 +28,10 @@ from typing import Any
 
 from thunderpush.core import protocol as thunder
 from thunderpush.core.apps import App
-from thunderpush.core.broker import BackendUnavailable, Trigger
+from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
 from thunderpush.pusher import protocol
+from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.protocol import PusherError
 from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
 
@@ -46,11 +47,16 @@ _CLOSES = {
 class PusherConnection:
     """A Pusher client's state: its app, socket id, user, and presence infos."""
 
+    # How the hub frames what it delivers here.
+    dialect = PUSHER
+
     def __init__(self, socket: Any, app: App, limits: Limits, settings: dict[str, Any]) -> None:
         self.socket = socket
         self.app = app
         self.limits = limits
         self.socket_id = protocol.new_socket_id()
+        # The hub's name for this connection, which a publish may skip: its socket id.
+        self.id = self.socket_id
         self.userid = self.socket_id
         # The user this connection is, once it signed in or joined a presence channel.
         self.user: str | None = None
@@ -268,8 +274,8 @@ class PusherConnection:
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
         # In a presence channel the others learn who sent it, as Pusher tells them.
         sender = self.user if thunder.is_presence_channel(channel) else None
-        trigger = Trigger(name, self.socket_id, sender, client=True)
-        result = app.broker.send_to_channel(app, channel, payload, trigger)
+        options = PublishOptions(name, self.socket_id, sender, from_client=True)
+        result = app.broker.send_to_channel(app, channel, payload, options)
         if isinstance(result, Awaitable):
             asyncio.ensure_future(result).add_done_callback(_sent)
 

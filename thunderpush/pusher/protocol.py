@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    from thunderpush.core.broker import Trigger
+from typing import Any, NamedTuple
 
 # The event name Pusher clients get for a publish through Thunderpush's own API.
 DEFAULT_EVENT = "message"
@@ -101,11 +98,6 @@ def _frame(event: str, data: Any, channel: str | None = None) -> str:
 
 def _string(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
-
-
-def trigger_event(trigger: Trigger, channel: str, data: str) -> str:
-    """A publish's frame for Pusher clients, as ``trigger`` names it (once per publish)."""
-    return event(trigger.event or DEFAULT_EVENT, channel, data, trigger.user_id)
 
 
 def event(name: str, channel: str, data: str, user_id: str | None = None) -> str:

@@ -1,0 +1,92 @@
+"""What a hub tells the one listener that watches it.
+
+A ``Hub`` (``thunderpush.core.hub``) is never subclassed: it states facts and
+its ``listener`` acts on them.  On one process the listener is
+``Transitions``, which turns a channel's first connection and last, and a
+user's, into the app's webhook events (``hub.on_transition``, set by
+``thunderpush.webhooks``).  A cluster node's is ``thunderpush.cluster.hub.HubReporter``,
+which writes every change to Redis and answers presence welcomes and
+recoveries from the cluster.  Each fact costs the hub one call.
+
+Example: a listener that logs who comes and goes::
+
+    class Log(Transitions):
+        def connected(self, userid, first):
+            if first:
+                print(userid, "is here")
+
+    hub.listener = Log(hub)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from thunderpush.webhooks.events import (
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    USER_OFFLINE,
+    USER_ONLINE,
+)
+
+if TYPE_CHECKING:
+    from thunderpush.core.history import Keep
+    from thunderpush.core.hub import Hub
+
+
+class HubListener(Protocol):
+    """The facts a hub states, as they happen (each call is told the change done)."""
+
+    def connected(self, userid: str, first: bool) -> None:
+        """A connection of ``userid`` came; ``first``: the user's first here."""
+
+    def disconnected(self, userid: str, last: bool) -> None:
+        """A connection of ``userid`` left; ``last``: the user has none here now."""
+
+    def subscribed(self, channel: str, userid: str, first: bool) -> None:
+        """A connection of ``userid`` joined ``channel``; ``first``: the channel's first here."""
+
+    def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
+        """A connection of ``userid`` left ``channel``; ``last``: the channel has none here now."""
+
+    def members_wanted(self, connection: Any, channel: str) -> bool:
+        """``connection`` in presence ``channel`` is to be told its members; True if the
+        listener answers (``Hub.welcomed``), False if the hub answers from what it holds."""
+
+    def stream_wanted(
+        self, connection: Any, channel: str, since: tuple[str, int], keep: Keep
+    ) -> bool:
+        """``connection`` recovers ``channel`` after ``since``; True if the listener reads
+        the stream (``Hub.recovered``), False if the hub reads its own."""
+
+
+class Transitions:
+    """One process's listener: a channel's or a user's first connection in and last out
+    are the app's webhook events, told to ``hub.on_transition`` if it is set."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def connected(self, userid: str, first: bool) -> None:
+        if first and self.hub.on_transition is not None:
+            self.hub.on_transition(USER_ONLINE, userid)
+
+    def disconnected(self, userid: str, last: bool) -> None:
+        if last and self.hub.on_transition is not None:
+            self.hub.on_transition(USER_OFFLINE, userid)
+
+    def subscribed(self, channel: str, userid: str, first: bool) -> None:
+        if first and self.hub.on_transition is not None:
+            self.hub.on_transition(CHANNEL_OCCUPIED, channel)
+
+    def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
+        if last and self.hub.on_transition is not None:
+            self.hub.on_transition(CHANNEL_VACATED, channel)
+
+    def members_wanted(self, connection: Any, channel: str) -> bool:
+        return False
+
+    def stream_wanted(
+        self, connection: Any, channel: str, since: tuple[str, int], keep: Keep
+    ) -> bool:
+        return False
