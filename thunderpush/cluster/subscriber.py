@@ -48,8 +48,8 @@ class Subscriber(Wire):
         self._change(channels, sharded, False)
 
     def _change(self, channels: tuple[str | bytes, ...], sharded: bool, wanted: bool) -> None:
-        if not channels:
-            return
+        if not channels or self._closed.done():
+            return  # a lost connection: its owner subscribes everything on the next one
         if not self._touched:
             self._write(b"")  # the end of the turn writes what changed
         wanting = self._wanted[sharded]
