@@ -145,6 +145,57 @@ async def test_pusher_clients_answer_the_servers_pings():
     assert report["idle"]["unexpected_closes"] == 0
 
 
+def test_channels(server):
+    """Each connection alone in its own channel; each publish reaches exactly one."""
+    report = run_bench(
+        server,
+        *("--scenario", "channels", "--connections", "20", "--messages", "60", "--rate", "0"),
+        *("--sample", "20"),  # every delivery timed: each channel's own subscriber got it
+    )
+    check_setup(report, 20)
+    check_deliveries(report["full"], 60, 60)
+    assert report["full"]["latency_ms"]["samples"] == 60
+
+
+def test_channels_are_picked_at_random_among_the_open_connections():
+    """Publishes spread over the channels, none to a connection that did not open."""
+    from thunderpush_bench.scenarios import Bench
+
+    bench = Bench(cli.parse_args(["--scenario", "channels", "-n", "50"]))
+    bench.clients = [types.SimpleNamespace(index=index) for index in range(0, 50, 2)]
+    targets = [bench.target(seq) for seq in range(500)]
+    assert {expected for _, expected in targets} == {1}
+    picked = {path for path, _ in targets}
+    assert picked == {f"channels/{bench.channel}-{index}/" for index in range(0, 50, 2)}
+    assert (
+        bench.hello(7)
+        == json.dumps(
+            [f"CONNECT {bench.user_prefix}7:key", f"SUBSCRIBE {bench.channel}-7"]
+        ).encode()
+    )
+
+
+def test_cluster_channels_and_a_bystander_node(tmp_path, fresh_redis):
+    """One-subscriber channels over two nodes; then all on the first, the second a
+    bystander whose CPU is reported apart from the server's."""
+    with cluster_nodes(tmp_path, fresh_redis, 2) as nodes:
+        redis_pid = ("--redis-pid", str(fresh_redis.proc.pid))
+        options = ("--scenario", "channels", "-n", "20", "-m", "200", "--rate", "0", *redis_pid)
+        spread = run_bench(None, *options, nodes=nodes)
+        assert spread["per_url"] == [10, 10]
+        check_setup(spread, 20)
+        check_deliveries(spread["full"], 200, 200)
+        assert "redis_cpu_us_per_delivery" in spread["full"]
+        assert "bystander_cpu_s" not in spread["full"]
+        bystander = ("--bystander-pid", str(nodes[1].proc.pid))
+        alone = run_bench(nodes[0], *options, *bystander)
+        assert alone["per_url"] == [20]
+        check_deliveries(alone["full"], 200, 200)
+        full = alone["full"]
+        assert full["bystander_cpu_s"] >= 0 and full["bystander_cpu_us_per_delivery"] >= 0
+        assert {"bystander_cpu_percent", "server_cpu_s", "redis_cpu_s"} <= full.keys()
+
+
 def test_pusher_clients_only_subscribe():
     """Pusher clients have no user to send to: only fanout and idle take them."""
     result = subprocess.run(

@@ -47,6 +47,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _cpu(figures: dict[str, Any]) -> str:
     text = f"bench CPU {figures['bench_cpu_percent']:.0f}% of a core"
+    if "bystander_cpu_percent" in figures:
+        text = f"bystander nodes' CPU {figures['bystander_cpu_percent']:.0f}% of a core, " + text
     if "redis_cpu_percent" in figures:
         text = f"Redis CPU {figures['redis_cpu_percent']:.0f}% of a core, " + text
     if "server_cpu_percent" in figures:

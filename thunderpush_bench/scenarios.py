@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from thunderpush_bench.clients import (
 from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
 from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
 
-SCENARIOS = ("fanout", "users", "publish", "idle", "rolling")
+SCENARIOS = ("fanout", "users", "publish", "idle", "rolling", "channels")
 # Scenarios whose connections all subscribe to the run's channel.
 SUBSCRIBING = ("fanout", "idle", "rolling")
 # What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
@@ -63,6 +64,8 @@ class Bench:
         token = os.urandom(3).hex()
         self.channel = f"{args.channel}-{token}"
         self.user_prefix = f"bench-{token}-"
+        # The channels scenario: which one-subscriber channel each publish goes to.
+        self.random = random.Random(token)
         self.tally = Tally()
         self.clients: list[WSClient] = []
         self.receiver: Receiver | None = None
@@ -134,7 +137,7 @@ class Bench:
                 self.opener.expire(self.args.request_timeout)
 
     def meter(self) -> Meter:
-        return Meter(self.args.server_pid, self.args.redis_pid)
+        return Meter(self.args.server_pid, self.args.redis_pid, self.args.bystander_pid)
 
     # connections
 
@@ -143,6 +146,8 @@ class Bench:
         commands = [f"CONNECT {user}:{self.args.key}"]
         if self.args.scenario in SUBSCRIBING:
             commands.append(f"SUBSCRIBE {self.channel}")
+        elif self.args.scenario == "channels":
+            commands.append(f"SUBSCRIBE {self.channel}-{index}")
         return json.dumps(commands).encode()
 
     def home(self, index: int) -> int:
@@ -278,6 +283,10 @@ class Bench:
             return f"users/{self.user_prefix}{index}/", 1
         if self.args.scenario == "fanout":
             return f"channels/{self.channel}/", len(self.clients)
+        if self.args.scenario == "channels":
+            # A channel at random, whichever node its one subscriber is on.
+            index = self.clients[self.random.randrange(len(self.clients))].index
+            return f"channels/{self.channel}-{index}/", 1
         # publish: nobody listens; rolling: judged by sequence numbers, not counts.
         return f"channels/{self.channel}/", 0
 
