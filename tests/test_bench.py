@@ -231,7 +231,7 @@ def test_cluster_fanout_and_publish_over_both_nodes(tmp_path, fresh_redis):
 def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fresh_redis):
     """One node of two stops under load: its clients reopen on the other, none gets a
     message twice, the others lose nothing, and the report says what the movers missed."""
-    from bench.cluster import run_rolling
+    from bench.rolling import run_rolling
 
     # The stopped node closes its sessions over the drain time: short, so that
     # every one of them moves while the 2 s of publishing last.
