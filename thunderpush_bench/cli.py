@@ -31,9 +31,10 @@ DEFAULT_MESSAGES = {
     "idle": 0,
     "rolling": 0,
     "channels": 5000,
+    "listen": 1,
 }
 DEFAULT_CONCURRENCY = {
-    "fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1, "channels": 8,
+    "fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1, "channels": 8, "listen": 1,
 }  # fmt: skip
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -65,7 +66,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "-m",
         "--messages",
         type=int,
-        help="messages published flat out (default: fanout 100, users and publish 5000)",
+        help="messages published flat out (default: fanout 100, users, channels and publish"
+        " 5000); listen: messages each connection waits for (default 1)",
     )
     add("--duration", type=float, help="stop publishing flat out after this many seconds")
     add(
@@ -94,7 +96,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     add("--open-concurrency", type=int, default=100, help="handshakes in flight (default 100)")
     add("--channel", default="bench", help="channel name prefix")
-    add("--idle-seconds", type=float, default=2.0, help="how long the idle scenario holds")
+    add(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="how long the idle scenario holds; listen: how long it waits for the first delivery",
+    )
     add("--settle", type=float, default=0.5, help="seconds before reading the server's RSS")
     add("--drain", type=float, default=5.0, help="give up after this long without a delivery")
     add("--request-timeout", type=float, default=30.0, help="per handshake or API request")

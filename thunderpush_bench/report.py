@@ -34,6 +34,12 @@ def format_report(report: dict[str, Any]) -> str:
     rolling = report.get("rolling")
     if rolling:
         lines.extend(_format_rolling(rolling))
+    listen = report.get("listen")
+    if listen:
+        lines.append(
+            f"  listen      {listen['delivered']} of {listen['expected']} delivered"
+            f" to {listen['connections']} connections"
+        )
     idle = report.get("idle")
     if idle:
         lines.append(f"  idle        {idle['seconds']:.1f} s: {_cpu(idle)}")

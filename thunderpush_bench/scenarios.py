@@ -31,11 +31,12 @@ from thunderpush_bench.clients import (
     pusher_subscribe,
 )
 from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
+from thunderpush_bench.listen import listen_phase
 from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
 
-SCENARIOS = ("fanout", "users", "publish", "idle", "rolling", "channels")
+SCENARIOS = ("fanout", "users", "publish", "idle", "rolling", "channels", "listen")
 # Scenarios whose connections all subscribe to the run's channel.
-SUBSCRIBING = ("fanout", "idle", "rolling")
+SUBSCRIBING = ("fanout", "idle", "rolling", "listen")
 # What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
 # (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel.
 CLIENTS = ("sockjs", "pusher")
@@ -62,7 +63,9 @@ class Bench:
             self.targets.append((url.hostname, url.port or 80, url.netloc))
         self.api_prefix = f"/api/1.0.0/{quote(args.key, safe='')}/"
         token = os.urandom(3).hex()
-        self.channel = f"{args.channel}-{token}"
+        # listen: every process of the run on the one channel named by --channel.
+        listen = args.scenario == "listen"
+        self.channel = args.channel if listen else f"{args.channel}-{token}"
         self.user_prefix = f"bench-{token}-"
         # The channels scenario: which one-subscriber channel each publish goes to.
         self.random = random.Random(token)
@@ -219,7 +222,13 @@ class Bench:
             raise BenchError(f"no connection could be opened: {detail}")
 
     async def verify_connections(self) -> bool:
-        """Polls the API until the server lists every opened session (bounded)."""
+        """Polls the API until the server lists every opened session (bounded).
+
+        Not for listen: other processes' sessions count too, and the
+        harness checks the count its one publish is answered with.
+        """
+        if self.args.scenario == "listen":
+            return True
         n = len(self.clients)
         deadline = time.monotonic() + 10 + n / 200
         count = 0
@@ -553,6 +562,9 @@ class Bench:
         if name == "rolling":
             self.report["rolling"] = await self.rolling_phase()
             return
+        if name == "listen":
+            self.report["listen"] = await listen_phase(self)
+            return
         messages = args.messages
         self.say(f"{name}: publishing {messages} messages flat out")
         self.report["full"] = await self.publish_phase("full speed", messages, None)
@@ -564,7 +576,7 @@ class Bench:
 
     def finish(self) -> dict[str, Any]:
         report = self.report
-        phases = ("full", "rate", "rolling")
+        phases = ("full", "rate", "rolling", "listen")
         lost = sum(abs(report.get(p, {}).get("lost", 0)) for p in phases)
         miscounted = any(
             report[p]["api_count"] != report[p]["expected"]
