@@ -136,9 +136,11 @@ def start_generators(args: argparse.Namespace, workdir: Path, ports: list[int]) 
     return procs
 
 
-def wait_listening(procs: list[Any], deadline: float) -> bool:
+def wait_listening(procs: list[Any], deadline: float, api: Api) -> bool:
     """Until every generator has printed ``LISTEN_MARK`` (False: one ended or time ran out)."""
     while time.monotonic() < deadline:
+        if time.monotonic() - api.touched > 20:
+            api.touch()
         marks = 0
         for proc, stderr in procs:
             stderr.seek(0)
@@ -152,15 +154,35 @@ def wait_listening(procs: list[Any], deadline: float) -> bool:
     return False
 
 
-def publish(port: int) -> tuple[float, int, bytes]:
-    """One POST to the channel; (wall time just before it, status, body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    body = json.dumps({"hello": "everyone"})
-    headers = {"X-Thunder-Secret-Key": SECRET, "Content-Type": "application/json"}
-    sent_at = time.time()
-    connection.request("POST", f"/api/1.0.0/{KEY}/channels/{CHANNEL}/", body, headers)
-    answer = connection.getresponse()
-    return sent_at, answer.status, answer.read()
+class Api:
+    """The harness's one API connection, opened before the workers fill up.
+
+    A worker holding its full share of sessions has no file left to accept
+    another connection, so the publish goes over a connection opened first
+    and kept alive (``touch``) while the sessions open.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"X-Thunder-Secret-Key": SECRET, "Content-Type": "application/json"}
+        self.touched = time.monotonic()
+        self.touch()
+
+    def call(self, method: str, path: str, body: str | None = None) -> tuple[int, bytes]:
+        self.connection.request(method, f"/api/1.0.0/{KEY}/{path}", body, self.headers)
+        answer = self.connection.getresponse()
+        return answer.status, answer.read()
+
+    def touch(self) -> None:
+        """A cheap request, well within the server's keep-alive idle timeout (75 s)."""
+        self.call("GET", "users/nobody/")
+        self.touched = time.monotonic()
+
+    def publish(self) -> tuple[float, int, bytes]:
+        """One POST to the channel; (wall time just before it, status, body)."""
+        sent_at = time.time()
+        status, body = self.call("POST", f"channels/{CHANNEL}/", json.dumps({"hello": "all"}))
+        return sent_at, status, body
 
 
 def finish(procs: list[Any], deadline: float) -> list[dict[str, Any]]:
@@ -192,11 +214,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             pids = workers.pids
             figures["rss_before_kib"] = sum(map(proc_rss_kib, pids))
             cpu_before = total_cpu_seconds(pids)
+            api = Api(workers.ports[0])
             started = time.time()
             deadline = time.monotonic() + args.timeout
             procs = start_generators(args, workdir, workers.ports)
             try:
-                listening = wait_listening(procs, deadline)
+                listening = wait_listening(procs, deadline, api)
                 figures["open_seconds"] = round(time.time() - started, 2)
                 figures["all_listening"] = listening
                 time.sleep(args.settle)
@@ -205,11 +228,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 cpu_open = total_cpu_seconds(pids)
                 figures["load_after_open"] = os.getloadavg()[0]
                 if listening:
-                    sent_at, status, body = publish(workers.ports[0])
+                    sent_at, status, body = api.publish()
                     figures["publish_status"] = status
                     figures["publish_answer"] = body.decode(errors="replace").strip()
+            except OSError as error:
+                figures["publish_error"] = repr(error)
             finally:
-                reports = finish(procs, deadline)
+                # Nobody waits for a message that was never sent.
+                sent = "publish_status" in figures
+                reports = finish(procs, deadline if sent else time.monotonic() + 1)
             cpu_after = total_cpu_seconds(pids)
             figures["load_after_publish"] = os.getloadavg()[0]
             log = (workdir / "workers.log").read_text(errors="replace")
@@ -226,7 +253,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         log_errors=[line for line in log.splitlines() if " ERROR " in line or "Traceback" in line][
             :5
         ],
-        failures=[r.get("error") or r.get("warnings") for r in reports if not r.get("ok")][:5],
+        failures=[r.get("error") or r.get("warnings") for r in reports if not r.get("ok")][:5]
+        + ([figures["publish_error"]] if "publish_error" in figures else []),
     )
     # From the first generator's first connect to the last one's last open session:
     # the generators' own start-up (a Python process each) left out.

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import types
+import urllib.request
 from typing import Any
 
 import pytest
 
 from thunderpush_bench import cli
 from thunderpush_bench.clients import SockJSClient
+from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import accept_key
 
@@ -194,6 +197,52 @@ def test_cluster_channels_and_a_bystander_node(tmp_path, fresh_redis):
         full = alone["full"]
         assert full["bystander_cpu_s"] >= 0 and full["bystander_cpu_us_per_delivery"] >= 0
         assert {"bystander_cpu_percent", "server_cpu_s", "redis_cpu_s"} <= full.keys()
+
+
+def test_listen_processes_share_one_channel_and_count_one_publish(server):
+    """Two generator processes on one channel; a publish from outside reaches both."""
+    channel = f"listen-{os.urandom(3).hex()}"
+    command = bench_command([server], "--scenario", "listen", "--channel", channel)
+    command += ["--sample", "0", "--idle-seconds", "30", "--drain", "2"]
+    procs = [
+        subprocess.Popen([*command, "-n", str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in (7, 5)
+    ]
+    try:
+        for proc in procs:
+            assert LISTEN_MARK.encode() in proc.stderr.readline()  # -q: only the mark
+        request = urllib.request.Request(
+            f"{server.url}/api/1.0.0/{KEY}/channels/{channel}/",
+            data=b'{"hello": 1}',
+            headers={"X-Thunder-Secret-Key": SECRET},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read()) == {"count": 12}
+        reports = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    for report, n in zip(reports, (7, 5), strict=True):
+        assert report["ok"], report
+        listen = report["listen"]
+        assert listen["connections"] == listen["expected"] == listen["delivered"] == n
+        assert listen["lost"] == 0
+        assert listen["opened_at"] <= listen["first_at"] <= listen["last_at"]
+
+
+def test_hundred_k_harness_at_forty(tmp_path):
+    """bench/hundred_k.py end to end, tiny: workers, generators over the ports, one publish."""
+    command = [sys.executable, "-m", "bench.hundred_k", "--connections", "40", "--workers", "2"]
+    command += ["--processes", "3", "--settle", "0", "--timeout", "60"]
+    command += ["--output", str(tmp_path / "figures.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["ok"] and figures["opened"] == figures["delivered"] == 40
+    assert figures["publish_answer"] == '{"count": 40}'
+    assert len(figures["fds"]) == 2 and figures["last_delivery_ms"] > 0
+    assert "| Connections asked for / opened / got the publish | 40 / 40 / 40 |" in result.stdout
 
 
 def test_pusher_clients_only_subscribe():

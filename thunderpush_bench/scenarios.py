@@ -538,7 +538,10 @@ class Bench:
         progress = asyncio.ensure_future(self.progress())
         watchdog = asyncio.ensure_future(self.watchdog())
         try:
-            await self.api_connect(self.args.concurrency)
+            # listen: the harness publishes; an API connection here would only
+            # take a file from a worker that holds its full share of sessions.
+            if self.args.scenario != "listen":
+                await self.api_connect(self.args.concurrency)
             await self.scenario()
         finally:
             progress.cancel()
