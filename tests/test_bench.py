@@ -228,7 +228,9 @@ def test_listen_processes_share_one_channel_and_count_one_publish(server):
         listen = report["listen"]
         assert listen["connections"] == listen["expected"] == listen["delivered"] == n
         assert listen["lost"] == 0
-        assert listen["opened_at"] <= listen["first_at"] <= listen["last_at"]
+        assert (
+            listen["last_open_at"] <= listen["opened_at"] <= listen["first_at"] <= listen["last_at"]
+        )
 
 
 def test_hundred_k_harness_at_forty(tmp_path):

@@ -51,6 +51,8 @@ async def listen_phase(bench: Bench) -> dict[str, Any]:
     return {
         "connections": len(bench.clients),
         "opened_at": opened_at,
+        # When the last session that opened did (opened_at also waits for failures).
+        "last_open_at": bench.last_open_at,
         "expected": expected,
         "delivered": tally.received,
         "lost": expected - tally.received,

@@ -73,6 +73,7 @@ class Bench:
         self.clients: list[WSClient] = []
         self.receiver: Receiver | None = None
         self.opener: Opener | None = None
+        self.last_open_at: float | None = None
         # The rolling scenario: what each connection's user has seen, and who moves them.
         self.seen: list[set[int]] = []
         self.mover: Mover | None = None
@@ -216,6 +217,7 @@ class Bench:
         self.opener = None
         detail = ", ".join(f"{why} ({count})" for why, count in opener.failures.most_common(3))
         self.report["per_url"] = opener.per_url
+        self.last_open_at = opener.last_open_at
         if opener.failed:
             self.warnings.append(f"{opener.failed} connections failed: {detail}")
         if not self.clients:
