@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.compare import KEY, ROOT, SECRET, fmt_load, machine, say, server_preexec
+from bench.compare import KEY, ROOT, SECRET, Server, fmt_load, machine, say, server_preexec
 from bench.redis_server import Redis
 from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import proc_rss_kib, total_cpu_seconds
@@ -51,20 +50,18 @@ CHANNEL = "everyone"
 
 @dataclass
 class Workers:
-    """The ``thunderpush --workers`` parent, its ports and its workers' PIDs."""
+    """The ``thunderpush --workers`` parent (as a ``Server``: its stop), ports and workers' PIDs.
 
-    proc: subprocess.Popen
+    Stopping the parent stops the workers: it passes SIGTERM on, and on Linux
+    they also die with it if it has to be killed.
+    """
+
+    parent: Server
     ports: list[int]
     pids: list[int]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.parent.stop()
 
 
 def free_ports(count: int) -> int:
@@ -105,7 +102,8 @@ def start_workers(args: argparse.Namespace, workdir: Path, redis: Redis) -> Work
             proc.kill()
             raise RuntimeError(f"workers did not start: {(workdir / 'workers.log').read_text()}")
         time.sleep(0.1)
-    workers = Workers(proc, ports, [int(path.read_text()) for path in paths])
+    parent = Server("ours", proc, first, workdir / "workers.log")
+    workers = Workers(parent, ports, [int(path.read_text()) for path in paths])
     for port in ports:
         while True:
             try:
