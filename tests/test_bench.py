@@ -460,3 +460,16 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
             assert tally.close_codes == {"ws 3000": 1}
             assert tally.unexpected_closes == 1  # nobody asked this session to move
             assert client.closing and sent[2][:2] == b"\x88\x82"  # masked close reply
+
+
+def test_cluster_cpu_per_message_adds_redis_where_there_is_one():
+    """bench/cluster.py's "Cluster CPU per delivered message": all nodes plus Redis."""
+    from bench.cluster_figures import CHANNEL_FIGURES
+
+    total = next(figure for figure in CHANNEL_FIGURES if figure.label.startswith("Cluster CPU"))
+    nodes_and_redis = {
+        "full": {"server_cpu_us_per_delivery": 400.0, "redis_cpu_us_per_delivery": 60}
+    }
+    assert total.read(nodes_and_redis) == 460.0
+    assert total.read({"full": {"server_cpu_us_per_delivery": 120.0}}) == 120.0  # one process
+    assert total.read({"full": {"redis_cpu_us_per_delivery": 60}}) is None  # a failed run
