@@ -216,6 +216,11 @@ class Hub(Holdings):
         for connection in list(self.users.get(userid, ())):
             connection.force_disconnect()
 
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection here with ``code`` (each close removes it)."""
+        for connection in list(self._subscriptions):
+            connection.close(code, reason)
+
     def disconnect_all(self) -> None:
         for userid in list(self.users):
             self.disconnect_user(userid)

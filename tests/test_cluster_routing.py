@@ -1,0 +1,109 @@
+"""Per-channel routing on real Redis and real nodes: a node hears only the channels
+and users it holds (``thunderpush.cluster.bus``), and a count never includes a
+subscriber that the message cannot reach."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from thunderpush.cluster import scripts
+
+from .conftest import KEY, Server
+from .sockjs_client import WebSocketClient
+from .test_cluster import eventually, json_of, nodes
+
+__all__ = ["nodes"]
+
+
+def subscribers(backend, kind: str, name: str) -> int:
+    """How many pub/sub connections Redis has on the route of ``name``."""
+    with backend.client() as redis:
+        return redis.pubsub_numsub(scripts.route(KEY, kind, name))[0][1]
+
+
+def heard(server: Server) -> list[bytes]:
+    """The routes of the messages ``server``'s node hears from now on."""
+    node = server.parts.node
+    routes: list[bytes] = []
+    bus = node._bus
+    on_message = bus.on_message
+
+    def counted(channel: bytes, data: bytes) -> None:
+        routes.append(channel)
+        on_message(channel, data)
+
+    bus.on_message = counted
+    return routes
+
+
+async def test_a_node_hears_a_channel_from_its_first_subscriber_to_its_last(nodes, fresh_redis):
+    a, b = await nodes(2)
+    on_b = heard(b)
+    assert subscribers(fresh_redis, "c", "news") == 0
+    ann = await a.client(WebSocketClient, "ann", "news")
+
+    async def routed(kind: str, name: str) -> int:
+        return subscribers(fresh_redis, kind, name)
+
+    await eventually(lambda: routed("c", "news"), 1)
+    await eventually(lambda: routed("u", "ann"), 1)
+    for number in range(20):
+        server = (a, b)[number % 2]
+        response = await server.api("POST", "channels/news/", str(number))
+        assert json_of(response) == {"count": 1}
+        assert await ann.message() == {"payload": str(number), "channel": "news"}
+    response = await b.api("POST", "users/ann/", "7")
+    assert json_of(response) == {"count": 1}
+    assert (await ann.message())["payload"] == "7"
+    # B holds neither the channel nor the user: it heard none of it.
+    assert on_b == []
+    # A second subscriber costs no subscription; the last one out ends it.
+    amy = await a.client(WebSocketClient, "amy", "news")
+    assert subscribers(fresh_redis, "c", "news") == 1
+    # DELETE users/ann/ through B reaches A on ann's route.
+    assert (await b.api("DELETE", "users/ann/")).code == 204
+    assert (await ann.closed())[0] == 9002
+    await a.settled(lambda: a.hub.channel_connection_count("news") == 1)
+    assert subscribers(fresh_redis, "c", "news") == 1
+    await amy.send("UNSUBSCRIBE news")
+    await eventually(lambda: routed("c", "news"), 0)
+    await eventually(lambda: routed("u", "ann"), 0)
+    assert subscribers(fresh_redis, "u", "amy") == 1
+    # Now B holds the channel, A none: A hears nothing of it.
+    on_a = heard(a)
+    bob = await b.client(WebSocketClient, "bob", "news")
+    await eventually(lambda: routed("c", "news"), 1)
+    assert json_of(await a.api("POST", "channels/news/", "8")) == {"count": 1}
+    assert await bob.message() == {"payload": "8", "channel": "news"}
+    assert scripts.route(KEY, "c", "news") not in on_a
+    assert on_b == [scripts.route(KEY, "c", "news")]
+
+
+async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
+    """Publishes race a SUBSCRIBE on either node: each answered with a count of 1
+    reaches the subscriber (the count waits for Redis's confirmation)."""
+    a, b = await nodes(2)
+    for number in range(8):
+        channel = f"race{number}"
+        client = await (a, b)[number % 2].client(WebSocketClient, f"u{number}")
+        await client.send(f"SUBSCRIBE {channel}")
+        counted: set[str] = set()
+        deadline = time.monotonic() + 5
+        while len(counted) < 4:
+            assert time.monotonic() < deadline, "the subscriber was never counted"
+            sent = [f"{number + 1}{attempt}" for attempt in range(4)]
+            answers = await asyncio.gather(
+                *(
+                    (a, b)[attempt % 2].api("POST", f"channels/{channel}/", payload)
+                    for attempt, payload in enumerate(sent)
+                )
+            )
+            counted |= {
+                payload
+                for payload, answer in zip(sent, answers, strict=True)
+                if json_of(answer)["count"]
+            }
+        received: set[str] = set()
+        while not counted <= received:
+            received.add((await client.message())["payload"])
