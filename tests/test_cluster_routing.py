@@ -8,9 +8,10 @@ import asyncio
 import time
 
 from thunderpush.cluster import scripts
+from thunderpush.core.protocol import MISSED
 
 from .conftest import KEY, Server
-from .sockjs_client import WebSocketClient
+from .sockjs_client import Closed, WebSocketClient
 from .test_cluster import eventually, json_of, nodes
 
 __all__ = ["nodes"]
@@ -107,3 +108,52 @@ async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
         received: set[str] = set()
         while not counted <= received:
             received.add((await client.message())["payload"])
+
+
+def cut(backend, server: Server) -> None:
+    """Redis drops ``server``'s node's connections (both), as a network cut would."""
+    node = server.parts.node
+    with backend.client() as redis:
+        for wire in (node._client, node._bus):
+            host, port = wire._transport.get_extra_info("sockname")[:2]
+            redis.client_kill(f"{host}:{port}")
+
+
+async def test_what_a_node_back_first_counts_reaches_or_the_subscriber_reconnects(
+    nodes, fresh_redis
+):
+    """B loses Redis while A keeps it and answers publishes counting B's subscriber
+    (its records are still there): each such message reaches it, or it is closed
+    with ``MISSED`` once B is back, to reconnect and recover."""
+    a, b = await nodes(2)
+    sam = await b.client(WebSocketClient, "sam", "news")
+    await eventually(lambda: json_of_count(a, "news"), 1)
+    cut(fresh_redis, b)
+    counted: list[str] = []
+    deadline = time.monotonic() + 10
+    number = 0
+    # Publish through A until B is back and closed sam, and a little after.
+    while sam.close_code is None or number % 50:
+        assert time.monotonic() < deadline, "B never came back"
+        number += 1
+        if json_of(await a.api("POST", "channels/news/", str(number)))["count"]:
+            counted.append(str(number))
+        await asyncio.sleep(0.005)
+    received = []
+    code = None
+    while code is None:
+        try:
+            received.append((await sam.message())["payload"])
+        except Closed as closed:
+            code = closed.code
+    assert code == MISSED.code
+    assert received == counted[: len(received)], "in order, none lost before the close"
+    # Reconnected, it gets what is published next, counted once.
+    sam = await b.client(WebSocketClient, "sam", "news")
+    await eventually(lambda: json_of_count(a, "news"), 1)
+    assert json_of(await a.api("POST", "channels/news/", "0")) == {"count": 1}
+    assert (await sam.message())["payload"] == "0"
+
+
+async def json_of_count(server: Server, channel: str) -> int:
+    return len(json_of(await server.api("GET", f"channels/{channel}/"))["users"])
