@@ -157,3 +157,43 @@ async def test_what_a_node_back_first_counts_reaches_or_the_subscriber_reconnect
 
 async def json_of_count(server: Server, channel: str) -> int:
     return len(json_of(await server.api("GET", f"channels/{channel}/"))["users"])
+
+
+async def test_each_channel_arrives_in_publish_order_on_every_node(nodes):
+    """Publishers race through three nodes on three channels, each waiting for its
+    answers: every subscriber gets each publisher's messages in order, and, on one
+    Redis, every subscriber gets the same sequence, across channels too."""
+    servers = await nodes(3)
+    channels = ["one", "two", "three"]
+    clients = [
+        await server.client(WebSocketClient, f"w{index}", *channels)
+        for index, server in enumerate(servers)
+    ]
+    for channel in channels:
+        await eventually(lambda channel=channel: json_of_count(servers[0], channel), 3)
+    per_publisher = 25
+
+    async def publisher(channel_index: int, publisher_index: int) -> None:
+        channel = channels[channel_index]
+        for number in range(per_publisher):
+            server = servers[(publisher_index + number) % len(servers)]
+            payload = str(100000 + channel_index * 10000 + publisher_index * 1000 + number)
+            response = await server.api("POST", f"channels/{channel}/", payload)
+            assert json_of(response) == {"count": len(servers)}
+
+    await asyncio.gather(*(publisher(c, p) for c in range(3) for p in range(3)))
+    sequences = []
+    for client in clients:
+        sequence = [await client.message() for _ in range(3 * 3 * per_publisher)]
+        for channel_index, channel in enumerate(channels):
+            for publisher_index in range(3):
+                base = 100000 + channel_index * 10000 + publisher_index * 1000
+                mine = [
+                    int(message["payload"]) - base
+                    for message in sequence
+                    if message["channel"] == channel
+                    and base <= int(message["payload"]) < base + 1000
+                ]
+                assert mine == list(range(per_publisher))
+        sequences.append(sequence)
+    assert sequences[1] == sequences[0] and sequences[2] == sequences[0]
