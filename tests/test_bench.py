@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import types
+import urllib.request
 from typing import Any
 
 import pytest
 
 from thunderpush_bench import cli
 from thunderpush_bench.clients import SockJSClient
+from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import accept_key
 
@@ -145,6 +148,105 @@ async def test_pusher_clients_answer_the_servers_pings():
     assert report["idle"]["unexpected_closes"] == 0
 
 
+def test_channels(server):
+    """Each connection alone in its own channel; each publish reaches exactly one."""
+    report = run_bench(
+        server,
+        *("--scenario", "channels", "--connections", "20", "--messages", "60", "--rate", "0"),
+        *("--sample", "20"),  # every delivery timed: each channel's own subscriber got it
+    )
+    check_setup(report, 20)
+    check_deliveries(report["full"], 60, 60)
+    assert report["full"]["latency_ms"]["samples"] == 60
+
+
+def test_channels_are_picked_at_random_among_the_open_connections():
+    """Publishes spread over the channels, none to a connection that did not open."""
+    from thunderpush_bench.scenarios import Bench
+
+    bench = Bench(cli.parse_args(["--scenario", "channels", "-n", "50"]))
+    bench.clients = [types.SimpleNamespace(index=index) for index in range(0, 50, 2)]
+    targets = [bench.target(seq) for seq in range(500)]
+    assert {expected for _, expected in targets} == {1}
+    picked = {path for path, _ in targets}
+    assert picked == {f"channels/{bench.channel}-{index}/" for index in range(0, 50, 2)}
+    assert (
+        bench.hello(7)
+        == json.dumps(
+            [f"CONNECT {bench.user_prefix}7:key", f"SUBSCRIBE {bench.channel}-7"]
+        ).encode()
+    )
+
+
+def test_cluster_channels_and_a_bystander_node(tmp_path, fresh_redis):
+    """One-subscriber channels over two nodes; then all on the first, the second a
+    bystander whose CPU is reported apart from the server's."""
+    with cluster_nodes(tmp_path, fresh_redis, 2) as nodes:
+        redis_pid = ("--redis-pid", str(fresh_redis.proc.pid))
+        options = ("--scenario", "channels", "-n", "20", "-m", "200", "--rate", "0", *redis_pid)
+        spread = run_bench(None, *options, nodes=nodes)
+        assert spread["per_url"] == [10, 10]
+        check_setup(spread, 20)
+        check_deliveries(spread["full"], 200, 200)
+        assert "redis_cpu_us_per_delivery" in spread["full"]
+        assert "bystander_cpu_s" not in spread["full"]
+        bystander = ("--bystander-pid", str(nodes[1].proc.pid))
+        alone = run_bench(nodes[0], *options, *bystander)
+        assert alone["per_url"] == [20]
+        check_deliveries(alone["full"], 200, 200)
+        full = alone["full"]
+        assert full["bystander_cpu_s"] >= 0 and full["bystander_cpu_us_per_delivery"] >= 0
+        assert {"bystander_cpu_percent", "server_cpu_s", "redis_cpu_s"} <= full.keys()
+
+
+def test_listen_processes_share_one_channel_and_count_one_publish(server):
+    """Two generator processes on one channel; a publish from outside reaches both."""
+    channel = f"listen-{os.urandom(3).hex()}"
+    command = bench_command([server], "--scenario", "listen", "--channel", channel)
+    command += ["--sample", "0", "--idle-seconds", "30", "--drain", "2"]
+    procs = [
+        subprocess.Popen([*command, "-n", str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in (7, 5)
+    ]
+    try:
+        for proc in procs:
+            assert LISTEN_MARK.encode() in proc.stderr.readline()  # -q: only the mark
+        request = urllib.request.Request(
+            f"{server.url}/api/1.0.0/{KEY}/channels/{channel}/",
+            data=b'{"hello": 1}',
+            headers={"X-Thunder-Secret-Key": SECRET},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read()) == {"count": 12}
+        reports = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    for report, n in zip(reports, (7, 5), strict=True):
+        assert report["ok"], report
+        listen = report["listen"]
+        assert listen["connections"] == listen["expected"] == listen["delivered"] == n
+        assert listen["lost"] == 0
+        assert (
+            listen["last_open_at"] <= listen["opened_at"] <= listen["first_at"] <= listen["last_at"]
+        )
+
+
+def test_hundred_k_harness_at_forty(tmp_path):
+    """bench/hundred_k.py end to end, tiny: workers, generators over the ports, one publish."""
+    command = [sys.executable, "-m", "bench.hundred_k", "--connections", "40", "--workers", "2"]
+    command += ["--processes", "3", "--settle", "0", "--timeout", "60"]
+    command += ["--output", str(tmp_path / "figures.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["ok"] and figures["opened"] == figures["delivered"] == 40
+    assert figures["publish_answer"] == '{"count": 40}'
+    assert len(figures["fds"]) == 2 and figures["last_delivery_ms"] > 0
+    assert "| Connections asked for / opened / got the publish | 40 / 40 / 40 |" in result.stdout
+
+
 def test_pusher_clients_only_subscribe():
     """Pusher clients have no user to send to: only fanout and idle take them."""
     result = subprocess.run(
@@ -180,7 +282,7 @@ def test_cluster_fanout_and_publish_over_both_nodes(tmp_path, fresh_redis):
 def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fresh_redis):
     """One node of two stops under load: its clients reopen on the other, none gets a
     message twice, the others lose nothing, and the report says what the movers missed."""
-    from bench.cluster import run_rolling
+    from bench.rolling import run_rolling
 
     # The stopped node closes its sessions over the drain time: short, so that
     # every one of them moves while the 2 s of publishing last.
@@ -358,3 +460,16 @@ async def test_frame_parser_handles_splits_fragments_and_control_frames():
             assert tally.close_codes == {"ws 3000": 1}
             assert tally.unexpected_closes == 1  # nobody asked this session to move
             assert client.closing and sent[2][:2] == b"\x88\x82"  # masked close reply
+
+
+def test_cluster_cpu_per_message_adds_redis_where_there_is_one():
+    """bench/cluster.py's "Cluster CPU per delivered message": all nodes plus Redis."""
+    from bench.cluster_figures import CHANNEL_FIGURES
+
+    total = next(figure for figure in CHANNEL_FIGURES if figure.label.startswith("Cluster CPU"))
+    nodes_and_redis = {
+        "full": {"server_cpu_us_per_delivery": 400.0, "redis_cpu_us_per_delivery": 60}
+    }
+    assert total.read(nodes_and_redis) == 460.0
+    assert total.read({"full": {"server_cpu_us_per_delivery": 120.0}}) == 120.0  # one process
+    assert total.read({"full": {"redis_cpu_us_per_delivery": 60}}) is None  # a failed run

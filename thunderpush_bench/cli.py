@@ -24,8 +24,18 @@ from thunderpush_bench.scenarios import CLIENTS, PUSHER_SCENARIOS, SCENARIOS, Be
 
 PROG = "thunderpush-bench"
 
-DEFAULT_MESSAGES = {"fanout": 100, "users": 5000, "publish": 5000, "idle": 0, "rolling": 0}
-DEFAULT_CONCURRENCY = {"fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1}
+DEFAULT_MESSAGES = {
+    "fanout": 100,
+    "users": 5000,
+    "publish": 5000,
+    "idle": 0,
+    "rolling": 0,
+    "channels": 5000,
+    "listen": 1,
+}
+DEFAULT_CONCURRENCY = {
+    "fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1, "channels": 8, "listen": 1,
+}  # fmt: skip
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -56,7 +66,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "-m",
         "--messages",
         type=int,
-        help="messages published flat out (default: fanout 100, users and publish 5000)",
+        help="messages published flat out (default: fanout 100, users, channels and publish"
+        " 5000); listen: messages each connection waits for (default 1)",
     )
     add("--duration", type=float, help="stop publishing flat out after this many seconds")
     add(
@@ -85,7 +96,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     add("--open-concurrency", type=int, default=100, help="handshakes in flight (default 100)")
     add("--channel", default="bench", help="channel name prefix")
-    add("--idle-seconds", type=float, default=2.0, help="how long the idle scenario holds")
+    add(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="how long the idle scenario holds; listen: how long it waits for the first delivery",
+    )
     add("--settle", type=float, default=0.5, help="seconds before reading the server's RSS")
     add("--drain", type=float, default=5.0, help="give up after this long without a delivery")
     add("--request-timeout", type=float, default=30.0, help="per handshake or API request")
@@ -98,11 +114,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         " nodes (added up)",
     )
     add("--redis-pid", type=int, help="Redis's PID: its CPU, reported apart from the server's")
+    add(
+        "--bystander-pid",
+        type=int,
+        action="append",
+        help="PID of a node that holds none of the connections (no --url of the run): its CPU,"
+        " reported apart, is what it pays for messages it has no subscriber for; repeatable",
+    )
     add("--json", action="store_true", help="print one JSON object on stdout")
     add("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     args.url = args.url or [DEFAULT_URL]
     args.server_pid = args.server_pid or []
+    args.bystander_pid = args.bystander_pid or []
     if args.messages is None:
         args.messages = DEFAULT_MESSAGES[args.scenario]
     if args.concurrency is None:
@@ -114,9 +138,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--messages, --rate and --rate-messages cannot be negative")
     if not re.fullmatch(r"[a-zA-Z0-9_\-=@,.;]{1,50}", args.channel):
         parser.error("--channel: 1-50 letters, digits or _-=@,.; (a suffix is added)")
-    for option, pid in [("--server-pid", pid) for pid in args.server_pid] + [
-        ("--redis-pid", args.redis_pid)
-    ]:
+    pids = [("--server-pid", pid) for pid in args.server_pid]
+    pids += [("--bystander-pid", pid) for pid in args.bystander_pid]
+    for option, pid in [*pids, ("--redis-pid", args.redis_pid)]:
         if pid is not None and not os.path.exists(f"/proc/{pid}/stat"):
             parser.error(f"no process {pid} ({option})")
     if args.client == "pusher" and args.scenario not in PUSHER_SCENARIOS:

@@ -59,6 +59,8 @@ class Opener:
         # Sessions opened on each --url.
         self.per_url = [0] * len(bench.targets)
         self.max_failures = max(10, n // 100)
+        # Wall-clock time of the last session that opened (failures may time out later).
+        self.last_open_at: float | None = None
         self.done: asyncio.Future[None] = receiver.loop.create_future()
 
     def start(self, concurrency: int) -> asyncio.Future[None]:
@@ -93,6 +95,7 @@ class Opener:
         if error is None:
             self.bench.clients.append(client)
             self.per_url[client.target] += 1
+            self.last_open_at = time.time()
         else:
             self.failures[error] += 1
             self.failed += 1

@@ -97,15 +97,26 @@ def total_cpu_seconds(pids: list[int]) -> float | None:
 
 class Meter:
     """Wall time and CPU of a phase: ours, the server's when its PIDs are known
-    (a cluster's nodes, added up), and Redis's when its PID is known (apart)."""
+    (a cluster's nodes, added up), Redis's when its PID is known (apart), and
+    the bystanders' (nodes that hold none of the run's connections, added up
+    apart): what a node pays for messages it has no subscriber for."""
 
-    def __init__(self, server_pids: list[int], redis_pid: int | None = None) -> None:
-        self.server_pids = server_pids
-        self.redis_pids = [redis_pid] if redis_pid else []
+    def __init__(
+        self,
+        server_pids: list[int],
+        redis_pid: int | None = None,
+        bystander_pids: list[int] | None = None,
+    ) -> None:
         self.wall = time.perf_counter()
         self.own = own_cpu_seconds()
-        self.server = total_cpu_seconds(server_pids) if server_pids else None
-        self.redis = total_cpu_seconds(self.redis_pids) if self.redis_pids else None
+        self.groups: list[tuple[str, list[int], float | None]] = []
+        for name, pids in (
+            ("server", server_pids),
+            ("redis", [redis_pid] if redis_pid else []),
+            ("bystander", bystander_pids or []),
+        ):
+            if pids:
+                self.groups.append((name, pids, total_cpu_seconds(pids)))
 
     def stop(self, work: int, unit: str, end: float | None = None) -> dict[str, Any]:
         """CPU figures for ``work`` units (deliveries or requests) done in the phase."""
@@ -116,11 +127,8 @@ class Meter:
             "bench_cpu_s": round(own, 3),
             "bench_cpu_percent": round(100 * own / seconds, 1),
         }
-        for name, pids, before in (
-            ("server", self.server_pids, self.server),
-            ("redis", self.redis_pids, self.redis),
-        ):
-            after = total_cpu_seconds(pids) if pids else None
+        for name, pids, before in self.groups:
+            after = total_cpu_seconds(pids)
             if after is None or before is None:
                 continue
             used = after - before

@@ -34,6 +34,12 @@ def format_report(report: dict[str, Any]) -> str:
     rolling = report.get("rolling")
     if rolling:
         lines.extend(_format_rolling(rolling))
+    listen = report.get("listen")
+    if listen:
+        lines.append(
+            f"  listen      {listen['delivered']} of {listen['expected']} delivered"
+            f" to {listen['connections']} connections"
+        )
     idle = report.get("idle")
     if idle:
         lines.append(f"  idle        {idle['seconds']:.1f} s: {_cpu(idle)}")
@@ -47,6 +53,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _cpu(figures: dict[str, Any]) -> str:
     text = f"bench CPU {figures['bench_cpu_percent']:.0f}% of a core"
+    if "bystander_cpu_percent" in figures:
+        text = f"bystander nodes' CPU {figures['bystander_cpu_percent']:.0f}% of a core, " + text
     if "redis_cpu_percent" in figures:
         text = f"Redis CPU {figures['redis_cpu_percent']:.0f}% of a core, " + text
     if "server_cpu_percent" in figures:

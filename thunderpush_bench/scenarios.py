@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -30,11 +31,12 @@ from thunderpush_bench.clients import (
     pusher_subscribe,
 )
 from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
+from thunderpush_bench.listen import listen_phase
 from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
 
-SCENARIOS = ("fanout", "users", "publish", "idle", "rolling")
+SCENARIOS = ("fanout", "users", "publish", "idle", "rolling", "channels", "listen")
 # Scenarios whose connections all subscribe to the run's channel.
-SUBSCRIBING = ("fanout", "idle", "rolling")
+SUBSCRIBING = ("fanout", "idle", "rolling", "listen")
 # What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
 # (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel.
 CLIENTS = ("sockjs", "pusher")
@@ -61,12 +63,17 @@ class Bench:
             self.targets.append((url.hostname, url.port or 80, url.netloc))
         self.api_prefix = f"/api/1.0.0/{quote(args.key, safe='')}/"
         token = os.urandom(3).hex()
-        self.channel = f"{args.channel}-{token}"
+        # listen: every process of the run on the one channel named by --channel.
+        listen = args.scenario == "listen"
+        self.channel = args.channel if listen else f"{args.channel}-{token}"
         self.user_prefix = f"bench-{token}-"
+        # The channels scenario: which one-subscriber channel each publish goes to.
+        self.random = random.Random(token)
         self.tally = Tally()
         self.clients: list[WSClient] = []
         self.receiver: Receiver | None = None
         self.opener: Opener | None = None
+        self.last_open_at: float | None = None
         # The rolling scenario: what each connection's user has seen, and who moves them.
         self.seen: list[set[int]] = []
         self.mover: Mover | None = None
@@ -134,7 +141,7 @@ class Bench:
                 self.opener.expire(self.args.request_timeout)
 
     def meter(self) -> Meter:
-        return Meter(self.args.server_pid, self.args.redis_pid)
+        return Meter(self.args.server_pid, self.args.redis_pid, self.args.bystander_pid)
 
     # connections
 
@@ -143,6 +150,8 @@ class Bench:
         commands = [f"CONNECT {user}:{self.args.key}"]
         if self.args.scenario in SUBSCRIBING:
             commands.append(f"SUBSCRIBE {self.channel}")
+        elif self.args.scenario == "channels":
+            commands.append(f"SUBSCRIBE {self.channel}-{index}")
         return json.dumps(commands).encode()
 
     def home(self, index: int) -> int:
@@ -208,13 +217,20 @@ class Bench:
         self.opener = None
         detail = ", ".join(f"{why} ({count})" for why, count in opener.failures.most_common(3))
         self.report["per_url"] = opener.per_url
+        self.last_open_at = opener.last_open_at
         if opener.failed:
             self.warnings.append(f"{opener.failed} connections failed: {detail}")
         if not self.clients:
             raise BenchError(f"no connection could be opened: {detail}")
 
     async def verify_connections(self) -> bool:
-        """Polls the API until the server lists every opened session (bounded)."""
+        """Polls the API until the server lists every opened session (bounded).
+
+        Not for listen: other processes' sessions count too, and the
+        harness checks the count its one publish is answered with.
+        """
+        if self.args.scenario == "listen":
+            return True
         n = len(self.clients)
         deadline = time.monotonic() + 10 + n / 200
         count = 0
@@ -278,6 +294,10 @@ class Bench:
             return f"users/{self.user_prefix}{index}/", 1
         if self.args.scenario == "fanout":
             return f"channels/{self.channel}/", len(self.clients)
+        if self.args.scenario == "channels":
+            # A channel at random, whichever node its one subscriber is on.
+            index = self.clients[self.random.randrange(len(self.clients))].index
+            return f"channels/{self.channel}-{index}/", 1
         # publish: nobody listens; rolling: judged by sequence numbers, not counts.
         return f"channels/{self.channel}/", 0
 
@@ -520,7 +540,10 @@ class Bench:
         progress = asyncio.ensure_future(self.progress())
         watchdog = asyncio.ensure_future(self.watchdog())
         try:
-            await self.api_connect(self.args.concurrency)
+            # listen: the harness publishes; an API connection here would only
+            # take a file from a worker that holds its full share of sessions.
+            if self.args.scenario != "listen":
+                await self.api_connect(self.args.concurrency)
             await self.scenario()
         finally:
             progress.cancel()
@@ -544,6 +567,9 @@ class Bench:
         if name == "rolling":
             self.report["rolling"] = await self.rolling_phase()
             return
+        if name == "listen":
+            self.report["listen"] = await listen_phase(self)
+            return
         messages = args.messages
         self.say(f"{name}: publishing {messages} messages flat out")
         self.report["full"] = await self.publish_phase("full speed", messages, None)
@@ -555,7 +581,7 @@ class Bench:
 
     def finish(self) -> dict[str, Any]:
         report = self.report
-        phases = ("full", "rate", "rolling")
+        phases = ("full", "rate", "rolling", "listen")
         lost = sum(abs(report.get(p, {}).get("lost", 0)) for p in phases)
         miscounted = any(
             report[p]["api_count"] != report[p]["expected"]
