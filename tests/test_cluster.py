@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from thunderpush.auth import channel_token
+from thunderpush.cluster import scripts
 from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
@@ -271,14 +272,14 @@ def test_a_killed_node_leaves_presence_within_the_ttl(fresh_redis, tmp_path):
     survivor = start_server_process(tmp_path, *args)
     doomed = start_server_process(tmp_path, *args)
     try:
-        asyncio.run(_kill_and_watch(survivor, doomed))
+        asyncio.run(_kill_and_watch(survivor, doomed, fresh_redis))
     finally:
         for process in (survivor, doomed):
             process.stop()
     assert "Traceback" not in survivor.log(), survivor.log()
 
 
-async def _kill_and_watch(survivor, doomed) -> None:
+async def _kill_and_watch(survivor, doomed, backend) -> None:
     async def api(process, method, path):
         return await call_api(process.url, method, path)
 
@@ -296,8 +297,17 @@ async def _kill_and_watch(survivor, doomed) -> None:
             return json_of(await api(survivor, "GET", "channels/presence-room/"))["users"]
 
         await eventually(users, ["watcher", "victim"])
+        route = scripts.route(KEY, "c", "presence-room")
+
+        async def routed() -> int:
+            with backend.client() as redis:
+                return redis.pubsub_numsub(route)[0][1]
+
+        assert await routed() == 2
         doomed.stop(signal.SIGKILL)
         killed = time.monotonic()
+        # Its subscriptions go with its connection to Redis, at once.
+        await eventually(routed, 1, timeout=1)
         # Readers stop counting it after the TTL; a live node then forgets it and says so.
         await eventually(users, ["watcher"], timeout=4)
         assert await watcher.message(timeout=4) == {
