@@ -116,8 +116,9 @@ async def one_round(url: str, redis_pid: int, scale: float) -> dict[tuple, tuple
     now = int(time.time() * 1000)
     await client.zadd(scripts.NODES, {"node-a": now, "node-b": now})
     await client.hset(scripts.channel_count_key("key", "node-b"), "news", 3)
-    publish = ("PUBLISH", scripts.bus_channel("key"), MESSAGE)
-    evalsha = ("EVALSHA", sha, 0, 30.0, "key", "node-a", "c", "news", MESSAGE)
+    route = scripts.route("key", "c", "news")
+    publish = ("PUBLISH", route, MESSAGE)
+    evalsha = ("EVALSHA", sha, 0, 30.0, "key", "node-a", "c", "news", MESSAGE, route)
     figures = {}
     for name, args in (("PUBLISH", publish), ("EVALSHA", evalsha)):
         calls: dict[str, Call] = {

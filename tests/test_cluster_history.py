@@ -40,12 +40,13 @@ class Scripts:
     def __init__(self, backend) -> None:
         self.redis = backend.client()
         self.bus = self.redis.pubsub()
-        self.bus.subscribe(scripts.bus_channel(APP))
-        assert self.bus.get_message(timeout=1)["type"] == "subscribe"
+        # Every channel's route: "*" is the pattern's wildcard.
+        self.bus.psubscribe(scripts.route(APP, "c", "*"))
+        assert self.bus.get_message(timeout=1)["type"] == "psubscribe"
 
     def keep(self, channel: str, payload: str, size: int = 3, ttl: float = 60) -> int:
         head = publication_head(channel, PLAIN)
-        args = (30, APP, "me", channel, size, ttl, payload, head)
+        args = (30, APP, "me", channel, size, ttl, payload, head, scripts.route(APP, "c", channel))
         return self.redis.eval(scripts.SEND_KEPT, 0, *args)
 
     def read(self, channel: str, since: int | str = "", ttl: float = 60) -> list:
@@ -55,7 +56,7 @@ class Scripts:
 
     def published(self) -> bytes:
         message = self.bus.get_message(timeout=1)
-        assert message is not None and message["type"] == "message"
+        assert message is not None and message["type"] == "pmessage"
         return message["data"]
 
 

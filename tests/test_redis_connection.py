@@ -22,6 +22,7 @@ from thunderpush.cluster.connection import (
     address,
 )
 from thunderpush.cluster.subscriber import Subscriber
+from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
 
@@ -325,6 +326,9 @@ async def test_a_node_whose_redis_hangs_answers_503_in_time_and_comes_back(fresh
             assert not built.node.up
         finally:
             fresh_redis.proc.send_signal(signal.SIGCONT)
+        # Back, the node asks its clients to reconnect and recover; they are served again.
+        assert (await client.closed(timeout=10))[0] == MISSED.code
+        client = await server.client(WebSocketClient, "ann", "news")
         await until(lambda: publish("1"), (200, b'{"count": 1}\n'), timeout=10)
         assert await client.message() == {"payload": "1", "channel": "news"}
     finally:

@@ -1,10 +1,22 @@
-"""The broker on Redis pub/sub: every node gets every message of an app.
+"""The broker on Redis pub/sub, routed: a channel's messages reach only the nodes
+that have a subscriber in it.
 
-A publish goes through Redis to every node, the publishing node included,
-so that all nodes see one order; the API answers once Redis has taken the
-PUBLISH, so publishes made one after the other arrive in that order
-everywhere.  Each node delivers to its own hub and drops what has no
-receiver there (docs/cluster.rst measures what a dropped message costs).
+Each channel of an app, and each user, has its own Redis pub/sub channel, its
+*route* (``scripts.route``); a node subscribes to a route while its hub has a
+connection there (``Node.route_opened``, ``Node.route_closed``).  A publish is
+one script (``SEND``, ``SEND_KEPT``): it publishes on the route and answers the
+count of the other live nodes in the same round trip.  Every node, the
+publishing node included, delivers what reaches it from Redis, so all nodes
+see one channel's messages in Redis's order; the API answers once Redis has
+taken the publish, so publishes made one after the other arrive in that order
+everywhere.  This node's own count is added only once its subscription to the
+route is confirmed (``Node.confirmed``): a count never includes a subscriber
+that the message cannot reach.
+
+Presence events stay on the app's bus, which every node hears: a joiner's
+member list, read from Redis, is followed by the events numbered after it,
+and the bus is subscribed before any welcome is asked, so no event can fall
+between the list and the route's confirmation.
 
 A bus message is bytes: its kind (one letter), then its fields, each its
 length in bytes, a colon and the bytes (``5:hello``), then what remains is
@@ -54,8 +66,8 @@ logger = logging.getLogger(__name__)
 
 
 class RedisBroker(Broker):
-    """Sends through the app's bus; counts come from every live node's presence,
-    this node's own from its hub at the time of the publish."""
+    """Publishes on routes; counts come from every other live node's records, this
+    node's own from its hub at the time of the publish, if the route is confirmed."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -67,27 +79,31 @@ class RedisBroker(Broker):
         message: str,
         options: PublishOptions = PLAIN,
     ) -> int:
-        here = app.hub.channel_connection_count(channel)
+        node = self.node
+        route = scripts.route(app.key, "c", channel)
+        here = app.hub.channel_connection_count(channel) if node.confirmed(route) else 0
         head = publication_head(channel, options)
         payload = _bytes(message)
         keep = None if options.from_client else app.history.keep(channel)
         if keep is None:
-            return here + await self._send(app, "c", channel, head + payload)
-        node = self.node
-        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, payload, head)
+            return here + await self._send(app, "c", channel, head + payload, route)
+        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, payload, head, route)
         return here + await node.call(scripts.SEND_KEPT, *args)
 
     async def send_to_user(self, app: App, userid: str, message: str) -> int:
-        here = app.hub.user_connection_count(userid)
+        route = scripts.route(app.key, "u", userid)
+        here = app.hub.user_connection_count(userid) if self.node.confirmed(route) else 0
         bus_message = b"u" + field(userid) + _bytes(message)
-        return here + await self._send(app, "u", userid, bus_message)
+        return here + await self._send(app, "u", userid, bus_message, route)
 
     async def disconnect_user(self, app: App, userid: str) -> None:
-        await self._send(app, "", userid, b"d" + field(userid))
+        route = scripts.route(app.key, "u", userid)
+        await self._send(app, "", userid, b"d" + field(userid), route)
 
-    def _send(self, app: App, count_of: str, name: str, message: bytes) -> object:
+    def _send(self, app: App, count_of: str, name: str, message: bytes, route: bytes) -> object:
         node = self.node
-        return node.call(scripts.SEND, node.ttl, app.key, node.id, count_of, _bytes(name), message)
+        args = (node.ttl, app.key, node.id, count_of, _bytes(name), message, route)
+        return node.call(scripts.SEND, *args)
 
 
 def field(text: str) -> bytes:

@@ -1,7 +1,9 @@
 """An app's hub on a cluster node, as Redis sees it: the hub's listener.
 
 The node gives each app an ordinary ``Hub`` (``thunderpush.core.hub``) and a
-``HubReporter`` as its listener.  Every change the hub states (a connection of
+``HubReporter`` as its listener.  A channel's first connection here, and a
+user's, subscribes the node to its route (``thunderpush.cluster.bus``); the
+last one out unsubscribes it.  Every change the hub states (a connection of
 a user, a subscription) is handed to the node's registry
 (``thunderpush.cluster.registry``), which writes it to Redis once per loop
 turn; the command path never waits for Redis.  The registry reads the hub
@@ -26,8 +28,10 @@ bus after it answered, are dropped until the bus passes the position sent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from thunderpush.cluster.scripts import route
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
 
@@ -46,16 +50,27 @@ class HubReporter:
         hub.listener = self
 
     def connected(self, userid: str, first: bool) -> None:
+        if first:
+            self.registry.node.route_opened(self.local, route(self.key, "u", userid))
         self.registry.user_changed(self, userid)
 
     def disconnected(self, userid: str, last: bool) -> None:
+        if last:
+            self.registry.node.route_closed(route(self.key, "u", userid))
         self.registry.user_changed(self, userid)
 
     def subscribed(self, channel: str, userid: str, first: bool) -> None:
+        if first:
+            self.registry.node.route_opened(self.local, route(self.key, "c", channel))
         self.registry.member_changed(self, channel, userid)
 
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
+        if last:
+            self.registry.node.route_closed(route(self.key, "c", channel))
         self.registry.member_changed(self, channel, userid)
+
+    def when_routed(self, channel: str, then: Callable[[], None]) -> None:
+        self.registry.node.when_confirmed(route(self.key, "c", channel), then)
 
     def members_wanted(self, connection: Connection, channel: str) -> bool:
         return self.registry.welcome(self, connection, channel)

@@ -1,11 +1,20 @@
 """One node of the cluster: its id, its Redis connections, and staying joined.
 
-A node is up while it is connected: subscribed to every app's bus, beating
-its heartbeat (every ``presence_ttl / 3``) and writing its presence.  When any
-of that fails, it is down: one WARNING, every API call that needs Redis
-answers 503 at once, clients keep their connections.  It reconnects with a
-backoff (doubling, capped at ``MAX_BACKOFF``); once back it registers again,
-rewrites its whole presence from its hubs, and says so in one INFO line.
+A node is up while it is connected: subscribed to every app's bus and to the
+route of every channel and user its hubs hold (``thunderpush.cluster.bus``),
+beating its heartbeat (every ``presence_ttl / 3``) and writing its presence.
+When any of that fails, it is down: one WARNING, every API call that needs
+Redis answers 503 at once, clients keep their connections.  It reconnects with
+a backoff (doubling, capped at ``MAX_BACKOFF``); once back it resubscribes
+everything and waits for Redis to confirm it, registers again, rewrites its
+whole presence from its hubs, and says so in one INFO line.  Then it closes
+every connection it holds with ``MISSED`` (Pusher: 4200): messages may have
+been published to them meanwhile (counted by their records that Redis still
+had, or through a node back first), which the node cannot know; the clients
+reconnect and recover with the positions they have.
+
+Counts are written only for confirmed routes (``confirm``, called by the
+registry before each write), so a publish that counts a subscriber reaches it.
 A node that restarts is a new node: the id is made when the process starts.
 """
 
@@ -14,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from thunderpush.cluster import scripts
@@ -31,6 +40,7 @@ from thunderpush.cluster.registry import Registry
 from thunderpush.cluster.subscriber import Subscriber
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.hub import Hub
+from thunderpush.core.protocol import MISSED
 from thunderpush.server.settings import masked_url
 
 logger = logging.getLogger(__name__)
@@ -59,7 +69,14 @@ class Node:
         self.registry = Registry(self)
         # Each app's hub, with its listener.
         self.hubs: dict[str, HubReporter] = {}
-        self._by_bus: dict[bytes, Hub] = {}
+        # Every pub/sub channel wanted (the apps' buses, the routes), to its hub.
+        self._routes: dict[bytes, Hub] = {}
+        # Routes asked for and not yet confirmed (each with a token of its asking),
+        # and those Redis confirmed on the current bus.
+        self._pending: dict[bytes, object] = {}
+        self._confirmed: set[bytes] = set()
+        # What waits for a route's confirmation: subscriptions' answers.
+        self._waiters: dict[bytes, list[Callable[[], None]]] = {}
         self._client: Connection | None = None
         self._bus: Subscriber | None = None
         self._shas: dict[str, bytes] = {}
@@ -75,10 +92,62 @@ class Node:
         hub = Hub()
         self.hubs[key] = HubReporter(key, hub, self.registry)
         channel = scripts.bus_channel(key).encode()
-        self._by_bus[channel] = hub
+        self._routes[channel] = hub
         if self._bus is not None:
             self._bus.subscribe(channel)
         return hub
+
+    # -- routes ----------------------------------------------------------------
+
+    def route_opened(self, hub: Hub, route: bytes) -> None:
+        """``hub`` has its first connection in the channel or user of ``route``:
+        subscribed at the end of the loop turn, confirmed by ``confirm``."""
+        self._routes[route] = hub
+        self._confirmed.discard(route)
+        self._pending[route] = object()
+        if self._bus is not None:
+            self._bus.subscribe(route)
+
+    def route_closed(self, route: bytes) -> None:
+        """The last connection of ``route``'s channel or user here left."""
+        self._routes.pop(route, None)
+        self._pending.pop(route, None)
+        self._waiters.pop(route, None)
+        self._confirmed.discard(route)
+        if self._bus is not None:
+            self._bus.unsubscribe(route)
+
+    def confirmed(self, route: bytes) -> bool:
+        """Whether Redis confirmed this node's subscription to ``route``."""
+        return route in self._confirmed
+
+    def when_confirmed(self, route: bytes, then: Callable[[], None]) -> None:
+        """Calls ``then`` once Redis confirmed this node's subscription to ``route``
+        (at once if it has).  The confirmation comes with the registry's next
+        write, which the subscription that opened the route asked for, or when
+        the node rejoins; a route closed meanwhile drops ``then``."""
+        if route in self._confirmed:
+            then()
+        elif route in self._routes:
+            self._waiters.setdefault(route, []).append(then)
+
+    async def confirm(self) -> None:
+        """Waits until Redis has answered every subscription asked so far; a route
+        closed or asked again meanwhile waits for its own answer.  Then what
+        waited for those routes is called."""
+        if not self._pending:
+            return
+        bus = self._bus
+        if bus is None:
+            raise BackendUnavailable
+        asked = dict(self._pending)
+        await bus.ping()
+        for route, token in asked.items():
+            if self._pending.get(route) is token:
+                del self._pending[route]
+                self._confirmed.add(route)
+                for then in self._waiters.pop(route, ()):
+                    then()
 
     # -- life ------------------------------------------------------------------
 
@@ -127,13 +196,16 @@ class Node:
             bus = await Subscriber.open(self.address, self._received)
             loads = [client.command(b"SCRIPT", b"LOAD", text) for text in scripts.ALL]
             self._shas = {text: await load for text, load in zip(scripts.ALL, loads, strict=True)}
-            bus.subscribe(*self._by_bus)
-            await bus.ping()
             self._bus = bus
+            self._pending = {route: object() for route in self._routes}
+            bus.subscribe(*self._routes)
+            await self.confirm()
             forgotten = await self._beat(client)
             self._client = client
             self.up = True
             await self.registry.resync(client, list(self.hubs.values()), forgotten)
+            for hub in self.hubs.values():
+                hub.local.close_all(*MISSED)
             self._joined.set()
             if self._warned:
                 logger.info("Back in the cluster on %s.", self.shown_url)
@@ -154,6 +226,7 @@ class Node:
         finally:
             self.up = False
             self._client = self._bus = None
+            self._confirmed.clear()
             self.registry.clear()
             for connection in (client, bus):
                 if connection is not None:
@@ -202,8 +275,8 @@ class Node:
             await bus.ping()  # a bus that stopped answering is a lost bus
 
     def _received(self, channel: bytes, data: bytes) -> None:
-        """A message from an app's bus: to that app's hub."""
-        hub = self._by_bus.get(channel)
+        """A message from an app's bus or a route: to that app's hub."""
+        hub = self._routes.get(channel)
         if hub is not None:
             try:
                 deliver(hub, data)

@@ -142,6 +142,8 @@ class Registry:
         if not (users or members or welcomes or recoveries):
             return
         try:
+            # Counts only of confirmed routes; a recovery reads after its route is.
+            await self.node.confirm()
             answers = await self._send(client, users, members, welcomes, recoveries)
         except BaseException:
             # Left for ``clear``, which the failure leads to.

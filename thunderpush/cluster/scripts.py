@@ -19,7 +19,13 @@ key, ``<node>`` a node's id)::
     tp:<app>:hm:<channel>    hash  its stream: epoch, offset (of the last message)
     tp:epochs                int   streams started, to make each epoch unique
     tp:forgotten:<node>      a node that others forgot (for a day)
-    tp:<app>:bus             the app's pub/sub channel (``thunderpush.cluster.bus``)
+    tp:<app>:bus             the app's pub/sub channel, for what every node
+                             hears: presence events (``thunderpush.cluster.bus``)
+    tp/<n>:<app>:c:<channel> a channel's pub/sub channel, and ``:u:<user>`` a
+                             user's (``route``); ``<n>`` is the app key's length
+
+Pub/sub channels are not keys: a route is named once, by ``route``, and
+handed to the scripts that publish on it (never rebuilt in Lua).
 
 A channel that keeps history (``thunderpush.core.history``) has both ``h``
 and ``hm`` keys expire ``ttl`` after its last publish, so an idle stream goes
@@ -43,6 +49,16 @@ NODES = "tp:nodes"
 
 def bus_channel(app: str) -> str:
     return f"tp:{app}:bus"
+
+
+def route(app: str, kind: str, name: str) -> bytes:
+    """The pub/sub channel of ``app``'s channel (``kind`` "c") or user ("u") ``name``.
+
+    The app key is length-prefixed, so no app, channel or user can make another's
+    name; ``tp/`` sets routes apart from the app buses (``tp:``).
+    """
+    key = app.encode()
+    return b"tp/%d:%b:%b:%b" % (len(key), key, kind.encode(), name.encode("utf-8", "surrogatepass"))
 
 
 def user_key(app: str, node: str) -> str:
@@ -187,9 +203,9 @@ local function forget_all(node, ttl)
 end
 """
 
-# ARGV: ttl, app, node, field ("c", "u" or ""), name, message.  Publishes
-# ``message`` on the app's bus; answers how many connections other live nodes
-# have under ``name`` in their ``field`` hash.
+# ARGV: ttl, app, node, field ("c", "u" or ""), name, message, route.
+# Publishes ``message`` on ``route`` (the channel's or user's); answers how
+# many connections other live nodes have under ``name`` in their ``field`` hash.
 SEND = (
     _COMMON
     + """
@@ -198,7 +214,7 @@ local count = 0
 if field ~= '' then
   count = elsewhere_count(ttl, app, node, field, name)
 end
-redis.call('PUBLISH', P .. app .. ':bus', ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[6])
 return count
 """
 )
@@ -220,10 +236,10 @@ local function entry(text)
 end
 """
 
-# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, and the
-# bus message's head (kind ``c`` or ``p`` and its fields, see ``bus``).  Keeps
-# the payload in the channel's stream (starting a new one, with a new epoch,
-# if there is none), publishes it on the bus with its position (kind ``h``
+# ARGV: ttl, app, node, channel, size, keep ttl (seconds), payload, the
+# bus message's head (kind ``c`` or ``p`` and its fields, see ``bus``), and the
+# channel's route.  Keeps the payload in the channel's stream (starting a new
+# one, with a new epoch, if there is none), publishes it on the route with its position (kind ``h``
 # before the head), and answers how many connections other live nodes have
 # in the channel.
 SEND_KEPT = (
@@ -249,7 +265,7 @@ local ms = math.ceil(keep * 1000)
 redis.call('PEXPIRE', list, ms)
 redis.call('PEXPIRE', meta, ms)
 local position = 'h' .. bus_field(epoch) .. bus_field(tostring(offset))
-redis.call('PUBLISH', P .. app .. ':bus', position .. ARGV[8] .. payload)
+redis.call('PUBLISH', ARGV[9], position .. ARGV[8] .. payload)
 return elsewhere_count(ttl, app, node, 'c', channel)
 """
 )

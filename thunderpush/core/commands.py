@@ -290,7 +290,8 @@ class Client:
             if protocol.is_presence_channel(channel):
                 hub.welcome(self, channel)
             elif private:
-                self.send_delivery(protocol.subscription_succeeded(channel))
+                answer = protocol.subscription_succeeded(channel)
+                hub.when_routed(self, channel, lambda: self.send_delivery(answer))
             if since is not None and joined:
                 hub.recover(self, channel, since, app.history.keep(channel))
             return True

@@ -216,6 +216,11 @@ class Hub(Holdings):
         for connection in list(self.users.get(userid, ())):
             connection.force_disconnect()
 
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection here with ``code`` (each close removes it)."""
+        for connection in list(self._subscriptions):
+            connection.close(code, reason)
+
     def disconnect_all(self) -> None:
         for userid in list(self.users):
             self.disconnect_user(userid)
@@ -279,6 +284,18 @@ class Hub(Holdings):
                 self._deliver_each(others, lambda d: d.member_added(channel, userid, info))
         self.listener.subscribed(channel, userid, first)
         return True
+
+    def when_routed(self, connection: Connection, channel: str, answer: Callable[[], None]) -> None:
+        """Calls ``answer`` (a subscription's answer to ``connection``) once the
+        listener says ``channel``'s messages reach this hub, if ``connection`` is
+        still in ``channel`` then: in a cluster, a client told it is subscribed
+        gets every message published after it was told."""
+
+        def answer_if_subscribed() -> None:
+            if self.is_subscribed(connection, channel):
+                answer()
+
+        self.listener.when_routed(channel, answer_if_subscribed)
 
     def _full(self, channel: str, userid: str) -> bool:
         """Whether ``userid`` may not join presence ``channel``: it is not a member,

@@ -20,6 +20,7 @@ Example: a listener that logs who comes and goes::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from thunderpush.webhooks.events import (
@@ -48,6 +49,11 @@ class HubListener(Protocol):
 
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         """A connection of ``userid`` left ``channel``; ``last``: the channel has none here now."""
+
+    def when_routed(self, channel: str, then: Callable[[], None]) -> None:
+        """Calls ``then`` once a message published to ``channel`` reaches this hub:
+        a subscription is answered only then, so no message the answer promises
+        can be published before it is routed here."""
 
     def members_wanted(self, connection: Any, channel: str) -> bool:
         """``connection`` in presence ``channel`` is to be told its members; True if the
@@ -82,6 +88,9 @@ class Transitions:
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         if last and self.hub.on_transition is not None:
             self.hub.on_transition(CHANNEL_VACATED, channel)
+
+    def when_routed(self, channel: str, then: Callable[[], None]) -> None:
+        then()  # one process: every publish reaches this hub
 
     def members_wanted(self, connection: Any, channel: str) -> bool:
         return False

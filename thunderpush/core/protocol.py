@@ -33,6 +33,9 @@ SERVER_SHUTDOWN = Close(9010, "Server shutting down.")
 # Unsent data over the server's limit: the client reads too slowly to keep up.
 CLIENT_TOO_SLOW = Close(9011, "Client too slow.")
 TOO_MANY_COMMANDS = Close(9012, "Too many commands.")
+# A cluster node that was away from Redis: messages may have been missed; the
+# client reconnects and recovers (``since=``).  Pusher clients get 4200.
+MISSED = Close(9013, "Reconnect: messages may have been missed.")
 
 # Clients must not reconnect after these: retrying cannot succeed.
 FINAL_CLOSE_CODES = frozenset({9000, 9001, 9002, 9003})

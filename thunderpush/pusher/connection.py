@@ -184,7 +184,8 @@ class PusherConnection:
         if thunder.is_presence_channel(channel):
             hub.welcome(self, channel)
         else:
-            self.socket.send_pack(protocol.subscription_succeeded(channel))
+            answer = protocol.subscription_succeeded(channel)
+            hub.when_routed(self, channel, lambda: self.socket.send_pack(answer))
 
     def _refusal(self, channel: str, data: dict[str, Any]) -> tuple[str, int] | None:
         """Why ``channel`` is refused (the message and an HTTP-like status), or None.
