@@ -303,7 +303,12 @@ def test_rolling_restart_moves_clients_and_counts_what_they_missed(tmp_path, fre
         report = run_rolling(command, restart, delay=0.3, timeout=90)
         # After the restart, the restarted node takes new sessions again.
         assert report["restarted"] is True
-        assert report["ok"], report
+        # What went wrong, in full: pytest cuts a long report short.
+        assert report["ok"], (
+            report.get("warnings"),
+            report.get("rolling"),
+            report.get("close_codes"),
+        )
         rolling = report["rolling"]
         assert rolling["published"] == 100 and rolling["failed"] == 0
         assert rolling["moved"] == rolling["reopened"] == 20  # the second node's half
