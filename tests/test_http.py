@@ -360,19 +360,30 @@ async def test_a_hand_off_waits_for_the_answers_before_it(server):
 
 
 async def test_an_awaitable_answer_keeps_pipelined_answers_in_order(server):
+    """A request answered later (a cluster's publish) holds back the ones pipelined
+    after it; a client that keeps sending meanwhile is no longer read, so what
+    waits is bounded by one read, however much it sends."""
     app = server.door.api.apps.get("key")
-    release = asyncio.Event()
+    called, release = asyncio.Event(), asyncio.Event()
     broker = app.broker
 
     class LaterBroker(type(broker)):
         async def send_to_channel(self, app, channel, message):
+            called.set()
             await release.wait()
             return broker.send_to_channel(app, channel, message)
 
     app.broker = LaterBroker()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(request("POST", f"{API}/channels/news/", body=b"1") + USERS)
-    await server.settled(lambda: any(not c.transport.is_reading() for c in server.door.connections))
+    await asyncio.wait_for(called.wait(), 5)
+    # Nothing is paused for a client that waits, as most do.
+    (connection,) = server.door.connections
+    assert connection.transport.is_reading()
+    more = USERS * 20000  # about 2 MB of pipelined requests
+    writer.write(more)
+    await server.settled(lambda: not connection.transport.is_reading())
+    assert len(connection._raw) < 2 * 1024 * 1024 // 4
     release.set()
     first = await asyncio.wait_for(reader.readuntil(b'{"count": 0}\n'), 5)
     second = await asyncio.wait_for(reader.readuntil(b'{"count": 0}\n'), 5)
