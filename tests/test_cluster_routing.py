@@ -13,7 +13,7 @@ from thunderpush.pusher.signatures import channel_auth
 
 from .conftest import KEY, SECRET, Server
 from .sockjs_client import Closed, WebSocketClient
-from .test_cluster import eventually, json_of, nodes
+from .test_cluster import eventually, in_presence, json_of, nodes
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
 
 __all__ = ["nodes"]
@@ -81,6 +81,36 @@ async def test_a_node_hears_a_channel_from_its_first_subscriber_to_its_last(node
     assert await bob.message() == {"payload": "8", "channel": "news"}
     assert keys.route(KEY, "c", "news") not in on_a
     assert on_b == [keys.route(KEY, "c", "news")]
+
+
+async def test_a_node_without_a_presence_subscriber_hears_none_of_its_events(nodes):
+    """Presence events go on the channel's route: B, holding other channels but no
+    subscriber of the room, hears none of them; once it holds one, it hears them."""
+    a, b = await nodes(2)
+    on_b = heard(b)
+    await b.client(WebSocketClient, "carl", "news")
+    alice, _ = await in_presence(a, "alice")
+    bob, members = await in_presence(a, "bob")
+    assert members == ["alice", "bob"]
+    assert (await alice.message())["event"] == "member_added"
+    await bob.send("UNSUBSCRIBE presence-room")
+    assert await alice.message() == {
+        "event": "member_removed",
+        "channel": "presence-room",
+        "user": "bob",
+    }
+    room = keys.route(KEY, "c", "presence-room")
+    assert room not in on_b
+    dave, members = await in_presence(b, "dave")
+    assert members == ["alice", "dave"]
+    assert (await alice.message())["user"] == "dave"
+    await in_presence(a, "eve")
+    assert await dave.message() == {
+        "event": "member_added",
+        "channel": "presence-room",
+        "user": "eve",
+    }
+    assert room in on_b
 
 
 async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
