@@ -11,7 +11,9 @@ slot and a script can touch them together.  ``T`` is ``{<tag>}``::
     tp:T:m     zset  "<node> <user>" -> ms of its first subscription (channels)
     tp:T:i     hash  "<node> <user>" -> its Pusher ``user_info`` as JSON
                      (presence channels, members that have one)
-    tp:T:s     int   the number of the channel's last presence event
+    tp:T:s     int   the number of the channel's last presence event (kept a
+                     day after its last member left: an event still on its
+                     way keeps its number)
     tp:T:h     list  a channel's kept messages, oldest first, each
                      "<offset>\\n<ms kept, Redis time>\\n<payload>"
     tp:T:hm    hash  its stream: epoch, offset (of the last message)

@@ -1,14 +1,15 @@
 """The Lua scripts a node runs in Redis, loaded from ``lua/*.lua`` (package data).
 
-Each read or write of one name that must be atomic is one script, so it is
-one round trip: a publish counts its receivers and publishes in the same step,
-and a presence-channel join or leave decides "first/last of this user on a
-live node" and announces it without a race between nodes.  Each file opens
-with what it does, its ``KEYS`` and its ``ARGV``; every key it touches comes
-from its ``KEYS`` and carries one name's tag (``thunderpush.cluster.keys``),
-so on Redis Cluster a script runs on the one slot of its name.  No script
-reads the list of nodes: the live ones come in ``ARGV``, from the caller's
-last heartbeat (``thunderpush.cluster.link``).  ``common.lua`` holds the
+Each step that must be atomic is one script, so it is one round trip: a
+publish counts its receivers and publishes in the same step, and a
+presence-channel join or leave decides "first/last of this user on a live
+node" and announces it without a race between nodes.  Each file opens with
+what it does, its ``KEYS`` and its ``ARGV``; every key it touches comes from
+its ``KEYS`` and carries one tag (``thunderpush.cluster.keys``: a name's, or
+``{nodes}`` for the heartbeat's), so on Redis Cluster a script runs on one
+slot.  Only ``BEAT``, ``DROP`` and ``LIVE`` read the list of nodes; the
+others get the live ones in ``ARGV``, from the caller's last heartbeat
+(``thunderpush.cluster.link``).  ``common.lua`` holds the
 helpers, none of which touches a key, and goes before each script.
 
 Usage::
