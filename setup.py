@@ -18,8 +18,14 @@ setup(
     # build copies the file itself, so the server can serve it when installed.
     # api/openapi.json is the API's description, served at /api/1.0.0/openapi.json.
     # dashboard/static/ is the dashboard's page, script and style sheet.
+    # cluster/lua/ holds the Lua scripts a cluster node loads into Redis.
     package_data={
-        "thunderpush": ["static/thunderpush.js", "api/openapi.json", "dashboard/static/*"]
+        "thunderpush": [
+            "static/thunderpush.js",
+            "api/openapi.json",
+            "dashboard/static/*",
+            "cluster/lua/*.lua",
+        ]
     },
     install_requires=[
         "tornado>=6.3,<7",

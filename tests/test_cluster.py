@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from thunderpush.auth import channel_token
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
 from thunderpush.server.config import Config
@@ -297,7 +297,7 @@ async def _kill_and_watch(survivor, doomed, backend) -> None:
             return json_of(await api(survivor, "GET", "channels/presence-room/"))["users"]
 
         await eventually(users, ["watcher", "victim"])
-        route = scripts.route(KEY, "c", "presence-room")
+        route = keys.route(KEY, "c", "presence-room")
 
         async def routed() -> int:
             with backend.client() as redis:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import signal
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from thunderpush.auth import channel_token
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.bus import deliver, field, publication_head
 from thunderpush.core.broker import PLAIN, PublishOptions
 from thunderpush.server.config import HistoryRule
@@ -34,6 +35,12 @@ APP = "key"
 EPOCH = re.compile(r"[0-9a-f]{16}")
 
 
+def stream_keys(channel: str, app: str = APP) -> tuple[bytes, bytes]:
+    """A channel's kept messages and its stream's position, as Redis names them."""
+    tag = keys.tag(app, "c", channel)
+    return keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM)
+
+
 class Scripts:
     """The stream scripts, run with EVAL on a real Redis, as a node passes them."""
 
@@ -41,16 +48,20 @@ class Scripts:
         self.redis = backend.client()
         self.bus = self.redis.pubsub()
         # Every channel's route: "*" is the pattern's wildcard.
-        self.bus.psubscribe(scripts.route(APP, "c", "*"))
+        self.bus.psubscribe(keys.route(APP, "c", "*"))
         assert self.bus.get_message(timeout=1)["type"] == "psubscribe"
 
-    def keep(self, channel: str, payload: str, size: int = 3, ttl: float = 60) -> int:
+    def keep(self, channel: str, payload: str, size: int = 3, ttl: float = 60, others=()) -> int:
+        tag = keys.tag(APP, "c", channel)
         head = publication_head(channel, PLAIN)
-        args = (30, APP, "me", channel, size, ttl, payload, head, scripts.route(APP, "c", channel))
-        return self.redis.eval(scripts.SEND_KEPT, 0, *args)
+        digits = f"{random.getrandbits(12):03x}"
+        args = (keys.route_of(tag), head, payload, size, ttl, digits, *others)
+        names = (keys.key(tag, keys.COUNTS), *stream_keys(channel))
+        return self.redis.eval(scripts.SEND_KEPT.text, 3, *names, *args)
 
     def read(self, channel: str, since: int | str = "", ttl: float = 60) -> list:
-        epoch, offset, *messages = self.redis.eval(scripts.HISTORY, 0, APP, channel, ttl, since)
+        answer = self.redis.eval(scripts.HISTORY.text, 2, *stream_keys(channel), ttl, since)
+        epoch, offset, *messages = answer
         pairs = list(zip(messages[::2], [m.decode() for m in messages[1::2]], strict=True))
         return [epoch.decode(), offset, pairs]
 
@@ -89,7 +100,7 @@ def test_a_stream_keeps_its_last_size_messages(lua):
         lua.keep("news", str(number), size=3)
     assert lua.read("news")[1:] == [5, [(3, "3"), (4, "4"), (5, "5")]]
     assert lua.read("news", since=4)[1:] == [5, [(5, "5")]]
-    assert lua.redis.llen("tp:key:h:news") == 3
+    assert lua.redis.llen(stream_keys("news")[0]) == 3
 
 
 def test_messages_older_than_the_ttl_are_skipped_and_an_idle_stream_goes_whole(lua):
@@ -97,15 +108,15 @@ def test_messages_older_than_the_ttl_are_skipped_and_an_idle_stream_goes_whole(l
     # "old" is at least 1 s old when read, "new" well under 0.5 s, the stream 2 s.
     lua.keep("news", "old", ttl=2)
     epoch = lua.read("news")[0]
-    assert 0 < lua.redis.pttl("tp:key:h:news") <= 2000
-    assert 0 < lua.redis.pttl("tp:key:hm:news") <= 2000
+    for key in stream_keys("news"):
+        assert 0 < lua.redis.pttl(key) <= 2000
     time.sleep(1)
     lua.keep("news", "new", ttl=2)
     # The reader's ttl decides what is too old.
     assert lua.read("news", ttl=0.5) == [epoch, 2, [(2, "new")]]
     assert lua.read("news", ttl=2) == [epoch, 2, [(1, "old"), (2, "new")]]
     deadline = time.monotonic() + 4
-    while lua.redis.exists("tp:key:hm:news", "tp:key:h:news"):
+    while lua.redis.exists(*stream_keys("news")):
         assert time.monotonic() < deadline, "the stream did not expire"
         time.sleep(0.02)
     # Gone whole: the next publish starts a new epoch at offset 1.
@@ -130,11 +141,11 @@ def test_epochs_are_unique_even_when_started_in_the_same_instant(lua):
     assert len(epochs) == 200
 
 
-def test_a_kept_publish_counts_the_other_live_nodes_connections(lua):
-    lua.redis.zadd(scripts.NODES, {"other": time.time() + 100, "me": time.time() + 100})
-    lua.redis.hset(scripts.channel_count_key(APP, "other"), "news", 4)
-    lua.redis.hset(scripts.channel_count_key(APP, "me"), "news", 7)
-    assert lua.keep("news", "x") == 4
+def test_a_kept_publish_counts_the_connections_of_the_nodes_it_is_given(lua):
+    counts = keys.key(keys.tag(APP, "c", "news"), keys.COUNTS)
+    lua.redis.hset(counts, mapping={"other": 4, "me": 7, "dead": 2})
+    assert lua.keep("news", "x", others=("other",)) == 4
+    assert lua.keep("news", "y", others=("other", "dead", "unknown")) == 6
 
 
 # -- two nodes ------------------------------------------------------------------
@@ -242,7 +253,7 @@ async def test_a_stream_that_expired_starts_a_new_epoch_and_the_old_one_is_told_
     await cut(a, ann, "ann")
     with fresh_redis.client() as redis:
         deadline = time.monotonic() + 3
-        while redis.exists("tp:key:hm:news"):
+        while redis.exists(stream_keys("news")[1]):
             assert time.monotonic() < deadline, "the stream did not expire"
             await asyncio.sleep(0.05)
     await publish(a, "news", "2")
@@ -341,7 +352,7 @@ async def test_in_a_presence_channel_the_member_list_comes_before_the_missed_mes
     channel = "presence-room"
     await publish(a, channel, "1", "2")
     with fresh_redis.client() as redis:
-        epoch = redis.hget(f"tp:{KEY}:hm:{channel}", "epoch").decode()
+        epoch = redis.hget(stream_keys(channel, KEY)[1], "epoch").decode()
     bob = await b.client(WebSocketClient, "bob")
     token = channel_token(KEY, SECRET, "bob", channel)
     await bob.send(f"SUBSCRIBE {channel} {token} since={epoch}/1")

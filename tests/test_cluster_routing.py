@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 from thunderpush.pusher.signatures import channel_auth
 
 from .conftest import KEY, SECRET, Server
 from .sockjs_client import Closed, WebSocketClient
-from .test_cluster import eventually, json_of, nodes
+from .test_cluster import eventually, in_presence, json_of, nodes
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
 
 __all__ = ["nodes"]
@@ -22,14 +22,14 @@ __all__ = ["nodes"]
 def subscribers(backend, kind: str, name: str) -> int:
     """How many pub/sub connections Redis has on the route of ``name``."""
     with backend.client() as redis:
-        return redis.pubsub_numsub(scripts.route(KEY, kind, name))[0][1]
+        return redis.pubsub_numsub(keys.route(KEY, kind, name))[0][1]
 
 
 def heard(server: Server) -> list[bytes]:
     """The routes of the messages ``server``'s node hears from now on."""
     node = server.parts.node
     routes: list[bytes] = []
-    bus = node._bus
+    bus = node.link._subscriber
     on_message = bus.on_message
 
     def counted(channel: bytes, data: bytes) -> None:
@@ -79,8 +79,38 @@ async def test_a_node_hears_a_channel_from_its_first_subscriber_to_its_last(node
     await eventually(lambda: routed("c", "news"), 1)
     assert json_of(await a.api("POST", "channels/news/", "8")) == {"count": 1}
     assert await bob.message() == {"payload": "8", "channel": "news"}
-    assert scripts.route(KEY, "c", "news") not in on_a
-    assert on_b == [scripts.route(KEY, "c", "news")]
+    assert keys.route(KEY, "c", "news") not in on_a
+    assert on_b == [keys.route(KEY, "c", "news")]
+
+
+async def test_a_node_without_a_presence_subscriber_hears_none_of_its_events(nodes):
+    """Presence events go on the channel's route: B, holding other channels but no
+    subscriber of the room, hears none of them; once it holds one, it hears them."""
+    a, b = await nodes(2)
+    on_b = heard(b)
+    await b.client(WebSocketClient, "carl", "news")
+    alice, _ = await in_presence(a, "alice")
+    bob, members = await in_presence(a, "bob")
+    assert members == ["alice", "bob"]
+    assert (await alice.message())["event"] == "member_added"
+    await bob.send("UNSUBSCRIBE presence-room")
+    assert await alice.message() == {
+        "event": "member_removed",
+        "channel": "presence-room",
+        "user": "bob",
+    }
+    room = keys.route(KEY, "c", "presence-room")
+    assert room not in on_b
+    dave, members = await in_presence(b, "dave")
+    assert members == ["alice", "dave"]
+    assert (await alice.message())["user"] == "dave"
+    await in_presence(a, "eve")
+    assert await dave.message() == {
+        "event": "member_added",
+        "channel": "presence-room",
+        "user": "eve",
+    }
+    assert room in on_b
 
 
 async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
@@ -116,7 +146,7 @@ def cut(backend, server: Server) -> None:
     """Redis drops ``server``'s node's connections (both), as a network cut would."""
     node = server.parts.node
     with backend.client() as redis:
-        for wire in (node._client, node._bus):
+        for wire in (node.link._client, node.link._subscriber):
             host, port = wire._transport.get_extra_info("sockname")[:2]
             redis.client_kill(f"{host}:{port}")
 
@@ -205,7 +235,7 @@ async def test_each_channel_arrives_in_publish_order_on_every_node(nodes):
 def slow_bus(server: Server, delay: float) -> None:
     """What ``server``'s node writes on its bus connection reaches Redis ``delay``
     seconds late, in order: a slow link, so its route subscriptions are late."""
-    transport = server.parts.node._bus._transport
+    transport = server.parts.node.link._subscriber._transport
     write = transport.write
     queued: list[bytes] = []
     loop = asyncio.get_running_loop()

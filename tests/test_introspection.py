@@ -11,6 +11,7 @@ import json
 import time
 
 from thunderpush.auth import channel_token
+from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 
 from .conftest import KEY, SECRET
@@ -95,24 +96,27 @@ async def test_the_cluster_sums_the_live_nodes_and_ignores_a_dead_ones(nodes, fr
         assert await user_channels(server, "ann") == ["news", "news-eu", "sport"]
         assert await user_channels(server, "bob") == ["news"]
 
-    # A third node's records, as a node writes them: counted while it beats.
+    # A third node's own records, as a node writes them: counted while it beats.
     redis = fresh_redis.client()
     seconds, micros = redis.time()
     now = seconds + micros / 1e6
-    redis.zadd("tp:nodes", {"third": now})
-    redis.hset(f"tp:{KEY}:third:c", mapping={"news": 2, "ghost": 1})
-    redis.hset(f"tp:{KEY}:third:u", mapping={"ann": 1, "zoe": 1})
-    redis.zadd(f"tp:{KEY}:c:news", {"third ann": 1, "third zoe": 1})
-    redis.zadd(f"tp:{KEY}:c:ghost", {"third zoe": 1})
+    redis.zadd(keys.NODES, {"third": now})
+    redis.hset(keys.node_key("third", KEY, keys.CHANNELS), mapping={"news": 2, "ghost": 1})
+    redis.hset(keys.node_key("third", KEY, keys.USERS), mapping={"ann": 1, "zoe": 1})
+    memberships = [("ann", "news"), ("zoe", "news"), ("zoe", "ghost")]
+    redis.zadd(
+        keys.node_key("third", KEY, keys.MEMBERSHIPS),
+        {keys.membership(user, channel): 0 for user, channel in memberships},
+    )
     assert await channels(a) == {"ghost": 1, "news": 5, "news-eu": 1, "sport": 1}
     assert await user_channels(b, "zoe") == ["ghost", "news"]
     # Its last heartbeat older than the TTL: dead, its records still there but not counted.
-    redis.zadd("tp:nodes", {"third": now - 31})
+    redis.zadd(keys.NODES, {"third": now - 31})
     assert await channels(a) == expected
     assert await channels(b, "?prefix=gh") == {}
     assert await user_channels(b, "zoe") == []
     assert await user_channels(a, "ann") == ["news", "news-eu", "sport"]
-    assert redis.hlen(f"tp:{KEY}:third:c") == 2
+    assert redis.hlen(keys.node_key("third", KEY, keys.CHANNELS)) == 2
     redis.close()
 
 

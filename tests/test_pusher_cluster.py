@@ -14,7 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from thunderpush.auth import channel_token
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.bus import deliver, field
 from thunderpush.core.broker import PublishOptions
 from thunderpush.pusher.signatures import channel_auth
@@ -71,27 +71,32 @@ async def pong(ws: ClientConnection) -> None:
 
 
 def announced(kind: str, user: str, seq: int, info: str | None = None) -> bytes:
-    """A presence event on the bus, as the scripts publish it (``cluster/bus.py``)."""
+    """A presence event on a route, as the scripts publish it (``cluster/bus.py``)."""
     fields = [ROOM, user, str(seq)] + ([] if info is None else [info])
     return kind.encode() + b"".join(map(field, fields))
 
 
 def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node(fresh_redis):
+    tag = keys.tag("app", "c", ROOM)
+    route = keys.route_of(tag)
+    counts = keys.key(tag, keys.COUNTS)
+    member_keys = [keys.key(tag, part) for part in (keys.MEMBERS, keys.INFOS, keys.SEQ)]
+    nodes = ("n1", "n2")
     with fresh_redis.client() as redis, redis.pubsub() as bus:
-        bus.subscribe(scripts.bus_channel("app"))
+        bus.subscribe(route)
         assert bus.get_message(timeout=1)["type"] == "subscribe"
-        for node in ("n1", "n2"):
-            redis.eval(scripts.BEAT, 0, 30, node)
 
         def member(node: str, user: str, here: bool, info: str) -> None:
             score = "1" if here else ""
-            redis.eval(scripts.MEMBER, 0, 30, "app", node, ROOM, user, score, "1", info)
+            others = [other for other in nodes if other != node]
+            args = (node, user, score, "1", info, 0, ROOM, route, *others)
+            redis.eval(scripts.MEMBER.text, 3, *member_keys, *args)
 
         def published() -> bytes:
             return bus.get_message(timeout=1)["data"]
 
         def users(infos: str = "1") -> list:
-            return redis.eval(scripts.CHANNEL_USERS, 0, 30, "app", ROOM, infos)[1:]
+            return redis.eval(scripts.CHANNEL_USERS.text, 3, *member_keys, infos, *nodes)[1:]
 
         member("n1", "1", True, '{"name": "Ann"}')
         assert published() == announced("a", "1", 1, '{"name": "Ann"}')
@@ -104,13 +109,18 @@ def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node
         # the records are in the order of their names).
         member("n1", "1", False, "-")
         assert users() == [b"1", b'{"name": "Ann"}', b"t", None]
-        assert redis.hkeys("tp:app:n1:i") == []
-        # n2 leaves (its count of the channel is written beside, as a node does).
-        redis.hset(scripts.channel_count_key("app", "n2"), ROOM, 2)
-        redis.eval(scripts.GOODBYE, 0, 30, "n2", "app", "")
+        assert redis.hkeys(member_keys[1]) == [b"n2 1"]
+        # n2 is forgotten (its count of the channel is written beside, as a node does):
+        # the last node that held the channel, with its users 1 and t.
+        redis.hset(counts, "n2", 2)
+        forget = (counts, *member_keys, "n2", route, ROOM, 1, "n1", "1", "t")
+        assert redis.eval(scripts.FORGET.text, 4, *forget) == 1
         assert published() == announced("r", "1", 3)
         assert published() == announced("r", "t", 4)
         assert users() == [] and redis.keys("tp:*:i") == []
+        # Nothing is left but the event counter, which goes a day later.
+        assert redis.keys("tp:*") == [member_keys[2]]
+        assert 0 < redis.ttl(member_keys[2]) <= 86400
 
 
 async def test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once(

@@ -78,9 +78,9 @@ async def test_an_error_answers_its_own_command_only(fresh_redis):
             await wrong
         assert await after == b"v"
         pipe = connection.pipeline()
-        pipe.hset("h", "f", 1)
+        pipe.command("HSET", "h", "f", 1)
         pipe.evalsha(b"0" * 40, 0)  # no such script
-        pipe.hdel("h", "f")
+        pipe.command("HDEL", "h", "f")
         with pytest.raises(ReplyError, match="NOSCRIPT"):
             await pipe.execute()
         # The pipeline's other commands were run all the same.

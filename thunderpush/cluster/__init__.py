@@ -1,15 +1,18 @@
 """The cluster: several processes, on one machine or many, serving the same apps
 through Redis (docs/cluster.rst).
 
-* ``node`` - this process in the cluster: its Redis connections, heartbeat, reconnection;
+* ``node`` - this process in the cluster: its heartbeat, staying joined, reconnection;
+* ``link`` - the node's side of one Redis: its connections, scripts, live nodes, routes;
 * ``connection`` - commands to Redis, every command of a loop turn in one write;
 * ``subscriber`` - the pub/sub connection, its channels changed in batches per turn;
 * ``bus`` - the broker on Redis pub/sub, and delivery of what arrives to the local hub;
-* ``hub`` - the local hub that records itself in Redis and speaks for presence channels;
+* ``hub`` - the local hub's listener, which records it in Redis;
 * ``registry`` - this node's presence records, written once per loop turn;
+* ``departures`` - a dead node forgotten (by one claimer), and this one's goodbye;
 * ``presence`` - the API's reads, added up over every live node;
 * ``history`` - the streams of the channels that keep history, in Redis;
-* ``scripts`` - the Lua that does each of those in one atomic round trip.
+* ``keys`` - every key and route, each name's under its tag (one slot per name);
+* ``scripts`` - the Lua (``lua/*.lua``) that does each one-name step in one round trip.
 
 Nothing outside ``thunderpush.server.application`` imports this package, and
 only when a Redis URL is configured: a single process never loads redis.

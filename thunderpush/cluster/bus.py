@@ -2,21 +2,21 @@
 that have a subscriber in it.
 
 Each channel of an app, and each user, has its own Redis pub/sub channel, its
-*route* (``scripts.route``); a node subscribes to a route while its hub has a
+*route* (``keys.route``); a node subscribes to a route while its hub has a
 connection there (``Node.route_opened``, ``Node.route_closed``).  A publish is
 one script (``SEND``, ``SEND_KEPT``): it publishes on the route and answers the
-count of the other live nodes in the same round trip.  Every node, the
-publishing node included, delivers what reaches it from Redis, so all nodes
-see one channel's messages in Redis's order; the API answers once Redis has
-taken the publish, so publishes made one after the other arrive in that order
-everywhere.  This node's own count is added only once its subscription to the
-route is confirmed (``Node.confirmed``): a count never includes a subscriber
-that the message cannot reach.
+count of the other live nodes (``Link.others``, in its ``ARGV``) in the same
+round trip.  Every node, the publishing node included, delivers what reaches
+it from Redis, so all nodes see one channel's messages in Redis's order; the
+API answers once Redis has taken the publish, so publishes made one after the
+other arrive in that order everywhere.  This node's own count is added only
+once its subscription to the route is confirmed (``Link.confirmed``): a count
+never includes a subscriber that the message cannot reach.
 
-Presence events stay on the app's bus, which every node hears: a joiner's
-member list, read from Redis, is followed by the events numbered after it,
-and the bus is subscribed before any welcome is asked, so no event can fall
-between the list and the route's confirmation.
+Presence events go on the channel's route too, so only the nodes with a
+subscriber there hear them: a joiner's member list is read from Redis after
+its route is confirmed (``thunderpush.cluster.registry``), with the number of
+the channel's last event, and is followed by the events numbered after it.
 
 A bus message is bytes: its kind (one letter), then its fields, each its
 length in bytes, a colon and the bytes (``5:hello``), then what remains is
@@ -41,6 +41,8 @@ publish, 5.8-7.2 against 6.9-7.4 with publish options::
                                    a member joined presence ``channel``: event
                                    number ``seq``, its info as JSON ("": none)
     r <channel> <user> <seq>       a member left
+    j <node>, l <node>             on ``tp/{nodes}``: a node arrived, a node left
+                                   (``thunderpush.cluster.link``)
 
 The options are the publish's own (``thunderpush.core.broker.PublishOptions``),
 in no dialect's words: each node's hub has each connection's dialect frame
@@ -52,9 +54,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from typing import TYPE_CHECKING
 
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.core.broker import PLAIN, Broker, PublishOptions
 
 if TYPE_CHECKING:
@@ -79,31 +82,34 @@ class RedisBroker(Broker):
         message: str,
         options: PublishOptions = PLAIN,
     ) -> int:
-        node = self.node
-        route = scripts.route(app.key, "c", channel)
-        here = app.hub.channel_connection_count(channel) if node.confirmed(route) else 0
+        link = self.node.link
+        tag = keys.tag(app.key, "c", channel)
+        route = keys.route_of(tag)
+        here = app.hub.channel_connection_count(channel) if link.confirmed(route) else 0
         head = publication_head(channel, options)
         payload = _bytes(message)
         keep = None if options.from_client else app.history.keep(channel)
+        counts = (keys.key(tag, keys.COUNTS),)
         if keep is None:
-            return here + await self._send(app, "c", channel, head + payload, route)
-        args = (node.ttl, app.key, node.id, channel, keep.size, keep.ttl, payload, head, route)
-        return here + await node.call(scripts.SEND_KEPT, *args)
+            return here + await link.call(scripts.SEND, counts, route, head + payload, *link.others)
+        stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
+        epoch_digits = f"{random.getrandbits(12):03x}"
+        args = (route, head, payload, keep.size, keep.ttl, epoch_digits)
+        return here + await link.call(scripts.SEND_KEPT, counts + stream, *args, *link.others)
 
     async def send_to_user(self, app: App, userid: str, message: str) -> int:
-        route = scripts.route(app.key, "u", userid)
-        here = app.hub.user_connection_count(userid) if self.node.confirmed(route) else 0
+        link = self.node.link
+        tag = keys.tag(app.key, "u", userid)
+        route = keys.route_of(tag)
+        here = app.hub.user_connection_count(userid) if link.confirmed(route) else 0
         bus_message = b"u" + field(userid) + _bytes(message)
-        return here + await self._send(app, "u", userid, bus_message, route)
+        counts = (keys.key(tag, keys.COUNTS),)
+        return here + await link.call(scripts.SEND, counts, route, bus_message, *link.others)
 
     async def disconnect_user(self, app: App, userid: str) -> None:
-        route = scripts.route(app.key, "u", userid)
-        await self._send(app, "", userid, b"d" + field(userid), route)
-
-    def _send(self, app: App, count_of: str, name: str, message: bytes, route: bytes) -> object:
-        node = self.node
-        args = (node.ttl, app.key, node.id, count_of, _bytes(name), message, route)
-        return node.call(scripts.SEND, *args)
+        tag = keys.tag(app.key, "u", userid)
+        counts = (keys.key(tag, keys.COUNTS),)  # nothing counted: no node given
+        await self.node.link.call(scripts.SEND, counts, keys.route_of(tag), b"d" + field(userid))
 
 
 def field(text: str) -> bytes:

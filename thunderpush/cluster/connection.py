@@ -249,11 +249,8 @@ class Pipeline:
     def evalsha(self, sha: bytes, numkeys: int, *args: Any) -> None:
         self._answers.append(self._connection.evalsha(sha, numkeys, *args))
 
-    def hset(self, key: str, field: str, value: int) -> None:
-        self._answers.append(self._connection.command(b"HSET", key, field, value))
-
-    def hdel(self, key: str, field: str) -> None:
-        self._answers.append(self._connection.command(b"HDEL", key, field))
+    def command(self, *args: Any) -> None:
+        self._answers.append(self._connection.command(*args))
 
     async def execute(self) -> list:
         """Every answer in order; raises the first error once all have come."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.core.broker import Result
 from thunderpush.core.recall import History
 from thunderpush.core.streams import NO_STREAM, Stream
@@ -31,8 +31,10 @@ class RedisHistory(History):
             return NO_STREAM
         return self._read(app.key, channel, keep.ttl, "" if since is None else since)
 
-    async def _read(self, key: str, channel: str, ttl: float, since: int | str) -> Stream:
-        return stream_of(await self.node.call(scripts.HISTORY, key, channel, ttl, since))
+    async def _read(self, app: str, channel: str, ttl: float, since: int | str) -> Stream:
+        tag = keys.tag(app, "c", channel)
+        stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
+        return stream_of(await self.node.link.call(scripts.HISTORY, stream, ttl, since))
 
 
 def stream_of(answer: list) -> Stream:

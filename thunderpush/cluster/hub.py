@@ -12,10 +12,11 @@ only through its read-only methods (``user_connection_count``,
 
 Presence channels are cluster-wide: the hub's ``presence_here`` is off, so it
 announces nothing itself; joins and leaves are announced by Redis (each user
-once, whatever node its connections are on) and reach the hub from the bus
-as numbered events (``Hub.announce``).  A new subscriber's member list is read
-from Redis (``members_wanted``) and told with ``Hub.welcomed``; the hub holds
-the events that come meanwhile and sends those numbered after the list.
+once, whatever node its connections are on) and reach the hub on the
+channel's route as events numbered per channel (``Hub.announce``).  A new
+subscriber's member list is read from Redis (``members_wanted``) and told
+with ``Hub.welcomed``; the hub holds the events that come meanwhile and sends
+those numbered after the list.
 
 Recovery works the same way: a client that resubscribes with the last
 position it saw is subscribed at once, and its channel's stream is read from
@@ -31,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster.scripts import route
+from thunderpush.cluster.keys import route
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
 

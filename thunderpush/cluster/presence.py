@@ -1,16 +1,20 @@
 """The presence on Redis: who is online and where, across every live node.
 
-Each node keeps its own records (``thunderpush.cluster.registry``); these
-reads add them up over the nodes heard from within the presence TTL, in one
-script each, so a node that died stops counting as soon as its TTL is over,
-before any live node has cleaned up after it.
+Each node keeps its own records (``thunderpush.cluster.registry``).  A read
+of one name is one command or script on that name's keys, counting the nodes
+this node knows alive (``Link.nodes``).  A read that spans names (how many
+users, the channels and their counts, a user's channels) asks Redis which
+nodes it heard from within the presence TTL, by its clock, then reads each of
+those nodes' own keys in one pipeline and merges them here: a node that died
+stops counting as soon as its TTL is over, before any live node has
+forgotten it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.core.presence import Presence
 
 if TYPE_CHECKING:
@@ -23,21 +27,39 @@ class RedisPresence(Presence):
         self.node = node
 
     async def user_count(self, app: App) -> int:
-        return await self.node.call(scripts.USER_COUNT, self.node.ttl, app.key)
+        users = await self._per_node(app, keys.USERS, b"HKEYS")
+        return len(set().union(*users))
 
     async def is_online(self, app: App, userid: str) -> bool:
-        return bool(await self.node.call(scripts.IS_ONLINE, self.node.ttl, app.key, userid))
+        link = self.node.link
+        counts = keys.key(keys.tag(app.key, "u", userid), keys.COUNTS)
+        (here,) = await link.read((b"HMGET", counts, *link.nodes))
+        return any(here)
 
     async def channel_users(self, app: App, channel: str) -> list[str]:
-        _, *users = await self.node.call(scripts.CHANNEL_USERS, self.node.ttl, app.key, channel)
+        link = self.node.link
+        tag = keys.tag(app.key, "c", channel)
+        names = (keys.key(tag, keys.MEMBERS), keys.key(tag, keys.INFOS), keys.key(tag, keys.SEQ))
+        _, *users = await link.call(scripts.CHANNEL_USERS, names, "", *link.nodes)
         return [user.decode("utf-8") for user in users]
 
     async def channel_counts(self, app: App, prefix: str) -> dict[str, int]:
-        flat = await self.node.call(scripts.CHANNEL_COUNTS, self.node.ttl, app.key, prefix)
-        return {
-            name.decode("utf-8"): count for name, count in zip(flat[::2], flat[1::2], strict=True)
-        }
+        start = prefix.encode()
+        totals: dict[bytes, int] = {}
+        for flat in await self._per_node(app, keys.CHANNELS, b"HGETALL"):
+            for name, count in zip(flat[::2], flat[1::2], strict=True):
+                if name.startswith(start):
+                    totals[name] = totals.get(name, 0) + int(count)
+        return {name.decode("utf-8"): count for name, count in totals.items()}
 
     async def user_channels(self, app: App, userid: str) -> set[str]:
-        channels = await self.node.call(scripts.USER_CHANNELS, self.node.ttl, app.key, userid)
-        return {channel.decode("utf-8") for channel in channels}
+        low, high = keys.memberships_of(userid)
+        found = await self._per_node(app, keys.MEMBERSHIPS, b"ZRANGEBYLEX", low, high)
+        return {entry.partition(b"\0")[2].decode() for entries in found for entry in entries}
+
+    async def _per_node(self, app: App, part: bytes, verb: bytes, *args: Any) -> list:
+        """``verb`` on the key ``part`` of each live node, in one pipeline."""
+        link = self.node.link
+        live = await link.live(self.node.ttl)
+        owned = (keys.node_key(node, app.key, part) for node in live)
+        return await link.read(*((verb, key, *args) for key in owned))

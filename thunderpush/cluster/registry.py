@@ -21,11 +21,18 @@ record (a Thunderpush member has none, and costs nothing more), announced
 with its arrival, and read with the member list for a Pusher connection's
 welcome.
 
-The counts of an app with a webhook are written by a script that answers the
-cluster-wide transitions they make (a channel or user held by no node, then
-by one; or the reverse), each to the one node whose write made it, which
-records the event; so are the channels and users that a node forgotten or
-leaving was the last to hold.
+Each record is written twice in the same pipeline: under its name's tag
+(``thunderpush.cluster.keys``: the name's count per node, its members), which
+a publish, a member list or a presence change reads in one script on one
+slot; and under this node's own keys (its channels, users and memberships per
+app), which the reads that span names, this node's rewrite after an outage
+and the forgetting of this node read.
+
+The counts of an app with a webhook are written by a script (``COUNT``) that
+answers the cluster-wide transition it makes (a channel or user held by no
+node, then by one; or the reverse) to the one node whose write made it,
+which records the event; so are the channels and users that a node forgotten
+or leaving was the last to hold (``thunderpush.cluster.departures``).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster import scripts
+from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.history import stream_of
 from thunderpush.core.hub import Connection, dialect_of
 from thunderpush.core.protocol import is_presence_channel
@@ -47,8 +54,9 @@ from thunderpush.webhooks.events import (
 )
 
 if TYPE_CHECKING:
-    from thunderpush.cluster.connection import Connection as Redis
+    from thunderpush.cluster.connection import Pipeline
     from thunderpush.cluster.hub import HubReporter
+    from thunderpush.cluster.link import Link
     from thunderpush.cluster.node import Node
 
 
@@ -105,19 +113,17 @@ class Registry:
 
     # -- writing ------------------------------------------------------------
 
-    async def resync(self, client: Redis, hubs: list[HubReporter], forgotten: bool) -> None:
+    async def resync(self, hubs: list[HubReporter], forgotten: bool) -> None:
         """Rewrites every record of this node: what Redis has for it, and what its hubs
         hold; announces everything if the cluster had ``forgotten`` this node."""
         offline, self._offline = self._offline, {}
         members = self._members
-        for hub in hubs:
-            users, channels, pairs = await self.node.script(
-                client, scripts.RECORDS, hub.key, self.node.id
-            )
+        held = await read_records(self.node.link, self.node.id, [hub.key for hub in hubs])
+        for hub, (channels, users, memberships) in zip(hubs, held, strict=True):
             for user in [*users, *hub.local.user_ids()]:
-                self._users[hub, _text(user)] = None
-            marked = [(_text(channel), "") for channel in channels]
-            marked += [(_text(c), _text(u)) for c, u in zip(pairs[::2], pairs[1::2], strict=True)]
+                self._users[hub, user] = None
+            marked = [(channel, "") for channel in channels]
+            marked += [(channel, user) for user, channel in memberships]
             marked += hub.local.subscriptions()
             for channel, user in marked:
                 key = (hub, channel, user)
@@ -126,15 +132,15 @@ class Registry:
                 hub.local.welcome(connection, channel)
         # The infos of the records Redis forgot, and whose members are gone, are no more.
         self._informed = {key: None for key in self._informed if key in members}
-        await self.write(client)
+        await self.write()
 
-    async def write_forever(self, client: Redis) -> None:
+    async def write_forever(self) -> None:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
-            await self.write(client)
+            await self.write()
 
-    async def write(self, client: Redis) -> None:
+    async def write(self) -> None:
         """Writes what changed, then answers the welcomes, then the recoveries."""
         users, members, welcomes = self._users, self._members, self._welcomes
         recoveries = self._recoveries
@@ -142,9 +148,10 @@ class Registry:
         if not (users or members or welcomes or recoveries):
             return
         try:
-            # Counts only of confirmed routes; a recovery reads after its route is.
+            # Counts only of confirmed routes; a welcome and a recovery read after
+            # their route is, so that what follows the read reaches them.
             await self.node.confirm()
-            answers = await self._send(client, users, members, welcomes, recoveries)
+            answers = await self._send(users, members, welcomes, recoveries)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
             for key, loud in members.items():
@@ -162,14 +169,14 @@ class Registry:
 
     async def _send(
         self,
-        client: Redis,
         users: dict[tuple[HubReporter, str], None],
         members: dict[tuple[HubReporter, str, str], bool],
         welcomes: list[tuple[HubReporter, Connection, str]],
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
     ) -> list:
-        node = self.node
-        pipe = client.pipeline(transaction=False)
+        """One pipeline: the counts, the member records, then the reads; answers the reads'."""
+        node, link = self.node, self.node.link
+        pipe = link.pipeline()
         watched = self._write_counts(pipe, users, members)
         score = str(int(time.time() * 1000))
         # The members written with a user_info (True) or whose info is deleted (False).
@@ -178,80 +185,78 @@ class Registry:
         arrivals: list[tuple[int, HubReporter, str, str]] = []
         for key, loud in members.items():
             hub, channel, user = key
-            if user:  # "" only marks a channel whose count to rewrite
-                if hub.local.has_member(channel, user):
-                    here, info = score, hub.local.member_info(channel, user)
-                    info = "" if info is None else json.dumps(info)
-                else:
-                    here, info = "", "-" if key in self._informed else ""
-                if info:
-                    informed.append((key, bool(here)))
-                if here and is_presence_channel(channel) and hub.max_members:
-                    arrivals.append((len(pipe), hub, channel, user))
-                loud_flag = "1" if loud else ""
-                args = (node.ttl, hub.key, node.id, channel, user, here, loud_flag, info)
-                node.queue_script(pipe, scripts.MEMBER, *args, hub.max_members)
-        for hub, connection, channel in welcomes:
+            if not user:  # "" only marks a channel whose count to rewrite
+                continue
+            if hub.local.has_member(channel, user):
+                here, info = score, hub.local.member_info(channel, user)
+                info = "" if info is None else json.dumps(info)
+            else:
+                here, info = "", "-" if key in self._informed else ""
+            if info:
+                informed.append((key, bool(here)))
+            if here and is_presence_channel(channel) and hub.max_members:
+                arrivals.append((len(pipe), hub, channel, user))
+            tag = keys.tag(hub.key, "c", channel)
+            args = (node.id, user, here, "1" if loud else "", info, hub.max_members, channel)
+            route = keys.route_of(tag)
+            link.queue(pipe, scripts.MEMBER, _member_keys(tag), *args, route, *link.others)
+            own = keys.node_key(node.id, hub.key, keys.MEMBERSHIPS)
+            entry = keys.membership(user, channel)
+            pipe.command(*((b"ZADD", own, 0, entry) if here else (b"ZREM", own, entry)))
+        reads = len(pipe)
+        for hub, connection, channel, *_ in welcomes:
             infos = "1" if dialect_of(connection).member_infos else ""
-            node.queue_script(pipe, scripts.CHANNEL_USERS, node.ttl, hub.key, channel, infos)
+            tag = keys.tag(hub.key, "c", channel)
+            link.queue(pipe, scripts.CHANNEL_USERS, _member_keys(tag), infos, *link.nodes)
         for hub, _, channel, ttl, since in recoveries:
-            node.queue_script(pipe, scripts.HISTORY, hub.key, channel, ttl, since)
-        results = await pipe.execute()
+            tag = keys.tag(hub.key, "c", channel)
+            stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
+            link.queue(pipe, scripts.HISTORY, stream, ttl, since)
+        results = await link.execute(pipe)
         for key, kept in informed:
             if kept:
                 self._informed[key] = None
             else:
                 self._informed.pop(key, None)
-        _announce(watched, results[: len(watched)])
+        for index, hub, kind, name in watched:
+            tell = hub.on_transition
+            if results[index] and tell is not None:  # None: the webhook was removed meanwhile
+                came, went = _EVENTS[kind]
+                tell(came if results[index] > 0 else went, name)
         for index, hub, channel, user in arrivals:
             if results[index] == -1:
                 hub.local.refused(channel, user)
-        return results[len(results) - len(welcomes) - len(recoveries) :]
+        return results[reads:]
 
     def _write_counts(
         self,
-        pipe: object,
+        pipe: Pipeline,
         users: dict[tuple[HubReporter, str], None],
         members: dict[tuple[HubReporter, str, str], bool],
-    ) -> list[tuple[HubReporter, str, list[str]]]:
-        """Queues the node's count of each changed user ("u") and channel ("c").
+    ) -> list[tuple[int, HubReporter, str, str]]:
+        """Queues the node's count of each changed user and channel, under the name's
+        tag and under the node's own keys.
 
-        An app with a webhook writes its counts with ``COUNTS``, queued first so
-        that their answers come first; returned are what those answers are about.
-        The other apps pay no more than an HSET or HDEL.
+        An app with a webhook writes the name's count with ``COUNT``, whose
+        answers (where they are in ``pipe``, and about what) are returned; the
+        other apps pay no more than an HSET or HDEL.
         """
         node = self.node
-        counts: dict[tuple[HubReporter, str], dict[str, int]] = {}
+        counts: dict[tuple[HubReporter, str, str], int] = {}
         for hub, user in users:
-            counts.setdefault((hub, "u"), {})[user] = hub.local.user_connection_count(user)
+            counts[hub, "u", user] = hub.local.user_connection_count(user)
         for hub, channel, _ in members:
-            counts.setdefault((hub, "c"), {})[channel] = hub.local.channel_connection_count(channel)
+            counts[hub, "c", channel] = hub.local.channel_connection_count(channel)
         watched = []
-        for (hub, field), names in counts.items():
+        for (hub, kind, name), count in counts.items():
+            counted = keys.key(keys.tag(hub.key, kind, name), keys.COUNTS)
             if hub.on_transition is not None:
-                pairs = [part for name, count in names.items() for part in (name, count)]
-                node.queue_script(pipe, scripts.COUNTS, hub.key, node.id, field, *pairs)
-                watched.append((hub, field, list(names)))
-        for (hub, field), names in counts.items():
-            if hub.on_transition is None:
-                key = (scripts.user_key if field == "u" else scripts.channel_count_key)(
-                    hub.key, node.id
-                )
-                for name, count in names.items():
-                    _set(pipe, key, name, count)
+                watched.append((len(pipe), hub, kind, name))
+                node.link.queue(pipe, scripts.COUNT, (counted,), node.id, count)
+            else:
+                _set(pipe, counted, node.id, count)
+            _set(pipe, keys.node_key(node.id, hub.key, _OWN[kind]), name, count)
         return watched
-
-    def vacated(self, answer: list) -> None:
-        """Redis forgot a node (``BEAT``, ``GOODBYE``): the events of the channels and
-        users that no node holds any more, as (app, channels, users)."""
-        for key, channels, users in answer:
-            hub = self.node.hubs.get(_text(key))
-            tell = hub.on_transition if hub is not None else None
-            if tell is not None:
-                for channel in channels:
-                    tell(CHANNEL_VACATED, _text(channel))
-                for user in users:
-                    tell(USER_OFFLINE, _text(user))
 
     def clear(self) -> None:
         """Redis is gone: drop what was not written (``resync`` rewrites it all), and
@@ -269,20 +274,40 @@ class Registry:
             hub.local.recovered(connection, channel, None)
 
 
-# The events of a count hash's field that came to some node, and went from all.
+async def read_records(
+    link: Link, node: str, apps: list[str]
+) -> list[tuple[list[str], list[str], list[tuple[str, str]]]]:
+    """What Redis holds under ``node``'s own keys in each of ``apps``: its channels,
+    its users, and its memberships as (user, channel), in one pipeline."""
+    pipe = link.pipeline()
+    for app in apps:
+        pipe.command(b"HKEYS", keys.node_key(node, app, keys.CHANNELS))
+        pipe.command(b"HKEYS", keys.node_key(node, app, keys.USERS))
+        pipe.command(b"ZRANGE", keys.node_key(node, app, keys.MEMBERSHIPS), 0, -1)
+    answers = await link.execute(pipe)
+    out = []
+    for index in range(0, len(answers), 3):
+        channels, users, memberships = answers[index : index + 3]
+        pairs = [entry.partition(b"\0")[::2] for entry in memberships]
+        out.append(
+            (
+                [_text(channel) for channel in channels],
+                [_text(user) for user in users],
+                [(_text(user), _text(channel)) for user, channel in pairs],
+            )
+        )
+    return out
+
+
+# The webhook events of a user ("u") and of a channel ("c"): came to some node, went from all.
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
+# The node's own key of each kind of name.
+_OWN = {"u": keys.USERS, "c": keys.CHANNELS}
 
 
-def _announce(watched: list[tuple[HubReporter, str, list[str]]], answers: list) -> None:
-    """Records the transitions ``COUNTS`` answered (1: came, -1: went, 0: neither)."""
-    for (hub, field, names), changes in zip(watched, answers, strict=True):
-        tell = hub.on_transition
-        if tell is None:  # the webhook was removed meanwhile
-            continue
-        came, went = _EVENTS[field]
-        for name, change in zip(names, changes, strict=True):
-            if change:
-                tell(came if change > 0 else went, name)
+def _member_keys(tag: bytes) -> tuple[bytes, bytes, bytes]:
+    """A channel's members, their infos and its presence event counter."""
+    return keys.key(tag, keys.MEMBERS), keys.key(tag, keys.INFOS), keys.key(tag, keys.SEQ)
 
 
 def _members(listed: list, infos: bool) -> list[tuple[str, Any]]:
@@ -296,12 +321,12 @@ def _members(listed: list, infos: bool) -> list[tuple[str, Any]]:
     ]
 
 
-def _set(pipe: object, key: str, field: str, count: int) -> None:
+def _set(pipe: Pipeline, key: bytes, field: str, count: int) -> None:
     if count:
-        pipe.hset(key, field, count)
+        pipe.command(b"HSET", key, field, count)
     else:
-        pipe.hdel(key, field)
+        pipe.command(b"HDEL", key, field)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogatepass")

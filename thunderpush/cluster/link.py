@@ -1,0 +1,264 @@
+"""The node's side of one Redis: its two connections there, and what it knows of it.
+
+A ``Link`` is where the node's commands go and where its routes are
+subscribed: a command connection (every command of a loop turn in one write,
+``thunderpush.cluster.connection``), a subscriber (routes changed in batches
+per turn, ``thunderpush.cluster.subscriber``), the scripts loaded
+(``thunderpush.cluster.scripts``), whether it is up, the live nodes, and which
+routes Redis has confirmed.  The node holds one and asks it everything
+about Redis.  Every key and route of a name carries the name's tag
+(``thunderpush.cluster.keys``), and each script, like each command with
+several keys, touches the keys of one tag: a link over a Redis Cluster can
+send each command to the master of its first key's slot, and names spread
+over several Redis need one link each, the one of each name's tag.
+
+The live nodes are those heard from within the presence TTL at this node's
+last heartbeat (``beat``), corrected as other nodes arrive and leave: each
+tells so on ``tp/{nodes}`` (``BEAT``, ``DROP``), which every link subscribes.
+Scripts get them in ``ARGV`` and never read the list of nodes, so a publish
+stays one round trip on one slot.
+
+Counts are written only for confirmed routes (``confirm``, called before each
+write of the registry), so a publish that counts a subscriber reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from thunderpush.cluster import keys, scripts
+from thunderpush.cluster.bus import read_fields
+from thunderpush.cluster.connection import FAILURES, Address, Connection, Pipeline
+from thunderpush.cluster.subscriber import Subscriber
+from thunderpush.core.broker import BackendUnavailable
+
+
+class Link:
+    """This node (``node``, its id) on the Redis at ``address``; what comes on a
+    route goes to ``on_message(route, data)``."""
+
+    def __init__(
+        self, address: Address, node: str, on_message: Callable[[bytes, bytes], None]
+    ) -> None:
+        self.address = address
+        self.node = node
+        self.on_message = on_message
+        self.up = False
+        # The live nodes' ids, sorted (this one among them), and those but this one.
+        self.nodes: list[str] = []
+        self.others: tuple[str, ...] = ()
+        # What nodes told of their arrivals and departures since the last beat was
+        # sent, replayed on its answer (which may have been taken before them).
+        self._told: list[tuple[bool, str]] | None = None
+        self._client: Connection | None = None
+        self._subscriber: Subscriber | None = None
+        # The routes wanted; those asked for and not yet confirmed (each with a
+        # token of its asking), and those Redis confirmed on this subscriber.
+        self._wanted: set[bytes] = set()
+        self._pending: dict[bytes, object] = {}
+        self._confirmed: set[bytes] = set()
+        # What waits for a route's confirmation: subscriptions' answers.
+        self._waiters: dict[bytes, list[Callable[[], None]]] = {}
+        self._failed = asyncio.Event()
+
+    # -- connecting ---------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Opens both connections, loads the scripts, subscribes every route wanted
+        (and the nodes' route) and waits for Redis to confirm them.  Not up yet:
+        the node says when (``up``)."""
+        self._failed.clear()
+        self._client = await Connection.open(self.address)
+        self._subscriber = await Subscriber.open(self.address, self._received)
+        loads = [self._client.command(b"SCRIPT", b"LOAD", script.text) for script in scripts.ALL]
+        for load in loads:
+            await load
+        self._pending = {route: object() for route in self._wanted}
+        self._subscriber.subscribe(keys.NODES_ROUTE, *self._wanted)
+        await self.confirm()
+
+    def close(self) -> None:
+        """Down: both connections closed (what waits on them fails), nothing confirmed."""
+        self.up = False
+        wires, self._client, self._subscriber = (self._client, self._subscriber), None, None
+        self._confirmed.clear()
+        for wire in wires:
+            if wire is not None:
+                wire.close()
+
+    async def lost(self) -> None:
+        """Waits until a connection breaks or a call fails, then raises why."""
+        assert self._client is not None and self._subscriber is not None
+        parts = [
+            asyncio.ensure_future(part)
+            for part in (self._client.lost(), self._subscriber.lost(), self._failed.wait())
+        ]
+        try:
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for part in parts:
+                part.cancel()
+        for part in done:
+            part.result()
+        raise ConnectionError("a Redis call failed")
+
+    # -- routes -------------------------------------------------------------------
+
+    def subscribe(self, route: bytes) -> None:
+        """Subscribes ``route`` at the end of the loop turn; ``confirm`` confirms it."""
+        self._wanted.add(route)
+        self._confirmed.discard(route)
+        self._pending[route] = object()
+        if self._subscriber is not None:
+            self._subscriber.subscribe(route)
+
+    def unsubscribe(self, route: bytes) -> None:
+        self._wanted.discard(route)
+        self._pending.pop(route, None)
+        self._waiters.pop(route, None)
+        self._confirmed.discard(route)
+        if self._subscriber is not None:
+            self._subscriber.unsubscribe(route)
+
+    def confirmed(self, route: bytes) -> bool:
+        """Whether Redis confirmed this node's subscription to ``route``."""
+        return route in self._confirmed
+
+    def when_confirmed(self, route: bytes, then: Callable[[], None]) -> None:
+        """Calls ``then`` once Redis confirmed the subscription to ``route`` (at once
+        if it has); a route unsubscribed meanwhile drops ``then``."""
+        if route in self._confirmed:
+            then()
+        elif route in self._wanted:
+            self._waiters.setdefault(route, []).append(then)
+
+    async def confirm(self) -> None:
+        """Waits until Redis has answered every subscription asked so far; a route
+        unsubscribed or asked again meanwhile waits for its own answer.  Then what
+        waited for those routes is called."""
+        if not self._pending:
+            return
+        subscriber = self._subscriber
+        if subscriber is None:
+            raise BackendUnavailable
+        asked = dict(self._pending)
+        await subscriber.ping()
+        for route, token in asked.items():
+            if self._pending.get(route) is token:
+                del self._pending[route]
+                self._confirmed.add(route)
+                for then in self._waiters.pop(route, ()):
+                    then()
+
+    async def ping(self) -> None:
+        """Answered once the subscriber answered: one that stopped answering is lost
+        (its connection fails, ``lost``)."""
+        if self._subscriber is None:
+            raise BackendUnavailable
+        await self._subscriber.ping()
+
+    def _received(self, channel: bytes, data: bytes) -> None:
+        if channel == keys.NODES_ROUTE:
+            self._heard(data)
+        else:
+            self.on_message(channel, data)
+
+    # -- the nodes ----------------------------------------------------------------
+
+    async def beat(self, ttl: float) -> tuple[bool, list[str]]:
+        """Says this node is alive; answers whether the cluster had forgotten it,
+        and the nodes not heard from within ``ttl`` (dead, not yet forgotten)."""
+        self._told = told = []
+        try:
+            forgotten, live, dead = await self.run(
+                scripts.BEAT, (keys.NODES, keys.GONE), self.node, ttl, keys.NODES_ROUTE
+            )
+        finally:
+            self._told = None
+        self._set_nodes(node.decode() for node in live)
+        for arrived, node in told:
+            self._change(arrived, node)
+        return bool(forgotten), [node.decode() for node in dead]
+
+    async def live(self, ttl: float) -> list[str]:
+        """The nodes heard from within ``ttl`` now, by Redis's clock (one round trip)."""
+        return [node.decode() for node in await self.call(scripts.LIVE, (keys.NODES,), ttl)]
+
+    def _heard(self, data: bytes) -> None:
+        """A node told its arrival (``j``) or departure (``l``)."""
+        (node,), _ = read_fields(data, 1, 1)
+        arrived = data[:1] == b"j"
+        if self._told is not None:
+            self._told.append((arrived, node))
+        self._change(arrived, node)
+
+    def _change(self, arrived: bool, node: str) -> None:
+        nodes = self.nodes
+        at = bisect.bisect_left(nodes, node)
+        present = at < len(nodes) and nodes[at] == node
+        if arrived and not present:
+            nodes.insert(at, node)
+        elif not arrived and present and node != self.node:
+            del nodes[at]
+        else:
+            return
+        self.others = tuple(other for other in nodes if other != self.node)
+
+    def _set_nodes(self, nodes: Iterable[str]) -> None:
+        self.nodes = sorted(nodes)
+        self.others = tuple(other for other in self.nodes if other != self.node)
+
+    # -- commands -----------------------------------------------------------------
+
+    async def call(self, script: scripts.Script, keys: Sequence[bytes], *args: Any) -> Any:
+        """Runs ``script`` for the API; ``BackendUnavailable`` at once while down."""
+        if not self.up:
+            raise BackendUnavailable
+        return await self.run(script, keys, *args)
+
+    async def run(self, script: scripts.Script, keys: Sequence[bytes], *args: Any) -> Any:
+        """Runs ``script`` with ``keys`` and ``args``; a failure takes the link down
+        (``lost``) and raises ``BackendUnavailable``."""
+        client = self._client
+        if client is None:
+            raise BackendUnavailable
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except FAILURES as error:
+            raise self._fail(error) from None
+
+    async def read(self, *commands: Sequence[Any]) -> list:
+        """The answers of ``commands`` (each a command's words), sent together; for
+        the API: ``BackendUnavailable`` at once while down."""
+        if not self.up:
+            raise BackendUnavailable
+        pipe = self.pipeline()
+        for command in commands:
+            pipe.command(*command)
+        return await self.execute(pipe)
+
+    def pipeline(self) -> Pipeline:
+        """Commands to send together (``queue``, ``Pipeline.command``), answered by
+        ``execute``."""
+        if self._client is None:
+            raise BackendUnavailable
+        return self._client.pipeline()
+
+    @staticmethod
+    def queue(pipe: Pipeline, script: scripts.Script, keys: Sequence[bytes], *args: Any) -> None:
+        """Adds ``script`` to ``pipe``."""
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    async def execute(self, pipe: Pipeline) -> list:
+        """Every answer of ``pipe``, in order; a failure as in ``run``."""
+        try:
+            return await pipe.execute()
+        except FAILURES as error:
+            raise self._fail(error) from None
+
+    def _fail(self, error: BaseException) -> BackendUnavailable:
+        self._failed.set()
+        return BackendUnavailable(str(error) or type(error).__name__)
