@@ -1,6 +1,7 @@
-"""Redis Cluster's plumbing (``thunderpush.cluster.slots`` and ``topology``)
-against a real three-master cluster: slots as Redis computes them, commands and
-pipelines on the right masters, a slot half-moved, and a master that hangs."""
+"""Redis Cluster's plumbing (``thunderpush.cluster.slots``, ``topology`` and the
+``ShardedSubscriber``) against a real three-master cluster: slots as Redis
+computes them, commands and pipelines on the right masters, scripts, sharded
+pub/sub, slots moved under a running connection, and a master that dies."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from thunderpush.cluster.connection import TIMEOUT, Connection, ReplyError, address
+from thunderpush.cluster.connection import FAILURES, TIMEOUT, ReplyError, Wire, address
 from thunderpush.cluster.slots import key_slot
+from thunderpush.cluster.subscriber import ShardedSubscriber
 from thunderpush.cluster.topology import ClusterConnection
 
 from .cluster import RedisCluster, RedisServer
 from .processes import free_port
+
+# Sets KEYS[1], publishes ARGV[2] on the shard channel ARGV[1] (of KEYS[1]'s
+# slot); answers the new value of KEYS[2] (same slot) and how many heard.
+SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[2])
+local heard = redis.call('SPUBLISH', ARGV[1], ARGV[2])
+return {redis.call('INCR', KEYS[2]), heard}
+"""
 
 
 def tag_on(cluster: RedisCluster, server: RedisServer) -> bytes:
@@ -37,7 +47,7 @@ def moved_count(server: RedisServer) -> int:
     return stats.get("errorstat_MOVED", {}).get("count", 0)
 
 
-def count_writes(connection: Connection) -> list[bytes]:
+def count_writes(connection: Wire) -> list[bytes]:
     """The writes ``connection`` makes from now on, recorded as they pass."""
     writes: list[bytes] = []
     write = connection._transport.write
@@ -50,6 +60,31 @@ def count_writes(connection: Connection) -> list[bytes]:
     return writes
 
 
+# Holds Redis for about three seconds.
+BUSY = "local t = redis.call('TIME') while redis.call('TIME')[1] - t[1] < 3 do end return 1"
+
+
+class Heard:
+    """What a ``ShardedSubscriber`` delivered, and the channels it said moved."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, bytes]] = []
+        self.moved: list[bytes] = []
+
+    def message(self, channel: bytes, data: bytes) -> None:
+        self.messages.append((channel, data))
+
+    def on_moved(self, channels: list[bytes]) -> None:
+        self.moved.extend(channels)
+
+
+async def until(check: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 async def connection(fresh_redis_cluster: RedisCluster) -> AsyncIterator[ClusterConnection]:
     seeds = [address(url) for url in fresh_redis_cluster.urls]
@@ -58,6 +93,20 @@ async def connection(fresh_redis_cluster: RedisCluster) -> AsyncIterator[Cluster
         yield connection
     finally:
         connection.close()
+
+
+@pytest.fixture
+async def heard(
+    fresh_redis_cluster: RedisCluster,
+) -> AsyncIterator[tuple[ShardedSubscriber, Heard]]:
+    heard = Heard()
+    subscriber = await ShardedSubscriber.open(
+        address(fresh_redis_cluster.urls[1]), on_message=heard.message, on_moved=heard.on_moved
+    )
+    try:
+        yield subscriber, heard
+    finally:
+        subscriber.close()
 
 
 def test_key_slot_is_redis_clusters(fresh_redis_cluster):
@@ -127,6 +176,102 @@ async def test_a_pipeline_across_masters_answers_in_its_order(fresh_redis_cluste
     assert await connection.command("HEXISTS", keys[2], "x") == 0
 
 
+async def test_scripts_load_everywhere_and_run_on_their_first_keys_master(
+    fresh_redis_cluster, connection, heard
+):
+    subscriber, got = heard
+    sha = await connection.command(b"SCRIPT", b"LOAD", SCRIPT)
+    for server in fresh_redis_cluster.servers:
+        with server.client() as client:
+            assert client.script_exists(sha) == [True]
+    routes = []
+    for server in fresh_redis_cluster.servers:
+        tag = tag_on(fresh_redis_cluster, server)
+        routes.append(b"tp/{" + tag + b"}")
+        subscriber.subscribe(routes[-1])
+    assert await subscriber.ping()
+    calls = []
+    for n, route in enumerate(routes):
+        tag = route[3:]
+        keys = (b"tp:" + tag + b":h", b"tp:" + tag + b":s")
+        calls.append(connection.evalsha(sha, 2, *keys, route, f"m{n}"))
+    assert await asyncio.gather(*calls) == [[1, 1], [1, 1], [1, 1]]
+    for server, route in zip(fresh_redis_cluster.servers, routes, strict=True):
+        with server.client() as client:
+            assert client.get(b"tp:" + route[3:] + b":h") is not None
+            assert client.dbsize() == 2
+    assert await subscriber.ping()
+    assert sorted(got.messages) == sorted(zip(routes, [b"m0", b"m1", b"m2"], strict=True))
+    # SPUBLISH itself goes to its channel's master.
+    assert await connection.command(b"SPUBLISH", routes[1], b"direct") == 1
+    assert await connection.command(b"SPUBLISH", b"tp/{nobody}", b"lost") == 0
+    await until(lambda: (routes[1], b"direct") in got.messages)
+    assert got.moved == []
+
+
+async def test_sharded_subscriptions_change_in_batches_and_unsubscribe(
+    fresh_redis_cluster, connection, heard
+):
+    subscriber, got = heard
+    channels = [f"tp/{{5:myapp:c:{n}}}".encode() for n in range(300)]
+    writes = [count_writes(master) for master in subscriber._subscribers.values()]
+    subscriber.subscribe(*channels)
+    subscriber.subscribe(b"gone")
+    subscriber.unsubscribe(b"gone")  # in the same turn: never asked
+    assert await subscriber.ping()
+    # One write per master, an SSUBSCRIBE per slot in it (Redis refuses more).
+    assert [len(written) for written in writes] == [1, 1, 1]
+    assert sum(written[0].count(b"SSUBSCRIBE") for written in writes) == len(
+        {key_slot(channel) for channel in channels}
+    )
+    assert not any(b"gone" in written[0] for written in writes)
+    for server in fresh_redis_cluster.servers:
+        with server.client() as client:
+            held = client.execute_command("PUBSUB", "SHARDCHANNELS")
+        assert held and all(fresh_redis_cluster.server_of(key_slot(c)) is server for c in held)
+    counts = await asyncio.gather(*(connection.command("SPUBLISH", c, c) for c in channels))
+    assert counts == [1] * 300
+    subscriber.unsubscribe(*channels[1:])
+    assert await subscriber.ping()
+    # Unsubscribed and asked again a turn later, before Redis answered: no drop is seen.
+    subscriber.unsubscribe(channels[0])
+    await asyncio.sleep(0)
+    subscriber.subscribe(channels[0])
+    assert await subscriber.ping()
+    counts = await asyncio.gather(*(connection.command("SPUBLISH", c, b"x") for c in channels))
+    assert counts == [1] + [0] * 299
+    await until(lambda: len(got.messages) == 301)
+    assert got.messages[-1] == (channels[0], b"x") and got.moved == []
+
+
+async def test_a_moved_slot_is_followed_by_commands_and_subscriptions(
+    fresh_redis_cluster, connection, heard
+):
+    subscriber, got = heard
+    source, target = fresh_redis_cluster.servers[0], fresh_redis_cluster.servers[1]
+    tag = tag_on(fresh_redis_cluster, source)
+    slot, key, route = key_slot(tag), b"tp:{" + tag + b"}:s", b"tp/{" + tag + b"}"
+    await connection.command("SET", key, "before")
+    subscriber.subscribe(route)
+    assert await subscriber.ping()
+    fresh_redis_cluster.begin_move(slot, target)
+    fresh_redis_cluster.end_move(slot, target)
+    try:
+        assert await connection.command("GET", key) == b"before"  # MOVED, sent on
+        await until(lambda: got.moved == [route])  # Redis dropped it; asked of the target
+        assert await subscriber.ping()
+        redirected = moved_count(source)
+        assert await connection.command("SPUBLISH", route, "after") == 1
+        assert await connection.command("INCR", b"tp:{" + tag + b"}:n") == 1
+        assert moved_count(source) == redirected  # the map was read again
+        await until(lambda: (route, b"after") in got.messages)
+        with target.client() as client:
+            assert client.execute_command("PUBSUB", "SHARDCHANNELS") == [route]
+    finally:
+        fresh_redis_cluster.begin_move(slot, source)
+        fresh_redis_cluster.end_move(slot, source)
+
+
 async def test_a_slot_half_moved_answers_ask_and_is_followed(fresh_redis_cluster, connection):
     source, target = fresh_redis_cluster.servers[2], fresh_redis_cluster.servers[0]
     tag = tag_on(fresh_redis_cluster, source)
@@ -145,6 +290,67 @@ async def test_a_slot_half_moved_answers_ask_and_is_followed(fresh_redis_cluster
         assert connection._route[slot] is connection._masters[("127.0.0.1", source.port)]
     finally:
         fresh_redis_cluster.end_move(slot, source)
+
+
+async def test_a_master_that_appears_is_connected_with_the_scripts(
+    fresh_redis_cluster, connection, heard, tmp_path
+):
+    subscriber, got = heard
+    first = fresh_redis_cluster.servers[0]
+    bus = free_port()
+    options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    options += ["--cluster-port", str(bus), "--dir", str(tmp_path)]
+    fourth = RedisServer(first.executable, free_port(), tmp_path / "redis.log", options)
+    fourth.start()
+    try:
+        sha = await connection.command("SCRIPT", "LOAD", SCRIPT)
+        with first.client() as client:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", fourth.port, bus)
+        fresh_redis_cluster.servers.append(fourth)  # to be moved to, and seen whole
+        tag = tag_on(fresh_redis_cluster, first)
+        route = b"tp/{" + tag + b"}"
+        subscriber.subscribe(route)
+        assert await subscriber.ping()
+        fresh_redis_cluster.wait_ok()
+        fresh_redis_cluster.begin_move(key_slot(tag), fourth)
+        fresh_redis_cluster.end_move(key_slot(tag), fourth)
+        keys = (b"tp:{" + tag + b"}:h", b"tp:{" + tag + b"}:s")
+        await until(lambda: got.moved == [route])
+        assert await subscriber.ping()
+        assert await connection.evalsha(sha, 2, *keys, route, "new") == [1, 1]
+        await until(lambda: got.messages == [(route, b"new")])
+        with fourth.client() as client:
+            assert client.get(keys[0]) == b"new"
+    finally:
+        fourth.stop(signal.SIGKILL)
+        fresh_redis_cluster.servers.remove(fourth)  # heal makes the cluster anew
+
+
+async def test_a_killed_master_fails_the_connection_at_once(fresh_redis_cluster, connection, heard):
+    subscriber, _ = heard
+    victim = fresh_redis_cluster.servers[1]
+    key = b"tp:{" + tag_on(fresh_redis_cluster, victim) + b"}:s"
+    other = b"tp:{" + tag_on(fresh_redis_cluster, fresh_redis_cluster.servers[0]) + b"}:s"
+    assert await connection.command("SET", key, 1)
+    held = connection.command("EVAL", BUSY, 1, key)
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    victim.stop(signal.SIGKILL)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(connection.lost(), TIMEOUT)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(subscriber.lost(), TIMEOUT)
+    assert time.monotonic() - start < TIMEOUT
+    with pytest.raises(ConnectionError):
+        await held
+    with pytest.raises(ConnectionError):
+        connection.command("GET", other)  # every master's: at once
+    with pytest.raises(ConnectionError):
+        subscriber.ping()
+    # Opening again fails while the master is away (refused, with the others' map).
+    seeds = [address(url) for url in fresh_redis_cluster.urls]
+    with pytest.raises(FAILURES):
+        await ClusterConnection.open(*seeds)
 
 
 async def test_a_hung_master_fails_calls_after_the_timeout(fresh_redis_cluster, connection):
