@@ -113,7 +113,7 @@ def _pairs(fields: list) -> dict[bytes, Any]:
 
 def _bytes(value: Any) -> bytes:
     """``value`` as ``hiredis.pack_command`` sends it (so its slot is Redis's)."""
-    if type(value) is bytes:
+    if isinstance(value, bytes):
         return value
     return value.encode() if isinstance(value, str) else str(value).encode()
 
@@ -160,7 +160,7 @@ class ClusterConnection:
         ``KEYS[1]`` of a script; any master if it has none); raises
         ``ConnectionError`` at once if the connection is lost or closed."""
         verb = args[0]
-        verb = (verb.encode() if isinstance(verb, str) else verb).upper()
+        verb = (verb if type(verb) is bytes else _bytes(verb)).upper()
         if verb in _SCRIPTS:
             key = args[3] if int(args[2]) else None
         elif verb == b"SCRIPT" and len(args) == 3 and _bytes(args[1]).upper() == b"LOAD":
@@ -193,7 +193,10 @@ class ClusterConnection:
     def _send(self, key: Any, packed: bytes) -> asyncio.Future:
         if self._closed.done():
             raise ConnectionError("the connection to Redis is closed")
-        target = None if key is None else self._route[key_slot(_bytes(key))]
+        if key is None:
+            target = None
+        else:
+            target = self._route[key_slot(key if type(key) is bytes else _bytes(key))]
         if target is None:  # keyless, or a slot unserved: a master answers for it
             target = next(iter(self._masters.values()))
         future = self._loop.create_future()
