@@ -214,15 +214,19 @@ class ShardedSubscriber:
     ) -> ShardedSubscriber:
         sharded = cls(seeds, on_message, on_moved)
         try:
-            sharded._adopt(await read_map(seeds))
-            if sharded._opening:
-                await asyncio.wait(list(sharded._opening.values()))
-            if sharded._closed.done():
-                await sharded.lost()  # raises why
+            await sharded._join(await read_map(seeds))
         except BaseException:
             sharded.close()
             raise
         return sharded
+
+    async def _join(self, slot_map: SlotMap) -> None:
+        """Follows the first map; raises why unless every master's subscriber opens."""
+        self._adopt(slot_map)
+        if self._opening:
+            await asyncio.wait(list(self._opening.values()))
+        if self._closed.done():
+            await self.lost()  # raises why
 
     def subscribe(self, *channels: str | bytes) -> None:
         if not self._closed.done():  # lost: its owner subscribes everything on the next one
@@ -359,7 +363,7 @@ class ShardedSubscriber:
     async def _open_shard_now(self, endpoint: Endpoint) -> None:
         assert self._map is not None
         try:
-            subscriber = await _Shard._open(self._map.masters[endpoint], self, endpoint)
+            subscriber = await _Shard.connect(self._map.masters[endpoint], self, endpoint)
         except FAILURES as error:
             self._fail(error)
             return
@@ -398,6 +402,10 @@ class _Shard(Subscriber):
         super().__init__(owner.on_message, self._dropped_here)
         self._owner = owner
         self.endpoint = endpoint
+
+    @classmethod
+    async def connect(cls, where: Address, owner: ShardedSubscriber, endpoint: Endpoint) -> _Shard:
+        return await cls._open(where, owner, endpoint)
 
     def _dropped_here(self, names: list[bytes], to: Endpoint | None) -> None:
         self._owner._dropped_by(self.endpoint, names, to)

@@ -140,18 +140,22 @@ class ClusterConnection:
     async def open(cls, *seeds: Address) -> ClusterConnection:
         cluster = cls(seeds)
         try:
-            cluster._adopt(await read_map(seeds))
-            if not cluster._masters:
-                raise ReplyError("CLUSTERDOWN no master serves a slot")
-            openings = [m.task for m in cluster._masters.values() if isinstance(m, _Opening)]
-            if openings:
-                await asyncio.wait(openings)
-            if cluster._closed.done():
-                await cluster.lost()  # raises why
+            await cluster._join(await read_map(seeds))
         except BaseException:
             cluster.close()
             raise
         return cluster
+
+    async def _join(self, slot_map: SlotMap) -> None:
+        """Routes by the first map; raises why unless every master's connection opens."""
+        self._adopt(slot_map)
+        if not self._masters:
+            raise ReplyError("CLUSTERDOWN no master serves a slot")
+        openings = [m.task for m in self._masters.values() if isinstance(m, _Opening)]
+        if openings:
+            await asyncio.wait(openings)
+        if self._closed.done():
+            await self.lost()  # raises why
 
     # -- Connection's interface ------------------------------------------------
 
@@ -283,7 +287,7 @@ class ClusterConnection:
 
     async def _open_master(self, endpoint: Endpoint, where: Address, opening: _Opening) -> None:
         try:
-            master = await _Master._open(where, self, where, endpoint)
+            master = await _Master.connect(where, self, endpoint)
         except FAILURES as error:
             self._fail(error)
             return
@@ -331,6 +335,12 @@ class _Master(Connection):
         self._sent: deque[bytes] = deque()
         self.ignored = self._loop.create_future()  # an answer nobody waits for
         self.ignored.cancel()
+
+    @classmethod
+    async def connect(
+        cls, where: Address, cluster: ClusterConnection, endpoint: Endpoint
+    ) -> _Master:
+        return await cls._open(where, cluster, where, endpoint)
 
     def submit(self, packed: bytes, future: asyncio.Future, asking: bool = False) -> None:
         if asking:  # the command after ASKING may use the slot being imported
