@@ -254,16 +254,18 @@ class RedisCluster:
         return owners
 
     def wait_ok(self) -> None:
-        """Waits (bounded) until every master says ``cluster_state:ok`` and all
-        of them see the same slot ranges on the same masters."""
+        """Waits (bounded) until every master says ``cluster_state:ok``, knows
+        every other, and sees the same slot ranges on the same masters."""
         deadline = time.monotonic() + CLUSTER_TIMEOUT
+        whole = ("ok", str(len(self.servers)))
         while True:
             try:
-                states = [self.info(server)["cluster_state"] for server in self.servers]
+                infos = [self.info(server) for server in self.servers]
+                states = [(info["cluster_state"], info["cluster_known_nodes"]) for info in infos]
                 views = [self.owners(server) for server in self.servers]
             except redis.RedisError:
                 states, views = [], []
-            if states and set(states) == {"ok"} and all(view == views[0] for view in views):
+            if states and set(states) == {whole} and all(view == views[0] for view in views):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the Redis Cluster is not ok: {states} {views}")
