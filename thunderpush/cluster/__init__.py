@@ -4,7 +4,10 @@ through Redis (docs/cluster.rst).
 * ``node`` - this process in the cluster: its heartbeat, staying joined, reconnection;
 * ``link`` - the node's side of one Redis: its connections, scripts, live nodes, routes;
 * ``connection`` - commands to Redis, every command of a loop turn in one write;
-* ``subscriber`` - the pub/sub connection, its channels changed in batches per turn;
+* ``subscriber`` - the pub/sub connection, its channels changed in batches per turn
+  (and, for Redis Cluster, one per master with each channel on its slot's);
+* ``slots`` and ``topology`` - Redis Cluster: a key's slot, the map of the masters
+  that serve the slots, and a connection that sends each command to its key's master;
 * ``bus`` - the broker on Redis pub/sub, and delivery of what arrives to the local hub;
 * ``hub`` - the local hub's listener, which records it in Redis;
 * ``registry`` - this node's presence records, written once per loop turn;

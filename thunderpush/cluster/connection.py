@@ -28,7 +28,7 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio.connection import RedisSSLContext, parse_url
@@ -236,10 +236,20 @@ class Connection(Wire):
         return Pipeline(self)
 
 
+class Commands(Protocol):
+    """What a ``Pipeline`` queues its commands on: a ``Connection``, or a
+    ``thunderpush.cluster.topology.ClusterConnection`` (which sends each to
+    its master; the answers still come back in the pipeline's order)."""
+
+    def command(self, *args: Any) -> asyncio.Future: ...
+
+    def evalsha(self, sha: bytes, numkeys: int, *args: Any) -> asyncio.Future: ...
+
+
 class Pipeline:
     """Commands queued on a ``Connection`` in one turn, answered by ``execute``."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Commands) -> None:
         self._connection = connection
         self._answers: list[asyncio.Future] = []
 
