@@ -153,8 +153,8 @@ async def test_a_pipeline_across_masters_answers_in_its_order(fresh_redis_cluste
     pipe = connection.pipeline(transaction=False)
     for round_ in range(30):
         for n, key in enumerate(keys):
-            pipe.hset(key, f"node{round_}", n)
-        pipe.hdel(keys[round_ % 3], f"node{round_}")
+            pipe.command(b"HSET", key, f"node{round_}", n)
+        pipe.command(b"HDEL", keys[round_ % 3], f"node{round_}")
     answers = await pipe.execute()
     assert answers == [1, 1, 1, 1] * 30
     lengths = await asyncio.gather(*(connection.command("HLEN", key) for key in keys))
@@ -163,14 +163,14 @@ async def test_a_pipeline_across_masters_answers_in_its_order(fresh_redis_cluste
     writes = [count_writes(master) for master in connection._masters.values()]
     pipe = connection.pipeline()
     for key in keys * 10:
-        pipe.hset(key, "x", 1)
+        pipe.command(b"HSET", key, "x", 1)
     assert len(await pipe.execute()) == 30
     assert [len(written) for written in writes] == [1, 1, 1]
     # A failed command fails the pipeline once all have answered, as on one Redis.
     pipe = connection.pipeline()
-    pipe.hset(keys[0], "f", 1)
+    pipe.command(b"HSET", keys[0], "f", 1)
     pipe.evalsha(b"0" * 40, 1, keys[1])
-    pipe.hdel(keys[2], "x")
+    pipe.command(b"HDEL", keys[2], "x")
     with pytest.raises(ReplyError, match="NOSCRIPT"):
         await pipe.execute()
     assert await connection.command("HEXISTS", keys[2], "x") == 0
