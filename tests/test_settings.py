@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -176,7 +177,7 @@ def test_print_config_shows_the_merged_settings_with_secrets_masked(config_file)
     assert shown["port"] == 7003
     assert (shown["apikey"], shown["apisecret"]) == ("k", MASK)
     assert shown["apps"] == [{"key": "a", "secret": MASK}]
-    assert shown["redis_url"] == f"redis://:{MASK}@127.0.0.1:6379/0"
+    assert shown["redis_url"] == [f"redis://:{MASK}@127.0.0.1:6379/0"]
     # What it prints is a configuration file the server reads (once the secrets are put back).
     config_file(result.stdout.replace(MASK, "restored"))
     assert load(["--config", path], {})[0].port == 7003
@@ -232,7 +233,7 @@ def test_print_config_and_a_wrong_url_never_show_a_password_or_a_token(config_fi
     for secret in ("s3", "cr@e", "t0ken", "appt0ken"):
         assert secret not in result.stdout
     shown = tomllib.loads(result.stdout)
-    assert shown["redis_url"] == f"redis://user:{MASK}@127.0.0.1:6379/0"
+    assert shown["redis_url"] == [f"redis://user:{MASK}@127.0.0.1:6379/0"]
     assert shown["webhook_url"] == f"https://hooks.example.com/in?token={MASK}&x={MASK}"
     assert shown["apps"][0]["webhook_url"] == f"https://h/?k={MASK}"
     result = run_command(
@@ -266,3 +267,18 @@ def test_sighup_knows_every_app_option():
     # An option that SIGHUP did not know could change in the file and be ignored
     # without a word: each is applied, or reload.py must say it waits for a restart.
     assert set(AppConfig("k", "s").options()) == set(APP_OPTIONS)
+
+
+def test_redis_urls_add_up_from_flags_and_replace_the_files_and_the_environments(config_file):
+    """Shards: ``--redis-url`` repeated, a comma-separated THUNDERPUSH_REDIS_URL, or a
+    TOML list; the flags replace what the file or the environment said."""
+    a, b, c = "redis://:pa,ss@a:1/0", "rediss://b:2/0", "unix:///run/c.sock"
+    path = config_file(f"redis_url = [{json.dumps(a)}, {json.dumps(b)}]\n")
+    assert load(["--config", path, "k", "s"], {})[0].redis_url == (a, b)
+    environ = {"THUNDERPUSH_REDIS_URL": f"{c}, {a}"}
+    assert load(["--config", path, "k", "s"], environ)[0].redis_url == (c, a)
+    argv = ["--config", path, "--redis-url", b, "--redis-url", f"{c},{a}", "k", "s"]
+    config = load(argv, environ)[0]
+    assert (config.redis_url, config.redis_cluster) == ((b, c, a), False)
+    assert load(["--redis-url", a, "--redis-cluster", "k", "s"], {})[0].redis_cluster
+    assert load(["k", "s"], {})[0].redis_url == ()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from thunderpush import __version__
@@ -34,6 +35,8 @@ from thunderpush.server.workers import run_workers
 _POSITIONALS = {"clientkey": "apikey", "apikey": "apisecret"}
 _DESTS = {field: dest for dest, field in _POSITIONALS.items()}
 # Options that are not settings.
+# Where a list of URLs is cut: a comma followed by the next URL's scheme.
+_URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _NOT_SETTINGS = {"help", "version", "config", "print_config"}
 
 _TIMEOUTS = {
@@ -104,6 +107,41 @@ def _origins(text: str) -> tuple[str, ...]:
     """``a,b`` as a tuple; ``*`` (or nothing) means any origin."""
     origins = tuple(origin.strip() for origin in text.split(",") if origin.strip())
     return () if origins in ((), ("*",)) else origins
+
+
+def _redis_urls(text: str) -> tuple[str, ...]:
+    """``redis://a,redis://b`` as a tuple of URLs; an empty one is a usage error.
+
+    Split only at a comma before a scheme (``redis://``, ``rediss://``,
+    ``unix://``...), so a password with a comma stays whole.
+    """
+    urls = tuple(url.strip() for url in _URL_LIST.split(text))
+    if not all(urls):
+        raise argparse.ArgumentTypeError(f"an empty Redis URL in {settings.masked_url(text)!r}")
+    return urls
+
+
+class _Repeated(argparse.Action):
+    """A flag given several times adds up; the first one given replaces the value
+    of the file or the environment (flags come last in precedence)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = getattr(namespace, self.dest) if self.dest in _given(namespace) else ()
+        setattr(namespace, self.dest, (*given, *values))
+        _given(namespace).add(self.dest)
+
+
+def _given(namespace: argparse.Namespace) -> set[str]:
+    """The repeatable flags this command line gave (kept on the namespace)."""
+    if not hasattr(namespace, "_repeated"):
+        namespace._repeated = set()
+    return namespace._repeated
 
 
 def _webhook_url(text: str) -> str:
@@ -198,9 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument(
         "--redis-url",
+        type=_redis_urls,
+        action=_Repeated,
         default=defaults.redis_url,
         metavar="URL",
-        help="redis://HOST:PORT/DB: join the cluster on this Redis (default: a single process)",
+        help="redis://HOST:PORT/DB: join the cluster on this Redis; repeat (or separate"
+        " with commas) for shards (default: a single process)",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=defaults.redis_cluster,
+        help="the --redis-url addresses are seeds of one Redis Cluster (Redis >= 7)",
     )
     parser.add_argument(
         "--presence-ttl",
@@ -388,6 +435,7 @@ def config_from(
         ssl_cert=args.ssl_cert,
         ssl_key=args.ssl_key,
         redis_url=args.redis_url,
+        redis_cluster=args.redis_cluster,
         presence_ttl=args.presence_ttl,
         workers=args.workers,
         metrics_port=args.metrics_port,

@@ -130,8 +130,13 @@ class Config:
     ssl_key: str | None = None
 
     # -- the cluster (docs/cluster.rst) -------------------------------------
-    # redis://HOST:PORT/DB: join the cluster of every node with the same URL.
-    redis_url: str | None = None
+    # redis://HOST:PORT/DB: join the cluster of every node with the same URLs.
+    # Several URLs are shards: each channel and user lives on one of them
+    # (``thunderpush.cluster.shards``); every node must list the same, in the
+    # same order.  A single URL may be given as a string.
+    redis_url: tuple[str, ...] = ()
+    # The URLs are seeds of one Redis Cluster (Redis >= 7), not shards.
+    redis_cluster: bool = False
     # A node that has not refreshed its presence for this long is gone, in seconds.
     presence_ttl: float = 30.0
     # Server processes to start on ports port, port+1, ... (needs redis_url when > 1).
@@ -164,6 +169,10 @@ class Config:
     app_id: str | None = None
     # Pusher clients may send client-* events on private and presence channels.
     client_events: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.redis_url, str):
+            self.redis_url = (self.redis_url,)
 
 
 class ConfigError(ValueError):

@@ -235,9 +235,10 @@ def masked(config: Config, names: Iterable[str]) -> dict[str, Any]:
     shown = {name: every[name] for name in names}
     if config.apisecret:
         shown["apisecret"] = MASK
-    for name in ("redis_url", "webhook_url"):
-        if shown.get(name):
-            shown[name] = masked_url(shown[name])
+    if shown.get("webhook_url"):
+        shown["webhook_url"] = masked_url(shown["webhook_url"])
+    if "redis_url" in shown:
+        shown["redis_url"] = [masked_url(url) for url in shown["redis_url"]] or None
     shown["history"] = every["history"]
     shown["apps"] = [
         {
