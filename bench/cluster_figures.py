@@ -22,6 +22,19 @@ CHANNELS = Scenario(
     ("-m", "10000", "-c", "8", "--rate", "0"),
     ("-m", "3000", "-c", "8", "--rate", "0"),
 )
+# The same with 32 publishes in flight instead of 8: with 8 spread over 4
+# nodes each node has 2 at a time and wakes for almost every message, while
+# one process batches 8; 32 offers both the same load per process that 8
+# offers one (RESULTS.md, 2026-12-07 05:34: 4 independent processes without
+# Redis already cost 1.3x one process per publish at -c 8, 1.0-1.15x at -c 32).
+CHANNELS_BUSY = Scenario(
+    "channels-10000-c32",
+    "channels",
+    10000,
+    2000,
+    ("-m", "20000", "-c", "32", "--rate", "0"),
+    ("-m", "3000", "-c", "32", "--rate", "0"),
+)
 BYSTANDER = Scenario("bystander", "channels", 1000, 500,
                      ("-m", "20000", "-c", "8", "--rate", "0"),
                      ("-m", "5000", "-c", "8", "--rate", "0"))  # fmt: skip
@@ -109,32 +122,27 @@ FIGURES = (
         False,
     ),
 )
-CHANNEL_FIGURES = (
-    Figure(
-        CHANNELS.key,
-        "Deliveries/s, {n} one-subscriber channels",
-        ("full", "deliveries_per_s"),
-        "/s",
-        True,
-    ),
-    Figure(
-        CHANNELS.key,
-        "Server CPU per delivered message (all nodes)",
-        ("full", "server_cpu_us_per_delivery"),
-        "us",
-        False,
-    ),
-    Figure(
-        CHANNELS.key,
-        "Redis CPU per delivered message",
-        ("full", "redis_cpu_us_per_delivery"),
-        "us",
-        False,
-    ),
-    _total(CHANNELS.key, "Cluster CPU per delivered message (all nodes + Redis)", "delivery"),
-    Figure(
-        CHANNELS.key, "p50 API round trip of a publish", ("full", "request_ms", "p50"), "ms", False
-    ),
+
+
+def _channel_figures(scenario: Scenario, busy: str) -> tuple[Figure, ...]:
+    """The one-subscriber figures of ``scenario``; ``busy`` says how many publishes
+    were in flight, in each label."""
+    key = scenario.key
+    return (
+        Figure(key, "Deliveries/s, {n} one-subscriber channels" + busy,
+               ("full", "deliveries_per_s"), "/s", True),
+        Figure(key, "Server CPU per delivered message (all nodes)" + busy,
+               ("full", "server_cpu_us_per_delivery"), "us", False),
+        Figure(key, "Redis CPU per delivered message" + busy,
+               ("full", "redis_cpu_us_per_delivery"), "us", False),
+        _total(key, "Cluster CPU per delivered message (all nodes + Redis)" + busy, "delivery"),
+        Figure(key, "p50 API round trip of a publish" + busy,
+               ("full", "request_ms", "p50"), "ms", False),
+    )  # fmt: skip
+
+
+CHANNEL_FIGURES = _channel_figures(CHANNELS, ", 8 in flight") + _channel_figures(
+    CHANNELS_BUSY, ", 32 in flight"
 )
 BYSTANDER_FIGURES = (
     Figure(BYSTANDER.key, "Node B's CPU per message it has no subscriber for",
