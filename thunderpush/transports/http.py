@@ -101,6 +101,7 @@ class HttpConnection(Deadlines):
         "_stopped",
         "_write_paused",
         "_pending",
+        "_ended",
         "_handed",
         "_counted",
     )
@@ -129,6 +130,8 @@ class HttpConnection(Deadlines):
         self._stopped = False
         self._write_paused = False
         self._pending: asyncio.Future[Answer] | None = None
+        # The client half-closed while an answer was pending (``eof_received``).
+        self._ended = False
         self._handed = b""
 
     @property
@@ -160,6 +163,15 @@ class HttpConnection(Deadlines):
             # two epoll calls per request (16% of a cluster node's publish CPU).
             self._transport.pause_reading()
         self._after_parsing()
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed.  With an answer pending (reading is not paused
+        for it), the requests it sent before are still answered, in order, and
+        the connection closes after the last; otherwise it closes now."""
+        if self._pending is None:
+            return None
+        self._ended = True
+        return True
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -309,6 +321,8 @@ class HttpConnection(Deadlines):
             if self._raw:
                 self._parse(bytes(self._raw))
         self._after_parsing()
+        if self._ended and self._pending is None and self._state == _READING:
+            self._end()  # what the client sent before its end is answered
 
     def _finish(self, request: Request, call: Call, body: bytes) -> None:
         try:
