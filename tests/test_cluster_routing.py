@@ -29,7 +29,7 @@ def heard(server: Server) -> list[bytes]:
     """The routes of the messages ``server``'s node hears from now on."""
     node = server.parts.node
     routes: list[bytes] = []
-    bus = node.link._subscriber
+    bus = node.links[0]._subscriber
     on_message = bus.on_message
 
     def counted(channel: bytes, data: bytes) -> None:
@@ -146,7 +146,7 @@ def cut(backend, server: Server) -> None:
     """Redis drops ``server``'s node's connections (both), as a network cut would."""
     node = server.parts.node
     with backend.client() as redis:
-        for wire in (node.link._client, node.link._subscriber):
+        for wire in (node.links[0]._client, node.links[0]._subscriber):
             host, port = wire._transport.get_extra_info("sockname")[:2]
             redis.client_kill(f"{host}:{port}")
 
@@ -235,7 +235,7 @@ async def test_each_channel_arrives_in_publish_order_on_every_node(nodes):
 def slow_bus(server: Server, delay: float) -> None:
     """What ``server``'s node writes on its bus connection reaches Redis ``delay``
     seconds late, in order: a slow link, so its route subscriptions are late."""
-    transport = server.parts.node.link._subscriber._transport
+    transport = server.parts.node.links[0]._subscriber._transport
     write = transport.write
     queued: list[bytes] = []
     loop = asyncio.get_running_loop()

@@ -1,8 +1,10 @@
 """The cluster: several processes, on one machine or many, serving the same apps
 through Redis (docs/cluster.rst).
 
-* ``node`` - this process in the cluster: its heartbeat, staying joined, reconnection;
+* ``node`` - this process in the cluster: its heartbeat, staying joined, reconnection,
+  on each Redis it is given;
 * ``link`` - the node's side of one Redis: its connections, scripts, live nodes, routes;
+* ``shards`` - which of several Redis holds a channel or a user (jump consistent hash);
 * ``connection`` - commands to Redis, every command of a loop turn in one write;
 * ``subscriber`` - the pub/sub connection, its channels changed in batches per turn
   (and, for Redis Cluster, one per master with each channel on its slot's);

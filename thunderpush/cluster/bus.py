@@ -4,10 +4,11 @@ that have a subscriber in it.
 Each channel of an app, and each user, has its own Redis pub/sub channel, its
 *route* (``keys.route``); a node subscribes to a route while its hub has a
 connection there (``Node.route_opened``, ``Node.route_closed``).  A publish is
-one script (``SEND``, ``SEND_KEPT``): it publishes on the route and answers the
-count of the other live nodes (``Link.others``, in its ``ARGV``) in the same
-round trip.  Every node, the publishing node included, delivers what reaches
-it from Redis, so all nodes see one channel's messages in Redis's order; the
+one script (``SEND``, ``SEND_KEPT``) on the name's shard (``Node.link_of``):
+it publishes on the route and answers the count of the other live nodes
+(``Link.others``, in its ``ARGV``) in the same round trip.  Every node, the
+publishing node included, delivers what reaches it from Redis, so all nodes
+see one channel's messages in Redis's order; the
 API answers once Redis has taken the publish, so publishes made one after the
 other arrive in that order everywhere.  This node's own count is added only
 once its subscription to the route is confirmed (``Link.confirmed``): a count
@@ -82,8 +83,8 @@ class RedisBroker(Broker):
         message: str,
         options: PublishOptions = PLAIN,
     ) -> int:
-        link = self.node.link
         tag = keys.tag(app.key, "c", channel)
+        link = self.node.link_of(tag)
         route = keys.route_of(tag)
         here = app.hub.channel_connection_count(channel) if link.confirmed(route) else 0
         head = publication_head(channel, options)
@@ -98,8 +99,8 @@ class RedisBroker(Broker):
         return here + await link.call(scripts.SEND_KEPT, counts + stream, *args, *link.others)
 
     async def send_to_user(self, app: App, userid: str, message: str) -> int:
-        link = self.node.link
         tag = keys.tag(app.key, "u", userid)
+        link = self.node.link_of(tag)
         route = keys.route_of(tag)
         here = app.hub.user_connection_count(userid) if link.confirmed(route) else 0
         bus_message = b"u" + field(userid) + _bytes(message)
@@ -109,7 +110,8 @@ class RedisBroker(Broker):
     async def disconnect_user(self, app: App, userid: str) -> None:
         tag = keys.tag(app.key, "u", userid)
         counts = (keys.key(tag, keys.COUNTS),)  # nothing counted: no node given
-        await self.node.link.call(scripts.SEND, counts, keys.route_of(tag), b"d" + field(userid))
+        link = self.node.link_of(tag)
+        await link.call(scripts.SEND, counts, keys.route_of(tag), b"d" + field(userid))
 
 
 def field(text: str) -> bytes:

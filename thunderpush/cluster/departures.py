@@ -1,7 +1,10 @@
 """Nodes leaving the cluster: a dead one forgotten, and this one saying goodbye.
 
 A node that dies keeps its records in Redis until a live node forgets them.
-Every heartbeat answers the nodes not heard from within the presence TTL
+All of this happens on each shard apart (``thunderpush.cluster.shards``):
+a node beats on every shard, and its records of a name are on the name's
+shard, so forgetting it on one shard needs nothing of another.  Every
+heartbeat answers the nodes not heard from within the presence TTL
 (``BEAT``); for each, a node claims the forgetting (``SET tp:{N:<node>}:forgetting
 1 NX EX 30``), so one node does it:
 
@@ -34,6 +37,7 @@ from thunderpush.webhooks.events import CHANNEL_VACATED, USER_OFFLINE
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import HubReporter
+    from thunderpush.cluster.link import Link
     from thunderpush.cluster.node import Node
 
 logger = logging.getLogger(__name__)
@@ -45,25 +49,25 @@ CLAIM = 30
 _PARTS = (keys.CHANNELS, keys.USERS, keys.MEMBERSHIPS)
 
 
-async def forget(node: Node, dead: str) -> None:
-    """Forgets the records of the ``dead`` node, unless another node claimed it."""
-    link = node.link
+async def forget(node: Node, link: Link, dead: str) -> None:
+    """Forgets the records of the ``dead`` node on ``link``'s shard, unless another
+    node claimed it there."""
     pipe = link.pipeline()
     pipe.command(b"SET", keys.forgetting(dead), 1, b"NX", b"EX", CLAIM)
     (claimed,) = await link.execute(pipe)
     if claimed is None:
         return
-    await _remove(node, dead, died=True)
+    await _remove(node, link, dead, died=True)
     logger.info("Forgot node %s: no heartbeat for %g s.", dead, node.ttl)
 
 
-async def goodbye(node: Node) -> None:
-    """This node leaves: its records are removed, and its departures announced."""
-    await _remove(node, node.id, died=False)
+async def goodbye(node: Node, link: Link) -> None:
+    """This node leaves ``link``'s shard: its records there are removed, and its
+    departures announced."""
+    await _remove(node, link, node.id, died=False)
 
 
-async def _remove(node: Node, gone: str, died: bool) -> None:
-    link = node.link
+async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
     hubs = list(node.hubs.values())
     records = await read_records(link, gone, [hub.key for hub in hubs])
     live = [other for other in link.nodes if other != gone]

@@ -4,7 +4,8 @@ A publish to a channel that keeps history is kept in Redis by the publishing
 node, in the same script that publishes it (``scripts.SEND_KEPT``), so the
 position each node delivers is the one Redis gave.  The API's reads and a
 reconnecting client's recovery (``thunderpush.cluster.hub``) read the stream
-there, so a client recovers on whichever node it reconnects to.
+there (on the channel's shard), so a client recovers on whichever node it
+reconnects to.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class RedisHistory(History):
     async def _read(self, app: str, channel: str, ttl: float, since: int | str) -> Stream:
         tag = keys.tag(app, "c", channel)
         stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
-        return stream_of(await self.node.link.call(scripts.HISTORY, stream, ttl, since))
+        link = self.node.link_of(tag)
+        return stream_of(await link.call(scripts.HISTORY, stream, ttl, since))
 
 
 def stream_of(answer: list) -> Stream:

@@ -4,10 +4,10 @@ The node gives each app an ordinary ``Hub`` (``thunderpush.core.hub``) and a
 ``HubReporter`` as its listener.  A channel's first connection here, and a
 user's, subscribes the node to its route (``thunderpush.cluster.bus``); the
 last one out unsubscribes it.  Every change the hub states (a connection of
-a user, a subscription) is handed to the node's registry
-(``thunderpush.cluster.registry``), which writes it to Redis once per loop
-turn; the command path never waits for Redis.  The registry reads the hub
-only through its read-only methods (``user_connection_count``,
+a user, a subscription) is handed to the registry of the name's shard
+(``thunderpush.cluster.registry``, one per Redis of the node's), which writes
+it to Redis once per loop turn; the command path never waits for Redis.  The
+registry reads the hub only through its read-only methods (``user_connection_count``,
 ``channel_connection_count``, ``subscriptions``, ``has_member``...).
 
 Presence channels are cluster-wide: the hub's ``presence_here`` is off, so it
@@ -32,54 +32,60 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster.keys import route
+from thunderpush.cluster.keys import tag
 from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
 
 if TYPE_CHECKING:
-    from thunderpush.cluster.registry import Registry
+    from thunderpush.cluster.node import Node
 
 
 class HubReporter:
-    """Reports the hub of app ``key`` on this node to the registry."""
+    """Reports the hub of app ``key`` on ``node`` to the registry of each name's shard."""
 
-    def __init__(self, key: str, hub: Hub, registry: Registry) -> None:
+    def __init__(self, key: str, hub: Hub, node: Node) -> None:
         self.key = key
         self.local = hub
-        self.registry = registry
+        self.node = node
         hub.presence_here = False
         hub.listener = self
 
     def connected(self, userid: str, first: bool) -> None:
+        named = tag(self.key, "u", userid)
         if first:
-            self.registry.node.route_opened(self.local, route(self.key, "u", userid))
-        self.registry.user_changed(self, userid)
+            self.node.route_opened(self.local, named)
+        self.node.registry_of(named).user_changed(self, userid)
 
     def disconnected(self, userid: str, last: bool) -> None:
+        named = tag(self.key, "u", userid)
         if last:
-            self.registry.node.route_closed(route(self.key, "u", userid))
-        self.registry.user_changed(self, userid)
+            self.node.route_closed(named)
+        self.node.registry_of(named).user_changed(self, userid)
 
     def subscribed(self, channel: str, userid: str, first: bool) -> None:
+        named = tag(self.key, "c", channel)
         if first:
-            self.registry.node.route_opened(self.local, route(self.key, "c", channel))
-        self.registry.member_changed(self, channel, userid)
+            self.node.route_opened(self.local, named)
+        self.node.registry_of(named).member_changed(self, channel, userid)
 
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
+        named = tag(self.key, "c", channel)
         if last:
-            self.registry.node.route_closed(route(self.key, "c", channel))
-        self.registry.member_changed(self, channel, userid)
+            self.node.route_closed(named)
+        self.node.registry_of(named).member_changed(self, channel, userid)
 
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
-        self.registry.node.when_confirmed(route(self.key, "c", channel), then)
+        self.node.when_confirmed(tag(self.key, "c", channel), then)
 
     def members_wanted(self, connection: Connection, channel: str) -> bool:
-        return self.registry.welcome(self, connection, channel)
+        registry = self.node.registry_of(tag(self.key, "c", channel))
+        return registry.welcome(self, connection, channel)
 
     def stream_wanted(
         self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep
     ) -> bool:
-        return self.registry.recover(self, connection, channel, keep.ttl, since[1])
+        registry = self.node.registry_of(tag(self.key, "c", channel))
+        return registry.recover(self, connection, channel, keep.ttl, since[1])
 
     # -- what the registry reads and answers, through the hub -------------------
 

@@ -1,22 +1,34 @@
-"""One node of the cluster: its id, its link to Redis, and staying joined.
+"""One node of the cluster: its id, its links to Redis, and staying joined.
 
-A node is up while its link is (``thunderpush.cluster.link``): subscribed to
-the route of every channel and user its hubs hold (``thunderpush.cluster.bus``),
-beating its heartbeat (every ``presence_ttl / 3``) and writing its presence.
-When any of that fails, it is down: one WARNING, every API call that needs
-Redis answers 503 at once, clients keep their connections.  It reconnects with
-a backoff (doubling, capped at ``MAX_BACKOFF``); once back it resubscribes
-everything and waits for Redis to confirm it, beats, rewrites its whole
-presence from its hubs, and says so in one INFO line.  Then it closes every
-connection it holds with ``MISSED`` (Pusher: 4200): messages may have been
-published to them meanwhile (counted by their records that Redis still had,
-or through a node back first), which the node cannot know; the clients
-reconnect and recover with the positions they have.
+The node has one link (``thunderpush.cluster.link``) per ``--redis-url``:
+each channel and user lives on one of them, its *shard*, chosen from its tag
+(``thunderpush.cluster.shards``), and everything about a name (its route,
+its records, its publishes, its presence and history) goes over that link
+only (``link_of``).  The node's own records of a name are written on the
+name's shard too, so each shard holds what this node has of its names, and
+nothing of the others.
 
-Each heartbeat answers the nodes that stopped beating; the node forgets them
-unless another claimed them first (``thunderpush.cluster.departures``), and a
-node that stops says goodbye the same way.  A node that restarts is a new
-node: the id is made when the process starts.
+Each link has its own session.  It is up while connected: subscribed to the
+route of every channel and user of its shard that the hubs hold
+(``thunderpush.cluster.bus``), beating its heartbeat there (every
+``presence_ttl / 3``) and writing the node's records of its names.  When any
+of that fails, that link is down: one WARNING naming its URL, every API call
+for a name of that shard answers 503 at once, the other shards' names are
+served, clients keep their connections.  It reconnects with a backoff
+(doubling, capped at ``MAX_BACKOFF``); once back it resubscribes its routes
+and waits for Redis to confirm them, beats, rewrites the node's records of
+its names from the hubs, and says so in one INFO line.  Then it closes, with
+``MISSED`` (Pusher: 4200), every connection that holds a channel or user of
+that shard: messages may have been published to them meanwhile (counted by
+their records that Redis still had, or through a node back first), which the
+node cannot know; the clients reconnect and recover with the positions they
+have.  The node is ``up`` while every link is.
+
+Each heartbeat answers the nodes that stopped beating on that shard; the
+node forgets their records there unless another claimed them first
+(``thunderpush.cluster.departures``), and a node that stops says goodbye on
+every shard the same way.  A node that restarts is a new node: the id is
+made when the process starts.
 """
 
 from __future__ import annotations
@@ -24,10 +36,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from thunderpush.cluster import departures
+from thunderpush.cluster import departures, keys, shards
 from thunderpush.cluster.bus import deliver
 from thunderpush.cluster.connection import FAILURES, TIMEOUT, address
 from thunderpush.cluster.hub import HubReporter
@@ -47,98 +60,143 @@ MIN_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
 
 
-class Node:
-    """This process in the cluster on ``url``; gone for the others ``ttl`` seconds after
-    its last heartbeat."""
+@dataclass(eq=False)
+class _Shard:
+    """One Redis of the node's, and what its session keeps between attempts."""
 
-    def __init__(self, url: str, ttl: float) -> None:
+    index: int
+    link: Link
+    registry: Registry
+    # The URL as the log shows it: without the password.
+    shown_url: str
+    joined: asyncio.Event = field(default_factory=asyncio.Event)
+    warned: bool = False
+
+
+class Node:
+    """This process in the cluster on the Redis at each of ``urls`` (shards); gone for
+    the others ``ttl`` seconds after its last heartbeat."""
+
+    def __init__(self, urls: Sequence[str], ttl: float, cluster: bool = False) -> None:
+        if cluster:
+            raise ValueError("Redis Cluster is not joined yet")
+        if not urls:
+            raise ValueError("no Redis URL")
         self.id = uuid.uuid4().hex
-        self.url = url
-        # The URL as the log shows it: without the password.
-        self.shown_url = masked_url(url)
+        self.urls = tuple(urls)
         self.ttl = ttl
-        self.link = Link(address(url), self.id, self._received)
-        self.registry = Registry(self)
+        self.links = [Link(address(url), self.id, self._received) for url in self.urls]
+        self._shards = [
+            _Shard(index, link, Registry(self, index), masked_url(url))
+            for index, (link, url) in enumerate(zip(self.links, self.urls, strict=True))
+        ]
         # Each app's hub, with its listener.
         self.hubs: dict[str, HubReporter] = {}
         # Every route wanted, to its hub.
         self._routes: dict[bytes, Hub] = {}
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
-        self._joined = asyncio.Event()
-        self._warned = False
 
     @property
     def up(self) -> bool:
-        return self.link.up
+        """Whether every shard is up (a name on a down one answers 503)."""
+        return all(link.up for link in self.links)
 
     @property
     def nodes(self) -> list[str]:
-        """The ids of the live nodes (this one included), as this one knows them."""
-        return self.link.nodes
+        """The ids of the live nodes (this one included), as this one knows them on
+        the shards that are up."""
+        if len(self.links) == 1:
+            return self.links[0].nodes
+        return sorted({node for link in self.links if link.up for node in link.nodes})
+
+    @property
+    def shown_urls(self) -> list[str]:
+        """The URLs as the log shows them: without their passwords."""
+        return [shard.shown_url for shard in self._shards]
+
+    def shard_of(self, tag: bytes) -> int:
+        """The index in ``links`` of the shard of the name whose tag is ``tag``."""
+        return shards.shard_of(tag, len(self.links))
+
+    def link_of(self, tag: bytes) -> Link:
+        """The link to the shard of the name whose tag is ``tag``: the only way to
+        pick one for a name, so that every node agrees on it."""
+        return self.links[shards.shard_of(tag, len(self.links))]
+
+    def registry_of(self, tag: bytes) -> Registry:
+        """The writer of this node's records on the shard of ``tag``."""
+        return self._shards[shards.shard_of(tag, len(self.links))].registry
+
+    def holds(self, index: int, app: str, kind: str, name: str) -> bool:
+        """Whether shard ``index`` holds ``app``'s channel (``kind`` "c") or user ("u") ``name``."""
+        return len(self.links) == 1 or self.shard_of(keys.tag(app, kind, name)) == index
 
     def hub(self, key: str) -> Hub:
         """The hub of app ``key`` on this node (``Apps`` calls this for each app),
         reported to Redis by its listener."""
         hub = Hub()
-        self.hubs[key] = HubReporter(key, hub, self.registry)
+        self.hubs[key] = HubReporter(key, hub, self)
         return hub
 
     # -- routes ----------------------------------------------------------------
 
-    def route_opened(self, hub: Hub, route: bytes) -> None:
-        """``hub`` has its first connection in the channel or user of ``route``:
-        subscribed at the end of the loop turn, confirmed by ``confirm``.  Counts
-        are written only for confirmed routes (the registry confirms before each
-        write), so a publish that counts a subscriber reaches it."""
+    def route_opened(self, hub: Hub, tag: bytes) -> None:
+        """``hub`` has its first connection in the channel or user of ``tag``: its
+        route is subscribed on its shard at the end of the loop turn, confirmed
+        before the registry's next write there.  Counts are written only for
+        confirmed routes, so a publish that counts a subscriber reaches it."""
+        route = keys.route_of(tag)
         self._routes[route] = hub
-        self.link.subscribe(route)
+        self.link_of(tag).subscribe(route)
 
-    def route_closed(self, route: bytes) -> None:
-        """The last connection of ``route``'s channel or user here left."""
+    def route_closed(self, tag: bytes) -> None:
+        """The last connection of ``tag``'s channel or user here left."""
+        route = keys.route_of(tag)
         self._routes.pop(route, None)
-        self.link.unsubscribe(route)
+        self.link_of(tag).unsubscribe(route)
 
-    def when_confirmed(self, route: bytes, then: Callable[[], None]) -> None:
-        """Calls ``then`` once Redis confirmed this node's subscription to ``route``
-        (at once if it has).  The confirmation comes with the registry's next
-        write, which the subscription that opened the route asked for, or when
-        the node rejoins; a route closed meanwhile drops ``then``."""
-        self.link.when_confirmed(route, then)
-
-    async def confirm(self) -> None:
-        """Waits until Redis has answered every subscription asked so far."""
-        await self.link.confirm()
+    def when_confirmed(self, tag: bytes, then: Callable[[], None]) -> None:
+        """Calls ``then`` once Redis confirmed this node's subscription to the route
+        of ``tag`` (at once if it has).  The confirmation comes with the
+        registry's next write on its shard, which the subscription that opened
+        the route asked for, or when the shard rejoins; a route closed
+        meanwhile drops ``then``."""
+        self.link_of(tag).when_confirmed(keys.route_of(tag), then)
 
     # -- life ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Joins the cluster; if Redis is not there within ``TIMEOUT``, keeps trying
-        in the background while the server serves what needs no Redis."""
-        self._task = asyncio.create_task(self._stay_joined())
+        """Joins the cluster on every shard; a shard not there within ``TIMEOUT`` is
+        tried again in the background while the server serves what needs no
+        Redis, or only the shards that are there."""
+        self._tasks = [asyncio.create_task(self._stay_joined(shard)) for shard in self._shards]
+        joined = [asyncio.ensure_future(shard.joined.wait()) for shard in self._shards]
         try:
-            await asyncio.wait_for(self._joined.wait(), TIMEOUT * 2)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait(joined, timeout=TIMEOUT * 2)
+        finally:
+            for waiting in joined:
+                waiting.cancel()
 
     async def stop(self) -> None:
-        """Leaves the cluster: this node's presence is removed and announced."""
+        """Leaves the cluster: this node's presence is removed and announced on every shard."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, TIMEOUT * 3)
-            except asyncio.TimeoutError:
-                pass  # wait_for cancelled it
+        if self._tasks:
+            # What has not said goodbye by then is cancelled.
+            await asyncio.wait(self._tasks, timeout=TIMEOUT * 3)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _stay_joined(self) -> None:
+    async def _stay_joined(self, shard: _Shard) -> None:
         backoff = MIN_BACKOFF
         while not self._stopping.is_set():
             try:
-                await self._session()
+                await self._session(shard)
             except (*FAILURES, BackendUnavailable) as error:
-                self._went_down(error)
-            if self._joined.is_set():
-                self._joined.clear()
+                self._went_down(shard, error)
+            if shard.joined.is_set():
+                shard.joined.clear()
                 backoff = MIN_BACKOFF
             else:
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -147,59 +205,64 @@ class Node:
             except asyncio.TimeoutError:
                 pass
 
-    async def _session(self) -> None:
-        """The link to Redis, from joining until it fails or the node stops."""
-        link = self.link
+    async def _session(self, shard: _Shard) -> None:
+        """One shard's link, from joining until it fails or the node stops."""
+        link, registry = shard.link, shard.registry
         try:
             await link.connect()
-            forgotten = await self._beat()
+            forgotten = await self._beat(link)
             link.up = True
-            await self.registry.resync(list(self.hubs.values()), forgotten)
+            await registry.resync(list(self.hubs.values()), forgotten)
             for hub in self.hubs.values():
-                hub.local.close_all(*MISSED)
-            self._joined.set()
-            if self._warned:
-                logger.info("Back in the cluster on %s.", self.shown_url)
+                held = self._held_by(shard.index, hub.key)
+                hub.local.close_holding(*MISSED, held)
+            shard.joined.set()
+            if shard.warned:
+                logger.info("Back in the cluster on %s.", shard.shown_url)
             else:
-                logger.info("Joined the cluster on %s as node %s.", self.shown_url, self.id)
-            self._warned = False
+                logger.info("Joined the cluster on %s as node %s.", shard.shown_url, self.id)
+            shard.warned = False
             await _until_one_ends(
-                self._beat_forever(),
+                self._beat_forever(link),
                 link.lost(),
-                self.registry.write_forever(),
+                registry.write_forever(),
                 self._stopping.wait(),
             )
-            await self._leave()
+            await self._leave(link)
         finally:
             link.close()
-            self.registry.clear()
+            registry.clear()
 
-    async def _leave(self) -> None:
+    def _held_by(self, index: int, app: str) -> Callable[[str, str], bool]:
+        """Whether shard ``index`` holds a channel (``kind`` "c") or user of ``app``."""
+        return lambda kind, name: self.holds(index, app, kind, name)
+
+    async def _leave(self, link: Link) -> None:
         try:
-            await departures.goodbye(self)
+            await departures.goodbye(self, link)
         except (*FAILURES, BackendUnavailable):
             logger.warning("Could not remove this node's presence from Redis.")
 
-    def _went_down(self, error: BaseException) -> None:
-        if self._warned:
-            logger.debug("Redis at %s is still unavailable: %s", self.shown_url, error)
+    def _went_down(self, shard: _Shard, error: BaseException) -> None:
+        if shard.warned:
+            logger.debug("Redis at %s is still unavailable: %s", shard.shown_url, error)
             return
-        self._warned = True
-        logger.warning("Redis at %s is unavailable (%s); reconnecting.", self.shown_url, error)
+        shard.warned = True
+        logger.warning("Redis at %s is unavailable (%s); reconnecting.", shard.shown_url, error)
 
-    async def _beat(self) -> bool:
-        """Says this node is alive, and forgets the dead; True if the others had
-        forgotten this one."""
-        forgotten, dead = await self.link.beat(self.ttl)
+    async def _beat(self, link: Link) -> bool:
+        """Says on ``link``'s shard that this node is alive, and forgets the dead
+        there; True if that shard had forgotten this node."""
+        forgotten, dead = await link.beat(self.ttl)
         for node in dead:
-            await departures.forget(self, node)
+            await departures.forget(self, link, node)
         return forgotten
 
-    async def _beat_forever(self) -> None:
+    async def _beat_forever(self, link: Link) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
-            await self._beat()
-            await self.link.ping()
+            await self._beat(link)
+            await link.ping()
 
     def _received(self, channel: bytes, data: bytes) -> None:
         """A message from a route: to that route's hub."""

@@ -1,23 +1,28 @@
 """The presence on Redis: who is online and where, across every live node.
 
 Each node keeps its own records (``thunderpush.cluster.registry``).  A read
-of one name is one command or script on that name's keys, counting the nodes
-this node knows alive (``Link.nodes``).  A read that spans names (how many
-users, the channels and their counts, a user's channels) asks Redis which
-nodes it heard from within the presence TTL, by its clock, then reads each of
-those nodes' own keys in one pipeline and merges them here: a node that died
-stops counting as soon as its TTL is over, before any live node has
-forgotten it.
+of one name is one command or script on that name's keys, on its shard,
+counting the nodes this node knows alive there (``Link.nodes``).  A read
+that spans names (how many users, the channels and their counts, a user's
+channels) asks every shard, at once, which nodes it heard from within the
+presence TTL, by its clock, then reads each of those nodes' own keys there
+in one pipeline, and merges the shards' answers here: a node that died stops
+counting as soon as its TTL is over, before any live node has forgotten it.
+Such a read answers 503 while any shard is down: a total without one shard's
+names would look right and be wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import keys, scripts
+from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.presence import Presence
 
 if TYPE_CHECKING:
+    from thunderpush.cluster.link import Link
     from thunderpush.cluster.node import Node
     from thunderpush.core.apps import App
 
@@ -31,14 +36,15 @@ class RedisPresence(Presence):
         return len(set().union(*users))
 
     async def is_online(self, app: App, userid: str) -> bool:
-        link = self.node.link
-        counts = keys.key(keys.tag(app.key, "u", userid), keys.COUNTS)
+        tag = keys.tag(app.key, "u", userid)
+        link = self.node.link_of(tag)
+        counts = keys.key(tag, keys.COUNTS)
         (here,) = await link.read((b"HMGET", counts, *link.nodes))
         return any(here)
 
     async def channel_users(self, app: App, channel: str) -> list[str]:
-        link = self.node.link
         tag = keys.tag(app.key, "c", channel)
+        link = self.node.link_of(tag)
         names = (keys.key(tag, keys.MEMBERS), keys.key(tag, keys.INFOS), keys.key(tag, keys.SEQ))
         _, *users = await link.call(scripts.CHANNEL_USERS, names, "", *link.nodes)
         return [user.decode("utf-8") for user in users]
@@ -58,8 +64,18 @@ class RedisPresence(Presence):
         return {entry.partition(b"\0")[2].decode() for entries in found for entry in entries}
 
     async def _per_node(self, app: App, part: bytes, verb: bytes, *args: Any) -> list:
-        """``verb`` on the key ``part`` of each live node, in one pipeline."""
-        link = self.node.link
+        """``verb`` on the key ``part`` of each live node on every shard: one
+        pipeline per shard, the shards asked together."""
+        links = self.node.links
+        if len(links) == 1:
+            return await self._on(links[0], app, part, verb, *args)
+        if not self.node.up:
+            raise BackendUnavailable
+        answers = await asyncio.gather(*(self._on(link, app, part, verb, *args) for link in links))
+        return [answer for answered in answers for answer in answered]
+
+    async def _on(self, link: Link, app: App, part: bytes, verb: bytes, *args: Any) -> list:
+        """``verb`` on the key ``part`` of each node live on ``link``'s shard, in one pipeline."""
         live = await link.live(self.node.ttl)
         owned = (keys.node_key(node, app.key, part) for node in live)
         return await link.read(*((verb, key, *args) for key in owned))

@@ -21,12 +21,18 @@ record (a Thunderpush member has none, and costs nothing more), announced
 with its arrival, and read with the member list for a Pusher connection's
 welcome.
 
+A node has one registry per Redis it has (``thunderpush.cluster.shards``),
+each with the changes, welcomes and recoveries of that shard's names: a
+turn's writes are one pipeline per shard, and a shard that is down keeps
+none of the others from being written.
+
 Each record is written twice in the same pipeline: under its name's tag
 (``thunderpush.cluster.keys``: the name's count per node, its members), which
 a publish, a member list or a presence change reads in one script on one
 slot; and under this node's own keys (its channels, users and memberships per
-app), which the reads that span names, this node's rewrite after an outage
-and the forgetting of this node read.
+app) on the same shard, which the reads that span names (over every shard),
+this node's rewrite after an outage of that shard and the forgetting of this
+node there read.
 
 The counts of an app with a webhook are written by a script (``COUNT``) that
 answers the cluster-wide transition it makes (a channel or user held by no
@@ -40,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import keys, scripts
@@ -61,10 +68,13 @@ if TYPE_CHECKING:
 
 
 class Registry:
-    """What the node's hubs changed since the last write, and the writer."""
+    """What the node's hubs changed since the last write in the names of shard
+    ``index`` (of ``node.links``), and the writer of those on that shard."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, index: int) -> None:
         self.node = node
+        self.index = index
+        self.link = node.links[index]
         # Dicts as ordered sets: changes are written in the order they came.
         self._users: dict[tuple[HubReporter, str], None] = {}
         # (hub, channel, user) -> whether a change in a presence channel is announced.
@@ -81,12 +91,12 @@ class Registry:
     # -- what the hubs report (never waits) --------------------------------
 
     def user_changed(self, hub: HubReporter, userid: str) -> None:
-        if self.node.up:
+        if self.link.up:
             self._users[hub, userid] = None
             self._wanted.set()
 
     def member_changed(self, hub: HubReporter, channel: str, userid: str) -> None:
-        if self.node.up:
+        if self.link.up:
             self._members[hub, channel, userid] = True
             self._wanted.set()
         elif is_presence_channel(channel):
@@ -94,7 +104,7 @@ class Registry:
 
     def welcome(self, hub: HubReporter, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
-        if not self.node.up:
+        if not self.link.up:
             return False
         self._welcomes.append((hub, connection, channel))
         self._wanted.set()
@@ -105,7 +115,7 @@ class Registry:
     ) -> bool:
         """Reads ``channel``'s stream after ``since`` for ``connection`` (messages kept
         for less than ``ttl`` seconds); False if it cannot."""
-        if not self.node.up:
+        if not self.link.up:
             return False
         self._recoveries.append((hub, connection, channel, ttl, since))
         self._wanted.set()
@@ -114,21 +124,30 @@ class Registry:
     # -- writing ------------------------------------------------------------
 
     async def resync(self, hubs: list[HubReporter], forgotten: bool) -> None:
-        """Rewrites every record of this node: what Redis has for it, and what its hubs
-        hold; announces everything if the cluster had ``forgotten`` this node."""
+        """Rewrites every record of this node on the shard: what Redis has for it
+        there, and what its hubs hold of the shard's names; announces everything
+        if the shard had ``forgotten`` this node."""
         offline, self._offline = self._offline, {}
         members = self._members
-        held = await read_records(self.node.link, self.node.id, [hub.key for hub in hubs])
+        held = await read_records(self.link, self.node.id, [hub.key for hub in hubs])
+        holds = self.node.holds
         for hub, (channels, users, memberships) in zip(hubs, held, strict=True):
-            for user in [*users, *hub.local.user_ids()]:
+            app, index = hub.key, self.index
+            local = [user for user in hub.local.user_ids() if holds(index, app, "u", user)]
+            for user in [*users, *local]:
                 self._users[hub, user] = None
             marked = [(channel, "") for channel in channels]
             marked += [(channel, user) for user, channel in memberships]
-            marked += hub.local.subscriptions()
+            marked += [
+                (channel, user)
+                for channel, user in hub.local.subscriptions()
+                if holds(index, app, "c", channel)
+            ]
             for channel, user in marked:
                 key = (hub, channel, user)
                 members[key] = members.get(key, False) or forgotten or key in offline
-            for connection, channel in hub.local.rejoined():
+            listed = partial(holds, index, app, "c")
+            for connection, channel in hub.local.rejoined(listed):
                 hub.local.welcome(connection, channel)
         # The infos of the records Redis forgot, and whose members are gone, are no more.
         self._informed = {key: None for key in self._informed if key in members}
@@ -150,7 +169,7 @@ class Registry:
         try:
             # Counts only of confirmed routes; a welcome and a recovery read after
             # their route is, so that what follows the read reaches them.
-            await self.node.confirm()
+            await self.link.confirm()
             answers = await self._send(users, members, welcomes, recoveries)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
@@ -175,7 +194,7 @@ class Registry:
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
     ) -> list:
         """One pipeline: the counts, the member records, then the reads; answers the reads'."""
-        node, link = self.node, self.node.link
+        node, link = self.node, self.link
         pipe = link.pipeline()
         watched = self._write_counts(pipe, users, members)
         score = str(int(time.time() * 1000))
@@ -241,7 +260,7 @@ class Registry:
         answers (where they are in ``pipe``, and about what) are returned; the
         other apps pay no more than an HSET or HDEL.
         """
-        node = self.node
+        node, link = self.node, self.link
         counts: dict[tuple[HubReporter, str, str], int] = {}
         for hub, user in users:
             counts[hub, "u", user] = hub.local.user_connection_count(user)
@@ -252,14 +271,14 @@ class Registry:
             counted = keys.key(keys.tag(hub.key, kind, name), keys.COUNTS)
             if hub.on_transition is not None:
                 watched.append((len(pipe), hub, kind, name))
-                node.link.queue(pipe, scripts.COUNT, (counted,), node.id, count)
+                link.queue(pipe, scripts.COUNT, (counted,), node.id, count)
             else:
                 _set(pipe, counted, node.id, count)
             _set(pipe, keys.node_key(node.id, hub.key, _OWN[kind]), name, count)
         return watched
 
     def clear(self) -> None:
-        """Redis is gone: drop what was not written (``resync`` rewrites it all), and
+        """The shard is gone: drop what was not written (``resync`` rewrites it all), and
         answer the waiting welcomes with what this node knows and the waiting
         recoveries that they failed."""
         for (hub, channel, user), loud in self._members.items():

@@ -20,6 +20,7 @@ nothing is ever held (``Transitions`` answers nothing later).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 Connection = Any
@@ -67,11 +68,15 @@ class Gates:
     def told_alone(self, connection: Connection, channel: str) -> None:
         self._alone[connection, channel] = None
 
-    def rejoined(self) -> list[Subscription]:
-        """Event numbers start again; returns the connections ``told_alone``."""
-        self._told_until.clear()
-        alone, self._alone = self._alone, {}
-        return list(alone)
+    def rejoined(self, listed: Callable[[str], bool]) -> list[Subscription]:
+        """Event numbers start again in the channels ``listed`` answers True for
+        (a cluster's shard that came back holds those, the others carry on);
+        returns their connections ``told_alone``."""
+        self._told_until = {key: seq for key, seq in self._told_until.items() if not listed(key[1])}
+        alone = [key for key in self._alone if listed(key[1])]
+        for key in alone:
+            del self._alone[key]
+        return alone
 
     def presence_event(self, connection: Connection, channel: str, seq: int, frame: str) -> bool:
         """Whether event number ``seq`` goes to ``connection`` now (else it is held,

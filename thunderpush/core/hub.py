@@ -216,10 +216,14 @@ class Hub(Holdings):
         for connection in list(self.users.get(userid, ())):
             connection.force_disconnect()
 
-    def close_all(self, code: int, reason: str) -> None:
-        """Close every connection here with ``code`` (each close removes it)."""
-        for connection in list(self._subscriptions):
-            connection.close(code, reason)
+    def close_holding(self, code: int, reason: str, held: Callable[[str, str], bool]) -> None:
+        """Close with ``code`` every connection whose user or one of whose channels
+        ``held`` answers True for (``held("u", user id)``, ``held("c", channel)``):
+        those a backend that came back may have missed messages for (each close
+        removes it)."""
+        for connection, channels in list(self._subscriptions.items()):
+            if held("u", connection.userid) or any(held("c", channel) for channel in channels):
+                connection.close(code, reason)
 
     def disconnect_all(self) -> None:
         for userid in list(self.users):
@@ -416,10 +420,11 @@ class Hub(Holdings):
         """Tells ``connection`` that presence ``channel`` has too many members for it."""
         connection.send_delivery(dialect_of(connection).refusal(channel, TOO_MANY_MEMBERS))
 
-    def rejoined(self) -> list[tuple[Connection, str]]:
-        """The listener is back (presence event numbers start again): the
-        connections ``welcome_alone`` told, to be welcomed again."""
-        return [key for key in self.gates.rejoined() if self.is_subscribed(*key)]
+    def rejoined(self, listed: Callable[[str], bool]) -> list[tuple[Connection, str]]:
+        """The listener is back for the channels ``listed`` answers True for
+        (presence event numbers start again there): their connections
+        ``welcome_alone`` told, to be welcomed again."""
+        return [key for key in self.gates.rejoined(listed) if self.is_subscribed(*key)]
 
     # -- recovery ---------------------------------------------------------
 

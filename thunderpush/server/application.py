@@ -125,16 +125,15 @@ class Server:
 
 
 def cluster_node(config: Config) -> Node:
-    """This process's node in the cluster on ``config.redis_url``.
+    """This process's node in the cluster on ``config.redis_url`` (one URL, or
+    several: shards).
 
     Imported here, and only with a Redis URL, so that a single process never loads redis.
     """
     from thunderpush.cluster import Node
 
     try:
-        if len(config.redis_url) > 1 or config.redis_cluster:
-            raise ValueError("shards and Redis Cluster are not joined yet")
-        return Node(config.redis_url[0], config.presence_ttl)
+        return Node(config.redis_url, config.presence_ttl, config.redis_cluster)
     except ValueError as error:
         raise ConfigError(f"--redis-url: {error}") from None
 
