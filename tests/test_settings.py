@@ -186,9 +186,9 @@ def test_print_config_shows_the_merged_settings_with_secrets_masked(config_file)
 def test_a_redis_password_never_reaches_the_log():
     assert masked_url("redis://user:pw@host:1/0") == f"redis://user:{MASK}@host:1/0"
     assert masked_url("redis://host:1/0") == "redis://host:1/0"
-    assert "pw" not in Node("redis://:pw@127.0.0.1:1/0", 30).shown_url
+    assert "pw" not in Node(["redis://:pw@127.0.0.1:1/0"], 30).shown_url
     hostile = "redis://user:pa:ss@w@rd@127.0.0.1:1/0"
-    assert Node(hostile, 30).shown_url == f"redis://user:{MASK}@127.0.0.1:1/0"
+    assert Node([hostile], 30).shown_url == f"redis://user:{MASK}@127.0.0.1:1/0"
 
 
 @pytest.mark.parametrize(

@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from thunderpush.cluster import departures
+from thunderpush.cluster import departures, keys
 from thunderpush.cluster.bus import deliver
 from thunderpush.cluster.connection import FAILURES, TIMEOUT, address
 from thunderpush.cluster.hub import HubReporter
@@ -48,16 +48,20 @@ MAX_BACKOFF = 2.0
 
 
 class Node:
-    """This process in the cluster on ``url``; gone for the others ``ttl`` seconds after
-    its last heartbeat."""
+    """This process in the cluster on ``urls`` (with ``cluster``: seeds of one Redis
+    Cluster); gone for the others ``ttl`` seconds after its last heartbeat."""
 
-    def __init__(self, url: str, ttl: float) -> None:
+    def __init__(self, urls: Sequence[str], ttl: float, cluster: bool = False) -> None:
         self.id = uuid.uuid4().hex
-        self.url = url
-        # The URL as the log shows it: without the password.
-        self.shown_url = masked_url(url)
+        self.urls = tuple(urls)
+        # The URLs as the log shows them: without the password.
+        self.shown_url = ", ".join(map(masked_url, self.urls))
         self.ttl = ttl
-        self.link = Link(address(url), self.id, self._received)
+        if cluster:
+            seeds = [address(url) for url in self.urls]
+            self.link = Link.over_cluster(seeds, self.id, self._received, self._moved)
+        else:
+            self.link = Link(address(self.urls[0]), self.id, self._received)
         self.registry = Registry(self)
         # Each app's hub, with its listener.
         self.hubs: dict[str, HubReporter] = {}
@@ -210,6 +214,24 @@ class Node:
             except Exception:
                 # A bug in one delivery must not cost the node its bus.
                 logger.exception("Could not deliver a message from the cluster bus.")
+
+    def _moved(self, routes: list[bytes]) -> None:
+        """Redis Cluster moved the slots of ``routes`` while this node was subscribed
+        to them: messages may have been missed there, so the connections that
+        hold those channels and users are closed with ``MISSED`` (Pusher: 4200)
+        to reconnect and recover; at the end of the turn, not inside the
+        subscriber's reading."""
+        held = [(self._routes[route], route) for route in routes if route in self._routes]
+        if held:
+            asyncio.get_running_loop().call_soon(_close_holders, held)
+
+
+def _close_holders(held: list[tuple[Hub, bytes]]) -> None:
+    for hub, route in held:
+        _, kind, name = keys.name_of(route)
+        holders = hub.channel_connections(name) if kind == "c" else hub.user_connections(name)
+        for connection in holders:
+            connection.close(*MISSED)
 
 
 async def _until_one_ends(*parts: Awaitable[Any]) -> None:

@@ -55,6 +55,10 @@ class Holdings:
         """The connections in ``channel``, in order of subscription."""
         return list(self.channels.get(channel, ()))
 
+    def user_connections(self, userid: str) -> list[Connection]:
+        """The connections of ``userid``, in order of arrival."""
+        return list(self.users.get(userid, ()))
+
     def channel_users(self, channel: str) -> list[str]:
         """The user ids in ``channel``, each once, in order of first subscription."""
         return list(dict.fromkeys(c.userid for c in self.channels.get(channel, ())))

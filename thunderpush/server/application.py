@@ -132,9 +132,9 @@ def cluster_node(config: Config) -> Node:
     from thunderpush.cluster import Node
 
     try:
-        if len(config.redis_url) > 1 or config.redis_cluster:
-            raise ValueError("shards and Redis Cluster are not joined yet")
-        return Node(config.redis_url[0], config.presence_ttl)
+        if len(config.redis_url) > 1 and not config.redis_cluster:
+            raise ValueError("shards are not joined yet")
+        return Node(config.redis_url, config.presence_ttl, config.redis_cluster)
     except ValueError as error:
         raise ConfigError(f"--redis-url: {error}") from None
 
