@@ -1,6 +1,7 @@
 """Cluster benchmark: N nodes on Redis beside one process, and a rolling restart.
 
-    python -m bench.cluster [--rounds 3] [--quick] [--nodes 2] [--only TABLE ...] [--output FILE]
+    python -m bench.cluster [--rounds 3] [--quick] [--nodes 2] [--redis-cluster]
+                            [--only TABLE ...] [--output FILE]
 
 Run from the repository root (``-m``, so that it can use ``bench.compare``).
 It starts its own ``redis-server`` on a free port, then in every round, for
@@ -32,6 +33,11 @@ It prints Markdown tables for bench/RESULTS.md: medians of the rounds, the
 Redis hop adds to one publish, and every rolling restart.  The exit status is
 1 if any run failed or lost messages, or if a rolling restart moved nobody or
 delivered something twice.
+
+With ``--redis-cluster`` the nodes join a three-master Redis Cluster instead
+(``tests.cluster.RedisCluster``: ``redis-cli --cluster create`` on free
+loopback ports, persistence off), every master a seed, and Redis's CPU is
+its masters' added up.
 
 Why alone and in a cluster in the same round: the Redis hop's cost is the
 difference of two figures, which only means something when both were
@@ -73,7 +79,7 @@ from bench.compare import (
     say,
     start_server,
 )
-from bench.redis_server import Redis
+from bench.redis_server import Backend, OneRedis, ThreeMasters
 from bench.rolling import (
     ROLLING,
     ROLLING_QUICK,
@@ -101,14 +107,14 @@ class Run:
 class Bench:
     """Every round's runs, against servers started fresh for each."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, redis: Redis) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, redis: Backend) -> None:
         self.args = args
         self.workdir = workdir
         self.redis = redis
         self.runs: list[Run] = []
 
     def node(self, port: int | None = None) -> Server:
-        extra = ("--redis-url", self.redis.url)
+        extra = self.redis.options()
         return start_server("ours", self.workdir, None, self.args.python, None, extra, port)
 
     def servers(self, setup: str) -> list[Server]:
@@ -127,7 +133,7 @@ class Bench:
         """One bench run of ``scenario`` against ``servers``; stops them afterwards."""
         options = scenario.command(self.args.quick) + list(extra)
         if setup != ONE:
-            options += ["--redis-pid", str(self.redis.proc.pid)]
+            options += [f"--redis-pid={pid}" for pid in self.redis.pids()]
         try:
             report = run_bench(servers, options, self.args.python, None)
         finally:
@@ -268,6 +274,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Thunderpush nodes on Redis against one.")
     parser.add_argument("--nodes", type=int, default=2, help="nodes of the cluster (default 2)")
     parser.add_argument("--only", nargs="+", choices=TABLES, help="these tables only")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the nodes on a three-master Redis Cluster (Redis >= 7) instead of one Redis",
+    )
     args = parse_common_args(parser, "rounds (default 3)")
     if args.nodes < 2:
         parser.error("--nodes must be at least 2")
@@ -300,7 +311,7 @@ def main() -> int:
     before = machine()
     say(f"{args.rounds} rounds{' (quick)' if args.quick else ''}; load average {fmt_load(before)}")
     with tempfile.TemporaryDirectory(prefix="thunderpush-cluster-") as workdir:
-        redis = Redis(Path(workdir))
+        redis = ThreeMasters(Path(workdir)) if args.redis_cluster else OneRedis(Path(workdir))
         bench = Bench(args, Path(workdir), redis)
         try:
             for round_number in range(1, args.rounds + 1):

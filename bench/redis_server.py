@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Protocol
 
 from bench.compare import free_port
 
@@ -53,3 +54,47 @@ class Redis:
         if self.proc.poll() is None:
             self.proc.terminate()
         self.proc.wait(10)
+
+
+class Backend(Protocol):
+    """What the nodes of a benchmark join: their options, and the PIDs whose CPU is Redis's."""
+
+    def options(self) -> tuple[str, ...]: ...
+
+    def pids(self) -> list[int]: ...
+
+    def stop(self) -> None: ...
+
+
+class OneRedis(Redis):
+    """One ``redis-server`` as a ``Backend``."""
+
+    def options(self) -> tuple[str, ...]:
+        return ("--redis-url", self.url)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+
+class ThreeMasters:
+    """A three-master Redis Cluster of our own as a ``Backend`` (the tests'
+    ``RedisCluster``: ``redis-cli --cluster create``), every master a seed."""
+
+    def __init__(self, workdir: Path) -> None:
+        # Imported here: only a cluster run needs the tests' support (and pytest).
+        from tests.cluster import RedisCluster
+
+        directory = workdir / "redis-cluster"
+        directory.mkdir()
+        self.cluster = RedisCluster(directory)
+        self.cluster.create()
+
+    def options(self) -> tuple[str, ...]:
+        seeds = [option for url in self.cluster.urls for option in ("--redis-url", url)]
+        return ("--redis-cluster", *seeds)
+
+    def pids(self) -> list[int]:
+        return [server.proc.pid for server in self.cluster.servers if server.proc is not None]
+
+    def stop(self) -> None:
+        self.cluster.destroy()

@@ -238,12 +238,8 @@ class RedisCluster:
         for n in range(count):
             directory = root / f"master{n}"
             directory.mkdir()
-            # The cluster bus has its own free port (by default the port + 10000 might be taken).
-            options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-            options += ["--cluster-port", str(free_port()), "--dir", str(directory)]
-            options += ["--cluster-node-timeout", "5000"]
             log_path = directory / "redis-server.log"
-            self.servers.append(RedisServer(executable, free_port(), log_path, options))
+            self.servers.append(RedisServer(executable, free_port(), log_path, _options(directory)))
         # Slot ranges -> the port of their master, as created.
         self.layout: dict[tuple[int, int], int] = {}
 
@@ -255,7 +251,7 @@ class RedisCluster:
         """Starts the masters, joins them, and waits until every one says the cluster is ok."""
         for server in self.servers:
             (server.log_path.parent / "nodes.conf").unlink(missing_ok=True)
-            server.start()
+            _start_on_free_ports(server)
         addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
         command = [self.cli, "--cluster", "create", *addresses]
         command += ["--cluster-replicas", "0", "--cluster-yes"]
@@ -360,6 +356,29 @@ class RedisCluster:
     def destroy(self) -> None:
         for server in self.servers:
             server.stop(signal.SIGKILL)
+
+
+def _options(directory: Path) -> list[str]:
+    """A cluster master's options; its bus on a free port of its own (the port +
+    10000, Redis's default, might be taken)."""
+    options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    options += ["--cluster-port", str(free_port()), "--dir", str(directory)]
+    return options + ["--cluster-node-timeout", "5000"]
+
+
+def _start_on_free_ports(server: RedisServer, tries: int = 5) -> None:
+    """Starts a new master; on new free ports while its ports were taken meanwhile
+    (``free_port`` only finds a port free, and other processes on the machine
+    bind ports too)."""
+    for attempt in range(tries):
+        try:
+            server.start()
+            return
+        except RuntimeError as error:
+            if "Address already in use" not in str(error) or attempt == tries - 1:
+                raise
+        server.port = free_port()
+        server.options = tuple(_options(server.log_path.parent))
 
 
 @pytest.fixture(scope="session")

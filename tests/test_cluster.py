@@ -10,11 +10,12 @@ again by the outage tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -47,11 +48,19 @@ def body(response) -> Any:
 @pytest.fixture
 async def nodes(fresh_redis):
     """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
+    async with nodes_on(redis_url=fresh_redis.url) as start:
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[Server]]]]:
+    """``await start(n, **config)``: n servers in this loop, joined through the Redis
+    that ``backend`` names (``Config``'s settings); stopped at the end."""
     running = []
 
     async def start(count: int = 2, **settings: Any) -> list[Server]:
         config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-        config = replace(config, redis_url=fresh_redis.url, **settings)
+        config = replace(config, **backend, **settings)
         for _ in range(count):
             built = build(config)
             await built.start()
@@ -60,9 +69,11 @@ async def nodes(fresh_redis):
             running.append(Server(built.door.port, built.router, hub, built.door, parts=built))
         return running[-count:]
 
-    yield start
-    for server in running:
-        await stopped(server)
+    try:
+        yield start
+    finally:
+        for server in running:
+            await stopped(server)
 
 
 async def listed(server: Server, channel: str) -> list[str]:

@@ -236,3 +236,12 @@ def test_each_script_runs_with_only_the_keys_it_declares(fresh_redis):
     finally:
         admin.close()
     assert probe.ran == {script.name for script in scripts.ALL}
+
+
+def test_each_sharded_variant_publishes_with_spublish_and_differs_in_nothing_else():
+    """On Redis Cluster a link runs the variants: a bare PUBLISH left in one would
+    go to no sharded subscriber."""
+    for script in scripts.ALL:
+        assert "'PUBLISH'" not in script.sharded_text, script.name
+        assert script.sharded_text.replace(scripts.SPUBLISH, scripts.PUBLISH) == script.text
+        assert (script.sharded_sha == script.sha) == (scripts.PUBLISH not in script.text)

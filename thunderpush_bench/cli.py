@@ -113,7 +113,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="server PID: CPU per delivery and RSS per connection; repeat for a cluster's"
         " nodes (added up)",
     )
-    add("--redis-pid", type=int, help="Redis's PID: its CPU, reported apart from the server's")
+    add(
+        "--redis-pid",
+        type=int,
+        action="append",
+        help="Redis's PID: its CPU, reported apart from the server's; repeat for a Redis"
+        " Cluster's masters (added up)",
+    )
     add(
         "--bystander-pid",
         type=int,
@@ -127,6 +133,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.url = args.url or [DEFAULT_URL]
     args.server_pid = args.server_pid or []
     args.bystander_pid = args.bystander_pid or []
+    args.redis_pid = args.redis_pid or []
     if args.messages is None:
         args.messages = DEFAULT_MESSAGES[args.scenario]
     if args.concurrency is None:
@@ -140,8 +147,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--channel: 1-50 letters, digits or _-=@,.; (a suffix is added)")
     pids = [("--server-pid", pid) for pid in args.server_pid]
     pids += [("--bystander-pid", pid) for pid in args.bystander_pid]
-    for option, pid in [*pids, ("--redis-pid", args.redis_pid)]:
-        if pid is not None and not os.path.exists(f"/proc/{pid}/stat"):
+    pids += [("--redis-pid", pid) for pid in args.redis_pid]
+    for option, pid in pids:
+        if not os.path.exists(f"/proc/{pid}/stat"):
             parser.error(f"no process {pid} ({option})")
     if args.client == "pusher" and args.scenario not in PUSHER_SCENARIOS:
         parser.error(f"--client pusher: only --scenario {' or '.join(PUSHER_SCENARIOS)}")

@@ -97,14 +97,15 @@ def total_cpu_seconds(pids: list[int]) -> float | None:
 
 class Meter:
     """Wall time and CPU of a phase: ours, the server's when its PIDs are known
-    (a cluster's nodes, added up), Redis's when its PID is known (apart), and
+    (a cluster's nodes, added up), Redis's when its PIDs are known (apart; a
+    Redis Cluster's masters, added up), and
     the bystanders' (nodes that hold none of the run's connections, added up
     apart): what a node pays for messages it has no subscriber for."""
 
     def __init__(
         self,
         server_pids: list[int],
-        redis_pid: int | None = None,
+        redis_pids: list[int] | None = None,
         bystander_pids: list[int] | None = None,
     ) -> None:
         self.wall = time.perf_counter()
@@ -112,7 +113,7 @@ class Meter:
         self.groups: list[tuple[str, list[int], float | None]] = []
         for name, pids in (
             ("server", server_pids),
-            ("redis", [redis_pid] if redis_pid else []),
+            ("redis", redis_pids or []),
             ("bystander", bystander_pids or []),
         ):
             if pids:

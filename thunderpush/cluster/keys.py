@@ -81,6 +81,16 @@ def route_of(tag: bytes) -> bytes:
     return b"tp/{%b}" % tag
 
 
+def name_of(route: bytes) -> tuple[str, str, str]:
+    """The app, kind ("c", "u") and name of a name's ``route`` (``route_of``'s
+    inverse): for the routes Redis tells of, which carry nothing else."""
+    tag = route[len(b"tp/{") : -1]
+    length, _, rest = tag.partition(b":")
+    app, rest = rest[: int(length)], rest[int(length) + 1 :]
+    kind, _, name = rest.partition(b":")
+    return app.decode(), kind.decode(), name.decode("utf-8", "surrogatepass")
+
+
 def route(app: str, kind: str, name: str) -> bytes:
     """The pub/sub channel of ``app``'s channel (``kind`` "c") or user ("u") ``name``."""
     return route_of(tag(app, kind, name))

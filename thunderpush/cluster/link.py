@@ -20,6 +20,16 @@ stays one round trip on one slot.
 
 Counts are written only for confirmed routes (``confirm``, called before each
 write of the registry), so a publish that counts a subscriber reaches it.
+
+A link over a Redis Cluster (``Link.over_cluster``, ``--redis-cluster``) is
+the same link on other connections: a ``ClusterConnection`` (each command to
+the master of its first key's slot, ``thunderpush.cluster.topology``) and a
+``ShardedSubscriber`` (each route subscribed with ``SSUBSCRIBE`` on its slot's
+master), with the scripts' sharded variants, which publish with ``SPUBLISH``
+(``thunderpush.cluster.scripts``).  A route whose slot moved to another
+master while subscribed is subscribed there again, but what was published in
+between is lost to this node: the link hands those routes to ``on_moved``,
+the node's, which closes the connections that hold them with ``MISSED``.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ from typing import Any
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.bus import read_fields
 from thunderpush.cluster.connection import FAILURES, Address, Connection, Pipeline
-from thunderpush.cluster.subscriber import Subscriber
+from thunderpush.cluster.subscriber import ShardedSubscriber, Subscriber
+from thunderpush.cluster.topology import ClusterConnection
 from thunderpush.core.broker import BackendUnavailable
 
 
@@ -47,14 +58,17 @@ class Link:
         self.node = node
         self.on_message = on_message
         self.up = False
+        # A Redis Cluster's seeds (``over_cluster``); none: the one Redis at ``address``.
+        self.seeds: tuple[Address, ...] = ()
+        self.on_moved: Callable[[list[bytes]], None] | None = None
         # The live nodes' ids, sorted (this one among them), and those but this one.
         self.nodes: list[str] = []
         self.others: tuple[str, ...] = ()
         # What nodes told of their arrivals and departures since the last beat was
         # sent, replayed on its answer (which may have been taken before them).
         self._told: list[tuple[bool, str]] | None = None
-        self._client: Connection | None = None
-        self._subscriber: Subscriber | None = None
+        self._client: Connection | ClusterConnection | None = None
+        self._subscriber: Subscriber | ShardedSubscriber | None = None
         # The routes wanted; those asked for and not yet confirmed (each with a
         # token of its asking), and those Redis confirmed on this subscriber.
         self._wanted: set[bytes] = set()
@@ -64,6 +78,23 @@ class Link:
         self._waiters: dict[bytes, list[Callable[[], None]]] = {}
         self._failed = asyncio.Event()
 
+    @classmethod
+    def over_cluster(
+        cls,
+        seeds: Sequence[Address],
+        node: str,
+        on_message: Callable[[bytes, bytes], None],
+        on_moved: Callable[[list[bytes]], None],
+    ) -> Link:
+        """A link over the Redis Cluster that ``seeds`` belong to (the map is read
+        from the first that answers); routes whose slot moved while subscribed
+        go to ``on_moved`` (the nodes' route excepted: the next beat corrects
+        the live nodes)."""
+        link = cls(seeds[0], node, on_message)
+        link.seeds = tuple(seeds)
+        link.on_moved = on_moved
+        return link
+
     # -- connecting ---------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -71,9 +102,16 @@ class Link:
         (and the nodes' route) and waits for Redis to confirm them.  Not up yet:
         the node says when (``up``)."""
         self._failed.clear()
-        self._client = await Connection.open(self.address)
-        self._subscriber = await Subscriber.open(self.address, self._received)
-        loads = [self._client.command(b"SCRIPT", b"LOAD", script.text) for script in scripts.ALL]
+        if self.seeds:
+            self._client = await ClusterConnection.open(*self.seeds)
+            self._subscriber = await ShardedSubscriber.open(
+                *self.seeds, on_message=self._received, on_moved=self._moved
+            )
+        else:
+            self._client = await Connection.open(self.address)
+            self._subscriber = await Subscriber.open(self.address, self._received)
+        texts = [script.sharded_text if self.seeds else script.text for script in scripts.ALL]
+        loads = [self._client.command(b"SCRIPT", b"LOAD", text) for text in texts]
         for load in loads:
             await load
         self._pending = {route: object() for route in self._wanted}
@@ -166,6 +204,17 @@ class Link:
         else:
             self.on_message(channel, data)
 
+    def _moved(self, routes: list[bytes]) -> None:
+        """Redis Cluster moved the slots of ``routes`` to other masters, where the
+        subscriber asked them again: unconfirmed until Redis answers there, and
+        what was published in between is lost to this node."""
+        moved = [route for route in routes if route in self._wanted]
+        for route in moved:
+            self._confirmed.discard(route)
+            self._pending[route] = object()
+        if moved and self.on_moved is not None:
+            self.on_moved(moved)
+
     # -- the nodes ----------------------------------------------------------------
 
     async def beat(self, ttl: float) -> tuple[bool, list[str]]:
@@ -226,7 +275,7 @@ class Link:
         if client is None:
             raise BackendUnavailable
         try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+            return await client.evalsha(self._sha(script), len(keys), *keys, *args)
         except FAILURES as error:
             raise self._fail(error) from None
 
@@ -247,10 +296,15 @@ class Link:
             raise BackendUnavailable
         return self._client.pipeline()
 
-    @staticmethod
-    def queue(pipe: Pipeline, script: scripts.Script, keys: Sequence[bytes], *args: Any) -> None:
+    def queue(
+        self, pipe: Pipeline, script: scripts.Script, keys: Sequence[bytes], *args: Any
+    ) -> None:
         """Adds ``script`` to ``pipe``."""
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.evalsha(self._sha(script), len(keys), *keys, *args)
+
+    def _sha(self, script: scripts.Script) -> str:
+        """The sha of ``script`` as this link loaded it: its sharded variant on a cluster."""
+        return script.sharded_sha if self.seeds else script.sha
 
     async def execute(self, pipe: Pipeline) -> list:
         """Every answer of ``pipe``, in order; a failure as in ``run``."""

@@ -74,21 +74,27 @@ class _Shard:
 
 
 class Node:
-    """This process in the cluster on the Redis at each of ``urls`` (shards); gone for
-    the others ``ttl`` seconds after its last heartbeat."""
+    """This process in the cluster on the Redis at each of ``urls`` (shards), or on
+    the Redis Cluster they are seeds of (``cluster``); gone for the others ``ttl``
+    seconds after its last heartbeat."""
 
     def __init__(self, urls: Sequence[str], ttl: float, cluster: bool = False) -> None:
-        if cluster:
-            raise ValueError("Redis Cluster is not joined yet")
         if not urls:
             raise ValueError("no Redis URL")
         self.id = uuid.uuid4().hex
         self.urls = tuple(urls)
         self.ttl = ttl
-        self.links = [Link(address(url), self.id, self._received) for url in self.urls]
+        if cluster:
+            # One link: the cluster routes each command and route to its slot's master.
+            seeds = [address(url) for url in self.urls]
+            self.links = [Link.over_cluster(seeds, self.id, self._received, self._moved)]
+            shown = [", ".join(map(masked_url, self.urls))]
+        else:
+            self.links = [Link(address(url), self.id, self._received) for url in self.urls]
+            shown = [masked_url(url) for url in self.urls]
         self._shards = [
-            _Shard(index, link, Registry(self, index), masked_url(url))
-            for index, (link, url) in enumerate(zip(self.links, self.urls, strict=True))
+            _Shard(index, link, Registry(self, index), url)
+            for index, (link, url) in enumerate(zip(self.links, shown, strict=True))
         ]
         # Each app's hub, with its listener.
         self.hubs: dict[str, HubReporter] = {}
@@ -273,6 +279,26 @@ class Node:
             except Exception:
                 # A bug in one delivery must not cost the node its bus.
                 logger.exception("Could not deliver a message from the cluster bus.")
+
+    def _moved(self, routes: list[bytes]) -> None:
+        """Redis Cluster moved the slots of ``routes`` while this node was subscribed
+        to them: messages may have been missed there, so the connections that
+        hold those channels and users are closed with ``MISSED`` (Pusher: 4200)
+        to reconnect and recover; at the end of the turn, not inside the
+        subscriber's reading."""
+        moved: dict[Hub, set[tuple[str, str]]] = {}
+        for route in routes:
+            hub = self._routes.get(route)
+            if hub is not None:
+                _, kind, name = keys.name_of(route)
+                moved.setdefault(hub, set()).add((kind, name))
+        if moved:
+            asyncio.get_running_loop().call_soon(_close_holders, moved)
+
+
+def _close_holders(moved: dict[Hub, set[tuple[str, str]]]) -> None:
+    for hub, names in moved.items():
+        hub.close_holding(*MISSED, lambda kind, name, names=names: (kind, name) in names)
 
 
 async def _until_one_ends(*parts: Awaitable[Any]) -> None:

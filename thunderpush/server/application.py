@@ -126,7 +126,7 @@ class Server:
 
 def cluster_node(config: Config) -> Node:
     """This process's node in the cluster on ``config.redis_url`` (one URL, or
-    several: shards).
+    several: shards; with ``config.redis_cluster``, seeds of one Redis Cluster).
 
     Imported here, and only with a Redis URL, so that a single process never loads redis.
     """
