@@ -5,8 +5,9 @@ subscribed: a command connection (every command of a loop turn in one write,
 ``thunderpush.cluster.connection``), a subscriber (routes changed in batches
 per turn, ``thunderpush.cluster.subscriber``), the scripts loaded
 (``thunderpush.cluster.scripts``), whether it is up, the live nodes, and which
-routes Redis has confirmed.  The node holds one and asks it everything
-about Redis.  Every key and route of a name carries the name's tag
+routes Redis has confirmed.  The node holds one per shard (one in all on a
+single Redis or a Redis Cluster) and asks the name's link everything about
+it.  Every key and route of a name carries the name's tag
 (``thunderpush.cluster.keys``), and each script, like each command with
 several keys, touches the keys of one tag: a link over a Redis Cluster can
 send each command to the master of its first key's slot, and names spread

@@ -1,7 +1,8 @@
 """One node of the cluster: its id, its links to Redis, and staying joined.
 
-The node has one link (``thunderpush.cluster.link``) per ``--redis-url``:
-each channel and user lives on one of them, its *shard*, chosen from its tag
+The node has one link (``thunderpush.cluster.link``) per ``--redis-url``, or
+with ``--redis-cluster`` one link over the Redis Cluster they are seeds of:
+each channel and user lives on one link, its *shard*, chosen from its tag
 (``thunderpush.cluster.shards``), and everything about a name (its route,
 its records, its publishes, its presence and history) goes over that link
 only (``link_of``).  The node's own records of a name are written on the
