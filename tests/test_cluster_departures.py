@@ -108,3 +108,35 @@ async def count_through(server) -> int:
     response = await server.api("POST", "channels/news/", "1")
     assert response.code == 200, response.body
     return json.loads(response.body)["count"]
+
+
+async def test_a_node_forgotten_while_it_runs_writes_its_records_again_at_its_next_beat(
+    nodes, caplog
+):
+    """B forgets A while A still runs (as after A's heartbeat stalled past the TTL):
+    A's member is announced gone and its records deleted.  At its next heartbeat A
+    writes them again and announces its member: it does not wait for a reconnect."""
+    a, b = await nodes(2, presence_ttl=1.5)
+    alice, _ = await in_presence(a, "alice")
+    bob, members = await in_presence(b, "bob")
+    assert members == ["alice", "bob"]
+    await a.client(WebSocketClient, "ann", "news")
+    await eventually(lambda: listed(b, "news"), ["ann"])
+    node_b = b.parts.node
+    await departures.forget(node_b, node_b.links[0], a.parts.node.id)
+    assert await bob.message() == {
+        "event": "member_removed",
+        "channel": "presence-room",
+        "user": "alice",
+    }
+    # Within a heartbeat (0.5 s), A is counted and listed again, its member announced.
+    assert await bob.message() == {
+        "event": "member_added",
+        "channel": "presence-room",
+        "user": "alice",
+    }
+    await eventually(lambda: listed(b, "news"), ["ann"], timeout=2)
+    await eventually(lambda: count_through(b), 1, timeout=2)
+    assert any("had forgotten this node" in r.getMessage() for r in caplog.records)
+    # A's clients kept their connections and missed nothing.
+    assert alice.close_code is None

@@ -230,7 +230,7 @@ class Node:
                 logger.info("Joined the cluster on %s as node %s.", shard.shown_url, self.id)
             shard.warned = False
             await _until_one_ends(
-                self._beat_forever(link),
+                self._beat_forever(shard),
                 link.lost(),
                 registry.write_forever(),
                 self._stopping.wait(),
@@ -265,11 +265,27 @@ class Node:
             await departures.forget(self, link, node)
         return forgotten
 
-    async def _beat_forever(self, link: Link) -> None:
+    async def _beat_forever(self, shard: _Shard) -> None:
+        link = shard.link
         while True:
             await asyncio.sleep(self.ttl / 3)
-            await self._beat(link)
+            if await self._beat(link):
+                await self._remembered(shard)
             await link.ping()
+
+    async def _remembered(self, shard: _Shard) -> None:
+        """The shard had forgotten this node while it ran (no heartbeat there for
+        ``ttl`` seconds: a stalled loop, a slow link), and another node removed its
+        records and announced its members gone: all of them are written and
+        announced again at once, not at the next reconnect.  Its routes stayed
+        subscribed, so its clients missed no message."""
+        logger.warning(
+            "The cluster on %s had forgotten this node (no heartbeat for %g s);"
+            " writing its records again.",
+            shard.shown_url,
+            self.ttl,
+        )
+        await shard.registry.resync(list(self.hubs.values()), True)
 
     def _received(self, channel: bytes, data: bytes) -> None:
         """A message from a route: to that route's hub."""
