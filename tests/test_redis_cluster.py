@@ -382,3 +382,31 @@ async def test_open_tries_the_seeds_in_order_and_says_why_none_answers(fresh_red
 async def test_a_redis_without_cluster_is_refused(fresh_redis):
     with pytest.raises(ReplyError, match="cluster support disabled"):
         await ClusterConnection.open(address(fresh_redis.url))
+
+
+async def test_a_command_on_keys_half_moved_is_tried_again_until_the_move_ends(
+    fresh_redis_cluster, connection
+):
+    """Two keys of one tag, one of them moved already: Redis answers the command on
+    both TRYAGAIN; it is sent again until the move ends, then answered."""
+    cluster = fresh_redis_cluster
+    source, target = cluster.servers[1], cluster.servers[2]
+    tag = tag_on(cluster, source)
+    slot, first, second = key_slot(tag), b"{" + tag + b"}a", b"{" + tag + b"}b"
+    await connection.command("SET", first, "1")
+    await connection.command("SET", second, "2")
+    with source.client() as from_, target.client() as to:
+        to.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source))
+        from_.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target))
+        from_.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", first)
+    try:
+        answer = asyncio.ensure_future(connection.command("MGET", first, second))
+        await asyncio.sleep(0.3)
+        assert not answer.done()  # TRYAGAIN, sent again and again
+        with source.client() as from_:
+            from_.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", second)
+        cluster.end_move(slot, target)
+        assert await asyncio.wait_for(answer, 5) == [b"1", b"2"]  # then MOVED, sent on
+    finally:
+        cluster.begin_move(slot, source)
+        cluster.end_move(slot, source)

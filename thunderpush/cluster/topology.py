@@ -19,9 +19,12 @@ When slots move (``redis-cli --cluster reshard``) they are followed: a
 ``MOVED`` answer sends the command again to the master it names, once, and
 the map is read again from that master; an ``ASK`` (a slot half-way through
 its move) sends ``ASKING`` and the command to the importing master, leaving
-the map as it is.  A sharded channel whose slot moved is unsubscribed by its
-old master; it is subscribed again on the new one, and ``on_moved`` is told
-(messages published between the two are lost to this subscriber).
+the map as it is; a ``TRYAGAIN`` (a command with several keys, some of them
+already moved) is sent again every ``RETRY`` seconds, ``TRIES`` times at
+most, until the move ends and the master answers it or ``MOVED``.  A sharded
+channel whose slot moved is unsubscribed by its old master; it is subscribed
+again on the new one, and ``on_moved`` is told (messages published between
+the two are lost to this subscriber).
 
 A master lost (closed, refused, or silent for ``TIMEOUT``) is the whole
 ``ClusterConnection`` (or ``ShardedSubscriber``) lost: what waits fails with
@@ -52,6 +55,10 @@ Endpoint = tuple[str, int]
 # The commands whose first key is KEYS[1] (after the script and numkeys).
 _SCRIPTS = frozenset((b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"))
 _ASKING = hiredis.pack_command((b"ASKING",))
+# A TRYAGAIN is sent again this often, at most this many times (about a second:
+# the time a call waits for Redis anyway, ``connection.TIMEOUT``).
+RETRY = 0.05
+TRIES = 20
 _SHARDS = hiredis.pack_command((b"CLUSTER", b"SHARDS"))
 
 
@@ -132,6 +139,8 @@ class ClusterConnection:
         self._scripts: dict[bytes, None] = {}  # texts of SCRIPT LOAD, in order
         # Commands sent again after MOVED or ASK: a second redirection fails them.
         self._redirected: set[asyncio.Future] = set()
+        # Commands answered TRYAGAIN, and how many times they were sent again.
+        self._tries: dict[asyncio.Future, int] = {}
         self._refreshing: asyncio.Task | None = None
         self._oracle: _Master | _Opening | None = None  # whom the next refresh asks
         self._closed: asyncio.Future = self._loop.create_future()
@@ -241,6 +250,18 @@ class ClusterConnection:
         self._redirected.add(future)
         future.add_done_callback(self._redirected.discard)
         target.submit(packed, future, asking=kind == "ASK")
+        return True
+
+    def _again(self, master: _Master, error: ReplyError, packed: bytes, future: Any) -> bool:
+        """Sends a command answered ``TRYAGAIN`` to ``master`` again in ``RETRY``
+        seconds, up to ``TRIES`` times: True if it will be."""
+        tries = self._tries.get(future, 0)
+        if not str(error).startswith("TRYAGAIN") or tries >= TRIES or self._closed.done():
+            return False
+        if not tries:
+            future.add_done_callback(lambda done: self._tries.pop(done, None))
+        self._tries[future] = tries + 1
+        self._loop.call_later(RETRY, master.resend, packed, future)
         return True
 
     # -- the map ---------------------------------------------------------------
@@ -365,11 +386,24 @@ class _Master(Connection):
             if future.done():
                 continue  # its caller stopped waiting, or nobody waits
             if isinstance(reply, ReplyError):
-                if not self._cluster._redirect(self, reply, packed, future):
+                cluster = self._cluster
+                if not cluster._redirect(self, reply, packed, future) and not cluster._again(
+                    self, reply, packed, future
+                ):
                     future.set_exception(reply)
             else:
                 future.set_result(reply)
         self._answered += answered
+
+    def resend(self, packed: bytes, future: asyncio.Future) -> None:
+        """``submit`` once more, unless its caller stopped waiting; fails it if
+        this master's connection was lost meanwhile."""
+        if future.done():
+            return
+        try:
+            self.submit(packed, future)
+        except ConnectionError as error:
+            future.set_exception(error)
 
     def retire(self) -> None:
         """Serves no slot any more: closed once what was sent has been answered."""
