@@ -126,49 +126,47 @@ class RedisServer:
         with self.client() as client:
             client.flushall()
 
+    def fresh(self) -> RedisServer:
+        """This Redis running (a test may have stopped it) and empty."""
+        if self.proc is None:
+            self.start()
+        self.flush()
+        return self
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One Redis for the whole run (tests take it through ``fresh_redis``)."""
-    log_path = tmp_path_factory.mktemp("redis") / "redis-server.log"
+
+def _session_redis(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[RedisServer]:
+    """A Redis started for the whole run, killed at its end."""
+    log_path = tmp_path_factory.mktemp(name) / "redis-server.log"
     server = RedisServer(redis_executable(), free_port(), log_path)
     server.start()
     try:
         yield server
     finally:
         server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis for the whole run (tests take it through ``fresh_redis``)."""
+    yield from _session_redis(tmp_path_factory, "redis")
 
 
 @pytest.fixture
 def fresh_redis(redis_server: RedisServer) -> RedisServer:
     """The session's Redis, running and empty: no test sees another's keys or outage."""
-    if redis_server.proc is None:
-        redis_server.start()
-    redis_server.flush()
-    return redis_server
+    return redis_server.fresh()
 
 
 @pytest.fixture(scope="session")
 def second_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A second Redis for the whole run: the other shard of ``fresh_shards``."""
-    log_path = tmp_path_factory.mktemp("redis-b") / "redis-server.log"
-    server = RedisServer(redis_executable(), free_port(), log_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(signal.SIGKILL)
+    yield from _session_redis(tmp_path_factory, "redis-b")
 
 
 @pytest.fixture
 def fresh_shards(redis_server: RedisServer, second_redis: RedisServer) -> list[RedisServer]:
     """Two Redis, running and empty, for nodes started with both URLs (shards 0 and 1)."""
-    shards = [redis_server, second_redis]
-    for server in shards:
-        if server.proc is None:
-            server.start()
-        server.flush()
-    return shards
+    return [redis_server.fresh(), second_redis.fresh()]
 
 
 # What a node must never write, however its Redis behaves.

@@ -11,7 +11,6 @@ import itertools
 import logging
 import time
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,12 +19,17 @@ from tornado.httpclient import AsyncHTTPClient
 from thunderpush.cluster import keys
 from thunderpush.cluster.shards import shard_of
 from thunderpush.core.protocol import MISSED
-from thunderpush.server.application import build
-from thunderpush.server.config import Config
 
-from .conftest import KEY, SECRET, Server, stopped
+from .conftest import KEY, Server, stopped
 from .sockjs_client import WebSocketClient, XhrStreamingClient
-from .test_cluster import closed_after_messages, eventually, in_presence, json_of, listed
+from .test_cluster import (
+    closed_after_messages,
+    eventually,
+    in_presence,
+    json_of,
+    listed,
+    nodes_on,
+)
 from .test_cluster_history import KEPT, cut, delivered
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
@@ -56,23 +60,8 @@ def both(kind: str, stem: str) -> tuple[str, str]:
 @pytest.fixture
 async def sharded(fresh_shards):
     """``await sharded(n, **config)``: n servers in this loop on both shards."""
-    running = []
-    urls = tuple(server.url for server in fresh_shards)
-
-    async def start(count: int = 2, **settings: Any) -> list[Server]:
-        config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-        config = replace(config, redis_url=urls, **settings)
-        for _ in range(count):
-            built = build(config)
-            await built.start()
-            await built.door.listen(0, "127.0.0.1")
-            hub = built.apps.get(KEY).hub
-            running.append(Server(built.door.port, built.router, hub, built.door, parts=built))
-        return running[-count:]
-
-    yield start
-    for server in running:
-        await stopped(server)
+    async with nodes_on(redis_url=tuple(server.url for server in fresh_shards)) as start:
+        yield start
 
 
 async def answer(server: Server, method: str, path: str, body: str | None = None) -> tuple:

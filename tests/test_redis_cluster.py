@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from thunderpush.cluster.connection import FAILURES, TIMEOUT, ReplyError, Wire, address
+from thunderpush.cluster.connection import FAILURES, TIMEOUT, ReplyError, address
 from thunderpush.cluster.slots import key_slot
 from thunderpush.cluster.subscriber import ShardedSubscriber
 from thunderpush.cluster.topology import ClusterConnection
 
 from .cluster import RedisCluster, RedisServer
 from .processes import free_port
+from .test_redis_connection import count_writes
 
 # Sets KEYS[1], publishes ARGV[2] on the shard channel ARGV[1] (of KEYS[1]'s
 # slot); answers the new value of KEYS[2] (same slot) and how many heard.
@@ -45,19 +46,6 @@ def moved_count(server: RedisServer) -> int:
     with server.client() as client:
         stats = client.info("errorstats")
     return stats.get("errorstat_MOVED", {}).get("count", 0)
-
-
-def count_writes(connection: Wire) -> list[bytes]:
-    """The writes ``connection`` makes from now on, recorded as they pass."""
-    writes: list[bytes] = []
-    write = connection._transport.write
-
-    def recorded(data: bytes) -> None:
-        writes.append(data)
-        write(data)
-
-    connection._transport.write = recorded
-    return writes
 
 
 # Holds Redis for about three seconds.
