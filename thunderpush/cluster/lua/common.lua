@@ -50,3 +50,11 @@ local function any(values)
   end
   return false
 end
+-- The sum of ``values`` (an HMGET's answer of counts), a missing one as 0.
+local function total(values)
+  local sum = 0
+  for i = 1, #values do
+    sum = sum + (tonumber(values[i]) or 0)
+  end
+  return sum
+end

@@ -10,9 +10,7 @@
 -- Answers the count.
 local count = 0
 if #ARGV > 2 then
-  for _, here in ipairs(redis.call('HMGET', KEYS[1], unpack(ARGV, 3))) do
-    count = count + (tonumber(here) or 0)
-  end
+  count = total(redis.call('HMGET', KEYS[1], unpack(ARGV, 3)))
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return count

@@ -19,9 +19,7 @@ local list, meta = KEYS[2], KEYS[3]
 local size, keep, payload = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[3]
 local count = 0
 if #ARGV > 6 then
-  for _, here in ipairs(redis.call('HMGET', KEYS[1], unpack(ARGV, 7))) do
-    count = count + (tonumber(here) or 0)
-  end
+  count = total(redis.call('HMGET', KEYS[1], unpack(ARGV, 7)))
 end
 local epoch, offset = unpack(redis.call('HMGET', meta, 'epoch', 'offset'))
 if not epoch then
