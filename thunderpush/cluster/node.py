@@ -129,11 +129,11 @@ class Node:
     def link_of(self, tag: bytes) -> Link:
         """The link to the shard of the name whose tag is ``tag``: the only way to
         pick one for a name, so that every node agrees on it."""
-        return self.links[shards.shard_of(tag, len(self.links))]
+        return self.links[self.shard_of(tag)]
 
     def registry_of(self, tag: bytes) -> Registry:
         """The writer of this node's records on the shard of ``tag``."""
-        return self._shards[shards.shard_of(tag, len(self.links))].registry
+        return self._shards[self.shard_of(tag)].registry
 
     def holds(self, index: int, app: str, kind: str, name: str) -> bool:
         """Whether shard ``index`` holds ``app``'s channel (``kind`` "c") or user ("u") ``name``."""
