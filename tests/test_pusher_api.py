@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -384,7 +385,9 @@ async def test_an_unknown_app_id_is_answered_as_a_known_one_401(server):
         for method, path in forgeries(server, app_id):
             body = b"{}" if method == "POST" else None
             response = await raw(server, method, path, body)
-            answers.append((response.code, response.body))
+            # The server's clock in an expired timestamp's answer may tick between requests.
+            answer = re.sub(rb"server time \(\d+\)", b"server time (now)", response.body)
+            answers.append((response.code, answer))
     assert {code for code, _ in known} == {401}
     assert known == unknown * 2
     # Only a secret's holder can sign: for another app's id or an unknown one, 401 too.
