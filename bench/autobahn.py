@@ -2,7 +2,7 @@
 
 Autobahn needs a server that echoes every message; this serves one,
 ``tests.echo``: the real server's front door, handshake and
-``thunderpush.transports.websocket.WebSocket``, with an ``on_message`` that
+``thunderpush.transports.websocket.socket.WebSocket``, with an ``on_message`` that
 sends the message back.  Every case is then judged by Autobahn.
 
 The suite (``autobahntestsuite`` 0.8.2 on PyPI) runs on Python 2.7 only; make

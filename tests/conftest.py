@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from thunderpush.config import Config
 from thunderpush.core.apps import Apps
 from thunderpush.core.hub import Hub
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
-from thunderpush.transports.frontdoor import FrontDoor
-from thunderpush.transports.sockjs import SockJSRouter
+from thunderpush.transports.door.frontdoor import FrontDoor
+from thunderpush.transports.sockjs.router import SockJSRouter
 
 from .cluster import (
     fresh_redis,

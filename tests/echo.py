@@ -5,8 +5,8 @@ Autobahn's fuzzing client (``bench/autobahn.py``) and the byte-exact tests in
 message back; Thunderpush's own endpoints answer commands instead.  This
 serves ``ECHO_PATH`` through the same parts as every websocket of the server:
 the front door parses the request (``FrontDoor.upgrade``), the handshake is
-answered by ``thunderpush.transports.handshake.answer`` (origins included),
-and frames are read and written by ``thunderpush.transports.websocket.WebSocket``.
+answered by ``thunderpush.transports.websocket.handshake.answer`` (origins included),
+and frames are read and written by ``thunderpush.transports.websocket.socket.WebSocket``.
 Only ``on_message`` differs: the message goes back as it came, an empty one
 included.  Every other request is served as by the real server::
 
@@ -21,13 +21,13 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+from thunderpush.config import Config
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
-from thunderpush.transports.frontdoor import FrontDoor
-from thunderpush.transports.handshake import answer
-from thunderpush.transports.messages import Request
-from thunderpush.transports.websocket import WebSocket
-from thunderpush.transports.websocket_transports import RAW_FRAMES
+from thunderpush.transports.door.frontdoor import FrontDoor
+from thunderpush.transports.door.messages import Request
+from thunderpush.transports.sockjs.websockets import RAW_FRAMES
+from thunderpush.transports.websocket.handshake import answer
+from thunderpush.transports.websocket.socket import WebSocket
 
 from .processes import KEY, SECRET
 

@@ -1,4 +1,4 @@
-"""What ``thunderpush.transports.adapter`` relies on in Tornado and sockjs-tornado.
+"""What ``thunderpush.transports.sockjs.adapter`` relies on in Tornado and sockjs-tornado.
 
 One test each: a release that renames, stops calling or changes any of these
 fails here, not in production.  The last test keeps every other module of the
@@ -32,8 +32,8 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.web import Application, RequestHandler
 
 import thunderpush
-from thunderpush.transports import adapter
-from thunderpush.transports.adapter import (
+from thunderpush.transports.sockjs import adapter
+from thunderpush.transports.sockjs.adapter import (
     OwnAccessLog,
     PrefilledIOStream,
     abort_response,

@@ -1,4 +1,4 @@
-"""The Tornado private attributes ``thunderpush.transports.adapter`` reads, checked
+"""The Tornado private attributes ``thunderpush.transports.sockjs.adapter`` reads, checked
 against the installed release: a release that renames one fails here first.
 
 These are the websocket hand-over's (``detached_socket``).
@@ -12,7 +12,7 @@ import socket
 import pytest
 from tornado.iostream import IOStream
 
-from thunderpush.transports.adapter import detached_socket
+from thunderpush.transports.sockjs.adapter import detached_socket
 
 
 async def test_detached_socket_keeps_the_bytes_read_past_the_request():

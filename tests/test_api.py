@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from thunderpush.server.config import Config
+from thunderpush.config import Config
 
 from .conftest import KEY
 from .sockjs_client import WebSocketClient

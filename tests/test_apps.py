@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from thunderpush import auth
-from thunderpush.server.config import AppConfig
+from thunderpush.config import AppConfig
 from thunderpush.server.logs import JsonFormatter, TextFormatter
 
 from .conftest import KEY, SECRET

@@ -393,7 +393,12 @@ def test_imports_nothing_of_the_server_but_the_frame_encoder():
     assert result.returncode == 0, result.stderr
     server_side = ("thunderpush", "tornado", "sockjs", "sockjs_tornado")
     imported = [name for name in json.loads(result.stdout) if name.split(".")[0] in server_side]
-    assert imported == ["thunderpush", "thunderpush.transports", "thunderpush.transports.frames"]
+    assert imported == [
+        "thunderpush",
+        "thunderpush.transports",
+        "thunderpush.transports.websocket",
+        "thunderpush.transports.websocket.frames",
+    ]
 
 
 class FakeSocket:

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from thunderpush import __version__
+from thunderpush.config import Config
 from thunderpush.server.application import build
 from thunderpush.server.cli import config_from, parse_args
-from thunderpush.server.config import Config
 
 from .conftest import call_api
 from .processes import KEY, start_server_process

@@ -23,9 +23,9 @@ import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
+from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
 from thunderpush.server.process import shut_down
 
 from .conftest import KEY, SECRET, Server, call_api, start_server_process, stopped
@@ -337,7 +337,7 @@ def test_a_single_process_never_imports_redis():
     script = (
         "import sys\n"
         "from thunderpush.server.application import build\n"
-        "from thunderpush.server.config import Config\n"
+        "from thunderpush.config import Config\n"
         "build(Config(apikey='key', apisecret='secret'))\n"
         "loaded = [m for m in sys.modules if m.startswith(('redis', 'thunderpush.cluster'))]\n"
         "assert not loaded, loaded\n"

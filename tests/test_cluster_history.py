@@ -20,8 +20,8 @@ import pytest
 from thunderpush.auth import channel_token
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.bus import deliver, field, publication_head
+from thunderpush.config import HistoryRule
 from thunderpush.core.broker import PLAIN, PublishOptions
-from thunderpush.server.config import HistoryRule
 
 from .cluster import cluster_nodes
 from .conftest import KEY, SECRET, Server, call_api

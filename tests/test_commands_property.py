@@ -19,7 +19,7 @@ from thunderpush.auth import channel_token, user_token
 from thunderpush.core import protocol
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
-from thunderpush.core.history import HistoryPolicy, Keep
+from thunderpush.core.retention import HistoryPolicy, Keep
 from thunderpush.core.streams import Streams
 
 KEY, SECRET = "key", "secret"

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 import pytest
 
 from thunderpush.auth import channel_token
+from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core import hub as hub_module
 from thunderpush.server.cli import load
-from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
 
 from .conftest import KEY, SECRET, call_api, start_server_process
 from .sockjs_client import RawWebSocketClient, WebSocketClient

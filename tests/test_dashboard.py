@@ -17,11 +17,11 @@ from urllib.parse import urlencode
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from thunderpush.config import AppConfig
 from thunderpush.core.apps import Apps
 from thunderpush.dashboard.guesses import Guesses
 from thunderpush.dashboard.handlers import COOKIE
 from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
-from thunderpush.server.config import AppConfig
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
+from thunderpush.config import Config
 from thunderpush.observe.drain import drain
 from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
 from thunderpush.server.process import START_EXIT
 
 from .processes import KEY, SECRET, free_port, refused_start

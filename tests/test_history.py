@@ -15,11 +15,11 @@ from dataclasses import replace
 import pytest
 
 from thunderpush.auth import channel_token
+from thunderpush.config import HistoryRule
 from thunderpush.core import streams
-from thunderpush.core.history import Keep
+from thunderpush.core.retention import Keep
 from thunderpush.core.streams import NO_STREAM, Streams
 from thunderpush.pusher.signatures import channel_auth
-from thunderpush.server.config import HistoryRule
 from thunderpush.server.reload import reload_settings
 
 from .conftest import KEY, SECRET

@@ -1,4 +1,4 @@
-"""The front door's HTTP/1.1 on raw bytes (``thunderpush.transports.http`` and ``frontdoor``).
+"""The front door's HTTP/1.1 on raw bytes (``thunderpush.transports.door.http`` and ``frontdoor``).
 
 The API answers are compared byte for byte with Tornado serving the same
 application: the front door must be indistinguishable from it, except where
@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from thunderpush.server.config import Config
-from thunderpush.transports.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
-from thunderpush.transports.messages import BAD_REQUEST
+from thunderpush.config import Config
+from thunderpush.transports.door.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
+from thunderpush.transports.door.messages import BAD_REQUEST
 
 from .processes import start_server_process
 from .wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
@@ -175,7 +175,7 @@ async def test_a_fault_in_the_api_is_a_json_500_as_from_tornado(server, tornado_
     # Each server logs the fault once, with its traceback, and the 500 as an error.
     faults = [record for record in caplog.records if record.exc_info]
     assert [record.name for record in faults] == [
-        "thunderpush.transports.http",
+        "thunderpush.transports.door.http",
         "tornado.application",
     ]
     caplog.clear()

@@ -16,7 +16,7 @@ import json
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from thunderpush.transports.origins import AllowedOrigins
+from thunderpush.transports.sockjs.origins import AllowedOrigins
 
 from .processes import refused_start
 from .sockjs_client import XhrPollingClient

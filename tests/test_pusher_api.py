@@ -23,10 +23,10 @@ from pusher.http import Request
 from pusher.signature import sign
 from tornado.httpclient import AsyncHTTPClient
 
+from thunderpush.config import AppConfig
 from thunderpush.core.protocol import FORCED_DISCONNECT
 from thunderpush.pusher.protocol import DEFAULT_EVENT
 from thunderpush.pusher.signatures import request_signature
-from thunderpush.server.config import AppConfig
 
 from .conftest import KEY, SECRET
 from .sockjs_client import WebSocketClient, XhrStreamingClient

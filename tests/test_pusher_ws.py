@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from thunderpush.auth import channel_token
 from thunderpush.core.apps import Apps
 from thunderpush.core.broker import PublishOptions
-from thunderpush.core.history import HistoryPolicy, Keep
 from thunderpush.core.hub import Hub
+from thunderpush.core.retention import HistoryPolicy, Keep
 from thunderpush.pusher import protocol as pusher
 from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.signatures import channel_auth, signin_auth

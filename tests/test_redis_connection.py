@@ -22,9 +22,9 @@ from thunderpush.cluster.connection import (
     address,
 )
 from thunderpush.cluster.subscriber import Subscriber
+from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
 
 from .cluster import redis_executable
 from .conftest import KEY, SECRET, Server, stopped

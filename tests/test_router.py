@@ -17,8 +17,8 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import websocket_connect
 
-from thunderpush.server.config import Config
-from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
+from thunderpush.config import Config
+from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
 
 from .processes import free_port
 from .wire import RawClient, exchange
@@ -237,7 +237,7 @@ def test_router_built_outside_the_loop_still_expires_sessions():
 
 def test_import_survives_deprecation_warnings_as_errors():
     code = (
-        "import warnings, thunderpush.transports.sockjs, thunderpush.server.cli\n"
+        "import warnings, thunderpush.transports.sockjs.router, thunderpush.server.cli\n"
         "try:\n"
         "    warnings.warn('something else', DeprecationWarning)\n"
         "except DeprecationWarning:\n"

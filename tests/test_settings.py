@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from thunderpush.cluster.node import Node
-from thunderpush.core.history import Keep
+from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.core.retention import Keep
 from thunderpush.server.cli import load
-from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.server.reload import APP_OPTIONS
-from thunderpush.server.settings import MASK, masked_url, tomllib
+from thunderpush.settings import MASK, masked_url, tomllib
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Every transport is driven over TLS: the websockets the door serves itself, the
 polling and streaming transports that it hands to Tornado (through the relay
-of ``thunderpush.transports.tls``), and the API.
+of ``thunderpush.transports.door.tls``), and the API.
 """
 
 from __future__ import annotations

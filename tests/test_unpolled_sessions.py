@@ -4,7 +4,7 @@ sockjs-tornado appended each message to its queue as a string
 (``send_queue += msg``), so every message copied all that was queued: 20,000
 publishes of 100 B to 10 xhr sessions that never polled cost the server 5.68
 s of CPU, against 0.98 s with 10 websockets that never read.  The corrected
-session queues a list, joined at flush (``thunderpush.transports.sockjs.Session``).
+session queues a list, joined at flush (``thunderpush.transports.sockjs.router.Session``).
 
 Both kinds run on a real server process under the same load, and the server's
 own CPU time (``/proc/<pid>/stat``) is compared: the xhr sessions may cost a

@@ -27,8 +27,8 @@ import tornado.web
 import trustme
 from tornado.httpserver import HTTPServer
 
+from thunderpush.config import Config
 from thunderpush.server.application import build
-from thunderpush.server.config import Config
 from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 

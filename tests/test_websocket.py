@@ -1,4 +1,4 @@
-"""Websockets driven frame by frame (``thunderpush.transports.websocket``).
+"""Websockets driven frame by frame (``thunderpush.transports.websocket.socket``).
 
 Fragmentation, control frames and protocol errors are sent as no
 well-behaved client would.  Frames are read by ``websockets``' protocol, so
@@ -20,15 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.protocol import OPEN
 
+from thunderpush.config import Config
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
-from thunderpush.server.config import Config
-from thunderpush.transports.connection import connection_class
-from thunderpush.transports.frames import TEXT, client_frame_size, frame
-from thunderpush.transports.handshake import answer
-from thunderpush.transports.sockjs import SockJSConnection, SockJSRouter
-from thunderpush.transports.websocket import PROTOCOL_LOG
-from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.sockjs.connection import connection_class
+from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
+from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.websocket.frames import TEXT, client_frame_size, frame
+from thunderpush.transports.websocket.handshake import answer
+from thunderpush.transports.websocket.socket import PROTOCOL_LOG
 
 from .wire import API, Hostile, RawClient, exchange, request
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderpush.server.config import Config, ConfigError
+from thunderpush.config import Config, ConfigError
 from thunderpush.server.workers import checked, worker_pid_path
 
 from .cluster import bad_log_lines

@@ -12,7 +12,7 @@ checks by sequence number that nothing arrived twice.
 
 Why it is its own package: it is a client of the server, not part of it, so
 it shares nothing with the server but the frame encoder
-(``thunderpush.transports.frames``), and a client key can never be mistaken
+(``thunderpush.transports.websocket.frames``), and a client key can never be mistaken
 for it.
 
 Why it is written the way it is: a load generator that is slower than the

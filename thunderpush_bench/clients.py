@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from thunderpush.transports.frames import TEXT
+from thunderpush.transports.websocket.frames import TEXT
 from thunderpush_bench import BenchError
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import ServerFrames, client_frame, upgrade_request

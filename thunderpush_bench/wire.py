@@ -7,7 +7,7 @@ with ``bytes.count`` of its ``marker``; it leaves that fast path only for
 control frames, fragments, text frames without a delivery (a SockJS
 heartbeat, a Pusher ping) and sampled connections, which its subclasses
 (``clients.SockJSClient``, ``clients.PusherClient``) handle.  Frames the
-bench sends are encoded by the server's own ``thunderpush.transports.frames``,
+bench sends are encoded by the server's own ``thunderpush.transports.websocket.frames``,
 so that the two cannot drift apart.
 """
 
@@ -17,7 +17,15 @@ import base64
 import hashlib
 import random
 
-from thunderpush.transports.frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame
+from thunderpush.transports.websocket.frames import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    frame,
+)
 from thunderpush_bench.measure import Tally
 
 # Every delivery element starts with this; inside the payload string every

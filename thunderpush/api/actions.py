@@ -23,9 +23,8 @@ from thunderpush.api.answers import (
 )
 from thunderpush.api.bodies import decoded
 from thunderpush.core.apps import App
-from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
-from thunderpush.core.results import then
+from thunderpush.core.results import Result, then
 from thunderpush.core.streams import Stream
 
 Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]

@@ -21,9 +21,8 @@ from typing import Any, NamedTuple
 from thunderpush.api.answers import ApiError
 from thunderpush.api.bodies import decoded
 from thunderpush.core.apps import App
-from thunderpush.core.broker import Result
 from thunderpush.core.protocol import is_valid_channel_name
-from thunderpush.core.results import in_order
+from thunderpush.core.results import Result, in_order
 
 MAX_BATCH_ITEMS = 1000
 

@@ -37,7 +37,8 @@ from thunderpush.api.answers import (
     method_not_allowed,
 )
 from thunderpush.core.apps import App, Apps
-from thunderpush.core.broker import BackendUnavailable, Result
+from thunderpush.core.broker import BackendUnavailable
+from thunderpush.core.results import Result
 from thunderpush.observe.tally import Latency
 
 # The ``endpoint`` of a request no action serves (unrouted, preflight, 405, the description).

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from thunderpush.cluster import keys, scripts
-from thunderpush.core.broker import Result
-from thunderpush.core.recall import History
+from thunderpush.core.history import History
+from thunderpush.core.results import Result
 from thunderpush.core.streams import NO_STREAM, Stream
 
 if TYPE_CHECKING:

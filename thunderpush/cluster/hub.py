@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster.keys import tag
-from thunderpush.core.history import Keep
 from thunderpush.core.hub import Connection, Hub
+from thunderpush.core.retention import Keep
 
 if TYPE_CHECKING:
     from thunderpush.cluster.node import Node

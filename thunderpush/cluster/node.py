@@ -50,7 +50,7 @@ from thunderpush.cluster.registry import Registry
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.hub import Hub
 from thunderpush.core.protocol import MISSED
-from thunderpush.server.settings import masked_url
+from thunderpush.settings import masked_url
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The core: what Thunderpush is, with no HTTP, SockJS or Tornado in it.
+"""The core: what Thunderpush is, with no HTTP, SockJS, Tornado or dialect in it.
 
 * ``protocol`` - the wire vocabulary clients see byte for byte;
 * ``hub`` - the connections of one app on this process, and fan-out to them;
@@ -6,8 +6,15 @@
 * ``commands`` - the command language a browser speaks (CONNECT, SUBSCRIBE...);
 * ``apps`` - the registry of apps (key, secret, hub), built by the server;
 * ``broker`` - how a publish reaches every hub that has receivers;
-* ``presence`` - who is online and where, as the API reports it.
+* ``presence`` - who is online and where, as the API reports it;
+* ``retention`` - how much of each channel's stream an app keeps (the policy);
+* ``streams`` - the kept streams of this process's channels (the store);
+* ``history`` - what the API reads of a channel's stream, wherever it is kept;
+* ``listener`` - what a hub tells the backend when its channels and users change;
+* ``results`` - answers now or later (``Result``), chained without a task.
 
-The broker and presence are interfaces with an in-memory implementation; a
-cluster backend implements the same two interfaces and nothing else changes.
+A backend plugs in four seams, each with an in-memory implementation here:
+``Broker``, ``Presence``, ``History`` and the hubs' ``Listener`` (given to
+``Apps`` as a hub factory).  The cluster (``thunderpush.cluster``) implements
+all four on Redis and nothing else changes.
 """

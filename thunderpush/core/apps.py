@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from thunderpush.core.broker import Broker, LocalBroker
-from thunderpush.core.history import HistoryPolicy
+from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
 from thunderpush.core.presence import LocalPresence, Presence
-from thunderpush.core.recall import History, LocalHistory
+from thunderpush.core.retention import HistoryPolicy
 
 
 @dataclass(eq=False)

@@ -6,22 +6,19 @@ kept in the hub's streams first, and delivered with its position (a client's
 message never is: ``PublishOptions.from_client``).  A cluster
 broker (Redis) implements the same three methods by moving the request to
 every node; its answers are awaitables, which raise ``BackendUnavailable``
-when the cluster cannot be reached.  Callers accept either (``Result``), so
+when the cluster cannot be reached.  Callers accept either (``thunderpush.core.results.Result``), so
 the single-process path never creates a task or a future per request.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple
+
+from thunderpush.core.results import Result
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App
-
-T = TypeVar("T")
-# An answer now, or one to await: a local backend never makes callers wait.
-Result = T | Awaitable[T]
 
 
 class PublishOptions(NamedTuple):

@@ -6,7 +6,7 @@ item may end with `` since=<epoch>/<offset>`` to recover what it missed) and
 ``UNSUBSCRIBE c1:c2`` (PROTOCOL.md section 4, extended in docs/protocol.rst).
 ``Client`` turns those into hub calls and holds what a connection is to the
 hub (its app and user id).  It knows no transport:
-``thunderpush.transports.connection`` mixes it into a SockJS connection,
+``thunderpush.transports.sockjs.connection`` mixes it into a SockJS connection,
 which provides ``close`` and ``send_delivery``.
 
 Nothing a client sends can raise out of here: bad input is ignored (one

@@ -12,7 +12,7 @@ holds *connections*: any object with
   ``id``, the name a publish's ``skip`` gives it, and ``member_info(channel)``,
   its user's info in a presence channel.
 
-``thunderpush.transports.connection.ThunderConnection`` is the SockJS
+``thunderpush.transports.sockjs.connection.ThunderConnection`` is the SockJS
 connection that implements them; ``thunderpush.pusher.connection`` the Pusher
 one.  A publish is framed once per dialect among its receivers
 (``Dialect.publication``); a channel whose connections all speak Thunderpush
@@ -49,7 +49,6 @@ from typing import Any
 from thunderpush.core.broker import PLAIN, PublishOptions
 from thunderpush.core.dialect import THUNDERPUSH, Dialect, MemberList
 from thunderpush.core.gates import Gates
-from thunderpush.core.history import Keep
 from thunderpush.core.holdings import Holdings
 from thunderpush.core.listener import HubListener, Transitions
 from thunderpush.core.members import Members
@@ -60,6 +59,7 @@ from thunderpush.core.protocol import (
     is_valid_channel_name,
     recovered,
 )
+from thunderpush.core.retention import Keep
 from thunderpush.core.streams import NO_STREAM, Stream, Streams
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from thunderpush.webhooks.events import (
 )
 
 if TYPE_CHECKING:
-    from thunderpush.core.history import Keep
     from thunderpush.core.hub import Hub
+    from thunderpush.core.retention import Keep
 
 
 class HubListener(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-from thunderpush.core.broker import Result
+from thunderpush.core.results import Result
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
 
-from thunderpush.core.broker import Result
-
 T = TypeVar("T")
 U = TypeVar("U")
+# An answer now, or one to await: a local backend never makes callers wait.
+Result = T | Awaitable[T]
 
 
 def then(result: Result[T], build: Callable[[T], Result[U]]) -> Result[U]:

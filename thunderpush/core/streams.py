@@ -1,6 +1,6 @@
 """The streams of the channels that keep history, in this process's memory.
 
-Each channel that keeps history (``thunderpush.core.history``) has a stream:
+Each channel that keeps history (``thunderpush.core.retention``) has a stream:
 an epoch, made when the stream starts, and the offset of its last message
 (the first message of an epoch is offset 1), with its last messages.  A
 client that saw up to some (epoch, offset) can be sent exactly what came
@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from time import monotonic
 
-from thunderpush.core.history import Keep
+from thunderpush.core.retention import Keep
 
 # An epoch is this many random bytes, written as twice as many hex digits.
 EPOCH_BYTES = 8

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from thunderpush.core import protocol
 
 if TYPE_CHECKING:
-    from thunderpush.transports.sockjs import SockJSRouter
+    from thunderpush.transports.sockjs.router import SockJSRouter
 
 # Time between two batches, in seconds.
 STEP = 0.1

@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from tornado.httpserver import HTTPServer
 from tornado.log import access_log
 
+from thunderpush.config import ConfigError
 from thunderpush.observe.metrics import exposition
 from thunderpush.observe.snapshot import readiness
-from thunderpush.server.config import ConfigError
 
 if TYPE_CHECKING:
     from thunderpush.server.application import Server

@@ -20,9 +20,9 @@ from functools import partial
 from typing import Any
 
 from thunderpush.core.apps import App
-from thunderpush.core.broker import PublishOptions, Result
+from thunderpush.core.broker import PublishOptions
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
-from thunderpush.core.results import in_order, then
+from thunderpush.core.results import Result, in_order, then
 from thunderpush.pusher.errors import bad_request
 from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket_id
 

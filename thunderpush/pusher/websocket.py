@@ -1,9 +1,9 @@
 """The websocket at ``/app/<key>``: Pusher's path, served on the front door's fast path.
 
 The front door hands a handshake for ``/app/...`` to ``serve_pusher``; it is
-answered as every websocket handshake is (``thunderpush.transports.handshake``:
+answered as every websocket handshake is (``thunderpush.transports.websocket.handshake``:
 the same origin check, the same answer) and the connection continues as a
-``PusherSocket``, a ``thunderpush.transports.websocket.WebSocket`` like
+``PusherSocket``, a ``thunderpush.transports.websocket.socket.WebSocket`` like
 SockJS's: the same reading, writing, limits, slow-client rule and shared
 heartbeat.  Its session is a ``PusherConnection``, which is also in the
 router's ``live_sessions``, so the shutdown drain closes it (with 4200,
@@ -22,14 +22,14 @@ from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.pusher import protocol
 from thunderpush.pusher.connection import PusherConnection
-from thunderpush.transports.fanout import FrameCache
-from thunderpush.transports.frames import text_frame
-from thunderpush.transports.handshake import answer, refusal
-from thunderpush.transports.websocket import WebSocket
+from thunderpush.transports.websocket.fanout import FrameCache
+from thunderpush.transports.websocket.frames import text_frame
+from thunderpush.transports.websocket.handshake import answer, refusal
+from thunderpush.transports.websocket.socket import WebSocket
 
 if TYPE_CHECKING:
-    from thunderpush.transports.handshake import Handshake
-    from thunderpush.transports.sockjs import SockJSRouter
+    from thunderpush.transports.sockjs.router import SockJSRouter
+    from thunderpush.transports.websocket.handshake import Handshake
 
 PATH_PREFIX = "/app/"
 

@@ -19,17 +19,17 @@ from prometheus_client import CollectorRegistry
 
 from thunderpush.api import Api
 from thunderpush.api import handlers as api_handlers
+from thunderpush.config import Config, ConfigError, declared_apps
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
 from thunderpush.pusher import handlers as pusher_handlers
-from thunderpush.server.config import Config, ConfigError, declared_apps
-from thunderpush.transports.connection import connection_class
-from thunderpush.transports.frontdoor import FrontDoor
-from thunderpush.transports.origins import AllowedOrigins
-from thunderpush.transports.sockjs import SockJSRouter
+from thunderpush.transports.door.frontdoor import FrontDoor
+from thunderpush.transports.sockjs.connection import connection_class
+from thunderpush.transports.sockjs.origins import AllowedOrigins
+from thunderpush.transports.sockjs.router import SockJSRouter
 from thunderpush.webhooks.sender import Webhooks
 
 if TYPE_CHECKING:

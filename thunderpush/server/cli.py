@@ -3,7 +3,7 @@
 ``thunderpush [-p PORT] [-H HOST] [-v] [-d] [--pid-path PATH] [--config FILE] [clientkey apikey]``
 
 The parser is the one list of settings: the configuration file and the
-environment (``thunderpush.server.settings``) are checked by its rules and
+environment (``thunderpush.settings``) are checked by its rules and
 become its defaults, so a flag overrides them.  A mistake in any of them is one
 line on stderr and exit status 2 (``USAGE_EXIT``).
 """
@@ -19,9 +19,8 @@ from functools import partial
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from thunderpush import __version__
-from thunderpush.server import settings
-from thunderpush.server.config import (
+from thunderpush import __version__, settings
+from thunderpush.config import (
     AppConfig,
     Config,
     ConfigError,

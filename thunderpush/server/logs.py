@@ -5,7 +5,7 @@ A line about a client carries its context as ``extra`` fields (``CONTEXT``:
 app, user, client address, session), which the text format appends in
 brackets and the JSON format writes as keys, so that one misbehaving client
 can be told from the rest.  Secrets are never passed to a log call: a Redis
-URL is logged through ``thunderpush.server.settings.masked_url``.
+URL is logged through ``thunderpush.settings.masked_url``.
 """
 
 from __future__ import annotations

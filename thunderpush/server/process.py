@@ -26,12 +26,12 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from thunderpush import __version__
+from thunderpush.config import Config, ConfigError
 from thunderpush.core import protocol
 from thunderpush.observe.drain import drain
 from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server import logs
 from thunderpush.server.application import Server, build
-from thunderpush.server.config import Config, ConfigError
 from thunderpush.server.reload import reload_settings
 
 logger = logging.getLogger("thunderpush")

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core.apps import App
-from thunderpush.core.history import HistoryPolicy
+from thunderpush.core.retention import HistoryPolicy
 from thunderpush.server.application import Server, limits
-from thunderpush.server.config import AppConfig, Config, ConfigError, declared_apps
-from thunderpush.server.settings import masked_url
+from thunderpush.settings import masked_url
 
 logger = logging.getLogger("thunderpush")
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from thunderpush.server.config import Config, ConfigError
+from thunderpush.config import Config, ConfigError
 from thunderpush.server.logs import LogOutput
 from thunderpush.server.process import (
     SHUTDOWN_GRACE_SECONDS,

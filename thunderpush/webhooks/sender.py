@@ -34,7 +34,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from thunderpush.server.settings import masked_url
+from thunderpush.settings import masked_url
 from thunderpush.webhooks.events import (
     CHANNEL,
     CHANNEL_OCCUPIED,

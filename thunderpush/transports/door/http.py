@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import httptools
 
 from thunderpush.api import Answer, Call
-from thunderpush.transports.base import BODY, HEAD, IDLE, Deadlines, Door
-from thunderpush.transports.messages import (
+from thunderpush.config import Config
+from thunderpush.transports.door.deadlines import BODY, HEAD, IDLE, Deadlines
+from thunderpush.transports.door.messages import (
     BAD_REQUEST,
     SERVER_ERROR,
     WHITESPACE,
@@ -74,6 +75,26 @@ def _failed() -> Answer:
     """A fault in the API (never the client's): logged, and Tornado's JSON 500."""
     logger.exception("Uncaught exception in an API call.")
     return SERVER_ERROR
+
+
+class Door(Protocol):
+    """What an ``HttpConnection`` asks of the server it belongs to."""
+
+    config: Config
+    connections: set[HttpConnection]
+
+    def start(self, request: Request) -> Answer | Call | None:
+        """The answer, a call waiting for the body, or None: not served here."""
+
+    def upgrade(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool | Answer:
+        """Take the connection for a protocol upgrade (True; ``rest`` follows the head),
+        refuse it with an answer that ends the connection, or leave it (False)."""
+
+    def hand_off(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Serve the connection elsewhere, ``data`` (from a request's first byte) unread."""
+
+    def connection_closed(self, ip: str) -> None:
+        """A connection counted for ``ip`` is closed or served elsewhere now."""
 
 
 class _Stop(Exception):

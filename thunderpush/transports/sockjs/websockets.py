@@ -1,4 +1,4 @@
-"""The two websocket transports of SockJS, on ``thunderpush.transports.websocket``.
+"""The two websocket transports of SockJS, on ``thunderpush.transports.websocket.socket``.
 
 ``SockJSWebSocket`` serves ``<prefix>/<server>/<session>/websocket``: SockJS
 framing (``o``, ``h``, ``a[...]``, ``c[...]``), one session per socket.
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.commands import log_context
 from thunderpush.core.protocol import raw_websocket_close_code
-from thunderpush.transports.fanout import FrameCache
-from thunderpush.transports.frames import text_frame
-from thunderpush.transports.websocket import DropConnection, WebSocket
+from thunderpush.transports.websocket.fanout import FrameCache
+from thunderpush.transports.websocket.frames import text_frame
+from thunderpush.transports.websocket.socket import DropConnection, WebSocket
 
 if TYPE_CHECKING:
-    from thunderpush.transports.handshake import Handshake
+    from thunderpush.transports.websocket.handshake import Handshake
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class SockJSWebSocket(WebSocket):
 
     def open_session(self) -> None:
         self.session = self.server.create_session(self._session_id, register=False)
-        # One timer beats for every websocket (``thunderpush.transports.heartbeat``).
+        # One timer beats for every websocket (``thunderpush.transports.websocket.heartbeat``).
         if not self.session.set_handler(self, start_heartbeat=False):
             self.close()
             return

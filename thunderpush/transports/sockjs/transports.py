@@ -1,10 +1,10 @@
 """The SockJS HTTP transports of sockjs-tornado 1.0.7, corrected, and its websocket URLs.
 
-``thunderpush.transports.sockjs`` lists the corrections and mounts these
+``thunderpush.transports.sockjs.router`` lists the corrections and mounts these
 classes in place of sockjs-tornado's own (``CORRECTED``): the polling and
 streaming transports, the send handlers, ``/info``, and the two websocket
 URLs as Tornado serves them (the connection then leaves Tornado for
-``thunderpush.transports.websocket``).  Each class is sockjs-tornado's,
+``thunderpush.transports.websocket.socket``).  Each class is sockjs-tornado's,
 with mixins for what it got wrong: allowed origins, callbacks that could
 inject script, oversized sends, proxies that buffer, and unsent data
 (``InFlightMixin``, which sessions read to close clients that are too slow).
@@ -26,14 +26,14 @@ from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 from tornado.web import RequestHandler
 
-from thunderpush.transports.adapter import (
+from thunderpush.transports.sockjs.adapter import (
     OwnAccessLog,
     abort_response,
     attach_session,
     keep_request_open,
     request_summary,
 )
-from thunderpush.transports.handshake import answer, serve_detached
+from thunderpush.transports.websocket.handshake import answer, serve_detached
 
 _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -285,7 +285,7 @@ class WebSocketTransport(_RefusalMixin, RequestHandler):
 
     A request that is no handshake gets sockjs-tornado's answers (which the
     SockJS protocol tests expect); a handshake is answered by
-    ``thunderpush.transports.handshake``, and once it is accepted the
+    ``thunderpush.transports.websocket.handshake``, and once it is accepted the
     connection is detached from Tornado (``RequestHandler.detach``) and served
     by the same asyncio websocket as the front door's.  Refusals are the
     client's fault, logged as warnings.

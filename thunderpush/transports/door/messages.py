@@ -1,6 +1,6 @@
 """What the front door reads and writes: request heads, and answers in Tornado's bytes.
 
-``Request`` is a request head as ``thunderpush.transports.http`` parsed it, the
+``Request`` is a request head as ``thunderpush.transports.door.http`` parsed it, the
 object ``FrontDoor.start`` and ``FrontDoor.upgrade`` are given; the answers are
 byte for byte what Tornado's handlers send, so that a client cannot tell
 which of the two served it::

@@ -16,8 +16,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from thunderpush.transports.limits import OpenConnections
-    from thunderpush.transports.websocket import WebSocket
+    from thunderpush.transports.door.limits import OpenConnections
+    from thunderpush.transports.websocket.socket import WebSocket
 
 
 class OpenWebSockets:

@@ -5,11 +5,11 @@ A handshake reaches the server in one of two ways: the front door parsed it
 calls ``answer`` and ``serve_detached``: the front door handed the request
 over, or the router is mounted in someone else's Tornado application).
 Either way it is answered here, and the connection continues as one
-``thunderpush.transports.websocket`` object on an asyncio transport: there is
+``thunderpush.transports.websocket.socket`` object on an asyncio transport: there is
 one websocket implementation.
 
 The page's origin is checked against the router's ``origins``
-(``thunderpush.transports.origins``: 403 for any other).  The rest of the
+(``thunderpush.transports.sockjs.origins``: 403 for any other).  The rest of the
 handshake is the library's (RFC 6455 section 4.2)::
 
     handshake = answer(router, "GET", path, query, "HTTP/1.1", headers, ip)
@@ -36,11 +36,11 @@ from websockets.server import ServerProtocol
 
 from thunderpush.api import Answer
 from thunderpush.api.answers import error_answer
-from thunderpush.transports.adapter import detached_socket
-from thunderpush.transports.messages import SERVER
-from thunderpush.transports.origins import AllowedOrigins
-from thunderpush.transports.websocket import PROTOCOL_LOG, WebSocket
-from thunderpush.transports.websocket_transports import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.door.messages import SERVER
+from thunderpush.transports.sockjs.adapter import detached_socket
+from thunderpush.transports.sockjs.origins import AllowedOrigins
+from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.websocket.socket import PROTOCOL_LOG, WebSocket
 
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
 # The fields of every refusal the library makes; ``closing_response`` writes its own.

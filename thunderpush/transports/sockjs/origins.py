@@ -1,8 +1,8 @@
 """Which browser origins may open sessions: one rule for every transport.
 
-The websocket handshake (``thunderpush.transports.handshake``), the SockJS
+The websocket handshake (``thunderpush.transports.websocket.handshake``), the SockJS
 polling and streaming transports' CORS answers and ``/connect/info``
-(``thunderpush.transports.sockjs``) all ask the router's ``AllowedOrigins``,
+(``thunderpush.transports.sockjs.router``) all ask the router's ``AllowedOrigins``,
 so a page refused on one transport is refused on all of them.
 
 An entry is an exact origin (``https://example.com``,

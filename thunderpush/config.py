@@ -1,6 +1,6 @@
 """The server's configuration: one object, from the file, the environment and the flags.
 
-``thunderpush.server.cli`` builds a ``Config`` from them (``thunderpush.server.settings``
+``thunderpush.server.cli`` builds a ``Config`` from them (``thunderpush.settings``
 merges the first two); tests and embedding applications build one directly.
 Everything that needs a setting
 is handed this object (or the one value it needs) when it is made, so no
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thunderpush.core.history import DEFAULT_TTL, HistoryPolicy, Keep
+from thunderpush.core.retention import DEFAULT_TTL, HistoryPolicy, Keep
 
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.

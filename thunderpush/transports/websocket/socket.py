@@ -7,14 +7,14 @@ several suspended coroutines alive for every open websocket.  Here one
 ``events_received`` / ``data_to_send``), so fragmentation, control frames,
 close codes, UTF-8 and the size limit are exactly RFC 6455 as that library
 enforces it.  Deliveries never go through the library: a publish builds its
-frame once (``thunderpush.transports.fanout``) and each socket writes it
+frame once (``thunderpush.transports.websocket.fanout``) and each socket writes it
 straight to its transport, one send per loop turn.
 
 Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
 (``name``, ``active``, ``get_conn_info``, ``send_pack``, ``session_closed``):
 the ``o``, ``h`` and ``c[...]`` frames, close codes and ``live_sessions``
-behave as on every other transport; ``thunderpush.transports.websocket_transports``
-has the two kinds, SockJS-framed and raw.  ``thunderpush.transports.handshake``
+behave as on every other transport; ``thunderpush.transports.sockjs.websockets``
+has the two kinds, SockJS-framed and raw.  ``thunderpush.transports.websocket.handshake``
 answers the handshake, whoever parsed it, and then starts one of these::
 
     socket = SockJSWebSocket(router, handshake, rest, session_id)
@@ -55,13 +55,13 @@ from websockets.frames import Close, CloseCode, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from thunderpush.transports.base import SharedReadBuffer
-from thunderpush.transports.fanout import FrameCache, Queued
-from thunderpush.transports.frames import BINARY, TEXT, client_frame_size, frame
+from thunderpush.transports.reads import SharedReadBuffer
 from thunderpush.transports.slow import close_too_slow, log_too_slow
+from thunderpush.transports.websocket.fanout import FrameCache, Queued
+from thunderpush.transports.websocket.frames import BINARY, TEXT, client_frame_size, frame
 
 if TYPE_CHECKING:
-    from thunderpush.transports.handshake import Handshake
+    from thunderpush.transports.websocket.handshake import Handshake
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class _ProtocolLog(logging.LoggerAdapter):
 
     Its DEBUG and INFO lines are per frame or per connection ("< PING ...",
     "connection open"): a client could flood the log with them, so they are
-    written only when ``thunderpush.transports.websocket.frames`` itself is set
+    written only when ``thunderpush.transports.websocket.socket.frames`` itself is set
     to DEBUG, not when DEBUG is on for everything (``-v``).  A client's
     mistake is one line without a traceback; errors keep theirs.
     """
@@ -106,7 +106,7 @@ class WebSocket(SharedReadBuffer, Queued):
     """One websocket after its handshake; subclasses say how it meets its session
     (``open_session``, ``on_message``, ``heartbeat``, ``frames``).
 
-    ``handshake`` is the accepted handshake (``thunderpush.transports.handshake``);
+    ``handshake`` is the accepted handshake (``thunderpush.transports.websocket.handshake``);
     ``connection_made`` writes its answer, opens the session and reads
     ``rest``, the bytes that arrived with the request.  The frames are read by
     a ``ServerProtocol`` started in the OPEN state, the library's way of
@@ -214,7 +214,7 @@ class WebSocket(SharedReadBuffer, Queued):
         self._write_output()
 
     def heartbeat(self) -> None:
-        """One beat of the router's shared timer (``thunderpush.transports.heartbeat``)."""
+        """One beat of the router's shared timer (``transports.websocket.heartbeat``)."""
         self._release_pong()
 
     def pause_writing(self) -> None:

@@ -9,13 +9,13 @@ it::
     router = SockJSRouter(EchoConnection, "/echo")
     app = tornado.web.Application(router.urls)
 
-The corrected transports are in ``thunderpush.transports.sockjs_transports``;
+The corrected transports are in ``thunderpush.transports.sockjs.transports``;
 the router mounts them in place of sockjs-tornado's.  The corrections, each
 tested in ``tests/test_router.py``:
 
-* both websocket transports are served by ``thunderpush.transports.websocket``
+* both websocket transports are served by ``thunderpush.transports.websocket.socket``
   (Tornado hands the connection over after the handshake,
-  ``thunderpush.transports.handshake``): a send to a websocket that is
+  ``thunderpush.transports.websocket.handshake``): a send to a websocket that is
   closing no longer raises ``WebSocketClosedError`` out of ``broadcast`` and
   heartbeats, so every other receiver still gets the message and the log is
   not flooded; a client that never finishes a close handshake is cut off after
@@ -44,7 +44,7 @@ tested in ``tests/test_router.py``:
 * every origin's CORS request was answered and reflected, and ``/info`` said
   ``"origins": ["*:*"]`` whatever ``websocket_allow_origin`` said; one rule
   (``origins``: the ``allowed_origins`` setting and sockjs-tornado's
-  ``websocket_allow_origin``, ``thunderpush.transports.origins``) now serves
+  ``websocket_allow_origin``, ``thunderpush.transports.sockjs.origins``) now serves
   the websocket handshake, the polling and streaming transports and ``/info``:
   any other page gets 403 and is never named in ``Access-Control-Allow-Origin``.
 * a session's queue grew without bound while no poll came or a streaming
@@ -71,15 +71,15 @@ from sockjs.tornado.session import CLOSING
 from sockjs.tornado.util import bytes_to_str
 from tornado.ioloop import IOLoop
 
-from thunderpush.server.config import Config
-from thunderpush.transports.adapter import (
+from thunderpush.config import Config
+from thunderpush.transports.slow import close_too_slow, log_too_slow
+from thunderpush.transports.sockjs.adapter import (
     restart_router_timers,
 )
-from thunderpush.transports.fanout import Outbox, Queued
-from thunderpush.transports.heartbeat import OpenWebSockets
-from thunderpush.transports.origins import AllowedOrigins
-from thunderpush.transports.slow import close_too_slow, log_too_slow
-from thunderpush.transports.sockjs_transports import CORRECTED, InFlightMixin
+from thunderpush.transports.sockjs.origins import AllowedOrigins
+from thunderpush.transports.sockjs.transports import CORRECTED, InFlightMixin
+from thunderpush.transports.websocket.fanout import Outbox, Queued
+from thunderpush.transports.websocket.heartbeat import OpenWebSockets
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -90,7 +90,7 @@ DEFAULT_SETTINGS = {
     "max_message_size": Config.max_client_message_size,
     # How long a websocket waits for the client's end of a close handshake.
     "websocket_close_timeout": 5.0,
-    # Origins allowed to open sessions (thunderpush.transports.origins); empty: any.
+    # Origins allowed to open sessions (thunderpush.transports.sockjs.origins); empty: any.
     "allowed_origins": (),
     # Unsent data a session may hold before it is closed as too slow.
     "max_unsent_bytes": Config.max_unsent_bytes,

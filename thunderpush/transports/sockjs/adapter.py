@@ -27,7 +27,7 @@ before anything else from the socket.  What this relies on (all public):
   ``stream`` and ``context`` (the object Tornado documents as the
   application's, whose ``remote_ip`` ``HTTPServerRequest`` reads): a TLS
   connection reaches Tornado through a socketpair
-  (``thunderpush.transports.tls``), whose peer Tornado would call
+  (``thunderpush.transports.door.tls``), whose peer Tornado would call
   ``0.0.0.0``, and ``HandOffServer`` names the client the front door saw.
 
 The other way round, a websocket handshake that Tornado parsed leaves Tornado

@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from thunderpush.api.answers import error_answer
-from thunderpush.transports.messages import closing_response
+from thunderpush.transports.door.messages import closing_response
 
 logger = logging.getLogger(__name__)
 

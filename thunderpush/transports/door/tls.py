@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Coroutine
 from typing import Any
 
-from thunderpush.server.config import Config, ConfigError
+from thunderpush.config import Config, ConfigError
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:

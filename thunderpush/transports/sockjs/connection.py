@@ -11,8 +11,8 @@ from typing import Any
 
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
-from thunderpush.transports.fanout import Queued
-from thunderpush.transports.sockjs import SockJSConnection
+from thunderpush.transports.sockjs.router import SockJSConnection
+from thunderpush.transports.websocket.fanout import Queued
 
 
 class ThunderConnection(Client, SockJSConnection):

@@ -3,7 +3,7 @@
 Tornado spends about 250 microseconds and several objects per HTTP request, and
 keeps about 18 KiB of objects alive per open websocket.  The server listens
 with ``FrontDoor`` instead of Tornado's ``HTTPServer``; each TCP connection is
-an ``HttpConnection`` (``thunderpush.transports.http``: HTTP/1.1 on llhttp,
+an ``HttpConnection`` (``thunderpush.transports.door.http``: HTTP/1.1 on llhttp,
 keep-alive, pipelining, limits and timeouts), and the door decides where each
 request is served:
 
@@ -11,18 +11,18 @@ request is served:
   ``Api.start`` / ``Call.finish`` that the Tornado handlers call, so the
   answers are the same);
 * websocket upgrades of ``/connect/<server>/<session>/websocket`` and
-  ``/connect/websocket`` are answered by ``thunderpush.transports.handshake``
-  and served by ``thunderpush.transports.websocket``, and those of Pusher's
+  ``/connect/websocket`` are answered by ``thunderpush.transports.websocket.handshake``
+  and served by ``thunderpush.transports.websocket.socket``, and those of Pusher's
   ``/app/<key>`` likewise (``thunderpush.pusher.websocket``);
 * every other request goes, with the bytes already read, to Tornado's
-  ``HTTPServer`` (``thunderpush.transports.adapter``): polling and streaming
+  ``HTTPServer`` (``thunderpush.transports.sockjs.adapter``): polling and streaming
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
   unusual.  When in doubt, Tornado answers: it is the reference.
 
 The door accepts connections itself, so that running out of file descriptors
 is one log line and a pause, not an error per attempt.  With a certificate
 (``Config.ssl_cert``) every connection is TLS, served on asyncio's TLS
-transport; Tornado's share goes through ``thunderpush.transports.tls.relay``.
+transport; Tornado's share goes through ``thunderpush.transports.door.tls.relay``.
 Usage::
 
     door = FrontDoor(config, application, router, api)
@@ -48,14 +48,15 @@ from tornado.netutil import bind_sockets
 from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.api.calls import arguments
+from thunderpush.config import Config
 from thunderpush.pusher.websocket import PATH_PREFIX, serve_pusher
-from thunderpush.server.config import Config
-from thunderpush.transports import adapter, tls
-from thunderpush.transports.handshake import serve_upgrade
-from thunderpush.transports.http import HttpConnection
-from thunderpush.transports.limits import OpenConnections, Refusal
-from thunderpush.transports.messages import Request
-from thunderpush.transports.sockjs import SockJSRouter
+from thunderpush.transports.door import tls
+from thunderpush.transports.door.http import HttpConnection
+from thunderpush.transports.door.limits import OpenConnections, Refusal
+from thunderpush.transports.door.messages import Request
+from thunderpush.transports.sockjs import adapter
+from thunderpush.transports.sockjs.router import SockJSRouter
+from thunderpush.transports.websocket.handshake import serve_upgrade
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the same parser, before it joined the standard library
     import tomli as tomllib
 
-from thunderpush.server.config import (
+from thunderpush.config import (
     AppConfig,
     Config,
     ConfigError,
