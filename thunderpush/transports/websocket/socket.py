@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,38 +58,13 @@ from thunderpush.transports.reads import SharedReadBuffer
 from thunderpush.transports.slow import close_too_slow, log_too_slow
 from thunderpush.transports.websocket.fanout import FrameCache, Queued
 from thunderpush.transports.websocket.frames import BINARY, TEXT, client_frame_size, frame
+from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
 
 if TYPE_CHECKING:
     from thunderpush.transports.websocket.handshake import Handshake
 
 logger = logging.getLogger(__name__)
 
-
-class _ProtocolLog(logging.LoggerAdapter):
-    """The library's log, told as this server tells it.
-
-    Its DEBUG and INFO lines are per frame or per connection ("< PING ...",
-    "connection open"): a client could flood the log with them, so they are
-    written only when ``thunderpush.transports.websocket.socket.frames`` itself is set
-    to DEBUG, not when DEBUG is on for everything (``-v``).  A client's
-    mistake is one line without a traceback; errors keep theirs.
-    """
-
-    def isEnabledFor(self, level: int) -> bool:
-        if level < logging.WARNING:
-            return logging.NOTSET < self.logger.level <= level
-        return self.logger.isEnabledFor(level)
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if level < logging.ERROR and kwargs.pop("exc_info", None):
-            error = sys.exc_info()[1]
-            if error is not None:
-                msg, args = f"{msg}: %s", (*args, error)
-        super().log(level, msg, *args, **kwargs)
-
-
-# The logger of every ``ServerProtocol`` here.
-PROTOCOL_LOG = _ProtocolLog(logging.getLogger(__name__ + ".frames"), {})
 
 # The first byte of a server's pong frame (FIN, opcode 0xA, no extension).
 _PONG = b"\x8a"
