@@ -5,7 +5,7 @@ Autobahn's fuzzing client (``bench/autobahn.py``) and the byte-exact tests in
 message back; Thunderpush's own endpoints answer commands instead.  This
 serves ``ECHO_PATH`` through the same parts as every websocket of the server:
 the front door parses the request (``FrontDoor.upgrade``), the handshake is
-answered by ``thunderpush.transports.websocket.handshake.answer`` (origins included),
+answered by ``thunderpush.transports.websocket.handshake.serve_upgrade`` (origins included),
 and frames are read and written by ``thunderpush.transports.websocket.socket.WebSocket``.
 Only ``on_message`` differs: the message goes back as it came, an empty one
 included.  Every other request is served as by the real server::
@@ -26,7 +26,7 @@ from thunderpush.server.application import build
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.door.messages import Request
 from thunderpush.transports.sockjs.websockets import RAW_FRAMES
-from thunderpush.transports.websocket.handshake import answer
+from thunderpush.transports.websocket.handshake import serve_upgrade
 from thunderpush.transports.websocket.socket import WebSocket
 
 from .processes import KEY, SECRET
@@ -55,21 +55,11 @@ class EchoDoor(FrontDoor):
     def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
         if request.path != ECHO_PATH:
             return super().upgrade(transport, request, rest)
-        handshake = answer(
-            self.router,
-            request.method,
-            request.path,
-            request.query,
-            "HTTP/1.1",
-            request.fields,
-            request.remote_ip,
+        service = self.router.service
+        handshake = serve_upgrade(
+            service, transport, request, rest, lambda h, rest: EchoWebSocket(service, h, rest)
         )
-        if not handshake.accepted:
-            return False
-        socket = EchoWebSocket(self.router, handshake, rest)
-        transport.set_protocol(socket)
-        socket.connection_made(transport)
-        return True
+        return handshake is not None and handshake.accepted
 
 
 @asynccontextmanager
@@ -77,7 +67,9 @@ async def echo_server(port: int = 0, **settings: Any) -> AsyncIterator[EchoDoor]
     """The server ``build`` makes, behind an ``EchoDoor`` on ``port`` of 127.0.0.1."""
     config = replace(Config(apikey=KEY, apisecret=SECRET), **settings)
     built = build(config)
-    door = EchoDoor(config, built.door.http.request_callback, built.router, built.api)
+    door = EchoDoor(
+        config, built.door.http.request_callback, built.router, built.api, built.door.upgrades
+    )
     await door.listen(port, "127.0.0.1")
     try:
         yield door

@@ -130,9 +130,8 @@ def test_idle(server):
 async def test_pusher_clients_answer_the_servers_pings():
     """A silent Pusher client is pinged, and closed with 4201 if it does not answer."""
     async with serving({}) as running:
-        running.router.settings.update(
-            heartbeat_delay=0.05, pusher_activity_timeout=0.1, pusher_pong_timeout=0.3
-        )
+        running.router.service.settings.heartbeat_delay = 0.05
+        running.parts.pusher.activity_timeout, running.parts.pusher.pong_timeout = 0.1, 0.3
         # The server is in this process: no --server-pid, so no CPU or memory figures.
         command = [*BENCH, "--url", running.url, "--key", KEY, "--secret", SECRET, "--json"]
         command += ["--quiet", "--timeout", "60", "--scenario", "idle", "--client", "pusher"]

@@ -63,7 +63,7 @@ async def test_ready_is_false_while_draining(server):
     )
     assert await get(server.url + "/health") == (200, {"status": "ok"})
     # Draining closes the session with the reconnect code.
-    await drain(server.router, 0.3)
+    await drain(server.router.service, 0.3)
     assert await client.closed(5) == (9010, "Server shutting down.")
 
 
@@ -125,7 +125,7 @@ async def test_drain_spreads_the_closes_over_its_time(server, seconds):
         closes.append(loop.time() - started)
 
     watching = asyncio.gather(*map(closed, clients))
-    await drain(server.router, seconds)
+    await drain(server.router.service, seconds)
     await watching
     assert not server.router.live_sessions
     assert max(closes) < seconds + 0.5
@@ -140,7 +140,7 @@ async def test_a_second_signal_closes_the_rest_at_once(server):
     loop = asyncio.get_running_loop()
     started = loop.time()
     loop.call_later(0.2, hurry.set)
-    await asyncio.wait_for(drain(server.router, 30.0, hurry=hurry), 5)
+    await asyncio.wait_for(drain(server.router.service, 30.0, hurry=hurry), 5)
     assert loop.time() - started < 1.0
     for client in clients:
         assert await client.closed(5) == (9010, "Server shutting down.")

@@ -497,9 +497,8 @@ async def test_a_flood_closes_with_4100(server):
 
 
 async def test_a_silent_client_is_pinged_then_closed_with_4201(server):
-    server.router.settings.update(
-        heartbeat_delay=0.05, pusher_activity_timeout=0.1, pusher_pong_timeout=0.3
-    )
+    server.router.service.settings.heartbeat_delay = 0.05
+    server.parts.pusher.activity_timeout, server.parts.pusher.pong_timeout = 0.1, 0.3
     async with opened(server) as ws:
         await established(ws)
         assert await receive(ws) == {"event": "pusher:ping", "data": {}}

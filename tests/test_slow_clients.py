@@ -187,7 +187,7 @@ async def test_a_client_under_the_cap_is_not_closed(server, no_tracebacks):
 
 
 async def test_unsolicited_pongs_do_not_escape_the_ping_timeout(server):
-    server.router.settings["heartbeat_delay"] = 0.1
+    server.router.service.settings.heartbeat_delay = 0.1
     ws = await RawClient.open(server.port, "/connect/websocket")
     started = time.monotonic()
 

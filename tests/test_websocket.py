@@ -109,7 +109,7 @@ async def test_raw_websocket_closes_with_4xxx_and_the_reason(server):
 
 
 async def test_one_heartbeat_timer_serves_both_kinds(server):
-    server.router.settings["heartbeat_delay"] = 0.05
+    server.router.service.settings.heartbeat_delay = 0.05
     sockjs = await RawClient.open(server.port, "/connect/0/s1/websocket")
     raw = await RawClient.open(server.port, "/connect/websocket")
     assert await sockjs.read() == (0x1, b"o")
@@ -179,7 +179,7 @@ async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_traceback
 async def test_pings_under_back_pressure_get_the_latest_pong_once_the_client_reads(server):
     """While deliveries wait for a client that does not read, pongs are coalesced:
     the latest one waits, and goes at the first heartbeat after the client caught up."""
-    server.router.settings["heartbeat_delay"] = 0.1
+    server.router.service.settings.heartbeat_delay = 0.1
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT alice:key"]')
     await server.settled(lambda: server.hub.is_online("alice"))
@@ -197,7 +197,7 @@ async def test_pings_under_back_pressure_get_the_latest_pong_once_the_client_rea
 
 
 async def test_close_then_never_read_ends_within_the_close_timeout(server, no_tracebacks):
-    server.router.settings["websocket_close_timeout"] = 0.2
+    server.router.service.settings.websocket_close_timeout = 0.2
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT alice:key"]')
     await server.settled(lambda: server.hub.is_online("alice"))
@@ -396,7 +396,9 @@ async def _feed(
     chunks: list[bytes], raw: bool, router: SockJSRouter | None = None
 ) -> tuple[_FakeTransport, object]:
     router = router or SockJSRouter(_Echo, "/echo", {"max_message_size": 256})
-    handshake = answer(router, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1")
+    handshake = answer(
+        router.service.origins, "GET", "/echo/0/s/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1"
+    )
     socket = RawWebSocket(router, handshake, b"", None) if raw else None
     socket = socket or SockJSWebSocket(router, handshake, b"", "s")
     transport = _FakeTransport()
@@ -511,10 +513,20 @@ async def test_a_connection_between_messages_lets_its_frame_reader_go(server):
 def test_the_shared_answer_is_the_bytes_a_fresh_protocol_sends(caplog):
     """One ``ServerProtocol`` answers every handshake; logging the library's lines needs its own."""
     router = SockJSRouter(_Echo, "/echo", {})
-    shared = [answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data]
-    shared.append(answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data)
+    shared = [
+        answer(
+            router.service.origins, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1"
+        ).data
+    ]
+    shared.append(
+        answer(
+            router.service.origins, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1"
+        ).data
+    )
     with caplog.at_level(logging.DEBUG, PROTOCOL_LOG.logger.name):
-        own = answer(router, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1").data
+        own = answer(
+            router.service.origins, "GET", "/echo/websocket", "", "HTTP/1.1", _HANDSHAKE, "::1"
+        ).data
     assert "connection open" in caplog.messages
     drop_date = [re.sub(rb"Date: [^\r]*", b"", data) for data in (*shared, own)]
     assert drop_date[0] == drop_date[1] == drop_date[2]

@@ -6,7 +6,7 @@ one once it is back.  ``drain`` spreads the closes evenly over ``seconds``, a
 batch every ``STEP``, each with a close code clients reconnect on (9010), and
 closes whatever is left at once when ``hurry`` is set (a second signal)::
 
-    await drain(router, seconds=5.0)
+    await drain(service, seconds=5.0)   # the server's ``WebSocketService``
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ from typing import TYPE_CHECKING
 from thunderpush.core import protocol
 
 if TYPE_CHECKING:
-    from thunderpush.transports.sockjs.router import SockJSRouter
+    from thunderpush.transports.websocket.service import WebSocketService
 
 # Time between two batches, in seconds.
 STEP = 0.1
 
 
 async def drain(
-    router: SockJSRouter,
+    service: WebSocketService,
     seconds: float,
     close: protocol.Close = protocol.SERVER_SHUTDOWN,
     hurry: asyncio.Event | None = None,
 ) -> None:
-    """Close ``router``'s open sessions with ``close`` in batches over ``seconds``.
+    """Close ``service``'s open sessions (SockJS's, Pusher's) with ``close`` in
+    batches over ``seconds``.
 
     Sessions opened meanwhile (over connections already open) are closed too:
     when it returns, none is open.
@@ -39,11 +40,11 @@ async def drain(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     hurry = hurry or asyncio.Event()
-    while router.live_sessions:
+    while service.live_sessions:
         batches_left = math.floor((deadline - loop.time()) / STEP) + 1
         if hurry.is_set() or batches_left <= 1:
             break
-        sessions = router.live_sessions
+        sessions = service.live_sessions
         batch = math.ceil(len(sessions) / batches_left)
         for session in list(islice(sessions, batch)):
             session.close(*close)
@@ -51,4 +52,4 @@ async def drain(
             await asyncio.wait_for(hurry.wait(), STEP)
         except asyncio.TimeoutError:
             pass
-    router.close_all(*close)
+    service.close_all(*close)

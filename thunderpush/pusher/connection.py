@@ -50,10 +50,21 @@ class PusherConnection:
     # How the hub frames what it delivers here.
     dialect = PUSHER
 
-    def __init__(self, socket: Any, app: App, limits: Limits, settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        socket: Any,
+        app: App,
+        limits: Limits,
+        sessions: set[Any],
+        activity_timeout: float = protocol.ACTIVITY_TIMEOUT,
+        pong_timeout: float = protocol.PONG_TIMEOUT,
+    ) -> None:
         self.socket = socket
         self.app = app
         self.limits = limits
+        # The server's open sessions, which this one is among while it is open
+        # (so that a shutdown drains it).
+        self._sessions = sessions
         self.socket_id = protocol.new_socket_id()
         # The hub's name for this connection, which a publish may skip: its socket id.
         self.id = self.socket_id
@@ -63,8 +74,8 @@ class PusherConnection:
         self._signed_in = False
         # Presence channel -> this user's ``user_info`` there.
         self._infos: dict[str, Any] = {}
-        self._activity_timeout = settings.get("pusher_activity_timeout", protocol.ACTIVITY_TIMEOUT)
-        self._pong_timeout = settings.get("pusher_pong_timeout", protocol.PONG_TIMEOUT)
+        self._activity_timeout = activity_timeout
+        self._pong_timeout = pong_timeout
         self._heard_at = monotonic()
         self._pinged_at: float | None = None
         self._bucket_full_at = 0
@@ -74,6 +85,7 @@ class PusherConnection:
         self.conn = self
 
     def open(self) -> None:
+        self._sessions.add(self)
         self.app.hub.add(self)
         welcome = protocol.connection_established(self.socket_id, self._activity_timeout)
         self.socket.send_pack(welcome)
@@ -298,7 +310,7 @@ class PusherConnection:
         if not self._closed:
             self._closed = True
             self.app.hub.remove(self)
-            self.socket.server.live_sessions.discard(self)
+            self._sessions.discard(self)
 
     def _refuse(self, error: PusherError, what: Any) -> None:
         """A ``pusher:error`` that keeps the connection; the first is logged as a warning."""

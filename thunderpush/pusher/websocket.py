@@ -1,35 +1,44 @@
 """The websocket at ``/app/<key>``: Pusher's path, served on the front door's fast path.
 
-The front door hands a handshake for ``/app/...`` to ``serve_pusher``; it is
-answered as every websocket handshake is (``thunderpush.transports.websocket.handshake``:
-the same origin check, the same answer) and the connection continues as a
+``PusherUpgrade`` is the front door's upgrade target for ``PATH`` (the door's
+``Upgrade``): the handshake is answered as every websocket handshake is
+(``thunderpush.transports.websocket.handshake.serve_upgrade``: the same
+origin check, the same answer) and the connection continues as a
 ``PusherSocket``, a ``thunderpush.transports.websocket.socket.WebSocket`` like
 SockJS's: the same reading, writing, limits, slow-client rule and shared
-heartbeat.  Its session is a ``PusherConnection``, which is also in the
-router's ``live_sessions``, so the shutdown drain closes it (with 4200,
-reconnect) as it closes SockJS sessions.  Example URL (what pusher-js opens)::
+heartbeat, all from the server's websocket service.  Its session is a
+``PusherConnection``, which is in the service's ``live_sessions`` while it is
+open, so the shutdown drain closes it (with 4200, reconnect) as it closes
+SockJS sessions; no SockJS router is involved.  Example URL (what pusher-js
+opens)::
 
     ws://host:8080/app/<key>?protocol=7&client=js&version=8.4.0&flash=false
+
+    upgrade = PusherUpgrade(service, apps, limits)
+    door = FrontDoor(..., upgrades=[(PusherUpgrade.PATH, upgrade)])
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import re
+from functools import partial
+from typing import TYPE_CHECKING
 
 from thunderpush.api import Answer
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.pusher import protocol
 from thunderpush.pusher.connection import PusherConnection
+from thunderpush.transports.door.messages import Request
 from thunderpush.transports.websocket.fanout import FrameCache
 from thunderpush.transports.websocket.frames import text_frame
-from thunderpush.transports.websocket.handshake import answer, refusal
+from thunderpush.transports.websocket.handshake import refusal, serve_upgrade
 from thunderpush.transports.websocket.socket import WebSocket
 
 if TYPE_CHECKING:
-    from thunderpush.transports.sockjs.router import SockJSRouter
     from thunderpush.transports.websocket.handshake import Handshake
+    from thunderpush.transports.websocket.service import WebSocketService
 
 PATH_PREFIX = "/app/"
 
@@ -37,36 +46,71 @@ PATH_PREFIX = "/app/"
 PUSHER_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
 
 
+class PusherUpgrade:
+    """Serves handshakes for ``/app/<key>`` with the server's websocket service.
+
+    A refused handshake is answered here (e.g. 403 for another origin, as
+    every websocket's); a request with a body is left to Tornado (False).
+    ``limits`` and the two timeouts apply to connections opened after they
+    change (a reload sets ``limits``; tests shorten the timeouts).
+    """
+
+    # The paths served: a key, and nothing after it (Tornado answers 404 to the rest).
+    PATH = re.compile(re.escape(PATH_PREFIX) + r"[^/]+\Z")
+
+    def __init__(self, service: WebSocketService, apps: Apps, limits: Limits) -> None:
+        self.service = service
+        self.apps = apps
+        self.limits = limits
+        # Silence after which a client is pinged, and how long it has to answer.
+        self.activity_timeout: float = protocol.ACTIVITY_TIMEOUT
+        self.pong_timeout: float = protocol.PONG_TIMEOUT
+
+    def __call__(
+        self, transport: asyncio.Transport, request: Request, rest: bytes
+    ) -> bool | Answer:
+        key = request.path[len(PATH_PREFIX) :]
+        socket = partial(PusherSocket, self, key=key)  # (handshake, rest) -> PusherSocket
+        handshake = serve_upgrade(self.service, transport, request, rest, socket)
+        if handshake is None:
+            return False
+        return True if handshake.accepted else refusal(handshake)
+
+
 class PusherSocket(WebSocket):
     """One pusher-js websocket; its session is the ``PusherConnection``."""
 
-    __slots__ = ("_apps", "_limits", "_key")
+    __slots__ = ("_upgrade", "_key")
 
     name = "pusher"
     frames = PUSHER_FRAMES
 
-    def __init__(
-        self, server: Any, handshake: Handshake, rest: bytes, apps: Apps, limits: Limits, key: str
-    ) -> None:
-        super().__init__(server, handshake, rest)
-        self._apps = apps
-        self._limits = limits
+    def __init__(self, upgrade: PusherUpgrade, handshake: Handshake, rest: bytes, key: str) -> None:
+        super().__init__(upgrade.service, handshake, rest)
+        self._upgrade = upgrade
         self._key = key
 
     def open_session(self) -> None:
         """Says ``connection_established``, or the error that closes the connection."""
+        upgrade = self._upgrade
         error = _version_error(self._info.arguments.get("protocol"))
-        app = self._apps.get(self._key)
+        app = upgrade.apps.get(self._key)
         if error is None and app is None:
             error = protocol.APP_NOT_FOUND
         if error is not None:
-            self.server.stats.on_conn_closed()  # never a session: counted as closed now
+            self.service.stats.on_conn_closed()  # never a session: counted as closed now
             self.send_pack(protocol.error(error))
             self.close(error.code, error.message)
             return
-        connection = PusherConnection(self, app, self._limits, self.server.settings)
+        connection = PusherConnection(
+            self,
+            app,
+            upgrade.limits,
+            self.service.live_sessions,
+            upgrade.activity_timeout,
+            upgrade.pong_timeout,
+        )
         self.session = connection
-        self.server.live_sessions.add(connection)
         connection.open()
 
     def heartbeat(self) -> None:
@@ -86,31 +130,3 @@ def _version_error(versions: list[bytes] | None) -> protocol.PusherError | None:
     if versions[0].decode() not in protocol.PROTOCOL_VERSIONS:
         return protocol.UNSUPPORTED_PROTOCOL
     return None
-
-
-def serve_pusher(
-    router: SockJSRouter,
-    apps: Apps,
-    limits: Limits,
-    transport: asyncio.Transport,
-    method: str,
-    path: str,
-    query: str,
-    headers: list[tuple[str, str]],
-    rest: bytes,
-) -> bool | Answer:
-    """Serves a handshake for ``/app/<key>``, or answers its refusal (e.g. 403 for
-    another origin, as every websocket's); False leaves a request that is no
-    ``/app/<key>`` handshake to Tornado (404)."""
-    key = path[len(PATH_PREFIX) :]
-    if not key or "/" in key or any(name == "content-length" for name, _ in headers):
-        return False
-    peer = transport.get_extra_info("peername")
-    handshake = answer(router, method, path, query, "HTTP/1.1", headers, peer[0] if peer else "")
-    if not handshake.accepted:
-        return refusal(handshake)
-    router._bind_to_running_loop()  # raw sessions do the same (``RawSession``)
-    socket = PusherSocket(router, handshake, rest, apps, limits, key)
-    transport.set_protocol(socket)
-    socket.connection_made(transport)
-    return True

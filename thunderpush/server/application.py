@@ -26,10 +26,13 @@ from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
 from thunderpush.pusher import handlers as pusher_handlers
+from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 from thunderpush.transports.sockjs.router import SockJSRouter
+from thunderpush.transports.sockjs.websockets import websocket_upgrades
+from thunderpush.transports.websocket.service import WebSocketService
 from thunderpush.webhooks.sender import Webhooks
 
 if TYPE_CHECKING:
@@ -101,6 +104,10 @@ class Server:
     api: Api
     router: SockJSRouter
     door: FrontDoor
+    # What every websocket shares, SockJS's and Pusher's (the router made it).
+    websockets: WebSocketService
+    # The upgrade target of Pusher's ``/app/<key>``: its ``limits`` are reloaded.
+    pusher: PusherUpgrade
     # This process in the cluster, with ``config.redis_url``: ``start`` joins it.
     node: Node | None = None
     # Set when shutdown begins: ``/ready`` says 503 from then on.
@@ -158,7 +165,11 @@ def build(config: Config, apps: Apps | None = None) -> Server:
             apps.add(app.key, app.secret, **app.options())
     api = Api(apps, config.max_body_size)
     application, router = make_application(config, api)
-    server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
+    service = router.service
+    pusher = PusherUpgrade(service, apps, router.get_connection_class().limits)
+    upgrades = [*websocket_upgrades(router), (PusherUpgrade.PATH, pusher)]
+    door = FrontDoor(config, application, router, api, upgrades)
+    server = Server(config, apps, api, router, door, service, pusher, node)
     for app in apps:
         server.webhooks.watch(app)
     server.metrics = metrics.registry(server)

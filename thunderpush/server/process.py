@@ -205,7 +205,7 @@ async def shut_down(
     wait (bounded) for clients, leave the cluster."""
     server.draining = True
     server.door.stop()
-    await drain(server.router, drain_seconds, protocol.SERVER_SHUTDOWN, hurry)
+    await drain(server.websockets, drain_seconds, protocol.SERVER_SHUTDOWN, hurry)
     try:
         await asyncio.wait_for(server.door.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
     except asyncio.TimeoutError:

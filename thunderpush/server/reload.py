@@ -158,8 +158,8 @@ def _shown(name: str, value: Any) -> str:
 
 
 def _apply_limits(server: Server, old: Config, new: Config) -> list[str]:
-    server.router.get_connection_class().limits = limits(new)
-    server.router.settings["max_unsent_bytes"] = new.max_unsent_bytes
+    server.router.get_connection_class().limits = server.pusher.limits = limits(new)
+    server.websockets.settings.max_unsent_bytes = new.max_unsent_bytes
     server.door.open.most = new.max_connections
     server.door.open.most_per_ip = new.max_connections_per_ip
     return [

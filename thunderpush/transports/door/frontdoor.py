@@ -10,10 +10,11 @@ request is served:
 * ``/api/1.0.0/...`` is answered through ``thunderpush.api`` (the same
   ``Api.start`` / ``Call.finish`` that the Tornado handlers call, so the
   answers are the same);
-* websocket upgrades of ``/connect/<server>/<session>/websocket`` and
-  ``/connect/websocket`` are answered by ``thunderpush.transports.websocket.handshake``
-  and served by ``thunderpush.transports.websocket.socket``, and those of Pusher's
-  ``/app/<key>`` likewise (``thunderpush.pusher.websocket``);
+* websocket upgrades go to the first upgrade target whose path pattern
+  matches (``upgrades``, given by ``thunderpush.server.application``: SockJS's
+  ``/connect/<server>/<session>/websocket`` and ``/connect/websocket``,
+  Pusher's ``/app/<key>``), each answered by ``thunderpush.transports.websocket.handshake``
+  and served by ``thunderpush.transports.websocket.socket``;
 * every other request goes, with the bytes already read, to Tornado's
   ``HTTPServer`` (``thunderpush.transports.sockjs.adapter``): polling and streaming
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
@@ -25,7 +26,7 @@ is one log line and a pause, not an error per attempt.  With a certificate
 transport; Tornado's share goes through ``thunderpush.transports.door.tls.relay``.
 Usage::
 
-    door = FrontDoor(config, application, router, api)
+    door = FrontDoor(config, application, router, api, upgrades)
     await door.listen(8080, "")
     ...
     door.stop()
@@ -37,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import socket
+from collections.abc import Callable, Sequence
 from socket import socket as Socket
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -49,14 +52,12 @@ from thunderpush.api import Answer, Api, Call
 from thunderpush.api.actions import compiled_routes
 from thunderpush.api.calls import arguments
 from thunderpush.config import Config
-from thunderpush.pusher.websocket import PATH_PREFIX, serve_pusher
 from thunderpush.transports.door import tls
 from thunderpush.transports.door.http import HttpConnection
 from thunderpush.transports.door.limits import OpenConnections, Refusal
 from thunderpush.transports.door.messages import Request
 from thunderpush.transports.sockjs import adapter
 from thunderpush.transports.sockjs.router import SockJSRouter
-from thunderpush.transports.websocket.handshake import serve_upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ _ACCEPT_RETRY_SECONDS = 1.0
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 # The API's methods; Tornado answers the others.
 _API_METHODS = frozenset(("GET", "POST", "DELETE", "OPTIONS"))
+# Takes the connection for a websocket (True), refuses it (an answer), or leaves it to Tornado.
+Upgrade = Callable[[asyncio.Transport, Request, bytes], "bool | Answer"]
 
 
 def _start_api_call(api: Api, request: Request) -> Answer | Call | None:
@@ -102,6 +105,7 @@ class FrontDoor:
         application: tornado.web.Application,
         router: SockJSRouter,
         api: Api,
+        upgrades: Sequence[tuple[re.Pattern[str], Upgrade]] = (),
     ) -> None:
         self.config = config
         self.router = router
@@ -118,8 +122,10 @@ class FrontDoor:
         self.connections: set[HttpConnection] = set()
         # Every accepted connection until it closes, whoever serves it (``limits``).
         self.open = OpenConnections(config.max_connections, config.max_connections_per_ip)
-        # Every open websocket of the router, however it was accepted.
-        self.sockets = router.websockets
+        # The websocket targets, each for the paths its pattern matches.
+        self.upgrades = tuple(upgrades)
+        # Every open websocket of the server, however it was accepted.
+        self.sockets = router.service.sockets
         self.sockets.connections = self.open
         self._listeners: list[Socket] = []
         # Per listener: when accepting resumes after running out of descriptors.
@@ -237,27 +243,11 @@ class FrontDoor:
 
     def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool | Answer:
         """Serve a websocket handshake here or refuse it (an answer); False: Tornado serves it."""
-        if request.path.startswith(PATH_PREFIX):
-            return serve_pusher(
-                self.router,
-                self.api.apps,
-                self.router.get_connection_class().limits,
-                transport,
-                request.method,
-                request.path,
-                request.query,
-                request.fields,
-                rest,
-            )
-        return serve_upgrade(
-            self.router,
-            transport,
-            request.method,
-            request.path,
-            request.query,
-            request.fields,
-            rest,
-        )
+        path = request.path
+        for pattern, target in self.upgrades:
+            if pattern.match(path) is not None:
+                return target(transport, request, rest)
+        return False
 
     # -- Tornado -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
 from thunderpush.transports.sockjs.router import SockJSConnection
-from thunderpush.transports.websocket.fanout import Queued
+from thunderpush.transports.websocket.socket import WebSocket
 
 
 class ThunderConnection(Client, SockJSConnection):
@@ -60,16 +60,16 @@ class ThunderConnection(Client, SockJSConnection):
         if self.closed or session.is_closed:
             return
         handler = session.handler
-        if isinstance(handler, Queued):
+        if isinstance(handler, WebSocket):
             self._headroom -= len(element)
             if self._headroom < 0 and not self._has_room(handler, len(element)):
                 return
         session.send_element(element)
 
-    def _has_room(self, handler: Any, size: int) -> bool:
+    def _has_room(self, handler: WebSocket, size: int) -> bool:
         """Whether ``size`` more bytes keep the websocket within the unsent cap; if
         not, it is closed as too slow, as when its transport says so itself."""
-        limit = self.session.server.settings["max_unsent_bytes"]
+        limit = handler.service.settings.max_unsent_bytes
         unsent = handler.unsent_bytes + size
         if unsent <= limit:
             self._headroom = limit - unsent

@@ -78,8 +78,8 @@ from thunderpush.transports.sockjs.adapter import (
 )
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 from thunderpush.transports.sockjs.transports import CORRECTED, InFlightMixin
-from thunderpush.transports.websocket.fanout import Outbox, Queued
-from thunderpush.transports.websocket.heartbeat import OpenWebSockets
+from thunderpush.transports.websocket.service import WebSocketService, WebSocketSettings
+from thunderpush.transports.websocket.socket import WebSocket
 
 __all__ = ["SockJSConnection", "SockJSRouter"]
 
@@ -121,7 +121,9 @@ class Session(_TrackedMixin, _session.Session):
     whether it is empty.
     """
 
-    def __init__(self, conn: type, server: Any, session_id: str, expiry: float | None = None):
+    def __init__(
+        self, conn: type, server: SockJSRouter, session_id: str, expiry: float | None = None
+    ):
         super().__init__(conn, server, session_id, expiry)
         self.send_queue: list[str] = []
         # Characters in ``send_queue``, a comma counted after each message.
@@ -133,7 +135,7 @@ class Session(_TrackedMixin, _session.Session):
     def send_element(self, element: str) -> None:
         """Sends one message element that is JSON already (no re-encoding)."""
         handler = self.handler
-        if isinstance(handler, Queued) and not self.send_queue:
+        if isinstance(handler, WebSocket) and not self.send_queue:
             handler.send_element(element)
         else:
             self.send_jsonified(element, False)
@@ -157,7 +159,7 @@ class Session(_TrackedMixin, _session.Session):
         unsent = self.queued
         if isinstance(handler, InFlightMixin):
             unsent += handler.unsent_bytes
-        limit = self.server.settings["max_unsent_bytes"]
+        limit = self.server.service.settings.max_unsent_bytes
         if unsent > limit and self.state != CLOSING:
             self._let_go(handler, limit)
 
@@ -191,7 +193,6 @@ class Session(_TrackedMixin, _session.Session):
 
 class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):
     def __init__(self, conn: type, server: SockJSRouter) -> None:
-        server._bind_to_running_loop()  # raw sessions bypass create_session
         super().__init__(conn, server)
         server.live_sessions.add(self)
 
@@ -202,9 +203,13 @@ class RawSession(_TrackedMixin, _transports.rawwebsocket.RawSession):
 class SockJSRouter(_router.SockJSRouter):
     """``sockjs.tornado.SockJSRouter`` with the corrected transports.
 
-    ``live_sessions`` holds every open session on every transport, and
-    ``close_all`` closes them, e.g. on shutdown.  ``websockets`` holds the
-    open websockets and their shared heartbeat.
+    ``service`` is what its websockets share with every other websocket of
+    the server (``thunderpush.transports.websocket.service``): made from the
+    settings given here, whose ``max_message_size``, ``max_unsent_bytes``,
+    ``websocket_close_timeout`` and ``heartbeat_delay`` (for websockets) are
+    read once, into ``service.settings``, where they may be changed later.
+    ``live_sessions`` (the service's) holds every open session on every
+    transport, and ``close_all`` closes them, e.g. on shutdown.
     """
 
     def __init__(
@@ -215,13 +220,20 @@ class SockJSRouter(_router.SockJSRouter):
         io_loop: IOLoop | None = None,
         session_kls: type | None = None,
     ) -> None:
-        self.live_sessions: set[Any] = set()
         # Sessions closed, by close code (a client that leaves closes with 3000).
         self.closed_by_code: Counter[int] = Counter()
         self.prefix = prefix
         merged = {**DEFAULT_SETTINGS, **(user_settings or {})}
         super().__init__(connection, prefix, merged, io_loop, session_kls or Session)
-        self.websockets = OpenWebSockets(self.settings)
+        given = self.settings  # sockjs-tornado's defaults, ours, and the user's
+        settings = WebSocketSettings(
+            max_message_size=given["max_message_size"],
+            max_unsent_bytes=given["max_unsent_bytes"],
+            websocket_close_timeout=given["websocket_close_timeout"],
+            heartbeat_delay=given["heartbeat_delay"],
+        )
+        self.service = WebSocketService(settings, _RouterOrigins(self), self.stats)
+        self.live_sessions = self.service.live_sessions
         # A bad entry is refused now, not at the first request.
         key = self._origins_key()
         self._origins = (key, AllowedOrigins(*key))
@@ -266,7 +278,6 @@ class SockJSRouter(_router.SockJSRouter):
         if loop is self._bound_loop:
             return
         self._bound_loop = self.io_loop = loop
-        self.outbox = Outbox(loop.asyncio_loop)
         restart_router_timers(self)
 
     def create_session(self, session_id: str, register: bool = True) -> Any:
@@ -277,9 +288,22 @@ class SockJSRouter(_router.SockJSRouter):
 
     def create_raw_session(self) -> RawSession:
         """A session for the raw websocket (no SockJS framing, no session id)."""
+        self._bind_to_running_loop()  # as ``create_session``, which raw sessions bypass
         return RawSession(self.get_connection_class(), self)
 
     def close_all(self, code: int, reason: str) -> None:
-        """Close every open session with ``code`` and ``reason``."""
-        for session in list(self.live_sessions):
-            session.close(code, reason)
+        """Close every open session with ``code`` and ``reason`` (Pusher's too)."""
+        self.service.close_all(code, reason)
+
+
+class _RouterOrigins:
+    """The router's ``origins`` as its settings say when a handshake comes
+    (sockjs-tornado lets settings change at run time), for its service."""
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: SockJSRouter) -> None:
+        self._router = router
+
+    def allows(self, origin: str | None, host: str | None) -> bool:
+        return self._router.origins.allows(origin, host)

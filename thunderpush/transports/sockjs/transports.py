@@ -16,7 +16,7 @@ import random
 import re
 import sys
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sockjs.tornado import static as _static
 from sockjs.tornado import transports as _transports
@@ -33,7 +33,11 @@ from thunderpush.transports.sockjs.adapter import (
     keep_request_open,
     request_summary,
 )
-from thunderpush.transports.websocket.handshake import answer, serve_detached
+from thunderpush.transports.sockjs.websockets import serve_detached
+from thunderpush.transports.websocket.handshake import answer
+
+if TYPE_CHECKING:
+    from thunderpush.transports.sockjs.router import SockJSRouter
 
 _CALLBACK = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -115,7 +119,7 @@ class _SendLimitMixin(_RefusalMixin, _NoTransformMixin):
 
     def prepare(self) -> None:
         super().prepare()
-        limit = self.server.settings["max_message_size"]
+        limit = self.server.service.settings.max_message_size
         if len(self.request.body) > limit:
             self.refuse(413, "Payload too large.")
 
@@ -135,7 +139,7 @@ class InFlightMixin:
     ``send_complete`` as each flush completes, in order.
     """
 
-    def initialize(self, server: Any) -> None:
+    def initialize(self, server: SockJSRouter) -> None:
         super().initialize(server)
         self.in_flight: deque[int] = deque()
 
@@ -291,7 +295,7 @@ class WebSocketTransport(_RefusalMixin, RequestHandler):
     client's fault, logged as warnings.
     """
 
-    def initialize(self, server: Any) -> None:
+    def initialize(self, server: SockJSRouter) -> None:
         self.server = server
 
     def prepare(self) -> None:
@@ -306,7 +310,7 @@ class WebSocketTransport(_RefusalMixin, RequestHandler):
     async def get(self, session_id: str | None = None) -> None:
         request = self.request
         handshake = answer(
-            self.server,
+            self.server.service.origins,
             request.method or "GET",
             request.path,
             request.query,

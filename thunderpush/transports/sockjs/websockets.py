@@ -6,23 +6,39 @@ framing (``o``, ``h``, ``a[...]``, ``c[...]``), one session per socket.
 framing, a ping where SockJS sends ``h``, and closes that carry the
 session's code (9xxx as 4xxx) and reason.  This is all that differs between
 them; reading, writing and closing are ``WebSocket``'s.
+
+A handshake reaches them from the front door, through the upgrade targets
+``websocket_upgrades`` gives (a path pattern and a callable each, the door's
+``Upgrade``), or from Tornado (``serve_detached``); each socket opens its
+session on the router and shares the router's websocket service::
+
+    for pattern, upgrade in websocket_upgrades(router):
+        ...  # the door calls upgrade(transport, request, rest) for a path it matches
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import re
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from tornado.iostream import IOStream
 
 from thunderpush.core.commands import log_context
 from thunderpush.core.protocol import raw_websocket_close_code
+from thunderpush.transports.door.messages import Request
+from thunderpush.transports.sockjs.adapter import detached_socket
 from thunderpush.transports.websocket.fanout import FrameCache
 from thunderpush.transports.websocket.frames import text_frame
+from thunderpush.transports.websocket.handshake import Handshake, serve_upgrade
 from thunderpush.transports.websocket.socket import DropConnection, WebSocket
 
 if TYPE_CHECKING:
-    from thunderpush.transports.websocket.handshake import Handshake
+    from thunderpush.transports.sockjs.router import SockJSRouter
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +65,19 @@ def sockjs_messages(message: str | bytes) -> list[Any] | None:
 class SockJSWebSocket(WebSocket):
     """``/connect/<server>/<session>/websocket``: SockJS framing."""
 
-    __slots__ = ("_session_id",)
+    __slots__ = ("_router", "_session_id")
 
     frames = SOCKJS_FRAMES
 
-    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: str) -> None:
-        super().__init__(server, handshake, rest)
+    def __init__(
+        self, router: SockJSRouter, handshake: Handshake, rest: bytes, session_id: str
+    ) -> None:
+        super().__init__(router.service, handshake, rest)
+        self._router = router
         self._session_id = session_id
 
     def open_session(self) -> None:
-        self.session = self.server.create_session(self._session_id, register=False)
+        self.session = self._router.create_session(self._session_id, register=False)
         # One timer beats for every websocket (``thunderpush.transports.websocket.heartbeat``).
         if not self.session.set_handler(self, start_heartbeat=False):
             self.close()
@@ -94,18 +113,21 @@ class RawWebSocket(WebSocket):
     heartbeats that need no answer, not as answers).
     """
 
-    __slots__ = ("_ping",)
+    __slots__ = ("_router", "_ping")
 
     name = "rawwebsocket"
     frames = RAW_FRAMES
 
-    def __init__(self, server: Any, handshake: Handshake, rest: bytes, session_id: None) -> None:
-        super().__init__(server, handshake, rest)
+    def __init__(
+        self, router: SockJSRouter, handshake: Handshake, rest: bytes, session_id: None
+    ) -> None:
+        super().__init__(router.service, handshake, rest)
+        self._router = router
         # The payload of the ping not yet answered, if any.
         self._ping: bytes | None = None
 
     def open_session(self) -> None:
-        self.session = self.server.create_raw_session()
+        self.session = self._router.create_raw_session()
         self.session.set_handler(self)
         self.session.verify_state()
 
@@ -131,3 +153,67 @@ class RawWebSocket(WebSocket):
     def _close_for_session(self) -> None:
         code, reason = self.session.get_close_reason()
         self.close(raw_websocket_close_code(code), reason)
+
+
+def websocket(
+    router: SockJSRouter, handshake: Handshake, rest: bytes, session_id: str | None
+) -> WebSocket:
+    """A SockJS websocket for a session id, the raw websocket without one."""
+    if session_id is not None:
+        return SockJSWebSocket(router, handshake, rest, session_id)
+    return RawWebSocket(router, handshake, rest, None)
+
+
+class _Upgrade:
+    """The front door's upgrade target for one of the router's websocket paths.
+
+    A refused handshake is left to Tornado (False), which answers it through
+    ``transports.WebSocketTransport`` with the same checks, logged as the
+    client's fault; so is a handshake while websockets are disabled.
+    """
+
+    __slots__ = ("_router", "_raw")
+
+    def __init__(self, router: SockJSRouter, raw: bool) -> None:
+        self._router = router
+        self._raw = raw
+
+    def __call__(self, transport: asyncio.Transport, request: Request, rest: bytes) -> bool:
+        router = self._router
+        if not router.websockets_enabled:
+            return False
+        # <prefix>/<server>/<session>/websocket: the pattern checked the shape.
+        session_id = None if self._raw else request.path.rsplit("/", 2)[1]
+        socket = partial(websocket, router, session_id=session_id)  # (handshake, rest) -> socket
+        handshake = serve_upgrade(router.service, transport, request, rest, socket)
+        return handshake is not None and handshake.accepted
+
+
+def websocket_upgrades(router: SockJSRouter) -> list[tuple[re.Pattern[str], _Upgrade]]:
+    """The front door's upgrade targets for ``router``'s two websocket paths,
+    each with its path pattern (sockjs-tornado's own URL rules)."""
+    prefix = re.escape(router.prefix)
+    return [
+        (re.compile(prefix + r"/[^/.]+/[^/.]+/websocket\Z"), _Upgrade(router, raw=False)),
+        (re.compile(prefix + r"/websocket\Z"), _Upgrade(router, raw=True)),
+    ]
+
+
+async def serve_detached(
+    router: SockJSRouter, handshake: Handshake, stream: IOStream, session_id: str | None
+) -> None:
+    """Serves an accepted handshake that Tornado parsed, on the stream it detached.
+
+    The socket leaves Tornado with the bytes Tornado read past the request
+    (``adapter.detached_socket``) and is served by asyncio like any other.
+    """
+    try:
+        sock, rest = detached_socket(stream)
+    except OSError:
+        return  # the client left: nothing to answer
+    socket = websocket(router, handshake, rest, session_id)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_accepted_socket(lambda: socket, sock)
+    except OSError:
+        sock.close()  # the client left during the hand-over

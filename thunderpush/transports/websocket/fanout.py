@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 
 class FrameCache:
@@ -40,8 +41,8 @@ class FrameCache:
 class Outbox:
     """Frames queued during this loop turn, per socket, flushed at its end.
 
-    One per event loop (the router makes it when it binds to the loop), so a
-    flush never outlives the loop that was to run it.
+    One per event loop (``WebSocketService.bind_to_running_loop`` makes it),
+    so a flush never outlives the loop that was to run it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -63,19 +64,10 @@ class Outbox:
             target.flush_pending()
 
 
-class Queued:
-    """What an outbox entry must offer (implemented by the websocket transports).
-
-    Sessions hand a delivery to ``send_element`` of any handler that is a
-    ``Queued``; other transports get it through sockjs-tornado's queue.
-    """
-
-    __slots__ = ()
+class Queued(Protocol):
+    """What an outbox entry offers (``thunderpush.transports.websocket.socket.WebSocket``
+    is one): frames waiting in ``pending`` until ``flush_pending`` writes them."""
 
     pending: list[bytes]
 
-    def send_element(self, element: str) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def flush_pending(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def flush_pending(self) -> None: ...

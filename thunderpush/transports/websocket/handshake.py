@@ -1,46 +1,49 @@
 """The websocket opening handshake, answered by ``websockets``' ``ServerProtocol``.
 
 A handshake reaches the server in one of two ways: the front door parsed it
-(``serve_upgrade``, the usual way), or Tornado did (``sockjs_transports.WebSocketTransport``
-calls ``answer`` and ``serve_detached``: the front door handed the request
+(``serve_upgrade``, the usual way, for every kind of websocket: SockJS's
+upgrade targets in ``thunderpush.transports.sockjs.websockets``, Pusher's in
+``thunderpush.pusher.websocket``), or Tornado did (the SockJS
+``WebSocketTransport`` calls ``answer``: the front door handed the request
 over, or the router is mounted in someone else's Tornado application).
 Either way it is answered here, and the connection continues as one
 ``thunderpush.transports.websocket.socket`` object on an asyncio transport: there is
-one websocket implementation.
+one websocket implementation.  This module knows none of its kinds: the
+caller says which socket the connection becomes.
 
-The page's origin is checked against the router's ``origins``
+The page's origin is checked against the service's ``origins``
 (``thunderpush.transports.sockjs.origins``: 403 for any other).  The rest of the
 handshake is the library's (RFC 6455 section 4.2)::
 
-    handshake = answer(router, "GET", path, query, "HTTP/1.1", headers, ip)
-    if handshake.accepted:
-        socket = RawWebSocket(router, handshake, rest, None)
+    handshake = serve_upgrade(service, transport, request, rest, socket_for)
+    if handshake is not None and not handshake.accepted:
+        ...  # refused: answer it (``refusal``) or leave it to Tornado
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from functools import cached_property, lru_cache
+from collections.abc import Callable
+from functools import cached_property
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sockjs.tornado.session import ConnectionInfo
 from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
-from tornado.iostream import IOStream
+from websockets import http11
 from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from thunderpush.api import Answer
 from thunderpush.api.answers import error_answer
-from thunderpush.transports.door.messages import SERVER
-from thunderpush.transports.sockjs.adapter import detached_socket
-from thunderpush.transports.sockjs.origins import AllowedOrigins
-from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSocket
-from thunderpush.transports.websocket.socket import PROTOCOL_LOG, WebSocket
+from thunderpush.transports.door.messages import SERVER, Request
+from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
+
+if TYPE_CHECKING:
+    from thunderpush.transports.websocket.service import Origins, WebSocketService
+    from thunderpush.transports.websocket.socket import WebSocket
 
 _CROSS_ORIGIN = "Cross origin websockets not allowed"
 # The fields of every refusal the library makes; ``closing_response`` writes its own.
@@ -105,7 +108,7 @@ class Handshake:
 
     __slots__ = ("response", "data", "info")
 
-    def __init__(self, response: Response, data: bytes, info: LazyConnectionInfo) -> None:
+    def __init__(self, response: http11.Response, data: bytes, info: LazyConnectionInfo) -> None:
         self.response = response
         self.data = data
         self.info = info
@@ -116,7 +119,7 @@ class Handshake:
 
 
 def answer(
-    server: Any,
+    origins: Origins,
     method: str,
     path: str,
     query: str,
@@ -124,7 +127,7 @@ def answer(
     headers: list[tuple[str, str]],
     remote_ip: str,
 ) -> Handshake:
-    """The answer to a handshake for ``server`` (a ``SockJSRouter``).
+    """The answer to a handshake, from a page ``origins`` allow or not.
 
     RFC 6455 section 4.1: a handshake is a GET over HTTP/1.1.  websockets 17
     checks both in ``accept``; the releases before it (the newest on Python
@@ -134,7 +137,7 @@ def answer(
     # Its own protocol when the library's lines are logged ("connection open"...).
     protocol = ServerProtocol(logger=PROTOCOL_LOG) if logged else _ANSWERER
     target = f"{path}?{query}" if query else path
-    request = Request(path=target, headers=Headers(headers))
+    request = http11.Request(path=target, headers=Headers(headers))
     if method != "GET":
         response = protocol.reject(HTTPStatus.METHOD_NOT_ALLOWED, _REFUSED.format(method))
         response.headers["Allow"] = "GET"
@@ -144,7 +147,7 @@ def answer(
         response = protocol.accept(request)
     data = b""
     if response.status_code == 101:
-        if origin_allowed(request.headers, server.origins):
+        if origin_allowed(request.headers, origins):
             response.headers["Server"] = SERVER
             if logged:
                 protocol.send_response(response)
@@ -156,7 +159,7 @@ def answer(
     return Handshake(response, data, LazyConnectionInfo(remote_ip, path, query, headers))
 
 
-def origin_allowed(headers: Headers, origins: AllowedOrigins) -> bool:
+def origin_allowed(headers: Headers, origins: Origins) -> bool:
     """Whether ``origins`` allow the page that sent this handshake.
 
     Older browsers name it in ``Sec-WebSocket-Origin``; a repeated field is
@@ -181,63 +184,33 @@ def refusal(handshake: Handshake) -> Answer:
     return error_answer(response.status_code, message)._replace(headers=extra)
 
 
-@lru_cache(maxsize=8)
-def _sockjs_path(prefix: str) -> re.Pattern[str]:
-    # sockjs-tornado's own URL pattern for its websocket transport.
-    return re.compile(re.escape(prefix) + r"/[^/.]+/([^/.]+)/websocket")
-
-
 def serve_upgrade(
-    server: Any,
+    service: WebSocketService,
     transport: asyncio.Transport,
-    method: str,
-    path: str,
-    query: str,
-    headers: list[tuple[str, str]],
+    request: Request,
     rest: bytes,
-) -> bool:
-    """Serves a handshake the front door parsed; False leaves the request to Tornado.
+    socket: Callable[[Handshake, bytes], WebSocket],
+) -> Handshake | None:
+    """Answers a handshake the front door parsed; once it is accepted the
+    connection continues as ``socket(handshake, rest)``, on ``transport``.
 
-    Tornado then answers it through ``sockjs_transports.WebSocketTransport``, with the same checks:
-    a refusal is always Tornado's answer, logged as the client's fault.
+    Returns the handshake (a refused one is the caller's to answer), or None
+    for a request with a body: Tornado reads it before the frames.
     """
-    sockjs = _sockjs_path(server.prefix).fullmatch(path)
-    if sockjs is None and path != server.prefix + "/websocket":
-        return False
-    if not server.websockets_enabled or any(name == "content-length" for name, _ in headers):
-        return False  # a body before the frames: Tornado reads it first
-    peer = transport.get_extra_info("peername")
-    handshake = answer(server, method, path, query, "HTTP/1.1", headers, peer[0] if peer else "")
-    if not handshake.accepted:
-        return False
-    socket = _websocket(server, handshake, rest, sockjs.group(1) if sockjs else None)
-    transport.set_protocol(socket)
-    socket.connection_made(transport)
-    return True
-
-
-async def serve_detached(
-    server: Any, handshake: Handshake, stream: IOStream, session_id: str | None
-) -> None:
-    """Serves an accepted handshake that Tornado parsed, on the stream it detached.
-
-    The socket leaves Tornado with the bytes Tornado read past the request
-    (``adapter.detached_socket``) and is served by asyncio like any other.
-    """
-    try:
-        sock, rest = detached_socket(stream)
-    except OSError:
-        return  # the client left: nothing to answer
-    socket = _websocket(server, handshake, rest, session_id)
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.connect_accepted_socket(lambda: socket, sock)
-    except OSError:
-        sock.close()  # the client left during the hand-over
-
-
-def _websocket(server: Any, handshake: Handshake, rest: bytes, session_id: str | None) -> WebSocket:
-    """A SockJS websocket for a session id, the raw websocket without one."""
-    if session_id is not None:
-        return SockJSWebSocket(server, handshake, rest, session_id)
-    return RawWebSocket(server, handshake, rest, None)
+    headers = request.fields
+    if any(name == "content-length" for name, _ in headers):
+        return None
+    handshake = answer(
+        service.origins,
+        request.method,
+        request.path,
+        request.query,
+        "HTTP/1.1",
+        headers,
+        request.remote_ip,
+    )
+    if handshake.accepted:
+        websocket = socket(handshake, rest)
+        transport.set_protocol(websocket)
+        websocket.connection_made(transport)
+    return handshake

@@ -1,9 +1,10 @@
-"""One heartbeat timer for every open websocket of a router.
+"""One heartbeat timer for every open websocket of a server.
 
 sockjs-tornado gives each session a periodic timer of its own, and Tornado
 each websocket another for its pings: at thousands of sockets, thousands of
-timer handles in the loop's heap.  Here the router keeps its open websockets
-in one ``OpenWebSockets`` and a single timer beats for all of them.
+timer handles in the loop's heap.  Here the server's websocket service
+(``thunderpush.transports.websocket.service``) keeps its open websockets in
+one ``OpenWebSockets`` and a single timer beats for all of them.
 
 The front door counts every connection it accepted until it closes; a
 websocket is counted here, from ``add`` to ``discard``, in the door's
@@ -17,18 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from thunderpush.transports.door.limits import OpenConnections
+    from thunderpush.transports.websocket.service import WebSocketSettings
     from thunderpush.transports.websocket.socket import WebSocket
 
 
 class OpenWebSockets:
-    """The open websockets of one router; every ``heartbeat_delay`` seconds
+    """The open websockets of one server; every ``heartbeat_delay`` seconds
     each gets ``heartbeat()`` (the SockJS ``h`` frame, the raw websocket's ping).
 
     The timer runs while any socket is open, from the loop the first one
     opened in.
     """
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: WebSocketSettings) -> None:
         self._settings = settings
         self._sockets: set[WebSocket] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -62,7 +64,7 @@ class OpenWebSockets:
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._settings["heartbeat_delay"], self._beat)
+        self._timer = loop.call_later(self._settings.heartbeat_delay, self._beat)
 
     def _beat(self) -> None:
         self._timer = None

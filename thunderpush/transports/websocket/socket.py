@@ -23,10 +23,10 @@ answers the handshake, whoever parsed it, and then starts one of these::
 
 Limits, each with one outcome:
 
-* a message over the router's ``max_message_size``: close 1009;
+* a message over the service's ``max_message_size``: close 1009;
 * a protocol error: close 1002 (1007 for text that is not UTF-8), then the
   TCP connection ends;
-* a close handshake the client does not finish within the router's
+* a close handshake the client does not finish within the service's
   ``websocket_close_timeout``: the TCP connection is aborted;
 * pings: each is answered at once, in the order of the frames around it
   (a pong goes out before the answer to a message that came after its
@@ -35,7 +35,7 @@ Limits, each with one outcome:
   coalesced: only the latest ping's pong waits, and goes once the buffer
   is empty (RFC 6455 section 5.5.3 allows answering only the latest), so a
   ping flood from a client that reads nothing costs one pong of memory;
-* more than the router's ``max_unsent_bytes`` waiting to be written (the
+* more than the service's ``max_unsent_bytes`` waiting to be written (the
   transport's high-water mark, so asyncio says so with ``pause_writing``):
   the client is too slow, the transport is aborted at once (its buffer is
   freed; a close frame would wait behind it), the session closes with 9011
@@ -56,12 +56,13 @@ from websockets.server import ServerProtocol
 
 from thunderpush.transports.reads import SharedReadBuffer
 from thunderpush.transports.slow import close_too_slow, log_too_slow
-from thunderpush.transports.websocket.fanout import FrameCache, Queued
+from thunderpush.transports.websocket.fanout import FrameCache
 from thunderpush.transports.websocket.frames import BINARY, TEXT, client_frame_size, frame
 from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
 
 if TYPE_CHECKING:
     from thunderpush.transports.websocket.handshake import Handshake
+    from thunderpush.transports.websocket.service import WebSocketService
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,12 @@ class DropConnection(Exception):
     """Raised by ``on_message``: the TCP connection is dropped without a close frame."""
 
 
-class WebSocket(SharedReadBuffer, Queued):
+class WebSocket(SharedReadBuffer):
     """One websocket after its handshake; subclasses say how it meets its session
     (``open_session``, ``on_message``, ``heartbeat``, ``frames``).
 
+    ``service`` is what the server's websockets share (settings, outbox,
+    heartbeat, counters: ``thunderpush.transports.websocket.service``);
     ``handshake`` is the accepted handshake (``thunderpush.transports.websocket.handshake``);
     ``connection_made`` writes its answer, opens the session and reads
     ``rest``, the bytes that arrived with the request.  The frames are read by
@@ -90,7 +93,7 @@ class WebSocket(SharedReadBuffer, Queued):
     __slots__ = (
         "session",
         "pending",
-        "server",
+        "service",
         "_protocol",
         "_unparsed",
         "_info",
@@ -109,10 +112,10 @@ class WebSocket(SharedReadBuffer, Queued):
     active = True
     frames: FrameCache
 
-    def __init__(self, server: Any, handshake: Handshake, rest: bytes) -> None:
+    def __init__(self, service: WebSocketService, handshake: Handshake, rest: bytes) -> None:
         self.session: Any = None
         self.pending: list[bytes] = []
-        self.server = server
+        self.service = service
         # What reads the frames: made when a frame arrives, let go while the
         # connection is open between messages (``_reader``).
         self._protocol: ServerProtocol | None = None
@@ -132,13 +135,15 @@ class WebSocket(SharedReadBuffer, Queued):
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        service = self.service
+        service.bind_to_running_loop()
         # Past this, asyncio calls ``pause_writing``: the client is too slow.
-        transport.set_write_buffer_limits(high=self.server.settings["max_unsent_bytes"])
+        transport.set_write_buffer_limits(high=service.settings.max_unsent_bytes)
         response, self._response = self._response, b""
         transport.write(response)
         self._open = not transport.is_closing()
-        self.server.websockets.add(self)
-        self.server.stats.on_conn_opened()
+        service.sockets.add(self)
+        service.stats.on_conn_opened()
         self.open_session()
         rest, self._rest = self._rest, b""
         if rest and not transport.is_closing():
@@ -153,7 +158,7 @@ class WebSocket(SharedReadBuffer, Queued):
     # -- writing -----------------------------------------------------------
 
     def send_element(self, element: str) -> None:
-        self.server.outbox.queue(self, self.frames.frame(element))
+        self.service.outbox.queue(self, self.frames.frame(element))
 
     def flush_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -188,7 +193,7 @@ class WebSocket(SharedReadBuffer, Queued):
         self._write_output()
 
     def heartbeat(self) -> None:
-        """One beat of the router's shared timer (``transports.websocket.heartbeat``)."""
+        """One beat of the service's shared timer (``transports.websocket.heartbeat``)."""
         self._release_pong()
 
     def pause_writing(self) -> None:
@@ -201,7 +206,7 @@ class WebSocket(SharedReadBuffer, Queued):
         if self._too_slow:
             return
         self._too_slow = True
-        log_too_slow(self.session, self._info.ip, self.server.settings["max_unsent_bytes"])
+        log_too_slow(self.session, self._info.ip, self.service.settings.max_unsent_bytes)
         self._abort()
 
     def _write_output(self, writes: list[bytes] | None = None) -> None:
@@ -215,7 +220,7 @@ class WebSocket(SharedReadBuffer, Queued):
                 transport.write(data)
         self._open = protocol.state is OPEN and not transport.is_closing()
         if self._closer is None and protocol.close_expected():
-            timeout = self.server.settings["websocket_close_timeout"]
+            timeout = self.service.settings.websocket_close_timeout
             self._closer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def _end_stream(self) -> None:
@@ -276,7 +281,7 @@ class WebSocket(SharedReadBuffer, Queued):
         """The protocol reading this connection, made anew after it was let go."""
         protocol = self._protocol
         if protocol is None:
-            max_size = self.server.settings["max_message_size"]
+            max_size = self.service.settings.max_message_size
             protocol = ServerProtocol(state=OPEN, max_size=max_size, logger=PROTOCOL_LOG)
             self._protocol = protocol
         return protocol
@@ -338,7 +343,7 @@ class WebSocket(SharedReadBuffer, Queued):
     # -- the end -----------------------------------------------------------
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.websockets.discard(self)
+        self.service.sockets.discard(self)
         if self._closer is not None:
             self._closer.cancel()
             self._closer = None
@@ -347,7 +352,7 @@ class WebSocket(SharedReadBuffer, Queued):
         self._held_pong = None
         session = self.session
         if session is not None:
-            self.server.stats.on_conn_closed()
+            self.service.stats.on_conn_closed()
             self._detach()
             if self._too_slow:
                 close_too_slow(session)
