@@ -5,9 +5,8 @@ holds *connections*: what it asks of one is ``Connection``, below, which
 imports none of them (the SockJS connection,
 ``thunderpush.transports.sockjs.connection.ThunderConnection``, and the Pusher
 one, ``thunderpush.pusher.connection``, implement it).  A publish is framed
-once per dialect among its receivers
-(``Dialect.publication``); a channel whose connections all speak Thunderpush
-costs one frame and one loop.
+once per dialect among its receivers (``Dialect.publication``); a channel
+whose connections all speak Thunderpush costs one frame and one loop.
 
 What the API asks for reaches a hub through the ``Broker``
 (``thunderpush.core.broker``), so the hub only ever serves the connections of
@@ -23,9 +22,9 @@ and its last, a channel's, every subscription) to its ``listener``
 webhooks.  A cluster node's listener (``thunderpush.cluster.hub``) turns
 ``presence_here`` off, announces members through ``announce`` and answers
 welcomes (``welcomed``, ``thunderpush.core.welcomes``) and recoveries
-(``recovered``); the hub then holds a
-welcomed connection's presence events, and a recovering connection's
-deliveries (``thunderpush.core.gates``), until the answer comes.  Example::
+(``recovered``); the hub then holds a welcomed connection's presence events,
+and a recovering connection's deliveries (``thunderpush.core.gates``), until
+the answer comes.  Example::
 
     hub = Hub()
     hub.add(conn)
