@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 import trustme
 
-from thunderpush.webhooks.events import CHANNEL_OCCUPIED, payload
+from thunderpush.core.listener import CHANNEL_OCCUPIED
+from thunderpush.webhooks.events import payload
 
 Post = Callable[[str, dict[str, str], bytes], Awaitable[int]]
 

@@ -25,7 +25,7 @@ import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
-from thunderpush.core import hub as hub_module
+from thunderpush.core import recovery
 from thunderpush.server.cli import load
 
 from .conftest import KEY, SECRET, call_api, start_server_process
@@ -311,14 +311,14 @@ async def test_a_client_over_the_unsent_cap_is_let_go_while_its_command_builds(
         await publish(server.url, channel, 50, json.dumps("y" * 2000))
     epochs = [await epoch_of(server.url, channel) for channel in channels]
     built: list[int] = []
-    encode = hub_module.encode_delivery
+    encode = recovery.encode_delivery
 
     def counted(*args):
         element = encode(*args)
         built.append(len(element))
         return element
 
-    monkeypatch.setattr(hub_module, "encode_delivery", counted)
+    monkeypatch.setattr(recovery, "encode_delivery", counted)
     client = await RawClient.open(server.port, "/connect/websocket")
     hostile = Hostile(server, caplog)
     items = ":".join(f"{c} since={e}/0" for c, e in zip(channels, epochs, strict=True))

@@ -97,7 +97,9 @@ async def test_ready_is_false_while_redis_is_down(fresh_redis):
 async def test_the_metrics_port_serves_metrics_instead_of_the_main_port():
     server = build(replace(CONFIG, metrics_port=free_port()))
     await server.door.listen(0, "127.0.0.1")
-    metrics = listen_for_metrics(server, server.config.metrics_port, "127.0.0.1")
+    metrics = listen_for_metrics(
+        server.figures, server.metrics, server.config.metrics_port, "127.0.0.1"
+    )
     main = f"http://127.0.0.1:{server.door.port}"
     side = f"http://127.0.0.1:{server.config.metrics_port}"
     try:

@@ -125,7 +125,7 @@ async def test_the_snapshot_has_the_same_figures(server):
     assert await publish(server, "channels/news/", ['{"n": 1}']) == [200]
     assert await publish(server, "users/bob/", ['"hi"']) == [200]
 
-    figures = snapshot(server.parts)
+    figures = snapshot(server.parts.figures)
     assert json.loads(json.dumps(figures)) == figures  # the dashboard serves it as JSON
     assert set(figures) == SNAPSHOT_KEYS
     assert figures["connections"] == 3

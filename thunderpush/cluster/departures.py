@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.registry import read_records
-from thunderpush.webhooks.events import CHANNEL_VACATED, USER_OFFLINE
+from thunderpush.core.listener import CHANNEL_VACATED, USER_OFFLINE
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import HubReporter

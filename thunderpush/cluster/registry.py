@@ -51,14 +51,10 @@ from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.history import stream_of
-from thunderpush.core.hub import Connection, dialect_of
+from thunderpush.core.dialect import dialect_of
+from thunderpush.core.hub import Connection
+from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
 from thunderpush.core.protocol import is_presence_channel
-from thunderpush.webhooks.events import (
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
-    USER_OFFLINE,
-    USER_ONLINE,
-)
 
 if TYPE_CHECKING:
     from thunderpush.cluster.connection import Pipeline

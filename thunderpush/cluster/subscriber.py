@@ -9,8 +9,8 @@ sharded pub/sub, one per slot: Redis Cluster refuses channels of several slots
 in one).  A channel subscribed and unsubscribed in the same turn costs nothing.
 
 On Redis Cluster, ``ShardedSubscriber`` keeps one ``Subscriber`` per master
-and asks each channel of its slot's master (the map is
-``thunderpush.cluster.topology``'s).  A sharded channel can be dropped by
+and asks each channel of its slot's master (the map, and how both cluster
+clients open and end, are ``thunderpush.cluster.slotmap``'s).  A sharded channel can be dropped by
 Redis: its slot moved to another master, which unsubscribes it unasked, or it
 was asked of a master that no longer serves its slot (``MOVED``).  The
 ``Subscriber`` forgets it and tells ``on_dropped`` where the slot went, if
@@ -31,8 +31,8 @@ from collections.abc import Callable
 import hiredis
 
 from thunderpush.cluster.connection import FAILURES, Address, ReplyError, Wire
+from thunderpush.cluster.slotmap import Endpoint, MapFollower, SlotMap, read_map
 from thunderpush.cluster.slots import key_slot, redirection
-from thunderpush.cluster.topology import Endpoint, SlotMap, read_map
 
 # Channels Redis dropped, and where their slot went ((host, port); None when unsaid).
 Dropped = Callable[[list[bytes], tuple[str, int] | None], None]
@@ -175,7 +175,7 @@ def _encoded(channel: str | bytes) -> bytes:
     return channel.encode() if isinstance(channel, str) else channel
 
 
-class ShardedSubscriber:
+class ShardedSubscriber(MapFollower):
     """Sharded pub/sub over every master of a Redis Cluster: each channel is
     asked (``SSUBSCRIBE``) of the ``Subscriber`` of its slot's master, in that
     subscriber's batch of the turn; messages go to ``on_message(channel,
@@ -191,8 +191,7 @@ class ShardedSubscriber:
         on_message: Callable[[bytes, bytes], None],
         on_moved: Callable[[list[bytes]], None],
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._seeds = seeds
+        super().__init__(seeds)
         self.on_message = on_message
         self.on_moved = on_moved
         self._map: SlotMap | None = None
@@ -203,7 +202,6 @@ class ShardedSubscriber:
         self._dropped: set[bytes] = set()  # by Redis, not asked again yet
         self._refreshing: asyncio.Task | None = None
         self._again = False
-        self._closed: asyncio.Future = self._loop.create_future()
 
     @classmethod
     async def open(
@@ -213,20 +211,13 @@ class ShardedSubscriber:
         on_moved: Callable[[list[bytes]], None],
     ) -> ShardedSubscriber:
         sharded = cls(seeds, on_message, on_moved)
-        try:
-            await sharded._join(await read_map(seeds))
-        except BaseException:
-            sharded.close()
-            raise
+        await sharded._join()
         return sharded
 
-    async def _join(self, slot_map: SlotMap) -> None:
-        """Follows the first map; raises why unless every master's subscriber opens."""
+    def _first(self, slot_map: SlotMap) -> list[asyncio.Task]:
+        """Follows the first map; the masters' subscribers to wait for."""
         self._adopt(slot_map)
-        if self._opening:
-            await asyncio.wait(list(self._opening.values()))
-        if self._closed.done():
-            await self.lost()  # raises why
+        return list(self._opening.values())
 
     def subscribe(self, *channels: str | bytes) -> None:
         if not self._closed.done():  # lost: its owner subscribes everything on the next one
@@ -261,13 +252,6 @@ class ShardedSubscriber:
             if self._closed.done():
                 await self.lost()
             pings = [subscriber.ping() for subscriber in self._subscribers.values()]
-
-    async def lost(self) -> None:
-        """Waits until a master's subscriber breaks, then raises why."""
-        await asyncio.shield(self._closed)
-
-    def close(self) -> None:
-        self._fail(ConnectionError("the connection to Redis was closed"))
 
     # -- following the map -----------------------------------------------------
 
@@ -382,11 +366,7 @@ class ShardedSubscriber:
         if self._subscribers.get(subscriber.endpoint) is subscriber:
             self._fail(error)
 
-    def _fail(self, error: BaseException) -> None:
-        if self._closed.done():
-            return
-        self._closed.set_exception(error)
-        self._closed.exception()  # retrieved: whoever awaits ``lost`` sees it
+    def _let_go(self, error: BaseException) -> None:
         subscribers, self._subscribers = self._subscribers, {}
         for subscriber in subscribers.values():
             subscriber.close()

@@ -6,9 +6,9 @@ each served by one master.  ``ClusterConnection`` has ``Connection``'s
 interface (``command``, ``evalsha``, ``pipeline``, ``lost``, ``close``) over
 one ``Connection`` per master: a command goes to the master of its first key
 (``EVALSHA``'s ``KEYS[1]``, ``SPUBLISH``'s channel), found in the slot map read
-at ``open`` with ``CLUSTER SHARDS`` (Redis >= 7).  Every master still gets one
-write per loop turn, so a pipeline is split by master for free, and its
-answers come back in its own order.  The pub/sub side,
+at ``open`` with ``CLUSTER SHARDS`` (Redis >= 7; ``thunderpush.cluster.slotmap``).
+Every master still gets one write per loop turn, so a pipeline is split by
+master for free, and its answers come back in its own order.  The pub/sub side,
 ``thunderpush.cluster.subscriber.ShardedSubscriber``, asks each channel
 (``SSUBSCRIBE``) of a ``Subscriber`` to its slot's master, by the same map.
 
@@ -41,16 +41,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 import hiredis
 
 from thunderpush.cluster.connection import FAILURES, Address, Connection, Pipeline, ReplyError
+from thunderpush.cluster.slotmap import Endpoint, MapFollower, SlotMap, parse_shards
 from thunderpush.cluster.slots import SLOTS, key_slot, redirection
-
-# A master as the map names it: (host, port).
-Endpoint = tuple[str, int]
 
 # The commands whose first key is KEYS[1] (after the script and numkeys).
 _SCRIPTS = frozenset((b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"))
@@ -62,62 +59,6 @@ TRIES = 20
 _SHARDS = hiredis.pack_command((b"CLUSTER", b"SHARDS"))
 
 
-@dataclasses.dataclass(frozen=True)
-class SlotMap:
-    """The masters that serve slots, and each slot's master (None: unserved)."""
-
-    masters: dict[Endpoint, Address]
-    owners: list[Endpoint | None]
-
-
-async def read_map(candidates: Iterable[Address]) -> SlotMap:
-    """The map from the first of ``candidates`` that answers ``CLUSTER SHARDS``;
-    if none does, the last one's error."""
-    error: BaseException = ConnectionError("no Redis Cluster node to ask for the slot map")
-    for where in candidates:
-        try:
-            connection = await Connection.open(where)
-        except FAILURES as failed:
-            error = failed
-            continue
-        try:
-            return parse_shards(await connection.command(b"CLUSTER", b"SHARDS"), where)
-        except FAILURES as failed:
-            error = failed
-        finally:
-            connection.close()
-    raise error
-
-
-def parse_shards(shards: list, asked: Address) -> SlotMap:
-    """The map in a ``CLUSTER SHARDS`` answer (RESP2: flat lists of name, value)
-    from ``asked``, whose login and TLS every master is reached with."""
-    masters: dict[Endpoint, Address] = {}
-    owners: list[Endpoint | None] = [None] * SLOTS
-    for shard in shards:
-        fields = _pairs(shard)
-        slots = fields[b"slots"]
-        for node in map(_pairs, fields[b"nodes"]):
-            if node[b"role"] != b"master" or not slots:
-                continue
-            host = node.get(b"endpoint", b"")
-            if host == b"?":  # an endpoint Redis does not know: its IP then
-                host = node.get(b"ip", b"")
-            port = node.get(b"tls-port") if asked.tls is not None else None
-            # An empty endpoint is the host we asked, as Redis means it.
-            endpoint = (host.decode() or asked.host, int(port or node[b"port"]))
-            masters[endpoint] = dataclasses.replace(
-                asked, host=endpoint[0], port=endpoint[1], path=None
-            )
-            for start, end in zip(slots[::2], slots[1::2], strict=True):
-                owners[start : end + 1] = [endpoint] * (end - start + 1)
-    return SlotMap(masters, owners)
-
-
-def _pairs(fields: list) -> dict[bytes, Any]:
-    return dict(zip(fields[::2], fields[1::2], strict=True))
-
-
 def _bytes(value: Any) -> bytes:
     """``value`` as ``hiredis.pack_command`` sends it (so its slot is Redis's)."""
     if isinstance(value, bytes):
@@ -125,15 +66,14 @@ def _bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else str(value).encode()
 
 
-class ClusterConnection:
+class ClusterConnection(MapFollower):
     """``Connection``'s interface over every master of a Redis Cluster; open
     with ``await ClusterConnection.open(*seeds)`` (any of its nodes, tried in
     order for the map).  A ``SCRIPT LOAD`` goes to every master, and to each
     master that appears later, before anything else is sent to it."""
 
     def __init__(self, seeds: tuple[Address, ...]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._seeds = seeds
+        super().__init__(seeds)
         self._masters: dict[Endpoint, _Master | _Opening] = {}
         self._route: list[_Master | _Opening | None] = [None] * SLOTS
         self._scripts: dict[bytes, None] = {}  # texts of SCRIPT LOAD, in order
@@ -143,28 +83,19 @@ class ClusterConnection:
         self._tries: dict[asyncio.Future, int] = {}
         self._refreshing: asyncio.Task | None = None
         self._oracle: _Master | _Opening | None = None  # whom the next refresh asks
-        self._closed: asyncio.Future = self._loop.create_future()
 
     @classmethod
     async def open(cls, *seeds: Address) -> ClusterConnection:
         cluster = cls(seeds)
-        try:
-            await cluster._join(await read_map(seeds))
-        except BaseException:
-            cluster.close()
-            raise
+        await cluster._join()
         return cluster
 
-    async def _join(self, slot_map: SlotMap) -> None:
-        """Routes by the first map; raises why unless every master's connection opens."""
+    def _first(self, slot_map: SlotMap) -> list[asyncio.Task]:
+        """Routes by the first map; the masters' connections to wait for."""
         self._adopt(slot_map)
         if not self._masters:
             raise ReplyError("CLUSTERDOWN no master serves a slot")
-        openings = [m.task for m in self._masters.values() if isinstance(m, _Opening)]
-        if openings:
-            await asyncio.wait(openings)
-        if self._closed.done():
-            await self.lost()  # raises why
+        return [m.task for m in self._masters.values() if isinstance(m, _Opening)]
 
     # -- Connection's interface ------------------------------------------------
 
@@ -192,14 +123,6 @@ class ClusterConnection:
         this turn; ``execute`` answers in the order they were queued."""
         assert not transaction, "MULTI is not needed by the cluster"
         return Pipeline(self)
-
-    async def lost(self) -> None:
-        """Waits until a master's connection breaks, then raises why."""
-        await asyncio.shield(self._closed)
-
-    def close(self) -> None:
-        """Closes every master's connection; what still waits fails."""
-        self._fail(ConnectionError("the connection to Redis was closed"))
 
     # -- routing ---------------------------------------------------------------
 
@@ -332,11 +255,7 @@ class ClusterConnection:
         if self._masters.get(master.endpoint) is master:
             self._fail(error)
 
-    def _fail(self, error: BaseException) -> None:
-        if self._closed.done():
-            return
-        self._closed.set_exception(error)
-        self._closed.exception()  # retrieved: whoever awaits ``lost`` sees it
+    def _let_go(self, error: BaseException) -> None:
         masters, self._masters = self._masters, {}
         for master in masters.values():
             master.fail(error)

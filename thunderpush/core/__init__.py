@@ -1,7 +1,9 @@
 """The core: what Thunderpush is, with no HTTP, SockJS, Tornado or dialect in it.
 
 * ``protocol`` - the wire vocabulary clients see byte for byte;
-* ``hub`` - the connections of one app on this process, and fan-out to them;
+* ``hub`` - the connections of one app on this process, and fan-out to them
+  (``welcomes``: what presence channels' connections are told of their members;
+  ``recovery``: what a returning subscriber missed);
 * ``members`` - who is in each presence channel, each user once;
 * ``commands`` - the command language a browser speaks (CONNECT, SUBSCRIBE...);
 * ``apps`` - the registry of apps (key, secret, hub), built by the server;

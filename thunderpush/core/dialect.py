@@ -90,3 +90,15 @@ class ThunderpushDialect:
 
 
 THUNDERPUSH: Dialect = ThunderpushDialect()
+
+# A connection of another dialect than Thunderpush's, as a hub keeps it: its
+# dialect, and its ``id`` (the name a publish's ``skip`` gives it).  ``OWN``
+# stands for every connection that speaks Thunderpush.
+Foreign = tuple[Dialect, Any]
+OWN: Foreign = (THUNDERPUSH, None)
+
+
+def dialect_of(connection: Any) -> Dialect:
+    """The dialect ``connection`` speaks (its ``dialect``, else ``THUNDERPUSH``), for
+    its whole life (even once removed from its hub)."""
+    return getattr(connection, "dialect", THUNDERPUSH)

@@ -10,11 +10,12 @@ without the cluster noticing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.members import Members
 
-Connection = Any
+if TYPE_CHECKING:
+    from thunderpush.core.hub import Connection
 
 
 class Holdings:

@@ -1,38 +1,30 @@
 """The hub of one app on this process: its connections, their channels, and fan-out.
 
 A ``Hub`` knows nothing about HTTP, SockJS or Tornado, nor about Redis.  It
-holds *connections*: any object with
-
-* ``userid`` - the user id given in ``CONNECT``,
-* ``send_delivery(element)`` - queue one delivery (a JSON text) to the client,
-* ``force_disconnect()`` - close the connection with code 9002,
-* optionally ``closed`` - true once it takes nothing more (a recovery stops),
-* optionally ``dialect`` - how its clients are told things
-  (``thunderpush.core.dialect``; ``THUNDERPUSH`` if it has none), and then
-  ``id``, the name a publish's ``skip`` gives it, and ``member_info(channel)``,
-  its user's info in a presence channel.
-
-``thunderpush.transports.sockjs.connection.ThunderConnection`` is the SockJS
-connection that implements them; ``thunderpush.pusher.connection`` the Pusher
-one.  A publish is framed once per dialect among its receivers
-(``Dialect.publication``); a channel whose connections all speak Thunderpush
-costs one frame and one loop.
+holds *connections*: what it asks of one is ``Connection``, below, which
+imports none of them (the SockJS connection,
+``thunderpush.transports.sockjs.connection.ThunderConnection``, and the Pusher
+one, ``thunderpush.pusher.connection``, implement it).  A publish is framed
+once per dialect among its receivers (``Dialect.publication``); a channel
+whose connections all speak Thunderpush costs one frame and one loop.
 
 What the API asks for reaches a hub through the ``Broker``
 (``thunderpush.core.broker``), so the hub only ever serves the connections of
 its own process.  In ``presence-`` channels the hub also announces who joins
 and leaves, counting users in ``thunderpush.core.members``.  The channels that
 keep history keep it in ``streams`` (``thunderpush.core.streams``), and a
-subscriber that reconnects is sent what it missed (``recover``).
+subscriber that reconnects is sent what it missed (``recover``,
+``thunderpush.core.recovery``).
 
 The hub is never subclassed: it states facts (a user's first connection here
 and its last, a channel's, every subscription) to its ``listener``
 (``thunderpush.core.listener``), by default ``Transitions``, the app's
 webhooks.  A cluster node's listener (``thunderpush.cluster.hub``) turns
 ``presence_here`` off, announces members through ``announce`` and answers
-welcomes (``welcomed``) and recoveries (``recovered``); the hub then holds a
-welcomed connection's presence events, and a recovering connection's
-deliveries (``thunderpush.core.gates``), until the answer comes.  Example::
+welcomes (``welcomed``, ``thunderpush.core.welcomes``) and recoveries
+(``recovered``); the hub then holds a welcomed connection's presence events,
+and a recovering connection's deliveries (``thunderpush.core.gates``), until
+the answer comes.  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -44,33 +36,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Protocol
 
 from thunderpush.core.broker import PLAIN, PublishOptions
-from thunderpush.core.dialect import THUNDERPUSH, Dialect, MemberList
+from thunderpush.core.dialect import OWN, THUNDERPUSH, Dialect, Foreign, dialect_of
 from thunderpush.core.gates import Gates
 from thunderpush.core.holdings import Holdings
 from thunderpush.core.listener import HubListener, Transitions
 from thunderpush.core.members import Members
-from thunderpush.core.protocol import (
-    TOO_MANY_MEMBERS,
-    encode_delivery,
-    is_presence_channel,
-    is_valid_channel_name,
-    recovered,
-)
-from thunderpush.core.retention import Keep
-from thunderpush.core.streams import NO_STREAM, Stream, Streams
+from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name
+from thunderpush.core.recovery import Recovery
+from thunderpush.core.streams import Streams
+from thunderpush.core.welcomes import Welcomes
 
 logger = logging.getLogger(__name__)
 
-Connection = Any
-# A connection of another dialect than Thunderpush's: its dialect and id.
-Foreign = tuple[Dialect, Any]
-_OWN: Foreign = (THUNDERPUSH, None)
+
+class Connection(Protocol):
+    """What a hub asks of a connection it holds (a dict key: hashable by identity).
+
+    A hub also reads, where a connection has them: ``closed`` (true once it
+    takes nothing more: a recovery stops), ``dialect`` (how its clients are told
+    things, ``thunderpush.core.dialect``; ``THUNDERPUSH`` without one), and with
+    a dialect ``id`` (the name a publish's ``skip`` gives it) and
+    ``member_info(channel)`` (its user's info in a presence channel).
+    """
+
+    @property
+    def userid(self) -> str:
+        """The user id given in ``CONNECT``."""
+
+    def send_delivery(self, element: str) -> None:
+        """Queue one delivery (a JSON text) to the client."""
+
+    def force_disconnect(self) -> None:
+        """Close the connection with code 9002 (the API's disconnect)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` and ``reason`` (``close_holding``)."""
 
 
-class Hub(Holdings):
+class Hub(Holdings, Welcomes, Recovery):
     """Connections of one app, by user and by channel, and delivery to them.
 
     Users and channel members are kept in insertion-ordered dicts used as sets:
@@ -156,7 +162,7 @@ class Hub(Holdings):
         batches: dict[Dialect, tuple[str | None, list[Connection]]] = {}
         held = 0
         for connection in list(subscribers):
-            dialect, name = foreign.get(connection, _OWN)
+            dialect, name = foreign.get(connection, OWN)
             if skip is not None and name == skip:
                 continue
             batch = batches.get(dialect)
@@ -196,7 +202,7 @@ class Hub(Holdings):
         batches: dict[Dialect, list[Connection]] = {}
         foreign = self._foreign
         for connection in connections:
-            batches.setdefault(foreign.get(connection, _OWN)[0], []).append(connection)
+            batches.setdefault(foreign.get(connection, OWN)[0], []).append(connection)
         return sum(self._deliver(targets, frame(d)) for d, targets in batches.items())
 
     def _deliver(self, connections: Iterable[Connection], element: str) -> int:
@@ -344,148 +350,6 @@ class Hub(Holdings):
         # Empty entries would let clients grow the index without bound.
         del index[key]
         return True
-
-    # -- presence -----------------------------------------------------------
-
-    def welcome(self, connection: Connection, channel: str) -> None:
-        """Tells ``connection``, now in presence ``channel``, who is there; or, if
-        ``subscribe`` refused it as one user too many, that it is refused.
-
-        The listener may answer instead (a cluster's members): its events are
-        then held until ``welcomed``.
-        """
-        if not self.is_subscribed(connection, channel):
-            self.refuse_member(connection, channel)
-        elif self.listener.members_wanted(connection, channel):
-            self.gates.wait_for_members(connection, channel)
-        else:
-            self.welcome_alone(connection, channel)
-
-    def welcome_alone(self, connection: Connection, channel: str) -> None:
-        """Tells ``connection`` the members this hub knows; where presence is not
-        here's alone (no cluster to ask), it is remembered to be told again."""
-        self.gates.members_told(connection, channel)
-        if not self.is_subscribed(connection, channel):
-            return
-        if not self.presence_here:
-            self.gates.told_alone(connection, channel)
-        welcome = dialect_of(connection).welcome(channel, self.members.with_info(channel))
-        connection.send_delivery(welcome)
-
-    def welcomed(self, connection: Connection, channel: str, members: MemberList, seq: int) -> None:
-        """The listener's member list for ``connection``, as (user id, info) pairs, as
-        of presence event number ``seq``; then the held events numbered after it."""
-        subscribed = self.is_subscribed(connection, channel)
-        waiting = self.gates.members_told(connection, channel, seq if subscribed else None)
-        if waiting is None or not subscribed:
-            return
-        self._deliver([connection], dialect_of(connection).welcome(channel, members))
-        for number, element in waiting:
-            if number > seq:
-                self._deliver([connection], element)
-
-    def announce(self, channel: str, userid: str, seq: int, added: bool, info: Any = None) -> None:
-        """Presence event number ``seq`` from the listener: ``userid`` was ``added``
-        (with its ``info``) or removed; to the others in ``channel``, or held for
-        those whose member list is on its way."""
-        frames: dict[Dialect, str] = {}
-        batches: dict[Dialect, list[Connection]] = {}
-        foreign, gates = self._foreign, self.gates
-        for connection in self.channels.get(channel, ()):
-            if connection.userid == userid:
-                continue
-            dialect = foreign.get(connection, _OWN)[0]
-            frame = frames.get(dialect)
-            if frame is None:
-                frame = frames[dialect] = (
-                    dialect.member_added(channel, userid, info)
-                    if added
-                    else dialect.member_removed(channel, userid)
-                )
-            if gates.presence_event(connection, channel, seq, frame):
-                batches.setdefault(dialect, []).append(connection)
-        for dialect, targets in batches.items():
-            self._deliver(targets, frames[dialect])
-
-    def refused(self, channel: str, userid: str) -> None:
-        """``userid`` may not be in presence ``channel`` (the cluster has ``max_members``
-        other users there): its connections here leave it and are told why."""
-        for connection in list(self.users.get(userid, ())):
-            if self.is_subscribed(connection, channel):
-                self.unsubscribe(connection, channel)
-                self.refuse_member(connection, channel)
-
-    @staticmethod
-    def refuse_member(connection: Connection, channel: str) -> None:
-        """Tells ``connection`` that presence ``channel`` has too many members for it."""
-        connection.send_delivery(dialect_of(connection).refusal(channel, TOO_MANY_MEMBERS))
-
-    def rejoined(self, listed: Callable[[str], bool]) -> list[tuple[Connection, str]]:
-        """The listener is back for the channels ``listed`` answers True for
-        (presence event numbers start again there): their connections
-        ``welcome_alone`` told, to be welcomed again."""
-        return [key for key in self.gates.rejoined(listed) if self.is_subscribed(*key)]
-
-    # -- recovery ---------------------------------------------------------
-
-    def recover(
-        self, connection: Connection, channel: str, since: tuple[str, int], keep: Keep | None
-    ) -> None:
-        """Sends ``connection``, now in ``channel``, what it missed after ``since``
-        (epoch, offset), then a ``recovered`` event that says whether that was all.
-
-        The listener may read the stream instead (a cluster's): the channel's
-        deliveries to ``connection`` are held until ``recovered``.
-        """
-        gates = self.gates
-        if gates.recovering(connection, channel):
-            return  # the read under way answers this one too
-        gates.reread(connection, channel)
-        if keep is not None and self.listener.stream_wanted(connection, channel, since, keep):
-            gates.hold(connection, channel, since)
-        else:
-            self.send_recovery(connection, channel, since, self.streams.read(channel, keep))
-
-    def recovered(self, connection: Connection, channel: str, stream: Stream | None) -> None:
-        """The stream the listener read for ``connection``'s recovery (None: it could
-        not), then the deliveries held meanwhile that come after it."""
-        waiting = self.gates.release(connection, channel)
-        if waiting is None:
-            return
-        since, held = waiting
-        stream = stream or NO_STREAM
-        self.send_recovery(connection, channel, since, stream)
-        if stream.epoch:
-            self.gates.sent(connection, channel, (stream.epoch, stream.offset))
-        for position, element in held:
-            if self.gates.fresh(connection, channel, position):
-                self._deliver([connection], element)
-
-    def send_recovery(
-        self, connection: Connection, channel: str, since: tuple[str, int], stream: Stream
-    ) -> None:
-        """Sends ``connection`` the messages of ``stream`` after ``since``, if it still
-        has them all, then the ``recovered`` event.
-
-        Each message is built as it is queued and the connection's unsent cap is
-        checked as it is: once the connection is ``closed`` (over the cap) nothing
-        more is built, so a recovery costs at most the cap and one message.
-        """
-        epoch, offset = since
-        complete = stream.recoverable(epoch, offset)
-        if complete:
-            for number, payload in stream.after(offset).messages:
-                if getattr(connection, "closed", False):
-                    return
-                connection.send_delivery(encode_delivery(payload, channel, (epoch, number)))
-        if getattr(connection, "closed", False):
-            return
-        connection.send_delivery(recovered(channel, complete, stream.epoch, stream.offset))
-
-
-def dialect_of(connection: Connection) -> Dialect:
-    """The dialect ``connection`` speaks, for its whole life (even once removed)."""
-    return getattr(connection, "dialect", THUNDERPUSH)
 
 
 def _text(message: str | bytes) -> str:

@@ -3,10 +3,13 @@
 A ``Hub`` (``thunderpush.core.hub``) is never subclassed: it states facts and
 its ``listener`` acts on them.  On one process the listener is
 ``Transitions``, which turns a channel's first connection and last, and a
-user's, into the app's webhook events (``hub.on_transition``, set by
-``thunderpush.webhooks``).  A cluster node's is ``thunderpush.cluster.hub.HubReporter``,
-which writes every change to Redis and answers presence welcomes and
-recoveries from the cluster.  Each fact costs the hub one call.
+user's, into the four transitions named here (``CHANNEL_OCCUPIED``...), told
+to ``hub.on_transition``: ``thunderpush.webhooks`` sets it and sends them as
+the app's webhook events, under these names.  The names live here, with the
+facts they name, so that the core knows nothing of webhooks.  A cluster
+node's listener is ``thunderpush.cluster.hub.HubReporter``, which writes every
+change to Redis and answers presence welcomes and recoveries from the cluster.
+Each fact costs the hub one call.
 
 Example: a listener that logs who comes and goes::
 
@@ -23,16 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from thunderpush.webhooks.events import (
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
-    USER_OFFLINE,
-    USER_ONLINE,
-)
-
 if TYPE_CHECKING:
     from thunderpush.core.hub import Hub
     from thunderpush.core.retention import Keep
+
+# A channel's first connection here and its last; a user's first and last.
+CHANNEL_OCCUPIED = "channel_occupied"
+CHANNEL_VACATED = "channel_vacated"
+USER_ONLINE = "user_online"
+USER_OFFLINE = "user_offline"
 
 
 class HubListener(Protocol):

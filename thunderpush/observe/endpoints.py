@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from tornado.httpserver import HTTPServer
 from tornado.log import access_log
 
@@ -27,12 +27,13 @@ from thunderpush.observe.metrics import exposition
 from thunderpush.observe.snapshot import readiness
 
 if TYPE_CHECKING:
-    from thunderpush.server.application import Server
+    from thunderpush.observe.figures import Figures
 
 
 class _ServerHandler(tornado.web.RequestHandler):
-    def initialize(self, server: Server) -> None:
-        self.server = server
+    def initialize(self, figures: Figures, registry: CollectorRegistry) -> None:
+        self.figures = figures
+        self.registry = registry
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -50,14 +51,14 @@ class HealthHandler(_ServerHandler):
 
 class ReadyHandler(_ServerHandler):
     def get(self) -> None:
-        report = readiness(self.server)
+        report = readiness(self.figures)
         self.answer_json(200 if report["ready"] else 503, report)
 
 
 class MetricsHandler(_ServerHandler):
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(exposition(self.server.metrics))
+        self.finish(exposition(self.registry))
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -77,20 +78,27 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     log("%d %s %.2fms", status, summary, 1000.0 * request.request_time())
 
 
-def urls(server: Server, metrics: bool = True) -> list[tuple[str, type, dict[str, Any]]]:
-    """The routes, ``/metrics`` only if ``metrics`` (else it is on its own port)."""
+def urls(
+    figures: Figures, registry: CollectorRegistry, metrics: bool = True
+) -> list[tuple[str, type, dict[str, Any]]]:
+    """The routes, reading ``figures`` (``/ready``) and ``registry`` (``/metrics``),
+    ``/metrics`` only if ``metrics`` (else it is on its own port)."""
     routes = [(r"/health", HealthHandler), (r"/ready", ReadyHandler)]
     if metrics:
         routes.append((r"/metrics", MetricsHandler))
-    return [(path, handler, {"server": server}) for path, handler in routes]
+    served = {"figures": figures, "registry": registry}
+    return [(path, handler, served) for path, handler in routes]
 
 
-def listen_for_metrics(server: Server, port: int, host: str = "") -> HTTPServer:
+def listen_for_metrics(
+    figures: Figures, registry: CollectorRegistry, port: int, host: str = ""
+) -> HTTPServer:
     """Serves the three on ``port`` of ``host`` (``--metrics-port``); stop it when done.
 
     Raises ``ConfigError`` for a port it cannot listen on (taken, not allowed).
     """
-    http = HTTPServer(tornado.web.Application(urls(server), log_function=log_request))
+    application = tornado.web.Application(urls(figures, registry), log_function=log_request)
+    http = HTTPServer(application)
     try:
         http.listen(port, host or None)
     except (OSError, OverflowError) as error:

@@ -2,14 +2,15 @@
 
 Nothing on the delivery path touches Prometheus: the paths count in plain ints
 (``tally``, the hubs, the router, the connection limits) and this collector
-turns those figures into samples at scrape time.  Each server has its own
-registry (tests and embedding applications run several in one process),
-served at ``/metrics`` (``endpoints``); docs/metrics.rst lists every metric.
+turns those figures, read through ``Figures`` (``figures``), into samples at
+scrape time.  Each server has its own registry (tests and embedding
+applications run several in one process), served at ``/metrics``
+(``endpoints``); docs/metrics.rst lists every metric.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -21,10 +22,10 @@ from prometheus_client.core import (
 )
 
 from thunderpush.core import protocol
-from thunderpush.observe import snapshot as figures
+from thunderpush.observe import snapshot
 
 if TYPE_CHECKING:
-    from thunderpush.server.application import Server
+    from thunderpush.observe.figures import Figures
 
 # The ``reason`` label of each close code the server uses.
 CLOSE_REASONS = {
@@ -40,56 +41,56 @@ CLOSE_REASONS = {
 
 
 class ServerCollector:
-    """Every Thunderpush metric of ``server``, read at each scrape."""
+    """Every Thunderpush metric of a server, read from its ``figures`` at each scrape."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, figures: Figures) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
-        server = self.server
+        figures = self.figures
         yield _labelled(
             GaugeMetricFamily,
             "thunderpush_connections",
             "Open sessions, by transport.",
             "transport",
-            figures.connections_by_transport(server),
+            snapshot.connections_by_transport(figures),
         )
         yield GaugeMetricFamily(
             "thunderpush_tcp_connections",
             "Open TCP connections, whoever serves them (what the connection limits count).",
-            value=server.door.open.total,
+            value=figures.tcp_connections(),
         )
         yield GaugeMetricFamily(
-            "thunderpush_users", "Distinct users connected here.", value=figures.users(server)
+            "thunderpush_users", "Distinct users connected here.", value=snapshot.users(figures)
         )
         yield GaugeMetricFamily(
             "thunderpush_channels",
             "Channels with a subscriber here.",
-            value=figures.channels(server),
+            value=snapshot.channels(figures),
         )
         yield _labelled(
             CounterMetricFamily,
             "thunderpush_messages_published",
             "Messages the API accepted here, by kind.",
             "kind",
-            figures.published(server),
+            snapshot.published(figures),
         )
         yield _labelled(
             CounterMetricFamily,
             "thunderpush_messages_delivered",
             "Deliveries made here (one per receiving connection), by kind of message.",
             "kind",
-            figures.delivered(server),
+            snapshot.delivered(figures),
         )
         requests = CounterMetricFamily(
             "thunderpush_api_requests",
             "API requests answered, by endpoint and status.",
             labels=("endpoint", "status"),
         )
-        for (endpoint, status), count in sorted(server.api.requests.items()):
+        for (endpoint, status), count in sorted(figures.api_requests().items()):
             requests.add_metric((endpoint, str(status)), count)
         yield requests
-        latency = server.api.latency
+        latency = figures.publish_latency()
         yield HistogramMetricFamily(
             "thunderpush_publish_latency_seconds",
             "From a send's request body to its receivers' sockets written "
@@ -98,7 +99,7 @@ class ServerCollector:
             sum_value=latency.sum,
         )
         closed = {}
-        for code, count in server.router.closed_by_code.items():
+        for code, count in figures.closed_by_code().items():
             reason = CLOSE_REASONS.get(code, "other")
             closed[reason] = closed.get(reason, 0) + count
         yield _labelled(
@@ -113,9 +114,9 @@ class ServerCollector:
             "thunderpush_connections_refused",
             "Connections refused at the door, by the limit that refused them.",
             "limit",
-            server.door.open.refused,
+            figures.refused(),
         )
-        ready = figures.readiness(server)
+        ready = snapshot.readiness(figures)
         yield GaugeMetricFamily(
             "thunderpush_ready",
             "1 while the server accepts traffic (/ready).",
@@ -124,27 +125,22 @@ class ServerCollector:
         yield GaugeMetricFamily(
             "thunderpush_draining", "1 while the server drains.", value=int(ready["draining"])
         )
-        webhooks = server.webhooks
         events = CounterMetricFamily(
             "thunderpush_webhook_events",
             "Webhook events the receivers took (sent), that were lost (dropped), or that "
             "said nothing new and were never sent (coalesced), by kind (channel, user).",
             labels=("result", "kind"),
         )
-        for result, counts in (
-            ("coalesced", webhooks.coalesced),
-            ("dropped", webhooks.dropped),
-            ("sent", webhooks.sent),
-        ):
+        for result, counts in sorted(figures.webhook_events().items()):
             for kind, count in sorted(counts.items()):
                 events.add_metric((result, kind), count)
         yield events
         yield CounterMetricFamily(
             "thunderpush_webhook_failures",
             "Webhook POSTs that failed (each is tried again while its events are queued).",
-            value=webhooks.failures,
+            value=figures.webhook_failures(),
         )
-        node = server.node
+        node = figures.cluster
         if node is not None:
             yield GaugeMetricFamily(
                 "thunderpush_cluster_up",
@@ -163,7 +159,7 @@ def _labelled(
     name: str,
     documentation: str,
     label: str,
-    values: dict[str, int],
+    values: Mapping[str, int],
 ) -> Metric:
     metric = family(name, documentation, labels=(label,))
     for value, count in sorted(values.items()):
@@ -171,10 +167,11 @@ def _labelled(
     return metric
 
 
-def registry(server: Server) -> CollectorRegistry:
-    """The registry of ``server``'s metrics and this process's (CPU, memory, open files)."""
+def registry(figures: Figures) -> CollectorRegistry:
+    """The registry of a server's metrics (read from its ``figures``) and this
+    process's (CPU, memory, open files)."""
     registry = CollectorRegistry()
-    registry.register(ServerCollector(server))
+    registry.register(ServerCollector(figures))
     ProcessCollector(registry=registry)
     return registry
 

@@ -1,10 +1,11 @@
 """The server's figures, read when asked: by the metrics, ``/ready`` and the dashboard.
 
 Everything here reads what the server holds anyway (its sessions, hubs and
-tallies); nothing is kept for it, so asking costs the server nothing between
-asks.  ``snapshot`` gives them all as one dict::
+tallies) through ``Figures`` (``thunderpush.observe.figures``); nothing is kept
+for it, so asking costs the server nothing between asks.  ``snapshot`` gives
+them all as one dict::
 
-    snapshot(server)["connections"]    # -> 2000
+    snapshot(server.figures)["connections"]    # -> 2000
 """
 
 from __future__ import annotations
@@ -15,40 +16,40 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App
-    from thunderpush.server.application import Server
+    from thunderpush.observe.figures import Figures
 
 # How many channels ``snapshot`` lists as the busiest.
 BUSIEST = 10
 
 
-def connections_by_transport(server: Server) -> dict[str, int]:
+def connections_by_transport(figures: Figures) -> dict[str, int]:
     """Open sessions by SockJS transport (``websocket``, ``rawwebsocket``, ``xhr``...).
 
     A session counts from its first request until it closes, whether or not
     it has said ``CONNECT`` yet; sockjs-tornado keeps the count per transport.
     """
-    return dict(server.router.stats.sess_transports)
+    return dict(figures.sessions_by_transport())
 
 
-def users(server: Server) -> int:
+def users(figures: Figures) -> int:
     """Distinct users with a connection here, summed over the apps."""
-    return sum(app.hub.user_count() for app in server.apps)
+    return sum(app.hub.user_count() for app in figures.apps)
 
 
-def channels(server: Server) -> int:
+def channels(figures: Figures) -> int:
     """Channels with a subscriber here, summed over the apps."""
-    return sum(len(app.hub.channels) for app in server.apps)
+    return sum(len(app.hub.channels) for app in figures.apps)
 
 
-def published(server: Server) -> dict[str, int]:
+def published(figures: Figures) -> dict[str, int]:
     """Messages the API accepted here, by kind (``channel``, ``user``); a batch
     counts each of its items."""
-    return dict(server.api.published)
+    return dict(figures.published())
 
 
-def delivered(server: Server) -> dict[str, int]:
+def delivered(figures: Figures) -> dict[str, int]:
     """Deliveries made here (one per receiving connection), by kind of message."""
-    hubs = [app.hub for app in server.apps]
+    hubs = [app.hub for app in figures.apps]
     return {
         "channel": sum(hub.delivered_to_channels for hub in hubs),
         "user": sum(hub.delivered_to_users for hub in hubs),
@@ -56,13 +57,13 @@ def delivered(server: Server) -> dict[str, int]:
 
 
 def busiest_channels(
-    server: Server, count: int = BUSIEST, app: App | None = None
+    figures: Figures, count: int = BUSIEST, app: App | None = None
 ) -> list[dict[str, Any]]:
     """The ``count`` channels with the most connections here, most first
     (of ``app`` only, when given: one app's channel names are its own)."""
     sizes = (
         (len(connections), name)
-        for each in (server.apps if app is None else (app,))
+        for each in (figures.apps if app is None else (app,))
         for name, connections in each.hub.channels.items()
     )
     return [
@@ -71,33 +72,33 @@ def busiest_channels(
     ]
 
 
-def readiness(server: Server) -> dict[str, Any]:
+def readiness(figures: Figures) -> dict[str, Any]:
     """Whether to send this server traffic: not while it drains, nor while its
     cluster backend is down (API calls would get 503, clients miss messages)."""
-    node = server.node
+    node = figures.cluster
     cluster = None if node is None else ("up" if node.up else "down")
     return {
-        "ready": not server.draining and cluster != "down",
-        "draining": server.draining,
+        "ready": not figures.draining and cluster != "down",
+        "draining": figures.draining,
         "cluster": cluster,
     }
 
 
-def snapshot(server: Server, app: App | None = None) -> dict[str, Any]:
+def snapshot(figures: Figures, app: App | None = None) -> dict[str, Any]:
     """The server's figures now, as the dashboard shows them (totals since it started).
 
     The busiest channels are ``app``'s only, when given: the dashboard shows an
     app's owner the server's load, never another app's channel names.
     """
-    by_transport = connections_by_transport(server)
+    by_transport = connections_by_transport(figures)
     return {
         "connections": sum(by_transport.values()),
         "connections_by_transport": by_transport,
-        "users": users(server),
-        "channels": channels(server),
-        "messages_published": sum(published(server).values()),
-        "messages_delivered": sum(delivered(server).values()),
-        "busiest_channels": busiest_channels(server, app=app),
-        "nodes": list(server.node.nodes) if server.node is not None else [],
+        "users": users(figures),
+        "channels": channels(figures),
+        "messages_published": sum(published(figures).values()),
+        "messages_delivered": sum(delivered(figures).values()),
+        "busiest_channels": busiest_channels(figures, app=app),
+        "nodes": list(figures.cluster.nodes) if figures.cluster is not None else [],
         "time": time.time(),
     }

@@ -27,6 +27,7 @@ from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
 from thunderpush.pusher import handlers as pusher_handlers
 from thunderpush.pusher.websocket import PusherUpgrade
+from thunderpush.server.figures import ServerFigures
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.origins import AllowedOrigins
@@ -116,6 +117,11 @@ class Server:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     # The apps' webhook queues (``thunderpush.webhooks``): ``start`` starts sending.
     webhooks: Webhooks = field(default_factory=Webhooks)
+    # What ``observe/`` reads of this server (``thunderpush.server.figures``).
+    figures: ServerFigures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.figures = ServerFigures(self)
 
     async def start(self) -> None:
         """Joins the cluster, if there is one, and sends webhooks; ``stop`` ends both."""
@@ -172,9 +178,10 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     server = Server(config, apps, api, router, door, service, pusher, node)
     for app in apps:
         server.webhooks.watch(app)
-    server.metrics = metrics.registry(server)
+    server.metrics = metrics.registry(server.figures)
     # /health and /ready on the main port always (load balancers ask the port they
     # send traffic to); /metrics there unless it has a port of its own.
-    application.add_handlers(r".*", endpoints.urls(server, metrics=config.metrics_port is None))
-    application.add_handlers(r".*", dashboard_urls(apps, lambda app: snapshot(server, app)))
+    own_port = config.metrics_port is not None
+    application.add_handlers(r".*", endpoints.urls(server.figures, server.metrics, not own_port))
+    application.add_handlers(r".*", dashboard_urls(apps, lambda app: snapshot(server.figures, app)))
     return server

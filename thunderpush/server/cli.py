@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import NoReturn
 
 from thunderpush import __version__, settings
 from thunderpush.config import (
@@ -25,8 +23,8 @@ from thunderpush.config import (
     Config,
     ConfigError,
     HistoryRule,
-    checked_credential,
 )
+from thunderpush.server import arguments
 from thunderpush.server.process import USAGE_EXIT, run
 from thunderpush.server.workers import run_workers
 
@@ -34,8 +32,6 @@ from thunderpush.server.workers import run_workers
 _POSITIONALS = {"clientkey": "apikey", "apikey": "apisecret"}
 _DESTS = {field: dest for dest, field in _POSITIONALS.items()}
 # Options that are not settings.
-# Where a list of URLs is cut: a comma followed by the next URL's scheme.
-_URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _NOT_SETTINGS = {"help", "version", "config", "print_config"}
 
 _TIMEOUTS = {
@@ -45,122 +41,21 @@ _TIMEOUTS = {
 }
 
 
-def _seconds(text: str) -> float:
-    """A positive number of seconds, or argparse's usage error."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0, or argparse's usage error."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """A TCP port, 0 to 65535 (0: one the system picks, which the log names)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port (0 to 65535): {text!r}")
-    return value
-
-
-def _interval(text: str) -> float:
-    """A number of seconds >= 0 (0: never)."""
-    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"not a whole number > 0: {text!r}")
-    return value
-
-
-def _credential(what: str) -> Callable[[str], str]:
-    """The argument type of the key or the secret: argparse's usage error when blank."""
-
-    def credential(text: str) -> str:
-        try:
-            return checked_credential(what, text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return credential
-
-
-def _origins(text: str) -> tuple[str, ...]:
-    """``a,b`` as a tuple; ``*`` (or nothing) means any origin."""
-    origins = tuple(origin.strip() for origin in text.split(",") if origin.strip())
-    return () if origins in ((), ("*",)) else origins
-
-
-def _redis_urls(text: str) -> tuple[str, ...]:
-    """``redis://a,redis://b`` as a tuple of URLs; an empty one is a usage error.
-
-    Split only at a comma before a scheme (``redis://``, ``rediss://``,
-    ``unix://``...), so a password with a comma stays whole.
-    """
-    urls = tuple(url.strip() for url in _URL_LIST.split(text))
-    if not all(urls):
-        raise argparse.ArgumentTypeError(f"an empty Redis URL in {settings.masked_url(text)!r}")
-    return urls
-
-
-class _Repeated(argparse.Action):
-    """A flag given several times adds up; the first one given replaces the value
-    of the file or the environment (flags come last in precedence)."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        given = getattr(namespace, self.dest) if self.dest in _given(namespace) else ()
-        setattr(namespace, self.dest, (*given, *values))
-        _given(namespace).add(self.dest)
-
-
-def _given(namespace: argparse.Namespace) -> set[str]:
-    """The repeatable flags this command line gave (kept on the namespace)."""
-    if not hasattr(namespace, "_repeated"):
-        namespace._repeated = set()
-    return namespace._repeated
-
-
-def _webhook_url(text: str) -> str:
-    """An absolute http or https URL, or argparse's usage error."""
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = settings.masked_url(text)  # a mistyped URL may still hold a token
-        raise argparse.ArgumentTypeError(f"not an http or https URL: {shown!r}")
-    return text.strip()
-
-
 # name: (type, help); each sets the Config field of the same name.
 _LIMITS = {
-    "max_client_message_size": (_positive, "largest message a browser may send (bytes)"),
-    "max_unsent_bytes": (_positive, "close a connection holding more unsent data (bytes)"),
-    "max_channels_per_connection": (_positive, "channels one connection may subscribe to"),
-    "max_commands_per_second": (_positive, "commands one connection may send per second"),
-    "max_connections_per_ip": (_count, "open connections per client IP address, 0: no limit"),
-    "max_connections": (_count, "open connections in total, 0: no limit"),
-    "max_presence_members": (_count, "distinct users in one presence channel, 0: no limit"),
+    "max_client_message_size": (arguments.positive, "largest message a browser may send (bytes)"),
+    "max_unsent_bytes": (arguments.positive, "close a connection holding more unsent data (bytes)"),
+    "max_channels_per_connection": (arguments.positive, "channels one connection may subscribe to"),
+    "max_commands_per_second": (arguments.positive, "commands one connection may send per second"),
+    "max_connections_per_ip": (
+        arguments.count,
+        "open connections per client IP address, 0: no limit",
+    ),
+    "max_connections": (arguments.count, "open connections in total, 0: no limit"),
+    "max_presence_members": (
+        arguments.count,
+        "distinct users in one presence channel, 0: no limit",
+    ),
 }
 
 
@@ -185,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-p",
         "--port",
         default=defaults.port,
-        type=_port,
+        type=arguments.port,
         help="binds server to custom port (0: any free one)",
     )
     parser.add_argument(
@@ -206,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in _TIMEOUTS.items():
         parser.add_argument(
             f"--{name}-timeout",
-            type=_seconds,
+            type=arguments.seconds,
             default=getattr(defaults, f"{name}_timeout"),
             metavar="SECONDS",
             help=f"{what} (default: %(default)s)",
@@ -218,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--allowed-origins",
-        type=_origins,
+        type=arguments.origins,
         default=defaults.allowed_origins,
         metavar="ORIGINS",
         help="comma-separated origins allowed to connect, e.g. https://example.com (default: any)",
@@ -235,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument(
         "--redis-url",
-        type=_redis_urls,
-        action=_Repeated,
+        type=arguments.redis_urls,
+        action=arguments.Repeated,
         default=defaults.redis_url,
         metavar="URL",
         help="redis://HOST:PORT/DB: join the cluster on this Redis; repeat (or separate"
@@ -250,28 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--presence-ttl",
-        type=_seconds,
+        type=arguments.seconds,
         default=defaults.presence_ttl,
         metavar="SECONDS",
         help="a node silent for longer leaves the cluster's presence (default: %(default)s)",
     )
     parser.add_argument(
         "--workers",
-        type=_positive,
+        type=arguments.positive,
         default=defaults.workers,
         metavar="N",
         help="start N server processes on ports PORT to PORT+N-1 (default: %(default)s)",
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=arguments.port,
         default=defaults.metrics_port,
         metavar="PORT",
         help="serve /metrics on this port (default: on the main port)",
     )
     parser.add_argument(
         "--drain-seconds",
-        type=_seconds,
+        type=arguments.seconds,
         default=defaults.drain_seconds,
         metavar="SECONDS",
         help="on SIGTERM, close sessions in batches over this long (default: %(default)s)",
@@ -290,14 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stats-interval",
-        type=_interval,
+        type=arguments.interval,
         default=defaults.stats_interval,
         metavar="SECONDS",
         help="log a statistics line at INFO this often, 0: never (default: %(default)s)",
     )
     parser.add_argument(
         "--history-size",
-        type=_count,
+        type=arguments.count,
         default=defaults.history_size,
         metavar="N",
         help="messages each channel keeps for clients that reconnect, 0: none "
@@ -305,14 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--history-ttl",
-        type=_seconds,
+        type=arguments.seconds,
         default=defaults.history_ttl,
         metavar="SECONDS",
         help="how long a kept message is kept (default: %(default)s)",
     )
     parser.add_argument(
         "--webhook-url",
-        type=_webhook_url,
+        type=arguments.webhook_url,
         default=defaults.webhook_url,
         metavar="URL",
         help="POST channel and user events to this http(s) URL (default: none)",
@@ -320,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--app-id",
         default=defaults.app_id,
-        type=_credential("app id"),
+        type=arguments.credential("app id"),
         metavar="ID",
         help="the Pusher app id of clientkey and apikey (default: the client key)",
     )
@@ -340,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the merged settings, secrets masked, and exit",
     )
     parser.add_argument("-V", "--version", action="version", version=__version__)
-    parser.add_argument("clientkey", nargs="?", type=_credential("public key"), help="client key")
-    parser.add_argument("apikey", nargs="?", type=_credential("secret"), help="server API key")
+    parser.add_argument(
+        "clientkey", nargs="?", type=arguments.credential("public key"), help="client key"
+    )
+    parser.add_argument(
+        "apikey", nargs="?", type=arguments.credential("secret"), help="server API key"
+    )
     return parser
 
 

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from thunderpush.core.apps import Apps
+    from thunderpush.observe.figures import Figures
 
 logger = logging.getLogger("thunderpush")
 
@@ -112,26 +112,26 @@ def configure(log_format: str, path: str | None, verbose: bool) -> LogOutput:
     return output
 
 
-def statistics(apps: Apps) -> dict[str, int]:
+def statistics(figures: Figures) -> dict[str, int]:
     """This process's figures over every app: open connections, users, channels,
     and messages in (publishes and sends to a user) and out (deliveries) so far."""
-    figures = dict.fromkeys(("connections", "users", "channels", "messages_in", "messages_out"), 0)
-    for app in apps:
+    totals = dict.fromkeys(("connections", "users", "channels", "messages_in", "messages_out"), 0)
+    for app in figures.apps:
         hub = app.hub
-        figures["connections"] += hub.connection_count()
-        figures["users"] += len(hub.users)
-        figures["channels"] += len(hub.channels)
-        figures["messages_in"] += hub.messages
-        figures["messages_out"] += hub.delivered_to_channels + hub.delivered_to_users
-    return figures
+        totals["connections"] += hub.connection_count()
+        totals["users"] += len(hub.users)
+        totals["channels"] += len(hub.channels)
+        totals["messages_in"] += hub.messages
+        totals["messages_out"] += hub.delivered_to_channels + hub.delivered_to_users
+    return totals
 
 
-async def log_statistics(apps: Apps, interval: float) -> None:
+async def log_statistics(figures: Figures, interval: float) -> None:
     """Every ``interval`` seconds, an INFO line: the figures, and the messages since the last."""
-    before = statistics(apps)
+    before = statistics(figures)
     while True:
         await asyncio.sleep(interval)
-        now = statistics(apps)
+        now = statistics(figures)
         came, went = (now[name] - before[name] for name in ("messages_in", "messages_out"))
         logger.info(
             "Statistics: %d connections, %d users, %d channels; "

@@ -165,7 +165,9 @@ async def serve(
     metrics = None
     if config.metrics_port is not None:
         try:
-            metrics = listen_for_metrics(server, config.metrics_port, config.host)
+            metrics = listen_for_metrics(
+                server.figures, server.metrics, config.metrics_port, config.host
+            )
         except ConfigError as error:
             raise StartupError(str(error)) from None
     await server.start()
@@ -177,7 +179,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, _hang_up, server, output, reload)
     statistics = None
     if config.stats_interval:
-        statistics = loop.create_task(logs.log_statistics(server.apps, config.stats_interval))
+        statistics = loop.create_task(logs.log_statistics(server.figures, config.stats_interval))
     try:
         await stop.wait()
     finally:

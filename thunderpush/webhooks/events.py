@@ -6,7 +6,8 @@ An event is ``(name, subject)``: ``("channel_occupied", "news")`` or
     {"time_ms": 1700000000000, "events": [{"name": "channel_occupied", "channel": "news"}]}
 
 made by ``payload`` and signed with the app's secret (``signature``), so the backend knows the
-events come from this server and were not changed on the way.
+events come from this server and were not changed on the way.  The event names are the
+hub's transitions (``thunderpush.core.listener``: ``CHANNEL_OCCUPIED``...).
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
-
-CHANNEL_OCCUPIED = "channel_occupied"
-CHANNEL_VACATED = "channel_vacated"
-USER_ONLINE = "user_online"
-USER_OFFLINE = "user_offline"
 
 Event = tuple[str, str]
 

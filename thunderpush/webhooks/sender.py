@@ -34,15 +34,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
 from thunderpush.settings import masked_url
 from thunderpush.webhooks.events import (
     CHANNEL,
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
     KINDS,
     USER,
-    USER_OFFLINE,
-    USER_ONLINE,
     Event,
     kind,
     payload,
