@@ -14,7 +14,7 @@ import pytest
 
 from thunderpush.api.batch import MAX_BATCH_ITEMS
 
-from .sockjs_client import WebSocketClient, XhrPollingClient, XhrStreamingClient
+from .support.clients import WebSocketClient, XhrPollingClient, XhrStreamingClient
 from .test_api import assert_error
 from .test_cluster import eventually, listed, nodes, online
 from .test_metrics import labelled, scrape, value

@@ -2,7 +2,7 @@
 
 Two in-process nodes (two ``build(config)`` servers in the test's loop, on the
 same Redis) serve what needs nothing more; real processes serve what needs a
-process to die (SIGKILL).  ``fresh_redis`` (``tests/cluster.py``) is a real
+process to die (SIGKILL).  ``fresh_redis`` (``tests/support/cluster.py``) is a real
 ``redis-server`` on a free port, empty for each test, stopped and started
 again by the outage tests.
 """
@@ -28,8 +28,11 @@ from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, Server, call_api, start_server_process, stopped
-from .sockjs_client import Closed, WebSocketClient, XhrStreamingClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import Closed, WebSocketClient, XhrStreamingClient
+from .support.processes import start_server_process
+from .support.served import Server, stopped
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:

@@ -15,8 +15,8 @@ import pytest
 
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
 from .test_cluster import body, eventually, nodes, online
 from .test_cluster_history import KEPT, delivered
 from .test_history import history

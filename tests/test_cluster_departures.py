@@ -18,8 +18,9 @@ from thunderpush.auth import channel_token
 from thunderpush.cluster import departures, keys
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, start_server_process
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.processes import start_server_process
 from .test_cluster import eventually, in_presence, listed, nodes
 from .test_webhooks import ONLY_ANN_GONE, receiver
 

@@ -1,7 +1,7 @@
 """History in a cluster: channel streams in Redis, recovery on whichever node a
 client reconnects to, and the API's read of a channel's history.
 
-The scripts are run on a real Redis first (``fresh_redis``, tests/cluster.py),
+The scripts are run on a real Redis first (``fresh_redis``, tests/support/cluster.py),
 then two in-process nodes on it serve real SockJS clients.
 """
 
@@ -23,9 +23,11 @@ from thunderpush.cluster.bus import deliver, field, publication_head
 from thunderpush.config import HistoryRule
 from thunderpush.core.broker import PLAIN, PublishOptions
 
-from .cluster import cluster_nodes
-from .conftest import KEY, SECRET, Server, call_api
-from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
+from .support.cluster import cluster_nodes
+from .support.served import Server
 from .test_cluster import eventually, nodes
 from .test_history import recovered
 

@@ -2,7 +2,7 @@
 tests run again there, then what only a Redis Cluster does.
 
 ``nodes`` here starts in-process servers whose ``--redis-url``s are the seeds
-of ``fresh_redis_cluster`` (``tests/cluster.py``: three masters, no
+of ``fresh_redis_cluster`` (``tests/support/cluster.py``: three masters, no
 replicas), so the tests imported below (delivery, listings, presence of both
 dialects, history and recovery, webhooks) run on it unchanged.  Channels in
 the tests of this module are chosen so that their slots lie on each of the
@@ -24,10 +24,12 @@ from thunderpush.cluster import keys
 from thunderpush.cluster.slots import key_slot
 from thunderpush.core.protocol import MISSED
 
-from .cluster import RedisCluster, bad_log_lines
-from .conftest import KEY, SECRET, Server, call_api, start_server_process
-from .processes import ServerProcess
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import WebSocketClient
+from .support.cluster import RedisCluster
+from .support.processes import ServerProcess, bad_log_lines, start_server_process
+from .support.served import Server
 from .test_cluster import (
     body,
     closed_after_messages,

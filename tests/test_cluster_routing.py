@@ -11,8 +11,9 @@ from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET, Server
-from .sockjs_client import Closed, WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import Closed, WebSocketClient
+from .support.served import Server
 from .test_cluster import eventually, in_presence, json_of, nodes
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
 

@@ -1,6 +1,6 @@
 """Shards: nodes given two ``--redis-url``, each channel and user on one Redis.
 
-Two real ``redis-server`` (``fresh_shards``, ``tests/cluster.py``) and two
+Two real ``redis-server`` (``fresh_shards``, ``tests/support/cluster.py``) and two
 in-process nodes given both URLs.  The names each test uses are picked by
 ``on_shard`` so that one lives on each shard, as ``shard_of`` places them.
 """
@@ -20,8 +20,9 @@ from thunderpush.cluster import keys
 from thunderpush.cluster.shards import shard_of
 from thunderpush.core.protocol import MISSED
 
-from .conftest import KEY, Server, stopped
-from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .support import KEY
+from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.served import Server, stopped
 from .test_cluster import (
     closed_after_messages,
     eventually,

@@ -28,11 +28,13 @@ from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core import hub as hub_module
 from thunderpush.server.cli import load
 
-from .conftest import KEY, SECRET, call_api, start_server_process
-from .sockjs_client import RawWebSocketClient, WebSocketClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import RawWebSocketClient, WebSocketClient
+from .support.processes import start_server_process
+from .support.wire import Hostile, RawClient
 from .test_cluster import nodes  # noqa: F401 - the fixture
 from .test_pusher_ws import established, opened, presence_data, receive, send
-from .wire import Hostile, RawClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,8 +23,8 @@ from thunderpush.dashboard.guesses import Guesses
 from thunderpush.dashboard.handlers import COOKIE
 from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "thunderpush" / "dashboard" / "static"

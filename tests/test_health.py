@@ -21,8 +21,9 @@ from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server.application import build
 from thunderpush.server.process import START_EXIT
 
-from .processes import KEY, SECRET, free_port, refused_start
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.processes import free_port, refused_start
 
 CONFIG = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
 

@@ -22,8 +22,8 @@ from thunderpush.core.streams import NO_STREAM, Streams
 from thunderpush.pusher.signatures import channel_auth
 from thunderpush.server.reload import reload_settings
 
-from .conftest import KEY, SECRET
-from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
+from .support import KEY, SECRET
+from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
 from .test_pusher_ws import established, opened, receive, send, subscribed, thunder_in
 
 OTHER_EPOCH = "0123456789abcdef"

@@ -28,8 +28,8 @@ from thunderpush.config import Config
 from thunderpush.transports.door.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
 from thunderpush.transports.door.messages import BAD_REQUEST
 
-from .processes import start_server_process
-from .wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
+from .support.processes import start_server_process
+from .support.wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
 
 pytestmark = pytest.mark.timeout(30)
 

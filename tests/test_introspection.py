@@ -14,8 +14,8 @@ from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 
-from .conftest import KEY, SECRET
-from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support import KEY, SECRET
+from .support.clients import RawWebSocketClient, WebSocketClient, XhrPollingClient
 from .test_cluster import eventually, nodes
 
 __all__ = ["nodes"]  # the fixture

@@ -18,9 +18,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 
-from .processes import refused_start
-from .sockjs_client import XhrPollingClient
-from .wire import RawClient, exchange, request
+from .support.clients import XhrPollingClient
+from .support.processes import refused_start
+from .support.wire import RawClient, exchange, request
 
 ALLOWED = ("https://example.com", "https://*.example.org", "http://localhost:8000")
 restricted = pytest.mark.config(allowed_origins=ALLOWED)

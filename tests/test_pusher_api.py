@@ -28,8 +28,8 @@ from thunderpush.core.protocol import FORCED_DISCONNECT
 from thunderpush.pusher.protocol import DEFAULT_EVENT
 from thunderpush.pusher.signatures import request_signature
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrStreamingClient
 from .test_channels import presence
 from .test_cluster import nodes
 from .test_pusher_ws import Pusher as PusherConnection

@@ -19,8 +19,8 @@ from thunderpush.cluster.bus import deliver, field
 from thunderpush.core.broker import PublishOptions
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
 from .test_cluster import eventually, in_presence, listed, nodes, status_and
 from .test_cluster_history import KEPT, connection_of, delivered, kept
 from .test_history import history, recovered

@@ -3,7 +3,7 @@
 ``tests/pusher_driver.js`` runs pusher-js and takes commands on stdin, printing
 what pusher-js reports (``tests/pusher_reports.js``); the test serves the auth
 endpoints pusher-js calls (``channelAuthorization`` and ``userAuthentication``,
-``tests/pusher_auth.py``).
+``tests/support/pusher_auth.py``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from .cluster import bad_log_lines
-from .conftest import KEY, call_api
-from .processes import ServerProcess, start_server_process
-from .pusher_auth import AUTH_ROUTE, AuthHandler
-from .sockjs_client import WebSocketClient
+from .support import KEY
+from .support.api import call_api
+from .support.clients import WebSocketClient
+from .support.processes import ServerProcess, bad_log_lines, start_server_process
+from .support.pusher_auth import AUTH_ROUTE, AuthHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).with_name("pusher_driver.js")

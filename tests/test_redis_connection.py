@@ -26,10 +26,11 @@ from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
 from thunderpush.server.application import build
 
-from .cluster import redis_executable
-from .conftest import KEY, SECRET, Server, stopped
-from .processes import free_port
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.cluster import redis_executable
+from .support.processes import free_port
+from .support.served import Server, stopped
 
 # Holds Redis for ARGV[1] milliseconds, by Redis's clock.
 BUSY = """

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from .conftest import KEY, SECRET
+from .support import KEY, SECRET
 from .test_openapi import PACKAGED
 
 pytest.importorskip("schemathesis")  # not on Python 3.10, where it does not install

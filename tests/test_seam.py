@@ -22,9 +22,9 @@ from thunderpush.core.apps import App, Apps
 from thunderpush.core.broker import LocalBroker
 from thunderpush.core.presence import LocalPresence
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient, XhrStreamingClient
-from .wire import API, AUTH, exchange, request, statuses
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.wire import API, AUTH, exchange, request, statuses
 
 T = TypeVar("T")
 

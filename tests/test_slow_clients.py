@@ -20,9 +20,9 @@ import uuid
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from .processes import KEY
-from .sockjs_client import RawWebSocketClient
-from .wire import Hostile, RawClient, request
+from .support import KEY
+from .support.clients import RawWebSocketClient
+from .support.wire import Hostile, RawClient, request
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,15 +19,15 @@ import pytest
 import trustme
 from tornado.httpclient import AsyncHTTPClient
 
-from .conftest import KEY, SECRET
-from .processes import refused_start
-from .sockjs_client import (
+from .support import KEY, SECRET
+from .support.clients import (
     RawWebSocketClient,
     WebSocketClient,
     XhrPollingClient,
     XhrStreamingClient,
 )
-from .wire import RawClient, request
+from .support.processes import refused_start
+from .support.wire import RawClient, request
 
 # The certificate's files, written before any server of this module starts.
 CERTS = Path(tempfile.gettempdir()) / f"thunderpush-test-tls-{os.getpid()}"

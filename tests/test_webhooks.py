@@ -32,8 +32,10 @@ from thunderpush.server.application import build
 from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 
-from .conftest import KEY, SECRET, Server, free_port, start_server_process, stopped
-from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.processes import free_port, start_server_process
+from .support.served import Server, stopped
 from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
 from .test_metrics import scrape, value
 

@@ -30,7 +30,7 @@ from thunderpush.transports.websocket.frames import TEXT, client_frame_size, fra
 from thunderpush.transports.websocket.handshake import answer
 from thunderpush.transports.websocket.socket import PROTOCOL_LOG
 
-from .wire import API, Hostile, RawClient, exchange, request
+from .support.wire import API, Hostile, RawClient, exchange, request
 
 pytestmark = pytest.mark.timeout(30)
 

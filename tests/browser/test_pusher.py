@@ -3,7 +3,7 @@
 The page (``pusher.html``) loads pusher-js, Laravel Echo and
 ``tests/pusher_reports.js`` from client/node_modules and tests/, served by the
 page's own origin, which is also the app's backend: it answers the auth
-endpoint pusher-js and Echo call (``tests/pusher_auth.py``), same-origin as
+endpoint pusher-js and Echo call (``tests/support/pusher_auth.py``), same-origin as
 on a Laravel site.  Thunderpush runs in the test's process on another port.
 Events are published through Thunderpush's API and, as Laravel does, through
 Pusher's HTTP API with the ``pusher`` server library.
@@ -22,9 +22,10 @@ import tornado.web
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpserver import HTTPServer
 
-from ..conftest import KEY, SECRET, Server, serving
-from ..pusher_auth import AUTH_ROUTE, AuthHandler
-from .conftest import CLIENT_DIR, HERE, WAIT_MS, Tab, Tabs
+from ..support import KEY, SECRET
+from ..support.browser import CLIENT_DIR, PAGES, WAIT_MS, Tab, Tabs
+from ..support.pusher_auth import AUTH_ROUTE, AuthHandler
+from ..support.served import Server, serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.config(app_id="1")]
 
@@ -44,11 +45,11 @@ async def site():
             (
                 r"/()",
                 tornado.web.StaticFileHandler,
-                {"path": HERE, "default_filename": "pusher.html"},
+                {"path": PAGES, "default_filename": "pusher.html"},
             ),
             (r"/(pusher\.min\.js)", tornado.web.StaticFileHandler, {"path": PUSHER_DIR}),
             (r"/(echo\.iife\.js)", tornado.web.StaticFileHandler, {"path": ECHO_DIR}),
-            (r"/(pusher_reports\.js)", tornado.web.StaticFileHandler, {"path": HERE.parent}),
+            (r"/(pusher_reports\.js)", tornado.web.StaticFileHandler, {"path": PAGES.parent}),
             (AUTH_ROUTE, AuthHandler),
         ]
     )

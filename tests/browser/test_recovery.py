@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ..conftest import Server, call_api, client_in, serving
-from .conftest import Tab, Tabs
+from ..support.api import call_api
+from ..support.browser import Tab, Tabs
+from ..support.served import Server, client_in, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
