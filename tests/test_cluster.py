@@ -32,7 +32,7 @@ from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import Closed, WebSocketClient, XhrStreamingClient
 from .support.processes import start_server_process
-from .support.served import Server, stopped
+from .support.served import LiveServer, stopped
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
@@ -56,20 +56,19 @@ async def nodes(fresh_redis):
 
 
 @contextlib.asynccontextmanager
-async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[Server]]]]:
+async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[LiveServer]]]]:
     """``await start(n, **config)``: n servers in this loop, joined through the Redis
     that ``backend`` names (``Config``'s settings); stopped at the end."""
     running = []
 
-    async def start(count: int = 2, **settings: Any) -> list[Server]:
+    async def start(count: int = 2, **settings: Any) -> list[LiveServer]:
         config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
         config = replace(config, **backend, **settings)
         for _ in range(count):
             built = build(config)
             await built.start()
             await built.door.listen(0, "127.0.0.1")
-            hub = built.apps.get(KEY).hub
-            running.append(Server(built.door.port, built.router, hub, built.door, parts=built))
+            running.append(LiveServer.of(built))
         return running[-count:]
 
     try:
@@ -79,7 +78,7 @@ async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list
             await stopped(server)
 
 
-async def listed(server: Server, channel: str) -> list[str]:
+async def listed(server: LiveServer, channel: str) -> list[str]:
     response = await server.api("GET", f"channels/{channel}/")
     return json_of(response)["users"]
 
@@ -121,11 +120,11 @@ async def test_a_user_gets_a_send_on_every_node_it_is_connected_to(nodes):
     assert body(await a.api("POST", "users/nobody/", "1")) == (200, '{"count": 0}\n')
 
 
-async def count_users(server: Server) -> int:
+async def count_users(server: LiveServer) -> int:
     return json_of(await server.api("GET", "users/"))["count"]
 
 
-async def online(server: Server, user: str) -> bool:
+async def online(server: LiveServer, user: str) -> bool:
     return json_of(await server.api("GET", f"users/{user}/"))["online"]
 
 
@@ -168,7 +167,7 @@ async def test_delete_closes_a_users_connections_on_every_node(nodes):
 # -- presence channels ---------------------------------------------------------
 
 
-async def in_presence(server: Server, user: str, kind=WebSocketClient, channel="presence-room"):
+async def in_presence(server: LiveServer, user: str, kind=WebSocketClient, channel="presence-room"):
     """A connection of ``user`` in ``channel``, and the members it was told of."""
     client = await server.client(kind, user)
     await client.send(f"SUBSCRIBE {channel} {channel_token(KEY, SECRET, user, channel)}")
@@ -271,7 +270,7 @@ async def closed_after_messages(client: WebSocketClient, timeout: float = 10) ->
             return closed.code
 
 
-async def status_and(server: Server, method: str, path: str) -> tuple[int, Any]:
+async def status_and(server: LiveServer, method: str, path: str) -> tuple[int, Any]:
     response = await server.api(method, path)
     if response.code != 200:
         return response.code, None

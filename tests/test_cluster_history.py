@@ -27,7 +27,7 @@ from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
 from .support.cluster import cluster_nodes
-from .support.served import Server
+from .support.served import LiveServer
 from .test_cluster import eventually, nodes
 from .test_history import recovered
 
@@ -155,20 +155,20 @@ def test_a_kept_publish_counts_the_connections_of_the_nodes_it_is_given(lua):
 KEPT = {"history_size": 10, "history_ttl": 60.0}
 
 
-def connection_of(server: Server, user: str) -> Any:
+def connection_of(server: LiveServer, user: str) -> Any:
     """The server side of ``user``'s only connection on ``server``."""
     (connection,) = server.hub.users[user]
     return connection
 
 
-async def cut(server: Server, client: SockJSClient, user: str) -> None:
+async def cut(server: LiveServer, client: SockJSClient, user: str) -> None:
     """The server closes ``user``'s connection with a code a client reconnects after."""
     connection_of(server, user).close(3000, "Cut.")
     assert (await client.closed())[0] == 3000
     await server.settled(lambda: user not in server.hub.users)
 
 
-async def publish(server: Server, channel: str, *payloads: str) -> None:
+async def publish(server: LiveServer, channel: str, *payloads: str) -> None:
     await publish_to(server.url, channel, *payloads)
 
 
@@ -378,7 +378,7 @@ async def test_while_redis_is_down_a_recovery_is_told_incomplete_at_once(nodes, 
 # -- the API's read ---------------------------------------------------------------
 
 
-async def history(server: Server, channel: str, query: str = "") -> tuple[int, Any]:
+async def history(server: LiveServer, channel: str, query: str = "") -> tuple[int, Any]:
     response = await server.api("GET", f"channels/{channel}/history/{query}")
     return response.code, json.loads(response.body)
 

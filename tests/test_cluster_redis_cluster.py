@@ -29,7 +29,7 @@ from .support.api import call_api
 from .support.clients import WebSocketClient
 from .support.cluster import RedisCluster
 from .support.processes import ServerProcess, bad_log_lines, start_server_process
-from .support.served import Server
+from .support.served import LiveServer
 from .test_cluster import (
     body,
     closed_after_messages,
@@ -210,7 +210,7 @@ async def test_a_killed_master_is_503_within_a_second_then_served_again(nodes, f
     await eventually(lambda: listed(b, channels[2]), ["ann"])
     fresh_redis_cluster.servers[2].stop(signal.SIGKILL)
 
-    async def status(server: Server, channel: str) -> int:
+    async def status(server: LiveServer, channel: str) -> int:
         started = time.monotonic()
         response = await server.api("POST", f"channels/{channel}/", "1")
         assert time.monotonic() - started < 1.5, "a call that needs Redis must not hang"

@@ -13,7 +13,7 @@ from thunderpush.pusher.signatures import channel_auth
 
 from .support import KEY, SECRET
 from .support.clients import Closed, WebSocketClient
-from .support.served import Server
+from .support.served import LiveServer
 from .test_cluster import eventually, in_presence, json_of, nodes
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
 
@@ -26,7 +26,7 @@ def subscribers(backend, kind: str, name: str) -> int:
         return redis.pubsub_numsub(keys.route(KEY, kind, name))[0][1]
 
 
-def heard(server: Server) -> list[bytes]:
+def heard(server: LiveServer) -> list[bytes]:
     """The routes of the messages ``server``'s node hears from now on."""
     node = server.parts.node
     routes: list[bytes] = []
@@ -143,7 +143,7 @@ async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
             received.add((await client.message())["payload"])
 
 
-def cut(backend, server: Server) -> None:
+def cut(backend, server: LiveServer) -> None:
     """Redis drops ``server``'s node's connections (both), as a network cut would."""
     node = server.parts.node
     with backend.client() as redis:
@@ -189,7 +189,7 @@ async def test_what_a_node_back_first_counts_reaches_or_the_subscriber_reconnect
     assert (await sam.message())["payload"] == "0"
 
 
-async def json_of_count(server: Server, channel: str) -> int:
+async def json_of_count(server: LiveServer, channel: str) -> int:
     return len(json_of(await server.api("GET", f"channels/{channel}/"))["users"])
 
 
@@ -233,7 +233,7 @@ async def test_each_channel_arrives_in_publish_order_on_every_node(nodes):
     assert sequences[1] == sequences[0] and sequences[2] == sequences[0]
 
 
-def slow_bus(server: Server, delay: float) -> None:
+def slow_bus(server: LiveServer, delay: float) -> None:
     """What ``server``'s node writes on its bus connection reaches Redis ``delay``
     seconds late, in order: a slow link, so its route subscriptions are late."""
     transport = server.parts.node.links[0]._subscriber._transport

@@ -22,7 +22,7 @@ from thunderpush.core.protocol import MISSED
 
 from .support import KEY
 from .support.clients import WebSocketClient, XhrStreamingClient
-from .support.served import Server, stopped
+from .support.served import LiveServer, stopped
 from .test_cluster import (
     closed_after_messages,
     eventually,
@@ -65,7 +65,7 @@ async def sharded(fresh_shards):
         yield start
 
 
-async def answer(server: Server, method: str, path: str, body: str | None = None) -> tuple:
+async def answer(server: LiveServer, method: str, path: str, body: str | None = None) -> tuple:
     response = await server.api(method, path, body)
     return response.code, json_of(response) if response.body else None
 
@@ -211,12 +211,12 @@ async def test_the_pusher_dialect_spans_the_shards(sharded):
         assert info == {"channels": {channel: {"subscription_count": 1} for channel in news}}
 
 
-async def ready(server: Server) -> tuple[int, Any]:
+async def ready(server: LiveServer) -> tuple[int, Any]:
     response = await AsyncHTTPClient().fetch(server.url + "/ready", raise_error=False)
     return response.code, json_of(response)
 
 
-async def timed(server: Server, method: str, path: str, body: str | None = None) -> tuple:
+async def timed(server: LiveServer, method: str, path: str, body: str | None = None) -> tuple:
     """``answer``, checked to come within about a second (never a hang)."""
     started = time.monotonic()
     answered = await answer(server, method, path, body)

@@ -30,7 +30,7 @@ from .support import KEY, SECRET
 from .support.clients import WebSocketClient
 from .support.cluster import redis_executable
 from .support.processes import free_port
-from .support.served import Server, stopped
+from .support.served import LiveServer, stopped
 
 # Holds Redis for ARGV[1] milliseconds, by Redis's clock.
 BUSY = """
@@ -308,7 +308,7 @@ async def test_a_node_whose_redis_hangs_answers_503_in_time_and_comes_back(fresh
     built = build(config)
     await built.start()
     await built.door.listen(0, "127.0.0.1")
-    server = Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door, parts=built)
+    server = LiveServer.of(built)
 
     async def publish(text: str) -> tuple[int, bytes]:
         response = await server.api("POST", "channels/news/", text)

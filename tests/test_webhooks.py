@@ -35,7 +35,7 @@ from thunderpush.webhooks import sender
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient, XhrStreamingClient
 from .support.processes import free_port, start_server_process
-from .support.served import Server, stopped
+from .support.served import LiveServer, stopped
 from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
 from .test_metrics import scrape, value
 
@@ -127,7 +127,7 @@ async def hooked(receiver):
     started (its webhooks sending) and stopped as the command line does."""
     running = []
 
-    async def start(**settings: Any) -> Server:
+    async def start(**settings: Any) -> LiveServer:
         config = Config(
             apikey=KEY,
             apisecret=SECRET,
@@ -137,8 +137,7 @@ async def hooked(receiver):
         built = build(replace(config, **settings))
         await built.start()
         await built.door.listen(0, "127.0.0.1")
-        server = Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door)
-        server.parts = built
+        server = LiveServer.of(built)
         running.append(server)
         return server
 
@@ -242,7 +241,9 @@ async def test_events_are_batched_at_most_a_hundred_a_post(hooked, receiver):
     ]
 
 
-async def publish_times(server: Server, client: WebSocketClient, count: int = 20) -> list[float]:
+async def publish_times(
+    server: LiveServer, client: WebSocketClient, count: int = 20
+) -> list[float]:
     """How long each of ``count`` publishes to ``client``'s channel takes to answer."""
     times = []
     for number in range(count):

@@ -25,7 +25,7 @@ from tornado.httpserver import HTTPServer
 from ..support import KEY, SECRET
 from ..support.browser import CLIENT_DIR, PAGES, WAIT_MS, Tab, Tabs
 from ..support.pusher_auth import AUTH_ROUTE, AuthHandler
-from ..support.served import Server, serving
+from ..support.served import LiveServer, serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.config(app_id="1")]
 
@@ -83,7 +83,7 @@ def count(on: str, n: int = 1) -> str:
     return f"reports.filter(r => r.on === {on!r}).length >= {n}"
 
 
-async def open_pusher(tabs: Tabs, server: Server, user: str, key: str = KEY) -> Tab:
+async def open_pusher(tabs: Tabs, server: LiveServer, user: str, key: str = KEY) -> Tab:
     tab = await tabs.open()
     await tab.run("([key, port, user]) => connectPusher(key, port, user)", [key, server.port, user])
     return tab
@@ -93,7 +93,7 @@ async def subscribe(tab: Tab, channel: str) -> None:
     await tab.run("(channel) => pusherReports.subscribe(pusher, channel, out)", channel)
 
 
-async def trigger(server: Server, channel: str, event: str, data: Any) -> None:
+async def trigger(server: LiveServer, channel: str, event: str, data: Any) -> None:
     """An event through Pusher's HTTP API, as Laravel's broadcasting sends it."""
     client = pusher.Pusher(
         app_id="1", key=KEY, secret=SECRET, host="127.0.0.1", port=server.port, ssl=False

@@ -21,7 +21,7 @@ from thunderpush.auth import channel_token, user_token
 
 from . import KEY, SECRET
 from .processes import ServerProcess
-from .served import Server
+from .served import LiveServer
 
 # The pages (page.html, pusher.html) beside the browser tests, and the client.
 PAGES = Path(__file__).resolve().parents[1] / "browser"
@@ -67,7 +67,7 @@ class Tab:
 
     async def connect(
         self,
-        server: ServerProcess | Server,
+        server: ServerProcess | LiveServer,
         user: str | None,
         channels: list[str],
         transport: str | None = None,

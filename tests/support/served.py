@@ -25,7 +25,7 @@ from tornado.httpclient import HTTPResponse
 from thunderpush.config import Config
 from thunderpush.core.apps import Apps
 from thunderpush.core.hub import Hub
-from thunderpush.server.application import build
+from thunderpush.server.application import Server, build
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.sockjs.router import SockJSRouter
 
@@ -41,16 +41,21 @@ def client_in(hub: Hub, channel: str, user: str) -> bool:
 
 
 @dataclass
-class Server:
-    """A Thunderpush app served in the test's own event loop."""
+class LiveServer:
+    """A Thunderpush app served in the test's own event loop: the real ``Server``
+    (``parts``, as ``build`` made it) and the handles tests reach for."""
 
     port: int
     router: SockJSRouter
     hub: Hub
     door: FrontDoor
+    parts: Server
     clients: list[SockJSClient] = field(default_factory=list)
-    # Every part, as ``build`` made them (the snapshot and the drain take this).
-    parts: Any = None
+
+    @classmethod
+    def of(cls, built: Server) -> LiveServer:
+        """``built``, whose door listens already, with ``KEY``'s hub at hand."""
+        return cls(built.door.port, built.router, built.apps.get(KEY).hub, built.door, built)
 
     @property
     def url(self) -> str:
@@ -86,20 +91,19 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIterator[Server]:
+async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIterator[LiveServer]:
     """A server on a free port, built from the same parts as the command line's
     (so tests exercise what users run), with the Config fields ``settings``."""
     config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
     built = build(replace(config, **settings), apps)
-    door, router = built.door, built.router
-    await door.listen(0, "127.0.0.1")
-    running = Server(door.port, router, built.apps.get(KEY).hub, door, parts=built)
+    await built.door.listen(0, "127.0.0.1")
+    running = LiveServer.of(built)
     yield running
     await stopped(running)
 
 
-async def stopped(server: Server) -> None:
-    """Stops a server that ``build`` made and its clients, as a test ends."""
+async def stopped(server: LiveServer) -> None:
+    """Stops ``server`` and its clients, as a test ends."""
     built = server.parts
     # Closing the sessions first ends every pending poll and stream, so the
     # clients' requests finish instead of being cut off.
