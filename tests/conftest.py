@@ -1,8 +1,9 @@
 """Fixtures and hooks only: what the tests import is in ``tests/support/``.
 
 The fixtures: a running server (in-process, ``server``, or as a real process,
-``server_process``), the transports clients can take, and Redis (registered
-here from ``support.cluster``).  Every test also checks the log: nothing a
+``server_process``), the transports clients can take, Redis (registered here
+from ``support.cluster``), in-loop cluster nodes on it (``nodes``) and a
+webhook receiver (``receiver``).  Every test also checks the log: nothing a
 client sends may produce a traceback or an ERROR line.
 """
 
@@ -19,12 +20,14 @@ from .support.cluster import (  # noqa: F401 - fixtures, registered for every te
     fresh_redis,
     fresh_redis_cluster,
     fresh_shards,
+    nodes,
     redis_cluster,
     redis_server,
     second_redis,
 )
 from .support.processes import start_server_process
 from .support.served import serving
+from .support.webhooks import Receiver
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,3 +84,12 @@ def server_process(tmp_path):
     yield running
     if running.proc.poll() is None:
         running.stop()
+
+
+@pytest.fixture
+async def receiver():
+    """A webhook receiver, listening (``support.webhooks.Receiver``)."""
+    receiver = Receiver()
+    receiver.listen()
+    yield receiver
+    await receiver.close()

@@ -10,72 +10,26 @@ again by the outage tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
-from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
-from thunderpush.server.application import build
 from thunderpush.server.process import shut_down
 
 from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import Closed, WebSocketClient, XhrStreamingClient
 from .support.processes import start_server_process
-from .support.served import LiveServer, stopped
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
-    """Polls ``probe`` (bounded) until it answers ``expected``."""
-    deadline = time.monotonic() + timeout
-    while (answer := await probe()) != expected:
-        assert time.monotonic() < deadline, f"still {answer!r}, not {expected!r}"
-        await asyncio.sleep(0.02)
-    return answer
+from .support.served import LiveServer, eventually
 
 
 def body(response) -> Any:
     return (response.code, response.body.decode())
-
-
-@pytest.fixture
-async def nodes(fresh_redis):
-    """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
-    async with nodes_on(redis_url=fresh_redis.url) as start:
-        yield start
-
-
-@contextlib.asynccontextmanager
-async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[LiveServer]]]]:
-    """``await start(n, **config)``: n servers in this loop, joined through the Redis
-    that ``backend`` names (``Config``'s settings); stopped at the end."""
-    running = []
-
-    async def start(count: int = 2, **settings: Any) -> list[LiveServer]:
-        config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-        config = replace(config, **backend, **settings)
-        for _ in range(count):
-            built = build(config)
-            await built.start()
-            await built.door.listen(0, "127.0.0.1")
-            running.append(LiveServer.of(built))
-        return running[-count:]
-
-    try:
-        yield start
-    finally:
-        for server in running:
-            await stopped(server)
 
 
 async def listed(server: LiveServer, channel: str) -> list[str]:

@@ -21,10 +21,9 @@ from thunderpush.server.process import shut_down
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
 from .support.processes import start_server_process
-from .test_cluster import eventually, in_presence, listed, nodes
-from .test_webhooks import ONLY_ANN_GONE, receiver
-
-__all__ = ["nodes", "receiver"]  # the fixtures
+from .support.served import eventually
+from .test_cluster import in_presence, listed
+from .test_webhooks import ONLY_ANN_GONE
 
 
 async def test_a_dead_node_is_forgotten_by_one_claimer_and_vacated_once(

@@ -27,11 +27,8 @@ from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
 from .support.cluster import cluster_nodes
-from .support.served import LiveServer
-from .test_cluster import eventually, nodes
+from .support.served import LiveServer, eventually
 from .test_history import recovered
-
-__all__ = ["nodes"]
 
 APP = "key"
 EPOCH = re.compile(r"[0-9a-f]{16}")

@@ -27,17 +27,15 @@ from thunderpush.core.protocol import MISSED
 from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import WebSocketClient
-from .support.cluster import RedisCluster
+from .support.cluster import RedisCluster, nodes_on
 from .support.processes import ServerProcess, bad_log_lines, start_server_process
-from .support.served import LiveServer
+from .support.served import LiveServer, eventually
 from .test_cluster import (
     body,
     closed_after_messages,
     count_users,
-    eventually,
     json_of,
     listed,
-    nodes_on,
     test_a_node_that_shuts_down_leaves_presence_at_once,
     test_a_publish_on_one_node_reaches_subscribers_on_every_node_in_order,
     test_a_user_gets_a_send_on_every_node_it_is_connected_to,
@@ -56,13 +54,11 @@ from .test_pusher_cluster import (
     test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order,
 )
 from .test_webhooks import (
-    receiver,
     test_a_channel_on_two_nodes_is_occupied_and_vacated_once,
     test_a_node_that_leaves_vacates_what_only_it_had,
 )
 
 __all__ = [
-    "receiver",
     "test_a_channel_on_two_nodes_is_occupied_and_vacated_once",
     "test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live",
     "test_a_gap_longer_than_the_history_is_told_incomplete",

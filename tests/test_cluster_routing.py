@@ -13,11 +13,9 @@ from thunderpush.pusher.signatures import channel_auth
 
 from .support import KEY, SECRET
 from .support.clients import Closed, WebSocketClient
-from .support.served import LiveServer
-from .test_cluster import eventually, in_presence, json_of, nodes
+from .support.served import LiveServer, eventually
+from .test_cluster import in_presence, json_of
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
-
-__all__ = ["nodes"]
 
 
 def subscribers(backend, kind: str, name: str) -> int:

@@ -22,23 +22,19 @@ from thunderpush.core.protocol import MISSED
 
 from .support import KEY
 from .support.clients import WebSocketClient, XhrStreamingClient
-from .support.served import LiveServer, stopped
+from .support.cluster import nodes_on
+from .support.served import LiveServer, eventually, stopped
 from .test_cluster import (
     closed_after_messages,
-    eventually,
     in_presence,
     json_of,
     listed,
-    nodes_on,
 )
 from .test_cluster_history import KEPT, cut, delivered
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_cluster import presence_of
 from .test_pusher_ws import established, opened, presence_data, receive, subscribed
-from .test_webhooks import receiver
-
-__all__ = ["receiver"]
 
 UNAVAILABLE = (503, {"message": "Cluster backend unavailable.", "status": 503})
 

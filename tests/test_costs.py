@@ -33,7 +33,6 @@ from .support.api import call_api
 from .support.clients import RawWebSocketClient, WebSocketClient
 from .support.processes import start_server_process
 from .support.wire import Hostile, RawClient
-from .test_cluster import nodes  # noqa: F401 - the fixture
 from .test_pusher_ws import established, opened, presence_data, receive, send
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,9 +16,7 @@ from thunderpush.core.protocol import MISSED
 
 from .support import KEY, SECRET
 from .support.clients import RawWebSocketClient, WebSocketClient, XhrPollingClient
-from .test_cluster import eventually, nodes
-
-__all__ = ["nodes"]  # the fixture
+from .support.served import eventually
 
 
 async def channels(server, query: str = "") -> dict[str, int]:

@@ -21,7 +21,8 @@ from thunderpush.pusher.signatures import channel_auth
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
-from .test_cluster import eventually, in_presence, listed, nodes, status_and
+from .support.served import eventually
+from .test_cluster import in_presence, listed, status_and
 from .test_cluster_history import KEPT, connection_of, delivered, kept
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
@@ -34,8 +35,6 @@ from .test_pusher_ws import (
     subscribed,
     thunder_in,
 )
-
-__all__ = ["nodes"]
 
 ROOM = "presence-room"
 

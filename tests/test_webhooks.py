@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,131 +20,36 @@ import ssl
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
-import tornado.web
 import trustme
-from tornado.httpserver import HTTPServer
 
-from thunderpush.config import Config
-from thunderpush.server.application import build
 from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient, XhrStreamingClient
-from .support.processes import free_port, start_server_process
-from .support.served import LiveServer, stopped
-from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
+from .support.processes import start_server_process
+from .support.served import LiveServer, eventually, serving
+from .support.webhooks import Receiver
+from .test_cluster import listed
 from .test_metrics import scrape, value
-
-
-@dataclass
-class Post:
-    headers: Any
-    body: bytes
-
-    @property
-    def events(self) -> list[tuple[str, str]]:
-        return [
-            (event["name"], event.get("channel", event.get("user")))
-            for event in json.loads(self.body)["events"]
-        ]
-
-
-@dataclass
-class Receiver:
-    """An HTTP server that keeps what is POSTed to ``url``; ``close`` and ``listen`` again.
-
-    It answers after ``delay`` seconds (a backend that does some work), over TLS
-    when given a context, and counts the TCP connections it accepted.
-    """
-
-    port: int = field(default_factory=free_port)
-    posts: list[Post] = field(default_factory=list)
-    # The statuses of the next answers, in order; then 200.
-    statuses: list[int] = field(default_factory=list)
-    delay: float = 0.0
-    tls: ssl.SSLContext | None = None
-    connections: int = 0
-    _server: HTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
-
-    def listen(self) -> None:
-        receiver = self
-
-        class Hook(tornado.web.RequestHandler):
-            async def post(self) -> None:
-                if receiver.delay:
-                    await asyncio.sleep(receiver.delay)
-                receiver.posts.append(Post(self.request.headers, self.request.body))
-                if receiver.statuses:
-                    self.set_status(receiver.statuses.pop(0))
-
-        class Counting(HTTPServer):
-            def handle_stream(self, stream, address) -> None:
-                receiver.connections += 1
-                super().handle_stream(stream, address)
-
-        # Its 503s are the test's own, not the server's errors: not logged.
-        application = tornado.web.Application([(r"/hook", Hook)], log_function=lambda _: None)
-        self._server = Counting(application, ssl_options=self.tls)
-        self._server.listen(self.port, "127.0.0.1")
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
-
-    def events(self) -> list[tuple[str, str]]:
-        return [event for post in self.posts for event in post.events]
-
-    async def until(self, *events: tuple[str, str], timeout: float = 10) -> None:
-        """Waits (bounded) until every one of ``events`` has arrived."""
-        deadline = time.monotonic() + timeout
-        while not set(events) <= set(self.events()):
-            missing = set(events) - set(self.events())
-            assert time.monotonic() < deadline, f"never received {missing}"
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def receiver():
-    receiver = Receiver()
-    receiver.listen()
-    yield receiver
-    await receiver.close()
 
 
 @pytest.fixture
 async def hooked(receiver):
     """``await hooked(**config)``: a server whose app POSTs its webhooks to ``receiver``,
     started (its webhooks sending) and stopped as the command line does."""
-    running = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(**settings: Any) -> LiveServer:
-        config = Config(
-            apikey=KEY,
-            apisecret=SECRET,
-            sockjs_url="http://127.0.0.1/sockjs.js",
-            webhook_url=receiver.url,
-        )
-        built = build(replace(config, **settings))
-        await built.start()
-        await built.door.listen(0, "127.0.0.1")
-        server = LiveServer.of(built)
-        running.append(server)
-        return server
+        async def start(**settings: Any) -> LiveServer:
+            return await stack.enter_async_context(
+                serving({"webhook_url": receiver.url, **settings})
+            )
 
-    yield start
-    for server in running:
-        await stopped(server)
+        yield start
 
 
 async def leave(client: WebSocketClient) -> None:

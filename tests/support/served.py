@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -90,16 +90,30 @@ class LiveServer:
             await asyncio.sleep(0.01)
 
 
+async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
+    """Polls ``probe`` (bounded) until it answers ``expected``: for what a server
+    reaches through others (Redis, another node), which ``settled`` cannot see."""
+    deadline = time.monotonic() + timeout
+    while (answer := await probe()) != expected:
+        assert time.monotonic() < deadline, f"still {answer!r}, not {expected!r}"
+        await asyncio.sleep(0.02)
+    return answer
+
+
 @asynccontextmanager
 async def serving(settings: dict[str, Any], apps: Apps | None = None) -> AsyncIterator[LiveServer]:
     """A server on a free port, built from the same parts as the command line's
     (so tests exercise what users run), with the Config fields ``settings``."""
     config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
     built = build(replace(config, **settings), apps)
+    # As the command line does: join the cluster and send webhooks, if configured, then listen.
+    await built.start()
     await built.door.listen(0, "127.0.0.1")
     running = LiveServer.of(built)
-    yield running
-    await stopped(running)
+    try:
+        yield running
+    finally:
+        await stopped(running)
 
 
 async def stopped(server: LiveServer) -> None:
