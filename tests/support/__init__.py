@@ -9,6 +9,8 @@ comes from here, one module per concept:
 * ``clients`` - SockJS clients, one per transport, all alike;
 * ``wire`` - raw HTTP/1.1 and websocket bytes, for what no polite client sends;
 * ``cluster`` - real ``redis-server`` and Redis Cluster processes, nodes joined to them;
+* ``webhooks`` - a backend's webhook endpoint that keeps what it is POSTed;
+* ``clock`` - a clock the test moves, for TTLs without sleeping;
 * ``echo`` - a bare websocket echo server, for the conformance suite;
 * ``pusher_auth`` - a backend's Pusher auth endpoint;
 * ``parity`` - the side-by-side script run against ours and the original;
