@@ -29,11 +29,23 @@ from .support.processes import start_server_process
 from .support.served import serving
 from .support.webhooks import Receiver
 
+# The fixtures that start a process (redis-server, a Redis Cluster, thunderpush):
+# a test that takes one, directly or through another fixture, is ``slow``.
+PROCESS_FIXTURES = frozenset({"redis_server", "second_redis", "redis_cluster", "server_process"})
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "config(**settings): Config fields of the test's ``server`` (e.g. timeouts)"
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``slow`` every test that needs a process started for it (tox.ini: the
+    Pythons other than the oldest and the newest run without them)."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

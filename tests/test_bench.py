@@ -29,6 +29,8 @@ from .support.cluster import cluster_nodes
 from .support.processes import bad_log_lines, start_server_process
 from .support.served import serving
 
+pytestmark = pytest.mark.slow
+
 BENCH = (sys.executable, "-m", "thunderpush_bench")
 
 

@@ -19,6 +19,8 @@ from .support.api import call_api
 from .support.clients import RawWebSocketClient, WebSocketClient, XhrPollingClient
 from .support.processes import start_server_process
 
+pytestmark = pytest.mark.slow
+
 
 def test_parse_args_defaults():
     config = config_from(parse_args(["client", "secret"]))

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
@@ -26,6 +28,8 @@ from .support.api import call_api
 from .support.clients import Closed, WebSocketClient, XhrStreamingClient
 from .support.processes import start_server_process
 from .support.served import LiveServer, eventually
+
+pytestmark = pytest.mark.slow
 
 
 def body(response) -> Any:

@@ -24,6 +24,8 @@ from .test_history import history
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_ws import established, opened, receive, send, subscribed
 
+pytestmark = pytest.mark.slow
+
 # Requests naming users that a bus split on newlines, or encoded as strict
 # UTF-8, would mistake for ``bob`` or fail on.
 ODD_USERS = [

@@ -14,6 +14,8 @@ import logging
 import signal
 from collections import Counter
 
+import pytest
+
 from thunderpush.auth import channel_token
 from thunderpush.cluster import departures, keys
 from thunderpush.server.process import shut_down
@@ -24,6 +26,8 @@ from .support.processes import start_server_process
 from .support.served import eventually
 from .test_cluster import in_presence, listed
 from .test_webhooks import ONLY_ANN_GONE
+
+pytestmark = pytest.mark.slow
 
 
 async def test_a_dead_node_is_forgotten_by_one_claimer_and_vacated_once(

@@ -11,6 +11,8 @@ import redis
 from .support.api import call_api
 from .support.cluster import cluster_nodes, redis_executable
 
+pytestmark = pytest.mark.slow
+
 
 def test_redis_answers_on_its_port_and_starts_again_empty(fresh_redis):
     with fresh_redis.client() as client:

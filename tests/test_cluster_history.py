@@ -30,6 +30,8 @@ from .support.cluster import cluster_nodes
 from .support.served import LiveServer, eventually
 from .test_history import recovered
 
+pytestmark = pytest.mark.slow
+
 APP = "key"
 EPOCH = re.compile(r"[0-9a-f]{16}")
 

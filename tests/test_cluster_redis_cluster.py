@@ -58,6 +58,8 @@ from .test_webhooks import (
     test_a_node_that_leaves_vacates_what_only_it_had,
 )
 
+pytestmark = pytest.mark.slow
+
 __all__ = [
     "test_a_channel_on_two_nodes_is_occupied_and_vacated_once",
     "test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 from thunderpush.pusher.signatures import channel_auth
@@ -16,6 +18,8 @@ from .support.clients import Closed, WebSocketClient
 from .support.served import LiveServer, eventually
 from .test_cluster import in_presence, json_of
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
+
+pytestmark = pytest.mark.slow
 
 
 def subscribers(backend, kind: str, name: str) -> int:

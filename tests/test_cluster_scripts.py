@@ -23,6 +23,8 @@ import redis
 
 from thunderpush.cluster import keys, scripts
 
+pytestmark = pytest.mark.slow
+
 LUA = Path(scripts.__file__).parent / "lua"
 ROOT = Path(__file__).resolve().parent.parent
 

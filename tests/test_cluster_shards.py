@@ -36,6 +36,8 @@ from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_cluster import presence_of
 from .test_pusher_ws import established, opened, presence_data, receive, subscribed
 
+pytestmark = pytest.mark.slow
+
 UNAVAILABLE = (503, {"message": "Cluster backend unavailable.", "status": 503})
 
 

@@ -154,6 +154,7 @@ def test_a_cookie_of_any_other_shape_is_no_session(cookie):
     assert check_session(apps, cookie) is None
 
 
+@pytest.mark.slow
 def test_the_page_ships_in_the_package(tmp_path):
     pytest.importorskip("setuptools")  # as in test_openapi: tox's newer Pythons lack it
     subprocess.run(

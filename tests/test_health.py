@@ -147,6 +147,7 @@ async def test_a_second_signal_closes_the_rest_at_once(server):
         assert await client.closed(5) == (9010, "Server shutting down.")
 
 
+@pytest.mark.slow
 def test_a_metrics_port_in_use_is_one_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

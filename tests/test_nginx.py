@@ -31,9 +31,12 @@ from .support.processes import ServerProcess, free_port, start_server_process
 CONF = Path(__file__).parent.parent / "docs" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-pytestmark = pytest.mark.skipif(
-    not Path(NGINX).is_file(), reason="nginx is not installed (.ci/install installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(NGINX).is_file(), reason="nginx is not installed (.ci/install installs it)"
+    ),
+]
 
 
 def rendered(listen: int, upstreams: list[int]) -> str:

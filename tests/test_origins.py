@@ -79,6 +79,7 @@ def test_an_entry_that_is_no_origin_is_refused(entry):
         AllowedOrigins(("https://example.com", entry))
 
 
+@pytest.mark.slow
 def test_a_bad_allowed_origin_stops_the_server_with_one_clear_line(tmp_path):
     status, output = refused_start(tmp_path, "--allowed-origins", "https://ok.example,example.com")
     assert status == 2

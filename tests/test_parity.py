@@ -37,6 +37,8 @@ from .support.parity import (
 )
 from .support.processes import start_server_process
 
+pytestmark = pytest.mark.slow
+
 SCRIPT: list[tuple[str, Step]] = []
 
 

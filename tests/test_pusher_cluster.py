@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from thunderpush.auth import channel_token
@@ -35,6 +36,8 @@ from .test_pusher_ws import (
     subscribed,
     thunder_in,
 )
+
+pytestmark = pytest.mark.slow
 
 ROOM = "presence-room"
 

@@ -37,10 +37,13 @@ WAIT = 10.0
 # websocket strategy's 15 s timeout before the next one (default_strategy.ts).
 RECONNECT_WAIT = 30.0
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
-    reason="needs node and `npm ci` in client/",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
+        reason="needs node and `npm ci` in client/",
+    ),
+]
 
 
 @pytest.fixture

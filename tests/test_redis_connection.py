@@ -29,6 +29,8 @@ from .support.cluster import redis_executable
 from .support.processes import free_port
 from .support.served import eventually, serving
 
+pytestmark = pytest.mark.slow
+
 # Holds Redis for ARGV[1] milliseconds, by Redis's clock.
 BUSY = """
 local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end

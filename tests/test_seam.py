@@ -34,7 +34,7 @@ from .support.wire import API, AUTH, exchange, request, statuses
 KEPT = HistoryRule("kept-", 10)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.slow)])
 async def server(request, receiver: Receiver):
     """A server on each backend, with webhooks, keeping 10 messages of ``kept-`` channels."""
     settings: dict[str, Any] = {"history": (KEPT,), "webhook_url": receiver.url}

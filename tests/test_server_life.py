@@ -29,6 +29,8 @@ from .support.api import call_api
 from .support.clients import WebSocketClient
 from .support.processes import OURS, free_port, start_server_process
 
+pytestmark = pytest.mark.slow
+
 AS_ROOT = os.geteuid() == 0
 
 

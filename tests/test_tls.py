@@ -155,6 +155,7 @@ async def test_a_relayed_connection_ends_for_tornado_when_the_client_leaves(serv
     await server.settled(lambda: session.handler is None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, reason",
     [

@@ -29,7 +29,7 @@ from .support import KEY
 from .support.processes import ServerProcess, start_server_process
 from .support.wire import API, RawClient, request
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 PUBLISHES = 20_000
 SESSIONS = 10

@@ -97,6 +97,7 @@ async def test_a_post_is_json_signed_with_the_app_secret(hooked, receiver):
     ]
 
 
+@pytest.mark.slow
 async def test_each_transition_once_however_many_connections(hooked, receiver):
     server = await hooked()
     first = await server.client(WebSocketClient, "ann", "news")
@@ -125,6 +126,7 @@ async def test_each_transition_once_however_many_connections(hooked, receiver):
     assert len(events) == 7
 
 
+@pytest.mark.slow
 async def test_events_are_batched_at_most_a_hundred_a_post(hooked, receiver):
     server = await hooked()
     channels = [f"c{number:03}" for number in range(250)]
@@ -161,6 +163,7 @@ async def publish_times(
     return times
 
 
+@pytest.mark.slow
 async def test_a_receiver_that_is_down_slows_nothing_and_gets_the_events_when_back(
     hooked, receiver
 ):
@@ -200,6 +203,7 @@ async def test_a_receiver_that_is_down_slows_nothing_and_gets_the_events_when_ba
     await server.settled(lambda: webhooks.sent == {"channel": 3, "user": 3})
 
 
+@pytest.mark.slow
 async def test_a_full_channel_queue_drops_the_oldest_channels_and_never_a_user(
     hooked, receiver, monkeypatch, no_tracebacks
 ):
@@ -238,6 +242,7 @@ async def test_a_full_channel_queue_drops_the_oldest_channels_and_never_a_user(
     assert value(samples, "thunderpush_webhook_failures_total") == webhooks.failures
 
 
+@pytest.mark.slow
 async def test_what_is_taken_back_within_the_window_says_nothing(hooked, receiver):
     server = await hooked()
     started = time.monotonic()
@@ -287,6 +292,7 @@ CHURNERS, CHURNED, CHURN_RATE = 4, 250, 15
 VISITORS = 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.02])
 async def test_channel_churn_neither_floods_the_receiver_nor_loses_a_user(hooked, receiver, delay):
     receiver.delay = delay  # 0.02: a receiver that answers in 20 ms
@@ -362,6 +368,7 @@ async def test_channel_churn_neither_floods_the_receiver_nor_loses_a_user(hooked
     assert webhooks.sent["channel"] < transitions / 2, (webhooks.sent, transitions)
 
 
+@pytest.mark.slow
 async def test_posts_keep_their_connection(hooked, receiver):
     server = await hooked()
     for user in ("ann", "bob", "carol"):
@@ -396,6 +403,7 @@ async def tls_receiver(authority):
     await receiver.close()
 
 
+@pytest.mark.slow
 async def test_https_checks_the_certificate_against_the_system_cas(
     hooked, tls_receiver, authority, monkeypatch, tmp_path
 ):
@@ -421,6 +429,7 @@ async def test_https_with_a_certificate_no_ca_vouches_for_fails_and_says_why(
     assert server.parts.webhooks.sent == {"channel": 0, "user": 0}
 
 
+@pytest.mark.slow
 async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver):
     server = await hooked()
     receiver.statuses = [503, 302]
@@ -434,6 +443,7 @@ async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver
     assert webhooks.failures == 2
 
 
+@pytest.mark.slow
 async def test_a_reload_starts_and_stops_an_apps_webhooks(hooked, receiver):
     server = await hooked(webhook_url=None)
     built = server.parts
@@ -460,6 +470,7 @@ async def test_stopping_sends_what_is_queued_within_the_last_try(hooked, receive
     assert ("channel_occupied", "news") in receiver.events()
 
 
+@pytest.mark.slow
 async def test_stopping_with_the_receiver_down_gives_up_within_the_last_try(hooked, receiver):
     server = await hooked()
     await receiver.close()
@@ -488,6 +499,7 @@ async def test_an_app_without_a_webhook_records_nothing(hooked, receiver):
 # -- a cluster -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiver):  # noqa: F811
     a, b = await nodes(2, webhook_url=receiver.url)
     await a.client(WebSocketClient, "ann", "news")
@@ -529,6 +541,7 @@ async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiv
     assert events.index(("channel_occupied", "news")) < events.index(("channel_vacated", "news"))
 
 
+@pytest.mark.slow
 async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
     nodes,  # noqa: F811
     receiver,
@@ -558,6 +571,7 @@ async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
     assert "Traceback" not in doomed.log()
 
 
+@pytest.mark.slow
 async def test_a_node_that_leaves_vacates_what_only_it_had(nodes, receiver):  # noqa: F811
     a, b = await nodes(2, webhook_url=receiver.url)
     await a.client(WebSocketClient, "ann", "news", "sport")

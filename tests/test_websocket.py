@@ -154,6 +154,7 @@ async def _fill_until(server, user: str, enough) -> object:
     raise AssertionError(f"{handler.unsent_bytes} bytes unsent after 40 MB of deliveries")
 
 
+@pytest.mark.slow
 async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_tracebacks):
     ws = await RawClient.open(server.port, "/connect/websocket")
     (session,) = server.router.live_sessions
@@ -411,6 +412,7 @@ async def _feed(
     return transport, socket
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -456,6 +458,7 @@ _SOCKJS_PAYLOADS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

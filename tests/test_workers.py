@@ -22,6 +22,8 @@ from .support.processes import (
     start_server_process,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def consecutive_free_ports(count: int) -> int:
     """The first of ``count`` free ports in a row."""
