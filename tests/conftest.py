@@ -20,13 +20,12 @@ from .support.cluster import (  # noqa: F401 - fixtures, registered for every te
     fresh_redis,
     fresh_redis_cluster,
     fresh_shards,
-    nodes,
     redis_cluster,
     redis_server,
     second_redis,
 )
 from .support.processes import start_server_process
-from .support.served import serving
+from .support.served import nodes, serving  # noqa: F401 - nodes: a fixture, registered
 from .support.webhooks import Receiver
 
 # The fixtures that start a process (redis-server, a Redis Cluster, thunderpush):

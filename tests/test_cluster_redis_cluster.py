@@ -27,9 +27,9 @@ from thunderpush.core.protocol import MISSED
 from .support import KEY, SECRET
 from .support.api import call_api
 from .support.clients import WebSocketClient
-from .support.cluster import RedisCluster, nodes_on
+from .support.cluster import RedisCluster
 from .support.processes import ServerProcess, bad_log_lines, start_server_process
-from .support.served import LiveServer, eventually
+from .support.served import LiveServer, eventually, nodes_on
 from .test_cluster import (
     body,
     closed_after_messages,

@@ -22,8 +22,7 @@ from thunderpush.core.protocol import MISSED
 
 from .support import KEY
 from .support.clients import WebSocketClient, XhrStreamingClient
-from .support.cluster import nodes_on
-from .support.served import LiveServer, eventually, stopped
+from .support.served import LiveServer, eventually, nodes_on, stopped
 from .test_cluster import (
     closed_after_messages,
     in_presence,

@@ -10,10 +10,6 @@ crash.  ``cluster_nodes`` starts Thunderpush processes joined to it.
 ``fresh_shards`` is that Redis and a second one (``second_redis``), both
 running and empty, for nodes whose names are spread over two shards.
 
-``nodes_on(redis_url=...)`` starts Thunderpush servers in the test's loop joined
-to any of them; the ``nodes`` fixture (registered in conftest too) joins them
-through ``fresh_redis``.
-
 ``redis_cluster`` (a session fixture too; tests take it as
 ``fresh_redis_cluster``, whole and empty) is a real Redis Cluster of three
 masters made by ``redis-cli --cluster create``: Debian's ``redis-server``
@@ -29,9 +25,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -39,7 +34,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .processes import ServerProcess, bad_log_lines, free_port, start_server_process
-from .served import LiveServer, serving
 
 START_TIMEOUT = 10.0
 
@@ -394,25 +388,3 @@ def fresh_redis_cluster(redis_cluster: RedisCluster) -> RedisCluster:
     """The session's Redis Cluster, whole and empty."""
     redis_cluster.heal()
     return redis_cluster
-
-
-@contextlib.asynccontextmanager
-async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[LiveServer]]]]:
-    """``await start(n, **config)``: n servers in this loop, joined through the Redis
-    that ``backend`` names (``Config``'s settings); stopped at the end."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(count: int = 2, **settings: Any) -> list[LiveServer]:
-            return [
-                await stack.enter_async_context(serving({**backend, **settings}))
-                for _ in range(count)
-            ]
-
-        yield start
-
-
-@pytest.fixture
-async def nodes(fresh_redis: RedisServer):
-    """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
-    async with nodes_on(redis_url=fresh_redis.url) as start:
-        yield start

@@ -9,6 +9,10 @@ API (``server.api``) and clients (``server.client``)::
     async with serving({"history_size": 10}) as server:
         ws = await server.client(WebSocketClient, "ann", "news")
         await server.api("POST", "channels/news/", "1")
+
+``nodes_on(redis_url=...)`` starts several, joined through that Redis (a
+cluster); the ``nodes`` fixture (registered in conftest) is ``nodes_on`` on
+``fresh_redis`` (``support.cluster``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
 from tornado.httpclient import HTTPResponse
 
 from thunderpush.config import Config
@@ -130,3 +135,25 @@ async def stopped(server: LiveServer) -> None:
     await asyncio.wait_for(built.door.close_all_connections(), 5)
     built.apps.disconnect_all()
     await built.stop()
+
+
+@asynccontextmanager
+async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[LiveServer]]]]:
+    """``await start(n, **config)``: n servers in this loop, joined through the Redis
+    that ``backend`` names (``Config``'s settings); stopped at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def start(count: int = 2, **settings: Any) -> list[LiveServer]:
+            return [
+                await stack.enter_async_context(serving({**backend, **settings}))
+                for _ in range(count)
+            ]
+
+        yield start
+
+
+@pytest.fixture
+async def nodes(fresh_redis: Any):
+    """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
+    async with nodes_on(redis_url=fresh_redis.url) as start:
+        yield start
