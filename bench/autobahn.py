@@ -1,7 +1,7 @@
 """Autobahn|Testsuite's fuzzing client against the front door's websocket engine.
 
 Autobahn needs a server that echoes every message; this serves one,
-``tests.echo``: the real server's front door, handshake and
+``tests.support.echo``: the real server's front door, handshake and
 ``thunderpush.transports.websocket.socket.WebSocket``, with an ``on_message`` that
 sends the message back.  Every case is then judged by Autobahn.
 
@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.echo import ECHO_PATH, echo_server
+from tests.support.echo import ECHO_PATH, echo_server
 
 AGENT = "thunderpush"
 # 7.1.5: the first fragment of a message, then a close frame, then the next

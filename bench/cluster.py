@@ -35,7 +35,7 @@ Redis hop adds to one publish, and every rolling restart.  The exit status is
 delivered something twice.
 
 With ``--redis-cluster`` the nodes join a three-master Redis Cluster instead
-(``tests.cluster.RedisCluster``: ``redis-cli --cluster create`` on free
+(``tests.support.cluster.RedisCluster``: ``redis-cli --cluster create`` on free
 loopback ports, persistence off), every master a seed, and Redis's CPU is
 its masters' added up.
 

@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD .venv/bin/python bench/redis_cluster.py [--rounds 3] [--scale 1.0]
 
 Starts one ``redis-server`` and a three-master Redis Cluster (the tests'
-``tests.cluster.RedisCluster``: ``redis-cli --cluster create``), all on free
+``tests.support.cluster.RedisCluster``: ``redis-cli --cluster create``), all on free
 loopback ports with persistence off.  For INCR and EVALSHA (``INCR KEYS[1]``,
 one declared key) on 1,000 keys of distinct hash tags (so spread over the
 three masters), with 1, 16 and 256 commands in flight (that many coroutines,
@@ -31,8 +31,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.cluster import RedisCluster, RedisServer, redis_executable
-from tests.processes import free_port
+from tests.support.cluster import RedisCluster, RedisServer, redis_executable
+from tests.support.processes import free_port
 from thunderpush.cluster.connection import Connection, address
 from thunderpush.cluster.topology import ClusterConnection
 

@@ -82,7 +82,7 @@ class ThreeMasters:
 
     def __init__(self, workdir: Path) -> None:
         # Imported here: only a cluster run needs the tests' support (and pytest).
-        from tests.cluster import RedisCluster
+        from tests.support.cluster import RedisCluster
 
         directory = workdir / "redis-cluster"
         directory.mkdir()

@@ -327,6 +327,7 @@ def our_modules() -> Iterator[ModuleType]:
             yield importlib.import_module(info.name)
 
 
+@pytest.mark.slow
 def test_no_module_but_the_adapter_uses_a_private_name_of_tornado_or_sockjs():
     """Nothing outside the adapter overrides, calls or reads a library's private name.
 

@@ -8,8 +8,8 @@ import pytest
 
 from thunderpush.config import Config
 
-from .conftest import KEY
-from .sockjs_client import WebSocketClient
+from .support import KEY
+from .support.clients import WebSocketClient
 
 JSON_TYPE = "application/json; charset=UTF-8"
 

@@ -14,8 +14,8 @@ from thunderpush import auth
 from thunderpush.config import AppConfig
 from thunderpush.server.logs import JsonFormatter, TextFormatter
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient, XhrPollingClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrPollingClient
 
 OTHER, OTHER_SECRET = "other", "other-secret"
 two_apps = pytest.mark.config(apps=(AppConfig(OTHER, OTHER_SECRET),))

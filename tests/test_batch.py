@@ -14,13 +14,12 @@ import pytest
 
 from thunderpush.api.batch import MAX_BATCH_ITEMS
 
-from .sockjs_client import WebSocketClient, XhrPollingClient, XhrStreamingClient
+from .support.clients import WebSocketClient, XhrPollingClient, XhrStreamingClient
+from .support.served import eventually
 from .test_api import assert_error
-from .test_cluster import eventually, listed, nodes, online
+from .test_cluster import listed, online
 from .test_metrics import labelled, scrape, value
 from .test_openapi import described
-
-__all__ = ["nodes"]  # the fixture, for the cluster test
 
 
 def batch(*items: dict) -> str:

@@ -24,9 +24,12 @@ from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import accept_key
 
-from .cluster import bad_log_lines, cluster_nodes
-from .conftest import serving
-from .processes import KEY, SECRET, start_server_process
+from .support import KEY, SECRET
+from .support.cluster import cluster_nodes
+from .support.processes import bad_log_lines, start_server_process
+from .support.served import serving
+
+pytestmark = pytest.mark.slow
 
 BENCH = (sys.executable, "-m", "thunderpush_bench")
 

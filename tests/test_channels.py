@@ -14,8 +14,8 @@ from tornado.websocket import WebSocketClosedError
 from thunderpush.auth import channel_token, user_token
 from thunderpush.core.protocol import raw_websocket_close_code
 
-from .conftest import KEY, SECRET
-from .sockjs_client import RawWebSocketClient, SockJSClient, WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import RawWebSocketClient, SockJSClient, WebSocketClient
 
 
 def code_on(kind: type[SockJSClient], code: int) -> int:

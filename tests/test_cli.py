@@ -14,9 +14,12 @@ from thunderpush.config import Config
 from thunderpush.server.application import build
 from thunderpush.server.cli import config_from, parse_args
 
-from .conftest import call_api
-from .processes import KEY, start_server_process
-from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support import KEY
+from .support.api import call_api
+from .support.clients import RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support.processes import start_server_process
+
+pytestmark = pytest.mark.slow
 
 
 def test_parse_args_defaults():

@@ -2,7 +2,7 @@
 
 Two in-process nodes (two ``build(config)`` servers in the test's loop, on the
 same Redis) serve what needs nothing more; real processes serve what needs a
-process to die (SIGKILL).  ``fresh_redis`` (``tests/cluster.py``) is a real
+process to die (SIGKILL).  ``fresh_redis`` (``tests/support/cluster.py``) is a real
 ``redis-server`` on a free port, empty for each test, stopped and started
 again by the outage tests.
 """
@@ -10,73 +10,33 @@ again by the outage tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
-from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
-from thunderpush.server.application import build
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, Server, call_api, start_server_process, stopped
-from .sockjs_client import Closed, WebSocketClient, XhrStreamingClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import Closed, WebSocketClient, XhrStreamingClient
+from .support.processes import start_server_process
+from .support.served import LiveServer, eventually
 
-
-async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5) -> Any:
-    """Polls ``probe`` (bounded) until it answers ``expected``."""
-    deadline = time.monotonic() + timeout
-    while (answer := await probe()) != expected:
-        assert time.monotonic() < deadline, f"still {answer!r}, not {expected!r}"
-        await asyncio.sleep(0.02)
-    return answer
+pytestmark = pytest.mark.slow
 
 
 def body(response) -> Any:
     return (response.code, response.body.decode())
 
 
-@pytest.fixture
-async def nodes(fresh_redis):
-    """``await nodes(n, **config)``: n servers in this loop, joined through ``fresh_redis``."""
-    async with nodes_on(redis_url=fresh_redis.url) as start:
-        yield start
-
-
-@contextlib.asynccontextmanager
-async def nodes_on(**backend: Any) -> AsyncIterator[Callable[..., Awaitable[list[Server]]]]:
-    """``await start(n, **config)``: n servers in this loop, joined through the Redis
-    that ``backend`` names (``Config``'s settings); stopped at the end."""
-    running = []
-
-    async def start(count: int = 2, **settings: Any) -> list[Server]:
-        config = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
-        config = replace(config, **backend, **settings)
-        for _ in range(count):
-            built = build(config)
-            await built.start()
-            await built.door.listen(0, "127.0.0.1")
-            hub = built.apps.get(KEY).hub
-            running.append(Server(built.door.port, built.router, hub, built.door, parts=built))
-        return running[-count:]
-
-    try:
-        yield start
-    finally:
-        for server in running:
-            await stopped(server)
-
-
-async def listed(server: Server, channel: str) -> list[str]:
+async def listed(server: LiveServer, channel: str) -> list[str]:
     response = await server.api("GET", f"channels/{channel}/")
     return json_of(response)["users"]
 
@@ -118,11 +78,11 @@ async def test_a_user_gets_a_send_on_every_node_it_is_connected_to(nodes):
     assert body(await a.api("POST", "users/nobody/", "1")) == (200, '{"count": 0}\n')
 
 
-async def count_users(server: Server) -> int:
+async def count_users(server: LiveServer) -> int:
     return json_of(await server.api("GET", "users/"))["count"]
 
 
-async def online(server: Server, user: str) -> bool:
+async def online(server: LiveServer, user: str) -> bool:
     return json_of(await server.api("GET", f"users/{user}/"))["online"]
 
 
@@ -165,7 +125,7 @@ async def test_delete_closes_a_users_connections_on_every_node(nodes):
 # -- presence channels ---------------------------------------------------------
 
 
-async def in_presence(server: Server, user: str, kind=WebSocketClient, channel="presence-room"):
+async def in_presence(server: LiveServer, user: str, kind=WebSocketClient, channel="presence-room"):
     """A connection of ``user`` in ``channel``, and the members it was told of."""
     client = await server.client(kind, user)
     await client.send(f"SUBSCRIBE {channel} {channel_token(KEY, SECRET, user, channel)}")
@@ -268,7 +228,7 @@ async def closed_after_messages(client: WebSocketClient, timeout: float = 10) ->
             return closed.code
 
 
-async def status_and(server: Server, method: str, path: str) -> tuple[int, Any]:
+async def status_and(server: LiveServer, method: str, path: str) -> tuple[int, Any]:
     response = await server.api(method, path)
     if response.code != 200:
         return response.code, None

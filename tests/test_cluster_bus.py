@@ -15,15 +15,16 @@ import pytest
 
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
-from .test_cluster import body, eventually, nodes, online
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.served import eventually
+from .test_cluster import body, online
 from .test_cluster_history import KEPT, delivered
 from .test_history import history
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_ws import established, opened, receive, send, subscribed
 
-__all__ = ["nodes"]
+pytestmark = pytest.mark.slow
 
 # Requests naming users that a bus split on newlines, or encoded as strict
 # UTF-8, would mistake for ``bob`` or fail on.

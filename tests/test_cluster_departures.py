@@ -14,16 +14,20 @@ import logging
 import signal
 from collections import Counter
 
+import pytest
+
 from thunderpush.auth import channel_token
 from thunderpush.cluster import departures, keys
 from thunderpush.server.process import shut_down
 
-from .conftest import KEY, SECRET, start_server_process
-from .sockjs_client import WebSocketClient
-from .test_cluster import eventually, in_presence, listed, nodes
-from .test_webhooks import ONLY_ANN_GONE, receiver
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.processes import start_server_process
+from .support.served import eventually
+from .test_cluster import in_presence, listed
+from .test_webhooks import ONLY_ANN_GONE
 
-__all__ = ["nodes", "receiver"]  # the fixtures
+pytestmark = pytest.mark.slow
 
 
 async def test_a_dead_node_is_forgotten_by_one_claimer_and_vacated_once(

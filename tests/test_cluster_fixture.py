@@ -8,8 +8,10 @@ import subprocess
 import pytest
 import redis
 
-from .cluster import cluster_nodes, redis_executable
-from .conftest import call_api
+from .support.api import call_api
+from .support.cluster import cluster_nodes, redis_executable
+
+pytestmark = pytest.mark.slow
 
 
 def test_redis_answers_on_its_port_and_starts_again_empty(fresh_redis):

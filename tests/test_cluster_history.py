@@ -1,7 +1,7 @@
 """History in a cluster: channel streams in Redis, recovery on whichever node a
 client reconnects to, and the API's read of a channel's history.
 
-The scripts are run on a real Redis first (``fresh_redis``, tests/cluster.py),
+The scripts are run on a real Redis first (``fresh_redis``, tests/support/cluster.py),
 then two in-process nodes on it serve real SockJS clients.
 """
 
@@ -23,13 +23,14 @@ from thunderpush.cluster.bus import deliver, field, publication_head
 from thunderpush.config import HistoryRule
 from thunderpush.core.broker import PLAIN, PublishOptions
 
-from .cluster import cluster_nodes
-from .conftest import KEY, SECRET, Server, call_api
-from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
-from .test_cluster import eventually, nodes
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
+from .support.cluster import cluster_nodes
+from .support.served import LiveServer, eventually
 from .test_history import recovered
 
-__all__ = ["nodes"]
+pytestmark = pytest.mark.slow
 
 APP = "key"
 EPOCH = re.compile(r"[0-9a-f]{16}")
@@ -153,20 +154,20 @@ def test_a_kept_publish_counts_the_connections_of_the_nodes_it_is_given(lua):
 KEPT = {"history_size": 10, "history_ttl": 60.0}
 
 
-def connection_of(server: Server, user: str) -> Any:
+def connection_of(server: LiveServer, user: str) -> Any:
     """The server side of ``user``'s only connection on ``server``."""
     (connection,) = server.hub.users[user]
     return connection
 
 
-async def cut(server: Server, client: SockJSClient, user: str) -> None:
+async def cut(server: LiveServer, client: SockJSClient, user: str) -> None:
     """The server closes ``user``'s connection with a code a client reconnects after."""
     connection_of(server, user).close(3000, "Cut.")
     assert (await client.closed())[0] == 3000
     await server.settled(lambda: user not in server.hub.users)
 
 
-async def publish(server: Server, channel: str, *payloads: str) -> None:
+async def publish(server: LiveServer, channel: str, *payloads: str) -> None:
     await publish_to(server.url, channel, *payloads)
 
 
@@ -376,7 +377,7 @@ async def test_while_redis_is_down_a_recovery_is_told_incomplete_at_once(nodes, 
 # -- the API's read ---------------------------------------------------------------
 
 
-async def history(server: Server, channel: str, query: str = "") -> tuple[int, Any]:
+async def history(server: LiveServer, channel: str, query: str = "") -> tuple[int, Any]:
     response = await server.api("GET", f"channels/{channel}/history/{query}")
     return response.code, json.loads(response.body)
 

@@ -2,7 +2,7 @@
 tests run again there, then what only a Redis Cluster does.
 
 ``nodes`` here starts in-process servers whose ``--redis-url``s are the seeds
-of ``fresh_redis_cluster`` (``tests/cluster.py``: three masters, no
+of ``fresh_redis_cluster`` (``tests/support/cluster.py``: three masters, no
 replicas), so the tests imported below (delivery, listings, presence of both
 dialects, history and recovery, webhooks) run on it unchanged.  Channels in
 the tests of this module are chosen so that their slots lie on each of the
@@ -24,18 +24,18 @@ from thunderpush.cluster import keys
 from thunderpush.cluster.slots import key_slot
 from thunderpush.core.protocol import MISSED
 
-from .cluster import RedisCluster, bad_log_lines
-from .conftest import KEY, SECRET, Server, call_api, start_server_process
-from .processes import ServerProcess
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import WebSocketClient
+from .support.cluster import RedisCluster
+from .support.processes import ServerProcess, bad_log_lines, start_server_process
+from .support.served import LiveServer, eventually, nodes_on
 from .test_cluster import (
     body,
     closed_after_messages,
     count_users,
-    eventually,
     json_of,
     listed,
-    nodes_on,
     test_a_node_that_shuts_down_leaves_presence_at_once,
     test_a_publish_on_one_node_reaches_subscribers_on_every_node_in_order,
     test_a_user_gets_a_send_on_every_node_it_is_connected_to,
@@ -54,13 +54,13 @@ from .test_pusher_cluster import (
     test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order,
 )
 from .test_webhooks import (
-    receiver,
     test_a_channel_on_two_nodes_is_occupied_and_vacated_once,
     test_a_node_that_leaves_vacates_what_only_it_had,
 )
 
+pytestmark = pytest.mark.slow
+
 __all__ = [
-    "receiver",
     "test_a_channel_on_two_nodes_is_occupied_and_vacated_once",
     "test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live",
     "test_a_gap_longer_than_the_history_is_told_incomplete",
@@ -208,7 +208,7 @@ async def test_a_killed_master_is_503_within_a_second_then_served_again(nodes, f
     await eventually(lambda: listed(b, channels[2]), ["ann"])
     fresh_redis_cluster.servers[2].stop(signal.SIGKILL)
 
-    async def status(server: Server, channel: str) -> int:
+    async def status(server: LiveServer, channel: str) -> int:
         started = time.monotonic()
         response = await server.api("POST", f"channels/{channel}/", "1")
         assert time.monotonic() - started < 1.5, "a call that needs Redis must not hang"

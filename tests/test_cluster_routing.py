@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET, Server
-from .sockjs_client import Closed, WebSocketClient
-from .test_cluster import eventually, in_presence, json_of, nodes
+from .support import KEY, SECRET
+from .support.clients import Closed, WebSocketClient
+from .support.served import LiveServer, eventually
+from .test_cluster import in_presence, json_of
 from .test_pusher_ws import established, opened, receive, subscribed, thunder_in
 
-__all__ = ["nodes"]
+pytestmark = pytest.mark.slow
 
 
 def subscribers(backend, kind: str, name: str) -> int:
@@ -25,7 +28,7 @@ def subscribers(backend, kind: str, name: str) -> int:
         return redis.pubsub_numsub(keys.route(KEY, kind, name))[0][1]
 
 
-def heard(server: Server) -> list[bytes]:
+def heard(server: LiveServer) -> list[bytes]:
     """The routes of the messages ``server``'s node hears from now on."""
     node = server.parts.node
     routes: list[bytes] = []
@@ -142,7 +145,7 @@ async def test_a_message_counted_for_a_new_subscriber_reaches_it(nodes):
             received.add((await client.message())["payload"])
 
 
-def cut(backend, server: Server) -> None:
+def cut(backend, server: LiveServer) -> None:
     """Redis drops ``server``'s node's connections (both), as a network cut would."""
     node = server.parts.node
     with backend.client() as redis:
@@ -188,7 +191,7 @@ async def test_what_a_node_back_first_counts_reaches_or_the_subscriber_reconnect
     assert (await sam.message())["payload"] == "0"
 
 
-async def json_of_count(server: Server, channel: str) -> int:
+async def json_of_count(server: LiveServer, channel: str) -> int:
     return len(json_of(await server.api("GET", f"channels/{channel}/"))["users"])
 
 
@@ -232,7 +235,7 @@ async def test_each_channel_arrives_in_publish_order_on_every_node(nodes):
     assert sequences[1] == sequences[0] and sequences[2] == sequences[0]
 
 
-def slow_bus(server: Server, delay: float) -> None:
+def slow_bus(server: LiveServer, delay: float) -> None:
     """What ``server``'s node writes on its bus connection reaches Redis ``delay``
     seconds late, in order: a slow link, so its route subscriptions are late."""
     transport = server.parts.node.links[0]._subscriber._transport

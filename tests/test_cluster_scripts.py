@@ -3,7 +3,7 @@
 Read as text, every key a ``redis.call`` names comes from the script's
 ``KEYS`` (no key is built in Lua), and every route it publishes on from its
 ``ARGV``; each ``KEYS[n]`` it uses is in its header.  Run on a real Redis,
-each script of a cluster's life (``fresh_redis``, tests/cluster.py) is run by
+each script of a cluster's life (``fresh_redis``, tests/support/cluster.py) is run by
 a Redis user allowed only the keys it is given and its name's route, so a key
 it touched without declaring it would be refused.  The files are package data:
 loaded through ``importlib.resources`` and listed among the sources a build
@@ -22,6 +22,8 @@ import pytest
 import redis
 
 from thunderpush.cluster import keys, scripts
+
+pytestmark = pytest.mark.slow
 
 LUA = Path(scripts.__file__).parent / "lua"
 ROOT = Path(__file__).resolve().parent.parent

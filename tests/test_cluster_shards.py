@@ -1,6 +1,6 @@
 """Shards: nodes given two ``--redis-url``, each channel and user on one Redis.
 
-Two real ``redis-server`` (``fresh_shards``, ``tests/cluster.py``) and two
+Two real ``redis-server`` (``fresh_shards``, ``tests/support/cluster.py``) and two
 in-process nodes given both URLs.  The names each test uses are picked by
 ``on_shard`` so that one lives on each shard, as ``shard_of`` places them.
 """
@@ -20,24 +20,22 @@ from thunderpush.cluster import keys
 from thunderpush.cluster.shards import shard_of
 from thunderpush.core.protocol import MISSED
 
-from .conftest import KEY, Server, stopped
-from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .support import KEY
+from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.served import LiveServer, eventually, nodes_on, stopped
 from .test_cluster import (
     closed_after_messages,
-    eventually,
     in_presence,
     json_of,
     listed,
-    nodes_on,
 )
 from .test_cluster_history import KEPT, cut, delivered
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
 from .test_pusher_cluster import presence_of
 from .test_pusher_ws import established, opened, presence_data, receive, subscribed
-from .test_webhooks import receiver
 
-__all__ = ["receiver"]
+pytestmark = pytest.mark.slow
 
 UNAVAILABLE = (503, {"message": "Cluster backend unavailable.", "status": 503})
 
@@ -64,7 +62,7 @@ async def sharded(fresh_shards):
         yield start
 
 
-async def answer(server: Server, method: str, path: str, body: str | None = None) -> tuple:
+async def answer(server: LiveServer, method: str, path: str, body: str | None = None) -> tuple:
     response = await server.api(method, path, body)
     return response.code, json_of(response) if response.body else None
 
@@ -210,12 +208,12 @@ async def test_the_pusher_dialect_spans_the_shards(sharded):
         assert info == {"channels": {channel: {"subscription_count": 1} for channel in news}}
 
 
-async def ready(server: Server) -> tuple[int, Any]:
+async def ready(server: LiveServer) -> tuple[int, Any]:
     response = await AsyncHTTPClient().fetch(server.url + "/ready", raise_error=False)
     return response.code, json_of(response)
 
 
-async def timed(server: Server, method: str, path: str, body: str | None = None) -> tuple:
+async def timed(server: LiveServer, method: str, path: str, body: str | None = None) -> tuple:
     """``answer``, checked to come within about a second (never a hang)."""
     started = time.monotonic()
     answered = await answer(server, method, path, body)

@@ -12,6 +12,7 @@ import json
 import string
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,8 @@ from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
 from thunderpush.core.retention import HistoryPolicy, Keep
 from thunderpush.core.streams import Streams
+
+pytestmark = pytest.mark.slow
 
 KEY, SECRET = "key", "secret"
 MAX_CHANNELS = 8

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from .wire import API, RawClient, exchange, request, until_closed
+from .support.wire import API, RawClient, exchange, request, until_closed
 
 pytestmark = pytest.mark.timeout(30)
 

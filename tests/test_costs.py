@@ -28,11 +28,12 @@ from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core import recovery
 from thunderpush.server.cli import load
 
-from .conftest import KEY, SECRET, call_api, start_server_process
-from .sockjs_client import RawWebSocketClient, WebSocketClient
-from .test_cluster import nodes  # noqa: F401 - the fixture
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import RawWebSocketClient, WebSocketClient
+from .support.processes import start_server_process
+from .support.wire import Hostile, RawClient
 from .test_pusher_ws import established, opened, presence_data, receive, send
-from .wire import Hostile, RawClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,6 +114,7 @@ def history_process(tmp_path) -> Iterator:
 # -- one recovery per channel per command -----------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_subscribe_repeating_a_recovery_item_replays_it_once(history_process):
     """The issue's ``news since=E/O`` repeated: 999 copies (the most one command may
     hold) now cost one replay of 200 messages, not 999 of them (about 200 MB)."""
@@ -139,6 +141,7 @@ async def test_a_subscribe_repeating_a_recovery_item_replays_it_once(history_pro
     assert attacker.close_code is None
 
 
+@pytest.mark.slow
 async def test_two_sockets_repeating_more_items_than_the_budget_are_closed_before_any_replay(
     history_process,
 ):
@@ -217,6 +220,7 @@ async def test_new_channels_count_against_the_item_rate(server):
     assert await attacker.closed() == TOO_MANY_COMMANDS
 
 
+@pytest.mark.slow
 async def test_a_flood_of_repeated_items_at_the_command_rate_costs_little_cpu(tmp_path):
     """999 repeated items a command (the most under the budget), 100 commands a
     second for two seconds: each costs the server well under a millisecond of CPU
@@ -299,6 +303,7 @@ async def test_a_repeated_presence_item_is_welcomed_once(server):
 # -- the unsent cap while a command builds ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.config(max_unsent_bytes=64 * 1024, history_size=50)
 async def test_a_client_over_the_unsent_cap_is_let_go_while_its_command_builds(
     server, monkeypatch, caplog
@@ -390,6 +395,7 @@ async def test_the_member_cap_is_100_by_default_per_app_and_0_turns_it_off(tmp_p
         load(["--max-presence-members", "-1", KEY, SECRET], {})
 
 
+@pytest.mark.slow
 async def test_the_member_cap_counts_the_cluster_members(nodes):  # noqa: F811
     a, b = await nodes(2, max_presence_members=2)
     alice, _ = await in_presence(a, "alice")

@@ -23,8 +23,8 @@ from thunderpush.dashboard.guesses import Guesses
 from thunderpush.dashboard.handlers import COOKIE
 from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_session
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "thunderpush" / "dashboard" / "static"
@@ -154,6 +154,7 @@ def test_a_cookie_of_any_other_shape_is_no_session(cookie):
     assert check_session(apps, cookie) is None
 
 
+@pytest.mark.slow
 def test_the_page_ships_in_the_package(tmp_path):
     pytest.importorskip("setuptools")  # as in test_openapi: tox's newer Pythons lack it
     subprocess.run(

@@ -32,6 +32,7 @@ def readme_code_blocks() -> list[str]:
     return re.findall(r"^```[^\n]*\n(.*?)\n```$", readme, re.MULTILINE | re.DOTALL)
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", DOCS, tmp_path],

@@ -17,11 +17,10 @@ from tornado.httpclient import AsyncHTTPClient
 
 from thunderpush.core.protocol import SERVER_SHUTDOWN, raw_websocket_close_code
 
-from .cluster import bad_log_lines
-from .processes import free_port, start_server_process
-from .wire import RawClient
+from .support.processes import bad_log_lines, free_port, start_server_process
+from .support.wire import RawClient
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 CLIENTS = 1000
 DRAIN_SECONDS = 2.0

@@ -21,8 +21,9 @@ from thunderpush.observe.endpoints import listen_for_metrics
 from thunderpush.server.application import build
 from thunderpush.server.process import START_EXIT
 
-from .processes import KEY, SECRET, free_port, refused_start
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.processes import free_port, refused_start
 
 CONFIG = Config(apikey=KEY, apisecret=SECRET, sockjs_url="http://127.0.0.1/sockjs.js")
 
@@ -148,6 +149,7 @@ async def test_a_second_signal_closes_the_rest_at_once(server):
         assert await client.closed(5) == (9010, "Server shutting down.")
 
 
+@pytest.mark.slow
 def test_a_metrics_port_in_use_is_one_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

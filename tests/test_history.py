@@ -7,7 +7,6 @@ for what they missed; the API's answers are read over HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import replace
@@ -16,14 +15,14 @@ import pytest
 
 from thunderpush.auth import channel_token
 from thunderpush.config import HistoryRule
-from thunderpush.core import streams
 from thunderpush.core.retention import Keep
 from thunderpush.core.streams import NO_STREAM, Streams
 from thunderpush.pusher.signatures import channel_auth
 from thunderpush.server.reload import reload_settings
 
-from .conftest import KEY, SECRET
-from .sockjs_client import SockJSClient, WebSocketClient, XhrPollingClient
+from .support import KEY, SECRET
+from .support.clients import SockJSClient, WebSocketClient, XhrPollingClient
+from .support.clock import ManualClock
 from .test_pusher_ws import established, opened, receive, send, subscribed, thunder_in
 
 OTHER_EPOCH = "0123456789abcdef"
@@ -192,11 +191,14 @@ async def test_a_gap_longer_than_the_history_is_an_incomplete_recovery(server):
         await client.no_message(0.1)
 
 
-@pytest.mark.config(history_size=10, history_ttl=0.3)
+@pytest.mark.config(history_size=10, history_ttl=300)
 async def test_a_stream_idle_for_its_ttl_is_gone_and_starts_a_new_epoch(server):
+    clock = server.hub.streams.clock = ManualClock()
     await publish(server, "news", "1")
     _, before = await history(server)
-    await asyncio.sleep(0.4)  # past the ttl: the stream is over, whatever the load
+    clock.advance(299.5)  # not yet
+    assert (await history(server))[1] == before
+    clock.advance(0.5)  # the ttl: the stream is over
     client = await returning(server, WebSocketClient, f"news since={before['epoch']}/1")
     assert await client.message() == recovered(False, "", 0)
     assert (await history(server))[1] == {"epoch": "", "offset": 0, "messages": []}
@@ -206,30 +208,30 @@ async def test_a_stream_idle_for_its_ttl_is_gone_and_starts_a_new_epoch(server):
     assert message == delivery("2", message["epoch"], 1)
 
 
-@pytest.mark.config(history_size=10, history_ttl=0.3)
+@pytest.mark.config(history_size=10, history_ttl=300)
 async def test_expired_streams_do_not_pile_up(server):
+    clock = server.hub.streams.clock = ManualClock()
     for number in range(50):
         await publish(server, f"c{number}", "1")
     assert len(server.hub.streams) == 50
-    await asyncio.sleep(0.4)  # past the ttl
+    clock.advance(300)  # the ttl
     await publish(server, "news", "1")
     assert len(server.hub.streams) == 1
 
 
-def test_kept_messages_expire_one_by_one(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(streams, "monotonic", lambda: now[0])
+def test_kept_messages_expire_one_by_one():
+    clock = ManualClock()
     keep = Keep(10, 10.0)
-    kept = Streams()
+    kept = Streams(clock)
     epoch, _ = kept.append("news", "a", keep)
-    now[0] = 6.0
+    clock.now = 6.0
     kept.append("news", "b", keep)
-    now[0] = 12.0  # "a" is older than the ttl, the stream is not
+    clock.now = 12.0  # "a" is older than the ttl, the stream is not
     stream = kept.read("news", keep)
     assert (stream.epoch, stream.offset, stream.messages) == (epoch, 2, ((2, "b"),))
     assert stream.recoverable(epoch, 1)
     assert not stream.recoverable(epoch, 0)
-    now[0] = 16.0  # no publish for the ttl: the stream is gone
+    clock.now = 16.0  # no publish for the ttl: the stream is gone
     assert kept.read("news", keep) is NO_STREAM
     assert kept.read("news", None) is NO_STREAM
 

@@ -28,8 +28,8 @@ from thunderpush.config import Config
 from thunderpush.transports.door.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
 from thunderpush.transports.door.messages import BAD_REQUEST
 
-from .processes import start_server_process
-from .wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
+from .support.processes import start_server_process
+from .support.wire import API, AUTH, RawClient, exchange, request, statuses, undated, until_closed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -283,6 +283,7 @@ def rss_bytes() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
+@pytest.mark.slow
 async def test_a_client_that_never_reads_its_answers_is_not_read_either(server, caplog):
     caplog.set_level(logging.WARNING, logger="tornado.access")  # not one line per answer
     loop = asyncio.get_running_loop()
@@ -465,6 +466,7 @@ FEW_DESCRIPTORS = (
 )
 
 
+@pytest.mark.slow
 def test_running_out_of_descriptors_is_one_line_and_passes(tmp_path):
     running = start_server_process(tmp_path, command=FEW_DESCRIPTORS)
     try:

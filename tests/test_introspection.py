@@ -14,11 +14,9 @@ from thunderpush.auth import channel_token
 from thunderpush.cluster import keys
 from thunderpush.core.protocol import MISSED
 
-from .conftest import KEY, SECRET
-from .sockjs_client import RawWebSocketClient, WebSocketClient, XhrPollingClient
-from .test_cluster import eventually, nodes
-
-__all__ = ["nodes"]  # the fixture
+from .support import KEY, SECRET
+from .support.clients import RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support.served import eventually
 
 
 async def channels(server, query: str = "") -> dict[str, int]:

@@ -19,16 +19,16 @@ from tornado.httpclient import AsyncHTTPClient
 
 from thunderpush.observe.snapshot import snapshot
 
-from .processes import KEY
-from .sockjs_client import (
+from .support import KEY
+from .support.clients import (
     RawWebSocketClient,
     WebSocketClient,
     XhrPollingClient,
     XhrStreamingClient,
 )
+from .support.wire import RawClient, exchange, request, statuses
 from .test_dashboard import SNAPSHOT_KEYS
 from .test_slow_clients import slow_socket
-from .wire import RawClient, exchange, request, statuses
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -22,17 +22,21 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from .cluster import cluster_nodes
-from .conftest import call_api
-from .processes import KEY, ServerProcess, free_port, start_server_process
-from .sockjs_client import CLIENTS, SockJSClient, XhrPollingClient
+from .support import KEY
+from .support.api import call_api
+from .support.clients import CLIENTS, SockJSClient, XhrPollingClient
+from .support.cluster import cluster_nodes
+from .support.processes import ServerProcess, free_port, start_server_process
 
 CONF = Path(__file__).parent.parent / "docs" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-pytestmark = pytest.mark.skipif(
-    not Path(NGINX).is_file(), reason="nginx is not installed (.ci/install installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(NGINX).is_file(), reason="nginx is not installed (.ci/install installs it)"
+    ),
+]
 
 
 def rendered(listen: int, upstreams: list[int]) -> str:

@@ -103,6 +103,7 @@ async def test_only_get_is_served(server, query):
     assert_error(response, 405, "Method not allowed.")
 
 
+@pytest.mark.slow
 def test_the_description_ships_in_the_package(tmp_path):
     # Packaging does not depend on the Python or Tornado version: the main
     # suite's .venv has setuptools; tox's environments on Python 3.12 and

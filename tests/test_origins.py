@@ -18,9 +18,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 
-from .processes import refused_start
-from .sockjs_client import XhrPollingClient
-from .wire import RawClient, exchange, request
+from .support.clients import XhrPollingClient
+from .support.processes import refused_start
+from .support.wire import RawClient, exchange, request
 
 ALLOWED = ("https://example.com", "https://*.example.org", "http://localhost:8000")
 restricted = pytest.mark.config(allowed_origins=ALLOWED)
@@ -79,6 +79,7 @@ def test_an_entry_that_is_no_origin_is_refused(entry):
         AllowedOrigins(("https://example.com", entry))
 
 
+@pytest.mark.slow
 def test_a_bad_allowed_origin_stops_the_server_with_one_clear_line(tmp_path):
     status, output = refused_start(tmp_path, "--allowed-origins", "https://ok.example,example.com")
     assert status == 2

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .parity import (
+from .support.parity import (
     ORIGINAL_COMMAND,
     SOCKJS_HEADERS,
     Expected,
@@ -35,7 +35,9 @@ from .parity import (
     run_script,
     summary,
 )
-from .processes import start_server_process
+from .support.processes import start_server_process
+
+pytestmark = pytest.mark.slow
 
 SCRIPT: list[tuple[str, Step]] = []
 

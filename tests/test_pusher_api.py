@@ -28,10 +28,9 @@ from thunderpush.core.protocol import FORCED_DISCONNECT
 from thunderpush.pusher.protocol import DEFAULT_EVENT
 from thunderpush.pusher.signatures import request_signature
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient, XhrStreamingClient
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrStreamingClient
 from .test_channels import presence
-from .test_cluster import nodes
 from .test_pusher_ws import Pusher as PusherConnection
 from .test_pusher_ws import (
     closed_with,
@@ -42,8 +41,6 @@ from .test_pusher_ws import (
     subscribed,
 )
 from .test_pusher_ws import send as ws_send
-
-__all__ = ["nodes"]  # the fixture, for the cluster tests
 
 APP_ID = "1"
 pytestmark = pytest.mark.config(app_id=APP_ID)

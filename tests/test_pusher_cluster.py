@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 
 from thunderpush.auth import channel_token
@@ -19,9 +20,10 @@ from thunderpush.cluster.bus import deliver, field
 from thunderpush.core.broker import PublishOptions
 from thunderpush.pusher.signatures import channel_auth
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
-from .test_cluster import eventually, in_presence, listed, nodes, status_and
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.served import eventually
+from .test_cluster import in_presence, listed, status_and
 from .test_cluster_history import KEPT, connection_of, delivered, kept
 from .test_history import history, recovered
 from .test_pusher_api import APP_ID, call, client_of
@@ -35,7 +37,7 @@ from .test_pusher_ws import (
     thunder_in,
 )
 
-__all__ = ["nodes"]
+pytestmark = pytest.mark.slow
 
 ROOM = "presence-room"
 

@@ -3,7 +3,7 @@
 ``tests/pusher_driver.js`` runs pusher-js and takes commands on stdin, printing
 what pusher-js reports (``tests/pusher_reports.js``); the test serves the auth
 endpoints pusher-js calls (``channelAuthorization`` and ``userAuthentication``,
-``tests/pusher_auth.py``).
+``tests/support/pusher_auth.py``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from .cluster import bad_log_lines
-from .conftest import KEY, call_api
-from .processes import ServerProcess, start_server_process
-from .pusher_auth import AUTH_ROUTE, AuthHandler
-from .sockjs_client import WebSocketClient
+from .support import KEY
+from .support.api import call_api
+from .support.clients import WebSocketClient
+from .support.processes import ServerProcess, bad_log_lines, start_server_process
+from .support.pusher_auth import AUTH_ROUTE, AuthHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).with_name("pusher_driver.js")
@@ -37,10 +37,13 @@ WAIT = 10.0
 # websocket strategy's 15 s timeout before the next one (default_strategy.ts).
 RECONNECT_WAIT = 30.0
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
-    reason="needs node and `npm ci` in client/",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("node") is None or not (NODE_MODULES / "pusher-js").is_dir(),
+        reason="needs node and `npm ci` in client/",
+    ),
+]
 
 
 @pytest.fixture

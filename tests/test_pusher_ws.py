@@ -26,9 +26,9 @@ from thunderpush.pusher import protocol as pusher
 from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.signatures import channel_auth, signin_auth
 
-from .conftest import KEY, SECRET
-from .sockjs_client import WebSocketClient
-from .wire import RawClient, exchange
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient
+from .support.wire import RawClient, exchange
 
 WAIT = 5.0
 QUERY = "protocol=7&client=js&version=8.4.0&flash=false"

@@ -18,9 +18,11 @@ from thunderpush.cluster.slots import key_slot
 from thunderpush.cluster.subscriber import ShardedSubscriber
 from thunderpush.cluster.topology import ClusterConnection
 
-from .cluster import RedisCluster, RedisServer
-from .processes import free_port
+from .support.cluster import RedisCluster, RedisServer
+from .support.processes import free_port
 from .test_redis_connection import count_writes
+
+pytestmark = pytest.mark.slow
 
 # Sets KEYS[1], publishes ARGV[2] on the shard channel ARGV[1] (of KEYS[1]'s
 # slot); answers the new value of KEYS[2] (same slot) and how many heard.

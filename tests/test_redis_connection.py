@@ -22,14 +22,14 @@ from thunderpush.cluster.connection import (
     address,
 )
 from thunderpush.cluster.subscriber import Subscriber
-from thunderpush.config import Config
 from thunderpush.core.protocol import MISSED
-from thunderpush.server.application import build
 
-from .cluster import redis_executable
-from .conftest import KEY, SECRET, Server, stopped
-from .processes import free_port
-from .sockjs_client import WebSocketClient
+from .support.clients import WebSocketClient
+from .support.cluster import redis_executable
+from .support.processes import free_port
+from .support.served import eventually, serving
+
+pytestmark = pytest.mark.slow
 
 # Holds Redis for ARGV[1] milliseconds, by Redis's clock.
 BUSY = """
@@ -303,19 +303,14 @@ async def test_a_subscriber_whose_redis_dies_says_so_and_a_new_one_serves_once_b
 
 
 async def test_a_node_whose_redis_hangs_answers_503_in_time_and_comes_back(fresh_redis):
-    config = Config(apikey=KEY, apisecret=SECRET, redis_url=fresh_redis.url, presence_ttl=3)
-    built = build(config)
-    await built.start()
-    await built.door.listen(0, "127.0.0.1")
-    server = Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door, parts=built)
+    async with serving({"redis_url": fresh_redis.url, "presence_ttl": 3}) as server:
 
-    async def publish(text: str) -> tuple[int, bytes]:
-        response = await server.api("POST", "channels/news/", text)
-        return response.code, response.body
+        async def publish(text: str) -> tuple[int, bytes]:
+            response = await server.api("POST", "channels/news/", text)
+            return response.code, response.body
 
-    try:
         client = await server.client(WebSocketClient, "ann", "news")
-        await until(lambda: publish("0"), (200, b'{"count": 1}\n'))
+        await eventually(lambda: publish("0"), (200, b'{"count": 1}\n'))
         assert await client.message() == {"payload": "0", "channel": "news"}
         fresh_redis.proc.send_signal(signal.SIGSTOP)
         try:
@@ -323,21 +318,11 @@ async def test_a_node_whose_redis_hangs_answers_503_in_time_and_comes_back(fresh
             answers = await asyncio.gather(*(publish(str(n)) for n in range(20)))
             assert {code for code, _ in answers} == {503}
             assert time.monotonic() - started < TIMEOUT * 2
-            assert not built.node.up
+            assert not server.parts.node.up
         finally:
             fresh_redis.proc.send_signal(signal.SIGCONT)
         # Back, the node asks its clients to reconnect and recover; they are served again.
         assert (await client.closed(timeout=10))[0] == MISSED.code
         client = await server.client(WebSocketClient, "ann", "news")
-        await until(lambda: publish("1"), (200, b'{"count": 1}\n'), timeout=10)
+        await eventually(lambda: publish("1"), (200, b'{"count": 1}\n'), timeout=10)
         assert await client.message() == {"payload": "1", "channel": "news"}
-    finally:
-        await stopped(server)
-
-
-async def until(probe, expected, timeout: float = 5):
-    """Polls ``probe`` (bounded) until it answers ``expected``."""
-    deadline = time.monotonic() + timeout
-    while (answer := await probe()) != expected:
-        assert time.monotonic() < deadline, f"still {answer!r}, not {expected!r}"
-        await asyncio.sleep(0.05)

@@ -20,8 +20,8 @@ from tornado.websocket import websocket_connect
 from thunderpush.config import Config
 from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
 
-from .processes import free_port
-from .wire import RawClient, exchange
+from .support.processes import free_port
+from .support.wire import RawClient, exchange
 
 
 class Echo(SockJSConnection):

@@ -15,12 +15,12 @@ import sys
 
 import pytest
 
-from .conftest import KEY, SECRET
+from .support import KEY, SECRET
 from .test_openapi import PACKAGED
 
 pytest.importorskip("schemathesis")  # not on Python 3.10, where it does not install
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 # Every check but use_after_free: DELETE users/<user>/ disconnects a user, it
 # deletes nothing, so the user is still there to ask about afterwards.

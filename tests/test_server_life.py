@@ -24,9 +24,12 @@ from pathlib import Path
 import pusher
 import pytest
 
-from .conftest import KEY, SECRET, call_api, free_port
-from .processes import OURS, start_server_process
-from .sockjs_client import WebSocketClient
+from .support import KEY, SECRET
+from .support.api import call_api
+from .support.clients import WebSocketClient
+from .support.processes import OURS, free_port, start_server_process
+
+pytestmark = pytest.mark.slow
 
 AS_ROOT = os.geteuid() == 0
 

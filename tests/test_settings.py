@@ -153,6 +153,7 @@ def run_command(*argv: str, **environ: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_one_line_and_status_2(tmp_path):
     result = run_command("--config", str(tmp_path / "none.toml"), "k", "s")
     assert result.returncode == 2
@@ -162,6 +163,7 @@ def test_a_missing_file_is_one_line_and_status_2(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_print_config_shows_the_merged_settings_with_secrets_masked(config_file):
     path = config_file(
         'redis_url = "redis://:redis-password@127.0.0.1:6379/0"\nport = 7001\n'
@@ -222,6 +224,7 @@ def test_masking_parses_the_url_and_hides_the_password_and_every_query_value(url
     assert masked_url(url) == shown.replace("*", MASK)
 
 
+@pytest.mark.slow
 def test_print_config_and_a_wrong_url_never_show_a_password_or_a_token(config_file):
     path = config_file(
         'redis_url = "redis://user:s3:cr@e@t@127.0.0.1:6379/0"\n'

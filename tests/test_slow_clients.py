@@ -20,9 +20,9 @@ import uuid
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from .processes import KEY
-from .sockjs_client import RawWebSocketClient
-from .wire import Hostile, RawClient, request
+from .support import KEY
+from .support.clients import RawWebSocketClient
+from .support.wire import Hostile, RawClient, request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,6 +94,7 @@ def too_slow_lines(hostile: Hostile) -> list[str]:
     return [line for line in hostile.lines() if "too slow" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/connect/websocket", "/connect/0/s1/websocket"])
 async def test_a_websocket_that_never_reads_is_closed(server, no_tracebacks, path):
     raw = path == "/connect/websocket"
@@ -116,6 +117,7 @@ async def test_a_websocket_that_never_reads_is_closed(server, no_tracebacks, pat
     hostile.check()
 
 
+@pytest.mark.slow
 @pytest.mark.config(idle_timeout=1.0)
 @pytest.mark.parametrize("response_limit", [None, 1 << 30], ids=["ends at 128 KiB", "endless"])
 async def test_an_xhr_streaming_client_that_stops_reading_is_closed(
@@ -148,6 +150,7 @@ async def test_an_xhr_streaming_client_that_stops_reading_is_closed(
     hostile.check()
 
 
+@pytest.mark.slow
 async def test_an_xhr_polling_session_that_never_polls_again_is_closed(server, no_tracebacks):
     session = f"{server.url}/connect/000/{uuid.uuid4().hex}"
     client = AsyncHTTPClient()

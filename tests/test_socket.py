@@ -9,9 +9,9 @@ import pytest
 
 from thunderpush.core.protocol import raw_websocket_close_code
 
-from .conftest import KEY
-from .sockjs_client import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
-from .wire import Hostile
+from .support import KEY
+from .support.clients import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support.wire import Hostile
 
 
 def close_code(transport, code: int) -> int:

@@ -19,15 +19,15 @@ import pytest
 import trustme
 from tornado.httpclient import AsyncHTTPClient
 
-from .conftest import KEY, SECRET
-from .processes import refused_start
-from .sockjs_client import (
+from .support import KEY, SECRET
+from .support.clients import (
     RawWebSocketClient,
     WebSocketClient,
     XhrPollingClient,
     XhrStreamingClient,
 )
-from .wire import RawClient, request
+from .support.processes import refused_start
+from .support.wire import RawClient, request
 
 # The certificate's files, written before any server of this module starts.
 CERTS = Path(tempfile.gettempdir()) / f"thunderpush-test-tls-{os.getpid()}"
@@ -155,6 +155,7 @@ async def test_a_relayed_connection_ends_for_tornado_when_the_client_leaves(serv
     await server.settled(lambda: session.handler is None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, reason",
     [

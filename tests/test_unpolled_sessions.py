@@ -25,10 +25,11 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from .processes import KEY, ServerProcess, start_server_process
-from .wire import API, RawClient, request
+from .support import KEY
+from .support.processes import ServerProcess, start_server_process
+from .support.wire import API, RawClient, request
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 PUBLISHES = 20_000
 SESSIONS = 10

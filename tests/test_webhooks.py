@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,130 +20,36 @@ import ssl
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
-import tornado.web
 import trustme
-from tornado.httpserver import HTTPServer
 
-from thunderpush.config import Config
-from thunderpush.server.application import build
 from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 
-from .conftest import KEY, SECRET, Server, free_port, start_server_process, stopped
-from .sockjs_client import WebSocketClient, XhrStreamingClient
-from .test_cluster import eventually, listed, nodes  # noqa: F401 - the fixture
+from .support import KEY, SECRET
+from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.processes import start_server_process
+from .support.served import LiveServer, eventually, serving
+from .support.webhooks import Receiver
+from .test_cluster import listed
 from .test_metrics import scrape, value
-
-
-@dataclass
-class Post:
-    headers: Any
-    body: bytes
-
-    @property
-    def events(self) -> list[tuple[str, str]]:
-        return [
-            (event["name"], event.get("channel", event.get("user")))
-            for event in json.loads(self.body)["events"]
-        ]
-
-
-@dataclass
-class Receiver:
-    """An HTTP server that keeps what is POSTed to ``url``; ``close`` and ``listen`` again.
-
-    It answers after ``delay`` seconds (a backend that does some work), over TLS
-    when given a context, and counts the TCP connections it accepted.
-    """
-
-    port: int = field(default_factory=free_port)
-    posts: list[Post] = field(default_factory=list)
-    # The statuses of the next answers, in order; then 200.
-    statuses: list[int] = field(default_factory=list)
-    delay: float = 0.0
-    tls: ssl.SSLContext | None = None
-    connections: int = 0
-    _server: HTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
-
-    def listen(self) -> None:
-        receiver = self
-
-        class Hook(tornado.web.RequestHandler):
-            async def post(self) -> None:
-                if receiver.delay:
-                    await asyncio.sleep(receiver.delay)
-                receiver.posts.append(Post(self.request.headers, self.request.body))
-                if receiver.statuses:
-                    self.set_status(receiver.statuses.pop(0))
-
-        class Counting(HTTPServer):
-            def handle_stream(self, stream, address) -> None:
-                receiver.connections += 1
-                super().handle_stream(stream, address)
-
-        # Its 503s are the test's own, not the server's errors: not logged.
-        application = tornado.web.Application([(r"/hook", Hook)], log_function=lambda _: None)
-        self._server = Counting(application, ssl_options=self.tls)
-        self._server.listen(self.port, "127.0.0.1")
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
-
-    def events(self) -> list[tuple[str, str]]:
-        return [event for post in self.posts for event in post.events]
-
-    async def until(self, *events: tuple[str, str], timeout: float = 10) -> None:
-        """Waits (bounded) until every one of ``events`` has arrived."""
-        deadline = time.monotonic() + timeout
-        while not set(events) <= set(self.events()):
-            missing = set(events) - set(self.events())
-            assert time.monotonic() < deadline, f"never received {missing}"
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def receiver():
-    receiver = Receiver()
-    receiver.listen()
-    yield receiver
-    await receiver.close()
 
 
 @pytest.fixture
 async def hooked(receiver):
     """``await hooked(**config)``: a server whose app POSTs its webhooks to ``receiver``,
     started (its webhooks sending) and stopped as the command line does."""
-    running = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(**settings: Any) -> Server:
-        config = Config(
-            apikey=KEY,
-            apisecret=SECRET,
-            sockjs_url="http://127.0.0.1/sockjs.js",
-            webhook_url=receiver.url,
-        )
-        built = build(replace(config, **settings))
-        await built.start()
-        await built.door.listen(0, "127.0.0.1")
-        server = Server(built.door.port, built.router, built.apps.get(KEY).hub, built.door)
-        server.parts = built
-        running.append(server)
-        return server
+        async def start(**settings: Any) -> LiveServer:
+            return await stack.enter_async_context(
+                serving({"webhook_url": receiver.url, **settings})
+            )
 
-    yield start
-    for server in running:
-        await stopped(server)
+        yield start
 
 
 async def leave(client: WebSocketClient) -> None:
@@ -190,6 +97,7 @@ async def test_a_post_is_json_signed_with_the_app_secret(hooked, receiver):
     ]
 
 
+@pytest.mark.slow
 async def test_each_transition_once_however_many_connections(hooked, receiver):
     server = await hooked()
     first = await server.client(WebSocketClient, "ann", "news")
@@ -218,6 +126,7 @@ async def test_each_transition_once_however_many_connections(hooked, receiver):
     assert len(events) == 7
 
 
+@pytest.mark.slow
 async def test_events_are_batched_at_most_a_hundred_a_post(hooked, receiver):
     server = await hooked()
     channels = [f"c{number:03}" for number in range(250)]
@@ -240,7 +149,9 @@ async def test_events_are_batched_at_most_a_hundred_a_post(hooked, receiver):
     ]
 
 
-async def publish_times(server: Server, client: WebSocketClient, count: int = 20) -> list[float]:
+async def publish_times(
+    server: LiveServer, client: WebSocketClient, count: int = 20
+) -> list[float]:
     """How long each of ``count`` publishes to ``client``'s channel takes to answer."""
     times = []
     for number in range(count):
@@ -252,6 +163,7 @@ async def publish_times(server: Server, client: WebSocketClient, count: int = 20
     return times
 
 
+@pytest.mark.slow
 async def test_a_receiver_that_is_down_slows_nothing_and_gets_the_events_when_back(
     hooked, receiver
 ):
@@ -291,6 +203,7 @@ async def test_a_receiver_that_is_down_slows_nothing_and_gets_the_events_when_ba
     await server.settled(lambda: webhooks.sent == {"channel": 3, "user": 3})
 
 
+@pytest.mark.slow
 async def test_a_full_channel_queue_drops_the_oldest_channels_and_never_a_user(
     hooked, receiver, monkeypatch, no_tracebacks
 ):
@@ -329,6 +242,7 @@ async def test_a_full_channel_queue_drops_the_oldest_channels_and_never_a_user(
     assert value(samples, "thunderpush_webhook_failures_total") == webhooks.failures
 
 
+@pytest.mark.slow
 async def test_what_is_taken_back_within_the_window_says_nothing(hooked, receiver):
     server = await hooked()
     started = time.monotonic()
@@ -378,6 +292,7 @@ CHURNERS, CHURNED, CHURN_RATE = 4, 250, 15
 VISITORS = 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.02])
 async def test_channel_churn_neither_floods_the_receiver_nor_loses_a_user(hooked, receiver, delay):
     receiver.delay = delay  # 0.02: a receiver that answers in 20 ms
@@ -453,6 +368,7 @@ async def test_channel_churn_neither_floods_the_receiver_nor_loses_a_user(hooked
     assert webhooks.sent["channel"] < transitions / 2, (webhooks.sent, transitions)
 
 
+@pytest.mark.slow
 async def test_posts_keep_their_connection(hooked, receiver):
     server = await hooked()
     for user in ("ann", "bob", "carol"):
@@ -487,6 +403,7 @@ async def tls_receiver(authority):
     await receiver.close()
 
 
+@pytest.mark.slow
 async def test_https_checks_the_certificate_against_the_system_cas(
     hooked, tls_receiver, authority, monkeypatch, tmp_path
 ):
@@ -512,6 +429,7 @@ async def test_https_with_a_certificate_no_ca_vouches_for_fails_and_says_why(
     assert server.parts.webhooks.sent == {"channel": 0, "user": 0}
 
 
+@pytest.mark.slow
 async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver):
     server = await hooked()
     receiver.statuses = [503, 302]
@@ -525,6 +443,7 @@ async def test_a_post_answered_otherwise_than_2xx_is_sent_again(hooked, receiver
     assert webhooks.failures == 2
 
 
+@pytest.mark.slow
 async def test_a_reload_starts_and_stops_an_apps_webhooks(hooked, receiver):
     server = await hooked(webhook_url=None)
     built = server.parts
@@ -551,6 +470,7 @@ async def test_stopping_sends_what_is_queued_within_the_last_try(hooked, receive
     assert ("channel_occupied", "news") in receiver.events()
 
 
+@pytest.mark.slow
 async def test_stopping_with_the_receiver_down_gives_up_within_the_last_try(hooked, receiver):
     server = await hooked()
     await receiver.close()
@@ -579,6 +499,7 @@ async def test_an_app_without_a_webhook_records_nothing(hooked, receiver):
 # -- a cluster -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiver):  # noqa: F811
     a, b = await nodes(2, webhook_url=receiver.url)
     await a.client(WebSocketClient, "ann", "news")
@@ -620,6 +541,7 @@ async def test_a_channel_on_two_nodes_is_occupied_and_vacated_once(nodes, receiv
     assert events.index(("channel_occupied", "news")) < events.index(("channel_vacated", "news"))
 
 
+@pytest.mark.slow
 async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
     nodes,  # noqa: F811
     receiver,
@@ -649,6 +571,7 @@ async def test_a_dead_node_is_vacated_once_by_the_node_that_forgets_it(
     assert "Traceback" not in doomed.log()
 
 
+@pytest.mark.slow
 async def test_a_node_that_leaves_vacates_what_only_it_had(nodes, receiver):  # noqa: F811
     a, b = await nodes(2, webhook_url=receiver.url)
     await a.client(WebSocketClient, "ann", "news", "sport")

@@ -30,7 +30,7 @@ from thunderpush.transports.websocket.frames import TEXT, client_frame_size, fra
 from thunderpush.transports.websocket.handshake import answer
 from thunderpush.transports.websocket.socket import PROTOCOL_LOG
 
-from .wire import API, Hostile, RawClient, exchange, request
+from .support.wire import API, Hostile, RawClient, exchange, request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -154,6 +154,7 @@ async def _fill_until(server, user: str, enough) -> object:
     raise AssertionError(f"{handler.unsent_bytes} bytes unsent after 40 MB of deliveries")
 
 
+@pytest.mark.slow
 async def test_ping_flood_never_read_keeps_at_most_one_pong(server, no_tracebacks):
     ws = await RawClient.open(server.port, "/connect/websocket")
     (session,) = server.router.live_sessions
@@ -413,6 +414,7 @@ async def _feed(
     return transport, socket
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -458,6 +460,7 @@ _SOCKJS_PAYLOADS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -5,7 +5,7 @@ needs Python 2): pongs were coalesced even when nothing was pending, so ten
 pings got one to four pongs, and the pong of a ping sent in the middle of a
 fragmented message went out after the echo of that message.  Each test sends
 the frames Autobahn sends, in the same chops, to the front door's websocket
-engine behind an echo (``tests.echo``), and reads the answers in order.
+engine behind an echo (``tests.support.echo``), and reads the answers in order.
 Autobahn's octet-wise chops (2.11, 5.20) reached the server in larger
 pieces, as the whole writes here do; here each octet is a segment of its own.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from .echo import ECHO_PATH, echo_server
-from .wire import RawClient
+from .support.echo import ECHO_PATH, echo_server
+from .support.wire import RawClient
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,9 +13,16 @@ import pytest
 from thunderpush.config import Config, ConfigError
 from thunderpush.server.workers import checked, worker_pid_path
 
-from .cluster import bad_log_lines
-from .conftest import call_api
-from .processes import ServerProcess, free_port, refused_start, start_server_process
+from .support.api import call_api
+from .support.processes import (
+    ServerProcess,
+    bad_log_lines,
+    free_port,
+    refused_start,
+    start_server_process,
+)
+
+pytestmark = pytest.mark.slow
 
 
 def consecutive_free_ports(count: int) -> int:

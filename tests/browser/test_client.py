@@ -28,9 +28,10 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from tornado.httpclient import AsyncHTTPClient
 
-from ..conftest import KEY, call_api
-from ..processes import ServerProcess, start_server_process
-from .conftest import CLIENT_DIR, WAIT_MS, Tab, Tabs
+from ..support import KEY
+from ..support.api import call_api
+from ..support.browser import CLIENT_DIR, WAIT_MS, Tab, Tabs, assert_clean_log
+from ..support.processes import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -56,12 +57,6 @@ NO_RECONNECT_MS = 3_000
 
 
 # -- Thunderpush processes -------------------------------------------------------
-
-
-def assert_clean_log(text: str) -> None:
-    """Nothing the browser does may make the server log an error or a traceback."""
-    bad = [line for line in text.splitlines() if "Traceback" in line or " ERROR " in line]
-    assert not bad, text
 
 
 @dataclass

@@ -16,10 +16,11 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page
 
-from ..conftest import KEY, call_api
-from ..processes import SECRET, ServerProcess, start_server_process
-from ..sockjs_client import WebSocketClient
-from .test_client import WAIT_MS, assert_clean_log
+from ..support import KEY, SECRET
+from ..support.api import call_api
+from ..support.browser import WAIT_MS, assert_clean_log
+from ..support.clients import WebSocketClient
+from ..support.processes import ServerProcess, start_server_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -3,7 +3,7 @@
 The page (``pusher.html``) loads pusher-js, Laravel Echo and
 ``tests/pusher_reports.js`` from client/node_modules and tests/, served by the
 page's own origin, which is also the app's backend: it answers the auth
-endpoint pusher-js and Echo call (``tests/pusher_auth.py``), same-origin as
+endpoint pusher-js and Echo call (``tests/support/pusher_auth.py``), same-origin as
 on a Laravel site.  Thunderpush runs in the test's process on another port.
 Events are published through Thunderpush's API and, as Laravel does, through
 Pusher's HTTP API with the ``pusher`` server library.
@@ -22,9 +22,10 @@ import tornado.web
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from tornado.httpserver import HTTPServer
 
-from ..conftest import KEY, SECRET, Server, serving
-from ..pusher_auth import AUTH_ROUTE, AuthHandler
-from .conftest import CLIENT_DIR, HERE, WAIT_MS, Tab, Tabs
+from ..support import KEY, SECRET
+from ..support.browser import CLIENT_DIR, PAGES, WAIT_MS, Tab, Tabs
+from ..support.pusher_auth import AUTH_ROUTE, AuthHandler
+from ..support.served import LiveServer, serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.config(app_id="1")]
 
@@ -44,11 +45,11 @@ async def site():
             (
                 r"/()",
                 tornado.web.StaticFileHandler,
-                {"path": HERE, "default_filename": "pusher.html"},
+                {"path": PAGES, "default_filename": "pusher.html"},
             ),
             (r"/(pusher\.min\.js)", tornado.web.StaticFileHandler, {"path": PUSHER_DIR}),
             (r"/(echo\.iife\.js)", tornado.web.StaticFileHandler, {"path": ECHO_DIR}),
-            (r"/(pusher_reports\.js)", tornado.web.StaticFileHandler, {"path": HERE.parent}),
+            (r"/(pusher_reports\.js)", tornado.web.StaticFileHandler, {"path": PAGES.parent}),
             (AUTH_ROUTE, AuthHandler),
         ]
     )
@@ -82,7 +83,7 @@ def count(on: str, n: int = 1) -> str:
     return f"reports.filter(r => r.on === {on!r}).length >= {n}"
 
 
-async def open_pusher(tabs: Tabs, server: Server, user: str, key: str = KEY) -> Tab:
+async def open_pusher(tabs: Tabs, server: LiveServer, user: str, key: str = KEY) -> Tab:
     tab = await tabs.open()
     await tab.run("([key, port, user]) => connectPusher(key, port, user)", [key, server.port, user])
     return tab
@@ -92,7 +93,7 @@ async def subscribe(tab: Tab, channel: str) -> None:
     await tab.run("(channel) => pusherReports.subscribe(pusher, channel, out)", channel)
 
 
-async def trigger(server: Server, channel: str, event: str, data: Any) -> None:
+async def trigger(server: LiveServer, channel: str, event: str, data: Any) -> None:
     """An event through Pusher's HTTP API, as Laravel's broadcasting sends it."""
     client = pusher.Pusher(
         app_id="1", key=KEY, secret=SECRET, host="127.0.0.1", port=server.port, ssl=False

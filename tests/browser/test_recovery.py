@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ..conftest import Server, call_api, client_in, serving
-from .conftest import Tab, Tabs
+from ..support.api import call_api
+from ..support.browser import Tab, Tabs
+from ..support.served import LiveServer, client_in, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -35,18 +36,18 @@ async def server(request, site):
         yield running
 
 
-async def api(server: Server, method: str, path: str, body: str | None = None) -> Any:
+async def api(server: LiveServer, method: str, path: str, body: str | None = None) -> Any:
     response = await call_api(server.url, method, path, body)
     assert response.code == 200, (method, path, response.code, response.body)
     return json.loads(response.body)
 
 
-async def publish(server: Server, *bodies: str) -> list[int]:
+async def publish(server: LiveServer, *bodies: str) -> list[int]:
     """Publishes each body on CHANNEL; the number of connections each reached."""
     return [(await api(server, "POST", f"channels/{CHANNEL}/", body))["count"] for body in bodies]
 
 
-async def reader(server: Server, tabs: Tabs, transport: str) -> Tab:
+async def reader(server: LiveServer, tabs: Tabs, transport: str) -> Tab:
     """A page subscribed to CHANNEL that has seen its first message, "1"."""
     tab = await tabs.open()
     await tab.connect(server, USER, [CHANNEL], transport)
@@ -56,7 +57,7 @@ async def reader(server: Server, tabs: Tabs, transport: str) -> Tab:
     return tab
 
 
-async def cut(server: Server, tab: Tab) -> None:
+async def cut(server: LiveServer, tab: Tab) -> None:
     """The server closes the page's session with a code the client reconnects after."""
     for connection in server.hub.channel_connections(CHANNEL):
         connection.close(3000, "Cut by the test.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 
@@ -77,12 +78,14 @@ class Streams:
     each append drops the expired streams at its front without a scan.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = monotonic) -> None:
         self._streams: dict[str, _Live] = {}
+        # Seconds, for the ttls: ``time.monotonic``, or a clock a test moves.
+        self.clock = clock
 
     def append(self, channel: str, payload: str, keep: Keep) -> tuple[str, int]:
         """Keeps ``payload`` as the next message of ``channel``; returns its (epoch, offset)."""
-        now = monotonic()
+        now = self.clock()
         self._drop_expired(now)
         stream = self._streams.pop(channel, None)
         if stream is None or now - stream.published >= keep.ttl:
@@ -100,7 +103,7 @@ class Streams:
         """``channel``'s stream now; ``NO_STREAM`` if it keeps no history (``keep`` None)
         or has none."""
         stream = self._streams.get(channel)
-        now = monotonic()
+        now = self.clock()
         if keep is None or stream is None or now - stream.published >= keep.ttl:
             return NO_STREAM
         cutoff = now - keep.ttl

@@ -13,7 +13,7 @@ import re
 import struct
 from typing import Any
 
-from .processes import KEY, SECRET
+from . import KEY, SECRET
 
 API = f"/api/1.0.0/{KEY}"
 AUTH = f"X-Thunder-Secret-Key: {SECRET}\r\n"

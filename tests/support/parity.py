@@ -43,7 +43,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from .processes import ServerProcess
 
 KEY, SECRET = "key", "secret"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ORIGINAL_COMMAND = ROOT / ".venv-original" / "bin" / "thunderpush"
 
 # How long a marker may take to come back; only a server that lost the

@@ -14,7 +14,7 @@ import tornado.web
 
 from thunderpush.pusher.signatures import channel_auth, signin_auth
 
-from .processes import KEY, SECRET
+from . import KEY, SECRET
 
 # The route: ``/u/<user>/auth`` (``channelAuthorization``) and ``/u/<user>/signin``
 # (``userAuthentication``).

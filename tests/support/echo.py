@@ -29,7 +29,7 @@ from thunderpush.transports.sockjs.websockets import RAW_FRAMES
 from thunderpush.transports.websocket.handshake import serve_upgrade
 from thunderpush.transports.websocket.socket import WebSocket
 
-from .processes import KEY, SECRET
+from . import KEY, SECRET
 
 ECHO_PATH = "/echo"
 

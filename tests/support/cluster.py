@@ -33,7 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .processes import ServerProcess, free_port, start_server_process
+from .processes import ServerProcess, bad_log_lines, free_port, start_server_process
 
 START_TIMEOUT = 10.0
 
@@ -167,14 +167,6 @@ def second_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def fresh_shards(redis_server: RedisServer, second_redis: RedisServer) -> list[RedisServer]:
     """Two Redis, running and empty, for nodes started with both URLs (shards 0 and 1)."""
     return [redis_server.fresh(), second_redis.fresh()]
-
-
-# What a node must never write, however its Redis behaves.
-_BAD_LOG_LINE = re.compile(r"^Traceback|\bERROR\b", re.MULTILINE)
-
-
-def bad_log_lines(node: ServerProcess) -> list[str]:
-    return [line for line in node.log().splitlines() if _BAD_LOG_LINE.search(line)]
 
 
 @contextlib.contextmanager

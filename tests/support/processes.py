@@ -8,6 +8,7 @@ bounded and a server that fails to start says why.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-KEY, SECRET = "key", "secret"
+from . import KEY, SECRET
+
 OURS = (sys.executable, "-m", "thunderpush")
 
 
@@ -96,3 +98,12 @@ def refused_start(tmp_path: Path, *extra: str, port: int | None = None) -> tuple
     command += ["--pid-path", str(tmp_path / "thunderpush.pid"), *extra]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     return done.returncode, done.stderr
+
+
+# What a server must never write, whatever its clients or its Redis do.
+_BAD_LOG_LINE = re.compile(r"^Traceback|\bERROR\b", re.MULTILINE)
+
+
+def bad_log_lines(node: ServerProcess) -> list[str]:
+    """The lines of ``node``'s log that are a traceback or an error."""
+    return [line for line in node.log().splitlines() if _BAD_LOG_LINE.search(line)]
