@@ -22,7 +22,7 @@ from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.transports.door.messages import Request
 from thunderpush.transports.websocket.service import ConnectionCounts, WebSocketService
 
-from .conftest import KEY, SECRET
+from .support import KEY, SECRET
 
 WAIT = 5.0
 
