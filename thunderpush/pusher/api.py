@@ -23,8 +23,9 @@ from thunderpush.core.apps import App
 from thunderpush.core.broker import PublishOptions
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
 from thunderpush.core.results import Result, in_order, then
-from thunderpush.pusher.errors import bad_request
 from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket_id
+from thunderpush.transports.door.answers import ApiError
+from thunderpush.transports.door.endpoints import Routes
 
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
 
@@ -38,6 +39,10 @@ _ATTRIBUTES = frozenset((USER_COUNT, SUBSCRIPTION_COUNT))
 
 
 # -- checking what a request asks for --------------------------------------------
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
 
 
 def _body(body: bytes) -> dict[str, Any]:
@@ -270,7 +275,7 @@ def terminate_connections(
 _SEGMENT = r"(?P<{}>[^/]+)"
 _APP = r"/apps/" + _SEGMENT.format("app_id")
 
-# (Tornado-style pattern, {method: action}); Tornado adds the final ``$``.
+# (Tornado-style pattern, {method: action}), matched by ``endpoint.PusherApi``.
 ROUTES: list[tuple[str, Mapping[str, Action]]] = [
     (_APP + r"/events", {"POST": trigger}),
     (_APP + r"/batch_events", {"POST": trigger_batch}),
@@ -288,3 +293,5 @@ ROUTES: list[tuple[str, Mapping[str, Action]]] = [
         {"POST": terminate_connections},
     ),
 ]
+
+routes = Routes(ROUTES)

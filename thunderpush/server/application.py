@@ -10,26 +10,30 @@ server in their own event loop::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from prometheus_client import CollectorRegistry
 
-from thunderpush.api import Api
-from thunderpush.api import handlers as api_handlers
+from thunderpush.api import Answer, Api
 from thunderpush.config import Config, ConfigError, declared_apps
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
-from thunderpush.pusher import handlers as pusher_handlers
-from thunderpush.transports.door.frontdoor import FrontDoor
+from thunderpush.pusher.endpoint import PusherApi
+from thunderpush.pusher.websocket import PATH_PREFIX, serve_pusher
+from thunderpush.transports.door.fallback import EndpointHandler
+from thunderpush.transports.door.frontdoor import FrontDoor, Upgrade
+from thunderpush.transports.door.messages import Request
 from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 from thunderpush.transports.sockjs.router import SockJSRouter
+from thunderpush.transports.websocket.handshake import serve_upgrade
 from thunderpush.webhooks.sender import Webhooks
 
 if TYPE_CHECKING:
@@ -56,8 +60,13 @@ def limits(config: Config) -> Limits:
     return Limits(config.max_channels_per_connection, config.max_commands_per_second)
 
 
-def make_application(config: Config, api: Api) -> tuple[tornado.web.Application, SockJSRouter]:
+def make_application(
+    config: Config, api: Api, pusher_api: PusherApi
+) -> tuple[tornado.web.Application, SockJSRouter]:
     """The Tornado application and its SockJS router (whose sessions shutdown closes).
+
+    The APIs are its default handler (``fallback``): Tornado serves them the
+    requests the front door hands off.
 
     Raises ``ConfigError`` for an allowed origin that is no origin.
     """
@@ -75,21 +84,38 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
             "max_unsent_bytes": config.max_unsent_bytes,
         },
     )
-    urls = [
-        *router.urls,
-        *api_handlers.urls(api),
-        *pusher_handlers.urls(api),
-        (r"/thunderpush\.js", ClientScriptHandler),
-    ]
+    urls = [*router.urls, (r"/thunderpush\.js", ClientScriptHandler)]
     application = tornado.web.Application(
         urls,
         debug=config.debug,
-        default_handler_class=api_handlers.NotFoundHandler,
-        default_handler_args={"api": api},
+        default_handler_class=EndpointHandler,
+        default_handler_args={"endpoints": (api, pusher_api), "otherwise": api.not_found},
         websocket_max_message_size=config.max_client_message_size,
         log_function=endpoints.log_request,
     )
     return application, router
+
+
+def upgrades(router: SockJSRouter, apps: Apps) -> list[tuple[re.Pattern[str], Upgrade]]:
+    """The websocket handshakes the front door serves: Pusher's ``/app/<key>``, then
+    SockJS's (``serve_upgrade`` leaves the paths that are not its own to Tornado)."""
+    limits = router.get_connection_class().limits
+
+    def pusher(transport: Any, request: Request, rest: bytes) -> bool | Answer:
+        return serve_pusher(
+            router, apps, limits, transport, request.method, request.path, request.query,
+            request.fields, rest,
+        )  # fmt: skip
+
+    def sockjs(transport: Any, request: Request, rest: bytes) -> bool | Answer:
+        return serve_upgrade(
+            router, transport, request.method, request.path, request.query, request.fields, rest
+        )
+
+    return [
+        (re.compile(re.escape(PATH_PREFIX)), pusher),
+        (re.compile(re.escape(router.prefix)), sockjs),
+    ]
 
 
 @dataclass
@@ -157,8 +183,12 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         for app in declared_apps(config):
             apps.add(app.key, app.secret, **app.options())
     api = Api(apps, config.max_body_size)
-    application, router = make_application(config, api)
-    server = Server(config, apps, api, router, FrontDoor(config, application, router, api), node)
+    pusher_api = PusherApi(api)
+    application, router = make_application(config, api, pusher_api)
+    door = FrontDoor(
+        config, application, (api, pusher_api), upgrades(router, apps), router.websockets
+    )
+    server = Server(config, apps, api, router, door, node)
     for app in apps:
         server.webhooks.watch(app)
     server.metrics = metrics.registry(server)

@@ -22,7 +22,7 @@ Every limit has one outcome:
   bytes...) or with more than ``MAX_HEADERS`` fields: Tornado's bare
   ``400 Bad Request``, then the connection is closed;
 * a head over ``MAX_HEAD_SIZE`` bytes: closed without an answer, as Tornado does;
-* a declared body over ``max_body_size``: the API's JSON 413, then closed;
+* a declared body over ``max_body_size``: the endpoint's 413, then closed;
 * no complete head ``head_timeout`` seconds after a connection opens or a
   request begins, no complete body ``body_timeout`` after its head, nothing
   ``idle_timeout`` after the last answer: closed;
@@ -42,16 +42,16 @@ from typing import Any, NoReturn, Protocol
 
 import httptools
 
-from thunderpush.api import Answer, Call
 from thunderpush.config import Config
+from thunderpush.transports.door.answers import Answer
 from thunderpush.transports.door.deadlines import BODY, HEAD, IDLE, Deadlines
+from thunderpush.transports.door.endpoints import Call
 from thunderpush.transports.door.messages import (
     BAD_REQUEST,
-    SERVER_ERROR,
     WHITESPACE,
     Request,
-    api_response,
     closing_response,
+    response,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,12 +69,6 @@ _VERSION = b" HTTP/1.1\r\n"
 
 # What a connection is doing.
 _READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
-
-
-def _failed() -> Answer:
-    """A fault in the API (never the client's): logged, and Tornado's JSON 500."""
-    logger.exception("Uncaught exception in an API call.")
-    return SERVER_ERROR
 
 
 class Door(Protocol):
@@ -346,10 +340,7 @@ class HttpConnection(Deadlines):
             self._end()  # what the client sent before its end is answered
 
     def _finish(self, request: Request, call: Call, body: bytes) -> None:
-        try:
-            answer = call.finish(body)
-        except Exception:
-            answer = _failed()
+        answer = call.finish(body)  # (a fault is the call's to answer)
         if isinstance(answer, Answer):
             self._respond(request, answer)
             return
@@ -365,17 +356,13 @@ class HttpConnection(Deadlines):
         if done.cancelled():
             self._transport.abort()
             return
-        try:
-            answer = done.result()
-        except Exception:
-            answer = _failed()
-        self._respond(request, answer)
+        self._respond(request, done.result())
         if not self._keep_alive:
             self._end()
         self._go_on()
 
     def _respond(self, request: Request, answer: Answer) -> None:
-        self._transport.write(api_response(request, answer))
+        self._transport.write(response(request, answer))
         request.log(answer.status)
         if request.close:
             self._end()
