@@ -44,6 +44,28 @@ _JSON = "application/json"
 _PREFIXES = ("/apps/", "/users/")
 
 
+def _dumps(found: dict[str, Any]) -> bytes:
+    return json.dumps(found, separators=(",", ":")).encode()
+
+
+# What a trigger without ``info`` answers, as every server library sends it.
+_EMPTY = Answer(200, _dumps({}), content_type=_JSON)
+
+
+def _parameters(query: str) -> dict[str, str]:
+    """The query's parameters (the last of a name given twice), as ``parse_qsl`` reads
+    them; a signed query of plain ``name=value`` pairs (what server libraries
+    send) is split without it, a fifth of a trigger's cost."""
+    if "%" in query or "+" in query:
+        return dict(parse_qsl(query, keep_blank_values=True))
+    params = {}
+    for pair in query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[name] = value
+    return params
+
+
 class PusherApi:
     """Pusher's HTTP API for the apps of ``api``, whose request counts (the
     metrics) count these too, as ``pusher_<action>``."""
@@ -68,7 +90,7 @@ class PusherApi:
         if action is None:
             return self._counted("pusher_other", METHOD_NOT_ALLOWED)
         name = f"pusher_{action.__name__}"
-        params = dict(parse_qsl(request.query, keep_blank_values=True))
+        params = _parameters(request.query)
         try:
             app = authenticate(self.api.apps, args.get("app_id"), request.method, path, params)
         except ApiError as refused:
@@ -124,8 +146,8 @@ class PusherCall:
             return self._refused(error)
 
     def _answer(self, found: dict[str, Any]) -> Answer:
-        body = json.dumps(found, separators=(",", ":")).encode()
-        return self._endpoint._counted(self._name, Answer(200, body, content_type=_JSON))
+        answer = Answer(200, _dumps(found), content_type=_JSON) if found else _EMPTY
+        return self._endpoint._counted(self._name, answer)
 
     def _refused(self, error: Exception) -> Answer:
         if isinstance(error, ApiError):
