@@ -11,17 +11,12 @@ serves it.  Each request head is shown to the ``Door``:
 * a request with ``Upgrade`` goes to ``Door.upgrade(transport, request, rest)``,
   which takes the connection, refuses it with an ``Answer`` (written, then
   the connection is closed) or leaves it;
-* everything else, and anything unusual (HTTP/1.0, chunked bodies, ``Expect``,
-  repeated header fields, an odd request line or Host), goes to
-  ``Door.hand_off(transport, data)`` once every earlier answer is written.
+* everything else, and anything unusual (``heads.unusual``, HTTP/1.0, repeated
+  header fields), goes to ``Door.hand_off(transport, data)`` once every
+  earlier answer is written.
 
-Every limit has one outcome:
+Every limit has one outcome (the head's: ``thunderpush.transports.door.heads``):
 
-* a request llhttp refuses (a malformed or repeated ``Content-Length``, both
-  ``Content-Length`` and ``Transfer-Encoding``, bare LF, obs-fold, control
-  bytes...) or with more than ``MAX_HEADERS`` fields: Tornado's bare
-  ``400 Bad Request``, then the connection is closed;
-* a head over ``MAX_HEAD_SIZE`` bytes: closed without an answer, as Tornado does;
 * a declared body over ``max_body_size``: the endpoint's 413, then closed;
 * no complete head ``head_timeout`` seconds after a connection opens or a
   request begins, no complete body ``body_timeout`` after its head, nothing
@@ -46,26 +41,12 @@ from thunderpush.config import Config
 from thunderpush.transports.door.answers import Answer
 from thunderpush.transports.door.deadlines import BODY, HEAD, IDLE, Deadlines
 from thunderpush.transports.door.endpoints import Call
-from thunderpush.transports.door.messages import (
-    BAD_REQUEST,
-    WHITESPACE,
-    Request,
-    closing_response,
-    response,
-)
+from thunderpush.transports.door.heads import MAX_HEAD_SIZE, MAX_HEADERS, bounds, unusual
+from thunderpush.transports.door.messages import BAD_REQUEST, Request, closing_response, response
 
 logger = logging.getLogger(__name__)
 
-# Tornado's limit: a longer request head closes the connection.
-MAX_HEAD_SIZE = 64 * 1024
-# More header fields than this get 400, as with Apache's default; Tornado has no such limit.
-MAX_HEADERS = 100
-
-# The bytes of a Host that Tornado surely accepts (its rule is wider); it answers any other.
-_HOST_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]"
-_LINE_ENDS = b"\r\n"
-_END_OF_HEAD = b"\r\n\r\n"
-_VERSION = b" HTTP/1.1\r\n"
+__all__ = ["MAX_HEADERS", "MAX_HEAD_SIZE", "Door", "HttpConnection"]
 
 # What a connection is doing.
 _READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
@@ -230,28 +211,14 @@ class HttpConnection(Deadlines):
     def on_headers_complete(self) -> None:
         if self._transport.is_closing():
             self._stop()  # reset by the peer: nothing more to answer
-        raw, start = self._raw, self._start
-        while raw[start] in _LINE_ENDS:
-            start += 1  # llhttp skips empty lines before a request line
-        head_end = raw.find(_END_OF_HEAD, start) + 4
+        start, head_end = bounds(self._raw, self._start)
         if head_end - self._start > MAX_HEAD_SIZE:
             self._end()  # as Tornado: closed without an answer
             self._stop()
         self._start = start
         parser, url, values = self._parser, self._url, self._values
         method = parser.get_method()
-        host = values.get(b"host", b"").rstrip(WHITESPACE)
-        if (
-            self._repeats
-            or not url.startswith(b"/")
-            # Exactly "METHOD SP target SP HTTP/1.1 CRLF", as Tornado requires.
-            or not raw.startswith(_VERSION, start + len(method) + 1 + len(url))
-            or b"transfer-encoding" in values
-            or b"expect" in values
-            or b"if-none-match" in values
-            or not host
-            or host.translate(None, _HOST_BYTES)
-        ):
+        if self._repeats or unusual(self._raw, start, method, url, values):
             self._hand_off()
         request = Request(method.decode("latin-1"), url.decode("latin-1"), values, self._peer)
         if parser.should_upgrade():
