@@ -25,7 +25,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from thunderpush.config import Config
-from thunderpush.transports.door.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
+from thunderpush.transports.door.heads import MAX_HEAD_SIZE, MAX_HEADERS
+from thunderpush.transports.door.http import HttpConnection
 from thunderpush.transports.door.messages import BAD_REQUEST
 
 from .processes import start_server_process

@@ -12,15 +12,19 @@ answered exactly as Tornado would.  The limits of a head, each with one outcome:
   ``400 Bad Request``, then the connection is closed;
 * a head over ``MAX_HEAD_SIZE`` bytes: closed without an answer, as Tornado does.
 
-Usage, as ``HttpConnection`` reads a head::
+``HeadReader`` collects a head from llhttp's callbacks; ``HttpConnection`` is
+one, and reads a head so::
 
     start, head_end = bounds(raw, start)
-    if unusual(raw, start, method, url, fields):
+    if self._repeats or unusual(raw, start, method, self._url, self._values):
         ...  # hand the connection to Tornado from this request on
 """
 
 from __future__ import annotations
 
+from typing import NoReturn
+
+from thunderpush.transports.door.deadlines import HEAD, Deadlines
 from thunderpush.transports.door.messages import WHITESPACE
 
 # Tornado's limit: a longer request head closes the connection.
@@ -60,3 +64,40 @@ def unusual(
         or not host
         or bool(host.translate(None, _HOST_BYTES))
     )
+
+
+class HeadReader(Deadlines):
+    """llhttp's callbacks that collect a request head: its target (``_url``) and its
+    fields (``_values``: names in lower case, each once; ``_repeats`` counts the
+    fields whose name came before, which Tornado reads instead)."""
+
+    __slots__ = ("_url", "_values", "_repeats")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._url = b""
+        self._values: dict[bytes, bytes] = {}
+        self._repeats = 0
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._values = {}
+        self._repeats = 0
+        if self._phase != HEAD:
+            self.enter(HEAD)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        values = self._values
+        key = name.lower()
+        if key in values or len(values) >= MAX_HEADERS:
+            self._repeats += 1
+            if len(values) + self._repeats > MAX_HEADERS:
+                self.too_many_fields()
+        values[key] = value
+
+    def too_many_fields(self) -> NoReturn:  # pragma: no cover - interface
+        """More than ``MAX_HEADERS`` fields: refuse the request (and stop llhttp)."""
+        raise NotImplementedError

@@ -39,14 +39,12 @@ import httptools
 
 from thunderpush.config import Config
 from thunderpush.transports.door.answers import Answer
-from thunderpush.transports.door.deadlines import BODY, HEAD, IDLE, Deadlines
+from thunderpush.transports.door.deadlines import BODY, IDLE
 from thunderpush.transports.door.endpoints import Call
-from thunderpush.transports.door.heads import MAX_HEAD_SIZE, MAX_HEADERS, bounds, unusual
+from thunderpush.transports.door.heads import MAX_HEAD_SIZE, HeadReader, bounds, unusual
 from thunderpush.transports.door.messages import BAD_REQUEST, Request, closing_response, response
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["MAX_HEADERS", "MAX_HEAD_SIZE", "Door", "HttpConnection"]
 
 # What a connection is doing.
 _READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
@@ -76,7 +74,7 @@ class _Stop(Exception):
     """Raised in a parser callback to stop llhttp; the parser is replaced to go on."""
 
 
-class HttpConnection(Deadlines):
+class HttpConnection(HeadReader):
     """One TCP connection, until it is closed, upgraded or handed off."""
 
     __slots__ = (
@@ -86,9 +84,6 @@ class HttpConnection(Deadlines):
         "_parser",
         "_raw",
         "_start",
-        "_url",
-        "_values",
-        "_repeats",
         "_request",
         "_call",
         "_body",
@@ -113,9 +108,6 @@ class HttpConnection(Deadlines):
         # Every byte from the first one of the unfinished request (``_start``).
         self._raw = bytearray()
         self._start = 0
-        self._url = b""
-        self._values: dict[bytes, bytes] = {}
-        self._repeats = 0
         # The request whose head is read and whose body is not, and its call.
         self._request: Request | None = None
         self._call: Call | None = None
@@ -189,24 +181,7 @@ class HttpConnection(Deadlines):
         if self._state == _READING or self._state == _HANDING_OFF:
             self._end()
 
-    # -- llhttp's callbacks -----------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._values = {}
-        self._repeats = 0
-        if self._phase != HEAD:
-            self.enter(HEAD)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        values = self._values
-        key = name.lower()
-        if key in values or len(values) >= MAX_HEADERS:
-            self._extra_field()
-        values[key] = value
+    # -- llhttp's callbacks (the head's: ``HeadReader``) ---------------------------
 
     def on_headers_complete(self) -> None:
         if self._transport.is_closing():
@@ -373,12 +348,9 @@ class HttpConnection(Deadlines):
         self.enter(IDLE)
         self.arm_deadline(self._door.config)
 
-    def _extra_field(self) -> None:
-        """A repeated field name (left to Tornado), or one field too many (refused)."""
-        self._repeats += 1
-        if len(self._values) + self._repeats > MAX_HEADERS:
-            self._refuse("too many header fields")
-            self._stop()
+    def too_many_fields(self) -> NoReturn:
+        self._refuse("too many header fields")
+        self._stop()
 
     def _refuse(self, reason: str) -> None:
         """Tornado's answer to a request it cannot read: 400, then the end."""
