@@ -68,6 +68,7 @@ class EndpointHandler(tornado.web.RequestHandler):
         self._call: Call | None = None
         self._limit = 0
         self._body = bytearray()
+        self._answered = False
 
     def prepare(self) -> None:
         request = TornadoRequest(self.request)
@@ -85,7 +86,7 @@ class EndpointHandler(tornado.web.RequestHandler):
         self.request.connection.set_max_body_size(2**63)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self._answered:
             return
         if len(self._body) + len(chunk) > self._limit:
             self.answer(self._call.too_large())
@@ -93,7 +94,7 @@ class EndpointHandler(tornado.web.RequestHandler):
         self._body += chunk
 
     def run(self, *args: Any, **kwargs: Any) -> Awaitable[None] | None:
-        if self._finished:
+        if self._answered:
             return None
         answer = self._call.finish(bytes(self._body))
         if isinstance(answer, Answer):
@@ -108,6 +109,7 @@ class EndpointHandler(tornado.web.RequestHandler):
 
     def answer(self, answer: Answer) -> None:
         """Writes ``answer`` with Tornado's fields (``Server``, ``Date``, ``Etag``...)."""
+        self._answered = True
         self.set_status(answer.status)
         self.set_header("Content-Type", answer.content_type)
         for name, value in answer.headers:
