@@ -10,7 +10,9 @@ prints the median of each figure per server and the ratio ours/original, as
 a Markdown table ready for bench/RESULTS.md; ``--output`` keeps every raw
 report as JSON.  ``fanout-2000-pusher`` runs against ours only (the original
 has no Pusher protocol), so that one run shows what a delivery to a Pusher
-subscriber costs beside one to a SockJS subscriber.
+subscriber costs beside one to a SockJS subscriber; ``trigger`` likewise (ours
+only: the original has no Pusher HTTP API) publishes through Pusher's HTTP API
+as the ``pusher`` library signs a trigger, beside ``publish`` in the same run.
 
 Why it is built this way: a figure is only worth comparing when both servers
 were measured the same way on the same machine at about the same time, so
@@ -56,16 +58,19 @@ class Scenario:
     quick_args: tuple[str, ...] = ()
     # What the bench's connections speak (``thunderpush-bench --client``).
     client: str = "sockjs"
+    # More options for our server.
+    server_args: tuple[str, ...] = ()
 
     @property
     def servers(self) -> tuple[str, ...]:
-        """The original has no Pusher protocol: Pusher clients run against ours only."""
-        return ("ours",) if self.client == "pusher" else SERVERS
+        """The original has no Pusher protocol: Pusher clients and triggers run
+        against ours only."""
+        return ("ours",) if self.client == "pusher" or self.kind == "trigger" else SERVERS
 
     def command(self, quick: bool) -> list[str]:
         n = self.quick_n if quick else self.n
         extra = self.quick_args if quick else self.args
-        size = [] if self.kind == "publish" else ["-n", str(n)]
+        size = [] if self.kind in ("publish", "trigger") else ["-n", str(n)]
         client = [] if self.client == "sockjs" else ["--client", self.client]
         return ["--scenario", self.kind, *size, *client, *extra]
 
@@ -88,6 +93,10 @@ SCENARIOS = (
     Scenario("users-1000", "users", 1000, 200,
              ("-m", "10000", "-c", "8", "--rate", "0"), ("-m", "3000", "-c", "8", "--rate", "0")),
     Scenario("publish", "publish", 0, 0, ("-m", "10000", "-c", "8"), ("-m", "3000", "-c", "8")),
+    # The same publishes as a Pusher server library's trigger (issue 17): one
+    # signed POST /apps/1/events, replayed (the pusher library wants a numeric id).
+    Scenario("trigger", "trigger", 0, 0, ("-m", "10000", "-c", "8"), ("-m", "3000", "-c", "8"),
+             server_args=("--app-id", "1")),
 )  # fmt: skip
 BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
 
@@ -149,6 +158,10 @@ FIGURES = (
            True, ("ratio", 2.0)),
     Figure("publish", "Server CPU per publish request", ("full", "server_cpu_us_per_request"),
            "us", False),
+    Figure("trigger", "Pusher trigger API requests/s, no subscribers", ("full", "publish_per_s"),
+           "/s", True),
+    Figure("trigger", "Server CPU per Pusher trigger request",
+           ("full", "server_cpu_us_per_request"), "us", False),
 )  # fmt: skip
 
 
@@ -358,7 +371,8 @@ def run_all(args: argparse.Namespace, original: Path, workdir: Path) -> Results:
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
             for kind in scenario.servers:
-                server = start_server(kind, workdir, original, args.python, server_cpu)
+                extra = scenario.server_args if kind == "ours" else ()
+                server = start_server(kind, workdir, original, args.python, server_cpu, extra)
                 started = time.monotonic()
                 try:
                     report = run_bench(
@@ -400,6 +414,22 @@ def pusher_cost(results: Results) -> str | None:
                 f" ({(other / thunder - 1) * 100:+.0f}%)"
             )
     return "\n".join(lines) or None
+
+
+def trigger_cost(results: Results) -> str | None:
+    """What a Pusher trigger costs our server beside a Thunderpush publish (issue 17's
+    goal: within 20%), from the medians of the same run's rounds."""
+    path = ("full", "server_cpu_us_per_request")
+    publish = results.values(Figure("publish", "", path, "us", False), "ours")
+    trigger = results.values(Figure("trigger", "", path, "us", False), "ours")
+    if not (publish and trigger):
+        return None
+    ours, theirs = statistics.median(publish), statistics.median(trigger)
+    ratio = theirs / ours
+    return (
+        f"- {theirs:.1f} us per Pusher trigger against {ours:.1f} us per Thunderpush publish:"
+        f" ratio {ratio:.2f} (goal <= 1.20: {'met' if ratio <= 1.2 else 'not met'})"
+    )
 
 
 def goal_text(figure: Figure) -> str:
@@ -551,6 +581,10 @@ def main() -> int:
     cost = pusher_cost(results)
     if cost:
         print("\nOur server CPU per delivery, Pusher against SockJS subscribers (medians):\n")
+        print(cost)
+    cost = trigger_cost(results)
+    if cost:
+        print("\nOur server CPU per request, Pusher trigger against our publish (medians):\n")
         print(cost)
     print("\nCPU in each scenario's main phase, % of one core (medians of the rounds):\n")
     print(cpu_table(results))

@@ -25,7 +25,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from thunderpush.config import Config
-from thunderpush.transports.door.http import MAX_HEAD_SIZE, MAX_HEADERS, HttpConnection
+from thunderpush.transports.door.heads import MAX_HEAD_SIZE, MAX_HEADERS
+from thunderpush.transports.door.http import HttpConnection
 from thunderpush.transports.door.messages import BAD_REQUEST
 
 from .support.processes import start_server_process
@@ -161,7 +162,7 @@ async def test_unusual_handshakes_go_to_tornado(server, tornado_port, version):
 
 
 async def test_a_fault_in_the_api_is_a_json_500_as_from_tornado(server, tornado_port, caplog):
-    app = server.door.api.apps.get("key")
+    app = server.parts.apps.get("key")
 
     class FailingBroker(type(app.broker)):
         def send_to_channel(self, app, channel, message):
@@ -172,12 +173,9 @@ async def test_a_fault_in_the_api_is_a_json_500_as_from_tornado(server, tornado_
     ours = await exchange(server.port, data)
     assert undated(ours) == undated(await exchange(tornado_port, data))
     assert statuses(ours) == [500]
-    # Each server logs the fault once, with its traceback, and the 500 as an error.
+    # The API logs the fault once per request, with its traceback, whoever parsed it.
     faults = [record for record in caplog.records if record.exc_info]
-    assert [record.name for record in faults] == [
-        "thunderpush.transports.door.http",
-        "tornado.application",
-    ]
+    assert [record.name for record in faults] == ["thunderpush.api.calls"] * 2
     caplog.clear()
 
 
@@ -364,7 +362,7 @@ async def test_an_awaitable_answer_keeps_pipelined_answers_in_order(server):
     """A request answered later (a cluster's publish) holds back the ones pipelined
     after it; a client that keeps sending meanwhile is no longer read, so what
     waits is bounded by one read, however much it sends."""
-    app = server.door.api.apps.get("key")
+    app = server.parts.apps.get("key")
     called, release = asyncio.Event(), asyncio.Event()
     broker = app.broker
 

@@ -72,6 +72,11 @@ SIDEWAYS = {
     # Never its routes (``api.actions``): the door is handed its endpoints.
     ("thunderpush.transports", "thunderpush.api"),
     ("thunderpush.transports", "thunderpush.api.answers"),
+    # Both HTTP APIs implement the door's endpoint contract and answer in its terms.
+    ("thunderpush.api", "thunderpush.transports.door.endpoints"),
+    ("thunderpush.api", "thunderpush.transports.door.answers"),
+    ("thunderpush.pusher", "thunderpush.transports.door.endpoints"),
+    ("thunderpush.pusher", "thunderpush.transports.door.answers"),
     # Pusher's HTTP API is served under the same contract as ours, with our answers.
     ("thunderpush.pusher", "thunderpush.api.*"),
     # The Pusher socket is a websocket of the engine, in the Pusher dialect, and
@@ -86,11 +91,6 @@ SIDEWAYS = {
 
 # Upward (or unallowed) edges still on main, each with why it stays for now.
 STILL_TO_REMOVE = {
-    # H1: the door is handed its endpoints by server/application.py.
-    ("thunderpush.transports.door.frontdoor", "thunderpush.api.actions"),
-    ("thunderpush.transports.door.frontdoor", "thunderpush.api.calls"),
-    ("thunderpush.transports.door.frontdoor", "thunderpush.transports.sockjs.adapter"),
-    ("thunderpush.transports.door.frontdoor", "thunderpush.transports.sockjs.router"),
     # The configuration builds the core's ``HistoryPolicy`` (``AppConfig.history_policy``),
     # which a reload compares with the running app's.  To invert, the config keeps the
     # numbers and the core builds the policy from them.

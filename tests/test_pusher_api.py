@@ -30,7 +30,10 @@ from thunderpush.pusher.signatures import request_signature
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient, XhrStreamingClient
+from .support.wire import exchange, statuses, undated
+from .support.wire import request as wire_request
 from .test_channels import presence
+from .test_http import tornado_port
 from .test_pusher_ws import Pusher as PusherConnection
 from .test_pusher_ws import (
     closed_with,
@@ -41,6 +44,8 @@ from .test_pusher_ws import (
     subscribed,
 )
 from .test_pusher_ws import send as ws_send
+
+__all__ = ["tornado_port"]  # the fixture
 
 APP_ID = "1"
 pytestmark = pytest.mark.config(app_id=APP_ID)
@@ -554,3 +559,160 @@ async def test_pusher_requests_are_counted_in_the_api_metrics(server):
     assert requests[("pusher_trigger", 200)] == 1
     assert requests[("pusher_channels", 401)] == 1
     assert requests[("pusher_other", 405)] == 1
+
+
+# -- the front door, and Tornado for what it hands off ------------------------------
+
+
+def recorded_hand_offs(server: Any, monkeypatch: Any) -> list[bytes]:
+    """What the front door hands to Tornado from now on (each from a request's first byte)."""
+    handed: list[bytes] = []
+    hand_off = server.door.hand_off
+
+    def recording(transport: Any, data: bytes) -> None:
+        handed.append(data)
+        hand_off(transport, data)
+
+    monkeypatch.setattr(server.door, "hand_off", recording)
+    return handed
+
+
+async def test_the_front_door_serves_pushers_api_itself(server, monkeypatch):
+    handed = recorded_hand_offs(server, monkeypatch)
+    ann = await server.client(WebSocketClient, "ann", "news")
+    client = client_of(server)
+    assert await call(client.trigger, "news", "e", "fast") == {}
+    assert await call(client.trigger_batch, [{"channel": "news", "name": "e", "data": "2"}]) == {}
+    assert await call(client.channels_info) == {"channels": {"news": {}}}
+    assert await call(client.terminate_user_connections, "nobody") == {}
+    assert [await ann.message(), await ann.message()] == [
+        {"payload": "fast", "channel": "news"},
+        {"payload": "2", "channel": "news"},
+    ]
+    assert handed == []
+
+
+async def test_a_handed_off_trigger_is_served_alike_by_tornado(server, monkeypatch):
+    handed = recorded_hand_offs(server, monkeypatch)
+    ann = await server.client(WebSocketClient, "ann", "news")
+    body = json.dumps({"name": "e", "data": "chunked", "channel": "news"}).encode()
+    request = Request(library(server), "POST", f"/apps/{APP_ID}/events", {})
+    resigned(request, body_md5=hashlib.md5(body).hexdigest())
+    head = (
+        f"POST {request.signed_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunked = head.encode() + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    # Open both ways: Tornado drops its answer to a client that half-closed first.
+    writer.write(chunked)
+    answer = await asyncio.wait_for(reader.readuntil(b"{}"), 5)
+    writer.close()
+    assert statuses(answer) == [200] and b"Content-Type: application/json\r\n" in answer
+    assert handed == [chunked]
+    assert await ann.message() == {"payload": "chunked", "channel": "news"}
+    assert server.parts.api.requests[("pusher_trigger", 200)] == 1
+
+
+def signed(server: Any, method: str, path: str, body: bytes = b"", **changes: str) -> str:
+    """``path`` with the query the library signs for ``body``, then ``changes`` signed too."""
+    request = Request(library(server), method, path, {})
+    if body:
+        changes = {"body_md5": hashlib.md5(body).hexdigest(), **changes}
+    return resigned(request, **changes).signed_path if changes else request.signed_path
+
+
+TRIGGER = f"/apps/{APP_ID}/events"
+EVENT = b'{"name": "e", "data": "x", "channel": "news"}'
+# name: (request's bytes for a server, the status and (for refusals: plain text) the
+# body that Pusher's API answered before the front door served it)
+PUSHER_CASES = {
+    "trigger": (
+        lambda s: wire_request("POST", signed(s, "POST", TRIGGER, EVENT), "", EVENT),
+        (200, b"{}"),
+    ),
+    "bad JSON": (
+        lambda s: wire_request("POST", signed(s, "POST", TRIGGER, b"{nope"), "", b"{nope"),
+        (400, b"The body is not JSON\n"),
+    ),
+    "not an object": (
+        lambda s: wire_request("POST", signed(s, "POST", TRIGGER, b"[1]"), "", b"[1]"),
+        (400, b"The body must be a JSON object\n"),
+    ),
+    "bad signature": (
+        lambda s: wire_request(
+            "POST",
+            signed(s, "POST", TRIGGER, EVENT).replace("signature=", "signature=0"),
+            "",
+            EVENT,
+        ),
+        (401, b"Invalid signature\n"),
+    ),
+    "body not the signed one": (
+        lambda s: wire_request("POST", signed(s, "POST", TRIGGER, EVENT), "", EVENT[:-1] + b" }"),
+        (401, b"body_md5 does not match the body\n"),
+    ),
+    "huge body": (
+        lambda s: wire_request(
+            "POST", signed(s, "POST", TRIGGER, EVENT), "Content-Length: 2000000\r\n"
+        ),
+        (413, b"Request body too large\n"),
+    ),
+    "unsigned": (
+        lambda s: wire_request("GET", f"/apps/{APP_ID}/channels", ""),
+        (401, b"Missing authentication parameter: auth_key\n"),
+    ),
+    "wrong method": (
+        lambda s: wire_request("GET", signed(s, "GET", TRIGGER), ""),
+        (405, b"Method not allowed\n"),
+    ),
+    "PUT (Tornado's)": (
+        lambda s: wire_request("PUT", signed(s, "GET", TRIGGER), ""),
+        (405, b"Method not allowed\n"),
+    ),
+    "another app's id": (
+        lambda s: wire_request("GET", signed(s, "GET", "/apps/2/channels"), ""),
+        (401, b"auth_key is not the key of the app in the path\n"),
+    ),
+    "not UTF-8": (
+        lambda s: wire_request("GET", "/apps/%FF/channels", ""),
+        (400, b"Bad Request\n"),
+    ),
+    "channels, with an Etag": (
+        lambda s: wire_request("GET", signed(s, "GET", "/apps/1/channels"), ""),
+        (200, None),
+    ),
+    "terminate without the app's path": (
+        lambda s: wire_request(
+            "POST", signed(s, "POST", "/users/bob/terminate_connections"), "", b"{}"
+        ),
+        (200, b"{}"),
+    ),
+    "unrouted": (
+        lambda s: wire_request("GET", f"/apps/{APP_ID}/nothing", ""),
+        (404, b'{"message": "Not found.", "status": 404}\n'),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PUSHER_CASES)
+async def test_pushers_api_answers_as_before_and_byte_for_byte_as_tornado(
+    server, tornado_port, case
+):
+    build, before = PUSHER_CASES[case]
+    data = build(server)
+    ours = await exchange(server.port, data)
+    reference = await exchange(tornado_port, data)
+    for _ in range(3):
+        if reference:
+            break
+        reference = await exchange(tornado_port, data)  # Tornado's race (see test_http)
+    assert undated(ours) == undated(reference)
+    status, body = before
+    assert statuses(ours) == [status]
+    if body is None:
+        assert b"Etag: " in ours  # a GET's 200, as Tornado's
+    else:
+        assert ours.endswith(b"\r\n\r\n" + body)
+    if status in (400, 401, 405, 413):
+        assert b"Content-Type: text/plain; charset=UTF-8\r\n" in ours

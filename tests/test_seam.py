@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from thunderpush.api import Answer, Api
-from thunderpush.api.actions import compiled_routes
+from thunderpush.api.actions import routes
 from thunderpush.config import HistoryRule
 from thunderpush.core.apps import Apps
 
@@ -184,10 +184,10 @@ def test_the_in_memory_backend_answers_at_once():
     apps = Apps()
     apps.add(KEY, SECRET)
     api = Api(apps, 1024)
-    for _, actions in compiled_routes:
+    for _, actions in routes.compiled:
         for method in actions:
             args = {"apikey": KEY, "user": "u", "channel": "c"}
-            started = api.start(method, actions, args, SECRET, "1")
+            started = api.check(method, actions, args, SECRET, "1")
             # A public route's answer is fixed: it is the Answer itself.
             answer = started if isinstance(started, Answer) else started.finish(b"1")
             assert isinstance(answer, Answer), (method, actions[method])

@@ -20,7 +20,13 @@ from typing import Any
 
 from thunderpush_bench import BenchError
 from thunderpush_bench.report import format_report
-from thunderpush_bench.scenarios import CLIENTS, PUSHER_SCENARIOS, SCENARIOS, Bench
+from thunderpush_bench.scenarios import (
+    CLIENTS,
+    NO_LISTENERS,
+    PUSHER_SCENARIOS,
+    SCENARIOS,
+    Bench,
+)
 
 PROG = "thunderpush-bench"
 
@@ -28,13 +34,15 @@ DEFAULT_MESSAGES = {
     "fanout": 100,
     "users": 5000,
     "publish": 5000,
+    "trigger": 5000,
     "idle": 0,
     "rolling": 0,
     "channels": 5000,
     "listen": 1,
 }
 DEFAULT_CONCURRENCY = {
-    "fanout": 4, "users": 8, "publish": 8, "idle": 1, "rolling": 1, "channels": 8, "listen": 1,
+    "fanout": 4, "users": 8, "publish": 8, "trigger": 8, "idle": 1, "rolling": 1, "channels": 8,
+    "listen": 1,
 }  # fmt: skip
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -53,6 +61,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     add("--key", default="key", help="public API key (default: key)")
     add("--secret", default="secret", help="API secret (default: secret)")
+    add(
+        "--app-id",
+        default="1",
+        help="the trigger scenario: the app's Pusher id, digits as the pusher library wants"
+        " (default: 1; start the server with the same --app-id)",
+    )
     add("--scenario", choices=SCENARIOS, default="fanout")
     add(
         "--client",
@@ -183,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns 0 when nothing was lost or refused.
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    wanted = (0 if args.scenario == "publish" else args.connections) + args.concurrency + 32
+    wanted = (0 if args.scenario in NO_LISTENERS else args.connections) + args.concurrency + 32
     limit_warning = raise_fd_limit(wanted)
     try:
         report = asyncio.run(_run(args))

@@ -489,9 +489,10 @@ class HTTPClient(asyncio.BufferedProtocol):
 
 
 def api_count(body: bytes) -> int:
-    """``count`` of a publish answer; the API's own format is read without json."""
+    """``count`` of a publish answer; the API's own format is read without json.
+    A Pusher trigger's answer (``{}``) counts nothing."""
     if body.startswith(b'{"count": '):
         end = body.find(b"}")
         if body[10:end].isdigit():
             return int(body[10:end])
-    return int(json.loads(body)["count"])
+    return int(json.loads(body).get("count", 0))

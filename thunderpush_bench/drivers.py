@@ -149,12 +149,14 @@ class Publisher:
 
     def send(self, seq: int) -> None:
         bench = self.bench
-        path, self.expected = bench.target(seq)
         self.seq = seq
-        body = bench.body(seq)
-        head = self.client.head("POST", bench.api_prefix + path, len(body))
+        data = bench.signed
+        if data is None:
+            path, self.expected = bench.target(seq)
+            body = bench.body(seq)
+            data = self.client.head("POST", bench.api_prefix + path, len(body)) + body
         self.started = time.perf_counter()
-        self.client.send(head + body, self.answered)
+        self.client.send(data, self.answered)
 
     def answered(self, status: int, body: bytes) -> None:
         phase = self.phase

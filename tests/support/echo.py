@@ -4,7 +4,8 @@ Autobahn's fuzzing client (``bench/autobahn.py``) and the byte-exact tests in
 ``tests/test_websocket_conformance.py`` need a server that sends every
 message back; Thunderpush's own endpoints answer commands instead.  This
 serves ``ECHO_PATH`` through the same parts as every websocket of the server:
-the front door parses the request (``FrontDoor.upgrade``), the handshake is
+the front door parses the request and hands it to the upgrade for
+``ECHO_PATH`` it is given before the server's own, the handshake is
 answered by ``thunderpush.transports.websocket.handshake.serve_upgrade`` (origins included),
 and frames are read and written by ``thunderpush.transports.websocket.socket.WebSocket``.
 Only ``on_message`` differs: the message goes back as it came, an empty one
@@ -16,7 +17,8 @@ included.  Every other request is served as by the real server::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -49,26 +51,31 @@ class EchoWebSocket(WebSocket):
         self.send_pack(message, isinstance(message, bytes))
 
 
-class EchoDoor(FrontDoor):
-    """The front door, with ``ECHO_PATH`` served by an ``EchoWebSocket``."""
+def echo_upgrade(router: Any) -> Callable[[Any, Request, bytes], bool]:
+    """The upgrade that serves ``ECHO_PATH`` with an ``EchoWebSocket``."""
 
-    def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool:
-        if request.path != ECHO_PATH:
-            return super().upgrade(transport, request, rest)
-        service = self.router.service
+    service = router.service
+
+    def upgrade(transport: Any, request: Request, rest: bytes) -> bool:
         handshake = serve_upgrade(
             service, transport, request, rest, lambda h, rest: EchoWebSocket(service, h, rest)
         )
         return handshake is not None and handshake.accepted
 
+    return upgrade
+
 
 @asynccontextmanager
-async def echo_server(port: int = 0, **settings: Any) -> AsyncIterator[EchoDoor]:
-    """The server ``build`` makes, behind an ``EchoDoor`` on ``port`` of 127.0.0.1."""
+async def echo_server(port: int = 0, **settings: Any) -> AsyncIterator[FrontDoor]:
+    """The server ``build`` makes, behind a door with ``ECHO_PATH`` on ``port`` of 127.0.0.1."""
     config = replace(Config(apikey=KEY, apisecret=SECRET), **settings)
     built = build(config)
-    door = EchoDoor(
-        config, built.door.http.request_callback, built.router, built.api, built.door.upgrades
+    door = FrontDoor(
+        config,
+        built.door.http,
+        built.door.endpoints,
+        [(re.compile(f"{ECHO_PATH}$"), echo_upgrade(built.router)), *built.door.upgrades],
+        built.router.service.sockets,
     )
     await door.listen(port, "127.0.0.1")
     try:

@@ -1,15 +1,17 @@
 """The HTTP API that backends call: ``/api/1.0.0/<apikey>/...``.
 
-* ``answers`` - what a response is (``Answer``) and every error the API gives;
+* ``answers`` - the API's answers (JSON, with CORS) and errors;
 * ``actions`` - what each route does, through the app's broker and presence;
-* ``calls`` - ``Api``: checks a request's method, key and size, then runs it;
-* ``handlers`` - the same API as Tornado handlers, for requests Tornado serves.
+* ``calls`` - ``Api``: the endpoint; routes a request, checks its method, key
+  and size, then runs it.
 
-The front door (``thunderpush.transports``) and the Tornado handlers both go
-through ``Api.start`` and ``Call.finish``, so their answers are the same.
+``Api`` is an endpoint (``thunderpush.transports.door.endpoints``): the front
+door serves it, and Tornado through the same ``Api.start`` and ``Call.finish``
+(``thunderpush.transports.door.fallback``) for what the door hands off, so
+their answers are the same.
 """
 
-from thunderpush.api.answers import Answer, ApiError
 from thunderpush.api.calls import Api, Call
+from thunderpush.transports.door.answers import Answer, ApiError
 
 __all__ = ["Answer", "Api", "ApiError", "Call"]

@@ -9,7 +9,6 @@ awaitable of one (``then``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 
@@ -19,6 +18,7 @@ from thunderpush.api.answers import (
     INVALID_SINCE,
     NO_CONTENT,
     Answer,
+    fixed,
     ok,
 )
 from thunderpush.api.bodies import decoded
@@ -26,6 +26,7 @@ from thunderpush.core.apps import App
 from thunderpush.core.protocol import is_valid_channel_name
 from thunderpush.core.results import Result, then
 from thunderpush.core.streams import Stream
+from thunderpush.transports.door.endpoints import Routes
 
 Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]
 # What a route does for one method: an action, or a fixed answer that is public
@@ -125,7 +126,7 @@ def _history(stream: Stream) -> Answer:
 
 
 # The API's own OpenAPI 3 description, served as the file that ships in the package.
-DESCRIPTION = Answer(200, resources.files(__package__).joinpath("openapi.json").read_bytes())
+DESCRIPTION = fixed(200, resources.files(__package__).joinpath("openapi.json").read_bytes())
 
 # -- the routes -----------------------------------------------------------------
 
@@ -154,7 +155,5 @@ ROUTES: list[tuple[str, Mapping[str, Handling]]] = [
     (_PREFIX + r"/users/" + _SEGMENT.format("user") + r"/channels/", {"GET": user_channels}),
 ]
 
-# The same routes for servers that match paths themselves.
-compiled_routes: list[tuple[re.Pattern[str], Mapping[str, Handling]]] = [
-    (re.compile(pattern + "$"), actions) for pattern, actions in ROUTES
-]
+# The same routes, matched by ``Api.start``.
+routes = Routes(ROUTES)

@@ -1,55 +1,17 @@
-"""API answers: a status and a JSON body, in the original's exact text format.
+"""The API's answers: JSON in the original's exact text format, open to browsers.
 
-Every error is an ``ApiError`` raised where it is found and turned into an
-``{"message": ..., "status": ...}`` answer in one place (``Call.finish``), so
-no request can end in an HTML page or a traceback.
+Every error is an ``ApiError`` (``thunderpush.transports.door.answers``)
+raised where it is found and turned into an ``{"message": ..., "status": ...}``
+answer in one place (``Call.finish``), so no request can end in an HTML page
+or a traceback.  Every answer carries the CORS fields, errors included.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
-
-class Answer(NamedTuple):
-    """An API response: its status, its body (empty for 204 and OPTIONS), and
-    the header fields it has beside the ones every API answer has.
-
-    ``published`` is not sent: it tells the metrics how many messages of each
-    kind (``"channel"``, ``"user"``) the request sent.
-    """
-
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-    published: tuple[tuple[str, int], ...] = ()
-
-
-class ApiError(Exception):
-    """An API failure whose ``message`` the client is meant to read."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def answer(self) -> Answer:
-        return error_answer(self.status, self.message)
-
-
-def dumps(data: dict[str, Any]) -> str:
-    """The original's response format, which clients may compare as text."""
-    return json.dumps(data) + "\n"
-
-
-def error_answer(status: int, message: str) -> Answer:
-    return Answer(status, dumps({"message": message, "status": status}).encode())
-
-
-def ok(data: dict[str, Any], published: tuple[tuple[str, int], ...] = ()) -> Answer:
-    return Answer(200, dumps(data).encode(), (), published)
-
+from thunderpush.transports.door.answers import Answer, ApiError, dumps, json_error
 
 # On every API answer, errors included, so that browsers may call the API.
 CORS_HEADERS = (
@@ -58,18 +20,37 @@ CORS_HEADERS = (
     ("Access-Control-Allow-Headers", "X-Thunder-Secret-Key, Content-Type"),
 )
 
-NO_CONTENT = Answer(204, b"")
-PREFLIGHT = Answer(200, b"")
+
+def error_answer(status: int, message: str) -> Answer:
+    """An API error: JSON, with the CORS fields."""
+    return json_error(status, message, CORS_HEADERS)
+
+
+def ok(data: dict[str, Any], published: tuple[tuple[str, int], ...] = ()) -> Answer:
+    return Answer(200, dumps(data).encode(), CORS_HEADERS, published)
+
+
+def fixed(status: int, body: bytes = b"") -> Answer:
+    """An answer whose body is known in advance (a preflight, the API's description)."""
+    return Answer(status, body, CORS_HEADERS)
+
+
+NO_CONTENT = fixed(204)
+PREFLIGHT = fixed(200)
 NOT_FOUND = error_answer(404, "Not found.")
 METHOD_NOT_ALLOWED = error_answer(405, "Method not allowed.")
 WRONG_KEY = error_answer(401, "Wrong API key/secret.")
 TOO_LARGE = error_answer(413, "Request body is too large.")
 BACKEND_UNAVAILABLE = error_answer(503, "Cluster backend unavailable.")
+SERVER_ERROR = error_answer(500, "Internal Server Error")
+# A path whose segments are not UTF-8 (Tornado's answer, without its reason).
+NOT_UTF8 = error_answer(400, "Bad Request")
 
 
 def method_not_allowed(methods: Iterable[str]) -> Answer:
     """405, with the ``Allow`` field RFC 9110 requires: the route's methods and OPTIONS."""
-    return METHOD_NOT_ALLOWED._replace(headers=(("Allow", ", ".join([*methods, "OPTIONS"])),))
+    allow = ("Allow", ", ".join([*methods, "OPTIONS"]))
+    return METHOD_NOT_ALLOWED._replace(headers=(*CORS_HEADERS, allow))
 
 
 INVALID_JSON = ApiError(400, "Request body is not valid JSON.")

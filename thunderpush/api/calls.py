@@ -1,15 +1,16 @@
-"""``Api``: the checks every API request passes, in the original's order, then its action.
+"""``Api``: the API's endpoint; its routes, then the checks every request passes, then its action.
 
-The API is written once, independent of any HTTP server: ``Api.start`` checks
-a request's headers (405 before authentication, authentication before the
+The API is written once, independent of any HTTP server: it is an endpoint
+(``thunderpush.transports.door.endpoints``).  ``Api.start`` routes a request,
+checks its headers (405 before authentication, authentication before the
 body, 413 for a declared body that is too large) and returns either the final
 ``Answer`` or a ``Call``, whose ``finish`` takes the body and runs the action.
-Two transports call it and must stay byte-identical: the front door
-(``thunderpush.transports``) and the Tornado handlers (``handlers``).
+The front door and, for the requests it hands off, the Tornado fallback
+(``thunderpush.transports.door.fallback``) call it, so they answer alike.
 Example, the way a server uses it::
 
     api = Api(apps, max_body_size=1024 * 1024)
-    started = api.start("POST", actions, {"apikey": "key", "user": "u"}, secret, "8")
+    started = api.start(request)    # None: not under /api/
     answer = started if isinstance(started, Answer) else started.finish(body)
     # ``answer`` is an Answer, or (cluster backends) an awaitable of one.
 
@@ -21,25 +22,32 @@ message sent by the time its receivers' sockets were written to
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Mapping
 from time import perf_counter
 from urllib.parse import parse_qsl
 
-from thunderpush.api.actions import Action, Handling
+from thunderpush.api.actions import Action, Handling, routes
 from thunderpush.api.answers import (
     BACKEND_UNAVAILABLE,
     NOT_FOUND,
+    NOT_UTF8,
     PREFLIGHT,
+    SERVER_ERROR,
     TOO_LARGE,
     WRONG_KEY,
     Answer,
     ApiError,
+    error_answer,
     method_not_allowed,
 )
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.results import Result
 from thunderpush.observe.tally import Latency
+from thunderpush.transports.door.endpoints import RequestHead
+
+logger = logging.getLogger(__name__)
 
 # The ``endpoint`` of a request no action serves (unrouted, preflight, 405, the description).
 OTHER = "other"
@@ -59,6 +67,12 @@ def arguments(path: Mapping[str, str], query: str) -> dict[str, str]:
     return {**dict(parse_qsl(query, keep_blank_values=True)), **path}
 
 
+def _failed() -> Answer:
+    """A fault in an action (never the client's): logged, and Tornado's JSON 500."""
+    logger.exception("Uncaught exception in an API call.")
+    return SERVER_ERROR
+
+
 class Call:
     """A request whose headers passed every check; ``finish`` runs it."""
 
@@ -75,7 +89,9 @@ class Call:
         try:
             answer = self._action(self._app, self._args, body)
         except ApiError as error:
-            answer = error.answer()
+            answer = error_answer(error.status, error.message)
+        except Exception:
+            answer = _failed()
         if isinstance(answer, Answer):
             self._api.answered(self._action.__name__, answer, started)
             return answer
@@ -85,11 +101,16 @@ class Call:
         try:
             final = await answer
         except ApiError as error:
-            final = error.answer()
+            final = error_answer(error.status, error.message)
         except BackendUnavailable:
             final = BACKEND_UNAVAILABLE
+        except Exception:
+            final = _failed()
         self._api.answered(self._action.__name__, final, started)
         return final
+
+    def too_large(self) -> Answer:
+        return TOO_LARGE
 
 
 class Api:
@@ -107,7 +128,27 @@ class Api:
         # When each send of this loop turn began, until the turn's sockets are written.
         self._unsent: list[float] = []
 
-    def start(
+    def start(self, request: RequestHead) -> Answer | Call | None:
+        """What a request under ``/api/`` gets (``endpoints.Endpoint``); None for others."""
+        path = request.path
+        if not path.startswith("/api/"):
+            return None
+        try:
+            found = routes.match(path)
+        except UnicodeDecodeError:
+            return NOT_UTF8
+        if found is None:
+            return self.not_found(request)
+        actions, path_args = found
+        return self.check(
+            request.method,
+            actions,
+            arguments(path_args, request.query),
+            request.get("x-thunder-secret-key"),
+            request.get("content-length", "0"),
+        )
+
+    def check(
         self,
         method: str,
         actions: Mapping[str, Handling],
@@ -142,9 +183,9 @@ class Api:
             return self._counted(action.__name__, TOO_LARGE)
         return Call(self, action, app, args)
 
-    def unrouted(self, method: str, path: str) -> Answer:
+    def not_found(self, request: RequestHead) -> Answer:
         """A path no route matches: a preflight under ``/api/`` is answered, else 404."""
-        if method == "OPTIONS" and path.startswith("/api/"):
+        if request.method == "OPTIONS" and request.path.startswith("/api/"):
             return self._counted(OTHER, PREFLIGHT)
         return self._counted(OTHER, NOT_FOUND)
 

@@ -9,6 +9,6 @@ reaches both kinds of client.
 
 Pusher's HTTP API (``/apps/<app_id>/...``, for the server libraries) is
 ``authentication`` (the request signature and its checks), ``api`` (what each
-route does, through the app's broker and presence), ``errors`` (its plain-text
-refusals) and ``handlers`` (the routes on Tornado).
+route does, through the app's broker and presence) and ``endpoint`` (the
+endpoint the front door serves, answering refusals in plain text).
 """

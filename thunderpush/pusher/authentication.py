@@ -24,19 +24,26 @@ import time
 from collections.abc import Mapping
 
 from thunderpush.core.apps import App, Apps
-from thunderpush.pusher.errors import WRONG_APP, unauthorized
 from thunderpush.pusher.signatures import matches, request_signature
+from thunderpush.transports.door.answers import ApiError
 
 # Pusher accepts a request whose auth_timestamp is this close to its clock, in seconds.
 MAX_SKEW = 600
 
 _REQUIRED = ("auth_key", "auth_timestamp", "auth_version", "auth_signature")
 
+# A request signed with an app's secret whose path names another app id (or none's).
+WRONG_APP = ApiError(401, "auth_key is not the key of the app in the path")
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message)
+
 
 def authenticate(
     apps: Apps, app_id: str | None, method: str, path: str, params: Mapping[str, str]
 ) -> App:
-    """The app this signed request is for; ``Refused`` says why it is not acceptable.
+    """The app this signed request is for; ``ApiError`` says why it is not acceptable.
 
     ``path`` is the path exactly as the client sent it (not percent-decoded):
     it is what the client signed.

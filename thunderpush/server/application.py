@@ -18,17 +18,18 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 
 from thunderpush.api import Api
-from thunderpush.api import handlers as api_handlers
 from thunderpush.config import Config, ConfigError, declared_apps
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import snapshot
-from thunderpush.pusher import handlers as pusher_handlers
+from thunderpush.pusher.endpoint import PusherApi
 from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.server.figures import ServerFigures
+from thunderpush.transports.door.fallback import EndpointHandler
 from thunderpush.transports.door.frontdoor import FrontDoor
+from thunderpush.transports.sockjs.adapter import HandOffServer
 from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 from thunderpush.transports.sockjs.router import SockJSRouter
@@ -60,8 +61,13 @@ def limits(config: Config) -> Limits:
     return Limits(config.max_channels_per_connection, config.max_commands_per_second)
 
 
-def make_application(config: Config, api: Api) -> tuple[tornado.web.Application, SockJSRouter]:
+def make_application(
+    config: Config, api: Api, pusher_api: PusherApi
+) -> tuple[tornado.web.Application, SockJSRouter]:
     """The Tornado application and its SockJS router (whose sessions shutdown closes).
+
+    The APIs are its default handler (``fallback``): Tornado serves them the
+    requests the front door hands off.
 
     Raises ``ConfigError`` for an allowed origin that is no origin.
     """
@@ -79,17 +85,12 @@ def make_application(config: Config, api: Api) -> tuple[tornado.web.Application,
             "max_unsent_bytes": config.max_unsent_bytes,
         },
     )
-    urls = [
-        *router.urls,
-        *api_handlers.urls(api),
-        *pusher_handlers.urls(api),
-        (r"/thunderpush\.js", ClientScriptHandler),
-    ]
+    urls = [*router.urls, (r"/thunderpush\.js", ClientScriptHandler)]
     application = tornado.web.Application(
         urls,
         debug=config.debug,
-        default_handler_class=api_handlers.NotFoundHandler,
-        default_handler_args={"api": api},
+        default_handler_class=EndpointHandler,
+        default_handler_args={"endpoints": (api, pusher_api), "otherwise": api.not_found},
         websocket_max_message_size=config.max_client_message_size,
         log_function=endpoints.log_request,
     )
@@ -170,11 +171,21 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         for app in declared_apps(config):
             apps.add(app.key, app.secret, **app.options())
     api = Api(apps, config.max_body_size)
-    application, router = make_application(config, api)
+    pusher_api = PusherApi(api)
+    application, router = make_application(config, api, pusher_api)
     service = router.service
     pusher = PusherUpgrade(service, apps, router.get_connection_class().limits)
-    upgrades = [*websocket_upgrades(router), (PusherUpgrade.PATH, pusher)]
-    door = FrontDoor(config, application, router, api, upgrades)
+    # Pusher's /app/<key> first, then SockJS's websocket paths.
+    upgrades = [(PusherUpgrade.PATH, pusher), *websocket_upgrades(router)]
+    # Connections handed over keep the same limits, as far as Tornado has them.
+    tornado = HandOffServer(
+        application,
+        max_body_size=config.max_body_size,
+        idle_connection_timeout=config.idle_timeout,
+        body_timeout=config.body_timeout,
+        protocol="https" if config.ssl_cert else None,
+    )
+    door = FrontDoor(config, tornado, (api, pusher_api), upgrades, service.sockets)
     server = Server(config, apps, api, router, door, service, pusher, node)
     for app in apps:
         server.webhooks.watch(app)

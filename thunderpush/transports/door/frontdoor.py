@@ -5,20 +5,19 @@ keeps about 18 KiB of objects alive per open websocket.  The server listens
 with ``FrontDoor`` instead of Tornado's ``HTTPServer``; each TCP connection is
 an ``HttpConnection`` (``thunderpush.transports.door.http``: HTTP/1.1 on llhttp,
 keep-alive, pipelining, limits and timeouts), and the door decides where each
-request is served:
+request is served.  It is handed what it serves (``thunderpush.server.application``
+decides; the door knows no API and no websocket):
 
-* ``/api/1.0.0/...`` is answered through ``thunderpush.api`` (the same
-  ``Api.start`` / ``Call.finish`` that the Tornado handlers call, so the
-  answers are the same);
-* websocket upgrades go to the first upgrade target whose path pattern
-  matches (``upgrades``, given by ``thunderpush.server.application``: SockJS's
-  ``/connect/<server>/<session>/websocket`` and ``/connect/websocket``,
-  Pusher's ``/app/<key>``), each answered by ``thunderpush.transports.websocket.handshake``
-  and served by ``thunderpush.transports.websocket.socket``;
+* ``endpoints``: HTTP APIs (``thunderpush.transports.door.endpoints``), tried in
+  order; the first whose ``start`` takes a request answers it (Thunderpush's
+  ``/api/1.0.0/...``, Pusher's ``/apps/<id>/...``);
+* ``upgrades``: (path pattern, ``Upgrade``) pairs; a websocket handshake goes to
+  the first whose pattern matches its path (SockJS's, Pusher's ``/app/<key>``);
 * every other request goes, with the bytes already read, to Tornado's
   ``HTTPServer`` (``thunderpush.transports.sockjs.adapter``): polling and streaming
   transports, ``/connect/info``, the iframe, ``/thunderpush.js``, and anything
-  unusual.  When in doubt, Tornado answers: it is the reference.
+  unusual, where the endpoints answer through ``fallback``.  When in doubt,
+  Tornado answers: it is the reference.
 
 The door accepts connections itself, so that running out of file descriptors
 is one log line and a pause, not an error per attempt.  With a certificate
@@ -26,7 +25,7 @@ is one log line and a pause, not an error per attempt.  With a certificate
 transport; Tornado's share goes through ``thunderpush.transports.door.tls.relay``.
 Usage::
 
-    door = FrontDoor(config, application, router, api, upgrades)
+    door = FrontDoor(config, tornado, [api, pusher_api], upgrades, sockets)
     await door.listen(8080, "")
     ...
     door.stop()
@@ -42,22 +41,17 @@ import re
 import socket
 from collections.abc import Callable, Sequence
 from socket import socket as Socket
-from typing import Any
-from urllib.parse import unquote_to_bytes
+from typing import Any, Protocol
 
-import tornado.web
 from tornado.netutil import bind_sockets
 
-from thunderpush.api import Answer, Api, Call
-from thunderpush.api.actions import compiled_routes
-from thunderpush.api.calls import arguments
 from thunderpush.config import Config
 from thunderpush.transports.door import tls
+from thunderpush.transports.door.answers import Answer
+from thunderpush.transports.door.endpoints import Call, Endpoint
 from thunderpush.transports.door.http import HttpConnection
 from thunderpush.transports.door.limits import OpenConnections, Refusal
 from thunderpush.transports.door.messages import Request
-from thunderpush.transports.sockjs import adapter
-from thunderpush.transports.sockjs.router import SockJSRouter
 
 logger = logging.getLogger(__name__)
 
@@ -65,35 +59,43 @@ _BACKLOG = 1024
 # asyncio's figure: how long accepting pauses when the process is out of resources.
 _ACCEPT_RETRY_SECONDS = 1.0
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-# The API's methods; Tornado answers the others.
-_API_METHODS = frozenset(("GET", "POST", "DELETE", "OPTIONS"))
-# Takes the connection for a websocket (True), refuses it (an answer), or leaves it to Tornado.
-Upgrade = Callable[[asyncio.Transport, Request, bytes], "bool | Answer"]
+# The methods whose answers the door writes (HEAD has none); Tornado answers the others.
+_METHODS = frozenset(("GET", "POST", "DELETE", "OPTIONS"))
 
 
-def _start_api_call(api: Api, request: Request) -> Answer | Call | None:
-    """The API's answer or call for ``request``; None leaves it to Tornado."""
-    path = request.path
-    for pattern, actions in compiled_routes:
-        match = pattern.match(path)
-        if match is not None:
-            try:
-                path_args = {name: _decoded(value) for name, value in match.groupdict().items()}
-            except UnicodeDecodeError:
-                return None  # Tornado answers a path that is not UTF-8
-            return api.start(
-                request.method,
-                actions,
-                arguments(path_args, request.query),
-                request.get("x-thunder-secret-key"),
-                request.get("content-length", "0"),
-            )
-    return api.unrouted(request.method, path)
+class Upgrade(Protocol):
+    """Serves a websocket handshake: takes the connection (True; ``rest`` follows
+    the head), refuses it with an answer that ends the connection, or leaves it
+    to Tornado (False)."""
+
+    def __call__(
+        self, transport: asyncio.Transport, request: Request, rest: bytes
+    ) -> bool | Answer:
+        """See the class."""
 
 
-def _decoded(segment: str) -> str:
-    """A path segment as Tornado decodes it."""
-    return unquote_to_bytes(segment).decode("utf-8")
+class Tornado(Protocol):
+    """Tornado's ``HTTPServer`` as the door hands it connections
+    (``thunderpush.transports.sockjs.adapter.HandOffServer``)."""
+
+    def serve_connection(
+        self, sock: Socket, address: Any, unread: bytes, on_close: Callable[[], None]
+    ) -> None:
+        """Serve ``sock`` as if ``unread`` had been read from it; ``on_close`` when it ends."""
+
+    async def close_all_connections(self) -> None:
+        """Close every connection it serves."""
+
+
+class Sockets(Protocol):
+    """The open websockets, however accepted: counted in ``connections`` while open."""
+
+    connections: OpenConnections | None
+
+    def __len__(self) -> int: ...
+
+    def stop(self) -> None:
+        """No more heartbeats: the server is stopping."""
 
 
 class FrontDoor:
@@ -102,30 +104,22 @@ class FrontDoor:
     def __init__(
         self,
         config: Config,
-        application: tornado.web.Application,
-        router: SockJSRouter,
-        api: Api,
-        upgrades: Sequence[tuple[re.Pattern[str], Upgrade]] = (),
+        tornado: Tornado,
+        endpoints: Sequence[Endpoint],
+        upgrades: Sequence[tuple[re.Pattern[str], Upgrade]],
+        sockets: Sockets,
     ) -> None:
         self.config = config
-        self.router = router
-        self.api = api
+        self.endpoints = endpoints
+        self.upgrades = upgrades
         self.tls = tls.server_context(config)
-        # Connections handed over keep the same limits, as far as Tornado has them.
-        self.http = adapter.HandOffServer(
-            application,
-            max_body_size=config.max_body_size,
-            idle_connection_timeout=config.idle_timeout,
-            body_timeout=config.body_timeout,
-            protocol="https" if self.tls else None,
-        )
+        # Where every request the door does not serve goes, with the bytes read so far.
+        self.http = tornado
         self.connections: set[HttpConnection] = set()
         # Every accepted connection until it closes, whoever serves it (``limits``).
         self.open = OpenConnections(config.max_connections, config.max_connections_per_ip)
-        # The websocket targets, each for the paths its pattern matches.
-        self.upgrades = tuple(upgrades)
-        # Every open websocket of the server, however it was accepted.
-        self.sockets = router.service.sockets
+        # Every open websocket, however it was accepted.
+        self.sockets = sockets
         self.sockets.connections = self.open
         self._listeners: list[Socket] = []
         # Per listener: when accepting resumes after running out of descriptors.
@@ -231,22 +225,23 @@ class FrontDoor:
                 error.strerror,
             )
 
-    # -- the API ---------------------------------------------------------------
+    # -- what is served here ----------------------------------------------------
 
     def start(self, request: Request) -> Answer | Call | None:
-        """What the fast path makes of ``request``; None leaves it to Tornado."""
-        if not request.path.startswith("/api/") or request.method not in _API_METHODS:
+        """The first endpoint's answer or call for ``request``; None leaves it to Tornado."""
+        if request.method not in _METHODS:
             return None
-        return _start_api_call(self.api, request)
-
-    # -- websockets ----------------------------------------------------------
+        for endpoint in self.endpoints:
+            started = endpoint.start(request)
+            if started is not None:
+                return started
+        return None
 
     def upgrade(self, transport: Any, request: Request, rest: bytes) -> bool | Answer:
         """Serve a websocket handshake here or refuse it (an answer); False: Tornado serves it."""
-        path = request.path
-        for pattern, target in self.upgrades:
-            if pattern.match(path) is not None:
-                return target(transport, request, rest)
+        for pattern, upgrade in self.upgrades:
+            if pattern.match(request.path):
+                return upgrade(transport, request, rest)
         return False
 
     # -- Tornado -------------------------------------------------------------
@@ -273,4 +268,4 @@ class FrontDoor:
             relayed.add_done_callback(self._accepting.discard)
         ip = address[0] if address else ""
         self.open.opened(ip)
-        adapter.serve(self.http, sock, address, data, lambda: self.open.closed(ip))
+        self.http.serve_connection(sock, address, data, lambda: self.open.closed(ip))

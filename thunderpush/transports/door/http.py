@@ -11,18 +11,13 @@ serves it.  Each request head is shown to the ``Door``:
 * a request with ``Upgrade`` goes to ``Door.upgrade(transport, request, rest)``,
   which takes the connection, refuses it with an ``Answer`` (written, then
   the connection is closed) or leaves it;
-* everything else, and anything unusual (HTTP/1.0, chunked bodies, ``Expect``,
-  repeated header fields, an odd request line or Host), goes to
-  ``Door.hand_off(transport, data)`` once every earlier answer is written.
+* everything else, and anything unusual (``heads.unusual``, HTTP/1.0, repeated
+  header fields), goes to ``Door.hand_off(transport, data)`` once every
+  earlier answer is written.
 
-Every limit has one outcome:
+Every limit has one outcome (the head's: ``thunderpush.transports.door.heads``):
 
-* a request llhttp refuses (a malformed or repeated ``Content-Length``, both
-  ``Content-Length`` and ``Transfer-Encoding``, bare LF, obs-fold, control
-  bytes...) or with more than ``MAX_HEADERS`` fields: Tornado's bare
-  ``400 Bad Request``, then the connection is closed;
-* a head over ``MAX_HEAD_SIZE`` bytes: closed without an answer, as Tornado does;
-* a declared body over ``max_body_size``: the API's JSON 413, then closed;
+* a declared body over ``max_body_size``: the endpoint's 413, then closed;
 * no complete head ``head_timeout`` seconds after a connection opens or a
   request begins, no complete body ``body_timeout`` after its head, nothing
   ``idle_timeout`` after the last answer: closed;
@@ -42,39 +37,17 @@ from typing import Any, NoReturn, Protocol
 
 import httptools
 
-from thunderpush.api import Answer, Call
 from thunderpush.config import Config
-from thunderpush.transports.door.deadlines import BODY, HEAD, IDLE, Deadlines
-from thunderpush.transports.door.messages import (
-    BAD_REQUEST,
-    SERVER_ERROR,
-    WHITESPACE,
-    Request,
-    api_response,
-    closing_response,
-)
+from thunderpush.transports.door.answers import Answer
+from thunderpush.transports.door.deadlines import BODY, IDLE
+from thunderpush.transports.door.endpoints import Call
+from thunderpush.transports.door.heads import MAX_HEAD_SIZE, HeadReader, bounds, unusual
+from thunderpush.transports.door.messages import BAD_REQUEST, Request, closing_response, response
 
 logger = logging.getLogger(__name__)
 
-# Tornado's limit: a longer request head closes the connection.
-MAX_HEAD_SIZE = 64 * 1024
-# More header fields than this get 400, as with Apache's default; Tornado has no such limit.
-MAX_HEADERS = 100
-
-# The bytes of a Host that Tornado surely accepts (its rule is wider); it answers any other.
-_HOST_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]"
-_LINE_ENDS = b"\r\n"
-_END_OF_HEAD = b"\r\n\r\n"
-_VERSION = b" HTTP/1.1\r\n"
-
 # What a connection is doing.
 _READING, _HANDING_OFF, _CLOSING, _GONE = range(4)
-
-
-def _failed() -> Answer:
-    """A fault in the API (never the client's): logged, and Tornado's JSON 500."""
-    logger.exception("Uncaught exception in an API call.")
-    return SERVER_ERROR
 
 
 class Door(Protocol):
@@ -101,7 +74,7 @@ class _Stop(Exception):
     """Raised in a parser callback to stop llhttp; the parser is replaced to go on."""
 
 
-class HttpConnection(Deadlines):
+class HttpConnection(HeadReader):
     """One TCP connection, until it is closed, upgraded or handed off."""
 
     __slots__ = (
@@ -111,9 +84,6 @@ class HttpConnection(Deadlines):
         "_parser",
         "_raw",
         "_start",
-        "_url",
-        "_values",
-        "_repeats",
         "_request",
         "_call",
         "_body",
@@ -138,9 +108,6 @@ class HttpConnection(Deadlines):
         # Every byte from the first one of the unfinished request (``_start``).
         self._raw = bytearray()
         self._start = 0
-        self._url = b""
-        self._values: dict[bytes, bytes] = {}
-        self._repeats = 0
         # The request whose head is read and whose body is not, and its call.
         self._request: Request | None = None
         self._call: Call | None = None
@@ -214,50 +181,19 @@ class HttpConnection(Deadlines):
         if self._state == _READING or self._state == _HANDING_OFF:
             self._end()
 
-    # -- llhttp's callbacks -----------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._values = {}
-        self._repeats = 0
-        if self._phase != HEAD:
-            self.enter(HEAD)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        values = self._values
-        key = name.lower()
-        if key in values or len(values) >= MAX_HEADERS:
-            self._extra_field()
-        values[key] = value
+    # -- llhttp's callbacks (the head's: ``HeadReader``) ---------------------------
 
     def on_headers_complete(self) -> None:
         if self._transport.is_closing():
             self._stop()  # reset by the peer: nothing more to answer
-        raw, start = self._raw, self._start
-        while raw[start] in _LINE_ENDS:
-            start += 1  # llhttp skips empty lines before a request line
-        head_end = raw.find(_END_OF_HEAD, start) + 4
+        start, head_end = bounds(self._raw, self._start)
         if head_end - self._start > MAX_HEAD_SIZE:
             self._end()  # as Tornado: closed without an answer
             self._stop()
         self._start = start
         parser, url, values = self._parser, self._url, self._values
         method = parser.get_method()
-        host = values.get(b"host", b"").rstrip(WHITESPACE)
-        if (
-            self._repeats
-            or not url.startswith(b"/")
-            # Exactly "METHOD SP target SP HTTP/1.1 CRLF", as Tornado requires.
-            or not raw.startswith(_VERSION, start + len(method) + 1 + len(url))
-            or b"transfer-encoding" in values
-            or b"expect" in values
-            or b"if-none-match" in values
-            or not host
-            or host.translate(None, _HOST_BYTES)
-        ):
+        if self._repeats or unusual(self._raw, start, method, url, values):
             self._hand_off()
         request = Request(method.decode("latin-1"), url.decode("latin-1"), values, self._peer)
         if parser.should_upgrade():
@@ -346,10 +282,7 @@ class HttpConnection(Deadlines):
             self._end()  # what the client sent before its end is answered
 
     def _finish(self, request: Request, call: Call, body: bytes) -> None:
-        try:
-            answer = call.finish(body)
-        except Exception:
-            answer = _failed()
+        answer = call.finish(body)  # (a fault is the call's to answer)
         if isinstance(answer, Answer):
             self._respond(request, answer)
             return
@@ -365,17 +298,13 @@ class HttpConnection(Deadlines):
         if done.cancelled():
             self._transport.abort()
             return
-        try:
-            answer = done.result()
-        except Exception:
-            answer = _failed()
-        self._respond(request, answer)
+        self._respond(request, done.result())
         if not self._keep_alive:
             self._end()
         self._go_on()
 
     def _respond(self, request: Request, answer: Answer) -> None:
-        self._transport.write(api_response(request, answer))
+        self._transport.write(response(request, answer))
         request.log(answer.status)
         if request.close:
             self._end()
@@ -419,12 +348,9 @@ class HttpConnection(Deadlines):
         self.enter(IDLE)
         self.arm_deadline(self._door.config)
 
-    def _extra_field(self) -> None:
-        """A repeated field name (left to Tornado), or one field too many (refused)."""
-        self._repeats += 1
-        if len(self._values) + self._repeats > MAX_HEADERS:
-            self._refuse("too many header fields")
-            self._stop()
+    def too_many_fields(self) -> NoReturn:
+        self._refuse("too many header fields")
+        self._stop()
 
     def _refuse(self, reason: str) -> None:
         """Tornado's answer to a request it cannot read: 400, then the end."""

@@ -24,12 +24,12 @@ import asyncio
 import logging
 from typing import Any
 
-from thunderpush.api.answers import error_answer
+from thunderpush.transports.door.answers import json_error
 from thunderpush.transports.door.messages import closing_response
 
 logger = logging.getLogger(__name__)
 
-TOO_MANY_CONNECTIONS = error_answer(503, "Too many connections.")
+TOO_MANY_CONNECTIONS = json_error(503, "Too many connections.")
 
 # A refused request head longer than this is not waited for (Tornado's head limit).
 _MAX_HEAD = 64 * 1024

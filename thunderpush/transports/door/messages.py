@@ -6,7 +6,7 @@ byte for byte what Tornado's handlers send, so that a client cannot tell
 which of the two served it::
 
     request.method, request.path, request.get("x-thunder-secret-key")
-    transport.write(api_response(request, answer))
+    transport.write(response(request, answer))
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from typing import Any
 import tornado
 from tornado.log import access_log
 
-from thunderpush.api import Answer
-from thunderpush.api.answers import CORS_HEADERS, error_answer
+from thunderpush.transports.door.answers import Answer
 
 # What Tornado writes before closing a connection whose request it cannot parse.
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-SERVER_ERROR = error_answer(500, "Internal Server Error")
 
 # What Tornado calls itself in ``Server``; the websocket handshake answers with it too.
 SERVER = f"TornadoServer/{tornado.version}"
 SERVER_HEADER = f"Server: {SERVER}\r\n"
-_API_HEADERS = "".join(f"{name}: {value}\r\n" for name, value in CORS_HEADERS)
-_JSON_TYPE = "Content-Type: application/json; charset=UTF-8\r\n"
+# The header fields of each answer's ``headers``, as written (a few tuples recur).
+_FIELDS: dict[tuple[tuple[str, str], ...], str] = {}
 _STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus
 }
@@ -121,14 +119,23 @@ class Request:
             )
 
 
-def api_response(request: Request, answer: Answer) -> bytes:
-    """The bytes Tornado's API handlers send for ``answer``."""
-    status, body, headers = answer.status, answer.body, answer.headers
-    lines = [_STATUS_LINES[status], SERVER_HEADER]
-    if status != 204:
-        lines.append(_JSON_TYPE)
-    lines += [date_header(), _API_HEADERS]
-    lines += [f"{name}: {value}\r\n" for name, value in headers]
+def _fields(answer: Answer) -> str:
+    """``Content-Type`` (none for 204), ``Date`` and the answer's own fields, in Tornado's order."""
+    headers = answer.headers
+    fields = _FIELDS.get(headers)
+    if fields is None:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        if len(_FIELDS) < 64:
+            _FIELDS[headers] = fields
+    if answer.status == 204:
+        return date_header() + fields
+    return f"Content-Type: {answer.content_type}\r\n{date_header()}{fields}"
+
+
+def response(request: Request, answer: Answer) -> bytes:
+    """The bytes Tornado's handlers send for ``answer``."""
+    status, body = answer.status, answer.body
+    lines = [_STATUS_LINES[status], SERVER_HEADER, _fields(answer)]
     if status == 200 and request.method == "GET":
         lines.append(f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n')
     if status != 204:
@@ -140,11 +147,9 @@ def api_response(request: Request, answer: Answer) -> bytes:
 
 
 def closing_response(answer: Answer) -> bytes:
-    """``answer`` as the last response of a connection: JSON, then ``Connection: close``."""
-    status, body = answer.status, answer.body
-    fields = "".join(f"{name}: {value}\r\n" for name, value in answer.headers)
+    """``answer`` as the last response of a connection, then ``Connection: close``."""
     head = (
-        f"{_STATUS_LINES[status]}{SERVER_HEADER}{_JSON_TYPE}{date_header()}{fields}"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"{_STATUS_LINES[answer.status]}{SERVER_HEADER}{_fields(answer)}"
+        f"Content-Length: {len(answer.body)}\r\nConnection: close\r\n\r\n"
     )
-    return head.encode("latin-1") + body
+    return head.encode("latin-1") + answer.body

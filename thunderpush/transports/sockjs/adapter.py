@@ -131,6 +131,12 @@ class HandOffServer(HTTPServer):
             request_conn.context.remote_ip = remote_ip
         return super().start_request(server_conn, request_conn)
 
+    def serve_connection(
+        self, sock: socket.socket, address: Any, unread: bytes, on_close: Callable[[], None]
+    ) -> None:
+        """The front door's hand-off: ``serve`` on this server."""
+        serve(self, sock, address, unread, on_close)
+
 
 def serve(
     server: HTTPServer,
