@@ -65,20 +65,9 @@ from bench.cluster_figures import (
     CHANNELS_BUSY,
     FIGURES,
 )
-from bench.compare import (
-    SCENARIOS,
-    Figure,
-    Scenario,
-    Server,
-    bench_command,
-    fmt,
-    fmt_load,
-    machine,
-    parse_common_args,
-    run_bench,
-    say,
-    start_server,
-)
+from bench.compare import bench_command, parse_common_args, run_bench
+from bench.compare_report import fmt, fmt_load, machine
+from bench.compare_scenarios import SCENARIOS, Figure, Scenario
 from bench.redis_server import Backend, OneRedis, ThreeMasters
 from bench.rolling import (
     ROLLING,
@@ -88,6 +77,7 @@ from bench.rolling import (
     rolling_table,
     run_rolling,
 )
+from bench.servers import Server, say, start_server
 
 TABLES = ("compared", "channels", "bystander", "rolling")
 ONE, CLUSTER = "one process", "cluster"

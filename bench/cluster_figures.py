@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.compare import Figure, Scenario
+from bench.compare_scenarios import Figure, Scenario
 
 # One subscriber per channel, as many channels as connections; every publish one delivery.
 CHANNELS = Scenario(

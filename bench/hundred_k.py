@@ -40,8 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.compare import KEY, ROOT, SECRET, Server, fmt_load, machine, say, server_preexec
+from bench.compare_report import fmt_load, machine
 from bench.redis_server import Redis
+from bench.servers import KEY, ROOT, SECRET, Server, say, server_preexec
 from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import proc_rss_kib, total_cpu_seconds
 

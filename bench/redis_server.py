@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from bench.compare import free_port
+from bench.servers import free_port
 
 
 class Redis:

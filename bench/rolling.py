@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.compare import ROOT
-from thunderpush_bench.scenarios import ROLLING_MARK
+from bench.servers import ROOT
+from thunderpush_bench.rolling import ROLLING_MARK
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from thunderpush_bench.clients import HTTPClient, Receiver, WSClient, api_count
+from thunderpush_bench.api_client import HTTPClient, api_count
+from thunderpush_bench.clients import Receiver, WSClient
 
 if TYPE_CHECKING:
     from thunderpush_bench.scenarios import Bench

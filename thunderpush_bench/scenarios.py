@@ -4,7 +4,9 @@ Why one object holds the run: every scenario shares the same steps (open and
 verify the sessions, measure the server's memory, publish flat out, then at a
 fixed rate), and the report's verdict needs all of them.  The opening and
 publishing themselves are callback chains (``drivers``); this module only
-orders them and turns the counters into the report's figures.
+orders them and turns the counters into the report's figures.  The phases
+with figures of their own are apart: publishing (``publishing``), the rolling
+restart (``rolling``) and the listening processes (``listen``).
 """
 
 from __future__ import annotations
@@ -22,21 +24,22 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from thunderpush_bench import BenchError
+from thunderpush_bench.api_client import HTTPClient
 from thunderpush_bench.clients import (
-    HTTPClient,
     PusherClient,
     Receiver,
     SockJSClient,
     WSClient,
     pusher_subscribe,
 )
-from thunderpush_bench.drivers import Mover, Opener, Phase, Publisher
+from thunderpush_bench.drivers import Mover, Opener
 from thunderpush_bench.listen import listen_phase
-from thunderpush_bench.measure import SATURATED_PERCENT, Meter, Tally, percentiles, proc_rss_kib
+from thunderpush_bench.measure import Meter, Tally, proc_rss_kib
+from thunderpush_bench.publishing import NO_LISTENERS, publish_phase, pusher_trigger
+from thunderpush_bench.rolling import ROLLING_MARK as ROLLING_MARK  # its old home
+from thunderpush_bench.rolling import rolling_phase
 
 SCENARIOS = ("fanout", "users", "publish", "trigger", "idle", "rolling", "channels", "listen")
-# Scenarios that only publish, to nobody: the cost of an API request itself.
-NO_LISTENERS = ("publish", "trigger")
 # Scenarios whose connections all subscribe to the run's channel.
 SUBSCRIBING = ("fanout", "idle", "rolling", "listen")
 # What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
@@ -44,35 +47,8 @@ SUBSCRIBING = ("fanout", "idle", "rolling", "listen")
 CLIENTS = ("sockjs", "pusher")
 PUSHER_SCENARIOS = ("fanout", "idle")
 PUSHER_PATH = "/app/{key}?protocol=7&client=thunderpush-bench&version=1"
-# The line on stderr (printed even with -q) that says: restart a node now.
-ROLLING_MARK = "rolling: publishing"
 
 PROGRESS_SECONDS = 2.0
-POLL_SECONDS = 0.002
-
-
-def pusher_trigger(args: argparse.Namespace, host: str, channel: str) -> bytes | None:
-    """For the trigger scenario, ``POST /apps/<id>/events`` as the ``pusher`` library
-    signs it (one event to ``channel``), else None.
-
-    Signed once and replayed, as Pusher accepts within the timestamp's window
-    (600 s), so the bench spends nothing on signatures and the server's work
-    per request is the same as for distinct triggers.  The library is only
-    needed for this scenario.
-    """
-    if args.scenario != "trigger":
-        return None
-    import pusher  # noqa: PLC0415 (optional: only the trigger scenario needs it)
-
-    client = pusher.Pusher(app_id=args.app_id, key=args.key, secret=args.secret)
-    data = json.dumps({"seq": 0, "pad": "x" * max(args.size - 20, 0)})
-    request = client._pusher_client.trigger.make_request(channel, "bench", data)
-    body = request.body.encode() if isinstance(request.body, str) else request.body
-    head = (
-        f"POST {request.signed_path} HTTP/1.1\r\nHost: {host}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
 
 
 class Bench:
@@ -341,217 +317,6 @@ class Bench:
             )
         return body
 
-    async def publish_phase(self, name: str, messages: int, rate: float | None) -> dict[str, Any]:
-        """Publishes ``messages`` (at ``rate`` per second, or flat out), then drains."""
-        phase = Phase(name)
-        received_before = self.tally.received
-        self.tally.latencies = []
-        duration = self.args.duration if rate is None else None
-        started = time.perf_counter()
-
-        def pace(seq: int) -> float | None:
-            now = time.perf_counter()
-            if duration is not None and now - started > duration:
-                return None
-            return 0.0 if rate is None else started + seq / rate - now
-
-        def status() -> str:
-            got = self.tally.received - received_before
-            return f"{name}: {phase.published}/{messages} published, {got} delivered"
-
-        self.status = status
-        meter = self.meter()
-        await self.publish(phase, messages, pace)
-        end = await self.drain(phase, received_before)
-        delivered = self.tally.received - received_before
-        unit = "request" if self.args.scenario in NO_LISTENERS else "delivery"
-        figures = meter.stop(phase.published if unit == "request" else delivered, unit, end)
-        result = self.phase_report(phase, delivered, figures)
-        if rate is not None:
-            result["rate_target"] = rate
-        return result
-
-    async def publish(
-        self, phase: Phase, messages: int, pace: Callable[[int], float | None]
-    ) -> None:
-        """Publishes ``messages`` on every API connection at once, paced by ``pace``."""
-        seqs = iter(range(messages))
-        publishers = [Publisher(self, client, seqs, phase, pace) for client in self.http]
-        for publisher in publishers:
-            publisher.next()
-        await asyncio.gather(*(publisher.done for publisher in publishers))
-
-    async def drain(self, phase: Phase, received_before: int) -> float:
-        """Waits for outstanding deliveries; returns when the last one arrived.
-
-        Bounded: gives up once nothing has arrived for ``--drain`` seconds.
-        """
-        target = received_before + phase.expected
-        last = self.tally.received
-        last_change = time.perf_counter()
-        while self.tally.received < target:
-            await asyncio.sleep(POLL_SECONDS)
-            now = time.perf_counter()
-            if self.tally.received != last:
-                last, last_change = self.tally.received, now
-            elif now - last_change > self.args.drain:
-                break
-        return last_change if self.tally.received < target else time.perf_counter()
-
-    def phase_report(self, phase: Phase, delivered: int, figures: dict[str, Any]) -> dict[str, Any]:
-        seconds = figures["seconds"]
-        result: dict[str, Any] = {
-            "published": phase.published,
-            "failed": phase.failed,
-            "publish_per_s": round(phase.published / seconds, 1),
-        }
-        if self.args.scenario not in NO_LISTENERS:
-            result.update(
-                expected=phase.expected,
-                api_count=phase.api_count,
-                delivered=delivered,
-                lost=phase.expected - delivered,
-                deliveries_per_s=round(delivered / seconds, 1),
-                latency_ms=percentiles(self.tally.latencies),
-            )
-            if delivered > phase.expected:
-                self.warnings.append(
-                    f"{phase.name}: {delivered - phase.expected} more deliveries than expected"
-                    " (duplicates?)"
-                )
-            if phase.api_count != phase.expected:
-                self.warnings.append(
-                    f"{phase.name}: the API reported {phase.api_count} deliveries,"
-                    f" {phase.expected} expected"
-                )
-        result["request_ms"] = percentiles(phase.request_times)
-        result.update(figures)
-        if phase.statuses.keys() - {200}:
-            result["statuses"] = {str(k): v for k, v in sorted(phase.statuses.items())}
-        if figures["bench_cpu_percent"] >= SATURATED_PERCENT:
-            self.warnings.append(
-                f"{phase.name}: the bench used {figures['bench_cpu_percent']:.0f}% of a core;"
-                " it may have been the bottleneck, so its figures are lower bounds"
-            )
-        return result
-
-    async def rolling_phase(self) -> dict[str, Any]:
-        """Publishes at ``--rate`` while nodes restart, then reads what each connection saw.
-
-        Every delivery's sequence number is recorded per connection (its user,
-        across moves): a connection whose node ended it and that was reopened
-        elsewhere reports the messages it missed meanwhile; any other missing
-        message is lost, and any message seen twice is a duplicate.
-        """
-        args = self.args
-        mover = self.mover
-        assert mover is not None
-        messages, rate = args.rate_messages, args.rate
-        phase = Phase("rolling")
-        received_before = self.tally.received
-        self.tally.latencies = []
-        started = time.perf_counter()
-
-        def pace(seq: int) -> float:
-            return started + seq / rate - time.perf_counter()
-
-        self.status = lambda: (
-            f"rolling: {phase.published}/{messages} published,"
-            f" {len(mover.moved)} moved, {len(mover.closed_at)} moving"
-        )
-        # Printed even with -q: a harness waits for this line to restart a node.
-        print(
-            f"[bench] {ROLLING_MARK} {messages} messages at {rate}/s: restart a node now",
-            file=sys.stderr,
-            flush=True,
-        )
-        meter = self.meter()
-        await self.publish(phase, messages, pace)
-        end = await self.settle(phase)
-        delivered = self.tally.received - received_before
-        figures = meter.stop(delivered, "delivery", end)
-        accepted = set(phase.seqs)
-        missing = [len(accepted - seen) for seen in self.seen]
-        missed = [missing[index] for index in mover.ended]
-        lost = sum(missing) - sum(missed)
-        unpublished = sum(len(seen - accepted) for seen in self.seen)
-        move_failed = sum(mover.failures.values()) + len(mover.closed_at)
-        # From the first answer to the last: the rate the node let the bench reach.
-        answers = phase.accepted_at
-        span = answers[-1] - answers[0] if answers else 0.0
-        publish_per_s = (len(answers) - 1) / span if span > 0 else 0.0
-        moving = (mover.first_closed, mover.last_opened)
-        result: dict[str, Any] = {
-            "published": phase.published,
-            "failed": phase.failed,
-            "rate_target": rate,
-            # Each publish waits for the answer to the one before on its API
-            # connection: a busy node slows the rate down, and the movers can
-            # only miss what was published while they moved.
-            "publish_per_s": round(publish_per_s, 1),
-            "moving_ms": None if None in moving else round((moving[1] - moving[0]) * 1000, 1),
-            "published_while_moving": 0 if None in moving else _between(answers, *moving),
-            "connections": len(self.seen),
-            "delivered": delivered,
-            "moved": len(mover.ended),
-            "reopened": len(mover.moved),
-            "move_failed": move_failed,
-            "reconnect_ms": percentiles(mover.times),
-            "missed": sum(missed),
-            "missed_max": max(missed, default=0),
-            "lost": lost,
-            "duplicates": self.tally.duplicates,
-            "seen_unpublished": unpublished,
-            "latency_ms": percentiles(self.tally.latencies),
-            "request_ms": percentiles(phase.request_times),
-            **figures,
-        }
-        if not mover.ended:
-            self.warnings.append(
-                "rolling: no connection moved; restart a node (not the first --url)"
-                f" after the line '{ROLLING_MARK}'"
-            )
-        if self.tally.duplicates:
-            self.warnings.append(f"rolling: {self.tally.duplicates} deliveries were duplicates")
-        if lost:
-            self.warnings.append(f"rolling: connections that did not move lost {lost} messages")
-        # The deliveries counted on the wire against the sequence numbers seen.
-        expected = phase.published * len(self.seen) - sum(missing)
-        result["consistent"] = delivered == expected + self.tally.duplicates + unpublished
-        if not result["consistent"]:
-            self.warnings.append(
-                f"rolling: {delivered} deliveries counted, {expected} by the sequence numbers"
-            )
-        if publish_per_s < 0.9 * rate:
-            self.warnings.append(
-                f"rolling: published {publish_per_s:.1f}/s, not the {rate:g}/s asked for"
-                " (each publish waits for the one before: raise --concurrency);"
-                " what the movers missed is at that rate"
-            )
-        if move_failed:
-            detail = ", ".join(f"{why} ({n})" for why, n in mover.failures.most_common(3))
-            self.warnings.append(f"rolling: {move_failed} connections not reopened: {detail}")
-        return result
-
-    async def settle(self, phase: Phase) -> float:
-        """Waits until every connection has the last message; returns when it was so.
-
-        Bounded: gives up once nothing has arrived for ``--drain`` seconds.
-        """
-        last = max(phase.seqs, default=None)
-        received, changed = self.tally.received, time.perf_counter()
-        while last is not None:
-            assert self.mover is not None
-            if not self.mover.closed_at and all(last in seen for seen in self.seen):
-                break
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            if self.tally.received != received:
-                received, changed = self.tally.received, now
-            elif now - changed > self.args.drain:
-                return changed
-        return time.perf_counter()
-
     async def idle_phase(self) -> dict[str, Any]:
         """Holds the connections open, idle, and measures what the server spends."""
         seconds = self.args.idle_seconds
@@ -593,18 +358,18 @@ class Bench:
             self.report["idle"] = await self.idle_phase()
             return
         if name == "rolling":
-            self.report["rolling"] = await self.rolling_phase()
+            self.report["rolling"] = await rolling_phase(self)
             return
         if name == "listen":
             self.report["listen"] = await listen_phase(self)
             return
         messages = args.messages
         self.say(f"{name}: publishing {messages} messages flat out")
-        self.report["full"] = await self.publish_phase("full speed", messages, None)
+        self.report["full"] = await publish_phase(self, "full speed", messages, None)
         if name not in NO_LISTENERS and args.rate > 0 and args.rate_messages > 0:
             self.say(f"{name}: publishing {args.rate_messages} messages at {args.rate}/s")
-            self.report["rate"] = await self.publish_phase(
-                f"{args.rate}/s", args.rate_messages, args.rate
+            self.report["rate"] = await publish_phase(
+                self, f"{args.rate}/s", args.rate_messages, args.rate
             )
 
     def finish(self) -> dict[str, Any]:
@@ -637,7 +402,3 @@ class Bench:
             and not self.tally.duplicates
         )
         return report
-
-
-def _between(times: list[float], start: float, end: float) -> int:
-    return sum(start <= at <= end for at in times)
