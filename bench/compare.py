@@ -51,13 +51,8 @@ from bench.compare_report import (  # noqa: E402
     table,
     trigger_cost,
 )
-from bench.compare_report import fmt as fmt  # noqa: E402  (its old home)
 from bench.compare_scenarios import FIGURES, SCENARIOS  # noqa: E402
-from bench.compare_scenarios import Figure as Figure  # noqa: E402  (its old home)
-from bench.compare_scenarios import Scenario as Scenario  # noqa: E402  (its old home)
 from bench.servers import KEY, ROOT, SECRET, Server, ensure_original, say, start_server  # noqa: E402
-from bench.servers import free_port as free_port  # noqa: E402  (its old home)
-from bench.servers import server_preexec as server_preexec  # noqa: E402  (its old home)
 
 
 def bench_command(

@@ -22,8 +22,6 @@ from typing import Any
 
 from thunderpush.transports.websocket.frames import TEXT
 from thunderpush_bench import BenchError
-from thunderpush_bench.api_client import HTTPClient as HTTPClient  # its old home
-from thunderpush_bench.api_client import api_count as api_count  # its old home
 from thunderpush_bench.measure import Tally
 from thunderpush_bench.wire import ServerFrames, client_frame, upgrade_request
 

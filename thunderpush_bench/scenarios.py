@@ -36,7 +36,6 @@ from thunderpush_bench.drivers import Mover, Opener
 from thunderpush_bench.listen import listen_phase
 from thunderpush_bench.measure import Meter, Tally, proc_rss_kib
 from thunderpush_bench.publishing import NO_LISTENERS, publish_phase, pusher_trigger
-from thunderpush_bench.rolling import ROLLING_MARK as ROLLING_MARK  # its old home
 from thunderpush_bench.rolling import rolling_phase
 
 SCENARIOS = ("fanout", "users", "publish", "trigger", "idle", "rolling", "channels", "listen")
