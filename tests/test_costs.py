@@ -26,6 +26,7 @@ import pytest
 from thunderpush.auth import channel_token
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core import recovery
+from thunderpush.core.apps import options_of
 from thunderpush.server.cli import load
 
 from .support import KEY, SECRET
@@ -385,8 +386,8 @@ async def test_the_member_cap_is_100_by_default_per_app_and_0_turns_it_off(tmp_p
     assert config.max_presence_members == 0
     config = Config(apikey=KEY, apisecret=SECRET, apps=(AppConfig("shop", "s3cret"),))
     own = Config(apps=(AppConfig("shop", "s3cret", max_presence_members=5),))
-    assert [app.options()["max_presence_members"] for app in declared_apps(config)] == [100, 100]
-    assert declared_apps(own)[0].options()["max_presence_members"] == 5
+    assert [options_of(app)["max_presence_members"] for app in declared_apps(config)] == [100, 100]
+    assert options_of(declared_apps(own)[0])["max_presence_members"] == 5
     path = tmp_path / "thunderpush.toml"
     path.write_text(f'[[apps]]\nkey = "{KEY}"\nsecret = "{SECRET}"\nmax_presence_members = 1\n')
     config, _ = load(["--config", str(path)], {})

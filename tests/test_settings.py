@@ -10,6 +10,7 @@ import pytest
 
 from thunderpush.cluster.node import Node
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.core.apps import options_of
 from thunderpush.core.retention import Keep
 from thunderpush.server.cli import load
 from thunderpush.server.reload import APP_OPTIONS
@@ -87,14 +88,14 @@ def test_history_and_webhooks_are_set_for_every_app_or_per_app_and_prefix(config
         "http://127.0.0.1:9/all",
         "https://hooks.example/a",
     )
-    server_wide, own = first.history_policy(), second.history_policy()
+    server_wide, own = options_of(first)["history"], options_of(second)["history"]
     assert (server_wide.keep("news"), server_wide.keep("chat-1")) == (Keep(5, 60), Keep(100, 300))
     assert own.keep("news") == Keep(10, 60)
     assert own.keep("orders-1") == Keep(50, 600)
     assert own.keep("chat-1") == Keep(100, 300)  # the server's rule, after the app's
     assert own.keep("chat-vip-1") is None  # the longer prefix wins: no history
     config, _ = load(["k", "s"], {})
-    assert not declared_apps(config)[0].history_policy().enabled
+    assert not options_of(declared_apps(config)[0])["history"].enabled
 
 
 @pytest.mark.parametrize(
@@ -269,7 +270,7 @@ def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_fil
 def test_sighup_knows_every_app_option():
     # An option that SIGHUP did not know could change in the file and be ignored
     # without a word: each is applied, or reload.py must say it waits for a restart.
-    assert set(AppConfig("k", "s").options()) == set(APP_OPTIONS)
+    assert set(options_of(AppConfig("k", "s"))) == set(APP_OPTIONS)
 
 
 def test_redis_urls_add_up_from_flags_and_replace_the_files_and_the_environments(config_file):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thunderpush.core.retention import DEFAULT_TTL, HistoryPolicy, Keep
-
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.
 SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js"
+# How long kept messages live when nothing says otherwise, in seconds: long
+# enough to cover a page's reconnects after a network change.
+HISTORY_TTL = 300.0
 # The statistics line's default period: often enough to see a trend, rarely
 # enough that it does not crowd out the warnings.
 STATS_INTERVAL_SECONDS = 60.0
@@ -28,14 +29,15 @@ class HistoryRule:
 
     prefix: str
     size: int
-    ttl: float = DEFAULT_TTL
+    ttl: float = HISTORY_TTL
 
 
 @dataclass(frozen=True)
 class AppConfig:
     """One app the configuration file declares in an ``[[apps]]`` table.
 
-    A None setting is the server's (``declared_apps`` fills them in).
+    A None setting is the server's (``declared_apps`` fills them in); what
+    ``Apps.add`` makes of them is ``thunderpush.core.apps.options_of``.
     """
 
     key: str
@@ -51,26 +53,6 @@ class AppConfig:
     app_id: str | None = None
     client_events: bool | None = None
     max_presence_members: int | None = None
-
-    def options(self) -> dict[str, object]:
-        """What ``Apps.add`` takes beside the key and the secret."""
-        return {
-            "require_signature": bool(self.require_signature),
-            "history": self.history_policy(),
-            "webhook_url": self.webhook_url,
-            "app_id": self.app_id,
-            "client_events": bool(self.client_events),
-            "max_presence_members": self.max_presence_members or 0,
-        }
-
-    def history_policy(self) -> HistoryPolicy:
-        """What the app's channels keep; longer prefixes win over shorter ones."""
-        ttl = DEFAULT_TTL if self.history_ttl is None else self.history_ttl
-        rules = sorted(self.history, key=lambda rule: -len(rule.prefix))
-        return HistoryPolicy(
-            Keep(self.history_size or 0, ttl),
-            tuple((rule.prefix, Keep(rule.size, rule.ttl)) for rule in rules),
-        )
 
 
 @dataclass
@@ -158,7 +140,7 @@ class Config:
     # Messages each channel keeps for clients that reconnect; 0: no history.
     history_size: int = 0
     # How long a kept message is kept, in seconds.
-    history_ttl: float = DEFAULT_TTL
+    history_ttl: float = HISTORY_TTL
     # ``[[history]]`` tables: per channel-prefix sizes and TTLs, for every app.
     history: tuple[HistoryRule, ...] = ()
     # Where channel and user events are POSTed (``[[apps]]`` may give their own).

@@ -18,11 +18,12 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from thunderpush.config import AppConfig
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
 from thunderpush.core.presence import LocalPresence, Presence
-from thunderpush.core.retention import HistoryPolicy
+from thunderpush.core.retention import HistoryPolicy, declared_policy
 
 
 @dataclass(eq=False)
@@ -162,3 +163,16 @@ class Apps:
         """Close every connection of every app (on shutdown)."""
         for app in self._by_key.values():
             app.hub.disconnect_all()
+
+
+def options_of(declared: AppConfig) -> dict[str, object]:
+    """What ``Apps.add`` takes beside the key and the secret, for an app the
+    configuration declares (a reload compares them with the running app's)."""
+    return {
+        "require_signature": bool(declared.require_signature),
+        "history": declared_policy(declared.history_size, declared.history_ttl, declared.history),
+        "webhook_url": declared.webhook_url,
+        "app_id": declared.app_id,
+        "client_events": bool(declared.client_events),
+        "max_presence_members": declared.max_presence_members or 0,
+    }

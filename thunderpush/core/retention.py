@@ -13,12 +13,12 @@ keeps nothing unless the app's policy says how much.  Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-# How long kept messages live when nothing says otherwise, in seconds: long
-# enough to cover a page's reconnects after a network change.
-DEFAULT_TTL = 300.0
+from thunderpush.config import HISTORY_TTL as DEFAULT_TTL
+from thunderpush.config import HistoryRule
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,16 @@ class HistoryPolicy:
         """Whether any channel keeps history (else nothing on the wire changes);
         computed once, then an attribute."""
         return self.default.size > 0 or any(keep.size > 0 for _, keep in self.prefixes)
+
+
+def declared_policy(
+    size: int | None, ttl: float | None, rules: Iterable[HistoryRule]
+) -> HistoryPolicy:
+    """The policy of an app the configuration declares (``AppConfig``): its
+    ``history_size`` and ``history_ttl`` for every channel, but those its
+    ``[[history]]`` rules name; longer prefixes win over shorter ones."""
+    ordered = sorted(rules, key=lambda rule: -len(rule.prefix))
+    return HistoryPolicy(
+        Keep(size or 0, DEFAULT_TTL if ttl is None else ttl),
+        tuple((rule.prefix, Keep(rule.size, rule.ttl)) for rule in ordered),
+    )

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from thunderpush.api import Api
 from thunderpush.config import Config, ConfigError, declared_apps
-from thunderpush.core.apps import Apps
+from thunderpush.core.apps import Apps, options_of
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
@@ -169,7 +169,7 @@ def build(config: Config, apps: Apps | None = None) -> Server:
         else:
             apps = Apps()
         for app in declared_apps(config):
-            apps.add(app.key, app.secret, **app.options())
+            apps.add(app.key, app.secret, **options_of(app))
     api = Api(apps, config.max_body_size)
     pusher_api = PusherApi(api)
     application, router = make_application(config, api, pusher_api)

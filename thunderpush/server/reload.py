@@ -20,7 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
-from thunderpush.core.apps import App
+from thunderpush.core.apps import App, options_of
 from thunderpush.core.retention import HistoryPolicy
 from thunderpush.server.application import Server, limits
 from thunderpush.settings import masked_url
@@ -57,7 +57,7 @@ LIMITS = (
     "max_connections_per_ip",
 )
 
-# Each of ``AppConfig.options()`` and the ``App`` attribute that holds it.  Every
+# Each of ``options_of(app)`` and the ``App`` attribute that holds it.  Every
 # option must be here (tests/test_settings.py checks): one that is not could
 # change in the file and be ignored without a word.
 APP_OPTIONS = {
@@ -112,7 +112,7 @@ def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[str]:
     registry.set_ids(ids)
     for key, wanted in declared.items():
         if registry.get(key) is None:
-            registry.add(key, wanted.secret, **wanted.options())
+            registry.add(key, wanted.secret, **options_of(wanted))
             changes.append(f"app {key} added")
     for app in registry:
         server.webhooks.watch(app)
@@ -128,7 +128,7 @@ def _apply_app(app: App, wanted: AppConfig, ids: dict[str, str]) -> list[str]:
             f"app {app.key}: a new secret (tokens, Pusher signatures and dashboard"
             " sessions made with the old one are refused from now on)"
         )
-    for name, given in wanted.options().items():
+    for name, given in options_of(wanted).items():
         # An app's id is its key unless one is given.
         value = (given or app.key) if name == "app_id" else given
         attribute = APP_OPTIONS[name]
