@@ -75,7 +75,7 @@ def server_commands() -> list[str]:
     """Every ``thunderpush ... key secret`` in the README and docs, continuation lines joined."""
     texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
     texts += [path.read_text(encoding="utf-8") for path in sorted(DOCS.glob("*.rst"))]
-    texts.append((DOCS / "nginx.conf").read_text(encoding="utf-8"))
+    texts += [path.read_text(encoding="utf-8") for path in sorted((ROOT / "deploy").iterdir())]
     joined = re.sub(r"\\\n\s*|\n# ", " ", "\n".join(texts))
     return re.findall(r"thunderpush((?: [^\n`]*?)?) key secret", joined)
 
