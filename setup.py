@@ -13,7 +13,14 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["thunderpush", "thunderpush.*", "thunderpush_bench"]),
+    # thunderpush_client is the thunderpush-client distribution's package
+    # (clients/python/), shipped here too: the server's token checks are its
+    # code, and a backend installing the server needs nothing more.
+    packages=[
+        *find_packages(include=["thunderpush", "thunderpush.*", "thunderpush_bench"]),
+        "thunderpush_client",
+    ],
+    package_dir={"thunderpush_client": "clients/python/thunderpush_client"},
     # thunderpush/static/thunderpush.js links to client/thunderpush.js; the
     # build copies the file itself, so the server can serve it when installed.
     # api/openapi.json is the API's description, served at /api/1.0.0/openapi.json.

@@ -75,7 +75,7 @@ def server_commands() -> list[str]:
     """Every ``thunderpush ... key secret`` in the README and docs, continuation lines joined."""
     texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
     texts += [path.read_text(encoding="utf-8") for path in sorted(DOCS.glob("*.rst"))]
-    texts.append((DOCS / "nginx.conf").read_text(encoding="utf-8"))
+    texts += [path.read_text(encoding="utf-8") for path in sorted((ROOT / "deploy").iterdir())]
     joined = re.sub(r"\\\n\s*|\n# ", " ", "\n".join(texts))
     return re.findall(r"thunderpush((?: [^\n`]*?)?) key secret", joined)
 
@@ -104,3 +104,13 @@ def test_the_configuration_reference_lists_every_option():
     parser_options = {name for action in parser._actions for name in action.option_strings}
     assert parser_options - {"-h", "--help"} <= set(re.findall(r"(?<![\w-])--?[\w-]+", names))
     assert "clientkey" in names and "apikey" in names
+
+
+def test_the_token_pages_show_the_one_page_snippet_the_example_runs():
+    """client.rst and security.rst show the example's tokens.js, which Chromium runs."""
+    include = ".. literalinclude:: ../examples/flask/static/tokens.js\n"
+    for name in ("client.rst", "security.rst"):
+        page = (DOCS / name).read_text(encoding="utf-8")
+        assert include in page, name
+        assert "/push/channel-token" not in page, name
+    assert '"/push/token"' in (ROOT / "examples/flask/static/tokens.js").read_text()

@@ -1,4 +1,4 @@
-"""docs/nginx.conf, run for real by Debian's nginx in front of two Thunderpush processes.
+"""deploy/nginx.conf, run for real by Debian's nginx in front of two Thunderpush processes.
 
 Most tests put it in front of two independent servers (no Redis): a request
 that reached the wrong node would then fail visibly (a poll would open a new
@@ -28,7 +28,7 @@ from .support.clients import CLIENTS, SockJSClient, XhrPollingClient
 from .support.cluster import cluster_nodes
 from .support.processes import ServerProcess, free_port, start_server_process
 
-CONF = Path(__file__).parent.parent / "docs" / "nginx.conf"
+CONF = Path(__file__).parent.parent / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 pytestmark = [
@@ -40,27 +40,31 @@ pytestmark = [
 
 
 def rendered(listen: int, upstreams: list[int]) -> str:
-    """docs/nginx.conf with the test's ports in place of 80, 8001 and 8002."""
+    """deploy/nginx.conf with the test's ports in place of 80, 8001 and 8002."""
     text = CONF.read_text()
     replacements = {"listen 80;": f"listen 127.0.0.1:{listen};"}
     for shipped, port in zip((8001, 8002), upstreams, strict=True):
         replacements[f"server 127.0.0.1:{shipped};"] = f"server 127.0.0.1:{port};"
     for old, new in replacements.items():
-        assert old in text, f"docs/nginx.conf no longer has {old!r}"
+        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
         text = text.replace(old, new)
     return text
 
 
 @contextlib.contextmanager
 def nginx_in_front_of(tmp_path: Path, nodes: list[ServerProcess]) -> Iterator[str]:
-    """nginx with docs/nginx.conf on a free port, in the foreground; yields its URL."""
+    """nginx with deploy/nginx.conf on a free port, in the foreground; yields its URL.
+
+    Started as the file's header says (``-p <prefix>/ -e logs/error.log``): its
+    own PID file and logs land under the prefix, which the test checks.
+    """
     prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
     port = free_port()
     conf.write_text(rendered(port, [node.port for node in nodes]))
-    settings = f"daemon off; pid {prefix / 'nginx.pid'}; error_log {prefix / 'logs/error.log'};"
-    command = [NGINX, "-c", str(conf), "-p", f"{prefix}/", "-g", settings]
+    command = [NGINX, "-c", str(conf), "-p", f"{prefix}/", "-e", "logs/error.log"]
+    command += ["-g", "daemon off;"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
@@ -72,6 +76,7 @@ def nginx_in_front_of(tmp_path: Path, nodes: list[ServerProcess]) -> Iterator[st
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"nginx did not start: {proc.stderr.read()}") from None
                 time.sleep(0.05)
+        assert (prefix / "logs" / "nginx.pid").read_text().strip() == str(proc.pid)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -148,7 +153,7 @@ async def polling_sessions_on_both_nodes(
     """``each`` xhr-polling sessions held by each node, with the node holding each.
 
     Found by trying <server> segments in turn (as sockjs-client picks them, at
-    random from 000 to 999): docs/nginx.conf's consistent hash places a segment
+    random from 000 to 999): deploy/nginx.conf's consistent hash places a segment
     by the nodes' addresses, and the nodes listen on free ports that change
     from run to run, so no fixed segments spread for certain.  A session that
     lands on a node that already holds enough is ended.  (At most seven

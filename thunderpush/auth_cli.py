@@ -14,7 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from thunderpush.auth import DEFAULT_TTL, channel_token, user_token
+from thunderpush_client.auth import DEFAULT_TTL, channel_token, user_token
+
 from thunderpush.core.protocol import is_valid_channel_name, is_valid_user_id
 
 KEY_VARIABLE = "THUNDERPUSH_APIKEY"

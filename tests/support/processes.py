@@ -76,17 +76,22 @@ def start_server_process(
     command += ["--pid-path", str(pid_path), *extra]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, stdout=log, env={**os.environ})
+    wait_until_listening(proc, port, log_path)
+    return ServerProcess(proc, port, pid_path, log_path)
+
+
+def wait_until_listening(proc: subprocess.Popen, port: int, log_path: Path) -> None:
+    """Waits (bounded) until ``proc`` accepts connections on ``port``; kills it if it never does."""
     deadline = time.monotonic() + 15
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"server did not start: {log_path.read_text()}") from None
+                raise RuntimeError(f"{proc.args} did not start: {log_path.read_text()}") from None
             time.sleep(0.05)
-    return ServerProcess(proc, port, pid_path, log_path)
 
 
 def refused_start(tmp_path: Path, *extra: str, port: int | None = None) -> tuple[int, str]:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from time import monotonic_ns
 from typing import Any
 
-from thunderpush import auth
+from thunderpush_client import auth
+
 from thunderpush.core import protocol
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.dialect import THUNDERPUSH, Dialect

@@ -1,7 +1,7 @@
 """``thunderpush --workers N``: one parent process keeping N servers running.
 
 One Python process uses one core; N workers on ports PORT to PORT+N-1 use N,
-behind a load balancer (docs/nginx.conf).  Each worker is an ordinary single
+behind a load balancer (deploy/nginx.conf).  Each worker is an ordinary single
 server with the same settings, so workers share messages and presence only
 through Redis: more than one needs ``--redis-url``.  Supervisord and systemd
 see one process: the parent holds the PID file at ``--pid-path`` (each worker
