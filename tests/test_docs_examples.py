@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from thunderpush.server import cli
+
 from .support.docblocks import Block, blocks
 from .support.docruns import (
     config_files,
@@ -42,6 +44,8 @@ def kind(block: Block) -> str | None:
         block.lang == "literal" and block.text.startswith(("$ ", "thunderpush "))
     ):
         return "shell"
+    if block.lang == "text" and block.text.startswith("usage: thunderpush "):
+        return "help"
     return block.lang if block.lang in {"python", "toml"} else None
 
 
@@ -95,6 +99,10 @@ def test_block(block: Block, request, tmp_path):
             run_python(block, port, tmp_path)
         case "toml":
             load_toml(block, tmp_path)
+        case "help":
+            # argparse wraps to the terminal's width; the page shows 80 columns.
+            request.getfixturevalue("monkeypatch").setenv("COLUMNS", "80")
+            assert block.text == cli.build_parser().format_help().rstrip()
 
 
 @pytest.mark.parametrize(
