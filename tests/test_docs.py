@@ -71,6 +71,15 @@ def test_every_command_line_option_is_documented(capsys):
     assert options - {"-h", "--help"} <= documented
 
 
+def test_the_yes_no_settings_are_listed():
+    """configuration.rst names every setting that is a flag without a value."""
+    page = (DOCS / "configuration.rst").read_text(encoding="utf-8")
+    listed = re.search(r"Yes/no settings \(([^)]*)\)", page)
+    assert listed, "configuration.rst lost its yes/no list"
+    yes_no = {name for name, rule in cli.rules(cli.build_parser()).items() if rule is None}
+    assert set(re.findall(r"``(\w+)``", listed[1])) == yes_no
+
+
 def server_commands() -> list[str]:
     """Every ``thunderpush ... key secret`` in the README and docs, continuation lines joined."""
     texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
