@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +15,7 @@ from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core.apps import options_of
 from thunderpush.core.retention import Keep
 from thunderpush.server.cli import load
-from thunderpush.server.reload import APP_OPTIONS
+from thunderpush.server.reload import APP_OPTIONS, reload_settings
 from thunderpush.settings import MASK, masked_url, tomllib
 
 
@@ -286,3 +288,19 @@ def test_redis_urls_add_up_from_flags_and_replace_the_files_and_the_environments
     assert (config.redis_url, config.redis_cluster) == ((b, c, a), False)
     assert load(["--redis-url", a, "--redis-cluster", "k", "s"], {})[0].redis_cluster
     assert load(["k", "s"], {})[0].redis_url == ()
+
+
+async def test_sighup_warns_only_about_what_differs_from_what_runs(server, caplog):
+    # A setting that waits for a restart keeps its running value: changed in the
+    # file, then changed back, it no longer differs from what runs.
+    running = server.parts.config
+    caplog.set_level(logging.INFO, logger="thunderpush")
+    reload_settings(server.parts, lambda: replace(running, head_timeout=3.0, max_unsent_bytes=7))
+    assert "Changed settings that need a restart: head_timeout." in caplog.text
+    assert server.parts.config.head_timeout == running.head_timeout  # not applied
+    assert server.parts.config.max_unsent_bytes == 7  # applied
+    caplog.clear()
+    reload_settings(server.parts, lambda: running)
+    assert "need a restart" not in caplog.text
+    assert "Reloaded: max_unsent_bytes 7 -> " in caplog.text
+    assert server.parts.config == running

@@ -7,16 +7,19 @@ connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
 INFO line per change applied (``Reloaded: ...``, values shown, URLs masked,
 secrets never), one WARNING naming the changed settings that wait for a
-restart, so an operator never has to guess whether an edit took.  A
-configuration that cannot be read changes nothing and is logged; the server
-keeps running either way.
+restart, so an operator never has to guess whether an edit took.  The
+running configuration (``server.config``) takes only what was applied: a
+setting that waits for a restart keeps its running value there, so the warning
+always compares the file with what runs (a port changed and changed back warns
+no more).  A configuration that cannot be read changes nothing and is logged;
+the server keeps running either way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
@@ -78,20 +81,26 @@ def reload_settings(server: Server, read: Callable[[], Config]) -> None:
     except ConfigError as error:
         logger.warning("Configuration not reloaded, the running one stays: %s", error)
         return
+    running = server.config
     applied = _apply_apps(server, {app.key: app for app in apps})
-    applied += _apply_limits(server, server.config, new)
+    applied += _apply_limits(server, running, new)
     for change in applied:
         logger.info("Reloaded: %s.", change)
-    waiting = [
-        field.name
-        for field in fields(Config)
-        if field.name not in RELOADED
-        and getattr(new, field.name) != getattr(server.config, field.name)
-    ]
+    waiting = waiting_for_restart(running, new)
     if waiting:
         logger.warning("Changed settings that need a restart: %s.", ", ".join(waiting))
-    server.config = new
+    # What runs now: the file's reloaded settings, the running value of the rest.
+    server.config = replace(new, **{name: getattr(running, name) for name in waiting})
     logger.info("Configuration reloaded: %d apps.", len(apps))
+
+
+def waiting_for_restart(running: Config, read: Config) -> list[str]:
+    """The settings whose value in ``read`` differs from ``running``'s and needs a restart."""
+    return [
+        field.name
+        for field in fields(Config)
+        if field.name not in RELOADED and getattr(read, field.name) != getattr(running, field.name)
+    ]
 
 
 def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[str]:
