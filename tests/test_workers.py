@@ -193,9 +193,14 @@ async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis)
     )
     try:
         until(lambda: "Every worker is listening." in parent.log(), log=parent)
-        config.write_text('[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
+        config.write_text('head_timeout = 3.0\n[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
         parent.proc.send_signal(signal.SIGHUP)
         until(lambda: parent.log().count("Configuration reloaded: 2 apps.") == 2, log=parent)
+        # Each worker names what changed in the file, and nothing it runs differently
+        # from the file (its port, PID file) as a change.
+        warnings = [line for line in parent.log().splitlines() if "need a restart" in line]
+        assert len(warnings) == 2
+        assert all(line.endswith("need a restart: head_timeout.") for line in warnings)
         for each in ports(parent):
             url = f"http://127.0.0.1:{each}"
             response = await call_api(url, "GET", "users/", key="new", secret="new-secret")
