@@ -28,7 +28,7 @@ from functools import partial
 from multiprocessing.connection import wait
 
 from thunderpush.config import Config, ConfigError
-from thunderpush.server.logs import LogOutput
+from thunderpush.server.logs import LogOutput, name_worker
 from thunderpush.server.process import (
     SHUTDOWN_GRACE_SECONDS,
     START_EXIT,
@@ -119,6 +119,7 @@ class Worker:
         self, config: Config, index: int, inherited: tuple[int, ...], reload: Reload | None
     ) -> None:
         self.config = worker_config(config, index)
+        self.number = index + 1  # as its log lines name it
         self.inherited = inherited
         # SIGHUP's reload sees the file as this worker runs it, so that what is
         # the same in the file is the same to the worker: no spurious warning.
@@ -136,7 +137,7 @@ class Worker:
     def start(self) -> None:
         process = _fork.Process(
             target=_work,
-            args=(self.config, self.inherited, os.getpid(), self.reload),
+            args=(self.config, self.number, self.inherited, os.getpid(), self.reload),
             name=f"port {self.port}",
         )
         # Blocked across the fork, so a signal cannot reach the worker while it
@@ -277,8 +278,12 @@ class Supervisor:
                 worker.process.join()
 
 
-def _work(config: Config, inherited: tuple[int, ...], parent: int, reload: Reload | None) -> None:
-    """A worker's life: the parent's signal handling and files undone, then a plain server."""
+def _work(
+    config: Config, number: int, inherited: tuple[int, ...], parent: int, reload: Reload | None
+) -> None:
+    """A worker's life: the parent's signal handling and files undone, then a plain server
+    whose every log line names it."""
+    name_worker(number)
     signal.set_wakeup_fd(-1)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
