@@ -18,6 +18,8 @@ from thunderpush.server.cli import load
 from thunderpush.server.reload import APP_OPTIONS, reload_settings
 from thunderpush.settings import MASK, masked_url, tomllib
 
+from .support import KEY
+
 
 @pytest.fixture
 def config_file(tmp_path):
@@ -304,3 +306,17 @@ async def test_sighup_warns_only_about_what_differs_from_what_runs(server, caplo
     assert "need a restart" not in caplog.text
     assert "Reloaded: max_unsent_bytes 7 -> " in caplog.text
     assert server.parts.config == running
+
+
+async def test_a_reload_names_each_app_it_changed_and_a_new_secret_its_app(server, caplog):
+    running = server.parts.config
+    caplog.set_level(logging.INFO, logger="thunderpush")
+    reload_settings(server.parts, lambda: replace(running, apisecret="another-secret"))
+    secret = next(record for record in caplog.records if "a new secret" in record.message)
+    assert secret.message.startswith(f"Reloaded: app {KEY}: a new secret")
+    assert secret.app == KEY  # the context field: app=... in text, "app" in JSON
+    assert server.parts.apps.get(KEY).secret == "another-secret"
+    assert caplog.records[-1].message == f"Configuration reloaded: 1 apps, changed: {KEY}."
+    caplog.clear()
+    reload_settings(server.parts, lambda: replace(running, apisecret="another-secret"))
+    assert caplog.records[-1].message == "Configuration reloaded: 1 apps, none changed."

@@ -191,7 +191,10 @@ async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis)
     try:
         config.write_text('head_timeout = 3.0\n[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
         parent.proc.send_signal(signal.SIGHUP)
-        until(lambda: parent.log().count("Configuration reloaded: 2 apps.") == 2, log=parent)
+        until(
+            lambda: parent.log().count("Configuration reloaded: 2 apps, changed: new.") == 2,
+            log=parent,
+        )
         # Each worker names what changed in the file, and nothing it runs differently
         # from the file (its port, PID file) as a change.
         warnings = [line for line in parent.log().splitlines() if "need a restart" in line]
