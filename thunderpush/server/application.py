@@ -28,6 +28,7 @@ from thunderpush.observe.snapshot import cluster_snapshot
 from thunderpush.pusher.endpoint import PusherApi
 from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.server.figures import ServerFigures
+from thunderpush.server.heads import answer_head
 from thunderpush.transports.door.fallback import EndpointHandler
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.sockjs.adapter import HandOffServer
@@ -196,4 +197,5 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     own_port = config.metrics_port is not None
     application.add_handlers(r".*", endpoints.urls(server.figures, server.metrics, not own_port))
     application.add_handlers(r".*", dashboard_urls(apps, partial(cluster_snapshot, server.figures)))
+    answer_head(application)
     return server
