@@ -226,9 +226,9 @@ async def test_unsupported_methods_are_json_405(server, method, path, secret):
 @pytest.mark.parametrize(
     "method, path, allowed",
     [
-        ("DELETE", "channels/c/", "GET, POST, OPTIONS"),  # the front door's 405
-        ("PUT", "users/u/", "GET, POST, DELETE, OPTIONS"),  # Tornado's
-        ("TRACE", "users/", "GET, OPTIONS"),
+        ("DELETE", "channels/c/", "GET, HEAD, POST, OPTIONS"),  # the front door's 405
+        ("PUT", "users/u/", "GET, HEAD, POST, DELETE, OPTIONS"),  # Tornado's
+        ("TRACE", "users/", "GET, HEAD, OPTIONS"),
     ],
 )
 async def test_405_says_which_methods_are_allowed(server, method, path, allowed):

@@ -25,6 +25,7 @@ from thunderpush.dashboard.session import SESSION_SECONDS, check_session, make_s
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
+from .support.served import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "thunderpush" / "dashboard" / "static"
@@ -39,6 +40,7 @@ SNAPSHOT_KEYS = {
     "busiest_channels",
     "nodes",
     "time",
+    "summed_nodes",
 }
 
 
@@ -113,6 +115,34 @@ async def test_the_data_answers_the_snapshot_to_a_session_only(server):
     assert (data["connections"], data["users"], data["channels"]) == (2, 2, 2)
     assert data["busiest_channels"][0] == {"channel": "news", "connections": 2}
     assert data["nodes"] == []
+    assert data["summed_nodes"] == 1
+
+
+async def test_two_nodes_answer_the_clusters_figures_and_how_many_they_sum(nodes):
+    # Behind a load balancer each poll may reach either node: both answer the same.
+    a, b = await nodes(2)
+    await a.client(WebSocketClient, "alice", "news", "sport")
+    await b.client(WebSocketClient, "bob", "news")
+    await b.client(WebSocketClient, "alice", "news")
+    wanted = {
+        "connections": 3,
+        "users": 2,
+        "channels": 2,
+        "busiest_channels": [
+            {"channel": "news", "connections": 3},
+            {"channel": "sport", "connections": 1},
+        ],
+        "summed_nodes": 2,
+        "cluster": "up",
+    }
+
+    async def figures(node) -> list[dict]:
+        cookie = session_cookie(await log_in(node))[COOKIE].value
+        data = json.loads((await fetch(node, "/dashboard/data", cookie)).body)
+        return {name: data[name] for name in wanted}
+
+    for node in (a, b):
+        assert await eventually(lambda node=node: figures(node), wanted) == wanted
 
 
 async def test_logging_out_ends_the_cookie(server):

@@ -22,6 +22,7 @@ from thunderpush.server.application import build
 from thunderpush.server.process import START_EXIT
 
 from .support import KEY, SECRET
+from .support.api import call_api
 from .support.clients import WebSocketClient
 from .support.processes import free_port, refused_start
 
@@ -110,6 +111,7 @@ async def test_the_metrics_port_serves_metrics_instead_of_the_main_port():
         for url in (main, side):
             assert await get(url + "/health") == (200, {"status": "ok"})
             assert (await get(url + "/ready"))[0] == 200
+        await assert_head_as_get(side + "/metrics")
     finally:
         metrics.stop()
         server.door.stop()
@@ -160,3 +162,51 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path):
     [line] = stderr.strip().splitlines()
     assert line.startswith(f"Thunderpush cannot start: --metrics-port {port}: "), line
     assert not (tmp_path / "thunderpush.pid").exists()
+
+
+async def assert_head_as_get(url: str, headers: dict[str, str] | None = None) -> None:
+    """HEAD ``url`` answers as GET does (status, type, length), with no body."""
+    fetch = AsyncHTTPClient().fetch
+    got = await fetch(url, headers=headers, raise_error=False)
+    head = await fetch(url, method="HEAD", headers=headers, raise_error=False)
+    assert (head.code, head.body) == (got.code, b""), url
+    for name in ("Content-Type", "Content-Length"):
+        assert head.headers.get(name) == got.headers.get(name), (url, name)
+
+
+HEAD_PATHS = [
+    "/thunderpush.js",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/connect/info",
+    "/connect/iframe.html",
+    "/dashboard",
+    "/dashboard/dashboard.js",
+    "/dashboard/dashboard.css",
+]
+
+
+@pytest.mark.parametrize("path", HEAD_PATHS)
+async def test_head_is_answered_wherever_get_is(server, path):
+    # Uptime checks and load balancers send HEAD: never a 405 where GET answers.
+    if path == "/connect/info":  # its entropy differs each time: the length by a digit
+        head = await AsyncHTTPClient().fetch(server.url + path, method="HEAD")
+        assert (head.code, head.body, head.headers["Content-Type"]) == (
+            200,
+            b"",
+            "application/json; charset=UTF-8",
+        )
+        return
+    await assert_head_as_get(server.url + path)
+
+
+async def test_head_on_the_apis_get_routes_is_their_get_without_the_body(server):
+    for secret in (SECRET, "wrong"):
+        got = await call_api(server.url, "GET", "users/", secret=secret)
+        head = await call_api(server.url, "HEAD", "users/", secret=secret)
+        assert (head.code, head.body) == (got.code, b"")
+        assert head.headers["Content-Length"] == got.headers["Content-Length"]
+    refused = await call_api(server.url, "PUT", "users/", b"")
+    assert refused.code == 405
+    assert refused.headers["Allow"] == "GET, HEAD, OPTIONS"  # HEAD named

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
@@ -19,6 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from thunderpush.transports.sockjs.origins import AllowedOrigins
 
 from .support.clients import XhrPollingClient
+from .support.clock import ManualClock
 from .support.processes import refused_start
 from .support.wire import RawClient, exchange, request
 
@@ -248,3 +250,35 @@ async def test_info_refuses_another_page(server, method):
     response = await fetch(server, method, "/connect/info", EVIL)
     assert response.code == 403
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# -- the log ---------------------------------------------------------------------
+
+
+@restricted
+async def test_a_refused_origin_is_logged_with_the_origin_once_per_minute(server, caplog):
+    clock = ManualClock()
+    server.router.refused_origins.clock = clock
+    caplog.set_level(logging.INFO, logger="thunderpush")
+
+    def refusals() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Origin ")]
+
+    for _ in range(3):  # a hostile page's requests: one line
+        assert (await fetch(server, "GET", "/connect/info", EVIL)).code == 403
+    refused = await exchange(server.port, RawClient.handshake(WEBSOCKETS[0], f"Origin: {EVIL}\r\n"))
+    assert refused.startswith(b"HTTP/1.1 403 ")
+    assert refusals() == [
+        f"Origin refused: '{EVIL}' is not an allowed origin (--allowed-origins);"
+        " its next refusals go unlogged for 60 s."
+    ]
+    assert (await fetch(server, "GET", "/connect/info", "https://other.example")).code == 403
+    assert len(refusals()) == 2  # another origin has its own minute
+    clock.advance(59)
+    await fetch(server, "GET", "/connect/info", EVIL)
+    assert len(refusals()) == 2
+    clock.advance(1)
+    await fetch(server, "GET", "/connect/info", EVIL)
+    assert len(refusals()) == 3
+    assert (await fetch(server, "GET", "/connect/info", "https://example.com")).code == 200
+    assert len(refusals()) == 3  # an allowed page is not logged

@@ -194,7 +194,10 @@ async def test_sighup_reopens_the_log_reloads_apps_and_never_kills(tmp_path):
         )
         running.proc.send_signal(signal.SIGHUP)
         until(
-            lambda: log_file.exists() and "Configuration reloaded: 3 apps." in log_file.read_text()
+            lambda: (
+                log_file.exists()
+                and "Configuration reloaded: 3 apps, changed: a, b, c." in log_file.read_text()
+            )
         )
         assert (await answers("a", "sa"), await answers("b", "sb")) == (401, 200)
         assert await answers(KEY, SECRET) == 200  # the command line's app stays
@@ -253,17 +256,17 @@ async def test_sighup_names_every_change_applied_and_waiting_and_applies_app_ids
             + apps.format(a="2", b="1", secret="sb2", hook=hook)
         )
         running.proc.send_signal(signal.SIGHUP)
-        until(lambda: "Configuration reloaded: 3 apps." in log_file.read_text())
+        until(lambda: "Configuration reloaded: 3 apps, changed: a, b." in log_file.read_text())
         log = log_file.read_text()
         reloaded = [
             line.split("Reloaded: ", 1)[1] for line in log.splitlines() if "Reloaded: " in line
         ]
-        assert reloaded == [
-            "app a: webhook_url none -> https://hooks.example.com/in?token=********.",
-            "app a: app_id 1 -> 2.",
+        assert reloaded == [  # each line about an app carries it in its context too
+            "app a: webhook_url none -> https://hooks.example.com/in?token=********. [app=a]",
+            "app a: app_id 1 -> 2. [app=a]",
             "app b: a new secret (tokens, Pusher signatures and dashboard sessions made with"
-            " the old one are refused from now on).",
-            "app b: app_id 2 -> 1.",
+            " the old one are refused from now on). [app=b]",
+            "app b: app_id 2 -> 1. [app=b]",
             "max_commands_per_second 100 -> 5.",
         ]
         assert "Changed settings that need a restart: head_timeout." in log

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -13,8 +15,10 @@ from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core.apps import options_of
 from thunderpush.core.retention import Keep
 from thunderpush.server.cli import load
-from thunderpush.server.reload import APP_OPTIONS
+from thunderpush.server.reload import APP_OPTIONS, reload_settings
 from thunderpush.settings import MASK, masked_url, tomllib
+
+from .support import KEY
 
 
 @pytest.fixture
@@ -286,3 +290,33 @@ def test_redis_urls_add_up_from_flags_and_replace_the_files_and_the_environments
     assert (config.redis_url, config.redis_cluster) == ((b, c, a), False)
     assert load(["--redis-url", a, "--redis-cluster", "k", "s"], {})[0].redis_cluster
     assert load(["k", "s"], {})[0].redis_url == ()
+
+
+async def test_sighup_warns_only_about_what_differs_from_what_runs(server, caplog):
+    # A setting that waits for a restart keeps its running value: changed in the
+    # file, then changed back, it no longer differs from what runs.
+    running = server.parts.config
+    caplog.set_level(logging.INFO, logger="thunderpush")
+    reload_settings(server.parts, lambda: replace(running, head_timeout=3.0, max_unsent_bytes=7))
+    assert "Changed settings that need a restart: head_timeout." in caplog.text
+    assert server.parts.config.head_timeout == running.head_timeout  # not applied
+    assert server.parts.config.max_unsent_bytes == 7  # applied
+    caplog.clear()
+    reload_settings(server.parts, lambda: running)
+    assert "need a restart" not in caplog.text
+    assert "Reloaded: max_unsent_bytes 7 -> " in caplog.text
+    assert server.parts.config == running
+
+
+async def test_a_reload_names_each_app_it_changed_and_a_new_secret_its_app(server, caplog):
+    running = server.parts.config
+    caplog.set_level(logging.INFO, logger="thunderpush")
+    reload_settings(server.parts, lambda: replace(running, apisecret="another-secret"))
+    secret = next(record for record in caplog.records if "a new secret" in record.message)
+    assert secret.message.startswith(f"Reloaded: app {KEY}: a new secret")
+    assert secret.app == KEY  # the context field: app=... in text, "app" in JSON
+    assert server.parts.apps.get(KEY).secret == "another-secret"
+    assert caplog.records[-1].message == f"Configuration reloaded: 1 apps, changed: {KEY}."
+    caplog.clear()
+    reload_settings(server.parts, lambda: replace(running, apisecret="another-secret"))
+    assert caplog.records[-1].message == "Configuration reloaded: 1 apps, none changed."

@@ -11,6 +11,7 @@ from thunderpush.core.protocol import raw_websocket_close_code
 
 from .support import KEY
 from .support.clients import Closed, RawWebSocketClient, WebSocketClient, XhrPollingClient
+from .support.clock import ManualClock
 from .support.wire import Hostile
 
 
@@ -79,6 +80,34 @@ async def test_wrong_api_key_closes_9000(server, transport):
     await client.send("CONNECT alice:wrong")
     assert await client.closed() == (close_code(transport, 9000), "Invalid API key.")
     assert not server.hub.is_online("alice")
+
+
+async def test_a_refused_connect_is_logged_once_per_address_per_minute(server, caplog):
+    clock = ManualClock()
+    server.router.get_connection_class().refusals.clock = clock
+    caplog.set_level(logging.INFO, logger="thunderpush")
+
+    async def refused(command: str, code: int) -> list[logging.LogRecord]:
+        client = await server.client(WebSocketClient)
+        await client.send(command)
+        assert (await client.closed())[0] == code
+        return [r for r in caplog.records if r.getMessage().startswith("Refused ")]
+
+    for _ in range(3):  # a client retrying with a wrong key: one line
+        lines = await refused("CONNECT alice:wrong", 9000)
+    assert [(r.levelno, r.getMessage(), r.address) for r in lines] == [
+        (
+            logging.INFO,
+            "Refused a CONNECT of user 'alice': unknown app key 'wrong'; this address's"
+            " next refusals go unlogged for 60 s.",
+            "127.0.0.1",
+        )
+    ]
+    clock.advance(59)
+    assert len(await refused(f"CONNECT alice:{KEY}:bad-token", 9003)) == 1
+    clock.advance(1)
+    lines = await refused(f"CONNECT alice:{KEY}:bad-token", 9003)
+    assert lines[-1].getMessage().startswith(f"Refused user 'alice' of app '{KEY}': invalid")
 
 
 @pytest.mark.parametrize("command", ["SUBSCRIBE news", "UNSUBSCRIBE news"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -69,15 +70,21 @@ def answers(port: int) -> bool:
     return True
 
 
-@pytest.fixture
-def workers(tmp_path, fresh_redis):
-    """``--workers 2`` as users run it: the parent process, serving on ``ports(parent)``."""
+def two_workers(tmp_path: Path, redis_url: str, *extra: str) -> ServerProcess:
+    """``--workers 2`` with ``extra`` arguments, once every worker listens."""
     port = consecutive_free_ports(2)
     parent = start_server_process(
-        tmp_path, "--workers", "2", "--redis-url", fresh_redis.url, port=port
+        tmp_path, "--workers", "2", "--redis-url", redis_url, *extra, port=port
     )
     # Once every worker listens, a worker's death is a crash, not a failed start.
     until(lambda: "Every worker is listening." in parent.log(), log=parent)
+    return parent
+
+
+@pytest.fixture
+def workers(tmp_path, fresh_redis):
+    """``--workers 2`` as users run it: the parent process, serving on ``ports(parent)``."""
+    parent = two_workers(tmp_path, fresh_redis.url)
     yield parent
     if parent.proc.poll() is None:
         parent.stop()
@@ -180,22 +187,19 @@ async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis)
     """Each worker reads the configuration file again; the parent only passes the signal on."""
     config = tmp_path / "thunderpush.toml"
     config.write_text("")
-    port = consecutive_free_ports(2)
-    parent = start_server_process(
-        tmp_path,
-        "--workers",
-        "2",
-        "--redis-url",
-        fresh_redis.url,
-        "--config",
-        str(config),
-        port=port,
-    )
+    parent = two_workers(tmp_path, fresh_redis.url, "--config", str(config))
     try:
-        until(lambda: "Every worker is listening." in parent.log(), log=parent)
-        config.write_text('[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
+        config.write_text('head_timeout = 3.0\n[[apps]]\nkey = "new"\nsecret = "new-secret"\n')
         parent.proc.send_signal(signal.SIGHUP)
-        until(lambda: parent.log().count("Configuration reloaded: 2 apps.") == 2, log=parent)
+        until(
+            lambda: parent.log().count("Configuration reloaded: 2 apps, changed: new.") == 2,
+            log=parent,
+        )
+        # Each worker names what changed in the file, and nothing it runs differently
+        # from the file (its port, PID file) as a change.
+        warnings = [line for line in parent.log().splitlines() if "need a restart" in line]
+        assert len(warnings) == 2
+        assert all(line.endswith("need a restart: head_timeout.") for line in warnings)
         for each in ports(parent):
             url = f"http://127.0.0.1:{each}"
             response = await call_api(url, "GET", "users/", key="new", secret="new-secret")
@@ -204,3 +208,32 @@ async def test_sighup_reaches_every_worker_and_stops_none(tmp_path, fresh_redis)
     finally:
         assert parent.stop() == 0
     assert bad_log_lines(parent) == []
+
+
+def test_every_line_of_a_worker_names_it(workers):
+    # The parent's own lines name no worker; each worker's, its number, whose port its
+    # "listening" line gives.
+    lines = workers.log().splitlines()
+    for number, port in enumerate(ports(workers), 1):
+        assert any(
+            f" thunderpush: worker {number}: Thunderpush" in line and line.endswith(f":{port}")
+            for line in lines
+        ), lines
+    assert any(line.endswith("INFO thunderpush: Every worker is listening.") for line in lines)
+    workers.stop(signal.SIGTERM)
+    shutting = [line for line in workers.log().splitlines() if "Shutting down..." in line]
+    assert sorted(line.split(": ")[1] for line in shutting) == ["worker 1", "worker 2"]
+
+
+def test_a_json_log_names_the_worker_in_a_field(tmp_path, fresh_redis):
+    parent = two_workers(tmp_path, fresh_redis.url, "--log-format", "json")
+    port = parent.port
+    assert parent.stop() == 0
+    entries = [json.loads(line) for line in parent.log().splitlines() if line.startswith("{")]
+    listening = {e["worker"]: e["message"] for e in entries if "listening on" in e["message"]}
+    assert {number: text.rsplit(":", 1)[1] for number, text in listening.items()} == {
+        1: str(port),
+        2: str(port + 1),
+    }
+    assert all("worker" in e for e in entries if e["message"] == "Shutting down...")
+    assert all("worker" not in e for e in entries if "Every worker" in e["message"])

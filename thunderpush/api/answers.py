@@ -49,7 +49,11 @@ NOT_UTF8 = error_answer(400, "Bad Request")
 
 def method_not_allowed(methods: Iterable[str]) -> Answer:
     """405, with the ``Allow`` field RFC 9110 requires: the route's methods and OPTIONS."""
-    allow = ("Allow", ", ".join([*methods, "OPTIONS"]))
+    # HEAD is answered as GET (``thunderpush.api.calls``).
+    listed = [
+        each for method in methods for each in (method, "HEAD")[: 2 if method == "GET" else 1]
+    ]
+    allow = ("Allow", ", ".join([*listed, "OPTIONS"]))
     return METHOD_NOT_ALLOWED._replace(headers=(*CORS_HEADERS, allow))
 
 

@@ -166,7 +166,8 @@ class Api:
         """
         if method == "OPTIONS":
             return self._counted(OTHER, PREFLIGHT)  # CORS preflight: no authentication
-        action = actions.get(method)
+        # HEAD is GET without the body (uptime checks use it); Tornado drops the body.
+        action = actions.get("GET" if method == "HEAD" else method)
         if action is None:
             # As in the original: an unsupported method is 405 before any key check.
             return self._counted(OTHER, method_not_allowed(actions))

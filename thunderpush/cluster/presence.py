@@ -63,6 +63,11 @@ class RedisPresence(Presence):
         found = await self._per_node(app, keys.MEMBERSHIPS, b"ZRANGEBYLEX", low, high)
         return {entry.partition(b"\0")[2].decode() for entries in found for entry in entries}
 
+    async def connection_count(self, app: App) -> int:
+        # Each node's users hash holds its count of each user's connections.
+        counts = await self._per_node(app, keys.USERS, b"HVALS")
+        return sum(int(count) for each in counts for count in each)
+
     async def _per_node(self, app: App, part: bytes, verb: bytes, *args: Any) -> list:
         """``verb`` on the key ``part`` of each live node on every shard: one
         pipeline per shard, the shards asked together."""

@@ -27,6 +27,7 @@ from thunderpush_client import auth
 from thunderpush.core import protocol
 from thunderpush.core.apps import App, Apps
 from thunderpush.core.dialect import THUNDERPUSH, Dialect
+from thunderpush.core.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class Client:
 
     apps: Apps
     limits: Limits = Limits()
+    # When a refused CONNECT is next logged, per client address: once a minute,
+    # not once per attempt of a client retrying with a wrong key (None: never).
+    refusals: Throttle | None = None
     app: App | None = None
     userid: str | None = None
     closed: bool = False
@@ -177,6 +181,19 @@ class Client:
         self.log(logging.DEBUG if self._warned else logging.WARNING, message, *args)
         self._warned = True
 
+    def _refused(self, message: str, userid: str, key: str) -> None:
+        """Logs a refused CONNECT at INFO, if one from this address is due."""
+        refusals = self.refusals
+        address = self.log_context().get("address")
+        if refusals is not None and refusals.due(address):
+            self.log(
+                logging.INFO,
+                message + "; this address's next refusals go unlogged for %g s.",
+                shown(userid),
+                shown(key),
+                refusals.window,
+            )
+
     def _flood(self, what: str = "commands") -> None:
         # Logged once: the session delivers nothing more once it is closed.
         self.log(
@@ -226,6 +243,7 @@ class Client:
         userid, key = parts[0], parts[1]
         app = self.apps.get(key)
         if app is None:
+            self._refused("Refused a CONNECT of user %s: unknown app key %s", userid, key)
             self.close(*protocol.INVALID_API_KEY)
             return
         if not protocol.is_valid_user_id(userid):
@@ -236,7 +254,7 @@ class Client:
         else:
             signed = not app.require_signature
         if not signed:
-            self.log(logging.INFO, "Refused user %s of app %s: invalid signature.", userid, key)
+            self._refused("Refused user %s of app %s: invalid signature", userid, key)
             self.close(*protocol.INVALID_SIGNATURE)
             return
         self.userid = userid

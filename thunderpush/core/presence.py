@@ -41,6 +41,10 @@ class Presence(abc.ABC):
     def user_channels(self, app: App, userid: str) -> Result[set[str]]:
         """The channels that at least one connection of ``userid`` is in."""
 
+    @abc.abstractmethod
+    def connection_count(self, app: App) -> Result[int]:
+        """Connections that said who they are (``CONNECT``), on every node."""
+
 
 class LocalPresence(Presence):
     """Every connection is on this process: the hub knows."""
@@ -59,3 +63,6 @@ class LocalPresence(Presence):
 
     def user_channels(self, app: App, userid: str) -> set[str]:
         return app.hub.user_channels(userid)
+
+    def connection_count(self, app: App) -> int:
+        return app.hub.connection_count()

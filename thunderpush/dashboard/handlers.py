@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +58,7 @@ _TYPES = {
 }
 
 # The figures to show the owner of an app.
-Snapshot = Callable[[App], dict[str, Any]]
+Snapshot = Callable[[App], Awaitable[dict[str, Any]]]
 
 
 def _resource(name: str) -> bytes:
@@ -185,14 +185,14 @@ class LogoutHandler(_Base):
 class DataHandler(_Base):
     """The snapshot as JSON, for a logged-in browser only."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         app = self.session_app()
         if app is None:
             self.set_status(403)
             self.finish(b'{"error": "Log in at /dashboard."}')
         else:
-            self.finish(json.dumps(self.snapshot(app)))
+            self.finish(json.dumps(await self.snapshot(app)))
 
 
 class AssetHandler(tornado.web.RequestHandler):

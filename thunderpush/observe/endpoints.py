@@ -38,6 +38,11 @@ class _ServerHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
+    def head(self) -> None:
+        """As GET, without the body (Tornado drops it): uptime checks send HEAD,
+        on the metrics port too."""
+        self.get()
+
     def answer_json(self, status: int, data: dict[str, Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")

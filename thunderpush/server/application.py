@@ -11,6 +11,7 @@ server in their own event loop::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -23,10 +24,11 @@ from thunderpush.core.apps import Apps, options_of
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
-from thunderpush.observe.snapshot import snapshot
+from thunderpush.observe.snapshot import cluster_snapshot
 from thunderpush.pusher.endpoint import PusherApi
 from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.server.figures import ServerFigures
+from thunderpush.server.heads import answer_head
 from thunderpush.transports.door.fallback import EndpointHandler
 from thunderpush.transports.door.frontdoor import FrontDoor
 from thunderpush.transports.sockjs.adapter import HandOffServer
@@ -194,5 +196,6 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     # send traffic to); /metrics there unless it has a port of its own.
     own_port = config.metrics_port is not None
     application.add_handlers(r".*", endpoints.urls(server.figures, server.metrics, not own_port))
-    application.add_handlers(r".*", dashboard_urls(apps, lambda app: snapshot(server.figures, app)))
+    application.add_handlers(r".*", dashboard_urls(apps, partial(cluster_snapshot, server.figures)))
+    answer_head(application)
     return server

@@ -4,8 +4,11 @@ that SIGHUP reopens, and a statistics line every minute.
 A line about a client carries its context as ``extra`` fields (``CONTEXT``:
 app, user, client address, session), which the text format appends in
 brackets and the JSON format writes as keys, so that one misbehaving client
-can be told from the rest.  Secrets are never passed to a log call: a Redis
-URL is logged through ``thunderpush.settings.masked_url``.
+can be told from the rest.  Under ``--workers`` every line of a worker names
+it (``name_worker``): ``worker 2`` before the message, ``"worker": 2`` in
+JSON, so that N processes writing one log can be told apart.  Secrets are
+never passed to a log call: a Redis URL is logged through
+``thunderpush.settings.masked_url``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ CONTEXT = ("app", "user", "address", "session")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def name_worker(number: int) -> None:
+    """Every log record this process makes from now on names worker ``number``."""
+    make = logging.getLogRecordFactory()
+
+    def named(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.worker = number
+        return record
+
+    logging.setLogRecordFactory(named)
+
+
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [app=... user=... address=... session=...]``."""
+    """``time LEVEL logger: [worker N: ]message [app=... user=... address=... session=...]``."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        line = super().formatMessage(record)
+        worker = getattr(record, "worker", None)
+        message = record.message if worker is None else f"worker {worker}: {record.message}"
+        line = _TEXT_FORMAT % {**record.__dict__, "message": message}
         context = " ".join(
             f"{name}={value}" for name, value in _context(record) if value is not None
         )
@@ -51,6 +68,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            entry["worker"] = worker
         entry.update((name, value) for name, value in _context(record) if value is not None)
         statistics = getattr(record, "statistics", None)
         if statistics is not None:

@@ -6,17 +6,21 @@ limits that are read when they are used (channels and commands per connection, u
 connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
 INFO line per change applied (``Reloaded: ...``, values shown, URLs masked,
-secrets never), one WARNING naming the changed settings that wait for a
-restart, so an operator never has to guess whether an edit took.  A
-configuration that cannot be read changes nothing and is logged; the server
-keeps running either way.
+secrets never; a line about one app carries it as the ``app`` field), a last
+line naming the apps that changed, one WARNING naming the changed settings that wait for a
+restart, so an operator never has to guess whether an edit took.  The
+running configuration (``server.config``) takes only what was applied: a
+setting that waits for a restart keeps its running value there, so the warning
+always compares the file with what runs (a port changed and changed back warns
+no more).  A configuration that cannot be read changes nothing and is logged;
+the server keeps running either way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
@@ -78,24 +82,37 @@ def reload_settings(server: Server, read: Callable[[], Config]) -> None:
     except ConfigError as error:
         logger.warning("Configuration not reloaded, the running one stays: %s", error)
         return
-    applied = _apply_apps(server, {app.key: app for app in apps})
-    applied += _apply_limits(server, server.config, new)
-    for change in applied:
+    running = server.config
+    changed = _apply_apps(server, {app.key: app for app in apps})
+    for key, change in changed:
+        logger.info("Reloaded: app %s%s.", key, change, extra={"app": key})
+    for change in _apply_limits(server, running, new):
         logger.info("Reloaded: %s.", change)
-    waiting = [
-        field.name
-        for field in fields(Config)
-        if field.name not in RELOADED
-        and getattr(new, field.name) != getattr(server.config, field.name)
-    ]
+    waiting = waiting_for_restart(running, new)
     if waiting:
         logger.warning("Changed settings that need a restart: %s.", ", ".join(waiting))
-    server.config = new
-    logger.info("Configuration reloaded: %d apps.", len(apps))
+    # What runs now: the file's reloaded settings, the running value of the rest.
+    server.config = replace(new, **{name: getattr(running, name) for name in waiting})
+    keys = list(dict.fromkeys(key for key, _ in changed))
+    logger.info(
+        "Configuration reloaded: %d apps, %s.",
+        len(apps),
+        f"changed: {', '.join(keys)}" if keys else "none changed",
+    )
 
 
-def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[str]:
-    """Makes the running apps the ``declared`` ones; the changes, as the log says them.
+def waiting_for_restart(running: Config, read: Config) -> list[str]:
+    """The settings whose value in ``read`` differs from ``running``'s and needs a restart."""
+    return [
+        field.name
+        for field in fields(Config)
+        if field.name not in RELOADED and getattr(read, field.name) != getattr(running, field.name)
+    ]
+
+
+def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[tuple[str, str]]:
+    """Makes the running apps the ``declared`` ones; the changes: each app's key and
+    what happened to it, as the log says it after the key.
 
     Apps no longer declared go first and app ids change together, so an app
     may take an id another gave up (or two may swap theirs) in one reload.
@@ -105,15 +122,15 @@ def _apply_apps(server: Server, declared: dict[str, AppConfig]) -> list[str]:
     for app in registry:
         if app.key not in declared:
             registry.remove(app.key)
-            changes.append(f"app {app.key} removed, its connections closed")
+            changes.append((app.key, " removed, its connections closed"))
     ids: dict[str, str] = {}
     for app in registry:
-        changes += _apply_app(app, declared[app.key], ids)
+        changes += [(app.key, change) for change in _apply_app(app, declared[app.key], ids)]
     registry.set_ids(ids)
     for key, wanted in declared.items():
         if registry.get(key) is None:
             registry.add(key, wanted.secret, **options_of(wanted))
-            changes.append(f"app {key} added")
+            changes.append((key, " added"))
     for app in registry:
         server.webhooks.watch(app)
     return changes
@@ -125,7 +142,7 @@ def _apply_app(app: App, wanted: AppConfig, ids: dict[str, str]) -> list[str]:
     if app.secret != wanted.secret:
         app.secret = wanted.secret
         changes.append(
-            f"app {app.key}: a new secret (tokens, Pusher signatures and dashboard"
+            ": a new secret (tokens, Pusher signatures and dashboard"
             " sessions made with the old one are refused from now on)"
         )
     for name, given in options_of(wanted).items():
@@ -139,7 +156,7 @@ def _apply_app(app: App, wanted: AppConfig, ids: dict[str, str]) -> list[str]:
             ids[app.key] = value
         else:
             setattr(app, attribute, value)
-        changes.append(f"app {app.key}: {name} {_shown(name, old)} -> {_shown(name, value)}")
+        changes.append(f": {name} {_shown(name, old)} -> {_shown(name, value)}")
     return changes
 
 

@@ -24,10 +24,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import partial
 from multiprocessing.connection import wait
 
 from thunderpush.config import Config, ConfigError
-from thunderpush.server.logs import LogOutput
+from thunderpush.server.logs import LogOutput, name_worker
 from thunderpush.server.process import (
     SHUTDOWN_GRACE_SECONDS,
     START_EXIT,
@@ -78,6 +79,19 @@ def checked(config: Config) -> Config:
     return config
 
 
+def worker_config(config: Config, index: int) -> Config:
+    """The ``index``-th worker's settings: its own port, PID file and metrics port."""
+    port = config.port + index
+    pid_path = worker_pid_path(config.pid_path, port)
+    # Each worker's metrics on a port of its own too: --metrics-port + index.
+    metrics_port = None if config.metrics_port is None else config.metrics_port + index
+    return replace(config, port=port, pid_path=pid_path, metrics_port=metrics_port)
+
+
+def _worker_reload(reload: Reload, index: int) -> Config:
+    return worker_config(reload(), index)
+
+
 def worker_pid_path(pid_path: str, port: int) -> str:
     """``/run/thunderpush.pid`` gives ``/run/thunderpush-8001.pid`` for port 8001."""
     root, extension = os.path.splitext(pid_path)
@@ -104,15 +118,12 @@ class Worker:
     def __init__(
         self, config: Config, index: int, inherited: tuple[int, ...], reload: Reload | None
     ) -> None:
-        port = config.port + index
-        pid_path = worker_pid_path(config.pid_path, port)
-        # Each worker's metrics on a port of its own too: --metrics-port + index.
-        metrics_port = None if config.metrics_port is None else config.metrics_port + index
-        self.config = replace(
-            config, port=port, workers=1, pid_path=pid_path, metrics_port=metrics_port
-        )
+        self.config = worker_config(config, index)
+        self.number = index + 1  # as its log lines name it
         self.inherited = inherited
-        self.reload = reload
+        # SIGHUP's reload sees the file as this worker runs it, so that what is
+        # the same in the file is the same to the worker: no spurious warning.
+        self.reload = None if reload is None else partial(_worker_reload, reload, index)
         self.process: multiprocessing.process.BaseProcess | None = None
         self.started_at = 0.0
         self.pause = FIRST_PAUSE_SECONDS
@@ -126,7 +137,7 @@ class Worker:
     def start(self) -> None:
         process = _fork.Process(
             target=_work,
-            args=(self.config, self.inherited, os.getpid(), self.reload),
+            args=(self.config, self.number, self.inherited, os.getpid(), self.reload),
             name=f"port {self.port}",
         )
         # Blocked across the fork, so a signal cannot reach the worker while it
@@ -267,8 +278,12 @@ class Supervisor:
                 worker.process.join()
 
 
-def _work(config: Config, inherited: tuple[int, ...], parent: int, reload: Reload | None) -> None:
-    """A worker's life: the parent's signal handling and files undone, then a plain server."""
+def _work(
+    config: Config, number: int, inherited: tuple[int, ...], parent: int, reload: Reload | None
+) -> None:
+    """A worker's life: the parent's signal handling and files undone, then a plain server
+    whose every log line names it."""
+    name_worker(number)
     signal.set_wakeup_fd(-1)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)

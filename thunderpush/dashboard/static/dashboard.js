@@ -86,7 +86,10 @@
     });
     var status = byId("status");
     status.className = "status";
-    status.textContent = "updated " + new Date(data.time * 1000).toLocaleTimeString();
+    status.textContent = "updated " + new Date(data.time * 1000).toLocaleTimeString() + " · " +
+      (data.cluster === "up" ? "the cluster's figures, " + data.summed_nodes + " nodes summed"
+        : data.cluster === "down" ? "the cluster is down: this node's figures only"
+          : "this process's figures");
   }
 
   function poll() {

@@ -102,7 +102,7 @@ class EndpointHandler(tornado.web.RequestHandler):
             return None
         return self._answer_later(answer)
 
-    get = post = delete = put = patch = run
+    get = head = post = delete = put = patch = run
 
     async def _answer_later(self, answer: Awaitable[Answer]) -> None:
         self.answer(await answer)

@@ -11,6 +11,7 @@ from typing import Any
 
 from thunderpush.core.apps import Apps
 from thunderpush.core.commands import Client, Limits
+from thunderpush.core.throttle import Throttle
 from thunderpush.transports.sockjs.router import SockJSConnection
 from thunderpush.transports.websocket.socket import WebSocket
 
@@ -87,4 +88,5 @@ class ThunderConnection(Client, SockJSConnection):
 
 def connection_class(apps: Apps, limits: Limits) -> type[ThunderConnection]:
     """The connection class of a server serving ``apps`` (sockjs-tornado takes a class)."""
-    return type("ThunderConnection", (ThunderConnection,), {"apps": apps, "limits": limits})
+    served = {"apps": apps, "limits": limits, "refusals": Throttle()}
+    return type("ThunderConnection", (ThunderConnection,), served)

@@ -26,9 +26,14 @@ sockjs-tornado did::
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
+
+from thunderpush.core.throttle import Throttle
+
+logger = logging.getLogger("thunderpush")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # scheme "://" ["*."] host [":" port]: nothing else (no path, no user, no query).
@@ -76,15 +81,23 @@ def _parse(text: str) -> _Origin | None:
 class AllowedOrigins:
     """The origins configured for a router; none means any origin."""
 
-    __slots__ = ("entries", "_allowed", "_hosts")
+    __slots__ = ("entries", "_allowed", "_hosts", "_refusals")
 
-    def __init__(self, entries: Iterable[str] = (), hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        entries: Iterable[str] = (),
+        hosts: Iterable[str] = (),
+        refusals: Throttle | None = None,
+    ) -> None:
         """Raises ``ValueError`` naming the first entry that is no origin.
 
         ``hosts`` are sockjs-tornado's ``websocket_allow_origin`` entries
         (``host[:port]`` as the browser writes it, any scheme), for
-        applications that mount the router with that setting.
+        applications that mount the router with that setting.  A refused
+        origin is logged (INFO) when ``refusals`` says a line about it is due:
+        once per origin per minute, not once per request of a hostile page.
         """
+        self._refusals = refusals
         self.entries: tuple[str, ...] = (*entries, *hosts)
         allowed = []
         for entry in entries:
@@ -116,6 +129,19 @@ class AllowedOrigins:
         """
         if origin is None or not self.entries:
             return True
+        if self._admits(origin, host):
+            return True
+        shown = origin[:200]  # a header a page chose: bounded, and quoted by %r
+        if self._refusals is not None and self._refusals.due(shown):
+            logger.info(
+                "Origin refused: %r is not an allowed origin (--allowed-origins);"
+                " its next refusals go unlogged for %g s.",
+                shown,
+                self._refusals.window,
+            )
+        return False
+
+    def _admits(self, origin: str, host: str | None) -> bool:
         parsed = _parse(origin)
         if parsed is None or parsed.wildcard:
             return False  # "null", a path, garbage: no configured origin

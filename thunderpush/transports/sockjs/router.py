@@ -72,6 +72,7 @@ from sockjs.tornado.util import bytes_to_str
 from tornado.ioloop import IOLoop
 
 from thunderpush.config import Config
+from thunderpush.core.throttle import Throttle
 from thunderpush.transports.slow import close_too_slow, log_too_slow
 from thunderpush.transports.sockjs.adapter import (
     restart_router_timers,
@@ -235,8 +236,10 @@ class SockJSRouter(_router.SockJSRouter):
         self.service = WebSocketService(settings, _RouterOrigins(self), self.stats)
         self.live_sessions = self.service.live_sessions
         # A bad entry is refused now, not at the first request.
+        # Refused origins are logged once per origin per minute, whatever the settings.
+        self.refused_origins = Throttle()
         key = self._origins_key()
-        self._origins = (key, AllowedOrigins(*key))
+        self._origins = (key, AllowedOrigins(*key, self.refused_origins))
         self._bound_loop: IOLoop | None = None
         self._corrected_urls = [
             (pattern, CORRECTED.get(handler, handler), kwargs)
@@ -259,7 +262,7 @@ class SockJSRouter(_router.SockJSRouter):
         """
         key = self._origins_key()
         if key != self._origins[0]:
-            self._origins = (key, AllowedOrigins(*key))
+            self._origins = (key, AllowedOrigins(*key, self.refused_origins))
         return self._origins[1]
 
     def _origins_key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
