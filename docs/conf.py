@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 _here = Path(__file__).resolve().parent
-# _ext/optionref.py reads the command line from the package (its own checkout's).
-sys.path[:0] = [str(_here / "_ext"), str(_here.parent)]
+# _ext/optionref.py reads the command line from the package (its own checkout's),
+# which imports the checkout's thunderpush_client (clients/python/).
+sys.path[:0] = [str(_here / "_ext"), str(_here.parent), str(_here.parent / "clients" / "python")]
 
 # The version, read from the checkout's package file.
 _about: dict[str, str] = {}

@@ -8,7 +8,7 @@ The layers, bottom first (a module may import its own layer's package, or
 any layer below):
 
 0. ``thunderpush`` itself (``__version__``), ``config``, ``settings``, ``auth``
-   (token signing, which the core checks): the configuration everyone reads;
+   (the alias of ``thunderpush_client.auth``): the configuration everyone reads;
 1. ``core``: what Thunderpush is, with no transport, HTTP, dialect or webhooks;
 2. the features and the ways in: ``transports``, ``api``, ``pusher``,
    ``cluster``, ``observe``, ``webhooks``, ``dashboard``;
@@ -22,6 +22,10 @@ counts in its limits) < ``sockjs`` (the sockjs-tornado layer on the engine).
 So the door imports neither engine, and ``SIDEWAYS`` gives it no feature: it
 knows the API's answer types, never its routes (``api.actions``) nor Pusher.
 
+Below them all, ``thunderpush_client`` (clients/python/, a distribution of its
+own that the server ships too: the core checks tokens with its ``auth``)
+imports nothing of ``thunderpush`` and nothing outside the standard library.
+
 The modules of layer 0 may import each other (``settings`` reads ``config``);
 between two packages of layer 2 an edge needs a line in ``SIDEWAYS`` that says
 why.  ``STILL_TO_REMOVE`` lists the upward edges main has today that the work on
@@ -32,9 +36,11 @@ fails too, so the list never hides a new one.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "thunderpush"
+CLIENT = Path(__file__).resolve().parent.parent / "clients" / "python" / "thunderpush_client"
 
 LAYERS = {
     "thunderpush": 0,
@@ -209,3 +215,34 @@ def test_every_edge_still_to_remove_is_still_there():
 def test_every_module_has_a_layer():
     for name in modules():
         assert _place(name, LAYERS)[0], name
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level package of every absolute import in the file at ``path``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_the_client_is_below_everything_and_stdlib_only():
+    """``thunderpush_client`` imports itself and the standard library, nothing else:
+    not the server (it sits below it) and no third-party package (its promise)."""
+    files = sorted(CLIENT.rglob("*.py"))
+    assert len(files) >= 5
+    found = {
+        f"{path.name} imports {name}"
+        for path in files
+        for name in top_level_imports(path)
+        if name not in sys.stdlib_module_names and name not in {"thunderpush_client", "__future__"}
+    }
+    assert not found, found
+
+
+def test_the_server_takes_its_tokens_from_the_client():
+    """The token code lives once: ``thunderpush.auth`` only re-exports it."""
+    assert top_level_imports(PACKAGE / "auth.py") == {"thunderpush_client"}
+    assert "thunderpush_client" in top_level_imports(PACKAGE / "core" / "commands.py")
