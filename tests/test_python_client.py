@@ -9,6 +9,10 @@ on real SockJS subscribers.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +202,35 @@ async def test_context_managers_close_the_connection(server):
         assert await aclient.user_count() == 0
     assert aclient._streams is None
     await server.settled(lambda: not server.door.connections)
+
+
+@pytest.mark.slow
+def test_the_client_installs_alone_with_nothing_beyond_the_standard_library(tmp_path):
+    """docs/python-client.rst's ``pip install ./clients/python``, in a fresh virtualenv:
+    the package alone, no dependency, and neither the server nor its libraries."""
+    root = Path(__file__).resolve().parent.parent
+    # Nothing of this checkout on the path but what pip installs.
+    clean = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    result = subprocess.run(
+        [*install, "./clients/python"], cwd=root, capture_output=True, text=True, env=clean
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        env=clean,
+    ).stdout
+    installed = {line.split("==")[0].lower() for line in listed.split()}
+    assert installed - {"pip", "setuptools"} == {"thunderpush-client"}, installed
+    check = "import thunderpush_client, thunderpush_client.auth; import importlib.util as u; "
+    check += "print(u.find_spec('thunderpush'), u.find_spec('tornado'))"
+    result = subprocess.run(
+        [str(python), "-c", check], cwd=tmp_path, capture_output=True, text=True, env=clean
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "None"]
