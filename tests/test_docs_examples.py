@@ -4,8 +4,9 @@ A reader copies the blocks; a block that drifts from the code sends them
 wrong.  So each block is either run here, one test per block named
 ``file:line`` (curl lines against a real server, Python beside it, TOML and
 ``thunderpush`` command lines through the server's configuration loader: see
-``support/docruns.py``), or carries a ``not-run`` marker with its reason right
-before it (``support/docblocks.py``).  A block with neither fails
+``support/docruns.py``; HTML pages in Chromium, which must show what the docs
+publish: ``support/docpages.py``), or carries a ``not-run`` marker with its
+reason right before it (``support/docblocks.py``).  A block with neither fails
 ``test_every_block_is_run_or_marked``, which names it.
 """
 
@@ -42,7 +43,7 @@ def kind(block: Block) -> str | None:
         return "shell"
     if block.lang == "text" and block.text.startswith("usage: thunderpush "):
         return "help"
-    return block.lang if block.lang in {"python", "toml"} else None
+    return block.lang if block.lang in {"python", "toml", "html"} else None
 
 
 def runnable() -> Iterator[object]:
@@ -56,6 +57,7 @@ def test_the_extractor_finds_the_blocks():
     """Enough blocks of each kind that a broken extractor cannot pass for a clean page."""
     kinds = [kind(block) for block in BLOCKS]
     assert kinds.count("shell") >= 20 and kinds.count("toml") >= 3, kinds
+    assert kinds.count("html") >= 4, kinds
     readme = [block for block in BLOCKS if block.where.startswith("README.md:")]
     assert [block.text.split()[0] for block in readme][:3] == ["apt-get", "bash", "curl"]
 
@@ -91,6 +93,12 @@ def test_block(block: Block, request, tmp_path):
             run_python(block, port, tmp_path)
         case "toml":
             load_toml(block, tmp_path)
+        case "html":
+            pytest.importorskip("playwright", reason="the browser runs where tox.ini installs it")
+            from .support.docpages import run_page
+
+            before = [b for b in BLOCKS if b.path == block.path and b.line < block.line]
+            run_page(block, port, before)
         case "help":
             # argparse wraps to the terminal's width; the page shows 80 columns.
             request.getfixturevalue("monkeypatch").setenv("COLUMNS", "80")

@@ -1,6 +1,6 @@
-"""The code blocks of README.md and docs/*.rst, as the docs test runs them.
+"""The code blocks of README.md, docs/*.rst and examples/*/README.md, as the docs test runs them.
 
-A block is a ``` fence of the README, or a ``.. code-block:: <lang>`` or
+A block is a ``` fence of a README, or a ``.. code-block:: <lang>`` or
 ``::`` literal block of a page.  Either the docs test runs it, or the source
 says why not right before it: ``<!-- not-run: <reason> -->`` in Markdown,
 ``.. not-run: <reason>`` (a comment, so Sphinx shows nothing) in
@@ -41,10 +41,12 @@ class Block:
 
 
 def blocks() -> list[Block]:
-    """Every code block of README.md and docs/*.rst, in file order."""
+    """Every code block of README.md, docs/*.rst and the examples' READMEs, in file order."""
     found = markdown_blocks(ROOT / "README.md")
     for page in sorted((ROOT / "docs").glob("*.rst")):
         found += rst_blocks(page)
+    for readme in sorted((ROOT / "examples").glob("*/README.md")):
+        found += markdown_blocks(readme)
     return found
 
 

@@ -43,7 +43,7 @@ def on_server(text: str, port: int) -> str:
 
 
 def needs_server(block: Block) -> bool:
-    if block.lang == "python":
+    if block.lang in {"python", "html"}:
         return True
     return any(command.line.startswith("curl ") for command in commands(block))
 
