@@ -17,7 +17,8 @@ heartbeat answers the nodes not heard from within the presence TTL
    ``user_offline``) told by this node alone;
 3. it takes the node out of the cluster's list, marked forgotten for a day
    (``DROP``: a node only cut off learns it was forgotten, and rewrites its
-   records), then deletes the node's own keys and the claim.
+   records), then deletes the node's own keys (its counters among them) and
+   the claim.
 
 A claimer that dies midway leaves its claim to expire: another node, at its
 next heartbeat, does it all again, which finds done what was done (no event
@@ -96,9 +97,8 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
     mark = "1" if died else ""
     link.queue(pipe, scripts.DROP, (keys.NODES, keys.GONE), gone, keys.NODES_ROUTE, mark)
     owned = [keys.node_key(gone, hub.key, part) for hub in hubs for part in _PARTS]
-    owned += [keys.forgetting(gone)] if died else []
-    if owned:
-        pipe.command(b"DEL", *owned)
+    owned += [keys.counters(gone), *([keys.forgetting(gone)] if died else [])]
+    pipe.command(b"DEL", *owned)
     await link.execute(pipe)
 
     for (hub, event, name), answer in zip(about, vacated, strict=True):

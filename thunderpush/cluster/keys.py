@@ -31,6 +31,10 @@ the app key with its length before it (``3:key``)::
     tp:N:<app>:p     zset  "<user>\\0<channel>" (score 0, so ZRANGEBYLEX finds a
                            user's channels): the node's memberships
     tp:N:forgetting        a node claiming the forgetting of this (dead) one
+    tp:N:counters          its running counters, as JSON (messages published
+                           and delivered, sessions by transport), written
+                           with each heartbeat on the first shard, expiring
+                           with the presence TTL: the dashboard sums them
 
 The cluster's nodes::
 
@@ -105,6 +109,11 @@ def node_key(node: str, app: str, part: bytes) -> bytes:
 def forgetting(node: str) -> bytes:
     """The claim of the node forgetting the dead ``node``."""
     return b"tp:{N:%b}:forgetting" % node.encode()
+
+
+def counters(node: str) -> bytes:
+    """The running counters ``node`` writes with its heartbeat, for the dashboard."""
+    return b"tp:{N:%b}:counters" % node.encode()
 
 
 def membership(user: str, channel: str) -> bytes:

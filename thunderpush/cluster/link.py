@@ -218,14 +218,20 @@ class Link:
 
     # -- the nodes ----------------------------------------------------------------
 
-    async def beat(self, ttl: float) -> tuple[bool, list[str]]:
+    async def beat(self, ttl: float, counters: bytes | None = None) -> tuple[bool, list[str]]:
         """Says this node is alive; answers whether the cluster had forgotten it,
-        and the nodes not heard from within ``ttl`` (dead, not yet forgotten)."""
+        and the nodes not heard from within ``ttl`` (dead, not yet forgotten).
+        ``counters``, when given, is written as the node's (``keys.counters``),
+        expiring ``ttl`` seconds later, in the same round trip."""
         self._told = told = []
         try:
-            forgotten, live, dead = await self.run(
-                scripts.BEAT, (keys.NODES, keys.GONE), self.node, ttl, keys.NODES_ROUTE
-            )
+            pipe = self.pipeline()
+            names = (keys.NODES, keys.GONE)
+            self.queue(pipe, scripts.BEAT, names, self.node, ttl, keys.NODES_ROUTE)
+            if counters is not None:
+                expiry = max(1, round(ttl * 1000))
+                pipe.command(b"SET", keys.counters(self.node), counters, b"PX", expiry)
+            (forgotten, live, dead), *_ = await self.execute(pipe)
         finally:
             self._told = None
         self._set_nodes(node.decode() for node in live)

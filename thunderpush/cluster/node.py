@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from thunderpush.cluster import departures, keys, shards
+from thunderpush.cluster import counters, departures, keys, shards
 from thunderpush.cluster.bus import deliver
 from thunderpush.cluster.connection import FAILURES, TIMEOUT, address
 from thunderpush.cluster.hub import HubReporter
@@ -103,6 +103,9 @@ class Node:
         self._routes: dict[bytes, Hub] = {}
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
+        # This process's running counters, written with each heartbeat on the
+        # first shard for the dashboard's sums (``thunderpush.cluster.counters``).
+        self.counters: counters.Source | None = None
 
     @property
     def up(self) -> bool:
@@ -121,6 +124,10 @@ class Node:
     def shown_urls(self) -> list[str]:
         """The URLs as the log shows them: without their passwords."""
         return [shard.shown_url for shard in self._shards]
+
+    async def counters_of_nodes(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """The live nodes, and the counters each last wrote (``counters.read``)."""
+        return await counters.read(self)
 
     def shard_of(self, tag: bytes) -> int:
         """The index in ``links`` of the shard of the name whose tag is ``tag``."""
@@ -260,7 +267,8 @@ class Node:
     async def _beat(self, link: Link) -> bool:
         """Says on ``link``'s shard that this node is alive, and forgets the dead
         there; True if that shard had forgotten this node."""
-        forgotten, dead = await link.beat(self.ttl)
+        written = counters.encode(self.counters) if link is self.links[0] else None
+        forgotten, dead = await link.beat(self.ttl, written)
         for node in dead:
             await departures.forget(self, link, node)
         return forgotten

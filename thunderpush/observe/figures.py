@@ -14,8 +14,8 @@ noticing.  Every figure is read when asked; nothing is kept for it::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from thunderpush.core.apps import App
@@ -32,6 +32,14 @@ class ClusterFigures(Protocol):
     @property
     def nodes(self) -> Collection[str]:
         """The nodes in the cluster at this node's last heartbeat."""
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a node counts after its last heartbeat (it beats every third of it)."""
+
+    async def counters_of_nodes(self) -> tuple[Sequence[str], Sequence[Mapping[str, Any]]]:
+        """The nodes live now, and the counters (``snapshot.counters``) each wrote
+        to Redis at its last heartbeat."""
 
 
 class Figures(Protocol):

@@ -8,12 +8,15 @@ them all as one dict::
     snapshot(server.figures)["connections"]    # -> 2000
 
 Behind a load balancer each poll of the dashboard may reach another node, so
-the dashboard reads ``cluster_snapshot``: on a cluster, its connections (that
-said ``CONNECT``), users, channels and busiest channels are the cluster's, read
-from what the nodes keep in Redis for presence, whichever node answers, and
-``summed_nodes`` says how many live nodes they sum.  The sessions by transport
-and the message totals are the answering node's own (nothing keeps them in
-Redis).
+the dashboard reads ``cluster_snapshot``: on a cluster, every figure is the
+cluster's, whichever node answers, and ``summed_nodes`` says how many live
+nodes they sum.  The connections (that said ``CONNECT``), users, channels and
+busiest channels are read from what the nodes keep in Redis for presence; the
+message totals and the sessions by transport are the sums of the ``counters``
+each live node writes to Redis with its heartbeat
+(``thunderpush.cluster.counters``), so they lag by up to a heartbeat
+(``counted_every`` seconds), and totals summed over the same nodes never go
+down from one poll to the next, whichever node answers each.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import heapq
 import inspect
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.broker import BackendUnavailable
@@ -88,6 +92,17 @@ def _busiest(sizes: Iterable[tuple[int, str]], count: int) -> list[dict[str, Any
     ]
 
 
+def counters(figures: Figures) -> dict[str, dict[str, int]]:
+    """This process's running counters, which a cluster node writes to Redis with
+    each heartbeat for ``cluster_snapshot`` to sum: messages published and
+    delivered (totals by kind), sessions by transport."""
+    return {
+        "published": published(figures),
+        "delivered": delivered(figures),
+        "transports": connections_by_transport(figures),
+    }
+
+
 def readiness(figures: Figures) -> dict[str, Any]:
     """Whether to send this server traffic: not while it drains, nor while its
     cluster backend is down (API calls would get 503, clients miss messages)."""
@@ -121,8 +136,9 @@ def snapshot(figures: Figures, app: App | None = None) -> dict[str, Any]:
 
 
 async def cluster_snapshot(figures: Figures, app: App | None = None) -> dict[str, Any]:
-    """``snapshot``, with the cluster's connections, users and channels when there is
-    one (``summed_nodes``: how many nodes they sum; 1 on a single process).
+    """``snapshot``, with the cluster's figures when there is one (``summed_nodes``:
+    how many nodes they sum, 1 on a single process; ``counted_every``: the
+    seconds between a node's writes of its counters).
 
     While Redis is away, this node's own figures, with ``summed_nodes`` 1 and
     ``cluster`` ``"down"``: a partial sum would look right and be wrong.
@@ -142,10 +158,26 @@ async def cluster_snapshot(figures: Figures, app: App | None = None) -> dict[str
             totals["channels"] += len(counts)
             if app is None or each is app:
                 sizes += [(size, name) for name, size in counts.items()]
+        live, written = await node.counters_of_nodes()
     except (BackendUnavailable, ConnectionError, OSError):
         return {**shown, "summed_nodes": 1, "cluster": "down"}
-    summed = {"busiest_channels": _busiest(sizes, BUSIEST), "summed_nodes": len(node.nodes)}
-    return {**shown, **totals, **summed, "cluster": "up"}
+    summed = {"busiest_channels": _busiest(sizes, BUSIEST), "summed_nodes": len(live)}
+    return {**shown, **totals, **summed, **_summed(written, node.ttl / 3), "cluster": "up"}
+
+
+def _summed(written: Iterable[Mapping[str, Any]], every: float) -> dict[str, Any]:
+    """The figures of the counters the live nodes wrote, summed."""
+    sums: dict[str, Counter[str]] = {"published": Counter(), "delivered": Counter()}
+    sums["transports"] = Counter()
+    for each in written:
+        for name, total in sums.items():
+            total.update(each.get(name, {}))
+    return {
+        "connections_by_transport": dict(sums["transports"]),
+        "messages_published": sum(sums["published"].values()),
+        "messages_delivered": sum(sums["delivered"].values()),
+        "counted_every": every,
+    }
 
 
 async def _answer(result: Any) -> Any:

@@ -24,7 +24,7 @@ from thunderpush.core.apps import Apps, options_of
 from thunderpush.core.commands import Limits
 from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
-from thunderpush.observe.snapshot import cluster_snapshot
+from thunderpush.observe.snapshot import cluster_snapshot, counters
 from thunderpush.pusher.endpoint import PusherApi
 from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.server.figures import ServerFigures
@@ -192,6 +192,9 @@ def build(config: Config, apps: Apps | None = None) -> Server:
     for app in apps:
         server.webhooks.watch(app)
     server.metrics = metrics.registry(server.figures)
+    if node is not None:
+        # Written with each heartbeat, for the dashboard's sums over the cluster.
+        node.counters = partial(counters, server.figures)
     # /health and /ready on the main port always (load balancers ask the port they
     # send traffic to); /metrics there unless it has a port of its own.
     own_port = config.metrics_port is not None

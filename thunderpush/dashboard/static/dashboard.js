@@ -48,16 +48,33 @@
     });
   }
 
-  // Messages per second since the last poll; a restarted server counts from 0 again.
-  function rate(now, name, data) {
-    if (previous === null || data.time <= previous.time) return 0;
-    return Math.max(0, data[name] - previous[name]) / (now - previous.time);
+  // Messages per second since the last poll.  On a cluster the totals are the
+  // sums of what each node wrote with its heartbeat (every counted_every
+  // seconds), so the rates span the last two of those, not to jump at each write.
+  // They start again when the nodes summed change or a total goes down (a
+  // restarted server counts from 0 again).
+  var samples = [];
+  function rates(data) {
+    var totals = ["messages_published", "messages_delivered"];
+    if (previous !== null && (data.time <= previous.time ||
+        data.summed_nodes !== previous.summed_nodes ||
+        totals.some(function (name) { return data[name] < previous[name]; }))) {
+      samples = [];
+    }
+    previous = data;
+    samples.push(data);
+    var span = Math.max(POLL_MS / 1000, 2 * (data.counted_every || 0));
+    while (samples.length > 2 && samples[1].time <= data.time - span) samples.shift();
+    var first = samples[0];
+    return totals.map(function (name) {
+      return samples.length < 2 ? 0 : (data[name] - first[name]) / (data.time - first.time);
+    });
   }
 
   function show(data) {
-    var published = rate(data.time, "messages_published", data);
-    var delivered = rate(data.time, "messages_delivered", data);
-    previous = data;
+    var perSecond = rates(data);
+    var published = perSecond[0];
+    var delivered = perSecond[1];
     byId("connections").textContent = data.connections;
     byId("users").textContent = data.users;
     byId("channels").textContent = data.channels;
