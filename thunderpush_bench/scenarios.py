@@ -38,13 +38,12 @@ from thunderpush_bench.measure import Meter, Tally, proc_rss_kib
 from thunderpush_bench.nchan import PUBLISHER, SUBSCRIBER, NchanClient
 from thunderpush_bench.publishing import NO_LISTENERS, publish_phase, pusher_trigger
 from thunderpush_bench.rolling import rolling_phase
-from thunderpush_bench.storm import storm_phase, wait_subscribed
+from thunderpush_bench.storm import storm_phase
+from thunderpush_bench.verify import SUBSCRIBING, verify_connections
 
 SCENARIOS = (
     "fanout", "users", "publish", "trigger", "idle", "rolling", "channels", "listen", "storm"
 )  # fmt: skip
-# Scenarios whose connections all subscribe to the run's channel.
-SUBSCRIBING = ("fanout", "idle", "rolling", "listen", "storm")
 # What the connections speak: Thunderpush's SockJS protocol, Pusher Channels
 # (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel,
 # or Nchan's websocket subscriber (and then the API is Nchan's publisher: ``nchan``).
@@ -238,46 +237,13 @@ class Bench:
         if not self.clients:
             raise BenchError(f"no connection could be opened: {detail}")
 
-    async def verify_connections(self) -> bool:
-        """Polls the API until the server lists every opened session (bounded).
-
-        Not for listen: other processes' sessions count too, and the
-        harness checks the count its one publish is answered with.
-        """
-        if self.args.scenario == "listen":
-            return True
-        n = len(self.clients)
-        if self.args.client == "nchan":  # no users: its count of the channel's subscribers
-            return await wait_subscribed(self, n)
-        deadline = time.monotonic() + 10 + n / 200
-        count = 0
-        while time.monotonic() < deadline:
-            status, body = await self.api("GET", "users/")
-            if status != 200:
-                raise BenchError(f"GET users/ answered {status}: {body} (wrong key or secret?)")
-            count = body["count"]
-            if count >= n:
-                break
-            self.status = lambda count=count: f"waiting for the server: {count}/{n} users online"
-            await asyncio.sleep(0.02)
-        else:
-            self.warnings.append(f"only {count} of {n} users online on the server")
-            return False
-        if self.args.scenario in SUBSCRIBING:
-            status, body = await self.api("GET", f"channels/{self.channel}/")
-            listed = len(body["users"]) if status == 200 else 0
-            if listed < n:
-                self.warnings.append(f"only {listed} of {n} connections in {self.channel}")
-                return False
-        return True
-
     async def setup(self) -> None:
         """Opens the connections, checks them with the API, measures memory."""
         pids = self.args.server_pid
         rss_before = sum(map(proc_rss_kib, pids))
         meter = self.meter()
         await self.open_connections()
-        verified = await self.verify_connections()
+        verified = await verify_connections(self)
         figures = meter.stop(len(self.clients), "connection")
         self.report["setup"] = {
             "opened": len(self.clients),
