@@ -1,6 +1,6 @@
-"""Side-by-side benchmark: this Thunderpush against the original 1.0.1.
+"""Side-by-side benchmark: this Thunderpush against the original 1.0.1, or nginx + Nchan.
 
-    python bench/compare.py [--rounds 3] [--quick] [--only fanout-2000 ...]
+    python bench/compare.py [--rounds 3] [--quick] [--only fanout-2000 ...] [--peer nchan]
 
 Installs the original from PyPI into ``.venv-original`` if it is missing,
 then for every round, every scenario and each server in turn (ours, original,
@@ -13,6 +13,8 @@ has no Pusher protocol), so that one run shows what a delivery to a Pusher
 subscriber costs beside one to a SockJS subscriber; ``trigger`` likewise (ours
 only: the original has no Pusher HTTP API) publishes through Pusher's HTTP API
 as the ``pusher`` library signs a trigger, beside ``publish`` in the same run.
+``--peer nchan`` measures nginx + Nchan instead of the original (``bench/nchan.py``:
+its scenarios, figures and issue 19's goals), the reconnect storm included.
 
 Why it is built this way: a figure is only worth comparing when both servers
 were measured the same way on the same machine at about the same time, so
@@ -40,6 +42,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script, python bench/compare.py: find ``bench``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import nchan  # noqa: E402
 from bench.compare_report import (  # noqa: E402
     Results,
     Run,
@@ -51,7 +54,7 @@ from bench.compare_report import (  # noqa: E402
     table,
     trigger_cost,
 )
-from bench.compare_scenarios import FIGURES, SCENARIOS  # noqa: E402
+from bench.compare_scenarios import FIGURES, SCENARIOS, Figure  # noqa: E402
 from bench.servers import KEY, ROOT, SECRET, Server, ensure_original, say, start_server  # noqa: E402
 
 
@@ -64,7 +67,8 @@ def bench_command(
     for server in servers:
         command += ["--url", server.url]
     for server in servers if measured is None else measured:
-        command += ["--server-pid", str(server.proc.pid)]
+        for pid in server.pids:
+            command += ["--server-pid", str(pid)]
     command += ["--key", KEY, "--secret", SECRET, "--json", "--timeout", "600", *options]
     return command
 
@@ -87,13 +91,13 @@ def run_bench(
         return {"ok": False, "error": f"exit {result.returncode}: {result.stderr[-2000:]}"}
 
 
-def summary(run: Run) -> str:
+def summary(run: Run, figures: tuple[Figure, ...]) -> str:
     """One progress line: the scenario's headline figure and both CPUs."""
     report = run.report
     if "error" in report:
         return f"FAILED: {report['error']}"
     parts = []
-    for figure in FIGURES:
+    for figure in figures:
         if figure.scenario == run.scenario:
             value = figure.read(report)
             if value is not None:
@@ -109,28 +113,33 @@ def summary(run: Run) -> str:
     return ", ".join(parts)
 
 
-def run_all(args: argparse.Namespace, original: Path, workdir: Path) -> Results:
-    """Rounds x scenarios x (ours, original), each against a fresh server."""
+def run_all(args: argparse.Namespace, original: Path | None, workdir: Path) -> Results:
+    """Rounds x scenarios x (ours, the peer), each against a fresh server."""
     results = Results()
-    scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
+    peer = args.peer == "nchan"
+    every = nchan.SCENARIOS if peer else SCENARIOS
+    scenarios = [s for s in every if not args.only or s.key in args.only]
     server_cpu, bench_cpu = (0, 1) if args.pin else (None, None)
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
-            for kind in scenario.servers:
+            for kind in ("ours", "nchan") if peer else scenario.servers:
                 extra = scenario.server_args if kind == "ours" else ()
-                server = start_server(kind, workdir, original, args.python, server_cpu, extra)
+                if kind == "nchan":
+                    server, options = nchan.start_nchan(workdir, server_cpu), nchan.peer_scenario
+                else:
+                    server = start_server(kind, workdir, original, args.python, server_cpu, extra)
+                    options = None
                 started = time.monotonic()
                 try:
-                    report = run_bench(
-                        [server], scenario.command(args.quick), args.python, bench_cpu
-                    )
+                    command = (options(scenario) if options else scenario).command(args.quick)
+                    report = run_bench([server], command, args.python, bench_cpu)
                 finally:
                     server.stop()
                 run = Run(scenario.key, kind, round_number, report, time.monotonic() - started)
                 results.runs.append(run)
                 say(
                     f"round {round_number}/{args.rounds} {scenario.key:<11} {kind:<8}"
-                    f" ({run.seconds:.0f} s): {summary(run)}"
+                    f" ({run.seconds:.0f} s): {summary(run, nchan.FIGURES if peer else FIGURES)}"
                 )
     return results
 
@@ -149,14 +158,26 @@ def parse_common_args(parser: argparse.ArgumentParser, rounds: str) -> argparse.
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Thunderpush vs the original 1.0.1, side by side.")
-    parser.add_argument("--only", nargs="+", choices=[s.key for s in SCENARIOS])
+    keys = dict.fromkeys(s.key for s in (*SCENARIOS, *nchan.SCENARIOS))
+    parser.add_argument("--only", nargs="+", choices=list(keys))
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, bench on CPU 1")
-    return parse_common_args(parser, "rounds (each: ours, original)")
+    parser.add_argument(
+        "--peer",
+        choices=("original", "nchan"),
+        default="original",
+        help="what ours is compared with: the original 1.0.1 (default), or nginx + Nchan"
+        " (bench/nchan.conf; Debian's nginx and libnginx-mod-nchan)",
+    )
+    args = parse_common_args(parser, "rounds (each: ours, the peer)")
+    if args.peer == "nchan" and nchan.missing():
+        parser.error(f"--peer nchan: {nchan.missing()}")
+    return args
 
 
 def main() -> int:
     args = parse_args()
-    original = ensure_original()
+    peer = args.peer
+    original = ensure_original() if peer == "original" else None
     started = datetime.now(timezone.utc)
     before = machine()
     mode = " (quick)" if args.quick else ""
@@ -170,7 +191,10 @@ def main() -> int:
     print(f"Machine: {before['cpus']} x {before['cpu_model']}, Linux {before['kernel']},"
           f" Python {before['python']}; load average before {fmt_load(before)},"
           f" after {fmt_load(after)}.\n")  # fmt: skip
-    print(table(results, FIGURES))
+    if peer == "nchan":
+        print(table(results, nchan.FIGURES, peer, 19))
+    else:
+        print(table(results, FIGURES))
     cost = pusher_cost(results)
     if cost:
         print("\nOur server CPU per delivery, Pusher against SockJS subscribers (medians):\n")
@@ -180,7 +204,7 @@ def main() -> int:
         print("\nOur server CPU per request, Pusher trigger against our publish (medians):\n")
         print(cost)
     print("\nCPU in each scenario's main phase, % of one core (medians of the rounds):\n")
-    print(cpu_table(results))
+    print(cpu_table(results, ("ours", peer)))
     failures = results.failures()
     for run in failures:
         print(f"\nFAILED: round {run.round} {run.scenario} {run.server}:"

@@ -112,22 +112,24 @@ def goal_met(figure: Figure, ours: float, ratio: float | None) -> str:
     return "yes" if met else "no"
 
 
-def table(results: Results, figures: tuple[Figure, ...]) -> str:
-    """Markdown: figure, median ours, median original, ratio, goal, met?"""
+def table(
+    results: Results, figures: tuple[Figure, ...], peer: str = "original", issue: int = 3
+) -> str:
+    """Markdown: figure, median ours, median of the peer, ratio, goal, met?"""
     lines = [
-        "| figure | ours (median) | original (median) | ours/original | issue 3 goal | met |",
+        f"| figure | ours (median) | {peer} (median) | ours/{peer} | issue {issue} goal | met |",
         "|---|---:|---:|---:|---|---|",
     ]
     for figure in figures:
         ours = results.values(figure, "ours")
-        theirs = results.values(figure, "original")
+        theirs = results.values(figure, peer)
         if not ours and not theirs:
             continue
         ours_median = statistics.median(ours) if ours else None
         theirs_median = statistics.median(theirs) if theirs else None
         ratio = ours_median / theirs_median if ours_median and theirs_median else None
         met = goal_met(figure, ours_median, ratio) if ours_median is not None else ""
-        ran_theirs = "original" in BY_KEY[figure.scenario].servers
+        ran_theirs = peer != "original" or "original" in BY_KEY[figure.scenario].servers
         cells = [
             figure.label.format(n=f"{results.size(figure.scenario):,}"),
             fmt(ours_median, figure.unit),
@@ -150,22 +152,22 @@ def fmt(value: float | None, unit: str) -> str:
 
 def main_phase(report: dict[str, Any]) -> dict[str, Any] | None:
     """The phase a scenario is about: publishing flat out, or opening connections."""
-    return report.get("full") or report.get("setup")
+    return report.get("full") or report.get("storm") or report.get("setup")
 
 
-def cpu_table(results: Results) -> str:
+def cpu_table(results: Results, servers: tuple[str, ...] = SERVERS) -> str:
     """Server and bench CPU in each scenario's main phase (medians of the rounds).
 
     A server under about 90% there was not the limit: it waited for the bench,
     the network, or other processes on the machine.
     """
     lines = [
-        "| scenario (main phase) | ours: server / bench CPU | original: server / bench CPU |",
+        f"| scenario (main phase) | ours: server / bench CPU | {servers[1]}: server / bench CPU |",
         "|---|---:|---:|",
     ]
     for scenario in dict.fromkeys(run.scenario for run in results.runs):
         cells = []
-        for kind in SERVERS:
+        for kind in servers:
             phases = [
                 main_phase(run.report)
                 for run in results.runs
@@ -178,7 +180,7 @@ def cpu_table(results: Results) -> str:
                 if server and bench
                 else "n/a"
             )
-        phase = "setup" if scenario.startswith("idle") else "full speed"
+        phase = {"idle": "setup", "storm": "reconnect"}.get(scenario.split("-")[0], "full speed")
         lines.append(f"| {scenario} ({phase}) | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,10 +69,16 @@ class Server:
     proc: subprocess.Popen
     port: int
     log_path: Path
+    # More processes whose CPU and memory are the server's (nginx's worker).
+    children: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid, *self.children]
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not gone within 10 s."""
@@ -122,11 +128,17 @@ def start_server(
             stderr=subprocess.STDOUT,
             preexec_fn=server_preexec(cpu),
         )
+    return wait_listening(Server(kind, proc, port, log_path))
+
+
+def wait_listening(server: Server) -> Server:
+    """``server`` once it accepts connections (bounded: it is killed if it never does)."""
+    kind, proc, port, log_path = server.kind, server.proc, server.port, server.log_path
     deadline = time.monotonic() + 20
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return Server(kind, proc, port, log_path)
+            return server
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from thunderpush_bench import cli
+from thunderpush_bench.api_client import api_count
 from thunderpush_bench.clients import SockJSClient
 from thunderpush_bench.listen import LISTEN_MARK
 from thunderpush_bench.measure import Tally
@@ -249,6 +250,40 @@ def test_hundred_k_harness_at_forty(tmp_path):
     assert figures["publish_answer"] == '{"count": 40}'
     assert len(figures["fds"]) == 2 and figures["last_delivery_ms"] > 0
     assert "| Connections asked for / opened / got the publish | 40 / 40 / 40 |" in result.stdout
+
+
+def test_compare_against_nchan_quick(tmp_path):
+    """bench/compare.py --peer nchan --quick end to end: every scenario, the reconnect storm
+    included, against ours and nginx + Nchan; every run ok, every figure in the table."""
+    from bench import nchan  # noqa: PLC0415 (the skip reason first)
+
+    if nchan.missing():
+        pytest.skip(f"nginx + Nchan cannot run here: {nchan.missing()}")
+    command = [sys.executable, "bench/compare.py", "--peer", "nchan", "--quick", "--rounds", "1"]
+    command += ["--output", str(tmp_path / "raw.json")]
+    result = subprocess.run(
+        command, cwd=nchan.CONF.parent.parent, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads((tmp_path / "raw.json").read_text())["runs"]
+    assert [(run["scenario"], run["server"]) for run in runs] == [
+        (scenario.key, server) for scenario in nchan.SCENARIOS for server in ("ours", "nchan")
+    ]
+    assert all(run["report"]["ok"] for run in runs)
+    storms = [run["report"]["storm"] for run in runs if run["scenario"] == "storm-10000"]
+    assert [storm["subscribed"] for storm in storms] == [2000, 2000]
+    assert "| figure | ours (median) | nchan (median) | ours/nchan | issue 19 goal | met |" in (
+        result.stdout
+    )
+    for figure in nchan.FIGURES:
+        label = figure.label.format(n=f"{2000 if 'idle' in figure.scenario else 500:,}")
+        assert f"| {label.split(',')[0]}" in result.stdout, label
+
+
+def test_nchans_publisher_answer_counts_its_subscribers():
+    answer = b'{"messages": 1, "requested": -1, "subscribers": 3, "last_message_id": "1:0" }'
+    assert api_count(answer) == 3
+    assert api_count(b'{"count": 7}') == 7
 
 
 def test_pusher_clients_only_subscribe():

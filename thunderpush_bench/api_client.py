@@ -28,11 +28,13 @@ class HTTPClient(asyncio.BufferedProtocol):
     mmap per response.
     """
 
-    __slots__ = ("host", "secret", "transport", "buffer", "view", "answer", "started", "lost")
+    __slots__ = ("host", "auth", "transport", "buffer", "view", "answer", "started", "lost")
 
-    def __init__(self, host: str, secret: str) -> None:
+    def __init__(self, host: str, secret: str | None) -> None:
+        """``secret`` None: Nchan's publisher, which wants no secret and answers JSON if asked."""
         self.host = host
-        self.secret = secret
+        auth = "Accept: application/json" if secret is None else f"X-Thunder-Secret-Key: {secret}"
+        self.auth = auth + "\r\n"
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.view = memoryview(bytearray(65536))
@@ -54,10 +56,7 @@ class HTTPClient(asyncio.BufferedProtocol):
             if length is None
             else f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
         )
-        return (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"X-Thunder-Secret-Key: {self.secret}\r\n{body}\r\n"
-        ).encode()
+        return (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.auth}{body}\r\n").encode()
 
     def send(self, data: bytes, answer: Answer) -> None:
         """Sends a whole request; ``answer(status, body)`` gets the response.
@@ -124,9 +123,10 @@ class HTTPClient(asyncio.BufferedProtocol):
 
 def api_count(body: bytes) -> int:
     """``count`` of a publish answer; the API's own format is read without json.
-    A Pusher trigger's answer (``{}``) counts nothing."""
+    A Pusher trigger's answer (``{}``) counts nothing; Nchan's publisher counts ``subscribers``."""
     if body.startswith(b'{"count": '):
         end = body.find(b"}")
         if body[10:end].isdigit():
             return int(body[10:end])
-    return int(json.loads(body).get("count", 0))
+    answer = json.loads(body)
+    return int(answer.get("count", answer.get("subscribers", 0)))

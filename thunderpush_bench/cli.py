@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from thunderpush_bench import BenchError
+from thunderpush_bench.nchan import NCHAN_SCENARIOS
 from thunderpush_bench.report import format_report
 from thunderpush_bench.scenarios import (
     CLIENTS,
@@ -39,10 +40,11 @@ DEFAULT_MESSAGES = {
     "rolling": 0,
     "channels": 5000,
     "listen": 1,
+    "storm": 0,
 }
 DEFAULT_CONCURRENCY = {
     "fanout": 4, "users": 8, "publish": 8, "trigger": 8, "idle": 1, "rolling": 1, "channels": 8,
-    "listen": 1,
+    "listen": 1, "storm": 1,
 }  # fmt: skip
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -167,6 +169,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"no process {pid} ({option})")
     if args.client == "pusher" and args.scenario not in PUSHER_SCENARIOS:
         parser.error(f"--client pusher: only --scenario {' or '.join(PUSHER_SCENARIOS)}")
+    if args.client == "nchan" and args.scenario not in NCHAN_SCENARIOS:
+        parser.error(f"--client nchan: only --scenario {', '.join(NCHAN_SCENARIOS)}")
     if args.scenario == "rolling" and (args.rate <= 0 or args.rate_messages < 1):
         parser.error("--scenario rolling publishes at --rate: it must be above 0")
     return args

@@ -169,7 +169,7 @@ class Publisher:
             return
         phase.request_times.append(time.perf_counter() - self.started)
         phase.statuses[status] += 1
-        if status == 200:
+        if 200 <= status < 300:  # Nchan's publisher: 201 or 202
             phase.published += 1
             phase.seqs.append(self.seq)
             phase.accepted_at.append(time.perf_counter())

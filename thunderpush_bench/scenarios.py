@@ -35,15 +35,19 @@ from thunderpush_bench.clients import (
 from thunderpush_bench.drivers import Mover, Opener
 from thunderpush_bench.listen import listen_phase
 from thunderpush_bench.measure import Meter, Tally, proc_rss_kib
+from thunderpush_bench.nchan import PUBLISHER, SUBSCRIBER, NchanClient
 from thunderpush_bench.publishing import NO_LISTENERS, publish_phase, pusher_trigger
 from thunderpush_bench.rolling import rolling_phase
+from thunderpush_bench.storm import storm_phase
+from thunderpush_bench.verify import SUBSCRIBING, verify_connections
 
-SCENARIOS = ("fanout", "users", "publish", "trigger", "idle", "rolling", "channels", "listen")
-# Scenarios whose connections all subscribe to the run's channel.
-SUBSCRIBING = ("fanout", "idle", "rolling", "listen")
-# What the connections speak: Thunderpush's SockJS protocol, or Pusher Channels
-# (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel.
-CLIENTS = ("sockjs", "pusher")
+SCENARIOS = (
+    "fanout", "users", "publish", "trigger", "idle", "rolling", "channels", "listen", "storm"
+)  # fmt: skip
+# What the connections speak: Thunderpush's SockJS protocol, Pusher Channels
+# (protocol 7 at /app/<key>, as pusher-js), which only subscribes to a channel,
+# or Nchan's websocket subscriber (and then the API is Nchan's publisher: ``nchan``).
+CLIENTS = ("sockjs", "pusher", "nchan")
 PUSHER_SCENARIOS = ("fanout", "idle")
 PUSHER_PATH = "/app/{key}?protocol=7&client=thunderpush-bench&version=1"
 
@@ -62,7 +66,8 @@ class Bench:
             if url.scheme != "http" or not url.hostname:
                 raise BenchError(f"--url must be http://HOST:PORT, not {address!r}")
             self.targets.append((url.hostname, url.port or 80, url.netloc))
-        self.api_prefix = f"/api/1.0.0/{quote(args.key, safe='')}/"
+        nchan = args.client == "nchan"
+        self.api_prefix = PUBLISHER if nchan else f"/api/1.0.0/{quote(args.key, safe='')}/"
         token = os.urandom(3).hex()
         # listen: every process of the run on the one channel named by --channel.
         listen = args.scenario == "listen"
@@ -72,6 +77,8 @@ class Bench:
         self.random = random.Random(token)
         self.tally = Tally()
         self.clients: list[WSClient] = []
+        # The server's last count of the sessions subscribed to the channel (``storm``).
+        self.subscribed = 0
         self.receiver: Receiver | None = None
         self.opener: Opener | None = None
         self.last_open_at: float | None = None
@@ -112,11 +119,12 @@ class Bench:
         """
         loop = asyncio.get_running_loop()
         nodes = 1 if self.args.scenario == "rolling" else len(self.targets)
+        secret = None if self.args.client == "nchan" else self.args.secret
         for index in range(count):
             host, port, netloc = self.targets[index % nodes]
             _, client = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda netloc=netloc: HTTPClient(netloc, self.args.secret), host, port
+                    lambda netloc=netloc: HTTPClient(netloc, secret), host, port
                 ),
                 self.args.request_timeout,
             )
@@ -186,6 +194,8 @@ class Bench:
             kind: type[WSClient] = PusherClient
             path = PUSHER_PATH.format(key=quote(self.args.key, safe=""))
             hello = pusher_subscribe(self.channel)
+        elif self.args.client == "nchan":
+            kind, path, hello = NchanClient, SUBSCRIBER.format(channel=self.channel), b""
         else:
             kind = SockJSClient
             path = f"/connect/{index % 1000:03d}/{self.user_prefix}{index}/websocket"
@@ -209,7 +219,8 @@ class Bench:
     async def open_connections(self) -> None:
         """Opens N sessions (see ``Opener``); every one of them, or says why not."""
         n = self.args.connections
-        self.receiver = Receiver(asyncio.get_running_loop())
+        if self.receiver is None:  # the storm opens them a second time
+            self.receiver = Receiver(asyncio.get_running_loop())
         if self.args.scenario == "rolling":
             self.seen = [set() for _ in range(n)]
             self.mover = Mover(self, self.receiver, self.args.request_timeout)
@@ -226,44 +237,13 @@ class Bench:
         if not self.clients:
             raise BenchError(f"no connection could be opened: {detail}")
 
-    async def verify_connections(self) -> bool:
-        """Polls the API until the server lists every opened session (bounded).
-
-        Not for listen: other processes' sessions count too, and the
-        harness checks the count its one publish is answered with.
-        """
-        if self.args.scenario == "listen":
-            return True
-        n = len(self.clients)
-        deadline = time.monotonic() + 10 + n / 200
-        count = 0
-        while time.monotonic() < deadline:
-            status, body = await self.api("GET", "users/")
-            if status != 200:
-                raise BenchError(f"GET users/ answered {status}: {body} (wrong key or secret?)")
-            count = body["count"]
-            if count >= n:
-                break
-            self.status = lambda count=count: f"waiting for the server: {count}/{n} users online"
-            await asyncio.sleep(0.02)
-        else:
-            self.warnings.append(f"only {count} of {n} users online on the server")
-            return False
-        if self.args.scenario in SUBSCRIBING:
-            status, body = await self.api("GET", f"channels/{self.channel}/")
-            listed = len(body["users"]) if status == 200 else 0
-            if listed < n:
-                self.warnings.append(f"only {listed} of {n} connections in {self.channel}")
-                return False
-        return True
-
     async def setup(self) -> None:
         """Opens the connections, checks them with the API, measures memory."""
         pids = self.args.server_pid
         rss_before = sum(map(proc_rss_kib, pids))
         meter = self.meter()
         await self.open_connections()
-        verified = await self.verify_connections()
+        verified = await verify_connections(self)
         figures = meter.stop(len(self.clients), "connection")
         self.report["setup"] = {
             "opened": len(self.clients),
@@ -295,6 +275,8 @@ class Bench:
         if self.args.scenario == "users":
             index = seq % len(self.clients)
             return f"users/{self.user_prefix}{index}/", 1
+        if self.args.client == "nchan":  # fanout or publish, to Nchan's publisher
+            return self.channel, len(self.clients)
         if self.args.scenario == "fanout":
             return f"channels/{self.channel}/", len(self.clients)
         if self.args.scenario == "channels":
@@ -359,6 +341,9 @@ class Bench:
         if name == "rolling":
             self.report["rolling"] = await rolling_phase(self)
             return
+        if name == "storm":
+            self.report["storm"] = await storm_phase(self)
+            return
         if name == "listen":
             self.report["listen"] = await listen_phase(self)
             return
@@ -373,7 +358,7 @@ class Bench:
 
     def finish(self) -> dict[str, Any]:
         report = self.report
-        phases = ("full", "rate", "rolling", "listen")
+        phases = ("full", "rate", "rolling", "listen", "storm")
         lost = sum(abs(report.get(p, {}).get("lost", 0)) for p in phases)
         miscounted = any(
             report[p]["api_count"] != report[p]["expected"]

@@ -102,6 +102,9 @@ class ServerFrames:
         """One whole websocket message; returns how many deliveries it held."""
         raise NotImplementedError
 
+    def _upgraded(self) -> None:
+        """The server answered the upgrade (a session that is open from then on says so)."""
+
     def send(self, data: bytes) -> None:
         raise NotImplementedError
 
@@ -150,6 +153,7 @@ class ServerFrames:
             self._fail(f"handshake refused: {lines[0][:60].decode('latin-1')}")
             return
         self.upgraded = True
+        self._upgraded()
         if len(head) > end + 4:
             self._frames(head[end + 4 :])
 
