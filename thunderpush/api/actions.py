@@ -18,6 +18,7 @@ from thunderpush.api.answers import (
     INVALID_SINCE,
     NO_CONTENT,
     Answer,
+    count_answer,
     fixed,
     ok,
 )
@@ -55,11 +56,11 @@ _ONE_TO_A_CHANNEL = (("channel", 1),)
 
 
 def _sent_to_user(count: int) -> Answer:
-    return ok({"count": count}, _ONE_TO_A_USER)
+    return count_answer(count, _ONE_TO_A_USER)
 
 
 def _sent_to_channel(count: int) -> Answer:
-    return ok({"count": count}, _ONE_TO_A_CHANNEL)
+    return count_answer(count, _ONE_TO_A_CHANNEL)
 
 
 def user_count(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:

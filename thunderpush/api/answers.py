@@ -30,6 +30,15 @@ def ok(data: dict[str, Any], published: tuple[tuple[str, int], ...] = ()) -> Ans
     return Answer(200, dumps(data).encode(), CORS_HEADERS, published)
 
 
+# ``ok({"count": count})``'s body, as ``dumps`` writes it: the answer of every send.
+_COUNT = b'{"count": %d}\n'
+
+
+def count_answer(count: int, published: tuple[tuple[str, int], ...]) -> Answer:
+    """``ok({"count": count}, published)`` without encoding JSON: a send's answer."""
+    return Answer(200, _COUNT % count, CORS_HEADERS, published)
+
+
 def fixed(status: int, body: bytes = b"") -> Answer:
     """An answer whose body is known in advance (a preflight, the API's description)."""
     return Answer(status, body, CORS_HEADERS)

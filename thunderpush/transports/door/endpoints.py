@@ -66,6 +66,8 @@ class Endpoint(Protocol):
 
 
 Target = TypeVar("Target")
+# How many paths ``Routes`` remembers.
+_REMEMBERED = 1024
 
 
 class Routes(Generic[Target]):
@@ -74,10 +76,23 @@ class Routes(Generic[Target]):
 
     def __init__(self, routes: Iterable[tuple[str, Target]]) -> None:
         self.compiled = [(re.compile(pattern + "$"), target) for pattern, target in routes]
+        # The paths matched lately and what they found: a backend publishes to the
+        # same paths again and again (emptied when full, so any client may fill it).
+        self._found: dict[str, tuple[Target, dict[str, str]] | None] = {}
 
     def match(self, path: str) -> tuple[Target, dict[str, str]] | None:
         """What serves ``path`` and its named segments, percent-decoded as Tornado
         decodes them; None: no route.  ``UnicodeDecodeError``: a segment is not UTF-8."""
+        try:
+            found = self._found[path]
+        except KeyError:
+            found = self._match(path)
+            if len(self._found) >= _REMEMBERED:
+                self._found.clear()
+            self._found[path] = found
+        return None if found is None else (found[0], dict(found[1]))
+
+    def _match(self, path: str) -> tuple[Target, dict[str, str]] | None:
         for pattern, target in self.compiled:
             found = pattern.match(path)
             if found is not None:

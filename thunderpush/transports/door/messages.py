@@ -132,24 +132,43 @@ def _fields(answer: Answer) -> str:
     return f"Content-Type: {answer.content_type}\r\n{date_header()}{fields}"
 
 
+class _Heads:
+    """The first lines of the answers of this second (status to own fields), as bytes:
+    a publish's answer differs from the last one's in its body alone."""
+
+    date = ""
+    heads: dict[tuple[int, tuple[tuple[str, str], ...], str], bytes] = {}
+
+
+def _head(answer: Answer) -> bytes:
+    """The status line, ``Server`` and ``_fields``, made once a second for each kind of answer."""
+    date = _Date.now()
+    if date is not _Heads.date:
+        _Heads.date, _Heads.heads = date, {}
+    heads = _Heads.heads
+    key = (answer.status, answer.headers, answer.content_type)
+    head = heads.get(key)
+    if head is None:
+        head = f"{_STATUS_LINES[answer.status]}{SERVER_HEADER}{_fields(answer)}".encode("latin-1")
+        if len(heads) < 64:
+            heads[key] = head
+    return head
+
+
 def response(request: Request, answer: Answer) -> bytes:
     """The bytes Tornado's handlers send for ``answer``."""
     status, body = answer.status, answer.body
-    lines = [_STATUS_LINES[status], SERVER_HEADER, _fields(answer)]
+    head = _head(answer)
     if status == 200 and request.method == "GET":
-        lines.append(f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n')
+        head += f'Etag: "{hashlib.sha1(body).hexdigest()}"\r\n'.encode()
     if status != 204:
-        lines.append(f"Content-Length: {len(body)}\r\n")
+        head += b"Content-Length: %d\r\n" % len(body)
     if request.close:
-        lines.append("Connection: close\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1") + body
+        head += b"Connection: close\r\n"
+    return head + b"\r\n" + body
 
 
 def closing_response(answer: Answer) -> bytes:
     """``answer`` as the last response of a connection, then ``Connection: close``."""
-    head = (
-        f"{_STATUS_LINES[answer.status]}{SERVER_HEADER}{_fields(answer)}"
-        f"Content-Length: {len(answer.body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + answer.body
+    tail = b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(answer.body)
+    return _head(answer) + tail + answer.body
