@@ -27,7 +27,7 @@ from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
 from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSocket
 from thunderpush.transports.websocket.frames import TEXT, client_frame_size, frame
-from thunderpush.transports.websocket.handshake import answer
+from thunderpush.transports.websocket.handshake import LazyConnectionInfo, answer
 from thunderpush.transports.websocket.socket import PROTOCOL_LOG
 
 from .support.wire import API, Hostile, RawClient, exchange, request
@@ -265,6 +265,21 @@ async def test_long_backslash_cookie_costs_nothing_until_asked_for(server, no_tr
     assert await small.read() == (0x1, b"o")
     (session,) = server.router.live_sessions - {first}
     assert session.conn_info.get_cookie("a").value == "\\"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [],
+        [("host", "a"), ("x-empty", ""), ("x-colon", "b: c"), ("cookie", "a=1; b=2")],
+    ],
+)
+def test_connection_info_keeps_every_header_field(fields):
+    info = LazyConnectionInfo("1.2.3.4", "/p", "", fields)
+    assert list(info.headers.get_all()) == [(n.title(), v) for n, v in fields]
+    # A value with a line break of its own (which Tornado refuses) is kept as it came.
+    odd = [("host", "a"), ("x-odd", "b\r\nc: d")]
+    assert LazyConnectionInfo("1.2.3.4", "/p", "", odd)._raw_headers == odd
 
 
 async def test_allowed_origins_are_enforced_by_the_front_door(server, monkeypatch):

@@ -126,7 +126,8 @@ class Session(_TrackedMixin, _session.Session):
         self, conn: type, server: SockJSRouter, session_id: str, expiry: float | None = None
     ):
         super().__init__(conn, server, session_id, expiry)
-        self.send_queue: list[str] = []
+        # Empty: the shared empty tuple, not a list of its own per idle session.
+        self.send_queue: list[str] | tuple[()] = ()
         # Characters in ``send_queue``, a comma counted after each message.
         self.queued = 0
         # sockjs-tornado's setting: write each message at once, or once per loop turn.
@@ -148,7 +149,10 @@ class Session(_TrackedMixin, _session.Session):
         if self.flush_at_once and not self.send_queue and handler and handler.active:
             handler.send_pack(f"a[{msg}]")
         else:
-            self.send_queue.append(msg)
+            if self.send_queue:
+                self.send_queue.append(msg)  # type: ignore[union-attr]
+            else:
+                self.send_queue = [msg]
             self.queued += len(msg) + 1
             if self.flush_at_once:
                 self.flush()
@@ -174,7 +178,7 @@ class Session(_TrackedMixin, _session.Session):
         handler.send_pack(f"a[{','.join(queue)}]")
 
     def _drop_queue(self) -> None:
-        self.send_queue = []
+        self.send_queue = ()
         self.queued = 0
 
     def _let_go(self, handler: Any, limit: int) -> None:

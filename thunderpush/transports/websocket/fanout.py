@@ -56,7 +56,9 @@ class Outbox:
             if not dirty:
                 self._loop.call_soon(self.flush)
             dirty.append(target)
-        pending.append(frame)
+            target.pending = [frame]
+            return
+        pending.append(frame)  # type: ignore[union-attr]
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -66,8 +68,9 @@ class Outbox:
 
 class Queued(Protocol):
     """What an outbox entry offers (``thunderpush.transports.websocket.socket.WebSocket``
-    is one): frames waiting in ``pending`` until ``flush_pending`` writes them."""
+    is one): frames waiting in ``pending`` until ``flush_pending`` writes them
+    (none: an empty tuple or list, which ``queue`` replaces)."""
 
-    pending: list[bytes]
+    pending: list[bytes] | tuple[()]
 
     def flush_pending(self) -> None: ...

@@ -114,7 +114,9 @@ class WebSocket(SharedReadBuffer):
 
     def __init__(self, service: WebSocketService, handshake: Handshake, rest: bytes) -> None:
         self.session: Any = None
-        self.pending: list[bytes] = []
+        # Frames queued this loop turn (``fanout.Outbox``); an idle socket
+        # holds the shared empty tuple, not an empty list of its own.
+        self.pending: list[bytes] | tuple[()] = ()
         self.service = service
         # What reads the frames: made when a frame arrives, let go while the
         # connection is open between messages (``_reader``).
@@ -161,7 +163,7 @@ class WebSocket(SharedReadBuffer):
         self.service.outbox.queue(self, self.frames.frame(element))
 
     def flush_pending(self) -> None:
-        pending, self.pending = self.pending, []
+        pending, self.pending = self.pending, ()
         if pending and self._open and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
@@ -347,7 +349,7 @@ class WebSocket(SharedReadBuffer):
         if self._closer is not None:
             self._closer.cancel()
             self._closer = None
-        self.pending = []
+        self.pending = ()
         self._open = False
         self._held_pong = None
         session = self.session
