@@ -21,8 +21,7 @@ async def call_api(
     headers: dict[str, str] | None = None,
 ) -> HTTPResponse:
     """One API request, returning the response whatever its status."""
-    all_headers = {} if secret is None else {"X-Thunder-Secret-Key": secret}
-    all_headers.update(headers or {})
+    all_headers = api_headers(secret, headers)
     if body is None and method == "POST":
         body = b""
     return await AsyncHTTPClient().fetch(
@@ -33,3 +32,10 @@ async def call_api(
         raise_error=False,
         allow_nonstandard_methods=True,
     )
+
+
+def api_headers(secret: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """An API request's header fields: the secret (None: none sent), then ``headers``."""
+    fields = {} if secret is None else {"X-Thunder-Secret-Key": secret}
+    fields.update(headers or {})
+    return fields

@@ -40,6 +40,7 @@ from urllib.parse import quote
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from .api import api_headers
 from .processes import ServerProcess
 
 KEY, SECRET = "key", "secret"
@@ -481,13 +482,11 @@ class Session:
         label: str | None = None,
     ) -> HTTPResponse:
         """An API request (``path`` after ``/api/1.0.0/<key>/``), recorded."""
-        all_headers = {} if secret is None else {"X-Thunder-Secret-Key": secret}
-        all_headers.update(headers or {})
         return await self.http_request(
             method,
             f"/api/1.0.0/{key}/{path}",
             body,
-            headers=all_headers,
+            headers=api_headers(secret, headers),
             label=label or f"{method} {path}",
         )
 
