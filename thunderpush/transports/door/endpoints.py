@@ -66,8 +66,10 @@ class Endpoint(Protocol):
 
 
 Target = TypeVar("Target")
-# How many paths ``Routes`` remembers.
+# How many paths ``Routes`` remembers, and the longest it remembers: a head may
+# be 64 KiB, and 1,024 such paths (with their segments) would hold 128 MiB.
 _REMEMBERED = 1024
+_LONGEST_REMEMBERED = 256
 
 
 class Routes(Generic[Target]):
@@ -77,7 +79,8 @@ class Routes(Generic[Target]):
     def __init__(self, routes: Iterable[tuple[str, Target]]) -> None:
         self.compiled = [(re.compile(pattern + "$"), target) for pattern, target in routes]
         # The paths matched lately and what they found: a backend publishes to the
-        # same paths again and again (emptied when full, so any client may fill it).
+        # same paths again and again (emptied when full and short paths only, so
+        # any client may fill it at little cost).
         self._found: dict[str, tuple[Target, dict[str, str]] | None] = {}
 
     def match(self, path: str) -> tuple[Target, dict[str, str]] | None:
@@ -87,9 +90,10 @@ class Routes(Generic[Target]):
             found = self._found[path]
         except KeyError:
             found = self._match(path)
-            if len(self._found) >= _REMEMBERED:
-                self._found.clear()
-            self._found[path] = found
+            if len(path) <= _LONGEST_REMEMBERED:
+                if len(self._found) >= _REMEMBERED:
+                    self._found.clear()
+                self._found[path] = found
         return None if found is None else (found[0], dict(found[1]))
 
     def _match(self, path: str) -> tuple[Target, dict[str, str]] | None:
