@@ -112,9 +112,10 @@ class Hub(Holdings, Welcomes, Recovery):
         self.messages = 0
         self.delivered_to_channels = 0
         self.delivered_to_users = 0
-        # Told ``(event, name)`` of the app's webhook events
-        # (``thunderpush.webhooks``); None, the default, costs a test per change.
-        self.on_transition: Callable[[str, str], None] | None = None
+        # Told ``(event, name[, detail])`` of the app's webhook events
+        # (``thunderpush.webhooks``; the names and details are in
+        # ``thunderpush.core.listener``); None, the default, costs a test per change.
+        self.on_transition: Callable[..., None] | None = None
         self.listener: HubListener = Transitions(self)
 
     # -- delivery ---------------------------------------------------------

@@ -35,6 +35,16 @@ CHANNEL_OCCUPIED = "channel_occupied"
 CHANNEL_VACATED = "channel_vacated"
 USER_ONLINE = "user_online"
 USER_OFFLINE = "user_offline"
+# What Pusher's webhooks say besides (``hub.on_transition(name, channel, detail)``):
+# a presence member's first connection in a channel and its last (detail
+# ``{"user_id"}``), a client event (``{"event", "data", "socket_id"[, "user_id"]}``),
+# a cache channel subscribed with nothing kept, and a channel's new subscription
+# count (``{"subscription_count"}``).
+MEMBER_ADDED = "member_added"
+MEMBER_REMOVED = "member_removed"
+CLIENT_EVENT = "client_event"
+CACHE_MISS = "cache_miss"
+SUBSCRIPTION_COUNT = "subscription_count"
 
 
 class HubListener(Protocol):

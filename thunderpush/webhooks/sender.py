@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
 from thunderpush.settings import masked_url
@@ -148,9 +148,13 @@ class Outbox:
         self._failing = False
         self._dropping = False
 
-    def record(self, name: str, subject: str) -> None:
-        """The hub's transitions land here: one dict operation in the queue of its kind."""
-        if self._queue_of[name].record(name, subject):
+    def record(self, name: str, subject: str, detail: dict[str, Any] | None = None) -> None:
+        """The hub's transitions land here: one dict operation in the queue of its kind.
+        Thunderpush's format carries its four events; the others are Pusher's."""
+        queue = self._queue_of.get(name)
+        if queue is None:
+            return
+        if queue.record(name, subject):
             self._dropped(kind(name))
         if not self._queued.is_set():
             self._queued.set()
