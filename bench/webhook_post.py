@@ -42,7 +42,7 @@ from thunderpush.webhooks.events import payload
 Post = Callable[[str, dict[str, str], bytes], Awaitable[int]]
 
 HEADERS = {"Content-Type": "application/json", "X-Thunder-Key": "key", "X-Thunder-Signature": "0"}
-BODY = payload([(CHANNEL_OCCUPIED, f"channel-{number:04}") for number in range(100)], 0)
+BODY = payload([(CHANNEL_OCCUPIED, f"channel-{number:04}", None) for number in range(100)], 0)
 
 
 def receive(port: int, certfile: str | None, ready: multiprocessing.Event, opened) -> None:

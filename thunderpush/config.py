@@ -53,6 +53,8 @@ class AppConfig:
     app_id: str | None = None
     client_events: bool | None = None
     max_presence_members: int | None = None
+    # "thunderpush" or "pusher": how its webhooks are written; None: the server's.
+    webhook_format: str | None = None
 
 
 @dataclass
@@ -145,6 +147,9 @@ class Config:
     history: tuple[HistoryRule, ...] = ()
     # Where channel and user events are POSTed (``[[apps]]`` may give their own).
     webhook_url: str | None = None
+    # How they are written: Thunderpush's events and headers, or Pusher's
+    # (``thunderpush.webhooks.events``); ``[[apps]]`` may choose their own.
+    webhook_format: str = "thunderpush"
 
     # -- the Pusher protocol (docs/pusher.rst) ------------------------------
     # The Pusher app id of the key and secret given as arguments; None: the key.
@@ -209,6 +214,7 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 app.app_id,
                 _either(app.client_events, config.client_events),
                 _either(app.max_presence_members, config.max_presence_members),
+                _either(app.webhook_format, config.webhook_format),
             )
         )
     return resolved

@@ -47,6 +47,8 @@ class App:
     id: str = ""
     # Pusher clients may send ``client-*`` events on private and presence channels.
     client_events: bool = False
+    # How its webhooks are written: "thunderpush" or "pusher" (``thunderpush.webhooks``).
+    webhook_format: str = "thunderpush"
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
@@ -90,6 +92,7 @@ class Apps:
         app_id: str | None = None,
         client_events: bool = False,
         max_presence_members: int = 0,
+        webhook_format: str = "thunderpush",
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
@@ -113,6 +116,7 @@ class Apps:
             self.recall,
             app_id or "",
             client_events,
+            webhook_format,
         )
         self._by_key[key] = app
         self._by_id[app.id] = app
@@ -175,4 +179,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "app_id": declared.app_id,
         "client_events": bool(declared.client_events),
         "max_presence_members": declared.max_presence_members or 0,
+        "webhook_format": declared.webhook_format or "thunderpush",
     }

@@ -128,7 +128,8 @@ class ServerCollector:
         events = CounterMetricFamily(
             "thunderpush_webhook_events",
             "Webhook events the receivers took (sent), that were lost (dropped), or that "
-            "said nothing new and were never sent (coalesced), by kind (channel, user).",
+            "said nothing new and were never sent (coalesced), by kind (channel, user; and "
+            "member, client_event, cache_miss, subscription_count in Pusher's format).",
             labels=("result", "kind"),
         )
         for result, counts in sorted(figures.webhook_events().items()):

@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="POST channel and user events to this http(s) URL (default: none)",
     )
     parser.add_argument(
+        "--webhook-format",
+        choices=("thunderpush", "pusher"),
+        default=defaults.webhook_format,
+        help="write webhooks as Thunderpush's or as Pusher's events and headers "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--app-id",
         default=defaults.app_id,
         type=arguments.credential("app id"),
@@ -345,6 +352,7 @@ def config_from(
         history_ttl=args.history_ttl,
         history=history,
         webhook_url=args.webhook_url,
+        webhook_format=args.webhook_format,
         app_id=args.app_id,
         client_events=args.client_events,
         **{name: getattr(args, name) for name in _LIMITS},

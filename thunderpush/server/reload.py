@@ -1,7 +1,7 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
-Apps (added, removed, a new secret, ``require_signature``, history, webhook,
-``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the
+Apps (added, removed, a new secret, ``require_signature``, history, webhook URL and
+format, ``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the
 limits that are read when they are used (channels and commands per connection, unsent bytes,
 connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
@@ -42,6 +42,7 @@ RELOADED = {
     "history_ttl",
     "history",
     "webhook_url",
+    "webhook_format",
     "client_events",
     "max_presence_members",
     "max_channels_per_connection",
@@ -68,6 +69,7 @@ APP_OPTIONS = {
     "require_signature": "require_signature",
     "history": "history",
     "webhook_url": "webhook_url",
+    "webhook_format": "webhook_format",
     "app_id": "id",
     "client_events": "client_events",
     "max_presence_members": "max_presence_members",

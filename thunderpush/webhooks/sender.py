@@ -2,23 +2,28 @@
 
 Recording an event is a dict operation on its app's queue: nothing on the
 delivery path waits for a webhook, and an app without a webhook URL records
-nothing (its hub has no one to tell).  Each app has two queues, one per kind
-(users, channels: ``pending.Pending``), each coalescing per name (an event
-taken back before it was sent is nothing to say) and holding at most
-``LIMIT`` names: channel churn fills the channel queue only, and can never
-push a user event out.
+nothing (its hub has no one to tell).  Each app has one queue per kind of
+event (``events.KINDS``: users, channels, and in Pusher's format presence
+members, client events, cache misses, subscription counts: ``pending``), each
+holding at most ``LIMIT`` events: the statements of state coalesce per name
+(an event taken back before it was sent is nothing to say; a newer count
+replaces the pending one), client events are kept each and in order.  Churn
+of one kind fills that kind's queue only, and can never push another's event
+out.  The app's format (``events.FORMATS``) says which events it carries; the
+hub tells every one, and the others are left at the cost of a lookup.
 
 One task per app sends them in rounds, one POST at a time: a round starts
 ``LINGER`` seconds after the first event it carries came (the window in which
 events coalesce), takes what is pending then, and sends it in POSTs of at most
-``BATCH`` events, user events first; what comes during a round waits for the
-next, so a round starts at most every ``LINGER`` seconds and sends at most one
-event per name that changed.  A POST that fails (refused, no answer within
+``BATCH`` events, the kinds in ``KINDS``' order (user events first); what
+comes during a round waits for the next, so a round starts at most every
+``LINGER`` seconds and sends at most one event per name that changed (and
+every client event).  A POST that fails (refused, no answer within
 ``TIMEOUT``, a status other than 2xx) is tried again, the same batch, after a
 backoff that doubles from ``MIN_BACKOFF`` to ``MAX_BACKOFF``; meanwhile the
-queues go on coalescing, and drop their oldest names beyond ``LIMIT``
-(counted per kind and logged once per outage).  When the server stops, what is
-queued gets one last try, for at most ``LAST_TRY`` seconds in all.  Example::
+queues go on coalescing, and drop their oldest beyond ``LIMIT`` (counted per
+kind and logged once per outage).  When the server stops, what is queued gets
+one last try, for at most ``LAST_TRY`` seconds in all.  Example::
 
     webhooks = Webhooks()
     webhooks.watch(app)        # app.webhook_url is set: its hub tells the queues
@@ -32,20 +37,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
+from thunderpush.core.listener import CACHE_MISS, CLIENT_EVENT, SUBSCRIPTION_COUNT
 from thunderpush.settings import masked_url
 from thunderpush.webhooks.events import (
+    CARRIED,
     CHANNEL,
     KINDS,
+    MEMBER,
     USER,
+    Detail,
     Event,
+    headers,
     kind,
     payload,
-    signature,
 )
-from thunderpush.webhooks.pending import Pending
+from thunderpush.webhooks.pending import Held, Latest, Pending, Queue
 from thunderpush.webhooks.post import Poster
 
 if TYPE_CHECKING:
@@ -66,11 +74,12 @@ class Webhooks:
     """The queues of the apps that have a webhook URL, and what they sent and lost."""
 
     def __init__(self) -> None:
-        # By kind (``channel``, ``user``): events the receivers answered 2xx to,
-        # and events dropped (pushed out of a full queue, the app's URL removed,
-        # unsent when the server stopped).  And POSTs that failed.
-        self.sent = dict.fromkeys(KINDS, 0)
-        self.dropped = dict.fromkeys(KINDS, 0)
+        # By kind (``channel``, ``user``, and Pusher's kinds once an app has
+        # Pusher's format): events the receivers answered 2xx to, and events
+        # dropped (pushed out of a full queue, the app's URL removed, unsent when
+        # the server stopped).  And POSTs that failed.
+        self.sent = dict.fromkeys((CHANNEL, USER), 0)
+        self.dropped = dict.fromkeys((CHANNEL, USER), 0)
         self.failures = 0
         self.poster = Poster()
         self._outboxes: dict[str, Outbox] = {}
@@ -83,8 +92,8 @@ class Webhooks:
         before they were sent, or said twice while pending)."""
         outboxes = self._outboxes.values()
         return {
-            USER: sum(outbox.users.coalesced for outbox in outboxes),
-            CHANNEL: sum(outbox.channels.coalesced for outbox in outboxes),
+            of_kind: sum(outbox.queues[of_kind].coalesced for outbox in outboxes)
+            for of_kind in self.sent
         }
 
     def watch(self, app: App) -> None:
@@ -101,6 +110,10 @@ class Webhooks:
             if self._started:
                 outbox.start()
         outbox.app = app
+        outbox.carry(app.webhook_format)
+        for of_kind in outbox.kinds:
+            self.sent.setdefault(of_kind, 0)
+            self.dropped.setdefault(of_kind, 0)
         app.hub.on_transition = outbox.record
 
     def start(self) -> None:
@@ -131,12 +144,13 @@ class Outbox:
     def __init__(self, webhooks: Webhooks, app: App) -> None:
         self.webhooks = webhooks
         self.app = app
-        self.users = Pending(LIMIT)
-        self.channels = Pending(LIMIT)
-        self._queue_of = {
-            name: self.users if kind(name) == USER else self.channels
-            for name in (USER_ONLINE, USER_OFFLINE, CHANNEL_OCCUPIED, CHANNEL_VACATED)
-        }
+        # One queue per kind, in the order a batch takes them.
+        self.queues: dict[str, Held] = {of_kind: _QUEUE[of_kind](LIMIT) for of_kind in KINDS}
+        # The format the app's events are written in, the kinds it carries, and
+        # the queue of each event it carries (``carry``).
+        self.format = ""
+        self.kinds: tuple[str, ...] = ()
+        self._queue_of: dict[str, tuple[str, Held]] = {}
         # The batch being sent, or to send again: taken from the queues, not yet
         # answered 2xx.  Kept whole across retries, so that each POST carries
         # exactly the statements of state it carried the first time.
@@ -147,15 +161,38 @@ class Outbox:
         # Since the last POST the receiver took: whether one failed, or events were dropped.
         self._failing = False
         self._dropping = False
+        self.carry(app.webhook_format)
 
-    def record(self, name: str, subject: str, detail: dict[str, Any] | None = None) -> None:
-        """The hub's transitions land here: one dict operation in the queue of its kind.
-        Thunderpush's format carries its four events; the others are Pusher's."""
-        queue = self._queue_of.get(name)
-        if queue is None:
+    def carry(self, form: str) -> None:
+        """Writes the app's events in format ``form`` from now on: what is queued of
+        the kinds it does not carry is dropped (an app's format changed by SIGHUP)."""
+        if form == self.format:
             return
-        if queue.record(name, subject):
-            self._dropped(kind(name))
+        self.format = form
+        carried = CARRIED[form]
+        self.kinds = tuple(dict.fromkeys(kind(name) for name in carried))
+        self._queue_of = {name: (kind(name), self.queues[kind(name)]) for name in carried}
+        dropped = self.webhooks.dropped
+        kept = [event for event in self.batch if event[0] in carried]
+        for event in self.batch:
+            if event[0] not in carried:
+                dropped[kind(event[0])] += 1
+        self.batch = kept
+        for of_kind, queue in self.queues.items():
+            if of_kind not in self.kinds and len(queue):
+                dropped[of_kind] = dropped.get(of_kind, 0) + queue.clear()
+
+    def record(self, name: str, subject: str, detail: Detail = None) -> None:
+        """The hub's transitions land here: one dict operation in the queue of its kind.
+        The events the app's format does not carry are left."""
+        route = self._queue_of.get(name)
+        if route is None:
+            return
+        of_kind, queue = route
+        # A presence member is named by its channel and user: each has its own pending event.
+        named = (subject, detail["user_id"]) if of_kind == MEMBER and detail else None
+        if queue.record(name, subject, detail, named):
+            self._dropped(of_kind)
         if not self._queued.is_set():
             self._queued.set()
 
@@ -176,8 +213,9 @@ class Outbox:
         for event in self.batch:
             dropped[kind(event[0])] += 1
         self.batch = []
-        dropped[USER] += self.users.clear()
-        dropped[CHANNEL] += self.channels.clear()
+        for of_kind, queue in self.queues.items():
+            if len(queue):
+                dropped[of_kind] += queue.clear()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._send_forever())
@@ -191,7 +229,7 @@ class Outbox:
 
     def give_up(self) -> None:
         """Whatever is still queued when the server has stopped is lost: counted and said."""
-        count = len(self.batch) + len(self.users) + len(self.channels)
+        count = len(self.batch) + self._due()
         if count:
             logger.warning(
                 "%d webhook events of app %s were not sent before the server stopped.",
@@ -209,7 +247,7 @@ class Outbox:
                 await _wait(stopping, LINGER)  # the window: events coalesce
             self._queued.clear()
             # This round: what is pending now (all of it when stopping).
-            due = len(self.users) + len(self.channels)
+            due = self._due()
             while self.batch or due > 0 or (stopping.is_set() and self._pending()):
                 if not self.batch:
                     self.batch = self._take(min(BATCH, due) if due > 0 else BATCH)
@@ -226,13 +264,20 @@ class Outbox:
             if stopping.is_set():
                 return
 
+    def _due(self) -> int:
+        return sum(len(queue) for queue in self.queues.values())
+
     def _pending(self) -> bool:
-        return bool(self.users.events or self.channels.events)
+        return any(queue.events for queue in self.queues.values())
 
     def _take(self, count: int) -> list[Event]:
-        """The next batch: user events first, then channel events."""
-        batch = self.users.take(count)
-        return batch + self.channels.take(count - len(batch))
+        """The next batch: user events first, then channel events, then Pusher's others."""
+        batch: list[Event] = []
+        for queue in self.queues.values():
+            if len(batch) >= count:
+                break
+            batch += queue.take(count - len(batch))
+        return batch
 
     async def _send(self) -> bool:
         """POSTs ``self.batch``; True if the receiver took it (or there is no URL any
@@ -242,16 +287,12 @@ class Outbox:
             self.discard()
             return True
         body = payload(batch, int(time.time() * 1000))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Thunder-Key": app.key,
-            "X-Thunder-Signature": signature(app.secret, body),
-        }
-        failure = await webhooks.poster.post(app.webhook_url, headers, body, TIMEOUT)
+        signed = headers(self.format, app.key, app.secret, body)
+        failure = await webhooks.poster.post(app.webhook_url, signed, body, TIMEOUT)
         if failure is None:
             if self.batch is batch:  # not discarded while it was on its way
                 self.batch = []
-                for name, _ in batch:
+                for name, *_ in batch:
                     webhooks.sent[kind(name)] += 1
             if self._failing or self._dropping:
                 logger.info("Webhooks of app %s are delivered again.", app.key)
@@ -269,6 +310,18 @@ class Outbox:
                 failure,
             )
         return False
+
+
+# The queue of each kind: statements of state coalesce, a count is replaced by a
+# newer one, a client event is said each time.
+_QUEUE: dict[str, type[Held]] = {
+    USER: Pending,
+    CHANNEL: Pending,
+    MEMBER: Pending,
+    CLIENT_EVENT: Queue,
+    CACHE_MISS: Pending,
+    SUBSCRIPTION_COUNT: Latest,
+}
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
