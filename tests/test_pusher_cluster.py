@@ -116,7 +116,8 @@ def test_the_scripts_keep_a_members_info_announce_it_and_forget_it_with_its_node
         # the last node that held the channel, with its users 1 and t.
         redis.hset(counts, "n2", 2)
         forget = (counts, *member_keys, "n2", route, ROOM, 1, "n1", "1", "t")
-        assert redis.eval(scripts.FORGET.text, 4, *forget) == 1
+        # Vacated, and users 1 and t announced gone (the webhooks' member_removed).
+        assert redis.eval(scripts.FORGET.text, 4, *forget) == [1, b"1", b"t"]
         assert published() == announced("r", "1", 3)
         assert published() == announced("r", "t", 4)
         assert users() == [] and redis.keys("tp:*:i") == []

@@ -14,7 +14,8 @@ heartbeat answers the nodes not heard from within the presence TTL
    name, on that name's keys only), in one pipeline: presence channels announce
    the users no live node has any more, and each answers whether no node
    holds the name any more, which becomes a webhook event (``channel_vacated``,
-   ``user_offline``) told by this node alone;
+   ``user_offline``) told by this node alone, and the users it announced gone
+   (``member_removed``, told by this node alone too);
 3. it takes the node out of the cluster's list, marked forgotten for a day
    (``DROP``: a node only cut off learns it was forgotten, and rewrites its
    records), then deletes the node's own keys (its counters among them) and
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.registry import read_records
-from thunderpush.core.listener import CHANNEL_VACATED, USER_OFFLINE
+from thunderpush.core.listener import CHANNEL_VACATED, MEMBER_REMOVED, USER_OFFLINE
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import HubReporter
@@ -101,7 +102,11 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
     pipe.command(b"DEL", *owned)
     await link.execute(pipe)
 
-    for (hub, event, name), answer in zip(about, vacated, strict=True):
+    for (hub, event, name), (gone_from_all, *members) in zip(about, vacated, strict=True):
         tell = hub.on_transition
-        if answer and tell is not None:
+        if tell is None:
+            continue
+        if gone_from_all:
             tell(event, name)
+        for member in members:
+            tell(MEMBER_REMOVED, name, {"user_id": member.decode("utf-8", "surrogatepass")})

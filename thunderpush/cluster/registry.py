@@ -38,7 +38,10 @@ The counts of an app with a webhook are written by a script (``COUNT``) that
 answers the cluster-wide transition it makes (a channel or user held by no
 node, then by one; or the reverse) to the one node whose write made it,
 which records the event; so are the channels and users that a node forgotten
-or leaving was the last to hold (``thunderpush.cluster.departures``).
+or leaving was the last to hold (``thunderpush.cluster.departures``).  A
+presence member's arrival or departure is announced by ``MEMBER`` to every
+node, and answered as announced to the one node whose write announced it,
+which records the webhooks' ``member_added`` or ``member_removed``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.history import stream_of
 from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
-from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
+from thunderpush.core.listener import (
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    USER_OFFLINE,
+    USER_ONLINE,
+)
 from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
@@ -198,6 +208,8 @@ class Registry:
         informed: list[tuple[tuple[HubReporter, str, str], bool]] = []
         # The presence members whose arrival was written, to hear if Redis refused them.
         arrivals: list[tuple[int, HubReporter, str, str]] = []
+        # The presence members whose change may be announced, for the webhooks.
+        announced: list[tuple[int, HubReporter, str, str, bool]] = []
         for key, loud in members.items():
             hub, channel, user = key
             if not user:  # "" only marks a channel whose count to rewrite
@@ -209,8 +221,11 @@ class Registry:
                 here, info = "", "-" if key in self._informed else ""
             if info:
                 informed.append((key, bool(here)))
-            if here and is_presence_channel(channel) and hub.max_members:
-                arrivals.append((len(pipe), hub, channel, user))
+            if is_presence_channel(channel):
+                if here and hub.max_members:
+                    arrivals.append((len(pipe), hub, channel, user))
+                if loud and hub.on_transition is not None:
+                    announced.append((len(pipe), hub, channel, user, bool(here)))
             tag = keys.tag(hub.key, "c", channel)
             args = (node.id, user, here, "1" if loud else "", info, hub.max_members, channel)
             route = keys.route_of(tag)
@@ -241,6 +256,10 @@ class Registry:
         for index, hub, channel, user in arrivals:
             if results[index] == -1:
                 hub.local.refused(channel, user)
+        for index, hub, channel, user, here in announced:
+            tell = hub.on_transition
+            if results[index] == ANNOUNCED and tell is not None:
+                tell(MEMBER_ADDED if here else MEMBER_REMOVED, channel, {"user_id": user})
         return results[reads:]
 
     def _write_counts(
@@ -314,6 +333,8 @@ async def read_records(
     return out
 
 
+# ``MEMBER``'s answer when its change was announced: the webhooks' member event.
+ANNOUNCED = 2
 # The webhook events of a user ("u") and of a channel ("c"): came to some node, went from all.
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
 # The node's own key of each kind of name.

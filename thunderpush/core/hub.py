@@ -42,7 +42,7 @@ from thunderpush.core.broker import PLAIN, PublishOptions
 from thunderpush.core.dialect import OWN, THUNDERPUSH, Dialect, Foreign, dialect_of
 from thunderpush.core.gates import Gates
 from thunderpush.core.holdings import Holdings
-from thunderpush.core.listener import HubListener, Transitions
+from thunderpush.core.listener import MEMBER_ADDED, MEMBER_REMOVED, HubListener, Transitions
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name
 from thunderpush.core.recovery import Recovery
@@ -293,6 +293,8 @@ class Hub(Holdings, Welcomes, Recovery):
                 info = self.members.info(channel, userid)
                 others = [other for other in subscribers if other is not connection]
                 self._deliver_each(others, lambda d: d.member_added(channel, userid, info))
+                if self.on_transition is not None:
+                    self.on_transition(MEMBER_ADDED, channel, {"user_id": userid})
         self.listener.subscribed(channel, userid, first)
         return True
 
@@ -337,6 +339,8 @@ class Hub(Holdings, Welcomes, Recovery):
                 self._deliver_each(
                     self.channels.get(channel, ()), lambda d: d.member_removed(channel, userid)
                 )
+                if self.on_transition is not None:
+                    self.on_transition(MEMBER_REMOVED, channel, {"user_id": userid})
         self.listener.unsubscribed(channel, userid, last)
 
     @staticmethod

@@ -30,6 +30,7 @@ from thunderpush.core import protocol as thunder
 from thunderpush.core.apps import App
 from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
+from thunderpush.core.listener import CLIENT_EVENT
 from thunderpush.pusher import protocol
 from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.protocol import PusherError
@@ -291,6 +292,16 @@ class PusherConnection:
         result = app.broker.send_to_channel(app, channel, payload, options)
         if isinstance(result, Awaitable):
             asyncio.ensure_future(result).add_done_callback(_sent)
+        if app.hub.on_transition is not None:
+            self._told(channel, name, payload, sender)
+
+    def _told(self, channel: str, name: str, payload: str, sender: str | None) -> None:
+        """The app's webhooks hear of the client event (Pusher's ``client_event``), on
+        the node the client sent it to: once in a cluster."""
+        detail = {"event": name, "data": payload, "socket_id": self.socket_id}
+        if sender is not None:
+            detail["user_id"] = sender
+        self.app.hub.on_transition(CLIENT_EVENT, channel, detail)
 
     # -- helpers ------------------------------------------------------------
 

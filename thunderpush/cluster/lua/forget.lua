@@ -13,10 +13,12 @@
 -- ARGV[5..4+k]  the live nodes
 -- ARGV[5+k..]   the node's users in the channel
 --
--- Answers 1 if no node holds the name any more and this node did (the
--- webhooks' channel_vacated or user_offline, told once), else 0.
+-- Answers {1} if no node holds the name any more and this node did (the
+-- webhooks' channel_vacated or user_offline, told once), else {0}; then the
+-- users announced gone (the webhooks' member_removed, told once).
 local counts, node = KEYS[1], ARGV[1]
 local had = redis.call('HDEL', counts, node) == 1
+local answer = {0}
 if #KEYS > 1 then
   local members, infos, seq = KEYS[2], KEYS[3], KEYS[4]
   local route, channel, k = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -30,6 +32,7 @@ if #KEYS > 1 then
       if presence and not (k > 0 and any(redis.call('ZMSCORE', members, unpack(others)))) then
         local number = redis.call('INCR', seq)
         redis.call('PUBLISH', route, presence_event('r', channel, user, number))
+        answer[#answer + 1] = user
       end
     end
   end
@@ -38,6 +41,6 @@ if #KEYS > 1 then
   end
 end
 if had and redis.call('EXISTS', counts) == 0 then
-  return 1
+  answer[1] = 1
 end
-return 0
+return answer

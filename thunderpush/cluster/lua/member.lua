@@ -20,8 +20,10 @@
 --
 -- An arrival in a presence channel that has ARGV[6] users on live nodes
 -- already, this one not among them, records nothing and answers -1 (the
--- member cap, --max-presence-members); else the answer is 1 if the record
--- changed, 0 if not.
+-- member cap, --max-presence-members); else the answer is 2 if the record
+-- changed and the change was announced (the webhooks' member_added or
+-- member_removed, told by this node alone), 1 if it changed unannounced, 0 if
+-- not.
 local members, infos, seq = KEYS[1], KEYS[2], KEYS[3]
 local node, user, score, loud, info = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cap, channel, route = tonumber(ARGV[6]) or 0, ARGV[7], ARGV[8]
@@ -69,6 +71,7 @@ if changed == 1 and loud == '1' and presence
     and not (#others > 0 and any(redis.call('ZMSCORE', members, unpack(others)))) then
   local number = redis.call('INCR', seq)
   redis.call('PUBLISH', route, presence_event(kind, channel, user, number, kind == 'a' and info))
+  changed = 2
 end
 if kind == 'r' and presence and redis.call('EXISTS', members) == 0 then
   -- No member left: the counter goes a day later (an event still on its way
