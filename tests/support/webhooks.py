@@ -28,10 +28,12 @@ class Post:
 
     @property
     def events(self) -> list[tuple[str, str]]:
-        return [
-            (event["name"], event.get("channel", event.get("user")))
-            for event in json.loads(self.body)["events"]
-        ]
+        return [(event["name"], event.get("channel", event.get("user"))) for event in self.items]
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The events whole, with every field (Pusher's ``user_id``, ``data``...)."""
+        return json.loads(self.body)["events"]
 
 
 @dataclass
@@ -84,6 +86,17 @@ class Receiver:
 
     def events(self) -> list[tuple[str, str]]:
         return [event for post in self.posts for event in post.events]
+
+    def items(self) -> list[dict[str, Any]]:
+        return [item for post in self.posts for item in post.items]
+
+    async def until_items(self, *items: dict[str, Any], timeout: float = 10) -> None:
+        """Waits (bounded) until every one of ``items`` (whole events) has arrived."""
+        deadline = time.monotonic() + timeout
+        while any(item not in self.items() for item in items):
+            missing = [item for item in items if item not in self.items()]
+            assert time.monotonic() < deadline, f"never received {missing}"
+            await asyncio.sleep(0.02)
 
     async def until(self, *events: tuple[str, str], timeout: float = 10) -> None:
         """Waits (bounded) until every one of ``events`` has arrived."""
