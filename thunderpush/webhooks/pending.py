@@ -129,17 +129,15 @@ class Queue(Held):
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
-        self.events = deque()
+        # A full deque drops its oldest event as it appends one.
+        self.events = deque(maxlen=limit)
 
     def record(
         self, event: str, subject: str, detail: Detail = None, name: Hashable = None
     ) -> bool:
-        events = self.events
-        dropped = len(events) >= self.limit
-        if dropped:
-            events.popleft()
-        events.append((event, subject, detail))
-        return dropped
+        full = len(self.events) == self.limit
+        self.events.append((event, subject, detail))
+        return full
 
     def take(self, count: int) -> list[Event]:
         events = self.events
