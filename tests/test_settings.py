@@ -271,6 +271,21 @@ def test_app_ids_and_client_events_are_set_per_app_and_ids_are_unique(config_fil
         declared_apps(config)
 
 
+def test_the_webhook_format_is_the_servers_or_its_own_per_app_and_checked(config_file):
+    path = config_file(
+        "webhook_format = 'pusher'\n"
+        "[[apps]]\nkey = 'a'\nsecret = 'sa'\nwebhook_format = 'thunderpush'\n"
+        "[[apps]]\nkey = 'b'\nsecret = 'sb'\n"
+    )
+    config, _ = load(["--config", path, "k", "s"], {})
+    formats = [(app.key, options_of(app)["webhook_format"]) for app in declared_apps(config)]
+    assert formats == [("k", "pusher"), ("a", "thunderpush"), ("b", "pusher")]
+    assert load(["k", "s"], {})[0].webhook_format == "thunderpush"
+    wrong = config_file("[[apps]]\nkey = 'a'\nsecret = 'sa'\nwebhook_format = 'soketi'\n")
+    with pytest.raises(ConfigError, match="webhook_format: not one of thunderpush, pusher"):
+        load(["--config", wrong], {})
+
+
 def test_sighup_knows_every_app_option():
     # An option that SIGHUP did not know could change in the file and be ignored
     # without a word: each is applied, or reload.py must say it waits for a restart.

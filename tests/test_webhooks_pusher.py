@@ -14,6 +14,7 @@ import asyncio
 import json
 import signal
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pusher
@@ -29,6 +30,7 @@ from thunderpush.core.listener import (
     SUBSCRIPTION_COUNT,
     USER_ONLINE,
 )
+from thunderpush.server.reload import reload_settings
 from thunderpush.webhooks import sender
 from thunderpush.webhooks.sender import Webhooks
 
@@ -36,8 +38,9 @@ from .support import KEY, SECRET
 from .support.clients import WebSocketClient
 from .support.processes import start_server_process
 from .support.served import LiveServer, eventually
-from .support.webhooks import Receiver
+from .support.webhooks import Post, Receiver
 from .test_cluster import in_presence, listed
+from .test_metrics import scrape, value
 from .test_pusher_ws import established, opened, presence_data, receive, send, subscribed
 from .test_webhooks import hooked, leave  # noqa: F401 - hooked: a fixture
 
@@ -45,11 +48,11 @@ ROOM = "presence-room"
 APP_ID = "1"
 
 
-def validated(receiver: Receiver) -> list[dict[str, Any]]:
-    """Every event received, each POST checked as Pusher's Python library checks it."""
+def validated(posts: list[Post]) -> list[dict[str, Any]]:
+    """Every event of ``posts``, each POST checked as Pusher's Python library checks it."""
     library = pusher.Pusher(app_id=APP_ID, key=KEY, secret=SECRET)
     events = []
-    for post in receiver.posts:
+    for post in posts:
         assert "X-Thunder-Signature" not in post.headers
         key, signed = post.headers["X-Pusher-Key"], post.headers["X-Pusher-Signature"]
         assert library.validate_webhook(key, signed, post.body) == json.loads(post.body)
@@ -164,7 +167,7 @@ async def test_every_pusher_event_is_signed_as_pusher_signs_and_validated_by_its
     ]
     await receiver.until_items(*went)
     markers = await told_everywhere(receiver, server)
-    events = validated(receiver)
+    events = validated(receiver.posts)
     assert Counter(map(json.dumps, events)) == Counter(map(json.dumps, [*came, *went, *markers]))
     webhooks = server.parts.webhooks
     sent = {
@@ -177,6 +180,11 @@ async def test_every_pusher_event_is_signed_as_pusher_signs_and_validated_by_its
     }
     await server.settled(lambda: webhooks.sent == sent)
     assert webhooks.coalesced["subscription_count"] == 1
+    samples = await scrape(server.url)
+    events = "thunderpush_webhook_events_total"
+    assert value(samples, events, result="sent", kind="client_event") == 1
+    assert value(samples, events, result="coalesced", kind="subscription_count") == 1
+    assert value(samples, events, result="dropped", kind="member") == 0
 
 
 async def test_a_member_with_two_connections_is_added_once_and_removed_with_the_last(
@@ -193,7 +201,22 @@ async def test_a_member_with_two_connections_is_added_once_and_removed_with_the_
         await told_everywhere(receiver, server, tag="early")
         assert member("member_removed", "ann") not in receiver.items()
     await receiver.until_items(member("member_removed", "ann"))
-    assert [event["name"] for event in validated(receiver)].count("member_added") == 1
+    assert [event["name"] for event in validated(receiver.posts)].count("member_added") == 1
+
+
+async def test_a_reload_changes_the_format_from_the_next_post(hooked, receiver):  # noqa: F811
+    server = await hooked()
+    built = server.parts
+    await server.client(WebSocketClient, "ann")
+    await receiver.until(("user_online", "ann"))
+    reload_settings(built, lambda: replace(built.config, webhook_format="pusher"))
+    assert server.hub.on_transition is not None
+    await server.client(WebSocketClient, "bob", "news")
+    await receiver.until(("channel_occupied", "news"))
+    # bob is online for Thunderpush's format only, which the app no longer has.
+    assert [post.headers.get("X-Pusher-Key") for post in receiver.posts] == [None, KEY]
+    assert receiver.events() == [("user_online", "ann"), ("channel_occupied", "news")]
+    validated(receiver.posts[1:])
 
 
 # -- a cluster -----------------------------------------------------------------------
@@ -236,7 +259,7 @@ async def test_members_and_client_events_are_told_once_across_two_nodes(nodes, r
     await receiver.until_items(*went)
     await eventually(lambda: listed(a, ROOM), [])
     markers = await told_everywhere(receiver, a, b)
-    assert Counter(map(json.dumps, validated(receiver))) == Counter(
+    assert Counter(map(json.dumps, validated(receiver.posts))) == Counter(
         map(json.dumps, [*came, *early, *went, *markers])
     )
 
@@ -269,7 +292,7 @@ async def test_a_dead_nodes_members_are_removed_once_by_the_node_that_forgets_it
     finally:
         doomed.stop()
     markers = await told_everywhere(receiver, a)
-    assert Counter(map(json.dumps, validated(receiver))) == Counter(
+    assert Counter(map(json.dumps, validated(receiver.posts))) == Counter(
         map(
             json.dumps,
             [

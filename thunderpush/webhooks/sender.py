@@ -174,10 +174,12 @@ class Outbox:
         self._queue_of = {name: (kind(name), self.queues[kind(name)]) for name in carried}
         dropped = self.webhooks.dropped
         kept = [event for event in self.batch if event[0] in carried]
-        for event in self.batch:
-            if event[0] not in carried:
-                dropped[kind(event[0])] += 1
-        self.batch = kept
+        if len(kept) < len(self.batch):
+            # A batch on its way is then sent again as what is left of it.
+            for event in self.batch:
+                if event[0] not in carried:
+                    dropped[kind(event[0])] += 1
+            self.batch = kept
         for of_kind, queue in self.queues.items():
             if of_kind not in self.kinds and len(queue):
                 dropped[of_kind] = dropped.get(of_kind, 0) + queue.clear()
