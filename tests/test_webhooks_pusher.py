@@ -1,8 +1,9 @@
 """Webhooks in Pusher's format (``--webhook-format pusher``), checked by the ``pusher`` library.
 
 The receiver is ``tests/support/webhooks.py``'s; Pusher clients are raw
-websockets (``tests/test_pusher_ws.py``'s helpers), Thunderpush clients real
-SockJS sessions.  Every POST is checked with the PyPI ``pusher`` library's
+websockets (``tests/test_pusher_ws.py``'s helpers) and the real pusher-js in
+Node (``tests/test_pusher_js.py``'s driver), Thunderpush clients real SockJS
+sessions.  Every POST is checked with the PyPI ``pusher`` library's
 ``validate_webhook``, as a Pusher application's backend checks it.  The
 events other parts of the server tell (``cache_miss``, ``subscription_count``)
 are told here through ``hub.on_transition``, as they will be.
@@ -41,6 +42,8 @@ from .support.served import LiveServer, eventually
 from .support.webhooks import Post, Receiver
 from .test_cluster import in_presence, listed
 from .test_metrics import scrape, value
+from .test_pusher_js import auth_url, pusher_js  # noqa: F401 - auth_url: a fixture
+from .test_pusher_js import pytestmark as with_node
 from .test_pusher_ws import established, opened, presence_data, receive, send, subscribed
 from .test_webhooks import hooked, leave  # noqa: F401 - hooked: a fixture
 
@@ -305,3 +308,67 @@ async def test_a_dead_nodes_members_are_removed_once_by_the_node_that_forgets_it
         )
     )
     assert "Traceback" not in doomed.log()
+
+
+# -- the real pusher-js, in Node ------------------------------------------------------
+
+
+async def pusher_js_webhooks(receiver: Receiver, auth: str, ann: Any, bob: Any) -> None:
+    """pusher-js clients ann (on server ``ann``) and bob (on ``bob``) join ``ROOM``, bob
+    whispers, both leave: each event once, each POST as Pusher's library checks it."""
+    async with pusher_js(ann, auth, "ann") as one, pusher_js(bob, auth, "bob") as two:
+        await one.connected()
+        bob_id = await two.connected()
+        await one.subscribed(ROOM)
+        await two.subscribed(ROOM)
+        assert (await one.next())["on"] == "member_added"
+        await two.do("trigger", channel=ROOM, event="client-typing", data={"who": "bob"})
+        assert (await one.next())["event"] == "client-typing"
+        typed = {
+            "name": "client_event",
+            "channel": ROOM,
+            "event": "client-typing",
+            "data": '{"who":"bob"}',
+            "socket_id": bob_id,
+            "user_id": "bob",
+        }
+        came = [
+            {"name": "channel_occupied", "channel": ROOM},
+            member("member_added", "ann"),
+            member("member_added", "bob"),
+            typed,
+        ]
+        await receiver.until_items(*came)
+    went = [
+        member("member_removed", "ann"),
+        member("member_removed", "bob"),
+        {"name": "channel_vacated", "channel": ROOM},
+    ]
+    await receiver.until_items(*went)
+    servers = [ann] if ann is bob else [ann, bob]
+    markers = await told_everywhere(receiver, *servers)
+    assert Counter(map(json.dumps, validated(receiver.posts))) == Counter(
+        map(json.dumps, [*came, *went, *markers])
+    )
+
+
+@with_node[0]
+@with_node[1]
+async def test_pusher_js_members_and_whispers_are_pusher_webhooks(
+    hooked,  # noqa: F811
+    receiver,
+    auth_url,  # noqa: F811
+):
+    server = await hooked(webhook_format="pusher", client_events=True)
+    await pusher_js_webhooks(receiver, auth_url, server, server)
+
+
+@with_node[0]
+@with_node[1]
+async def test_pusher_js_on_two_nodes_makes_each_webhook_once(
+    nodes,
+    receiver,
+    auth_url,  # noqa: F811
+):
+    a, b = await nodes(2, webhook_url=receiver.url, webhook_format="pusher", client_events=True)
+    await pusher_js_webhooks(receiver, auth_url, a, b)
