@@ -57,6 +57,7 @@ from .test_webhooks import (
     test_a_channel_on_two_nodes_is_occupied_and_vacated_once,
     test_a_node_that_leaves_vacates_what_only_it_had,
 )
+from .test_webhooks_pusher import test_members_and_client_events_are_told_once_across_two_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +70,7 @@ __all__ = [
     "test_a_publish_on_one_node_reaches_subscribers_on_every_node_in_order",
     "test_a_user_gets_a_send_on_every_node_it_is_connected_to",
     "test_delete_closes_a_users_connections_on_every_node",
+    "test_members_and_client_events_are_told_once_across_two_nodes",
     "test_presence_members_and_events_span_the_nodes_each_user_once",
     "test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once",
     "test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order",
