@@ -11,7 +11,9 @@ whose connections all speak Thunderpush costs one frame and one loop.
 What the API asks for reaches a hub through the ``Broker``
 (``thunderpush.core.broker``), so the hub only ever serves the connections of
 its own process.  In ``presence-`` channels the hub also announces who joins
-and leaves, counting users in ``thunderpush.core.members``.  The channels that
+and leaves, counting users in ``thunderpush.core.members``, and tells
+``on_transition`` (the app's webhooks: Pusher's ``member_added`` and
+``member_removed``) where it announces them itself.  The channels that
 keep history keep it in ``streams`` (``thunderpush.core.streams``), and a
 subscriber that reconnects is sent what it missed (``recover``,
 ``thunderpush.core.recovery``).
