@@ -68,6 +68,25 @@ def member(name: str, user: str, channel: str = ROOM) -> dict[str, str]:
     return {"name": name, "channel": channel, "user_id": user}
 
 
+def came(bob_id: str, data: str) -> list[dict[str, str]]:
+    """What ann and bob joining ``ROOM``, then bob whispering ``data``, make."""
+    typed = {"name": "client_event", "channel": ROOM, "event": "client-typing", "data": data}
+    return [
+        {"name": "channel_occupied", "channel": ROOM},
+        member("member_added", "ann"),
+        member("member_added", "bob"),
+        {**typed, "socket_id": bob_id, "user_id": "bob"},
+    ]
+
+
+# What ann and bob leaving ``ROOM`` makes.
+WENT = [
+    member("member_removed", "ann"),
+    member("member_removed", "bob"),
+    {"name": "channel_vacated", "channel": ROOM},
+]
+
+
 async def pusher_member(server: LiveServer, ws: Any, user: str) -> str:
     """``ws`` joins ``ROOM`` as ``user``; its socket id."""
     socket_id = await established(ws)
@@ -145,33 +164,17 @@ async def test_every_pusher_event_is_signed_as_pusher_signs_and_validated_by_its
         server.hub.on_transition(CACHE_MISS, "cache-news")
         server.hub.on_transition(SUBSCRIPTION_COUNT, "news", {"subscription_count": 1})
         server.hub.on_transition(SUBSCRIPTION_COUNT, "news", {"subscription_count": 2})
-        typed = {
-            "name": "client_event",
-            "channel": ROOM,
-            "event": "client-typing",
-            "data": '{"on":true}',
-            "socket_id": two_id,
-            "user_id": "bob",
-        }
-        came = [
+        joined = [
             {"name": "channel_occupied", "channel": "news"},
-            {"name": "channel_occupied", "channel": ROOM},
-            member("member_added", "ann"),
-            member("member_added", "bob"),
-            typed,
+            *came(two_id, '{"on":true}'),
             {"name": "cache_miss", "channel": "cache-news"},
             {"name": "subscription_count", "channel": "news", "subscription_count": 2},
         ]
-        await receiver.until_items(*came)
-    went = [
-        member("member_removed", "ann"),
-        member("member_removed", "bob"),
-        {"name": "channel_vacated", "channel": ROOM},
-    ]
-    await receiver.until_items(*went)
+        await receiver.until_items(*joined)
+    await receiver.until_items(*WENT)
     markers = await told_everywhere(receiver, server)
     events = validated(receiver.posts)
-    assert Counter(map(json.dumps, events)) == Counter(map(json.dumps, [*came, *went, *markers]))
+    assert Counter(map(json.dumps, events)) == Counter(map(json.dumps, [*joined, *WENT, *markers]))
     webhooks = server.parts.webhooks
     sent = {
         "user": 0,
@@ -234,36 +237,18 @@ async def test_members_and_client_events_are_told_once_across_two_nodes(nodes, r
         bob_id = await pusher_member(b, bob, "bob")
         await eventually(lambda: listed(a, ROOM), ["ann", "bob"])
         await send(bob, "client-typing", {"on": 1}, channel=ROOM)
-        typed = {
-            "name": "client_event",
-            "channel": ROOM,
-            "event": "client-typing",
-            "data": '{"on":1}',
-            "socket_id": bob_id,
-            "user_id": "bob",
-        }
-        came = [
-            {"name": "channel_occupied", "channel": ROOM},
-            member("member_added", "ann"),
-            member("member_added", "bob"),
-            typed,
-        ]
-        await receiver.until_items(*came)
+        joined = came(bob_id, '{"on":1}')
+        await receiver.until_items(*joined)
         # ann leaves a, and is still on b: nothing to say.
         await ann_a.close()
         await eventually(lambda: listed(b, ROOM), ["ann", "bob"])
         early = await told_everywhere(receiver, a, b, tag="early")
         assert member("member_removed", "ann") not in receiver.items()
-    went = [
-        member("member_removed", "ann"),
-        member("member_removed", "bob"),
-        {"name": "channel_vacated", "channel": ROOM},
-    ]
-    await receiver.until_items(*went)
+    await receiver.until_items(*WENT)
     await eventually(lambda: listed(a, ROOM), [])
     markers = await told_everywhere(receiver, a, b)
     assert Counter(map(json.dumps, validated(receiver.posts))) == Counter(
-        map(json.dumps, [*came, *early, *went, *markers])
+        map(json.dumps, [*joined, *early, *WENT, *markers])
     )
 
 
@@ -324,31 +309,13 @@ async def pusher_js_webhooks(receiver: Receiver, auth: str, ann: Any, bob: Any) 
         assert (await one.next())["on"] == "member_added"
         await two.do("trigger", channel=ROOM, event="client-typing", data={"who": "bob"})
         assert (await one.next())["event"] == "client-typing"
-        typed = {
-            "name": "client_event",
-            "channel": ROOM,
-            "event": "client-typing",
-            "data": '{"who":"bob"}',
-            "socket_id": bob_id,
-            "user_id": "bob",
-        }
-        came = [
-            {"name": "channel_occupied", "channel": ROOM},
-            member("member_added", "ann"),
-            member("member_added", "bob"),
-            typed,
-        ]
-        await receiver.until_items(*came)
-    went = [
-        member("member_removed", "ann"),
-        member("member_removed", "bob"),
-        {"name": "channel_vacated", "channel": ROOM},
-    ]
-    await receiver.until_items(*went)
+        joined = came(bob_id, '{"who":"bob"}')
+        await receiver.until_items(*joined)
+    await receiver.until_items(*WENT)
     servers = [ann] if ann is bob else [ann, bob]
     markers = await told_everywhere(receiver, *servers)
     assert Counter(map(json.dumps, validated(receiver.posts))) == Counter(
-        map(json.dumps, [*came, *went, *markers])
+        map(json.dumps, [*joined, *WENT, *markers])
     )
 
 
