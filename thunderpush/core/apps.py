@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from thunderpush.config import AppConfig
+from thunderpush.config import CACHE_TTL, AppConfig
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
@@ -47,9 +47,19 @@ class App:
     id: str = ""
     # Pusher clients may send ``client-*`` events on private and presence channels.
     client_events: bool = False
+    # How long the channels ``last_prefixes`` names keep their last publication
+    # (``thunderpush.core.lasts``); the prefixes are the registry's, set by the
+    # dialect that promises it (Pusher's cache channels), none by default.
+    cache_ttl: float = CACHE_TTL
+    last_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
+
+    def last_ttl(self, channel: str) -> float | None:
+        """How long ``channel`` keeps its last publication; None: it keeps none.
+        Asked on every publish: one ``startswith``."""
+        return self.cache_ttl if channel.startswith(self.last_prefixes) else None
 
     @property
     def max_presence_members(self) -> int:
@@ -79,6 +89,8 @@ class Apps:
         self.hubs = hubs
         self._by_key: dict[str, App] = {}
         self._by_id: dict[str, App] = {}
+        # The channels whose last publication every app keeps (``keep_last``).
+        self.last_prefixes: tuple[str, ...] = ()
 
     def add(
         self,
@@ -90,6 +102,7 @@ class Apps:
         app_id: str | None = None,
         client_events: bool = False,
         max_presence_members: int = 0,
+        cache_ttl: float = CACHE_TTL,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
@@ -113,6 +126,8 @@ class Apps:
             self.recall,
             app_id or "",
             client_events,
+            cache_ttl,
+            self.last_prefixes,
         )
         self._by_key[key] = app
         self._by_id[app.id] = app
@@ -120,6 +135,14 @@ class Apps:
 
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
+
+    def keep_last(self, prefixes: tuple[str, ...]) -> None:
+        """Every app, now and to come, keeps the last publication of the channels
+        whose names start with one of ``prefixes`` (a dialect's: the server gives
+        Pusher's cache channels), each for its ``cache_ttl``."""
+        self.last_prefixes = prefixes
+        for app in self._by_key.values():
+            app.last_prefixes = prefixes
 
     def set_ids(self, ids: Mapping[str, str]) -> None:
         """New app ids, by key (SIGHUP's reload), set together so that two apps
@@ -175,4 +198,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "app_id": declared.app_id,
         "client_events": bool(declared.client_events),
         "max_presence_members": declared.max_presence_members or 0,
+        "cache_ttl": CACHE_TTL if declared.cache_ttl is None else declared.cache_ttl,
     }
