@@ -130,6 +130,7 @@ async def test_at_most_max_held_deliveries_wait_for_a_read():
 async def test_a_client_gone_before_the_read_answered_is_sent_nothing():
     app, connection, socket, recall = connected()
     subscribe(connection, CACHED)
+    app.hub.send_to_channel(CACHED, "1")  # held
     connection.close()
     recall.reads[0].set_result(Last(None, "0"))
     await asyncio.sleep(0)

@@ -75,6 +75,8 @@ class CacheReplies:
         self._send(element)
 
     def _send(self, element: str) -> None:
+        if self.connection.closed:
+            return  # held for a client gone meanwhile
         self.connection.socket.send_element(element)
         if self.welcoming:
             channel = protocol.answered_channel(element)
