@@ -21,7 +21,7 @@ from thunderpush.cluster import keys
 from thunderpush.cluster.history import last_of
 from thunderpush.core.apps import Apps
 from thunderpush.core.broker import PublishOptions
-from thunderpush.core.lasts import Last, Lasts
+from thunderpush.core.lasts import Last, Lasts, marker_of
 from thunderpush.core.listener import CACHE_MISS
 from thunderpush.pusher import protocol as pusher
 from thunderpush.pusher.signatures import channel_auth
@@ -110,6 +110,16 @@ def test_an_app_keeps_nothing_until_the_server_names_its_cache_channels():
     assert app.recall.last(app, CACHED) is None
     apps.keep_last(pusher.CACHE_PREFIXES)  # the apps already there too
     assert app.last_ttl(CACHED) == 1800 and app.last_ttl("news") is None
+
+
+def test_a_publish_tells_the_channels_that_keep_none_apart_with_one_substring_test():
+    assert marker_of(pusher.CACHE_PREFIXES) == "cache-"
+    assert marker_of(("a-", "b-")) == "" and marker_of(()) is None
+    app = Apps().add(KEY, SECRET, cache_ttl=5)
+    app.keep_last(("a-", "b-"))  # no common marker: every name is asked
+    assert (app.last_ttl("b-x"), app.last_ttl("c-x"), app.last_ttl("xa-")) == (5, None, None)
+    app.keep_last(pusher.CACHE_PREFIXES)
+    assert (app.last_ttl("x-cache-a"), app.last_ttl("presence-cache-a")) == (None, 5)
 
 
 def test_a_redis_value_is_the_event_as_a_bus_field_then_the_payload():

@@ -22,6 +22,7 @@ from thunderpush.config import CACHE_TTL, AppConfig
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
+from thunderpush.core.lasts import marker_of
 from thunderpush.core.presence import LocalPresence, Presence
 from thunderpush.core.retention import HistoryPolicy, declared_policy
 
@@ -52,14 +53,26 @@ class App:
     # dialect that promises it (Pusher's cache channels), none by default.
     cache_ttl: float = CACHE_TTL
     last_prefixes: tuple[str, ...] = ()
+    # What a publish tests first: a string in every name ``last_prefixes``
+    # matches, or None when none does (``thunderpush.core.lasts.marker_of``).
+    last_marker: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
+        self.keep_last(self.last_prefixes)
+
+    def keep_last(self, prefixes: tuple[str, ...]) -> None:
+        """The channels whose names start with one of ``prefixes`` keep their last
+        publication (``Apps.keep_last`` says it for every app)."""
+        self.last_prefixes = prefixes
+        self.last_marker = marker_of(prefixes)
 
     def last_ttl(self, channel: str) -> float | None:
-        """How long ``channel`` keeps its last publication; None: it keeps none.
-        Asked on every publish: one ``startswith``."""
-        return self.cache_ttl if channel.startswith(self.last_prefixes) else None
+        """How long ``channel`` keeps its last publication; None: it keeps none."""
+        marker = self.last_marker
+        if marker is None or marker not in channel or not channel.startswith(self.last_prefixes):
+            return None
+        return self.cache_ttl
 
     @property
     def max_presence_members(self) -> int:
@@ -142,7 +155,7 @@ class Apps:
         Pusher's cache channels), each for its ``cache_ttl``."""
         self.last_prefixes = prefixes
         for app in self._by_key.values():
-            app.last_prefixes = prefixes
+            app.keep_last(prefixes)
 
     def set_ids(self, ids: Mapping[str, str]) -> None:
         """New app ids, by key (SIGHUP's reload), set together so that two apps

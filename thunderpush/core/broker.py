@@ -85,9 +85,11 @@ class LocalBroker(Broker):
     ) -> int:
         if options.from_client:
             return app.hub.send_to_channel(channel, message, None, options)
-        ttl = app.last_ttl(channel)
-        if ttl is not None:
-            app.hub.lasts.keep(channel, Last(options.event, message), ttl)
+        marker = app.last_marker  # most channels are told apart here, without a call
+        if marker is not None and marker in channel:
+            ttl = app.last_ttl(channel)
+            if ttl is not None:
+                app.hub.lasts.keep(channel, Last(options.event, message), ttl)
         keep = app.history.keep(channel)
         if keep is None:
             return app.hub.send_to_channel(channel, message, None, options)

@@ -26,6 +26,17 @@ from typing import NamedTuple
 from thunderpush.core.streams import drop_expired
 
 
+def marker_of(prefixes: tuple[str, ...]) -> str | None:
+    """A string that every name starting with one of ``prefixes`` contains, so that
+    a publish to any other channel costs an ``in`` (a third of ``startswith`` with
+    a tuple): the shortest prefix if every other contains it (``cache-`` for
+    Pusher's four), else ""; None when there is no prefix (no name matches)."""
+    if not prefixes:
+        return None
+    shortest = min(prefixes, key=len)
+    return shortest if all(shortest in prefix for prefix in prefixes) else ""
+
+
 class Last(NamedTuple):
     """A channel's last publication: its event name (None: the dialect's default)
     and its payload, as published."""
