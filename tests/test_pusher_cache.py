@@ -30,6 +30,7 @@ from . import test_pusher_js
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
 from .support.clock import ManualClock
+from .support.served import serving
 from .test_cluster_history import KEPT, delivered
 from .test_history import history
 from .test_pusher_api import APP_ID, call, client_of
@@ -224,6 +225,22 @@ async def test_bad_cache_subscriptions_are_refused_as_any_other_and_leave_nothin
             (connection,) = server.hub.users[user]
             assert connection.cache is None  # nothing left waiting
     assert len(server.hub.lasts) == 0
+
+
+async def test_with_a_webhook_url_a_miss_reaches_the_apps_webhooks(receiver):
+    """Thunderpush's own webhook format carries its four events and leaves the miss
+    (Pusher's format sends it: docs/webhooks.rst); the hook is called all the same."""
+    async with serving({"webhook_url": receiver.url}) as server:
+        told = []
+        record = server.hub.on_transition
+        assert record is not None
+        server.hub.on_transition = lambda *event: (told.append(event), record(*event))
+        async with opened(server) as ws:
+            await established(ws)
+            assert (await cache_frames(ws, CACHED))["event"] == "pusher:cache_miss"
+            await receiver.until(("channel_occupied", CACHED))
+    assert (CACHE_MISS, CACHED, None) in told
+    assert "cache_miss" not in [name for name, _ in receiver.events()]
 
 
 # -- two nodes on Redis -----------------------------------------------------
