@@ -50,6 +50,15 @@ const commands = {
   disconnect: () => pusher.disconnect(),
 };
 
+// -- Part C (cache channels) --------------------------------------------------
+//   {"do": "subscribe_cache", "channel": "cache-c"}: subscribes as "subscribe" does,
+//   and reports {"on": "cache_miss", "channel": "cache-c"} when pusher-js fires
+//   the channel's "pusher:cache_miss" binding.
+commands.subscribe_cache = (command) => {
+  const channel = reports.subscribe(pusher, command.channel, out);
+  channel.bind("pusher:cache_miss", () => out({ on: "cache_miss", channel: command.channel }));
+};
+
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
   const command = JSON.parse(line);
   commands[command.do](command);

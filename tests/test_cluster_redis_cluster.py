@@ -49,6 +49,10 @@ from .test_cluster_history import (
     test_recoveries_racing_a_stream_of_publishes_get_each_message_once_in_order,
     test_the_history_reads_the_same_on_every_node,
 )
+from .test_pusher_cache import (
+    test_a_cache_channel_that_keeps_history_too_is_kept_both_ways_and_counted_once,
+    test_a_last_event_published_on_one_node_reaches_a_subscriber_of_the_other,
+)
 from .test_pusher_cluster import (
     test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once,
     test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order,
@@ -62,9 +66,11 @@ from .test_webhooks_pusher import test_members_and_client_events_are_told_once_a
 pytestmark = pytest.mark.slow
 
 __all__ = [
+    "test_a_cache_channel_that_keeps_history_too_is_kept_both_ways_and_counted_once",
     "test_a_channel_on_two_nodes_is_occupied_and_vacated_once",
     "test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live",
     "test_a_gap_longer_than_the_history_is_told_incomplete",
+    "test_a_last_event_published_on_one_node_reaches_a_subscriber_of_the_other",
     "test_a_node_that_leaves_vacates_what_only_it_had",
     "test_a_node_that_shuts_down_leaves_presence_at_once",
     "test_a_publish_on_one_node_reaches_subscribers_on_every_node_in_order",

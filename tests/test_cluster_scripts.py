@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # test: add it, with its keys.
 KEY_ARGUMENTS: dict[str, tuple[int, ...] | str] = {
     **dict.fromkeys(
-        "GET INCR PERSIST EXPIRE PEXPIRE HGET HSET HDEL HEXISTS HLEN HMGET HKEYS HGETALL"
+        "GET SET INCR PERSIST EXPIRE PEXPIRE HGET HSET HDEL HEXISTS HLEN HMGET HKEYS HGETALL"
         " LRANGE RPUSH LTRIM ZADD ZREM ZSCORE ZMSCORE ZCARD ZRANGE ZRANGEBYSCORE"
         " ZREMRANGEBYSCORE".split(),
         (1,),
@@ -226,6 +226,9 @@ def test_each_script_runs_with_only_the_keys_it_declares(fresh_redis):
         stream = (counts, keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
         assert run(scripts.SEND_KEPT, stream, route, b"c4:news", "x", 10, 60, "abc", "n3") == 1
         assert run(scripts.HISTORY, stream[1:], 60, "")[1:] == [1, 1, b"x"]
+        last = (counts, keys.key(tag, keys.LAST))
+        assert run(scripts.SEND_LAST, last, route, b"c4:news", "y", b"0:", 60000, "n3") == 1
+        assert run(scripts.SEND_LAST, last, b"", b"c4:news", "z", b"0:", 60000, "n3") == 0
         # n3 is forgotten: ann is still on n1, so nobody is announced gone.
         forget = (counts, *members)
         assert run(scripts.FORGET, forget, "n3", route, channel, 2, "n1", "n2", "ann") == [0]

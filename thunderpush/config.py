@@ -17,6 +17,9 @@ SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.j
 # How long kept messages live when nothing says otherwise, in seconds: long
 # enough to cover a page's reconnects after a network change.
 HISTORY_TTL = 300.0
+# How long a channel's last publication is kept for its next subscribers
+# (Pusher's cache channels), in seconds: Pusher's 30 minutes.
+CACHE_TTL = 1800.0
 # The statistics line's default period: often enough to see a trend, rarely
 # enough that it does not crowd out the warnings.
 STATS_INTERVAL_SECONDS = 60.0
@@ -55,6 +58,7 @@ class AppConfig:
     max_presence_members: int | None = None
     # "thunderpush" or "pusher": how its webhooks are written; None: the server's.
     webhook_format: str | None = None
+    cache_ttl: float | None = None
 
 
 @dataclass
@@ -156,6 +160,8 @@ class Config:
     app_id: str | None = None
     # Pusher clients may send client-* events on private and presence channels.
     client_events: bool = False
+    # How long a cache channel's last event is kept for its next subscribers.
+    cache_ttl: float = CACHE_TTL
 
     def __post_init__(self) -> None:
         if isinstance(self.redis_url, str):
@@ -215,6 +221,7 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 _either(app.client_events, config.client_events),
                 _either(app.max_presence_members, config.max_presence_members),
                 _either(app.webhook_format, config.webhook_format),
+                cache_ttl=_either(app.cache_ttl, config.cache_ttl),
             )
         )
     return resolved

@@ -4,7 +4,8 @@ that have a subscriber in it.
 Each channel of an app, and each user, has its own Redis pub/sub channel, its
 *route* (``keys.route``); a node subscribes to a route while its hub has a
 connection there (``Node.route_opened``, ``Node.route_closed``).  A publish is
-one script (``SEND``, ``SEND_KEPT``) on the name's shard (``Node.link_of``):
+one script (``SEND``, ``SEND_KEPT``; ``SEND_LAST`` where the channel keeps its
+last publication, ``thunderpush.core.lasts``) on the name's shard (``Node.link_of``):
 it publishes on the route and answers the count of the other live nodes
 (``Link.others``, in its ``ARGV``) in the same round trip.  Every node, the
 publishing node included, delivers what reaches it from Redis, so all nodes
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -89,10 +91,20 @@ class RedisBroker(Broker):
         here = app.hub.channel_connection_count(channel) if link.confirmed(route) else 0
         head = publication_head(channel, options)
         payload = _bytes(message)
-        keep = None if options.from_client else app.history.keep(channel)
+        keep = last = None
+        if not options.from_client:
+            keep, last = app.history.keep(channel), app.last_ttl(channel)
         counts = (keys.key(tag, keys.COUNTS),)
-        if keep is None:
+        if keep is None and last is None:
             return here + await link.call(scripts.SEND, counts, route, head + payload, *link.others)
+        if last is not None:
+            # Kept with the publish; with history too, after SEND_KEPT published it.
+            kept = (counts[0], keys.key(tag, keys.LAST))
+            event, ms = field(options.event or ""), math.ceil(last * 1000)
+            args = (b"" if keep else route, head, payload, event, ms)
+            count = await link.call(scripts.SEND_LAST, kept, *args, *link.others)
+            if keep is None:
+                return here + count
         stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
         epoch_digits = f"{random.getrandbits(12):03x}"
         args = (route, head, payload, keep.size, keep.ttl, epoch_digits)

@@ -17,6 +17,10 @@ slot and a script can touch them together.  ``T`` is ``{<tag>}``::
     tp:T:h     list  a channel's kept messages, oldest first, each
                      "<offset>\\n<ms kept, Redis time>\\n<payload>"
     tp:T:hm    hash  its stream: epoch, offset (of the last message)
+    tp:T:l     str   a channel's last publication (the channels an app keeps
+                     it for: Pusher's cache channels), its event as a bus
+                     field ("" for the default) then its payload; expires
+                     with the app's ``cache_ttl``
     tp/T             the name's pub/sub channel, its *route*
 
 A user id may hold ``}``: Redis Cluster's hash tag then ends there, which is
@@ -62,6 +66,7 @@ INFOS = b"i"
 SEQ = b"s"
 KEPT = b"h"
 STREAM = b"hm"
+LAST = b"l"
 
 # The parts of a node's keys, per app.
 CHANNELS = b"c"

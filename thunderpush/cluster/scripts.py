@@ -68,6 +68,7 @@ def _sha(text: str) -> str:
 
 SEND = _load("send")
 SEND_KEPT = _load("send_kept")
+SEND_LAST = _load("send_last")
 HISTORY = _load("history")
 MEMBER = _load("member")
 COUNT = _load("count")
@@ -78,4 +79,4 @@ DROP = _load("drop")
 LIVE = _load("live")
 
 # What a node loads into Redis each time it connects.
-ALL = (SEND, SEND_KEPT, HISTORY, MEMBER, COUNT, CHANNEL_USERS, FORGET, BEAT, DROP, LIVE)
+ALL = (SEND, SEND_KEPT, SEND_LAST, HISTORY, MEMBER, COUNT, CHANNEL_USERS, FORGET, BEAT, DROP, LIVE)

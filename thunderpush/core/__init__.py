@@ -11,6 +11,8 @@
 * ``presence`` - who is online and where, as the API reports it;
 * ``retention`` - how much of each channel's stream an app keeps (the policy);
 * ``streams`` - the kept streams of this process's channels (the store);
+* ``lasts`` - the last publication of the channels that keep one (a dialect's
+  cache channels), in this process's memory;
 * ``history`` - what the API reads of a channel's stream, wherever it is kept;
 * ``listener`` - what a hub tells the backend when its channels and users change;
 * ``results`` - answers now or later (``Result``), chained without a task.

@@ -18,10 +18,11 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from thunderpush.config import AppConfig
+from thunderpush.config import CACHE_TTL, AppConfig
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
+from thunderpush.core.lasts import marker_of
 from thunderpush.core.presence import LocalPresence, Presence
 from thunderpush.core.retention import HistoryPolicy, declared_policy
 
@@ -49,9 +50,31 @@ class App:
     client_events: bool = False
     # How its webhooks are written: "thunderpush" or "pusher" (``thunderpush.webhooks``).
     webhook_format: str = "thunderpush"
+    # How long the channels ``last_prefixes`` names keep their last publication
+    # (``thunderpush.core.lasts``); the prefixes are the registry's, set by the
+    # dialect that promises it (Pusher's cache channels), none by default.
+    cache_ttl: float = CACHE_TTL
+    last_prefixes: tuple[str, ...] = ()
+    # What a publish tests first: a string in every name ``last_prefixes``
+    # matches, or None when none does (``thunderpush.core.lasts.marker_of``).
+    last_marker: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
+        self.keep_last(self.last_prefixes)
+
+    def keep_last(self, prefixes: tuple[str, ...]) -> None:
+        """The channels whose names start with one of ``prefixes`` keep their last
+        publication (``Apps.keep_last`` says it for every app)."""
+        self.last_prefixes = prefixes
+        self.last_marker = marker_of(prefixes)
+
+    def last_ttl(self, channel: str) -> float | None:
+        """How long ``channel`` keeps its last publication; None: it keeps none."""
+        marker = self.last_marker
+        if marker is None or marker not in channel or not channel.startswith(self.last_prefixes):
+            return None
+        return self.cache_ttl
 
     @property
     def max_presence_members(self) -> int:
@@ -81,6 +104,8 @@ class Apps:
         self.hubs = hubs
         self._by_key: dict[str, App] = {}
         self._by_id: dict[str, App] = {}
+        # The channels whose last publication every app keeps (``keep_last``).
+        self.last_prefixes: tuple[str, ...] = ()
 
     def add(
         self,
@@ -93,6 +118,7 @@ class Apps:
         client_events: bool = False,
         max_presence_members: int = 0,
         webhook_format: str = "thunderpush",
+        cache_ttl: float = CACHE_TTL,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
@@ -117,6 +143,8 @@ class Apps:
             app_id or "",
             client_events,
             webhook_format,
+            cache_ttl,
+            self.last_prefixes,
         )
         self._by_key[key] = app
         self._by_id[app.id] = app
@@ -124,6 +152,14 @@ class Apps:
 
     def get(self, key: str) -> App | None:
         return self._by_key.get(key)
+
+    def keep_last(self, prefixes: tuple[str, ...]) -> None:
+        """Every app, now and to come, keeps the last publication of the channels
+        whose names start with one of ``prefixes`` (a dialect's: the server gives
+        Pusher's cache channels), each for its ``cache_ttl``."""
+        self.last_prefixes = prefixes
+        for app in self._by_key.values():
+            app.keep_last(prefixes)
 
     def set_ids(self, ids: Mapping[str, str]) -> None:
         """New app ids, by key (SIGHUP's reload), set together so that two apps
@@ -180,4 +216,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "client_events": bool(declared.client_events),
         "max_presence_members": declared.max_presence_members or 0,
         "webhook_format": declared.webhook_format or "thunderpush",
+        "cache_ttl": CACHE_TTL if declared.cache_ttl is None else declared.cache_ttl,
     }

@@ -2,8 +2,9 @@
 
 On one process every receiver is in the local ``Hub``, so ``LocalBroker`` calls
 it directly and answers at once; a publish to a channel that keeps history is
-kept in the hub's streams first, and delivered with its position (a client's
-message never is: ``PublishOptions.from_client``).  A cluster
+kept in the hub's streams first, and delivered with its position, and one to a
+channel that keeps its last publication is kept in the hub's ``lasts`` (a
+client's message never is kept: ``PublishOptions.from_client``).  A cluster
 broker (Redis) implements the same three methods by moving the request to
 every node; its answers are awaitables, which raise ``BackendUnavailable``
 when the cluster cannot be reached.  Callers accept either (``thunderpush.core.results.Result``), so
@@ -15,6 +16,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, NamedTuple
 
+from thunderpush.core.lasts import Last
 from thunderpush.core.results import Result
 
 if TYPE_CHECKING:
@@ -81,7 +83,14 @@ class LocalBroker(Broker):
         message: str,
         options: PublishOptions = PLAIN,
     ) -> int:
-        keep = None if options.from_client else app.history.keep(channel)
+        if options.from_client:
+            return app.hub.send_to_channel(channel, message, None, options)
+        marker = app.last_marker  # most channels are told apart here, without a call
+        if marker is not None and marker in channel:
+            ttl = app.last_ttl(channel)
+            if ttl is not None:
+                app.hub.lasts.keep(channel, Last(options.event, message), ttl)
+        keep = app.history.keep(channel)
         if keep is None:
             return app.hub.send_to_channel(channel, message, None, options)
         position = app.hub.streams.append(channel, message, keep)

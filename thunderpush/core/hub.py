@@ -44,6 +44,7 @@ from thunderpush.core.broker import PLAIN, PublishOptions
 from thunderpush.core.dialect import OWN, THUNDERPUSH, Dialect, Foreign, dialect_of
 from thunderpush.core.gates import Gates
 from thunderpush.core.holdings import Holdings
+from thunderpush.core.lasts import Lasts
 from thunderpush.core.listener import MEMBER_ADDED, MEMBER_REMOVED, HubListener, Transitions
 from thunderpush.core.members import Members
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name
@@ -107,6 +108,8 @@ class Hub(Holdings, Welcomes, Recovery):
         self.gates = Gates()
         # The history of this app's channels that keep it (filled by the broker).
         self.streams = Streams()
+        # The last publication of the channels that keep it (filled by the broker).
+        self.lasts = Lasts()
         # Messages handed to this hub (publishes, sends to a user), and the
         # deliveries they made (not presence events), counted once per message
         # by how many connections it reached: for the metrics and the

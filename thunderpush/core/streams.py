@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
+from typing import Any, Protocol
 
 from thunderpush.core.retention import Keep
 
@@ -114,18 +115,29 @@ class Streams:
         return len(self._streams)
 
     def _drop_expired(self, now: float) -> None:
-        """Drops the streams at the front whose time is up.
+        drop_expired(self._streams, now)
 
-        Streams of different ttls may wait behind a longer-lived one, but for
-        no longer than the longest ttl, so memory stays bounded.
-        """
-        streams = self._streams
-        while streams:
-            channel = next(iter(streams))
-            stream = streams[channel]
-            if now - stream.published < stream.ttl:
-                return
-            del streams[channel]
+
+class Expiring(Protocol):
+    """What ``drop_expired`` reads of a kept entry: when it was last written, for how long."""
+
+    published: float
+    ttl: float
+
+
+def drop_expired(entries: dict[str, Any], now: float) -> None:
+    """Drops the entries at the front of ``entries`` (``Expiring``, in order of
+    last write) whose time is up.
+
+    Entries of different ttls may wait behind a longer-lived one, but for no
+    longer than the longest ttl, so memory stays bounded.
+    """
+    while entries:
+        name = next(iter(entries))
+        entry: Expiring = entries[name]
+        if now - entry.published < entry.ttl:
+            return
+        del entries[name]
 
 
 def _drop_old(messages: deque[tuple[int, str, float]], cutoff: float) -> None:

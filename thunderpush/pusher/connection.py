@@ -32,6 +32,7 @@ from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
 from thunderpush.core.listener import CLIENT_EVENT
 from thunderpush.pusher import protocol
+from thunderpush.pusher.cache import CacheReplies
 from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.protocol import PusherError
 from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
@@ -82,6 +83,9 @@ class PusherConnection:
         self._bucket_full_at = 0
         self._warned = False
         self._closed = False
+        # Its cache-channel subscriptions still to be told their last event
+        # (``thunderpush.pusher.cache``), while there are any.
+        self.cache: CacheReplies | None = None
         # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
         self.conn = self
 
@@ -96,7 +100,15 @@ class PusherConnection:
     def send_delivery(self, element: str) -> None:
         """Queue one frame, already JSON (encoded once per publish)."""
         if not self._closed:
-            self.socket.send_element(element)
+            if self.cache is None:
+                self.socket.send_element(element)
+            else:
+                self.cache.deliver(element)
+
+    @property
+    def closed(self) -> bool:
+        """Whether it takes nothing more (the hub and ``CacheReplies`` ask)."""
+        return self._closed
 
     def member_info(self, channel: str) -> Any:
         return self._infos.get(channel)
@@ -194,11 +206,24 @@ class PusherConnection:
             return
         hub = self.app.hub
         hub.subscribe(self, channel)
+        cached = protocol.is_cache_channel(channel)
         if thunder.is_presence_channel(channel):
+            if cached:  # its last event follows the member list, which the hub sends
+                self._cache_replies().welcoming[channel] = None
             hub.welcome(self, channel)
         else:
             answer = protocol.subscription_succeeded(channel)
-            hub.when_routed(self, channel, lambda: self.socket.send_pack(answer))
+            hub.when_routed(self, channel, lambda: self._succeeded(channel, answer, cached))
+
+    def _succeeded(self, channel: str, answer: str, cached: bool) -> None:
+        self.socket.send_pack(answer)
+        if cached:
+            self._cache_replies().send_last(channel)
+
+    def _cache_replies(self) -> CacheReplies:
+        if self.cache is None:
+            self.cache = CacheReplies(self)
+        return self.cache
 
     def _refusal(self, channel: str, data: dict[str, Any]) -> tuple[str, int] | None:
         """Why ``channel`` is refused (the message and an HTTP-like status), or None.
@@ -249,6 +274,8 @@ class PusherConnection:
         channel = data.get("channel")
         if isinstance(channel, str):
             self._infos.pop(channel, None)
+            if self.cache is not None:
+                self.cache.forget(channel)
             self.app.hub.unsubscribe(self, channel)
 
     def _signin(self, data: dict[str, Any]) -> None:

@@ -21,6 +21,11 @@ DEFAULT_EVENT = "message"
 # server's messages to the user (``send_to_user``) arrive on it.
 USER_CHANNEL_PREFIX = "#server-to-user-"
 
+# Pusher's cache channels: each keeps the last event the backend published to
+# it, sent to a new subscriber right after its subscription succeeded
+# (``thunderpush.pusher.cache``).  ``str.startswith`` takes the tuple.
+CACHE_PREFIXES = ("cache-", "private-cache-", "private-encrypted-cache-", "presence-cache-")
+
 # The protocol versions served (``protocol=`` in the websocket URL's query).
 PROTOCOL_VERSIONS = frozenset({"5", "6", "7"})
 
@@ -121,6 +126,31 @@ def error(error: PusherError) -> str:
 
 PING = _frame("pusher:ping", {})
 PONG = _frame("pusher:pong", {})
+
+
+def is_cache_channel(channel: str) -> bool:
+    return channel.startswith(CACHE_PREFIXES)
+
+
+def cache_miss(channel: str) -> str:
+    """What a cache channel's new subscriber gets when nothing is kept: no ``data``,
+    as Pusher sends it."""
+    return '{"event":"pusher:cache_miss","channel":' + json.dumps(channel) + "}"
+
+
+# How the frames that answer a subscription begin (``subscription_succeeded``,
+# ``presence_succeeded``, ``subscription_error``): the channel follows.
+SUCCEEDED_HEAD = '{"event":"pusher_internal:subscription_succeeded","channel":'
+REFUSED_HEAD = '{"event":"pusher:subscription_error","channel":'
+
+
+def answered_channel(frame: str) -> str | None:
+    """The channel whose subscription ``frame`` answers (it succeeded or was
+    refused), or None for any other frame."""
+    if frame.startswith(SUCCEEDED_HEAD) or frame.startswith(REFUSED_HEAD):
+        channel = json.loads(frame).get("channel")
+        return channel if isinstance(channel, str) else None
+    return None
 
 
 def subscription_succeeded(channel: str) -> str:

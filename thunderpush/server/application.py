@@ -26,6 +26,7 @@ from thunderpush.dashboard import urls as dashboard_urls
 from thunderpush.observe import endpoints, metrics
 from thunderpush.observe.snapshot import cluster_snapshot, counters
 from thunderpush.pusher.endpoint import PusherApi
+from thunderpush.pusher.protocol import CACHE_PREFIXES
 from thunderpush.pusher.websocket import PusherUpgrade
 from thunderpush.server.figures import ServerFigures
 from thunderpush.server.heads import answer_head
@@ -172,6 +173,8 @@ def build(config: Config, apps: Apps | None = None) -> Server:
             apps = Apps()
         for app in declared_apps(config):
             apps.add(app.key, app.secret, **options_of(app))
+    # Pusher's cache channels keep their last event (``thunderpush.pusher.cache``).
+    apps.keep_last(CACHE_PREFIXES)
     api = Api(apps, config.max_body_size)
     pusher_api = PusherApi(api)
     application, router = make_application(config, api, pusher_api)

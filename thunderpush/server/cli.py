@@ -232,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Pusher clients may send client-* events on private and presence channels",
     )
     parser.add_argument(
+        "--cache-ttl",
+        type=arguments.seconds,
+        default=defaults.cache_ttl,
+        metavar="SECONDS",
+        help="how long a Pusher cache channel keeps its last event (default: %(default)s)",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
@@ -355,6 +362,7 @@ def config_from(
         webhook_format=args.webhook_format,
         app_id=args.app_id,
         client_events=args.client_events,
+        cache_ttl=args.cache_ttl,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 
