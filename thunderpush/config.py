@@ -9,7 +9,7 @@ module reads settings from anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.
@@ -33,6 +33,41 @@ class HistoryRule:
 
 
 @dataclass(frozen=True)
+class PusherLimits:
+    """Pusher's limits on an app's Pusher traffic (docs/pusher.rst), Pusher's own
+    numbers by default; 0: no limit (but ``max_channel_name_length``).
+
+    They bound what Pusher clients and Pusher's HTTP API may send, as Pusher does,
+    so that an application that stays within them on Pusher stays within them
+    here; Thunderpush's own API and clients keep Thunderpush's rules.
+    """
+
+    # Bytes of one event's ``data`` (a trigger: 413; a client event: pusher:error 4301).
+    max_event_bytes: int = 10 * 1024
+    # Channels of one trigger, events of one batch trigger (400 past them).
+    max_trigger_channels: int = 100
+    max_batch_events: int = 10
+    # Characters of a channel name (Pusher's 164; at most ``LONGEST_CHANNEL_NAME``).
+    max_channel_name_length: int = 164
+    # Client events one connection may send per second (pusher:error 4301 past it).
+    max_client_events_per_second: int = 10
+    # Bytes of a presence member's ``user_info``, as compact JSON.
+    max_user_info_bytes: int = 1024
+    # The app's open connections (Pusher's are closed with 4004 past it); 0: no limit.
+    max_app_connections: int = 0
+
+    def __str__(self) -> str:
+        """As the reload's log line shows it: ``name value`` pairs."""
+        return ", ".join(f"{field.name} {getattr(self, field.name)}" for field in fields(self))
+
+
+# The longest channel name an app's ``max_channel_name_length`` may allow.
+LONGEST_CHANNEL_NAME = 256
+# Each limit is a server-wide setting (a flag) and an ``[[apps]]`` table's own.
+PUSHER_LIMITS = tuple(field.name for field in fields(PusherLimits))
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """One app the configuration file declares in an ``[[apps]]`` table.
 
@@ -53,6 +88,19 @@ class AppConfig:
     app_id: str | None = None
     client_events: bool | None = None
     max_presence_members: int | None = None
+    # Pusher's limits (``PusherLimits``); None: the server's.
+    max_event_bytes: int | None = None
+    max_trigger_channels: int | None = None
+    max_batch_events: int | None = None
+    max_channel_name_length: int | None = None
+    max_client_events_per_second: int | None = None
+    max_user_info_bytes: int | None = None
+    max_app_connections: int | None = None
+
+    def pusher_limits(self) -> PusherLimits:
+        """The app's Pusher limits: its own, Pusher's where it gives none."""
+        given = {name: getattr(self, name) for name in PUSHER_LIMITS}
+        return PusherLimits(**{name: value for name, value in given.items() if value is not None})
 
 
 @dataclass
@@ -151,6 +199,14 @@ class Config:
     app_id: str | None = None
     # Pusher clients may send client-* events on private and presence channels.
     client_events: bool = False
+    # Pusher's limits for every app (``PusherLimits``: Pusher's numbers by default).
+    max_event_bytes: int = PusherLimits.max_event_bytes
+    max_trigger_channels: int = PusherLimits.max_trigger_channels
+    max_batch_events: int = PusherLimits.max_batch_events
+    max_channel_name_length: int = PusherLimits.max_channel_name_length
+    max_client_events_per_second: int = PusherLimits.max_client_events_per_second
+    max_user_info_bytes: int = PusherLimits.max_user_info_bytes
+    max_app_connections: int = PusherLimits.max_app_connections
 
     def __post_init__(self) -> None:
         if isinstance(self.redis_url, str):
@@ -211,6 +267,10 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 _either(app.max_presence_members, config.max_presence_members),
             )
         )
+        limits = {
+            name: _either(getattr(app, name), getattr(config, name)) for name in PUSHER_LIMITS
+        }
+        resolved[-1] = replace(resolved[-1], **limits)
     return resolved
 
 

@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from thunderpush.config import AppConfig
+from thunderpush.config import AppConfig, PusherLimits
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
@@ -47,6 +47,9 @@ class App:
     id: str = ""
     # Pusher clients may send ``client-*`` events on private and presence channels.
     client_events: bool = False
+    # Pusher's limits on its Pusher clients and Pusher API requests (Pusher's numbers
+    # unless configured); held here as plain values, the core never applies them.
+    pusher_limits: PusherLimits = field(default_factory=PusherLimits)
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
@@ -90,6 +93,7 @@ class Apps:
         app_id: str | None = None,
         client_events: bool = False,
         max_presence_members: int = 0,
+        pusher_limits: PusherLimits | None = None,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
@@ -113,6 +117,7 @@ class Apps:
             self.recall,
             app_id or "",
             client_events,
+            pusher_limits or PusherLimits(),
         )
         self._by_key[key] = app
         self._by_id[app.id] = app
@@ -175,4 +180,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "app_id": declared.app_id,
         "client_events": bool(declared.client_events),
         "max_presence_members": declared.max_presence_members or 0,
+        "pusher_limits": declared.pusher_limits(),
     }

@@ -58,6 +58,29 @@ _LIMITS = {
     ),
 }
 
+# Pusher's limits on Pusher traffic, per app (``config.PusherLimits``, docs/pusher.rst).
+_PUSHER_LIMITS = {
+    "max_event_bytes": (arguments.count, "bytes of a Pusher event's data, 0: no limit"),
+    "max_trigger_channels": (arguments.count, "channels of one Pusher trigger, 0: no limit"),
+    "max_batch_events": (arguments.count, "events of one Pusher batch trigger, 0: no limit"),
+    "max_channel_name_length": (
+        arguments.channel_name_length,
+        "characters of a channel name for Pusher clients and Pusher's API",
+    ),
+    "max_client_events_per_second": (
+        arguments.count,
+        "client events one Pusher connection may send per second, 0: no limit",
+    ),
+    "max_user_info_bytes": (
+        arguments.count,
+        "bytes of a Pusher presence member's user_info, 0: no limit",
+    ),
+    "max_app_connections": (
+        arguments.count,
+        "open connections of one app (Pusher clients past it: 4004), 0: no limit",
+    ),
+}
+
 
 class _Parser(argparse.ArgumentParser):
     """Raises ``ConfigError`` for a mistake, so that SIGHUP's reload can survive one."""
@@ -224,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Pusher clients may send client-* events on private and presence channels",
     )
+    for name, (kind, what) in _PUSHER_LIMITS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, name),
+            metavar="N",
+            help=f"{what} (default: %(default)s)",
+        )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -348,6 +379,7 @@ def config_from(
         app_id=args.app_id,
         client_events=args.client_events,
         **{name: getattr(args, name) for name in _LIMITS},
+        **{name: getattr(args, name) for name in _PUSHER_LIMITS},
     )
 
 
