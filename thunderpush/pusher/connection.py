@@ -32,6 +32,12 @@ from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
 from thunderpush.pusher import protocol
 from thunderpush.pusher.dialect import PUSHER
+from thunderpush.pusher.limits import (
+    OVER_CONNECTION_QUOTA,
+    ClientEvents,
+    channel_name_error,
+    over_connection_quota,
+)
 from thunderpush.pusher.protocol import PusherError
 from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
 
@@ -81,11 +87,40 @@ class PusherConnection:
         self._bucket_full_at = 0
         self._warned = False
         self._closed = False
+        # Waiting for the cluster's count of the app's connections (``open``).
+        self._counting = False
+        self._client_events = ClientEvents()
         # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
         self.conn = self
 
     def open(self) -> None:
+        """Joins the hub and says ``connection_established``, unless the app is over
+        its ``max_app_connections`` (4004); a cluster's count may answer later,
+        and messages until then are dropped (pusher-js waits for the welcome)."""
         self._sessions.add(self)
+        over = over_connection_quota(self.app)
+        if isinstance(over, Awaitable):
+            self._counting = True
+            asyncio.ensure_future(over).add_done_callback(self._counted)
+        else:
+            self._admit(over)
+
+    def _counted(self, future: asyncio.Future[bool]) -> None:
+        """The cluster's count; without Redis the connection is let in."""
+        self._counting = False
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None and not isinstance(error, BackendUnavailable):
+            logger.error("Could not count the app's connections.", exc_info=error)
+        if not self._closed:
+            self._admit(error is None and future.result())
+
+    def _admit(self, over: bool) -> None:
+        if over:
+            self._log(logging.INFO, "Refused a Pusher connection: the app is over its quota.")
+            self.fail(OVER_CONNECTION_QUOTA)
+            return
         self.app.hub.add(self)
         welcome = protocol.connection_established(self.socket_id, self._activity_timeout)
         self.socket.send_pack(welcome)
@@ -139,7 +174,7 @@ class PusherConnection:
 
     def on_message(self, message: str | bytes) -> None:
         """One websocket message from the client."""
-        if self._closed:
+        if self._closed or self._counting:
             return
         self._heard_at = monotonic()
         self._pinged_at = None
@@ -204,8 +239,9 @@ class PusherConnection:
 
         A presence subscription that passes makes this connection its user.
         """
-        if not thunder.is_valid_channel_name(channel):
-            return "Invalid channel name (1-64 of a-z A-Z 0-9 _-=@,.;).", 400
+        invalid = channel_name_error(channel, self.app.pusher_limits)
+        if invalid is not None:
+            return invalid, 400
         hub = self.app.hub
         if hub.subscription_count(self) >= self.limits.max_channels and not hub.is_subscribed(
             self, channel
@@ -227,8 +263,9 @@ class PusherConnection:
         if member is None:
             return "channel_data must be a JSON object with a user_id.", 400
         userid, info = member
-        if protocol.user_info_size(info) > protocol.MAX_USER_INFO:
-            return f"user_info too large: at most {protocol.MAX_USER_INFO} bytes as JSON.", 400
+        most = app.pusher_limits.max_user_info_bytes
+        if most and protocol.user_info_size(info) > most:
+            return f"user_info too large: at most {most} bytes as JSON.", 400
         if self.user is not None and self.user != userid:
             return f"This connection is user {self.user}.", 403
         self._become(userid)
@@ -285,6 +322,10 @@ class PusherConnection:
             self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
             return
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        refused = self._client_events.refusal(channel, payload, app.pusher_limits)
+        if refused is not None:
+            self._refuse(refused, name)
+            return
         # In a presence channel the others learn who sent it, as Pusher tells them.
         sender = self.user if thunder.is_presence_channel(channel) else None
         options = PublishOptions(name, self.socket_id, sender, from_client=True)
