@@ -25,6 +25,7 @@ from thunderpush.server.cli import load
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
+from .support.pusher_auth import MASTER_KEY, encrypting_backend
 from .test_pusher_api import APP_ID, call, client_of, library
 from .test_pusher_api import send as send_request
 from .test_pusher_ws import (
@@ -34,8 +35,8 @@ from .test_pusher_ws import (
     presence_data,
     receive,
     send,
-    subscribed,
 )
+from .test_pusher_ws import subscribed as joined
 
 pytestmark = pytest.mark.config(app_id=APP_ID)
 
@@ -46,21 +47,6 @@ def config(**settings: Any) -> pytest.MarkDecorator:
 
 
 LONGEST = "c" * 164  # Pusher's longest channel name
-# The backend's key for encrypted channels, which the server never sees.
-MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
-
-
-def encrypting(server: Any) -> pusher.Pusher:
-    """The ``pusher`` library as a backend with encrypted channels."""
-    return pusher.Pusher(
-        app_id=APP_ID,
-        key=KEY,
-        secret=SECRET,
-        host="127.0.0.1",
-        port=server.port,
-        ssl=False,
-        encryption_master_key_base64=MASTER_KEY,
-    )
 
 
 def decrypted(channel: str, data: str) -> str:
@@ -77,7 +63,7 @@ def decrypted(channel: str, data: str) -> str:
 async def private(ws: Any, channel: str) -> str:
     """``ws`` connected and in the private ``channel``; its socket id."""
     socket_id = await established(ws)
-    await subscribed(ws, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
+    await joined(ws, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
     return socket_id
 
 
@@ -85,6 +71,32 @@ async def error_of(ws: Any) -> dict[str, Any]:
     frame = await receive(ws)
     assert frame["event"] == "pusher:error", frame
     return frame["data"]
+
+
+async def refused(ws: Any, channel: str, **data: Any) -> dict[str, Any]:
+    """The ``pusher:subscription_error`` that subscribing ``ws`` to ``channel`` gets."""
+    await send(ws, "pusher:subscribe", {"channel": channel, **data})
+    frame = await receive(ws)
+    assert (frame["event"], frame["channel"]) == ("pusher:subscription_error", channel), frame
+    return json.loads(frame["data"])
+
+
+async def members_of(stack: AsyncExitStack, server: Any, room: str, count: int) -> list[Any]:
+    """``count`` raw Pusher members of presence ``room`` on ``server``, open until
+    ``stack`` closes (``cut_off`` first)."""
+    members = []
+    for n in range(count):
+        ws = await stack.enter_async_context(opened(server))
+        members.append(ws)
+        socket_id = await established(ws)
+        await joined(ws, room, **presence_data(socket_id, room, str(n)))
+    return members
+
+
+def cut_off(members: list[Any]) -> None:
+    """Unread, each member's notices of the others' departures would hold up its close."""
+    for ws in members:
+        ws.transport.abort()
 
 
 async def pong(ws: Any) -> None:
@@ -153,13 +165,10 @@ async def test_the_limits_are_the_apps_settings(server):
 async def test_channel_names_of_164_characters_on_pushers_side_only(server):
     async with opened(server) as ws:
         await established(ws)
-        await subscribed(ws, LONGEST)
+        await joined(ws, LONGEST)
         await call(client_of(server).trigger, LONGEST, "e", "long")
         assert (await receive(ws))["data"] == "long"
-        await send(ws, "pusher:subscribe", {"channel": LONGEST + "c"})
-        frame = await receive(ws)
-        assert frame["event"] == "pusher:subscription_error"
-        assert json.loads(frame["data"])["status"] == 400
+        assert (await refused(ws, LONGEST + "c"))["status"] == 400
     request = Request(
         library(server),
         "POST",
@@ -215,16 +224,15 @@ async def test_an_encrypted_channel_is_private_and_refuses_client_events(server)
     thunder = await server.client(WebSocketClient, "t", "news")
     async with opened(server) as one, opened(server) as two:
         socket_id = await established(one)
-        await send(one, "pusher:subscribe", {"channel": channel, "auth": "key:forged"})
-        assert (await receive(one))["event"] == "pusher:subscription_error"
-        await subscribed(one, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
+        assert (await refused(one, channel, auth="key:forged"))["status"] == 401
+        await joined(one, channel, auth=channel_auth(KEY, SECRET, socket_id, channel))
         await private(two, channel)
         await send(one, "client-x", {"in": "clear"}, channel=channel)
         error = await error_of(one)
         assert error["code"] == 4301 and "encrypted" in error["message"]
         await pong(two)  # it got nothing
         # The library encrypts a trigger's data; it reaches both untouched.
-        await call(encrypting(server).trigger, channel, "e", {"secret": "plans"})
+        await call(encrypting_backend(server.port).trigger, channel, "e", {"secret": "plans"})
         for ws in (one, two):
             frame = await receive(ws)
             assert (frame["event"], frame["channel"]) == ("e", channel)
@@ -257,13 +265,10 @@ async def test_user_info_is_bounded_by_the_apps_setting(server):
     async with opened(server) as ws:
         socket_id = await established(ws)
         big = presence_data(socket_id, "presence-a", "ann", {"name": "x" * 20})
-        await send(ws, "pusher:subscribe", {"channel": "presence-a", **big})
-        frame = await receive(ws)
-        assert (
-            json.loads(frame["data"])["error"] == "user_info too large: at most 20 bytes as JSON."
-        )
+        error = await refused(ws, "presence-a", **big)
+        assert error["error"] == "user_info too large: at most 20 bytes as JSON."
         small = presence_data(socket_id, "presence-a", "ann", {"n": "x"})
-        await subscribed(ws, "presence-a", **small)
+        await joined(ws, "presence-a", **small)
 
 
 # -- two nodes on Redis -------------------------------------------------------------------
@@ -287,21 +292,11 @@ async def test_the_101st_member_and_an_11_kb_trigger_are_refused_on_the_other_no
     a, b = await nodes(2, app_id=APP_ID, max_presence_members=100)
     # 100 members on node a, the 101st refused on node b (Pusher's 100).
     async with AsyncExitStack() as stack:
-        members = []
-        for n in range(100):
-            ws = await stack.enter_async_context(opened(a))
-            members.append(ws)
-            socket_id = await established(ws)
-            await subscribed(ws, "presence-big", **presence_data(socket_id, "presence-big", str(n)))
+        members = await members_of(stack, a, "presence-big", 100)
         async with opened(b) as late:
             socket_id = await established(late)
             data = presence_data(socket_id, "presence-big", "101st")
-            await send(late, "pusher:subscribe", {"channel": "presence-big", **data})
-            frame = await receive(late)
-            assert frame["event"] == "pusher:subscription_error"
-            assert json.loads(frame["data"])["status"] == 403
+            assert (await refused(late, "presence-big", **data))["status"] == 403
         with pytest.raises(pusher.errors.PusherBadStatus, match="413"):
             await call(client_of(b).trigger, "presence-big", "e", "x" * 10241)
-        # Cut off: unread, each member's departure notices would hold up its close.
-        for ws in members:
-            ws.transport.abort()
+        cut_off(members)

@@ -42,19 +42,13 @@ class PusherLimits:
     here; Thunderpush's own API and clients keep Thunderpush's rules.
     """
 
-    # Bytes of one event's ``data`` (a trigger: 413; a client event: pusher:error 4301).
-    max_event_bytes: int = 10 * 1024
-    # Channels of one trigger, events of one batch trigger (400 past them).
-    max_trigger_channels: int = 100
-    max_batch_events: int = 10
-    # Characters of a channel name (Pusher's 164; at most ``LONGEST_CHANNEL_NAME``).
-    max_channel_name_length: int = 164
-    # Client events one connection may send per second (pusher:error 4301 past it).
-    max_client_events_per_second: int = 10
-    # Bytes of a presence member's ``user_info``, as compact JSON.
-    max_user_info_bytes: int = 1024
-    # The app's open connections (Pusher's are closed with 4004 past it); 0: no limit.
-    max_app_connections: int = 0
+    max_event_bytes: int = 10 * 1024  # an event's data (413, or 4301 for a client event)
+    max_trigger_channels: int = 100  # channels of one trigger (400)
+    max_batch_events: int = 10  # events of one batch trigger (400)
+    max_channel_name_length: int = 164  # at most LONGEST_CHANNEL_NAME
+    max_client_events_per_second: int = 10  # per connection (4301 past it)
+    max_user_info_bytes: int = 1024  # a presence member's user_info as compact JSON
+    max_app_connections: int = 0  # Pusher's are closed with 4004 past it
 
     def __str__(self) -> str:
         """As the reload's log line shows it: ``name value`` pairs."""
