@@ -10,7 +10,9 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import nacl.secret
@@ -22,6 +24,7 @@ from thunderpush.config import AppConfig, Config, PusherLimits, declared_apps
 from thunderpush.core.apps import options_of
 from thunderpush.pusher.signatures import channel_auth
 from thunderpush.server.cli import load
+from thunderpush.server.reload import reload_settings
 
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
@@ -130,6 +133,16 @@ def test_pushers_numbers_by_default_per_app_and_from_the_file(tmp_path):
     for wrong in (["--max-channel-name-length", "257"], ["--max-event-bytes", "-1"]):
         with pytest.raises(ValueError, match="not"):
             load([*wrong, KEY, SECRET], {})
+
+
+async def test_a_reload_changes_an_apps_limits_for_the_next_trigger(server, caplog):
+    running = server.parts.config
+    caplog.set_level(logging.INFO, logger="thunderpush")
+    reload_settings(server.parts, lambda: replace(running, max_event_bytes=5))
+    assert f"Reloaded: app {KEY}: pusher_limits max_event_bytes 10240, " in caplog.text
+    assert "-> max_event_bytes 5, max_trigger_channels 100, " in caplog.text
+    with pytest.raises(pusher.errors.PusherBadStatus, match="at most 5"):
+        await call(client_of(server).trigger, "news", "e", "123456")
 
 
 # -- the HTTP API -------------------------------------------------------------------
