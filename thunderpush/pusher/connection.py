@@ -32,12 +32,7 @@ from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
 from thunderpush.pusher import protocol
 from thunderpush.pusher.dialect import PUSHER
-from thunderpush.pusher.limits import (
-    OVER_CONNECTION_QUOTA,
-    ClientEvents,
-    channel_name_error,
-    over_connection_quota,
-)
+from thunderpush.pusher.limits import ClientEvents, channel_name_error
 from thunderpush.pusher.protocol import PusherError
 from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
 
@@ -87,40 +82,12 @@ class PusherConnection:
         self._bucket_full_at = 0
         self._warned = False
         self._closed = False
-        # Waiting for the cluster's count of the app's connections (``open``).
-        self._counting = False
         self._client_events = ClientEvents()
         # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
         self.conn = self
 
     def open(self) -> None:
-        """Joins the hub and says ``connection_established``, unless the app is over
-        its ``max_app_connections`` (4004); a cluster's count may answer later,
-        and messages until then are dropped (pusher-js waits for the welcome)."""
         self._sessions.add(self)
-        over = over_connection_quota(self.app)
-        if isinstance(over, Awaitable):
-            self._counting = True
-            asyncio.ensure_future(over).add_done_callback(self._counted)
-        else:
-            self._admit(over)
-
-    def _counted(self, future: asyncio.Future[bool]) -> None:
-        """The cluster's count; without Redis the connection is let in."""
-        self._counting = False
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None and not isinstance(error, BackendUnavailable):
-            logger.error("Could not count the app's connections.", exc_info=error)
-        if not self._closed:
-            self._admit(error is None and future.result())
-
-    def _admit(self, over: bool) -> None:
-        if over:
-            self._log(logging.INFO, "Refused a Pusher connection: the app is over its quota.")
-            self.fail(OVER_CONNECTION_QUOTA)
-            return
         self.app.hub.add(self)
         welcome = protocol.connection_established(self.socket_id, self._activity_timeout)
         self.socket.send_pack(welcome)
@@ -174,7 +141,7 @@ class PusherConnection:
 
     def on_message(self, message: str | bytes) -> None:
         """One websocket message from the client."""
-        if self._closed or self._counting:
+        if self._closed:
             return
         self._heard_at = monotonic()
         self._pinged_at = None
