@@ -175,6 +175,21 @@ async def test_the_limits_are_the_apps_settings(server):
     assert [(await thunder.message())["payload"] for _ in range(2)] == ["0", "1"]
 
 
+@config(max_trigger_channels=0, max_batch_events=0, max_event_bytes=0)
+async def test_0_turns_a_limit_off(server):
+    thunder = await server.client(WebSocketClient, "t", "c0")
+    channels = {"name": "e", "data": "x" * 20000, "channels": [f"c{n}" for n in range(150)]}
+    await send_request(server, Request(library(server), "POST", f"/apps/{APP_ID}/events", channels))
+    assert (await thunder.message())["payload"] == "x" * 20000
+    batch = {"batch": [{"channel": "c0", "name": "e", "data": str(n)} for n in range(20)]}
+    await send_request(
+        server, Request(library(server), "POST", f"/apps/{APP_ID}/batch_events", batch)
+    )
+    assert [(await thunder.message())["payload"] for _ in range(20)] == [str(n) for n in range(20)]
+    with pytest.raises(pusher.errors.PusherBadRequest, match="one or more events"):
+        await call(client_of(server).trigger_batch, [])
+
+
 async def test_channel_names_of_164_characters_on_pushers_side_only(server):
     async with opened(server) as ws:
         await established(ws)

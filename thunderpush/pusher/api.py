@@ -101,12 +101,17 @@ def _channels(body: Mapping[str, Any], limits: PusherLimits) -> list[str]:
         raise bad_request("Give exactly one of channels and channel")
     if "channel" in body:
         return [_channel(body["channel"], limits)]
-    channels = body["channels"]
-    most = limits.max_trigger_channels or len(channels) if isinstance(channels, list) else 0
-    if not isinstance(channels, list) or not 0 < len(channels) <= most:
-        raise bad_request(f"channels must be a list of 1-{most or 'n'} channel names")
+    channels = _listed(body["channels"], limits.max_trigger_channels, "channels", "channel names")
     # A channel named twice gets the event once.
     return list(dict.fromkeys(_channel(channel, limits) for channel in channels))
+
+
+def _listed(value: Any, most: int, name: str, items: str) -> list[Any]:
+    """``value`` if it is a list of 1 to ``most`` items (0: any number), else 400."""
+    if not isinstance(value, list) or not value or (most and len(value) > most):
+        bound = f"1-{most}" if most else "one or more"
+        raise bad_request(f"{name} must be a list of {bound} {items}")
+    return value
 
 
 class _Event:
@@ -189,11 +194,8 @@ def trigger_batch(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST batch_events``: 1-10 events, each to one channel, sent in their order."""
-    batch = _body(body).get("batch")
     limits = app.pusher_limits
-    most = limits.max_batch_events or len(batch) if isinstance(batch, list) else 0
-    if not isinstance(batch, list) or not 0 < len(batch) <= most:
-        raise bad_request(f"batch must be a list of 1-{most or 'n'} events")
+    batch = _listed(_body(body).get("batch"), limits.max_batch_events, "batch", "events")
     events = []
     for item in batch:
         if not isinstance(item, dict):
