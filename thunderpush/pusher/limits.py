@@ -22,6 +22,7 @@ from time import monotonic_ns
 
 from thunderpush.config import PusherLimits
 from thunderpush.core.apps import App
+from thunderpush.core.presence import LocalPresence
 from thunderpush.core.protocol import is_channel_name
 from thunderpush.core.results import Result, then
 from thunderpush.pusher.protocol import PusherError
@@ -104,11 +105,15 @@ def over_connection_quota(app: App) -> Result[bool]:
     Counted by its presence, so across the cluster: each node's connections as
     it last recorded them (once per loop turn), so a burst of connections at
     once on several nodes may pass the limit by a few, as a count that is not
-    a lock must.  This node's own are counted first, without Redis.
+    a lock must.  A count costs a pass over the app's users here (and in a
+    cluster, when this node's are not enough, a read of each node's record in
+    Redis), which is why it is off by default.
     """
     most = app.pusher_limits.max_app_connections
     if not most:
         return False
     if app.hub.connection_count() >= most:
         return True
-    return then(app.presence.connection_count(app), lambda count: count >= most)
+    if isinstance(app.presence, LocalPresence):
+        return False  # this process holds all of the app's connections
+    return then(app.presence.connection_count(app), lambda total: total >= most)
