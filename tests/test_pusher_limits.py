@@ -328,3 +328,28 @@ async def test_the_101st_member_and_an_11_kb_trigger_are_refused_on_the_other_no
         with pytest.raises(pusher.errors.PusherBadStatus, match="413"):
             await call(client_of(b).trigger, "presence-big", "e", "x" * 10241)
         cut_off(members)
+
+
+async def test_a_client_gone_while_the_cluster_counts_leaves_nothing_behind(nodes, monkeypatch):
+    (node,) = await nodes(1, max_app_connections=5, app_id=APP_ID)
+    parts = node.parts
+    presence = parts.apps.get(KEY).presence
+    counting, counted = asyncio.Event(), asyncio.Event()
+    real = presence.connection_count
+
+    async def slow(app: Any) -> int:
+        counting.set()
+        await counted.wait()
+        return await real(app)
+
+    monkeypatch.setattr(presence, "connection_count", slow)
+    active = parts.websockets.stats.conn_active
+    async with opened(node) as ws:
+        await counting.wait()
+        await send(ws, "pusher:ping")  # no session yet: dropped
+    await node.settled(lambda: not parts.websockets.sockets)
+    counted.set()
+    await node.settled(lambda: parts.websockets.stats.conn_active == active)
+    assert not parts.websockets.live_sessions and node.hub.connection_count() == 0
+    async with opened(node) as ws:  # and the next one is let in
+        await established(ws)
