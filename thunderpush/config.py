@@ -9,7 +9,7 @@ module reads settings from anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 # The sockjs-client that the SockJS iframe page loads: the release the bundled
 # client is tested with, so that iframe transports speak the same version.
@@ -36,6 +36,35 @@ class HistoryRule:
 
 
 @dataclass(frozen=True)
+class PusherLimits:
+    """Pusher's limits on an app's Pusher traffic (docs/pusher.rst), Pusher's own
+    numbers by default; 0: no limit (but ``max_channel_name_length``).
+
+    They bound what Pusher clients and Pusher's HTTP API may send, as Pusher does,
+    so that an application that stays within them on Pusher stays within them
+    here; Thunderpush's own API and clients keep Thunderpush's rules.
+    """
+
+    max_event_bytes: int = 10 * 1024  # an event's data (413, or 4301 for a client event)
+    max_trigger_channels: int = 100  # channels of one trigger (400)
+    max_batch_events: int = 10  # events of one batch trigger (400)
+    max_channel_name_length: int = 164  # at most LONGEST_CHANNEL_NAME
+    max_client_events_per_second: int = 10  # per connection (4301 past it)
+    max_user_info_bytes: int = 1024  # a presence member's user_info as compact JSON
+    max_app_connections: int = 0  # Pusher's are closed with 4004 past it
+
+    def __str__(self) -> str:
+        """As the reload's log line shows it: ``name value`` pairs."""
+        return ", ".join(f"{field.name} {getattr(self, field.name)}" for field in fields(self))
+
+
+# The longest channel name an app's ``max_channel_name_length`` may allow.
+LONGEST_CHANNEL_NAME = 256
+# Each limit is a server-wide setting (a flag) and an ``[[apps]]`` table's own.
+PUSHER_LIMITS = tuple(field.name for field in fields(PusherLimits))
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """One app the configuration file declares in an ``[[apps]]`` table.
 
@@ -59,6 +88,19 @@ class AppConfig:
     # "thunderpush" or "pusher": how its webhooks are written; None: the server's.
     webhook_format: str | None = None
     cache_ttl: float | None = None
+    # Pusher's limits (``PusherLimits``); None: the server's.
+    max_event_bytes: int | None = None
+    max_trigger_channels: int | None = None
+    max_batch_events: int | None = None
+    max_channel_name_length: int | None = None
+    max_client_events_per_second: int | None = None
+    max_user_info_bytes: int | None = None
+    max_app_connections: int | None = None
+
+    def pusher_limits(self) -> PusherLimits:
+        """The app's Pusher limits: its own, Pusher's where it gives none."""
+        given = {name: getattr(self, name) for name in PUSHER_LIMITS}
+        return PusherLimits(**{name: value for name, value in given.items() if value is not None})
 
 
 @dataclass
@@ -162,6 +204,14 @@ class Config:
     client_events: bool = False
     # How long a cache channel's last event is kept for its next subscribers.
     cache_ttl: float = CACHE_TTL
+    # Pusher's limits for every app (``PusherLimits``: Pusher's numbers by default).
+    max_event_bytes: int = PusherLimits.max_event_bytes
+    max_trigger_channels: int = PusherLimits.max_trigger_channels
+    max_batch_events: int = PusherLimits.max_batch_events
+    max_channel_name_length: int = PusherLimits.max_channel_name_length
+    max_client_events_per_second: int = PusherLimits.max_client_events_per_second
+    max_user_info_bytes: int = PusherLimits.max_user_info_bytes
+    max_app_connections: int = PusherLimits.max_app_connections
 
     def __post_init__(self) -> None:
         if isinstance(self.redis_url, str):
@@ -224,6 +274,10 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 cache_ttl=_either(app.cache_ttl, config.cache_ttl),
             )
         )
+        limits = {
+            name: _either(getattr(app, name), getattr(config, name)) for name in PUSHER_LIMITS
+        }
+        resolved[-1] = replace(resolved[-1], **limits)
     return resolved
 
 

@@ -24,7 +24,7 @@ from tornado.httpserver import HTTPServer
 
 from ..support import KEY, SECRET
 from ..support.browser import CLIENT_DIR, PAGES, WAIT_MS, Tab, Tabs
-from ..support.pusher_auth import AUTH_ROUTE, AuthHandler
+from ..support.pusher_auth import AUTH_ROUTE, AuthHandler, encrypting_backend
 from ..support.served import LiveServer, serving
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.config(app_id="1")]
@@ -47,7 +47,11 @@ async def site():
                 tornado.web.StaticFileHandler,
                 {"path": PAGES, "default_filename": "pusher.html"},
             ),
-            (r"/(pusher\.min\.js)", tornado.web.StaticFileHandler, {"path": PUSHER_DIR}),
+            (
+                r"/(pusher\.min\.js|pusher-with-encryption\.min\.js)",
+                tornado.web.StaticFileHandler,
+                {"path": PUSHER_DIR},
+            ),
             (r"/(echo\.iife\.js)", tornado.web.StaticFileHandler, {"path": ECHO_DIR}),
             (r"/(pusher_reports\.js)", tornado.web.StaticFileHandler, {"path": PAGES.parent}),
             (AUTH_ROUTE, AuthHandler),
@@ -190,3 +194,32 @@ async def test_laravel_echo_listens_and_joins(broadcaster, server, tabs):
         {"on": "joining", "room": "chat.1", "user": {"name": "BOB"}},
         {"on": "leaving", "room": "chat.1", "user": {"name": "BOB"}},
     ]
+
+
+async def test_pusher_js_with_encryption_decrypts_the_pusher_librarys_trigger(server, tabs):
+    """Part L of issue 20: pusher-js's with-encryption build in a page (what
+    ``import Pusher from "pusher-js/with-encryption"`` bundles), its channel key
+    from the backend's ``shared_secret``, alone and under Laravel Echo's
+    ``encryptedPrivate``; the server passes the sealed data on."""
+    plain, echo = await tabs.open(), await tabs.open()
+    for tab in (plain, echo):
+        await tab.page.add_script_tag(url="/pusher-with-encryption.min.js")
+    await plain.run("([key, port]) => connectPusher(key, port, 'ann')", [KEY, server.port])
+    await subscribe(plain, "private-encrypted-orders")
+    await echo.run("([key, port]) => connectEcho('pusher', key, port, 'bob')", [KEY, server.port])
+    await echo.run(
+        """() => echo.encryptedPrivate("orders")
+            .subscribed(() => out({on: "subscribed"}))
+            .listen(".shipped", (data) => out({on: "listen", data: data}))"""
+    )
+    for tab in (plain, echo):
+        await reports(tab, count("subscribed"))
+    backend = encrypting_backend(server.port)
+    await asyncio.to_thread(backend.trigger, "private-encrypted-orders", "shipped", {"order": 7})
+    event = (await reports(plain, count("event")))[-1]
+    assert (event["channel"], event["event"], event["data"]) == (
+        "private-encrypted-orders",
+        "shipped",
+        {"order": 7},
+    )
+    assert (await reports(echo, count("listen")))[-1] == {"on": "listen", "data": {"order": 7}}

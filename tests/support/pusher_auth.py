@@ -7,14 +7,37 @@ with the Pusher signatures.
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import parse_qs
 
+import pusher
 import tornado.web
 
 from thunderpush.pusher.signatures import channel_auth, signin_auth
 
 from . import KEY, SECRET
+
+# The backend's key for encrypted channels (``private-encrypted-``), which the
+# server never sees: the backend encrypts triggers, pusher-js decrypts them.
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
+# The Pusher app id the tests give the server, which the ``pusher`` library needs.
+APP_ID = "1"
+
+
+def encrypting_backend(port: int = 0) -> pusher.Pusher:
+    """The ``pusher`` library as a backend with encrypted channels, whose triggers
+    go to the server on ``port``."""
+    return pusher.Pusher(
+        app_id=APP_ID,
+        key=KEY,
+        secret=SECRET,
+        host="127.0.0.1",
+        port=port or None,
+        ssl=False,
+        encryption_master_key_base64=MASTER_KEY,
+    )
+
 
 # The route: ``/u/<user>/auth`` (``channelAuthorization``) and ``/u/<user>/signin``
 # (``userAuthentication``).
@@ -38,8 +61,15 @@ class AuthHandler(tornado.web.RequestHandler):
             return
         channel = form["channel_name"]
         secret = "forged" if channel == "private-forged" else SECRET
+        if channel.startswith("private-encrypted-"):
+            # With the channel's shared_secret, from the backend's master key.
+            answer = encrypting_backend().authenticate(channel, socket_id)
+            self.write({**answer, "shared_secret": answer["shared_secret"].decode()})
+            return
         if channel.startswith("presence-"):
-            channel_data = json.dumps({"user_id": user, "user_info": {"name": user.upper()}})
+            # The user "big" has a user_info over Pusher's 1 KB.
+            info = {"name": "x" * 1100 if user == "big" else user.upper()}
+            channel_data = json.dumps({"user_id": user, "user_info": info})
             auth = channel_auth(KEY, secret, socket_id, channel, channel_data)
             self.write({"auth": auth, "channel_data": channel_data})
         else:

@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from thunderpush.config import CACHE_TTL, AppConfig
+from thunderpush.config import CACHE_TTL, AppConfig, PusherLimits
 from thunderpush.core.broker import Broker, LocalBroker
 from thunderpush.core.history import History, LocalHistory
 from thunderpush.core.hub import Hub
@@ -58,6 +58,9 @@ class App:
     # What a publish tests first: a string in every name ``last_prefixes``
     # matches, or None when none does (``thunderpush.core.lasts.marker_of``).
     last_marker: str | None = field(init=False, default=None)
+    # Pusher's limits on its Pusher clients and Pusher API requests (Pusher's numbers
+    # unless configured); held here as plain values, the core never applies them.
+    pusher_limits: PusherLimits = field(default_factory=PusherLimits)
 
     def __post_init__(self) -> None:
         self.id = self.id or self.key
@@ -119,6 +122,7 @@ class Apps:
         max_presence_members: int = 0,
         webhook_format: str = "thunderpush",
         cache_ttl: float = CACHE_TTL,
+        pusher_limits: PusherLimits | None = None,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
@@ -145,6 +149,7 @@ class Apps:
             webhook_format,
             cache_ttl,
             self.last_prefixes,
+            pusher_limits or PusherLimits(),
         )
         self._by_key[key] = app
         self._by_id[app.id] = app
@@ -217,4 +222,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "max_presence_members": declared.max_presence_members or 0,
         "webhook_format": declared.webhook_format or "thunderpush",
         "cache_ttl": CACHE_TTL if declared.cache_ttl is None else declared.cache_ttl,
+        "pusher_limits": declared.pusher_limits(),
     }

@@ -47,7 +47,7 @@ from thunderpush.core.holdings import Holdings
 from thunderpush.core.lasts import Lasts
 from thunderpush.core.listener import MEMBER_ADDED, MEMBER_REMOVED, HubListener, Transitions
 from thunderpush.core.members import Members
-from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name
+from thunderpush.core.protocol import is_channel_name, is_presence_channel
 from thunderpush.core.recovery import Recovery
 from thunderpush.core.streams import Streams
 from thunderpush.core.welcomes import Welcomes
@@ -273,7 +273,7 @@ class Hub(Holdings, Welcomes, Recovery):
         a presence channel that has ``max_members`` other users already (its
         ``welcome`` then says so).
         """
-        if not is_valid_channel_name(channel):
+        if not is_channel_name(channel):
             logger.debug("Invalid channel name %r.", channel)
             return False
         subscribers = self.channels.get(channel)

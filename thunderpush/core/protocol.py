@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import NamedTuple
 
+from thunderpush.config import LONGEST_CHANNEL_NAME
+
 
 class Close(NamedTuple):
     """A SockJS close frame: ``c[code,"reason"]``."""
@@ -46,6 +48,20 @@ _CHANNEL_NAME = re.compile(r"[a-zA-Z0-9_\-=@,.;]{1,64}")
 def is_valid_channel_name(name: object) -> bool:
     """Channel names are 1-64 ASCII letters, digits or ``_-=@,.;``."""
     return isinstance(name, str) and _CHANNEL_NAME.fullmatch(name) is not None
+
+
+_CHANNEL_CHARACTERS = re.compile(r"[a-zA-Z0-9_\-=@,.;]+")
+
+
+def is_channel_name(name: object, longest: int = LONGEST_CHANNEL_NAME) -> bool:
+    """The same characters, up to ``longest`` of them: Pusher's rule is Thunderpush's
+    with 164 (an app's ``max_channel_name_length``), so the hub takes names up to
+    the longest any app may allow, and each door applies its own length."""
+    return (
+        isinstance(name, str)
+        and len(name) <= longest
+        and _CHANNEL_CHARACTERS.fullmatch(name) is not None
+    )
 
 
 MAX_USER_ID_LENGTH = 128

@@ -19,19 +19,17 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from thunderpush.config import PusherLimits
 from thunderpush.core.apps import App
 from thunderpush.core.broker import PublishOptions
-from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
+from thunderpush.core.protocol import is_presence_channel, is_valid_user_id
 from thunderpush.core.results import Result, in_order, then
+from thunderpush.pusher.limits import channel_name_error, check_event_size
 from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket_id
 from thunderpush.transports.door.answers import ApiError
 from thunderpush.transports.door.endpoints import Routes
 
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
-
-# Pusher's documented limits.
-MAX_CHANNELS = 100
-MAX_BATCH_EVENTS = 10
 
 USER_COUNT = "user_count"
 SUBSCRIPTION_COUNT = "subscription_count"
@@ -55,11 +53,11 @@ def _body(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _channel(name: Any) -> str:
-    if not is_valid_channel_name(name):
-        raise bad_request(
-            f"Invalid channel name {json.dumps(name)[:80]}: 1-64 ASCII letters, digits or _-=@,.;"
-        )
+def _channel(name: Any, limits: PusherLimits) -> str:
+    """A channel name by Pusher's rule, up to the app's ``max_channel_name_length``."""
+    invalid = channel_name_error(name, limits)
+    if invalid is not None:
+        raise bad_request(f"{invalid}: {json.dumps(name)[:80]}")
     return name
 
 
@@ -96,17 +94,24 @@ def _info(info: Any) -> frozenset[str]:
     return asked
 
 
-def _channels(body: Mapping[str, Any]) -> list[str]:
-    """The channels of an event: ``channels`` (1-100 names) or ``channel`` (one)."""
+def _channels(body: Mapping[str, Any], limits: PusherLimits) -> list[str]:
+    """The channels of an event: ``channels`` (1-``max_trigger_channels`` names) or
+    ``channel`` (one)."""
     if ("channels" in body) == ("channel" in body):
         raise bad_request("Give exactly one of channels and channel")
     if "channel" in body:
-        return [_channel(body["channel"])]
-    channels = body["channels"]
-    if not isinstance(channels, list) or not 0 < len(channels) <= MAX_CHANNELS:
-        raise bad_request(f"channels must be a list of 1-{MAX_CHANNELS} channel names")
+        return [_channel(body["channel"], limits)]
+    channels = _listed(body["channels"], limits.max_trigger_channels, "channels", "channel names")
     # A channel named twice gets the event once.
-    return list(dict.fromkeys(_channel(channel) for channel in channels))
+    return list(dict.fromkeys(_channel(channel, limits) for channel in channels))
+
+
+def _listed(value: Any, most: int, name: str, items: str) -> list[Any]:
+    """``value`` if it is a list of 1 to ``most`` items (0: any number), else 400."""
+    if not isinstance(value, list) or not value or (most and len(value) > most):
+        bound = f"1-{most}" if most else "one or more"
+        raise bad_request(f"{name} must be a list of {bound} {items}")
+    return value
 
 
 class _Event:
@@ -114,10 +119,11 @@ class _Event:
 
     __slots__ = ("channels", "data", "exclude", "info", "name")
 
-    def __init__(self, item: Mapping[str, Any], channels: list[str]) -> None:
+    def __init__(self, item: Mapping[str, Any], channels: list[str], limits: PusherLimits) -> None:
         self.channels = channels
         self.name = _event_name(item.get("name"))
         self.data = _data(item.get("data"))
+        check_event_size(self.data, limits)
         self.exclude = _socket_id(item.get("socket_id"))
         self.info = _info(item.get("info"))
 
@@ -169,7 +175,8 @@ def trigger(
 ) -> Result[dict[str, Any]]:
     """``POST events``: one event to 1-100 channels, none to the ``socket_id`` given."""
     item = _body(body)
-    event = _Event(item, _channels(item))
+    limits = app.pusher_limits
+    event = _Event(item, _channels(item, limits), limits)
     sent = event.send(app)
     if not event.info:
         return then(sent, _nothing)
@@ -187,14 +194,13 @@ def trigger_batch(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST batch_events``: 1-10 events, each to one channel, sent in their order."""
-    batch = _body(body).get("batch")
-    if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH_EVENTS:
-        raise bad_request(f"batch must be a list of 1-{MAX_BATCH_EVENTS} events")
+    limits = app.pusher_limits
+    batch = _listed(_body(body).get("batch"), limits.max_batch_events, "batch", "events")
     events = []
     for item in batch:
         if not isinstance(item, dict):
             raise bad_request("Each event of a batch must be an object")
-        events.append(_Event(item, [_channel(item.get("channel"))]))
+        events.append(_Event(item, [_channel(item.get("channel"), limits)], limits))
     sent = in_order([send for event in events for send in event.sends(app)])
     if not any(event.info for event in events):
         return then(sent, _nothing)
@@ -237,7 +243,7 @@ def channel(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``GET channels/<name>``: whether it is occupied, with the attributes of ``info``."""
-    name = _channel(args["channel"])
+    name = _channel(args["channel"], app.pusher_limits)
     info = _info(params.get("info"))
     if USER_COUNT in info and not is_presence_channel(name):
         raise bad_request("user_count is only available for presence channels")
@@ -258,7 +264,7 @@ def users(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``GET channels/<presence-name>/users``: the ids of the users in it."""
-    name = _channel(args["channel"])
+    name = _channel(args["channel"], app.pusher_limits)
     if not is_presence_channel(name):
         raise bad_request("Only presence channels list their users")
     found = app.presence.channel_users(app, name)

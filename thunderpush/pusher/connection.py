@@ -34,6 +34,7 @@ from thunderpush.core.listener import CLIENT_EVENT
 from thunderpush.pusher import protocol
 from thunderpush.pusher.cache import CacheReplies
 from thunderpush.pusher.dialect import PUSHER
+from thunderpush.pusher.limits import ClientEvents, channel_name_error
 from thunderpush.pusher.protocol import PusherError
 from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
 
@@ -86,6 +87,7 @@ class PusherConnection:
         # Its cache-channel subscriptions still to be told their last event
         # (``thunderpush.pusher.cache``), while there are any.
         self.cache: CacheReplies | None = None
+        self._client_events = ClientEvents()
         # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
         self.conn = self
 
@@ -230,8 +232,9 @@ class PusherConnection:
 
         A presence subscription that passes makes this connection its user.
         """
-        if not thunder.is_valid_channel_name(channel):
-            return "Invalid channel name (1-64 of a-z A-Z 0-9 _-=@,.;).", 400
+        invalid = channel_name_error(channel, self.app.pusher_limits)
+        if invalid is not None:
+            return invalid, 400
         hub = self.app.hub
         if hub.subscription_count(self) >= self.limits.max_channels and not hub.is_subscribed(
             self, channel
@@ -253,8 +256,9 @@ class PusherConnection:
         if member is None:
             return "channel_data must be a JSON object with a user_id.", 400
         userid, info = member
-        if protocol.user_info_size(info) > protocol.MAX_USER_INFO:
-            return f"user_info too large: at most {protocol.MAX_USER_INFO} bytes as JSON.", 400
+        most = app.pusher_limits.max_user_info_bytes
+        if most and protocol.user_info_size(info) > most:
+            return f"user_info too large: at most {most} bytes as JSON.", 400
         if self.user is not None and self.user != userid:
             return f"This connection is user {self.user}.", 403
         self._become(userid)
@@ -313,6 +317,10 @@ class PusherConnection:
             self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
             return
         payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        refused = self._client_events.refusal(channel, payload, app.pusher_limits)
+        if refused is not None:
+            self._refuse(refused, name)
+            return
         # In a presence channel the others learn who sent it, as Pusher tells them.
         sender = self.user if thunder.is_presence_channel(channel) else None
         options = PublishOptions(name, self.socket_id, sender, from_client=True)

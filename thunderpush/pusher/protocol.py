@@ -37,10 +37,6 @@ PONG_TIMEOUT = 30
 # Pusher caps event names at 200 characters; the HTTP API and client events
 # both take printable ones only (``is_event_name``).
 MAX_EVENT_NAME = 200
-# Pusher caps a presence member's ``user_info`` at 1 KB: measured as the compact
-# JSON that every member of the channel is sent (``user_info_size``), since each
-# join is announced to all of them.
-MAX_USER_INFO = 1024
 
 
 class PusherError(NamedTuple):
@@ -89,7 +85,9 @@ def is_event_name(name: object) -> bool:
 
 
 def user_info_size(info: Any) -> int:
-    """The bytes of ``info`` as the server sends it (compact JSON, non-ASCII escaped)."""
+    """The bytes of ``info`` as the server sends it (compact JSON, non-ASCII escaped):
+    what an app's ``max_user_info_bytes`` (Pusher's 1 KB) bounds, since each join
+    is announced to every member of the channel."""
     return len(_string(info))
 
 

@@ -21,15 +21,20 @@ opens)::
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from collections.abc import Awaitable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from thunderpush.api import Answer
-from thunderpush.core.apps import Apps
+from thunderpush.core.apps import App, Apps
+from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.commands import Limits
+from thunderpush.core.throttle import Throttle
 from thunderpush.pusher import protocol
 from thunderpush.pusher.connection import PusherConnection
+from thunderpush.pusher.limits import OVER_CONNECTION_QUOTA, over_connection_quota
 from thunderpush.transports.door.messages import Request
 from thunderpush.transports.websocket.fanout import FrameCache
 from thunderpush.transports.websocket.frames import text_frame
@@ -40,7 +45,11 @@ if TYPE_CHECKING:
     from thunderpush.transports.websocket.handshake import Handshake
     from thunderpush.transports.websocket.service import WebSocketService
 
+logger = logging.getLogger(__name__)
+
 PATH_PREFIX = "/app/"
+# A line per app and minute about the connections its quota refuses.
+_QUOTA_LOGS = Throttle()
 
 # Every Pusher receiver of one publish gets the same frame.
 PUSHER_FRAMES = FrameCache(lambda element: text_frame(element.encode()))
@@ -91,17 +100,44 @@ class PusherSocket(WebSocket):
         self._key = key
 
     def open_session(self) -> None:
-        """Says ``connection_established``, or the error that closes the connection."""
-        upgrade = self._upgrade
+        """Says ``connection_established``, or the error that closes the connection:
+        a wrong protocol or key, or the app over its ``max_app_connections`` (whose
+        count, in a cluster, comes later: messages until then find no session and
+        are dropped, and pusher-js sends none before the welcome)."""
         error = _version_error(self._info.arguments.get("protocol"))
-        app = upgrade.apps.get(self._key)
+        app = self._upgrade.apps.get(self._key)
         if error is None and app is None:
             error = protocol.APP_NOT_FOUND
         if error is not None:
-            self.service.stats.on_conn_closed()  # never a session: counted as closed now
-            self.send_pack(protocol.error(error))
-            self.close(error.code, error.message)
+            self._refuse(error)
             return
+        over = over_connection_quota(app)
+        if isinstance(over, Awaitable):
+            asyncio.ensure_future(over).add_done_callback(partial(self._counted, app))
+        else:
+            self._admit(app, over)
+
+    def _counted(self, app: App, count: asyncio.Future[bool]) -> None:
+        """The cluster's count of ``app``'s connections; without Redis, let in."""
+        error = None if count.cancelled() else count.exception()
+        if error is not None and not isinstance(error, BackendUnavailable):
+            logger.error("Could not count the connections of app %s.", app.key, exc_info=error)
+        if not self._open:  # gone while counted: never a session
+            self.service.stats.on_conn_closed()
+            return
+        self._admit(app, not count.cancelled() and error is None and count.result())
+
+    def _admit(self, app: App, over: bool) -> None:
+        if over:
+            if _QUOTA_LOGS.due(app.key):
+                logger.warning(
+                    "Refusing Pusher connections to app %s: over its max_app_connections (%d).",
+                    app.key,
+                    app.pusher_limits.max_app_connections,
+                )
+            self._refuse(OVER_CONNECTION_QUOTA)
+            return
+        upgrade = self._upgrade
         connection = PusherConnection(
             self,
             app,
@@ -112,6 +148,11 @@ class PusherSocket(WebSocket):
         )
         self.session = connection
         connection.open()
+
+    def _refuse(self, error: protocol.PusherError) -> None:
+        self.service.stats.on_conn_closed()  # never a session: counted as closed now
+        self.send_pack(protocol.error(error))
+        self.close(error.code, error.message)
 
     def heartbeat(self) -> None:
         super().heartbeat()

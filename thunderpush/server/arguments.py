@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from thunderpush import settings
-from thunderpush.config import checked_credential
+from thunderpush.config import LONGEST_CHANNEL_NAME, checked_credential
 
 # Where a list of URLs is cut: a comma followed by the next URL's scheme.
 _URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -65,6 +65,16 @@ def positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError(f"not a whole number > 0: {text!r}")
     return value
+
+
+def channel_name_length(text: str) -> int:
+    """1 to ``LONGEST_CHANNEL_NAME`` characters: the hub takes no longer name."""
+    return _number(
+        text,
+        int,
+        lambda value: 0 < value <= LONGEST_CHANNEL_NAME,
+        f"a whole number from 1 to {LONGEST_CHANNEL_NAME}",
+    )
 
 
 def credential(what: str) -> Callable[[str], str]:

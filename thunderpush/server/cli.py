@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NoReturn
 
@@ -57,6 +57,24 @@ _LIMITS = {
         "distinct users in one presence channel, 0: no limit",
     ),
 }
+
+# Pusher's limits on Pusher traffic, per app (``config.PusherLimits``, docs/pusher.rst):
+# whole numbers >= 0 (0: no limit) but the channel names' length.
+_PUSHER_LIMITS = {
+    name: (arguments.count, f"{what}, 0: no limit")
+    for name, what in (
+        ("max_event_bytes", "bytes of a Pusher event's data"),
+        ("max_trigger_channels", "channels of one Pusher trigger"),
+        ("max_batch_events", "events of one Pusher batch trigger"),
+        ("max_client_events_per_second", "client events a Pusher connection may send a second"),
+        ("max_user_info_bytes", "bytes of a Pusher presence member's user_info"),
+        ("max_app_connections", "open connections of one app (Pusher clients past it: 4004)"),
+    )
+}
+_PUSHER_LIMITS["max_channel_name_length"] = (
+    arguments.channel_name_length,
+    "characters of a channel name for Pusher clients and Pusher's API",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,14 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGINS",
         help="comma-separated origins allowed to connect, e.g. https://example.com (default: any)",
     )
-    for name, (kind, what) in _LIMITS.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=kind,
-            default=getattr(defaults, name),
-            metavar="N",
-            help=f"{what} (default: %(default)s)",
-        )
+    _add_numbers(parser, _LIMITS, defaults)
     parser.add_argument("--ssl-cert", metavar="PATH", help="PEM certificate chain: serve HTTPS/WSS")
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument(
@@ -231,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Pusher clients may send client-* events on private and presence channels",
     )
+    _add_numbers(parser, _PUSHER_LIMITS, defaults)
     parser.add_argument(
         "--cache-ttl",
         type=arguments.seconds,
@@ -256,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
         "apikey", nargs="?", type=arguments.credential("secret"), help="server API key"
     )
     return parser
+
+
+def _add_numbers(
+    parser: argparse.ArgumentParser,
+    options: Mapping[str, tuple[Callable[[str], int], str]],
+    defaults: Config,
+) -> None:
+    """An ``N`` option for each of ``options`` (name: (type, help)), setting the
+    ``Config`` field of the same name."""
+    for name, (kind, what) in options.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, name),
+            metavar="N",
+            help=f"{what} (default: %(default)s)",
+        )
 
 
 def rules(parser: argparse.ArgumentParser) -> dict[str, settings.Rule | None]:
@@ -364,6 +393,7 @@ def config_from(
         client_events=args.client_events,
         cache_ttl=args.cache_ttl,
         **{name: getattr(args, name) for name in _LIMITS},
+        **{name: getattr(args, name) for name in _PUSHER_LIMITS},
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from thunderpush.config import AppConfig, Config, ConfigError, declared_apps
+from thunderpush.config import PUSHER_LIMITS, AppConfig, Config, ConfigError, declared_apps
 from thunderpush.core.apps import App, options_of
 from thunderpush.core.retention import HistoryPolicy
 from thunderpush.server.application import Server, limits
@@ -52,6 +52,7 @@ RELOADED = {
     "max_connections",
     "max_connections_per_ip",
     "config_file",
+    *PUSHER_LIMITS,
 }
 
 # The limits applied at once: each is read whenever it is used.
@@ -75,6 +76,7 @@ APP_OPTIONS = {
     "client_events": "client_events",
     "max_presence_members": "max_presence_members",
     "cache_ttl": "cache_ttl",
+    "pusher_limits": "pusher_limits",
 }
 
 
