@@ -225,6 +225,10 @@ def test_each_script_runs_with_only_the_keys_it_declares(fresh_redis):
         stream = (counts, keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
         assert run(scripts.SEND_KEPT, stream, route, b"c4:news", "x", 10, 60, "abc", "n3") == 1
         assert run(scripts.HISTORY, stream[1:], 60, "")[1:] == [1, 1, b"x"]
+        told = (counts, keys.key(tag, keys.TOLD))
+        assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2") == [1, 2]
+        assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2")[0] == 2  # wait
+        assert run(scripts.TELL_COUNT, told, 0, channel, route, "n1", "n2") == [0, 2]  # told
         # n3 is forgotten: ann is still on n1, so nobody is announced gone.
         forget = (counts, *members)
         assert run(scripts.FORGET, forget, "n3", route, channel, 2, "n1", "n2", "ann") == 0

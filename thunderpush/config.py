@@ -53,6 +53,7 @@ class AppConfig:
     app_id: str | None = None
     client_events: bool | None = None
     max_presence_members: int | None = None
+    subscription_count: bool | None = None
 
 
 @dataclass
@@ -151,6 +152,8 @@ class Config:
     app_id: str | None = None
     # Pusher clients may send client-* events on private and presence channels.
     client_events: bool = False
+    # Non-presence channels' Pusher subscribers are told their subscription count.
+    subscription_count: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.redis_url, str):
@@ -209,6 +212,7 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 app.app_id,
                 _either(app.client_events, config.client_events),
                 _either(app.max_presence_members, config.max_presence_members),
+                _either(app.subscription_count, config.subscription_count),
             )
         )
     return resolved

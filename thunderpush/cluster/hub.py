@@ -74,6 +74,11 @@ class HubReporter:
             self.node.route_closed(named)
         self.node.registry_of(named).member_changed(self, channel, userid)
 
+    def count(self, channel: str) -> None:
+        """The cluster's count is told through Redis (``TELL_COUNT``), on the channel's
+        route, after this turn's writes of the counts."""
+        self.node.registry_of(tag(self.key, "c", channel)).counted(self, channel)
+
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         self.node.when_confirmed(tag(self.key, "c", channel), then)
 

@@ -17,6 +17,8 @@ slot and a script can touch them together.  ``T`` is ``{<tag>}``::
     tp:T:h     list  a channel's kept messages, oldest first, each
                      "<offset>\\n<ms kept, Redis time>\\n<payload>"
     tp:T:hm    hash  its stream: epoch, offset (of the last message)
+    tp:T:sc    hash  a channel's subscription count last told ("c") and when
+                     ("t", Redis ms), with ``--subscription-count``
     tp/T             the name's pub/sub channel, its *route*
 
 A user id may hold ``}``: Redis Cluster's hash tag then ends there, which is
@@ -62,6 +64,7 @@ INFOS = b"i"
 SEQ = b"s"
 KEPT = b"h"
 STREAM = b"hm"
+TOLD = b"sc"
 
 # The parts of a node's keys, per app.
 CHANNELS = b"c"

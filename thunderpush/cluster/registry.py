@@ -51,9 +51,16 @@ from typing import TYPE_CHECKING, Any
 
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.history import stream_of
+from thunderpush.core.counts import INTERVAL
 from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
-from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
+from thunderpush.core.listener import (
+    CHANNEL_OCCUPIED,
+    CHANNEL_VACATED,
+    SUBSCRIPTION_COUNT,
+    USER_OFFLINE,
+    USER_ONLINE,
+)
 from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
@@ -82,6 +89,8 @@ class Registry:
         self._welcomes: list[tuple[HubReporter, Connection, str]] = []
         # (hub, connection, channel, the keep's ttl, the offset to read after).
         self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
+        # The channels whose cluster-wide subscription count to tell (``TELL_COUNT``).
+        self._counted: dict[tuple[HubReporter, str], None] = {}
         self._wanted = asyncio.Event()
 
     # -- what the hubs report (never waits) --------------------------------
@@ -97,6 +106,12 @@ class Registry:
             self._wanted.set()
         elif is_presence_channel(channel):
             self._offline[hub, channel, userid] = None
+
+    def counted(self, hub: HubReporter, channel: str) -> None:
+        """Tells ``channel``'s cluster-wide subscription count after this turn's writes."""
+        if self.link.up:
+            self._counted[hub, channel] = None
+            self._wanted.set()
 
     def welcome(self, hub: HubReporter, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
@@ -158,15 +173,16 @@ class Registry:
     async def write(self) -> None:
         """Writes what changed, then answers the welcomes, then the recoveries."""
         users, members, welcomes = self._users, self._members, self._welcomes
-        recoveries = self._recoveries
+        recoveries, counted = self._recoveries, self._counted
         self._users, self._members, self._welcomes, self._recoveries = {}, {}, [], []
-        if not (users or members or welcomes or recoveries):
+        self._counted = {}
+        if not (users or members or welcomes or recoveries or counted):
             return
         try:
             # Counts only of confirmed routes; a welcome and a recovery read after
             # their route is, so that what follows the read reaches them.
             await self.link.confirm()
-            answers = await self._send(users, members, welcomes, recoveries)
+            answers = await self._send(users, members, welcomes, recoveries, counted)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
             for key, loud in members.items():
@@ -188,8 +204,10 @@ class Registry:
         members: dict[tuple[HubReporter, str, str], bool],
         welcomes: list[tuple[HubReporter, Connection, str]],
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
+        counted: dict[tuple[HubReporter, str], None],
     ) -> list:
-        """One pipeline: the counts, the member records, then the reads; answers the reads'."""
+        """One pipeline: the counts, the member records, the subscription counts to
+        tell, then the reads; answers the reads'."""
         node, link = self.node, self.link
         pipe = link.pipeline()
         watched = self._write_counts(pipe, users, members)
@@ -218,6 +236,12 @@ class Registry:
             own = keys.node_key(node.id, hub.key, keys.MEMBERSHIPS)
             entry = keys.membership(user, channel)
             pipe.command(*((b"ZADD", own, 0, entry) if here else (b"ZREM", own, entry)))
+        told = len(pipe)
+        for hub, channel in counted:
+            tag = keys.tag(hub.key, "c", channel)
+            names = (keys.key(tag, keys.COUNTS), keys.key(tag, keys.TOLD))
+            args = (round(INTERVAL * 1000), channel, keys.route_of(tag), *link.nodes)
+            link.queue(pipe, scripts.TELL_COUNT, names, *args)
         reads = len(pipe)
         for hub, connection, channel, *_ in welcomes:
             infos = "1" if dialect_of(connection).member_infos else ""
@@ -241,6 +265,8 @@ class Registry:
         for index, hub, channel, user in arrivals:
             if results[index] == -1:
                 hub.local.refused(channel, user)
+        for (hub, channel), (outcome, count) in zip(counted, results[told:reads], strict=True):
+            _counted(hub, channel, outcome, count)
         return results[reads:]
 
     def _write_counts(
@@ -280,7 +306,7 @@ class Registry:
         for (hub, channel, user), loud in self._members.items():
             if loud and is_presence_channel(channel):
                 self._offline[hub, channel, user] = None  # never announced: announce on return
-        self._users, self._members = {}, {}
+        self._users, self._members, self._counted = {}, {}, {}
         welcomes, self._welcomes = self._welcomes, []
         for hub, connection, channel in welcomes:
             hub.local.welcome_alone(connection, channel)
@@ -318,6 +344,19 @@ async def read_records(
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
 # The node's own key of each kind of name.
 _OWN = {"u": keys.USERS, "c": keys.CHANNELS}
+
+
+def _counted(hub: HubReporter, channel: str, outcome: int, count: int) -> None:
+    """What ``TELL_COUNT`` answered of ``channel``: told (this node tells the webhooks),
+    already told, or to ask again once the interval is over."""
+    if outcome == 1:
+        tell = hub.on_transition
+        if tell is not None:
+            tell(SUBSCRIPTION_COUNT, channel, {"subscription_count": count})
+    elif outcome == 2:
+        counts = hub.local.counts
+        if counts is not None:
+            counts.again(channel)
 
 
 def _member_keys(tag: bytes) -> tuple[bytes, bytes, bytes]:

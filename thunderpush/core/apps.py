@@ -61,6 +61,16 @@ class App:
     def max_presence_members(self, cap: int) -> None:
         self.hub.max_members = cap
 
+    @property
+    def subscription_count(self) -> bool:
+        """Whether non-presence channels' subscribers are told their subscription count
+        as it changes (``thunderpush.core.counts``); the hub does it."""
+        return self.hub.counts is not None
+
+    @subscription_count.setter
+    def subscription_count(self, on: bool) -> None:
+        self.hub.count_subscriptions(on)
+
 
 class Apps:
     """The registry of apps by public key, with the backend they share."""
@@ -90,17 +100,20 @@ class Apps:
         app_id: str | None = None,
         client_events: bool = False,
         max_presence_members: int = 0,
+        subscription_count: bool = False,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
         ``max_presence_members`` caps the users of each presence channel (0: no
-        cap; the server's default is ``Config.max_presence_members``).
+        cap; the server's default is ``Config.max_presence_members``);
+        ``subscription_count`` tells channels their subscription counts.
         """
         taken = self._by_id.get(app_id or key)
         if taken is not None and taken.key != key:
             raise ValueError(f"the app id {app_id or key} is the app {taken.key}'s")
         hub = Hub() if self.hubs is None else self.hubs(key)
         hub.max_members = max_presence_members
+        hub.count_subscriptions(subscription_count)
         app = App(
             key,
             secret,
@@ -175,4 +188,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "app_id": declared.app_id,
         "client_events": bool(declared.client_events),
         "max_presence_members": declared.max_presence_members or 0,
+        "subscription_count": bool(declared.subscription_count),
     }

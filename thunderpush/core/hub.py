@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from thunderpush.core.broker import PLAIN, PublishOptions
+from thunderpush.core.counts import Counts
 from thunderpush.core.dialect import OWN, THUNDERPUSH, Dialect, Foreign, dialect_of
 from thunderpush.core.gates import Gates
 from thunderpush.core.holdings import Holdings
@@ -117,6 +118,16 @@ class Hub(Holdings, Welcomes, Recovery):
         # ``thunderpush.core.listener``); None, the default, costs a test per change.
         self.on_transition: Callable[..., None] | None = None
         self.listener: HubListener = Transitions(self)
+        # The channels' subscription counts to tell (``count_subscriptions``); None: off.
+        self.counts: Counts | None = None
+
+    def count_subscriptions(self, on: bool) -> None:
+        """Tell non-presence channels' subscription counts as they change (on), or
+        not; the listener says how (``HubListener.count``)."""
+        if not on:
+            self.counts = None
+        elif self.counts is None:
+            self.counts = Counts(self.listener.count)
 
     # -- delivery ---------------------------------------------------------
 
@@ -218,6 +229,21 @@ class Hub(Holdings, Welcomes, Recovery):
                 logger.exception("Delivery to user %r failed.", connection.userid)
         return len(targets)
 
+    def tell_count(self, channel: str, count: int) -> int:
+        """Tell ``channel``'s connections whose dialect frames it that it has ``count``
+        subscriptions (``thunderpush.core.counts``); returns how many were told."""
+        told = 0
+        frames: dict[Dialect, str | None] = {}
+        foreign = self._foreign
+        for connection in list(self._mixed.get(channel, ())):
+            dialect = foreign[connection][0]
+            if dialect not in frames:
+                frames[dialect] = dialect.subscription_count(channel, count)
+            frame = frames[dialect]
+            if frame is not None:
+                told += self._deliver((connection,), frame)
+        return told
+
     def disconnect_user(self, userid: str) -> None:
         """Close every connection of ``userid`` (each close removes it)."""
         for connection in list(self.users.get(userid, ())):
@@ -294,6 +320,8 @@ class Hub(Holdings, Welcomes, Recovery):
                 others = [other for other in subscribers if other is not connection]
                 self._deliver_each(others, lambda d: d.member_added(channel, userid, info))
         self.listener.subscribed(channel, userid, first)
+        if self.counts is not None and not is_presence_channel(channel):
+            self.counts.changed(channel)
         return True
 
     def when_routed(self, connection: Connection, channel: str, answer: Callable[[], None]) -> None:
@@ -338,6 +366,8 @@ class Hub(Holdings, Welcomes, Recovery):
                     self.channels.get(channel, ()), lambda d: d.member_removed(channel, userid)
                 )
         self.listener.unsubscribed(channel, userid, last)
+        if self.counts is not None and not is_presence_channel(channel):
+            self.counts.changed(channel)
 
     @staticmethod
     def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:

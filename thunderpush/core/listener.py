@@ -62,6 +62,12 @@ class HubListener(Protocol):
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         """A connection of ``userid`` left ``channel``; ``last``: the channel has none here now."""
 
+    def count(self, channel: str) -> None:
+        """Tell ``channel``'s subscription count, which changed (``thunderpush.core.counts``
+        calls this at most once a second per channel): to its subscribers
+        (``Hub.tell_count``) and as ``SUBSCRIPTION_COUNT``, unless it is the count
+        told last."""
+
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         """Calls ``then`` once a message published to ``channel`` reaches this hub:
         a subscription is answered only then, so no message the answer promises
@@ -84,6 +90,9 @@ class Transitions:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # The subscription count last told of each channel with subscribers
+        # (``--subscription-count``).
+        self._told: dict[str, int] = {}
 
     def connected(self, userid: str, first: bool) -> None:
         if first and self.hub.on_transition is not None:
@@ -100,6 +109,19 @@ class Transitions:
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         if last and self.hub.on_transition is not None:
             self.hub.on_transition(CHANNEL_VACATED, channel)
+
+    def count(self, channel: str) -> None:
+        hub = self.hub
+        count = hub.channel_connection_count(channel)
+        if self._told.get(channel, 0) == count:
+            return
+        if count:
+            self._told[channel] = count
+        else:
+            del self._told[channel]
+        hub.tell_count(channel, count)
+        if hub.on_transition is not None:
+            hub.on_transition(SUBSCRIPTION_COUNT, channel, {"subscription_count": count})
 
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         then()  # one process: every publish reaches this hub

@@ -225,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Pusher clients may send client-* events on private and presence channels",
     )
     parser.add_argument(
+        "--subscription-count",
+        action="store_true",
+        help="tell Pusher subscribers of non-presence channels their subscription count",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
@@ -347,6 +352,7 @@ def config_from(
         webhook_url=args.webhook_url,
         app_id=args.app_id,
         client_events=args.client_events,
+        subscription_count=args.subscription_count,
         **{name: getattr(args, name) for name in _LIMITS},
     )
 

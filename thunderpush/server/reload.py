@@ -1,7 +1,8 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
 Apps (added, removed, a new secret, ``require_signature``, history, webhook,
-``client_events``, ``max_presence_members``, the Pusher ``app_id``) and the
+``client_events``, ``max_presence_members``, ``subscription_count``, the Pusher
+``app_id``) and the
 limits that are read when they are used (channels and commands per connection, unsent bytes,
 connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
@@ -44,6 +45,7 @@ RELOADED = {
     "webhook_url",
     "client_events",
     "max_presence_members",
+    "subscription_count",
     "max_channels_per_connection",
     "max_commands_per_second",
     "max_unsent_bytes",
@@ -71,6 +73,7 @@ APP_OPTIONS = {
     "app_id": "id",
     "client_events": "client_events",
     "max_presence_members": "max_presence_members",
+    "subscription_count": "subscription_count",
 }
 
 
