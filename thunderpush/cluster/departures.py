@@ -87,8 +87,9 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
             link.queue(pipe, scripts.FORGET, names, gone, route, channel, len(live), *live, *held)
             about.append((hub, CHANNEL_VACATED, channel))
         for user in users:
-            counts = keys.key(keys.tag(hub.key, "u", user), keys.COUNTS)
-            link.queue(pipe, scripts.FORGET, (counts,), gone)
+            tag = keys.tag(hub.key, "u", user)
+            watchers = keys.watch_route(tag)
+            link.queue(pipe, scripts.FORGET, (keys.key(tag, keys.COUNTS),), gone, watchers, user)
             about.append((hub, USER_OFFLINE, user))
     vacated = await link.execute(pipe)
 

@@ -170,6 +170,20 @@ class Node:
         self._routes.pop(route, None)
         self.link_of(tag).unsubscribe(route)
 
+    def watch_opened(self, hub: Hub, tag: bytes) -> None:
+        """``hub`` has its first connection watching the user of ``tag``: its watch
+        route is subscribed, confirmed before the registry's next write there
+        (which reads whether the user is online)."""
+        route = keys.watch_route(tag)
+        self._routes[route] = hub
+        self.link_of(tag).subscribe(route)
+
+    def watch_closed(self, tag: bytes) -> None:
+        """Nobody here watches the user of ``tag`` any more."""
+        route = keys.watch_route(tag)
+        self._routes.pop(route, None)
+        self.link_of(tag).unsubscribe(route)
+
     def when_confirmed(self, tag: bytes, then: Callable[[], None]) -> None:
         """Calls ``then`` once Redis confirmed this node's subscription to the route
         of ``tag`` (at once if it has).  The confirmation comes with the
@@ -316,7 +330,8 @@ class Node:
             hub = self._routes.get(route)
             if hub is not None:
                 _, kind, name = keys.name_of(route)
-                moved.setdefault(hub, set()).add((kind, name))
+                # A watch route is on its user's slot: its watchers are held as the user's.
+                moved.setdefault(hub, set()).add(("u" if kind == "w" else kind, name))
         if moved:
             asyncio.get_running_loop().call_soon(_close_holders, moved)
 

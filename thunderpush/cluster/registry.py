@@ -34,11 +34,14 @@ app) on the same shard, which the reads that span names (over every shard),
 this node's rewrite after an outage of that shard and the forgetting of this
 node there read.
 
-The counts of an app with a webhook are written by a script (``COUNT``) that
-answers the cluster-wide transition it makes (a channel or user held by no
-node, then by one; or the reverse) to the one node whose write made it,
-which records the event; so are the channels and users that a node forgotten
-or leaving was the last to hold (``thunderpush.cluster.departures``).
+The counts of an app with a webhook, and every user's, are written by a
+script (``COUNT``) that answers the cluster-wide transition it makes (a
+channel or user held by no node, then by one; or the reverse) to the one node
+whose write made it, which records the event; so are the channels and users
+that a node forgotten or leaving was the last to hold
+(``thunderpush.cluster.departures``).  A user's transition is also told on its
+watch route, to the nodes where a connection watches it; what a write tells
+and reads for subscription counts and watchlists is ``thunderpush.cluster.telling``.
 """
 
 from __future__ import annotations
@@ -49,15 +52,13 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster import keys, scripts
+from thunderpush.cluster import keys, scripts, telling
 from thunderpush.cluster.history import stream_of
-from thunderpush.core.counts import INTERVAL
 from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
 from thunderpush.core.listener import (
     CHANNEL_OCCUPIED,
     CHANNEL_VACATED,
-    SUBSCRIPTION_COUNT,
     USER_OFFLINE,
     USER_ONLINE,
 )
@@ -90,7 +91,9 @@ class Registry:
         # (hub, connection, channel, the keep's ttl, the offset to read after).
         self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
         # The channels whose cluster-wide subscription count to tell (``TELL_COUNT``).
-        self._counted: dict[tuple[HubReporter, str], None] = {}
+        self._counted: telling.Counted = {}
+        # The watchlists whose users' states to read (``thunderpush.cluster.watching``).
+        self._watches: telling.Asked = []
         self._wanted = asyncio.Event()
 
     # -- what the hubs report (never waits) --------------------------------
@@ -112,6 +115,15 @@ class Registry:
         if self.link.up:
             self._counted[hub, channel] = None
             self._wanted.set()
+
+    def watch(self, hub: HubReporter, connection: Connection, users: list[str]) -> bool:
+        """Reads whether ``users`` (of this shard) are online, for ``connection``'s
+        watchlist; False if it cannot."""
+        if not self.link.up:
+            return False
+        self._watches.append((hub, connection, users))
+        self._wanted.set()
+        return True
 
     def welcome(self, hub: HubReporter, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
@@ -173,30 +185,32 @@ class Registry:
     async def write(self) -> None:
         """Writes what changed, then answers the welcomes, then the recoveries."""
         users, members, welcomes = self._users, self._members, self._welcomes
-        recoveries, counted = self._recoveries, self._counted
+        recoveries, counted, watches = self._recoveries, self._counted, self._watches
         self._users, self._members, self._welcomes, self._recoveries = {}, {}, [], []
-        self._counted = {}
-        if not (users or members or welcomes or recoveries or counted):
+        self._counted, self._watches = {}, []
+        if not (users or members or welcomes or recoveries or counted or watches):
             return
         try:
             # Counts only of confirmed routes; a welcome and a recovery read after
             # their route is, so that what follows the read reaches them.
             await self.link.confirm()
-            answers = await self._send(users, members, welcomes, recoveries, counted)
+            answers = await self._send(users, members, welcomes, recoveries, counted, watches)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
             for key, loud in members.items():
                 self._members[key] = self._members.get(key, False) or loud
             self._welcomes[:0] = welcomes
             self._recoveries[:0] = recoveries
+            self._watches[:0] = watches
             raise
         lists = answers[: len(welcomes)]
         for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
             infos = dialect_of(connection).member_infos
             hub.local.welcomed(connection, channel, _members(names, infos), seq)
-        streams = answers[len(welcomes) :]
+        streams = answers[len(welcomes) : len(welcomes) + len(recoveries)]
         for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
             hub.local.recovered(connection, channel, stream_of(read))
+        telling.answer_watches(watches, answers[len(welcomes) + len(recoveries) :])
 
     async def _send(
         self,
@@ -204,7 +218,8 @@ class Registry:
         members: dict[tuple[HubReporter, str, str], bool],
         welcomes: list[tuple[HubReporter, Connection, str]],
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
-        counted: dict[tuple[HubReporter, str], None],
+        counted: telling.Counted,
+        watches: telling.Asked,
     ) -> list:
         """One pipeline: the counts, the member records, the subscription counts to
         tell, then the reads; answers the reads'."""
@@ -237,11 +252,7 @@ class Registry:
             entry = keys.membership(user, channel)
             pipe.command(*((b"ZADD", own, 0, entry) if here else (b"ZREM", own, entry)))
         told = len(pipe)
-        for hub, channel in counted:
-            tag = keys.tag(hub.key, "c", channel)
-            names = (keys.key(tag, keys.COUNTS), keys.key(tag, keys.TOLD))
-            args = (round(INTERVAL * 1000), channel, keys.route_of(tag), *link.nodes)
-            link.queue(pipe, scripts.TELL_COUNT, names, *args)
+        telling.queue_counts(link, pipe, counted)
         reads = len(pipe)
         for hub, connection, channel, *_ in welcomes:
             infos = "1" if dialect_of(connection).member_infos else ""
@@ -251,6 +262,7 @@ class Registry:
             tag = keys.tag(hub.key, "c", channel)
             stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
             link.queue(pipe, scripts.HISTORY, stream, ttl, since)
+        telling.queue_watches(link, pipe, watches)
         results = await link.execute(pipe)
         for key, kept in informed:
             if kept:
@@ -265,8 +277,7 @@ class Registry:
         for index, hub, channel, user in arrivals:
             if results[index] == -1:
                 hub.local.refused(channel, user)
-        for (hub, channel), (outcome, count) in zip(counted, results[told:reads], strict=True):
-            _counted(hub, channel, outcome, count)
+        telling.counted(counted, results[told:reads])
         return results[reads:]
 
     def _write_counts(
@@ -278,9 +289,11 @@ class Registry:
         """Queues the node's count of each changed user and channel, under the name's
         tag and under the node's own keys.
 
-        An app with a webhook writes the name's count with ``COUNT``, whose
-        answers (where they are in ``pipe``, and about what) are returned; the
-        other apps pay no more than an HSET or HDEL.
+        A user's count, and the counts of an app with a webhook, are written
+        with ``COUNT``, whose answers for the webhooks (where they are in
+        ``pipe``, and about what) are returned; it tells a user's first
+        connection in the cluster and its last on the user's watch route.  The
+        channels of an app without a webhook pay no more than an HSET or HDEL.
         """
         node, link = self.node, self.link
         counts: dict[tuple[HubReporter, str, str], int] = {}
@@ -290,9 +303,15 @@ class Registry:
             counts[hub, "c", channel] = hub.local.channel_connection_count(channel)
         watched = []
         for (hub, kind, name), count in counts.items():
-            counted = keys.key(keys.tag(hub.key, kind, name), keys.COUNTS)
+            tag = keys.tag(hub.key, kind, name)
+            counted = keys.key(tag, keys.COUNTS)
             if hub.on_transition is not None:
                 watched.append((len(pipe), hub, kind, name))
+            if kind == "u":  # its transitions are told to its watchers
+                link.queue(
+                    pipe, scripts.COUNT, (counted,), node.id, count, keys.watch_route(tag), name
+                )
+            elif hub.on_transition is not None:
                 link.queue(pipe, scripts.COUNT, (counted,), node.id, count)
             else:
                 _set(pipe, counted, node.id, count)
@@ -313,6 +332,8 @@ class Registry:
         recoveries, self._recoveries = self._recoveries, []
         for hub, connection, channel, *_ in recoveries:
             hub.local.recovered(connection, channel, None)
+        watches, self._watches = self._watches, []
+        telling.answer_alone(watches)
 
 
 async def read_records(
@@ -344,19 +365,6 @@ async def read_records(
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
 # The node's own key of each kind of name.
 _OWN = {"u": keys.USERS, "c": keys.CHANNELS}
-
-
-def _counted(hub: HubReporter, channel: str, outcome: int, count: int) -> None:
-    """What ``TELL_COUNT`` answered of ``channel``: told (this node tells the webhooks),
-    already told, or to ask again once the interval is over."""
-    if outcome == 1:
-        tell = hub.on_transition
-        if tell is not None:
-            tell(SUBSCRIPTION_COUNT, channel, {"subscription_count": count})
-    elif outcome == 2:
-        counts = hub.local.counts
-        if counts is not None:
-            counts.again(channel)
 
 
 def _member_keys(tag: bytes) -> tuple[bytes, bytes, bytes]:

@@ -24,7 +24,8 @@ webhooks.  A cluster node's listener (``thunderpush.cluster.hub``) turns
 welcomes (``welcomed``, ``thunderpush.core.welcomes``) and recoveries
 (``recovered``); the hub then holds a welcomed connection's presence events,
 and a recovering connection's deliveries (``thunderpush.core.gates``), until
-the answer comes.  Example::
+the answer comes.  Subscription counts and watchlists are told through
+``Telling`` (``thunderpush.core.telling``), as the listener decides.  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -48,6 +49,8 @@ from thunderpush.core.members import Members
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name
 from thunderpush.core.recovery import Recovery
 from thunderpush.core.streams import Streams
+from thunderpush.core.telling import Telling
+from thunderpush.core.watchlist import Watchlist
 from thunderpush.core.welcomes import Welcomes
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class Connection(Protocol):
         """Close the connection with ``code`` and ``reason`` (``close_holding``)."""
 
 
-class Hub(Holdings, Welcomes, Recovery):
+class Hub(Holdings, Welcomes, Recovery, Telling):
     """Connections of one app, by user and by channel, and delivery to them.
 
     Users and channel members are kept in insertion-ordered dicts used as sets:
@@ -120,14 +123,8 @@ class Hub(Holdings, Welcomes, Recovery):
         self.listener: HubListener = Transitions(self)
         # The channels' subscription counts to tell (``count_subscriptions``); None: off.
         self.counts: Counts | None = None
-
-    def count_subscriptions(self, on: bool) -> None:
-        """Tell non-presence channels' subscription counts as they change (on), or
-        not; the listener says how (``HubListener.count``)."""
-        if not on:
-            self.counts = None
-        elif self.counts is None:
-            self.counts = Counts(self.listener.count)
+        # Who watches whom (``watch``): told as users come online and go.
+        self.watchlist = Watchlist()
 
     # -- delivery ---------------------------------------------------------
 
@@ -229,33 +226,23 @@ class Hub(Holdings, Welcomes, Recovery):
                 logger.exception("Delivery to user %r failed.", connection.userid)
         return len(targets)
 
-    def tell_count(self, channel: str, count: int) -> int:
-        """Tell ``channel``'s connections whose dialect frames it that it has ``count``
-        subscriptions (``thunderpush.core.counts``); returns how many were told."""
-        told = 0
-        frames: dict[Dialect, str | None] = {}
-        foreign = self._foreign
-        for connection in list(self._mixed.get(channel, ())):
-            dialect = foreign[connection][0]
-            if dialect not in frames:
-                frames[dialect] = dialect.subscription_count(channel, count)
-            frame = frames[dialect]
-            if frame is not None:
-                told += self._deliver((connection,), frame)
-        return told
-
     def disconnect_user(self, userid: str) -> None:
         """Close every connection of ``userid`` (each close removes it)."""
         for connection in list(self.users.get(userid, ())):
             connection.force_disconnect()
 
     def close_holding(self, code: int, reason: str, held: Callable[[str, str], bool]) -> None:
-        """Close with ``code`` every connection whose user or one of whose channels
-        ``held`` answers True for (``held("u", user id)``, ``held("c", channel)``):
-        those a backend that came back may have missed messages for (each close
-        removes it)."""
+        """Close with ``code`` every connection whose user, one of whose channels or
+        one of whose watched users ``held`` answers True for (``held("u", user id)``,
+        ``held("c", channel)``): those a backend that came back may have missed
+        messages for (each close removes it)."""
+        users_of = self.watchlist.users_of
         for connection, channels in list(self._subscriptions.items()):
-            if held("u", connection.userid) or any(held("c", channel) for channel in channels):
+            if (
+                held("u", connection.userid)
+                or any(held("c", channel) for channel in channels)
+                or any(held("u", user) for user in users_of(connection))
+            ):
                 connection.close(code, reason)
 
     def disconnect_all(self) -> None:
@@ -282,6 +269,8 @@ class Hub(Holdings, Welcomes, Recovery):
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
             self._leave(connection, channel)
+        if self.watchlist.watchers:
+            self.unwatch(connection)
         self._foreign.pop(connection, None)
         userid = connection.userid
         if userid in self.users:

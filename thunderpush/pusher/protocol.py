@@ -159,5 +159,12 @@ def subscription_count(channel: str, count: int) -> str:
     return _frame("pusher_internal:subscription_count", data, channel)
 
 
+def watchlist_events(online: bool, user_ids: list[str]) -> str:
+    """Users of a signed-in connection's watchlist came online or went offline, which
+    pusher-js hands to ``pusher.user.watchlist.bind("online" | "offline", ...)``."""
+    events = [{"name": "online" if online else "offline", "user_ids": user_ids}]
+    return _frame("pusher_internal:watchlist_events", _string({"events": events}))
+
+
 def signin_success(user_data: str) -> str:
     return _frame("pusher:signin_success", _string({"user_data": user_data}))
