@@ -84,7 +84,7 @@ class HubReporter:
         reads who is online (``thunderpush.cluster.watching``)."""
         node = self.node
         for user in new:
-            node.watch_opened(self.local, tag(self.key, "u", user))
+            node.route_opened(self.local, tag(self.key, "u", user), watch=True)
         by_shard: dict[Any, list[str]] = {}
         for user in users:
             by_shard.setdefault(node.registry_of(tag(self.key, "u", user)), []).append(user)
@@ -97,7 +97,7 @@ class HubReporter:
 
     def unwatched(self, users: list[str]) -> None:
         for user in users:
-            self.node.watch_closed(tag(self.key, "u", user))
+            self.node.route_closed(tag(self.key, "u", user), watch=True)
 
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         self.node.when_confirmed(tag(self.key, "c", channel), then)

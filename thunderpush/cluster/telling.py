@@ -10,7 +10,7 @@ which tells the webhooks; a node told to wait asks again once the second is over
 Watchlists: a connection that starts watching users (``thunderpush.core.watchlist``) on a
 cluster node is first told which of them are online anywhere: its hub's
 listener (``thunderpush.cluster.hub.HubReporter``) subscribes the watch route
-of each user nobody on the node watched yet (``Node.watch_opened``), then asks
+of each user nobody on the node watched yet (``Node.route_opened``), then asks
 the registry of each user's shard to read the user's counts; the registry
 reads them in its next write, after Redis confirmed the routes, so a
 transition after the read reaches the node and one before it is in the read.

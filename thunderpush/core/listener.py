@@ -106,19 +106,20 @@ class Transitions:
 
     def connected(self, userid: str, first: bool) -> None:
         if first:
-            hub = self.hub
-            if hub.on_transition is not None:
-                hub.on_transition(USER_ONLINE, userid)
-            if hub.watchlist.watchers:
-                hub.watchlist.changed(userid, True)
+            self._user(userid, True)
 
     def disconnected(self, userid: str, last: bool) -> None:
         if last:
-            hub = self.hub
-            if hub.on_transition is not None:
-                hub.on_transition(USER_OFFLINE, userid)
-            if hub.watchlist.watchers:
-                hub.watchlist.changed(userid, False)
+            self._user(userid, False)
+
+    def _user(self, userid: str, online: bool) -> None:
+        """``userid``'s first connection (``online``) or its last: to the webhooks and
+        to the connections that watch it."""
+        hub = self.hub
+        if hub.on_transition is not None:
+            hub.on_transition(USER_ONLINE if online else USER_OFFLINE, userid)
+        if hub.watchlist.watchers:
+            hub.watchlist.changed(userid, online)
 
     def subscribed(self, channel: str, userid: str, first: bool) -> None:
         if first and self.hub.on_transition is not None:
