@@ -19,7 +19,8 @@ from thunderpush.pusher.signatures import signin_auth
 from .support import KEY, SECRET
 from .support.clients import WebSocketClient
 from .support.processes import start_server_process
-from .support.served import eventually
+from .support.served import eventually, nodes_on
+from .test_cluster_shards import on_shard
 from .test_pusher_js import auth_url, pusher_js
 from .test_pusher_ws import Thunder, established, opened, receive, send
 from .test_subscription_counts import HAS_NODE
@@ -183,3 +184,20 @@ async def test_a_watched_user_on_a_node_that_died_is_told_offline_when_it_is_for
 
 async def _online(server: Any, user: str) -> bool:
     return await server.parts.apps.presence.is_online(server.parts.apps.get(KEY), user)
+
+
+async def test_a_watchlist_spanning_two_shards_is_told_once_both_answered(fresh_shards):
+    """Users on each of two Redis (``--redis-url`` twice): the first states come in
+    two reads, told together once both are in."""
+    first, second = on_shard("u", 0, "user"), on_shard("u", 1, "user")
+    async with nodes_on(redis_url=tuple(server.url for server in fresh_shards)) as start:
+        one, two = await start(2)
+        clients = [await two.client(WebSocketClient, user) for user in (first, second)]
+        await eventually(lambda: _online(one, second), True)
+        watcher = Watcher("w")
+        one.hub.add(watcher)
+        one.hub.watch(watcher, [first, "nobody", second])
+        await one.settled(lambda: watcher.told == [(True, [first, second])])
+        clients[1].ws.close()
+        await one.settled(lambda: watcher.told[1:] == [(False, [second])])
+        one.hub.remove(watcher)
