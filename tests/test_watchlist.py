@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from thunderpush.cluster import departures, keys
+from thunderpush.cluster.bus import deliver, field
 from thunderpush.core.hub import Hub
 from thunderpush.core.watchlist import MAX_WATCHED, Watchlist
 from thunderpush.pusher.signatures import signin_auth
@@ -22,7 +23,7 @@ from .support.processes import start_server_process
 from .support.served import eventually, nodes_on
 from .test_cluster_shards import on_shard
 from .test_pusher_js import auth_url, pusher_js
-from .test_pusher_ws import Thunder, established, opened, receive, send
+from .test_pusher_ws import Pusher, Thunder, established, opened, receive, send
 from .test_subscription_counts import HAS_NODE
 
 __all__ = ["auth_url"]  # the fixture
@@ -201,3 +202,21 @@ async def test_a_watchlist_spanning_two_shards_is_told_once_both_answered(fresh_
         clients[1].ws.close()
         await one.settled(lambda: watcher.told[1:] == [(False, [second])])
         one.hub.remove(watcher)
+
+
+def test_the_bus_carries_a_users_transition_and_a_channels_count():
+    """``w`` and ``n`` messages (``thunderpush/cluster/bus.py``) reach the hub's
+    watchlist and the channel's Pusher subscribers; a malformed one is ignored."""
+    hub = Hub()
+    watcher, subscriber = Watcher("w"), Pusher("p", "1.1")
+    hub.add(watcher)
+    hub.watch(watcher, ["ann"])
+    hub.add(subscriber)
+    hub.subscribe(subscriber, "news")
+    deliver(hub, b"w" + field("ann") + field("1"))
+    deliver(hub, b"n" + field("news") + field("7"))
+    deliver(hub, b"n" + field("news"))  # no count: logged, ignored
+    assert watcher.told == [(True, ["ann"])]
+    (told,) = [json.loads(frame) for frame in subscriber.received]
+    assert told["event"] == "pusher_internal:subscription_count"
+    assert json.loads(told["data"]) == {"subscription_count": 7}
