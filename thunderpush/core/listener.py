@@ -105,11 +105,11 @@ class Transitions:
         self._told: dict[str, int] = {}
 
     def connected(self, userid: str, first: bool) -> None:
-        if first:
+        if first and (self.hub.on_transition is not None or self.hub.watchlist.watchers):
             self._user(userid, True)
 
     def disconnected(self, userid: str, last: bool) -> None:
-        if last:
+        if last and (self.hub.on_transition is not None or self.hub.watchlist.watchers):
             self._user(userid, False)
 
     def _user(self, userid: str, online: bool) -> None:
