@@ -38,6 +38,7 @@ from thunderpush.core.retention import Keep
 
 if TYPE_CHECKING:
     from thunderpush.cluster.node import Node
+    from thunderpush.cluster.registry import Registry
 
 
 class HubReporter:
@@ -81,11 +82,11 @@ class HubReporter:
 
     def watching(self, connection: Connection, users: tuple[str, ...], new: list[str]) -> None:
         """Each user's watch route opened here (``new``), then its shard's registry
-        reads who is online (``thunderpush.cluster.watching``)."""
+        reads who is online (``thunderpush.cluster.telling``)."""
         node = self.node
         for user in new:
             node.route_opened(self.local, tag(self.key, "u", user), watch=True)
-        by_shard: dict[Any, list[str]] = {}
+        by_shard: dict[Registry, list[str]] = {}
         for user in users:
             by_shard.setdefault(node.registry_of(tag(self.key, "u", user)), []).append(user)
         watchlist = self.local.watchlist

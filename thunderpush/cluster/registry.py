@@ -56,12 +56,7 @@ from thunderpush.cluster import keys, scripts, telling
 from thunderpush.cluster.history import stream_of
 from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
-from thunderpush.core.listener import (
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
-    USER_OFFLINE,
-    USER_ONLINE,
-)
+from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
 from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
@@ -92,7 +87,7 @@ class Registry:
         self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
         # The channels whose cluster-wide subscription count to tell (``TELL_COUNT``).
         self._counted: telling.Counted = {}
-        # The watchlists whose users' states to read (``thunderpush.cluster.watching``).
+        # The watchlists whose users' states to read (``thunderpush.cluster.telling``).
         self._watches: telling.Asked = []
         self._wanted = asyncio.Event()
 

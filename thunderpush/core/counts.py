@@ -11,13 +11,13 @@ within ``interval`` seconds after it are told together when the interval is
 over, the count as it is then.  What telling is depends on the hub's listener
 (``HubListener.count``): on one process the hub's own count, told at once; on a
 cluster node the cluster's, through Redis, whose clock gates the interval for
-every node (``thunderpush.cluster.registry``).
+every node (``thunderpush.cluster.telling``).
 
 What it holds is bounded by the channels that changed within the last interval.
 An app without the option has no ``Counts``: its hub pays one test per
 subscription.  Example, with a scheduler a test drives by hand::
 
-    told = []
+    told, calls = [], []
     counts = Counts(told.append, later=lambda delay, f, *a: calls.append((delay, f, a)))
     counts.changed("news")   # told at the end of the turn, then not again for a second
 """
