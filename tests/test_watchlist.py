@@ -157,21 +157,27 @@ async def test_the_watchlist_follows_users_on_the_other_node(nodes, auth_url):
         assert await ann.next() == {"on": "watchlist", "name": "offline", "user_ids": ["bob"]}
 
 
-async def test_a_watched_user_on_a_node_that_died_is_told_offline_when_it_is_forgotten(
+async def test_a_node_that_died_is_forgotten_with_its_users_and_its_subscriptions(
     nodes, fresh_redis, tmp_path
 ):
-    (live,) = await nodes(1, presence_ttl=30.0)
+    """A user whose only connection was on a node that died is told offline when
+    the node is forgotten, and a channel's count without its subscribers."""
+    (live,) = await nodes(1, presence_ttl=30.0, subscription_count=True)
     doomed = await asyncio.to_thread(
         start_server_process, tmp_path, "--redis-url", fresh_redis.url, "--presence-ttl", "30"
     )
+    watcher, subscriber = Watcher("w"), Pusher("p", "1.1")
     try:
         ann = await WebSocketClient(doomed.url).open()
-        await ann.send(f"CONNECT ann:{KEY}")
-        watcher = Watcher("w")
+        await ann.send(f"CONNECT ann:{KEY}", "SUBSCRIBE news")
         live.hub.add(watcher)
         await eventually(lambda: _online(live, "ann"), True)
+        await eventually(lambda: _counts(live), {"news": 1})
         live.hub.watch(watcher, ["ann"])
+        live.hub.add(subscriber)
+        live.hub.subscribe(subscriber, "news")
         await live.settled(lambda: watcher.told == [(True, ["ann"])])
+        await live.settled(lambda: _told(subscriber) == [2])  # ann's and its own
         await asyncio.to_thread(doomed.stop, signal.SIGKILL)
         await ann.close()
     finally:
@@ -180,7 +186,23 @@ async def test_a_watched_user_on_a_node_that_died_is_told_offline_when_it_is_for
         (dead,) = {node.decode() for node in redis.zrange(keys.NODES, 0, -1)} - {live.parts.node.id}
     await departures.forget(live.parts.node, live.parts.node.links[0], dead)
     await live.settled(lambda: watcher.told == [(True, ["ann"]), (False, ["ann"])])
-    live.hub.remove(watcher)  # (a fake: the teardown could not close it)
+    await live.settled(lambda: _told(subscriber) == [2, 1])
+    for fake in (watcher, subscriber):  # the teardown could not close them
+        live.hub.remove(fake)
+
+
+def _told(subscriber: Any) -> list[int]:
+    """The subscription counts a fake Pusher connection was told."""
+    frames = [json.loads(frame) for frame in subscriber.received]
+    return [
+        json.loads(frame["data"])["subscription_count"]
+        for frame in frames
+        if frame["event"] == "pusher_internal:subscription_count"
+    ]
+
+
+async def _counts(server: Any) -> dict[str, int]:
+    return await server.parts.apps.presence.channel_counts(server.parts.apps.get(KEY), "")
 
 
 async def _online(server: Any, user: str) -> bool:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.registry import read_records
 from thunderpush.core.listener import CHANNEL_VACATED, USER_OFFLINE
+from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import HubReporter
@@ -106,3 +107,7 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
         tell = hub.on_transition
         if answer and tell is not None:
             tell(event, name)
+        counts = hub.local.counts
+        if died and counts is not None and event == CHANNEL_VACATED:
+            if not is_presence_channel(name):
+                counts.changed(name)  # the dead node's connections are out of the count
