@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from thunderpush.core.apps import Apps
+from thunderpush.config import declared_apps
+from thunderpush.core.apps import Apps, options_of
 from thunderpush.core.counts import Counts
 from thunderpush.core.listener import SUBSCRIPTION_COUNT
+from thunderpush.server.cli import load
 
 from .support.clients import WebSocketClient
 from .test_pusher_api import APP_ID, call, client_of
@@ -191,3 +193,19 @@ async def test_the_cluster_wide_count_reaches_pusher_js_on_both_nodes_webhooks_o
         assert (await second.next(wait=COUNT_WAIT))["count"] == 2
     told = [event[2]["subscription_count"] for _, event in heard if event[0] == SUBSCRIPTION_COUNT]
     assert told[0] == 1 and told[-2:] == [3, 2] and len(told) == len(set(told)), heard
+
+
+def test_the_option_is_the_servers_unless_an_app_says_otherwise(tmp_path):
+    path = tmp_path / "thunderpush.toml"
+    path.write_text(
+        "subscription_count = true\n"
+        "[[apps]]\nkey = 'a'\nsecret = 'sa'\n"
+        "[[apps]]\nkey = 'b'\nsecret = 'sb'\nsubscription_count = false\n"
+    )
+    config = load(["--config", str(path)], {})[0]
+    apps = Apps()
+    for declared in declared_apps(config):
+        apps.add(declared.key, declared.secret, **options_of(declared))
+    assert [(app.key, app.subscription_count) for app in apps] == [("a", True), ("b", False)]
+    assert not load(["k", "s"], {})[0].subscription_count
+    assert load(["k", "s", "--subscription-count"], {})[0].subscription_count
