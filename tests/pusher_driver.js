@@ -5,10 +5,12 @@
 //   {"do": "subscribe", "channel": "c"}        {"do": "unsubscribe", "channel": "c"}
 //   {"do": "trigger", "channel": "c", "event": "client-x", "data": {...}}
 //   {"do": "signin"}                            {"do": "disconnect"}
+//   {"do": "watch"}   (part S: before signin, report the user's watchlist events)
 // and writes what pusher-js reports to stdout, one JSON object a line: those of
 // pusher_reports.js, and
 //   {"on": "triggered", "sent": true}   {"on": "signed_in", "user": {...}}
 //   {"on": "user_event", "event": "e", "data": ...}  (to the signed-in user)
+//   {"on": "watchlist", "name": "online" | "offline", "user_ids": [...]}  (part S)
 "use strict";
 
 const readline = require("readline");
@@ -48,6 +50,14 @@ const commands = {
     });
   },
   disconnect: () => pusher.disconnect(),
+  // Part S: the watchlist (pusher.user.watchlist, pusher-js 8).
+  watch: () => {
+    for (const name of ["online", "offline"]) {
+      pusher.user.watchlist.bind(name, (event) => {
+        out({ on: "watchlist", name, user_ids: event.user_ids });
+      });
+    }
+  },
 };
 
 // -- Part C (cache channels) --------------------------------------------------

@@ -7,6 +7,7 @@
 //   {"on": "subscription_error", "channel": "c", "status": 401}
 //   {"on": "event", "channel": "c", "event": "e", "data": ..., "user_id": ...}
 //   {"on": "member_added" | "member_removed", "channel": "c", "id": "1", "info": ...}
+//   {"on": "subscription_count", "channel": "c", "count": n}        (part S)
 (function (exports) {
   "use strict";
 
@@ -45,6 +46,10 @@
     });
     channel.bind("pusher:member_removed", (member) => {
       out({ on: "member_removed", channel: name, id: member.id });
+    });
+    // Part S: Pusher's subscription counts (--subscription-count).
+    channel.bind("pusher:subscription_count", (data) => {
+      out({ on: "subscription_count", channel: name, count: data.subscription_count });
     });
     channel.bind_global((event, data, metadata) => {
       if (event.startsWith("pusher:") || event.startsWith("pusher_internal:")) return;

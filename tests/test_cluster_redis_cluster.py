@@ -57,6 +57,10 @@ from .test_pusher_cluster import (
     test_presence_members_on_two_nodes_see_each_other_with_user_info_each_user_once,
     test_pusher_and_thunderpush_publishes_on_either_node_arrive_in_order,
 )
+from .test_subscription_counts import (
+    test_the_cluster_wide_count_reaches_pusher_js_on_both_nodes_webhooks_once,
+)
+from .test_watchlist import auth_url, test_the_watchlist_follows_users_on_the_other_node
 from .test_webhooks import (
     test_a_channel_on_two_nodes_is_occupied_and_vacated_once,
     test_a_node_that_leaves_vacates_what_only_it_had,
@@ -67,6 +71,9 @@ pytestmark = pytest.mark.slow
 
 __all__ = [
     "test_a_cache_channel_that_keeps_history_too_is_kept_both_ways_and_counted_once",
+    "auth_url",
+    "test_the_cluster_wide_count_reaches_pusher_js_on_both_nodes_webhooks_once",
+    "test_the_watchlist_follows_users_on_the_other_node",
     "test_a_channel_on_two_nodes_is_occupied_and_vacated_once",
     "test_a_client_back_on_another_node_gets_exactly_what_it_missed_then_live",
     "test_a_gap_longer_than_the_history_is_told_incomplete",

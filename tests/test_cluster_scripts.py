@@ -161,7 +161,7 @@ def _glob(name: bytes) -> bytes:
 
 class Probe:
     """Runs each script as a Redis user allowed only the keys it is given and the
-    route of their tag (the tag of its first key): anything else is refused."""
+    routes of their tag (the tag of its first key): anything else is refused."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
@@ -172,7 +172,8 @@ class Probe:
         user = f"probe-{len(self.ran)}"
         first = names[0]
         tag = first[first.index(b"{") : first.index(b"}") + 1]
-        rules = [b"~" + _glob(name) for name in names] + [b"&" + _glob(b"tp/" + tag)]
+        routes = (b"tp/" + tag, b"tp/" + tag + b"w")  # the route, a user's watch route
+        rules = [b"~" + _glob(name) for name in names] + [b"&" + _glob(r) for r in routes]
         self.admin.execute_command("ACL", "SETUSER", user, "reset", "on", ">pw", "+@all", *rules)
         try:
             with redis.Redis(
@@ -229,13 +230,18 @@ def test_each_script_runs_with_only_the_keys_it_declares(fresh_redis):
         last = (counts, keys.key(tag, keys.LAST))
         assert run(scripts.SEND_LAST, last, route, b"c4:news", "y", b"0:", 60000, "n3") == 1
         assert run(scripts.SEND_LAST, last, b"", b"c4:news", "z", b"0:", 60000, "n3") == 0
+        told = (counts, keys.key(tag, keys.TOLD))
+        assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2") == [1, 2]
+        assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2")[0] == 2  # wait
+        assert run(scripts.TELL_COUNT, told, 0, channel, route, "n1", "n2") == [0, 2]  # told
         # n3 is forgotten: ann is still on n1, so nobody is announced gone.
         forget = (counts, *members)
         assert run(scripts.FORGET, forget, "n3", route, channel, 2, "n1", "n2", "ann") == [0]
         run(scripts.DROP, listed, "n3", keys.NODES_ROUTE, "1")
-        users = (keys.key(keys.tag("app", "u", "bob"), keys.COUNTS),)
-        assert run(scripts.COUNT, users, "n2", 1) == 1
-        assert run(scripts.FORGET, users, "n2") == [1]
+        bob = keys.tag("app", "u", "bob")
+        users, watchers = (keys.key(bob, keys.COUNTS),), keys.watch_route(bob)
+        assert run(scripts.COUNT, users, "n2", 1, watchers, "bob") == 1
+        assert run(scripts.FORGET, users, "n2", watchers, "bob") == [1]
         assert member("n2", "bob", "") == 2
         assert member("n1", "ann", "", "-") == 2
         assert run(scripts.BEAT, listed, "n3", 30, keys.NODES_ROUTE)[0] == 1

@@ -102,6 +102,8 @@ class AppConfig:
         given = {name: getattr(self, name) for name in PUSHER_LIMITS}
         return PusherLimits(**{name: value for name, value in given.items() if value is not None})
 
+    subscription_count: bool | None = None
+
 
 @dataclass
 class Config:
@@ -212,6 +214,8 @@ class Config:
     max_client_events_per_second: int = PusherLimits.max_client_events_per_second
     max_user_info_bytes: int = PusherLimits.max_user_info_bytes
     max_app_connections: int = PusherLimits.max_app_connections
+    # Non-presence channels' Pusher subscribers are told their subscription count.
+    subscription_count: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.redis_url, str):
@@ -272,6 +276,7 @@ def declared_apps(config: Config) -> list[AppConfig]:
                 _either(app.max_presence_members, config.max_presence_members),
                 _either(app.webhook_format, config.webhook_format),
                 cache_ttl=_either(app.cache_ttl, config.cache_ttl),
+                subscription_count=_either(app.subscription_count, config.subscription_count),
             )
         )
         limits = {

@@ -223,3 +223,24 @@ async def test_pusher_js_with_encryption_decrypts_the_pusher_librarys_trigger(se
         {"order": 7},
     )
     assert (await reports(echo, count("listen")))[-1] == {"on": "listen", "data": {"order": 7}}
+
+
+@pytest.mark.config(app_id="1", subscription_count=True)
+async def test_subscription_counts_and_the_watchlist_in_a_page(server, tabs):
+    """Part S: ``pusher:subscription_count`` on a channel, and ``pusher.user.watchlist``
+    after a sign-in whose user_data has a watchlist."""
+    ann = await open_pusher(tabs, server, "ann;bob,cat")
+    await ann.run("() => signinWatching()")
+    await subscribe(ann, "news")
+    seen = await reports(ann, count("subscription_count"))
+    assert {"on": "subscription_count", "channel": "news", "count": 1} in seen
+    bob = await open_pusher(tabs, server, "bob")
+    await bob.run("() => signinWatching()")
+    await subscribe(bob, "news")
+    seen = await reports(ann, count("watchlist") + " && " + count("subscription_count", 2))
+    assert {"on": "watchlist", "name": "online", "user_ids": ["bob"]} in seen
+    assert {"on": "subscription_count", "channel": "news", "count": 2} in seen
+    await bob.page.close()
+    seen = await reports(ann, count("watchlist", 2) + " && " + count("subscription_count", 3))
+    assert {"on": "watchlist", "name": "offline", "user_ids": ["bob"]} in seen
+    assert [r["count"] for r in seen if r["on"] == "subscription_count"] == [1, 2, 1]

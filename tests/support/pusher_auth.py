@@ -48,13 +48,18 @@ class AuthHandler(tornado.web.RequestHandler):
     """The backend's answers for ``user``, as Laravel's ``/broadcasting/auth`` gives them.
 
     ``private-forged`` is signed with the wrong secret, so the server refuses it.
+    A user ``ann;bob,cat`` is ``ann`` signing in with the watchlist ``["bob", "cat"]``.
     """
 
     def post(self, user: str, kind: str) -> None:
         form = {name: values[0] for name, values in parse_qs(self.request.body.decode()).items()}
         socket_id = form["socket_id"]
+        user, watching, watched = user.partition(";")
         if kind == "signin":
-            user_data = json.dumps({"id": user, "name": user.upper()})
+            signed: dict = {"id": user, "name": user.upper()}
+            if watching:
+                signed["watchlist"] = watched.split(",")
+            user_data = json.dumps(signed)
             self.write(
                 {"auth": signin_auth(KEY, SECRET, socket_id, user_data), "user_data": user_data}
             )

@@ -43,6 +43,10 @@ publish, 5.8-7.2 against 6.9-7.4 with publish options::
                                    a member joined presence ``channel``: event
                                    number ``seq``, its info as JSON ("": none)
     r <channel> <user> <seq>       a member left
+    n <channel> <count>            the channel's subscription count, to tell its
+                                   subscribers (``--subscription-count``)
+    w <user> <1 or 0>              on a user's watch route: its first connection in
+                                   the cluster (1) or its last (0)
     j <node>, l <node>             on ``tp/{nodes}``: a node arrived, a node left
                                    (``thunderpush.cluster.link``)
 
@@ -160,6 +164,12 @@ def deliver(hub: Hub, data: bytes) -> None:
         elif kind == b"r":
             (channel, user, seq), _ = read_fields(data, 1, 3)
             hub.announce(channel, user, int(seq), False)
+        elif kind == b"w":
+            (user, online), _ = read_fields(data, 1, 2)
+            hub.watchlist.changed(user, online == "1")
+        elif kind == b"n":
+            (channel, count), _ = read_fields(data, 1, 2)
+            hub.tell_count(channel, int(count))
         else:
             raise ValueError(kind)
     except (ValueError, KeyError, TypeError):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from thunderpush.cluster import keys, scripts
 from thunderpush.cluster.registry import read_records
 from thunderpush.core.listener import CHANNEL_VACATED, MEMBER_REMOVED, USER_OFFLINE
+from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
     from thunderpush.cluster.hub import HubReporter
@@ -88,8 +89,9 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
             link.queue(pipe, scripts.FORGET, names, gone, route, channel, len(live), *live, *held)
             about.append((hub, CHANNEL_VACATED, channel))
         for user in users:
-            counts = keys.key(keys.tag(hub.key, "u", user), keys.COUNTS)
-            link.queue(pipe, scripts.FORGET, (counts,), gone)
+            tag = keys.tag(hub.key, "u", user)
+            watchers = keys.watch_route(tag)
+            link.queue(pipe, scripts.FORGET, (keys.key(tag, keys.COUNTS),), gone, watchers, user)
             about.append((hub, USER_OFFLINE, user))
     vacated = await link.execute(pipe)
 
@@ -104,9 +106,12 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
 
     for (hub, event, name), (gone_from_all, *members) in zip(about, vacated, strict=True):
         tell = hub.on_transition
-        if tell is None:
-            continue
-        if gone_from_all:
-            tell(event, name)
-        for member in members:
-            tell(MEMBER_REMOVED, name, {"user_id": member.decode("utf-8", "surrogatepass")})
+        if tell is not None:
+            if gone_from_all:
+                tell(event, name)
+            for member in members:
+                tell(MEMBER_REMOVED, name, {"user_id": member.decode("utf-8", "surrogatepass")})
+        counts = hub.local.counts
+        if died and counts is not None and event == CHANNEL_VACATED:
+            if not is_presence_channel(name):
+                counts.changed(name)  # the dead node's connections are out of the count

@@ -38,6 +38,7 @@ from thunderpush.core.retention import Keep
 
 if TYPE_CHECKING:
     from thunderpush.cluster.node import Node
+    from thunderpush.cluster.registry import Registry
 
 
 class HubReporter:
@@ -73,6 +74,31 @@ class HubReporter:
         if last:
             self.node.route_closed(named)
         self.node.registry_of(named).member_changed(self, channel, userid)
+
+    def count(self, channel: str) -> None:
+        """The cluster's count is told through Redis (``TELL_COUNT``), on the channel's
+        route, after this turn's writes of the counts."""
+        self.node.registry_of(tag(self.key, "c", channel)).counted(self, channel)
+
+    def watching(self, connection: Connection, users: tuple[str, ...], new: list[str]) -> None:
+        """Each user's watch route opened here (``new``), then its shard's registry
+        reads who is online (``thunderpush.cluster.telling``)."""
+        node = self.node
+        for user in new:
+            node.route_opened(self.local, tag(self.key, "u", user), watch=True)
+        by_shard: dict[Registry, list[str]] = {}
+        for user in users:
+            by_shard.setdefault(node.registry_of(tag(self.key, "u", user)), []).append(user)
+        watchlist = self.local.watchlist
+        watchlist.expect(connection, len(by_shard))
+        for registry, shard_users in by_shard.items():
+            if not registry.watch(self, connection, shard_users):
+                online = [user for user in shard_users if self.local.is_online(user)]
+                watchlist.answered(connection, online)
+
+    def unwatched(self, users: list[str]) -> None:
+        for user in users:
+            self.node.route_closed(tag(self.key, "u", user), watch=True)
 
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         self.node.when_confirmed(tag(self.key, "c", channel), then)

@@ -21,7 +21,12 @@ slot and a script can touch them together.  ``T`` is ``{<tag>}``::
                      it for: Pusher's cache channels), its event as a bus
                      field ("" for the default) then its payload; expires
                      with the app's ``cache_ttl``
+    tp:T:sc    hash  a channel's subscription count last told ("c") and when
+                     ("t", Redis ms), with ``--subscription-count``
     tp/T             the name's pub/sub channel, its *route*
+    tp/Tw            a user's *watch route*: where its first connection in the
+                     cluster and its last are told, to the nodes with a
+                     connection watching it (``thunderpush.core.watchlist``)
 
 A user id may hold ``}``: Redis Cluster's hash tag then ends there, which is
 still a function of the name alone, so the keys of one name still share a slot.
@@ -67,6 +72,7 @@ SEQ = b"s"
 KEPT = b"h"
 STREAM = b"hm"
 LAST = b"l"
+TOLD = b"sc"
 
 # The parts of a node's keys, per app.
 CHANNELS = b"c"
@@ -90,9 +96,17 @@ def route_of(tag: bytes) -> bytes:
     return b"tp/{%b}" % tag
 
 
+def watch_route(tag: bytes) -> bytes:
+    """The watch route of the user of ``tag``: the user's slot, another channel."""
+    return b"tp/{%b}w" % tag
+
+
 def name_of(route: bytes) -> tuple[str, str, str]:
-    """The app, kind ("c", "u") and name of a name's ``route`` (``route_of``'s
-    inverse): for the routes Redis tells of, which carry nothing else."""
+    """The app, kind ("c", "u"; "w" for a watch route) and name of a name's
+    ``route`` (``route_of``'s inverse): for the routes Redis tells of."""
+    if route.endswith(b"}w"):
+        app, _, name = name_of(route[:-1])
+        return app, "w", name
     tag = route[len(b"tp/{") : -1]
     length, _, rest = tag.partition(b":")
     app, rest = rest[: int(length)], rest[int(length) + 1 :]

@@ -155,18 +155,21 @@ class Node:
 
     # -- routes ----------------------------------------------------------------
 
-    def route_opened(self, hub: Hub, tag: bytes) -> None:
-        """``hub`` has its first connection in the channel or user of ``tag``: its
+    def route_opened(self, hub: Hub, tag: bytes, watch: bool = False) -> None:
+        """``hub`` has its first connection in the channel or user of ``tag`` (with
+        ``watch``: its first watching the user, whose watch route it is): the
         route is subscribed on its shard at the end of the loop turn, confirmed
         before the registry's next write there.  Counts are written only for
-        confirmed routes, so a publish that counts a subscriber reaches it."""
-        route = keys.route_of(tag)
+        confirmed routes, so a publish that counts a subscriber reaches it; a
+        watchlist's users are read once their watch routes are."""
+        route = keys.watch_route(tag) if watch else keys.route_of(tag)
         self._routes[route] = hub
         self.link_of(tag).subscribe(route)
 
-    def route_closed(self, tag: bytes) -> None:
-        """The last connection of ``tag``'s channel or user here left."""
-        route = keys.route_of(tag)
+    def route_closed(self, tag: bytes, watch: bool = False) -> None:
+        """The last connection of ``tag``'s channel or user here left (with ``watch``:
+        the last watching the user)."""
+        route = keys.watch_route(tag) if watch else keys.route_of(tag)
         self._routes.pop(route, None)
         self.link_of(tag).unsubscribe(route)
 
@@ -316,7 +319,8 @@ class Node:
             hub = self._routes.get(route)
             if hub is not None:
                 _, kind, name = keys.name_of(route)
-                moved.setdefault(hub, set()).add((kind, name))
+                # A watch route is on its user's slot: its watchers are held as the user's.
+                moved.setdefault(hub, set()).add(("u" if kind == "w" else kind, name))
         if moved:
             asyncio.get_running_loop().call_soon(_close_holders, moved)
 

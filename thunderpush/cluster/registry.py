@@ -34,12 +34,15 @@ app) on the same shard, which the reads that span names (over every shard),
 this node's rewrite after an outage of that shard and the forgetting of this
 node there read.
 
-The counts of an app with a webhook are written by a script (``COUNT``) that
-answers the cluster-wide transition it makes (a channel or user held by no
-node, then by one; or the reverse) to the one node whose write made it,
-which records the event; so are the channels and users that a node forgotten
-or leaving was the last to hold (``thunderpush.cluster.departures``).  A
-presence member's arrival or departure is announced by ``MEMBER`` to every
+The counts of an app with a webhook, and every user's, are written by a
+script (``COUNT``) that answers the cluster-wide transition it makes (a
+channel or user held by no node, then by one; or the reverse) to the one node
+whose write made it, which records the event; so are the channels and users
+that a node forgotten or leaving was the last to hold
+(``thunderpush.cluster.departures``).  A user's transition is also told on its
+watch route, to the nodes where a connection watches it; what a write tells
+and reads for subscription counts and watchlists is ``thunderpush.cluster.telling``.
+A presence member's arrival or departure is announced by ``MEMBER`` to every
 node, and answered as announced to the one node whose write announced it,
 which records the webhooks' ``member_added`` or ``member_removed``.
 """
@@ -52,7 +55,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from thunderpush.cluster import keys, scripts
+from thunderpush.cluster import keys, scripts, telling
 from thunderpush.cluster.history import stream_of
 from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
@@ -92,6 +95,10 @@ class Registry:
         self._welcomes: list[tuple[HubReporter, Connection, str]] = []
         # (hub, connection, channel, the keep's ttl, the offset to read after).
         self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
+        # The channels whose cluster-wide subscription count to tell (``TELL_COUNT``).
+        self._counted: telling.Counted = {}
+        # The watchlists whose users' states to read (``thunderpush.cluster.telling``).
+        self._watches: telling.Asked = []
         self._wanted = asyncio.Event()
 
     # -- what the hubs report (never waits) --------------------------------
@@ -107,6 +114,21 @@ class Registry:
             self._wanted.set()
         elif is_presence_channel(channel):
             self._offline[hub, channel, userid] = None
+
+    def counted(self, hub: HubReporter, channel: str) -> None:
+        """Tells ``channel``'s cluster-wide subscription count after this turn's writes."""
+        if self.link.up:
+            self._counted[hub, channel] = None
+            self._wanted.set()
+
+    def watch(self, hub: HubReporter, connection: Connection, users: list[str]) -> bool:
+        """Reads whether ``users`` (of this shard) are online, for ``connection``'s
+        watchlist; False if it cannot."""
+        if not self.link.up:
+            return False
+        self._watches.append((hub, connection, users))
+        self._wanted.set()
+        return True
 
     def welcome(self, hub: HubReporter, connection: Connection, channel: str) -> bool:
         """Asks Redis for ``channel``'s members for ``connection``; False if it cannot."""
@@ -168,29 +190,32 @@ class Registry:
     async def write(self) -> None:
         """Writes what changed, then answers the welcomes, then the recoveries."""
         users, members, welcomes = self._users, self._members, self._welcomes
-        recoveries = self._recoveries
+        recoveries, counted, watches = self._recoveries, self._counted, self._watches
         self._users, self._members, self._welcomes, self._recoveries = {}, {}, [], []
-        if not (users or members or welcomes or recoveries):
+        self._counted, self._watches = {}, []
+        if not (users or members or welcomes or recoveries or counted or watches):
             return
         try:
             # Counts only of confirmed routes; a welcome and a recovery read after
             # their route is, so that what follows the read reaches them.
             await self.link.confirm()
-            answers = await self._send(users, members, welcomes, recoveries)
+            answers = await self._send(users, members, welcomes, recoveries, counted, watches)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
             for key, loud in members.items():
                 self._members[key] = self._members.get(key, False) or loud
             self._welcomes[:0] = welcomes
             self._recoveries[:0] = recoveries
+            self._watches[:0] = watches
             raise
         lists = answers[: len(welcomes)]
         for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
             infos = dialect_of(connection).member_infos
             hub.local.welcomed(connection, channel, _members(names, infos), seq)
-        streams = answers[len(welcomes) :]
+        streams = answers[len(welcomes) : len(welcomes) + len(recoveries)]
         for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
             hub.local.recovered(connection, channel, stream_of(read))
+        telling.answer_watches(watches, answers[len(welcomes) + len(recoveries) :])
 
     async def _send(
         self,
@@ -198,8 +223,11 @@ class Registry:
         members: dict[tuple[HubReporter, str, str], bool],
         welcomes: list[tuple[HubReporter, Connection, str]],
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
+        counted: telling.Counted,
+        watches: telling.Asked,
     ) -> list:
-        """One pipeline: the counts, the member records, then the reads; answers the reads'."""
+        """One pipeline: the counts, the member records, the subscription counts to
+        tell, then the reads; answers the reads'."""
         node, link = self.node, self.link
         pipe = link.pipeline()
         watched = self._write_counts(pipe, users, members)
@@ -233,6 +261,8 @@ class Registry:
             own = keys.node_key(node.id, hub.key, keys.MEMBERSHIPS)
             entry = keys.membership(user, channel)
             pipe.command(*((b"ZADD", own, 0, entry) if here else (b"ZREM", own, entry)))
+        told = len(pipe)
+        telling.queue_counts(link, pipe, counted)
         reads = len(pipe)
         for hub, connection, channel, *_ in welcomes:
             infos = "1" if dialect_of(connection).member_infos else ""
@@ -242,6 +272,7 @@ class Registry:
             tag = keys.tag(hub.key, "c", channel)
             stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
             link.queue(pipe, scripts.HISTORY, stream, ttl, since)
+        telling.queue_watches(link, pipe, watches)
         results = await link.execute(pipe)
         for key, kept in informed:
             if kept:
@@ -260,6 +291,7 @@ class Registry:
             tell = hub.on_transition
             if results[index] == ANNOUNCED and tell is not None:
                 tell(MEMBER_ADDED if here else MEMBER_REMOVED, channel, {"user_id": user})
+        telling.counted(counted, results[told:reads])
         return results[reads:]
 
     def _write_counts(
@@ -271,9 +303,11 @@ class Registry:
         """Queues the node's count of each changed user and channel, under the name's
         tag and under the node's own keys.
 
-        An app with a webhook writes the name's count with ``COUNT``, whose
-        answers (where they are in ``pipe``, and about what) are returned; the
-        other apps pay no more than an HSET or HDEL.
+        A user's count, and the counts of an app with a webhook, are written
+        with ``COUNT``, whose answers for the webhooks (where they are in
+        ``pipe``, and about what) are returned; it tells a user's first
+        connection in the cluster and its last on the user's watch route.  The
+        channels of an app without a webhook pay no more than an HSET or HDEL.
         """
         node, link = self.node, self.link
         counts: dict[tuple[HubReporter, str, str], int] = {}
@@ -283,9 +317,15 @@ class Registry:
             counts[hub, "c", channel] = hub.local.channel_connection_count(channel)
         watched = []
         for (hub, kind, name), count in counts.items():
-            counted = keys.key(keys.tag(hub.key, kind, name), keys.COUNTS)
+            tag = keys.tag(hub.key, kind, name)
+            counted = keys.key(tag, keys.COUNTS)
             if hub.on_transition is not None:
                 watched.append((len(pipe), hub, kind, name))
+            if kind == "u":  # its transitions are told to its watchers
+                link.queue(
+                    pipe, scripts.COUNT, (counted,), node.id, count, keys.watch_route(tag), name
+                )
+            elif hub.on_transition is not None:
                 link.queue(pipe, scripts.COUNT, (counted,), node.id, count)
             else:
                 _set(pipe, counted, node.id, count)
@@ -299,13 +339,15 @@ class Registry:
         for (hub, channel, user), loud in self._members.items():
             if loud and is_presence_channel(channel):
                 self._offline[hub, channel, user] = None  # never announced: announce on return
-        self._users, self._members = {}, {}
+        self._users, self._members, self._counted = {}, {}, {}
         welcomes, self._welcomes = self._welcomes, []
         for hub, connection, channel in welcomes:
             hub.local.welcome_alone(connection, channel)
         recoveries, self._recoveries = self._recoveries, []
         for hub, connection, channel, *_ in recoveries:
             hub.local.recovered(connection, channel, None)
+        watches, self._watches = self._watches, []
+        telling.answer_alone(watches)
 
 
 async def read_records(

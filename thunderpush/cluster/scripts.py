@@ -77,6 +77,20 @@ FORGET = _load("forget")
 BEAT = _load("beat")
 DROP = _load("drop")
 LIVE = _load("live")
+TELL_COUNT = _load("tell_count")
 
 # What a node loads into Redis each time it connects.
-ALL = (SEND, SEND_KEPT, SEND_LAST, HISTORY, MEMBER, COUNT, CHANNEL_USERS, FORGET, BEAT, DROP, LIVE)
+ALL = (
+    SEND,
+    SEND_KEPT,
+    SEND_LAST,
+    HISTORY,
+    MEMBER,
+    COUNT,
+    CHANNEL_USERS,
+    FORGET,
+    BEAT,
+    DROP,
+    LIVE,
+    TELL_COUNT,
+)

@@ -89,6 +89,16 @@ class App:
     def max_presence_members(self, cap: int) -> None:
         self.hub.max_members = cap
 
+    @property
+    def subscription_count(self) -> bool:
+        """Whether non-presence channels' subscribers are told their subscription count
+        as it changes (``thunderpush.core.counts``); the hub does it."""
+        return self.hub.counts is not None
+
+    @subscription_count.setter
+    def subscription_count(self, on: bool) -> None:
+        self.hub.count_subscriptions(on)
+
 
 class Apps:
     """The registry of apps by public key, with the backend they share."""
@@ -123,17 +133,20 @@ class Apps:
         webhook_format: str = "thunderpush",
         cache_ttl: float = CACHE_TTL,
         pusher_limits: PusherLimits | None = None,
+        subscription_count: bool = False,
     ) -> App:
         """A new app; ``ValueError`` if its id is another app's.
 
         ``max_presence_members`` caps the users of each presence channel (0: no
-        cap; the server's default is ``Config.max_presence_members``).
+        cap; the server's default is ``Config.max_presence_members``);
+        ``subscription_count`` tells channels their subscription counts.
         """
         taken = self._by_id.get(app_id or key)
         if taken is not None and taken.key != key:
             raise ValueError(f"the app id {app_id or key} is the app {taken.key}'s")
         hub = Hub() if self.hubs is None else self.hubs(key)
         hub.max_members = max_presence_members
+        hub.count_subscriptions(subscription_count)
         app = App(
             key,
             secret,
@@ -223,4 +236,5 @@ def options_of(declared: AppConfig) -> dict[str, object]:
         "webhook_format": declared.webhook_format or "thunderpush",
         "cache_ttl": CACHE_TTL if declared.cache_ttl is None else declared.cache_ttl,
         "pusher_limits": declared.pusher_limits(),
+        "subscription_count": bool(declared.subscription_count),
     }

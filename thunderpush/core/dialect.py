@@ -60,6 +60,10 @@ class Dialect(Protocol):
     def refusal(self, channel: str, message: str) -> str:
         """``channel`` refused the subscription, for ``message``'s reason."""
 
+    def subscription_count(self, channel: str, count: int) -> str | None:
+        """``channel`` has ``count`` subscribed connections now (``thunderpush.core.counts``);
+        None: this dialect's clients are not told."""
+
 
 class ThunderpushDialect:
     """Thunderpush's own clients: payloads as published, never a client's words."""
@@ -87,6 +91,9 @@ class ThunderpushDialect:
 
     def refusal(self, channel: str, message: str) -> str:
         return subscription_error(channel, message)
+
+    def subscription_count(self, channel: str, count: int) -> str | None:
+        return None
 
 
 THUNDERPUSH: Dialect = ThunderpushDialect()

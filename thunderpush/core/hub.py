@@ -26,7 +26,8 @@ webhooks.  A cluster node's listener (``thunderpush.cluster.hub``) turns
 welcomes (``welcomed``, ``thunderpush.core.welcomes``) and recoveries
 (``recovered``); the hub then holds a welcomed connection's presence events,
 and a recovering connection's deliveries (``thunderpush.core.gates``), until
-the answer comes.  Example::
+the answer comes.  Subscription counts and watchlists are told through
+``Telling`` (``thunderpush.core.telling``), as the listener decides.  Example::
 
     hub = Hub()
     hub.add(conn)
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from thunderpush.core.broker import PLAIN, PublishOptions
+from thunderpush.core.counts import Counts
 from thunderpush.core.dialect import OWN, THUNDERPUSH, Dialect, Foreign, dialect_of
 from thunderpush.core.gates import Gates
 from thunderpush.core.holdings import Holdings
@@ -50,6 +52,8 @@ from thunderpush.core.members import Members
 from thunderpush.core.protocol import is_channel_name, is_presence_channel
 from thunderpush.core.recovery import Recovery
 from thunderpush.core.streams import Streams
+from thunderpush.core.telling import Telling
+from thunderpush.core.watchlist import Watchlist
 from thunderpush.core.welcomes import Welcomes
 
 logger = logging.getLogger(__name__)
@@ -79,7 +83,7 @@ class Connection(Protocol):
         """Close the connection with ``code`` and ``reason`` (``close_holding``)."""
 
 
-class Hub(Holdings, Welcomes, Recovery):
+class Hub(Holdings, Welcomes, Recovery, Telling):
     """Connections of one app, by user and by channel, and delivery to them.
 
     Users and channel members are kept in insertion-ordered dicts used as sets:
@@ -122,6 +126,10 @@ class Hub(Holdings, Welcomes, Recovery):
         # ``thunderpush.core.listener``); None, the default, costs a test per change.
         self.on_transition: Callable[..., None] | None = None
         self.listener: HubListener = Transitions(self)
+        # The channels' subscription counts to tell (``count_subscriptions``); None: off.
+        self.counts: Counts | None = None
+        # Who watches whom (``watch``): told as users come online and go.
+        self.watchlist = Watchlist()
 
     # -- delivery ---------------------------------------------------------
 
@@ -229,12 +237,17 @@ class Hub(Holdings, Welcomes, Recovery):
             connection.force_disconnect()
 
     def close_holding(self, code: int, reason: str, held: Callable[[str, str], bool]) -> None:
-        """Close with ``code`` every connection whose user or one of whose channels
-        ``held`` answers True for (``held("u", user id)``, ``held("c", channel)``):
-        those a backend that came back may have missed messages for (each close
-        removes it)."""
+        """Close with ``code`` every connection whose user, one of whose channels or
+        one of whose watched users ``held`` answers True for (``held("u", user id)``,
+        ``held("c", channel)``): those a backend that came back may have missed
+        messages for (each close removes it)."""
+        users_of = self.watchlist.users_of
         for connection, channels in list(self._subscriptions.items()):
-            if held("u", connection.userid) or any(held("c", channel) for channel in channels):
+            if (
+                held("u", connection.userid)
+                or any(held("c", channel) for channel in channels)
+                or any(held("u", user) for user in users_of(connection))
+            ):
                 connection.close(code, reason)
 
     def disconnect_all(self) -> None:
@@ -261,6 +274,8 @@ class Hub(Holdings, Welcomes, Recovery):
         """``connection`` is gone: out of its user and every channel."""
         for channel in self._subscriptions.pop(connection, ()):
             self._leave(connection, channel)
+        if self.watchlist.watchers:
+            self.unwatch(connection)
         self._foreign.pop(connection, None)
         userid = connection.userid
         if userid in self.users:
@@ -301,6 +316,8 @@ class Hub(Holdings, Welcomes, Recovery):
                 if self.on_transition is not None:
                     self.on_transition(MEMBER_ADDED, channel, {"user_id": userid})
         self.listener.subscribed(channel, userid, first)
+        if self.counts is not None and not is_presence_channel(channel):
+            self.counts.changed(channel)
         return True
 
     def when_routed(self, connection: Connection, channel: str, answer: Callable[[], None]) -> None:
@@ -347,6 +364,8 @@ class Hub(Holdings, Welcomes, Recovery):
                 if self.on_transition is not None:
                     self.on_transition(MEMBER_REMOVED, channel, {"user_id": userid})
         self.listener.unsubscribed(channel, userid, last)
+        if self.counts is not None and not is_presence_channel(channel):
+            self.counts.changed(channel)
 
     @staticmethod
     def _discard(index: dict[str, dict[Connection, None]], key: str, member: Connection) -> bool:

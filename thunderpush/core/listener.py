@@ -8,7 +8,9 @@ to ``hub.on_transition``: ``thunderpush.webhooks`` sets it and sends them as
 the app's webhook events, under these names.  The names live here, with the
 facts they name, so that the core knows nothing of webhooks.  A cluster
 node's listener is ``thunderpush.cluster.hub.HubReporter``, which writes every
-change to Redis and answers presence welcomes and recoveries from the cluster.
+change to Redis and answers presence welcomes, recoveries and watchlists from
+the cluster.  On one process a user watched (``thunderpush.core.watchlist``)
+is told online and offline here, at its first connection and its last.
 Each fact costs the hub one call.
 
 Example: a listener that logs who comes and goes::
@@ -62,6 +64,20 @@ class HubListener(Protocol):
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         """A connection of ``userid`` left ``channel``; ``last``: the channel has none here now."""
 
+    def count(self, channel: str) -> None:
+        """Tell ``channel``'s subscription count, which changed (``thunderpush.core.counts``
+        calls this at most once a second per channel): to its subscribers
+        (``Hub.tell_count``) and as ``SUBSCRIPTION_COUNT``, unless it is the count
+        told last."""
+
+    def watching(self, connection: Any, users: tuple[str, ...], new: list[str]) -> None:
+        """``connection`` watches ``users`` (``new``: nobody here watched them before);
+        the listener answers which are online (``hub.watchlist.answered``) and, from
+        now on, tells ``hub.watchlist.changed`` each one's first connection and last."""
+
+    def unwatched(self, users: list[str]) -> None:
+        """Nobody here watches ``users`` any more."""
+
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         """Calls ``then`` once a message published to ``channel`` reaches this hub:
         a subscription is answered only then, so no message the answer promises
@@ -84,14 +100,26 @@ class Transitions:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # The subscription count last told of each channel with subscribers
+        # (``--subscription-count``).
+        self._told: dict[str, int] = {}
 
     def connected(self, userid: str, first: bool) -> None:
-        if first and self.hub.on_transition is not None:
-            self.hub.on_transition(USER_ONLINE, userid)
+        if first and (self.hub.on_transition is not None or self.hub.watchlist.watchers):
+            self._user(userid, True)
 
     def disconnected(self, userid: str, last: bool) -> None:
-        if last and self.hub.on_transition is not None:
-            self.hub.on_transition(USER_OFFLINE, userid)
+        if last and (self.hub.on_transition is not None or self.hub.watchlist.watchers):
+            self._user(userid, False)
+
+    def _user(self, userid: str, online: bool) -> None:
+        """``userid``'s first connection (``online``) or its last: to the webhooks and
+        to the connections that watch it."""
+        hub = self.hub
+        if hub.on_transition is not None:
+            hub.on_transition(USER_ONLINE if online else USER_OFFLINE, userid)
+        if hub.watchlist.watchers:
+            hub.watchlist.changed(userid, online)
 
     def subscribed(self, channel: str, userid: str, first: bool) -> None:
         if first and self.hub.on_transition is not None:
@@ -100,6 +128,26 @@ class Transitions:
     def unsubscribed(self, channel: str, userid: str, last: bool) -> None:
         if last and self.hub.on_transition is not None:
             self.hub.on_transition(CHANNEL_VACATED, channel)
+
+    def count(self, channel: str) -> None:
+        hub = self.hub
+        count = hub.channel_connection_count(channel)
+        if self._told.get(channel, 0) == count:
+            return
+        if count:
+            self._told[channel] = count
+        else:
+            del self._told[channel]
+        hub.tell_count(channel, count)
+        if hub.on_transition is not None:
+            hub.on_transition(SUBSCRIPTION_COUNT, channel, {"subscription_count": count})
+
+    def watching(self, connection: Any, users: tuple[str, ...], new: list[str]) -> None:
+        hub = self.hub
+        hub.watchlist.answered(connection, [user for user in users if hub.is_online(user)])
+
+    def unwatched(self, users: list[str]) -> None:
+        """Nothing to let go of on one process."""
 
     def when_routed(self, channel: str, then: Callable[[], None]) -> None:
         then()  # one process: every publish reaches this hub

@@ -31,6 +31,7 @@ from thunderpush.core.apps import App
 from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
 from thunderpush.core.listener import CLIENT_EVENT
+from thunderpush.core.watchlist import MAX_WATCHED
 from thunderpush.pusher import protocol
 from thunderpush.pusher.cache import CacheReplies
 from thunderpush.pusher.dialect import PUSHER
@@ -117,6 +118,11 @@ class PusherConnection:
 
     def force_disconnect(self) -> None:
         self.close(*thunder.FORCED_DISCONNECT)
+
+    def watched(self, online: bool, users: list[str]) -> None:
+        """Users of this connection's watchlist came online or went offline
+        (``thunderpush.core.watchlist``)."""
+        self.send_delivery(protocol.watchlist_events(online, users))
 
     # -- what the socket asks (it takes this for its session) --------------
 
@@ -296,9 +302,15 @@ class PusherConnection:
             self._log(logging.INFO, "Refused a Pusher sign-in: no or another user id.")
             self.fail(protocol.UNAUTHORIZED)
             return
+        watchlist = _watchlist(user_data)
+        if isinstance(watchlist, PusherError):
+            self._refuse(watchlist, user_data)
+            return
         self._become(member[0])
         self._signed_in = True
         self.socket.send_pack(protocol.signin_success(user_data))
+        if watchlist:
+            app.hub.watch(self, watchlist)
 
     def _client_event(self, name: str, channel: Any, data: Any) -> None:
         """To the channel's other Pusher subscribers, through the broker (so across
@@ -394,6 +406,28 @@ def _member(data: str, field: str = "user_id") -> tuple[str, Any] | None:
     if not isinstance(userid, str) or not thunder.is_valid_user_id(userid):
         return None
     return userid, parsed.get("user_info")
+
+
+def _watchlist(user_data: str) -> list[str] | PusherError:
+    """The user ids of a sign-in's ``watchlist`` (none: an empty list), or why it is
+    refused: not a list, more than ``MAX_WATCHED`` ids, or an id that is not one."""
+    watchlist = json.loads(user_data).get("watchlist")  # parsed by ``_member`` already
+    if watchlist is None:
+        return []
+    if not isinstance(watchlist, list):
+        return PusherError(4300, "Invalid watchlist: it must be a list of user ids")
+    if len(watchlist) > MAX_WATCHED:
+        return PusherError(
+            4300, f"Watchlist too long: {len(watchlist)} user ids, at most {MAX_WATCHED}"
+        )
+    users = []
+    for entry in watchlist:
+        if isinstance(entry, int | float) and not isinstance(entry, bool):
+            entry = json.dumps(entry)
+        if not isinstance(entry, str) or not thunder.is_valid_user_id(entry):
+            return PusherError(4300, "Invalid watchlist: an entry is not a user id")
+        users.append(entry)
+    return users
 
 
 def _sent(future: asyncio.Future[Any]) -> None:

@@ -47,5 +47,8 @@ class PusherDialect:
         # 403: pusher-js shows a full presence channel as forbidden.
         return protocol.subscription_error(channel, message, 403)
 
+    def subscription_count(self, channel: str, count: int) -> str | None:
+        return protocol.subscription_count(channel, count)
+
 
 PUSHER = PusherDialect()

@@ -180,5 +180,19 @@ def member_removed(channel: str, user_id: str) -> str:
     return _frame("pusher_internal:member_removed", _string({"user_id": user_id}), channel)
 
 
+def subscription_count(channel: str, count: int) -> str:
+    """A channel's subscription count (``--subscription-count``), which pusher-js
+    hands to ``channel.bind("pusher:subscription_count", ...)``."""
+    data = _string({"subscription_count": count})
+    return _frame("pusher_internal:subscription_count", data, channel)
+
+
+def watchlist_events(online: bool, user_ids: list[str]) -> str:
+    """Users of a signed-in connection's watchlist came online or went offline, which
+    pusher-js hands to ``pusher.user.watchlist.bind("online" | "offline", ...)``."""
+    events = [{"name": "online" if online else "offline", "user_ids": user_ids}]
+    return _frame("pusher_internal:watchlist_events", _string({"events": events}))
+
+
 def signin_success(user_data: str) -> str:
     return _frame("pusher:signin_success", _string({"user_data": user_data}))

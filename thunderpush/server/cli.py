@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a Pusher cache channel keeps its last event (default: %(default)s)",
     )
     parser.add_argument(
+        "--subscription-count",
+        action="store_true",
+        help="tell Pusher subscribers of non-presence channels their subscription count",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file (flags and THUNDERPUSH_* variables override it)",
@@ -392,6 +397,7 @@ def config_from(
         app_id=args.app_id,
         client_events=args.client_events,
         cache_ttl=args.cache_ttl,
+        subscription_count=args.subscription_count,
         **{name: getattr(args, name) for name in _LIMITS},
         **{name: getattr(args, name) for name in _PUSHER_LIMITS},
     )

@@ -1,7 +1,8 @@
 """SIGHUP's reload: what a running server takes from the configuration file again.
 
 Apps (added, removed, a new secret, ``require_signature``, history, webhook URL and
-format, ``client_events``, ``max_presence_members``, ``cache_ttl``, the Pusher ``app_id``) and the
+format, ``client_events``, ``max_presence_members``, ``cache_ttl``,
+``subscription_count``, Pusher's limits, the Pusher ``app_id``) and the
 limits that are read when they are used (channels and commands per connection, unsent bytes,
 connections in total and per address) change at once.  The rest (ports, TLS,
 the cluster, timeouts...) needs a restart.  The log names every change: one
@@ -46,6 +47,7 @@ RELOADED = {
     "client_events",
     "max_presence_members",
     "cache_ttl",
+    "subscription_count",
     "max_channels_per_connection",
     "max_commands_per_second",
     "max_unsent_bytes",
@@ -77,6 +79,7 @@ APP_OPTIONS = {
     "max_presence_members": "max_presence_members",
     "cache_ttl": "cache_ttl",
     "pusher_limits": "pusher_limits",
+    "subscription_count": "subscription_count",
 }
 
 

@@ -12,6 +12,8 @@
 -- ARGV[4]   k, how many live nodes follow (the node itself not among them)
 -- ARGV[5..4+k]  the live nodes
 -- ARGV[5+k..]   the node's users in the channel
+-- (a user: ARGV[2] its watch route, ARGV[3] the user, told there if no node
+-- holds it any more, as COUNT does)
 --
 -- Answers {1} if no node holds the name any more and this node did (the
 -- webhooks' channel_vacated or user_offline, told once), else {0}; then the
@@ -41,6 +43,9 @@ if #KEYS > 1 then
   end
 end
 if had and redis.call('EXISTS', counts) == 0 then
+  if #KEYS == 1 and ARGV[2] then
+    redis.call('PUBLISH', ARGV[2], 'w' .. field(ARGV[3]) .. field('0'))
+  end
   answer[1] = 1
 end
 return answer
