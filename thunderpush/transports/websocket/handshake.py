@@ -13,7 +13,10 @@ caller says which socket the connection becomes.
 
 The page's origin is checked against the service's ``origins``
 (``thunderpush.transports.sockjs.origins``: 403 for any other).  The rest of the
-handshake is the library's (RFC 6455 section 4.2)::
+handshake is the library's (RFC 6455 section 4.2), but for a browser's usual
+one, which it would accept: that is answered with the library's 101 from
+prepared text (``_prepared``; ``tests/test_websocket_prepared.py`` compares
+the two on usual and unusual handshakes)::
 
     handshake = serve_upgrade(service, transport, request, rest, socket_for)
     if handshake is not None and not handshake.accepted:

@@ -6,8 +6,11 @@ several suspended coroutines alive for every open websocket.  Here one
 ``websockets``' Sans-I/O ``ServerProtocol`` (``receive_data`` /
 ``events_received`` / ``data_to_send``), so fragmentation, control frames,
 close codes, UTF-8 and the size limit are exactly RFC 6455 as that library
-enforces it.  Deliveries never go through the library: a publish builds its
-frame once (``thunderpush.transports.websocket.fanout``) and each socket writes it
+enforces it; only a whole text frame between messages, the one frame most
+clients send, is read without it (``frames.whole_text``, which takes only
+what the library would take as one valid message).  Deliveries never go
+through the library: a publish builds its frame once
+(``thunderpush.transports.websocket.fanout``) and each socket writes it
 straight to its transport, one send per loop turn.
 
 Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
