@@ -29,8 +29,10 @@ import asyncio
 import binascii
 import logging
 from base64 import b64decode
+from binascii import b2a_base64
 from collections.abc import Callable
 from functools import cached_property
+from hashlib import sha1
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
@@ -40,7 +42,7 @@ from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
 from websockets import http11
 from websockets.datastructures import Headers
 from websockets.server import ServerProtocol
-from websockets.utils import accept_key
+from websockets.utils import GUID
 
 from thunderpush.api import Answer
 from thunderpush.api.answers import error_answer
@@ -72,9 +74,23 @@ _USUAL = {
     "upgrade": frozenset(("websocket",)),
     "sec-websocket-version": frozenset(("13",)),
 }
-# The library's 101, field for field (``ServerProtocol.accept``, then ``Server``).
+# The library's 101, field for field (``ServerProtocol.accept``, then ``Server``):
+# the head to ``Sec-WebSocket-Accept``'s value, made once a second (its date),
+# the value (``websockets.utils.accept_key``, in C calls), and the rest.
 _SWITCHING = "HTTP/1.1 101 Switching Protocols\r\n{}Upgrade: websocket\r\nConnection: Upgrade\r\n"
-_ACCEPT = "Sec-WebSocket-Accept: {}\r\n" + SERVER_HEADER + "\r\n"
+_ACCEPT = b"Sec-WebSocket-Accept: "
+_AFTER_ACCEPT = ("\r\n" + SERVER_HEADER + "\r\n").encode("latin-1")
+_GUID = GUID.encode()
+_switching: tuple[str, bytes] = ("", b"")
+
+
+def _switching_head() -> bytes:
+    """The 101's bytes up to the accept key's value, with this second's date."""
+    global _switching
+    date = date_header()
+    if date != _switching[0]:
+        _switching = (date, _SWITCHING.format(date).encode("latin-1") + _ACCEPT)
+    return _switching[1]
 
 
 def _packed(fields: list[tuple[str, str]]) -> str | list[tuple[str, str]]:
@@ -207,10 +223,9 @@ def answer(
             origin = fields.get("sec-websocket-origin")
         if not origins.allows(origin, fields.get("host")):
             return Handshake(_ANSWERER.reject(HTTPStatus.FORBIDDEN, _CROSS_ORIGIN), b"", info)
-        text = _SWITCHING.format(date_header()) + _ACCEPT.format(
-            accept_key(fields["sec-websocket-key"])
-        )
-        return Handshake(None, text.encode("latin-1"), info)
+        digest = sha1(fields["sec-websocket-key"].encode() + _GUID).digest()
+        data = _switching_head() + b2a_base64(digest, newline=False) + _AFTER_ACCEPT
+        return Handshake(None, data, info)
     # Its own protocol when the library's lines are logged ("connection open"...).
     protocol = ServerProtocol(logger=PROTOCOL_LOG) if logged else _ANSWERER
     target = f"{path}?{query}" if query else path
