@@ -55,30 +55,49 @@ class _Only:
         return origin == self.origin
 
 
+# One field of the usual handshake changed (or added, or dropped), a line each.
+_CHANGES = """
+connection: keep-alive, Upgrade
+connection: Upgrade, keep-alive
+connection: close
+upgrade: WebSocket
+upgrade: websocket, h2c
+upgrade (dropped)
+origin: https://page.example
+origin: https://other.example
+sec-websocket-origin: https://page.example
+sec-websocket-extensions: permessage-deflate; x
+sec-websocket-protocol: chat
+sec-websocket-protocol (empty)
+sec-websocket-key: c2hvcnQ=
+sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ
+sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ=!
+sec-websocket-key: dGhlIHNhbXBsZSBub25jZR==
+sec-websocket-key (dropped)
+sec-websocket-version: 12
+sec-websocket-version (dropped)
+"""
+
+
+def _changed(line: str) -> list[tuple[str, str]]:
+    """The usual fields with ``line``'s change ("name: value", "name (empty)",
+    "name (dropped)")."""
+    name, _, value = line.partition(": ")
+    name, _, marker = name.partition(" ")
+    new = {"(dropped)": None, "(empty)": ""}.get(marker, value)
+    return _with(**{name.replace("-", "_"): new})
+
+
+# Field lists a GET over HTTP/1.1 may carry, usual or not.
+_FIELDS = [
+    _USUAL,
+    [(name.lower(), value) for name, value in _USUAL],
+    *(_changed(line) for line in _CHANGES.strip().splitlines()),
+    [*_USUAL, ("Host", "y")],
+    [*_USUAL, _KEY],
+]
 _CASES = [
-    ("GET", "HTTP/1.1", _USUAL),
-    ("GET", "HTTP/1.1", [(name.lower(), value) for name, value in _USUAL]),
-    ("GET", "HTTP/1.1", _with(connection="keep-alive, Upgrade")),
-    ("GET", "HTTP/1.1", _with(connection="Upgrade, keep-alive")),
-    ("GET", "HTTP/1.1", _with(connection="close")),
-    ("GET", "HTTP/1.1", _with(upgrade="WebSocket")),
-    ("GET", "HTTP/1.1", _with(upgrade="websocket, h2c")),
-    ("GET", "HTTP/1.1", _with(upgrade=None)),
-    ("GET", "HTTP/1.1", _with(origin="https://page.example")),
-    ("GET", "HTTP/1.1", _with(origin="https://other.example")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_origin="https://page.example")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_extensions="permessage-deflate; x")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_protocol="chat")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_protocol="")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_key="c2hvcnQ=")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_key="dGhlIHNhbXBsZSBub25jZQ")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_key="dGhlIHNhbXBsZSBub25jZQ=!")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_key="dGhlIHNhbXBsZSBub25jZR==")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_key=None)),
-    ("GET", "HTTP/1.1", _with(sec_websocket_version="12")),
-    ("GET", "HTTP/1.1", _with(sec_websocket_version=None)),
-    ("GET", "HTTP/1.1", [*_USUAL, ("Host", "y")]),
-    ("GET", "HTTP/1.1", [*_USUAL, _KEY]),
+    *(("GET", "HTTP/1.1", fields) for fields in _FIELDS),
     ("POST", "HTTP/1.1", _USUAL),
     ("GET", "HTTP/1.0", _USUAL),
 ]
