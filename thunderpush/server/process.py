@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import gc
 import logging
 import os
 import pwd
@@ -177,6 +178,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     if output is not None or reload is not None:  # the process's own server (``run``)
         loop.add_signal_handler(signal.SIGHUP, _hang_up, server, output, reload)
+        _freeze_start_up()
     statistics = None
     if config.stats_interval:
         statistics = loop.create_task(logs.log_statistics(server.figures, config.stats_interval))
@@ -189,6 +191,17 @@ async def serve(
     await shut_down(server, config.drain_seconds, hurry)
     if metrics is not None:
         metrics.stop()
+
+
+def _freeze_start_up() -> None:
+    """Leaves what start-up made (modules, classes, the server's parts: about
+    45,000 objects) out of every later garbage collection.
+
+    Why: with thousands of connections open, each full collection walks every
+    object tracked; these live as long as the process and are never garbage.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _hang_up(server: Server, output: logs.LogOutput | None, reload: Reload | None) -> None:

@@ -3,7 +3,9 @@
 The server writes every delivery through ``frame`` (unmasked, as servers send
 them); the load generator writes its commands through ``frame`` with a
 ``mask`` (clients must mask).  Reading client frames is left to the
-``websockets`` library; this module only builds frames.
+``websockets`` library, but for the one frame most clients ever send
+(``whole_text``: a command, whole, in one read), which no library object
+need be made for.
 """
 
 from __future__ import annotations
@@ -41,6 +43,27 @@ def client_frame_size(length: int) -> int:
     if length < 126:
         return 6 + length
     return (8 if length <= 0xFFFF else 14) + length
+
+
+def whole_text(data: bytes, max_size: int | None) -> str | None:
+    """The text of ``data`` when it is exactly one final, masked text frame that
+    the library would take as a valid message (no extension bits, at most
+    ``max_size`` bytes, UTF-8); None for anything else, which the library reads.
+    """
+    if len(data) < 6 or data[0] != _FIN | TEXT:
+        return None
+    length = data[1] ^ _MASKED  # 128 and over: not masked, a protocol error
+    start = 6
+    if length == 126 and len(data) >= 8:
+        length, start = (data[2] << 8) | data[3], 8
+    elif length >= 126:
+        return None
+    if len(data) != start + length or (max_size is not None and length > max_size):
+        return None
+    try:
+        return apply_mask(data[start:], data[start - 4 : start]).decode()
+    except UnicodeDecodeError:
+        return None  # the library closes with 1007
 
 
 def apply_mask(data: bytes, mask: bytes) -> bytes:

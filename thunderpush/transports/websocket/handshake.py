@@ -13,7 +13,10 @@ caller says which socket the connection becomes.
 
 The page's origin is checked against the service's ``origins``
 (``thunderpush.transports.sockjs.origins``: 403 for any other).  The rest of the
-handshake is the library's (RFC 6455 section 4.2)::
+handshake is the library's (RFC 6455 section 4.2), but for a browser's usual
+one, which it would accept: that is answered with the library's 101 from
+prepared text (``_prepared``; ``tests/test_websocket_prepared.py`` compares
+the two on usual and unusual handshakes)::
 
     handshake = serve_upgrade(service, transport, request, rest, socket_for)
     if handshake is not None and not handshake.accepted:
@@ -23,9 +26,13 @@ handshake is the library's (RFC 6455 section 4.2)::
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
+from base64 import b64decode
+from binascii import b2a_base64
 from collections.abc import Callable
 from functools import cached_property
+from hashlib import sha1
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
@@ -35,10 +42,11 @@ from tornado.httputil import HTTPHeaders, parse_cookie, parse_qs_bytes
 from websockets import http11
 from websockets.datastructures import Headers
 from websockets.server import ServerProtocol
+from websockets.utils import GUID
 
 from thunderpush.api import Answer
 from thunderpush.api.answers import error_answer
-from thunderpush.transports.door.messages import SERVER, Request
+from thunderpush.transports.door.messages import SERVER, SERVER_HEADER, Request, date_header
 from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
 
 if TYPE_CHECKING:
@@ -58,6 +66,31 @@ _REFUSED = "Failed to open a WebSocket connection: not a GET over HTTP/1.1 ({}).
 # ``handshake_exc``, ``accept_called``) is read only by ``send_response`` and
 # by the frames that follow, which this protocol never sees.
 _ANSWERER = ServerProtocol(logger=PROTOCOL_LOG)
+
+# What a browser's handshake says, for ``_prepared``: these fields once each,
+# with these values (lower case), and no ``Sec-WebSocket-Protocol`` to parse.
+_USUAL = {
+    "connection": frozenset(("upgrade", "keep-alive, upgrade")),
+    "upgrade": frozenset(("websocket",)),
+    "sec-websocket-version": frozenset(("13",)),
+}
+# The library's 101, field for field (``ServerProtocol.accept``, then ``Server``):
+# the head to ``Sec-WebSocket-Accept``'s value, made once a second (its date),
+# the value (``websockets.utils.accept_key``, in C calls), and the rest.
+_SWITCHING = "HTTP/1.1 101 Switching Protocols\r\n{}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+_ACCEPT = b"Sec-WebSocket-Accept: "
+_AFTER_ACCEPT = ("\r\n" + SERVER_HEADER + "\r\n").encode("latin-1")
+_GUID = GUID.encode()
+_switching: tuple[str, bytes] = ("", b"")
+
+
+def _switching_head() -> bytes:
+    """The 101's bytes up to the accept key's value, with this second's date."""
+    global _switching
+    date = date_header()
+    if date != _switching[0]:
+        _switching = (date, _SWITCHING.format(date).encode("latin-1") + _ACCEPT)
+    return _switching[1]
 
 
 def _packed(fields: list[tuple[str, str]]) -> str | list[tuple[str, str]]:
@@ -120,22 +153,50 @@ class LazyConnectionInfo(ConnectionInfo):
 
 
 class Handshake:
-    """A handshake request and the library's answer to it.
+    """A handshake request and the answer to it.
 
-    ``response`` is the answer; when it is accepted, ``data`` holds its
-    bytes, for the websocket to write first.
+    ``accepted``: the answer is a 101, whose bytes ``data`` holds, for the
+    websocket to write first; ``response`` is the library's answer (None for
+    a 101 made from prepared text: a refusal always has one).
     """
 
-    __slots__ = ("response", "data", "info")
+    __slots__ = ("accepted", "response", "data", "info")
 
-    def __init__(self, response: http11.Response, data: bytes, info: LazyConnectionInfo) -> None:
+    def __init__(
+        self, response: http11.Response | None, data: bytes, info: LazyConnectionInfo
+    ) -> None:
+        self.accepted = response is None or response.status_code == 101
         self.response = response
         self.data = data
         self.info = info
 
-    @property
-    def accepted(self) -> bool:
-        return self.response.status_code == 101
+
+def _prepared(method: str, version: str, headers: list[tuple[str, str]]) -> dict[str, str] | None:
+    """A browser's usual handshake, which the library would accept: its fields by
+    lower-case name; None for anything else, which the library answers.
+
+    Why: the library's ``accept`` (a ``Headers`` of the request and of the
+    answer, each field parsed as a list, the date formatted) was half the
+    CPU of a handshake; this accepts only what it accepts, checked the same
+    way (a repeated field, a subprotocol, an unusual ``Connection``: the
+    library's).  Extensions are ignored by both: none is offered.
+    """
+    if method != "GET" or version != "HTTP/1.1":
+        return None
+    fields = {name.lower(): value for name, value in headers}
+    if len(fields) != len(headers) or "sec-websocket-protocol" in fields:
+        return None
+    for name, usual in _USUAL.items():
+        value = fields.get(name)
+        if value is None or value.lower() not in usual:
+            return None
+    key = fields.get("sec-websocket-key")
+    try:
+        if key is None or len(b64decode(key.encode(), validate=True)) != 16:
+            return None
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+    return fields
 
 
 def answer(
@@ -154,6 +215,17 @@ def answer(
     3.10) check neither, so they are checked here, with the same answers.
     """
     logged = PROTOCOL_LOG.isEnabledFor(logging.INFO)
+    info = LazyConnectionInfo(remote_ip, path, query, headers)
+    fields = None if logged else _prepared(method, version, headers)
+    if fields is not None:
+        origin = fields.get("origin")
+        if origin is None:
+            origin = fields.get("sec-websocket-origin")
+        if not origins.allows(origin, fields.get("host")):
+            return Handshake(_ANSWERER.reject(HTTPStatus.FORBIDDEN, _CROSS_ORIGIN), b"", info)
+        digest = sha1(fields["sec-websocket-key"].encode() + _GUID).digest()
+        data = _switching_head() + b2a_base64(digest, newline=False) + _AFTER_ACCEPT
+        return Handshake(None, data, info)
     # Its own protocol when the library's lines are logged ("connection open"...).
     protocol = ServerProtocol(logger=PROTOCOL_LOG) if logged else _ANSWERER
     target = f"{path}?{query}" if query else path
@@ -176,7 +248,7 @@ def answer(
                 data = response.serialize()  # the bytes ``send_response`` sends
         else:
             response = protocol.reject(HTTPStatus.FORBIDDEN, _CROSS_ORIGIN)
-    return Handshake(response, data, LazyConnectionInfo(remote_ip, path, query, headers))
+    return Handshake(response, data, info)
 
 
 def origin_allowed(headers: Headers, origins: Origins) -> bool:

@@ -6,8 +6,11 @@ several suspended coroutines alive for every open websocket.  Here one
 ``websockets``' Sans-I/O ``ServerProtocol`` (``receive_data`` /
 ``events_received`` / ``data_to_send``), so fragmentation, control frames,
 close codes, UTF-8 and the size limit are exactly RFC 6455 as that library
-enforces it.  Deliveries never go through the library: a publish builds its
-frame once (``thunderpush.transports.websocket.fanout``) and each socket writes it
+enforces it; only a whole text frame between messages, the one frame most
+clients send, is read without it (``frames.whole_text``, which takes only
+what the library would take as one valid message).  Deliveries never go
+through the library: a publish builds its frame once
+(``thunderpush.transports.websocket.fanout``) and each socket writes it
 straight to its transport, one send per loop turn.
 
 Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
@@ -57,7 +60,13 @@ from websockets.server import ServerProtocol
 from thunderpush.transports.reads import SharedReadBuffer
 from thunderpush.transports.slow import close_too_slow, log_too_slow
 from thunderpush.transports.websocket.fanout import FrameCache
-from thunderpush.transports.websocket.frames import BINARY, TEXT, client_frame_size, frame
+from thunderpush.transports.websocket.frames import (
+    BINARY,
+    TEXT,
+    client_frame_size,
+    frame,
+    whole_text,
+)
 from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
 
 if TYPE_CHECKING:
@@ -141,12 +150,13 @@ class WebSocket(SharedReadBuffer):
         service.bind_to_running_loop()
         # Past this, asyncio calls ``pause_writing``: the client is too slow.
         transport.set_write_buffer_limits(high=service.settings.max_unsent_bytes)
-        response, self._response = self._response, b""
-        transport.write(response)
+        # The 101 waits in ``_response`` for what the session sends as it opens
+        # (SockJS's ``o``): both leave in one send (``_uncork``).
         self._open = not transport.is_closing()
         service.sockets.add(self)
         service.stats.on_conn_opened()
         self.open_session()
+        self._uncork()
         rest, self._rest = self._rest, b""
         if rest and not transport.is_closing():
             self.data_received(rest)
@@ -157,12 +167,22 @@ class WebSocket(SharedReadBuffer):
     def get_conn_info(self) -> Any:
         return self._info
 
+    def _uncork(self) -> None:
+        """Writes the 101 and what was sent with it, once, before anything else."""
+        response = self._response
+        if response:
+            self._response = b""
+            self._transport.write(response)
+            self._open = self._open and not self._transport.is_closing()
+
     # -- writing -----------------------------------------------------------
 
     def send_element(self, element: str) -> None:
         self.service.outbox.queue(self, self.frames.frame(element))
 
     def flush_pending(self) -> None:
+        if self._response:
+            self._uncork()
         pending, self.pending = self.pending, ()
         if pending and self._open and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
@@ -177,7 +197,10 @@ class WebSocket(SharedReadBuffer):
             self.flush_pending()  # keep heartbeats and closes in order
         if self._open and not self._transport.is_closing():
             data = message.encode() if isinstance(message, str) else message
-            self._transport.write(frame(BINARY if binary else TEXT, data))
+            if self._response:  # opening: after the 101, in the same send
+                self._response += frame(BINARY if binary else TEXT, data)
+            else:
+                self._transport.write(frame(BINARY if binary else TEXT, data))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Start the closing handshake; the client has ``websocket_close_timeout`` to answer."""
@@ -214,6 +237,8 @@ class WebSocket(SharedReadBuffer):
     def _write_output(self, writes: list[bytes] | None = None) -> None:
         """Writes what the protocol has to send (``writes``, or all it holds: pings,
         closes; pongs are ``data_received``'s), then follows its state."""
+        if self._response:
+            self._uncork()
         protocol, transport = self._protocol, self._transport
         for data in protocol.data_to_send() if writes is None else writes:
             if not data:
@@ -240,6 +265,8 @@ class WebSocket(SharedReadBuffer):
 
     def _pong(self, data: bytes) -> None:
         """Writes a pong now, or holds it (the latest only) while the client is not reading."""
+        if self._response:
+            self._uncork()
         transport = self._transport
         if not self._open or transport.is_closing():
             self._held_pong = None  # a close went: nothing more is sent
@@ -257,6 +284,13 @@ class WebSocket(SharedReadBuffer):
     # -- reading -----------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._protocol is None and self._open:
+            # Between messages, one whole text frame (a command) needs no reader.
+            message = whole_text(data, self.service.settings.max_message_size)
+            if message is not None:
+                self._on_message(message)
+                self._open = self._open and not self._transport.is_closing()
+                return
         protocol = self._reader()
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -321,6 +355,10 @@ class WebSocket(SharedReadBuffer):
                 reason = f"{error.reason} at position {error.start}"
                 self._protocol.fail(CloseCode.INVALID_DATA, reason)
                 return False
+        return self._on_message(message)
+
+    def _on_message(self, message: str | bytes) -> bool:
+        """``on_message``, its failures dropping the connection; False once it is ending."""
         try:
             self.on_message(message)
         except DropConnection:
