@@ -105,8 +105,10 @@ def _channels(body: Mapping[str, Any]) -> list[str]:
     channels = body["channels"]
     if not isinstance(channels, list) or not 0 < len(channels) <= MAX_CHANNELS:
         raise bad_request(f"channels must be a list of 1-{MAX_CHANNELS} channel names")
+    if len(channels) == 1:  # what server libraries send for one channel
+        return [_channel(channels[0])]
     # A channel named twice gets the event once.
-    return list(dict.fromkeys(_channel(channel) for channel in channels))
+    return list(dict.fromkeys([_channel(channel) for channel in channels]))
 
 
 class _Event:
