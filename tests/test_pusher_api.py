@@ -181,6 +181,8 @@ async def test_info_on_a_trigger_answers_the_channels_attributes(server):
         ({"name": "e", "data": "x", "channels": []}, "1-100"),
         ({"name": "e", "data": "x", "channels": [f"c{n}" for n in range(101)]}, "1-100"),
         ({"name": "e", "data": "x", "channel": "bad channel"}, "Invalid channel name"),
+        # Quoted as the standard library reads it, not as orjson (a float).
+        ({"name": "e", "data": "x", "channel": 2**70}, f"Invalid channel name {2**70}:"),
         ({"name": "e", "data": {"an": "object"}, "channel": "a"}, "data must be a string"),
         ({"name": "", "data": "x", "channel": "a"}, "Event name"),
         ({"name": "a\nb", "data": "x", "channel": "a"}, "Event name"),

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+from thunderpush.api.bodies import fast_value
 from thunderpush.core.apps import App
 from thunderpush.core.broker import PublishOptions
 from thunderpush.core.protocol import is_presence_channel, is_valid_channel_name, is_valid_user_id
@@ -27,6 +28,7 @@ from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket
 from thunderpush.transports.door.answers import ApiError
 from thunderpush.transports.door.endpoints import Routes
 
+Checked = TypeVar("Checked")
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
 
 # Pusher's documented limits.
@@ -46,6 +48,7 @@ def bad_request(message: str) -> ApiError:
 
 
 def _body(body: bytes) -> dict[str, Any]:
+    """The body's object as the standard library reads it (NaN and Infinity too)."""
     try:
         value = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -53,6 +56,20 @@ def _body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("The body must be a JSON object")
     return value
+
+
+def _read(body: bytes, check: Callable[[dict[str, Any]], Checked]) -> Checked:
+    """``check`` of the body's object, read by orjson where it can
+    (``thunderpush.api.bodies``: a trigger's body 3.7 -> 0.5 us); but a refusal
+    is always the one of the standard library's reading, as orjson reads an
+    integer past 64 bits as a float, which a refusal may quote (a channel name)."""
+    value = fast_value(body)
+    if type(value) is dict:
+        try:
+            return check(value)
+        except ApiError:
+            pass
+    return check(_body(body))
 
 
 def _channel(name: Any) -> str:
@@ -137,6 +154,24 @@ class _Event:
         return in_order(self.sends(app))
 
 
+def _event(item: Mapping[str, Any]) -> _Event:
+    """A trigger's event."""
+    return _Event(item, _channels(item))
+
+
+def _batch(body: Mapping[str, Any]) -> list[_Event]:
+    """A batch's events, each to one channel."""
+    batch = body.get("batch")
+    if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH_EVENTS:
+        raise bad_request(f"batch must be a list of 1-{MAX_BATCH_EVENTS} events")
+    events = []
+    for item in batch:
+        if not isinstance(item, dict):
+            raise bad_request("Each event of a batch must be an object")
+        events.append(_Event(item, [_channel(item.get("channel"))]))
+    return events
+
+
 # -- what the API reads -------------------------------------------------------------
 
 
@@ -170,8 +205,7 @@ def trigger(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST events``: one event to 1-100 channels, none to the ``socket_id`` given."""
-    item = _body(body)
-    event = _Event(item, _channels(item))
+    event = _read(body, _event)
     sent = event.send(app)
     if not event.info:
         return then(sent, _nothing)
@@ -189,14 +223,7 @@ def trigger_batch(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST batch_events``: 1-10 events, each to one channel, sent in their order."""
-    batch = _body(body).get("batch")
-    if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH_EVENTS:
-        raise bad_request(f"batch must be a list of 1-{MAX_BATCH_EVENTS} events")
-    events = []
-    for item in batch:
-        if not isinstance(item, dict):
-            raise bad_request("Each event of a batch must be an object")
-        events.append(_Event(item, [_channel(item.get("channel"))]))
+    events = _read(body, _batch)
     sent = in_order([send for event in events for send in event.sends(app)])
     if not any(event.info for event in events):
         return then(sent, _nothing)
