@@ -25,7 +25,7 @@ from thunderpush.api.answers import INVALID_JSON
 
 try:
     from orjson import loads as _orjson_loads
-except ImportError:  # optional (setup.py's "fast" extra): the standard library alone
+except ImportError:  # (setup.py requires it; an older install reads with the standard library)
     _orjson_loads = None
 
 _BOM = "\ufeff"
