@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from thunderpush.api.answers import ApiError
+from thunderpush.api.bodies import decoded, validated
 from thunderpush.config import Config
 
 from .support import KEY
@@ -129,6 +133,8 @@ async def test_authentication_comes_before_the_body(server):
         b'"\xff"',
         '"é"'.encode("utf-16"),
         b"[" * 100_000 + b"]" * 100_000,
+        # Deeper than the standard library reads, not than orjson (1,024): refused.
+        b"[" * 1020 + b"]" * 1020,
     ],
     ids=[
         "empty",
@@ -141,6 +147,7 @@ async def test_authentication_comes_before_the_body(server):
         "invalid-utf8",
         "utf16",
         "deep-nesting",
+        "nesting-orjson-reads",
     ],
 )
 @pytest.mark.parametrize("path", ["channels/news/", "users/alice/"])
@@ -153,11 +160,44 @@ async def test_invalid_json_is_400_and_delivers_nothing(server, path, body):
     assert (await client.message())["payload"] == '"after"'
 
 
-@pytest.mark.parametrize(
-    "body",
-    ["1", "null", "true", '"text"', "[]", " \r\n {} \t", "\ufeff[1]", "1e400", '"\\ud800"'],
-    ids=["number", "null", "bool", "string", "array", "whitespace", "bom", "big", "lone-surrogate"],
-)
+# Pieces of bodies, valid and not, where orjson and the standard library could differ.
+_PIECES = [
+    *(b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"u", b"0", b"1", b"-", b"+", b"."),
+    *(b"e", b" ", b"\n", b"\t", b"true", b"null", b"NaN", b"Infinity", b"\xc3\xa9", b"\xff"),
+    *(b"\x01", b'"a"', b'"\\ud800"', b"00", b"9" * 20, b"\xef\xbb\xbf", b"\xed\xa0\x80"),
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join))
+def test_a_body_is_valid_json_as_the_standard_library_says(body):
+    # ``validated`` asks orjson first (api/bodies.py); ``decoded`` is the standard library.
+    try:
+        expected = decoded(body)[0]
+    except ApiError:
+        expected = None
+    try:
+        assert validated(body) == expected
+    except ApiError:
+        assert expected is None
+
+
+_VALUES = {
+    "number": "1",
+    "null": "null",
+    "bool": "true",
+    "string": '"text"',
+    "array": "[]",
+    "whitespace": " \r\n {} \t",
+    "bom": "\ufeff[1]",
+    "big": "1e400",
+    "lone-surrogate": '"\\ud800"',
+    "big-integer": str(2**70),
+    "nested": "[" * 200 + "]" * 200,
+}
+
+
+@pytest.mark.parametrize("body", _VALUES.values(), ids=_VALUES.keys())
 async def test_any_json_value_is_accepted_and_delivered_as_received(server, body):
     client = await server.client(WebSocketClient, "alice", "news")
     response = await server.api("POST", "channels/news/", body.encode("utf-8"))

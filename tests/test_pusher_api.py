@@ -99,6 +99,17 @@ def test_the_signature_is_pushers_worked_example():
     assert request_signature("7ad3773142a6692b25b8", "POST", "/apps/3/events", upper) == signature
 
 
+@pytest.mark.parametrize("secret", ["", "s", "x" * 63, "x" * 64, "x" * 65, "é" * 40, "z" * 200])
+def test_the_signature_is_the_librarys_for_any_secret(secret):
+    # The pads are computed once per secret (signatures._keyed): a secret
+    # shorter than, as long as, or longer than SHA-256's block signs as HMAC does.
+    params = {"auth_key": "k", "auth_timestamp": "1", "auth_version": "1.0", "é": "ü"}
+    query = "auth_key=k&auth_timestamp=1&auth_version=1.0&é=ü"
+    expected = sign(secret, f"POST\n/apps/3/events\n{query}")
+    assert request_signature(secret, "POST", "/apps/3/events", params) == expected
+    assert request_signature(secret, "POST", "/apps/3/events", params) == expected  # kept pads
+
+
 # -- publishing ---------------------------------------------------------------------
 
 
@@ -170,6 +181,8 @@ async def test_info_on_a_trigger_answers_the_channels_attributes(server):
         ({"name": "e", "data": "x", "channels": []}, "1-100"),
         ({"name": "e", "data": "x", "channels": [f"c{n}" for n in range(101)]}, "1-100"),
         ({"name": "e", "data": "x", "channel": "bad channel"}, "Invalid channel name"),
+        # Quoted as the standard library reads it, not as orjson (a float).
+        ({"name": "e", "data": "x", "channel": 2**70}, f"Invalid channel name: .*: {2**70}$"),
         ({"name": "e", "data": {"an": "object"}, "channel": "a"}, "data must be a string"),
         ({"name": "", "data": "x", "channel": "a"}, "Event name"),
         ({"name": "a\nb", "data": "x", "channel": "a"}, "Event name"),

@@ -22,7 +22,7 @@ from thunderpush.api.answers import (
     fixed,
     ok,
 )
-from thunderpush.api.bodies import decoded
+from thunderpush.api.bodies import validated
 from thunderpush.core.apps import App
 from thunderpush.core.protocol import is_valid_channel_name
 from thunderpush.core.results import Result, then
@@ -33,12 +33,6 @@ Action = Callable[[App, Mapping[str, str], bytes], Result[Answer]]
 # What a route does for one method: an action, or a fixed answer that is public
 # (no key, no secret, no body read).
 Handling = Action | Answer
-
-
-def validated_body(body: bytes) -> str:
-    """The body as text, once it is known to be strict JSON (``bodies.decoded``):
-    subscribers get the body exactly as it was posted."""
-    return decoded(body)[0]
 
 
 def _channel(name: str) -> str:
@@ -72,7 +66,7 @@ def user_online(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer
 
 
 def send_to_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
-    return then(app.broker.send_to_user(app, args["user"], validated_body(body)), _sent_to_user)
+    return then(app.broker.send_to_user(app, args["user"], validated(body)), _sent_to_user)
 
 
 def disconnect_user(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
@@ -86,7 +80,7 @@ def channel_users(app: App, args: Mapping[str, str], body: bytes) -> Result[Answ
 
 def send_to_channel(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:
     channel = _channel(args["channel"])
-    return then(app.broker.send_to_channel(app, channel, validated_body(body)), _sent_to_channel)
+    return then(app.broker.send_to_channel(app, channel, validated(body)), _sent_to_channel)
 
 
 def batch(app: App, args: Mapping[str, str], body: bytes) -> Result[Answer]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+from thunderpush.api.bodies import fast_value
 from thunderpush.config import PusherLimits
 from thunderpush.core.apps import App
 from thunderpush.core.broker import PublishOptions
@@ -29,6 +30,7 @@ from thunderpush.pusher.protocol import MAX_EVENT_NAME, is_event_name, is_socket
 from thunderpush.transports.door.answers import ApiError
 from thunderpush.transports.door.endpoints import Routes
 
+Checked = TypeVar("Checked")
 Action = Callable[[App, Mapping[str, str], Mapping[str, str], bytes], Result[dict[str, Any]]]
 
 USER_COUNT = "user_count"
@@ -44,6 +46,7 @@ def bad_request(message: str) -> ApiError:
 
 
 def _body(body: bytes) -> dict[str, Any]:
+    """The body's object as the standard library reads it (NaN and Infinity too)."""
     try:
         value = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -51,6 +54,20 @@ def _body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_request("The body must be a JSON object")
     return value
+
+
+def _read(body: bytes, check: Callable[[dict[str, Any]], Checked]) -> Checked:
+    """``check`` of the body's object, read by orjson where it can
+    (``thunderpush.api.bodies``: a trigger's body 3.7 -> 0.5 us); but a refusal
+    is always the one of the standard library's reading, as orjson reads an
+    integer past 64 bits as a float, which a refusal may quote (a channel name)."""
+    value = fast_value(body)
+    if type(value) is dict:
+        try:
+            return check(value)
+        except ApiError:
+            pass
+    return check(_body(body))
 
 
 def _channel(name: Any, limits: PusherLimits) -> str:
@@ -102,8 +119,10 @@ def _channels(body: Mapping[str, Any], limits: PusherLimits) -> list[str]:
     if "channel" in body:
         return [_channel(body["channel"], limits)]
     channels = _listed(body["channels"], limits.max_trigger_channels, "channels", "channel names")
+    if len(channels) == 1:  # what server libraries send for one channel
+        return [_channel(channels[0], limits)]
     # A channel named twice gets the event once.
-    return list(dict.fromkeys(_channel(channel, limits) for channel in channels))
+    return list(dict.fromkeys([_channel(channel, limits) for channel in channels]))
 
 
 def _listed(value: Any, most: int, name: str, items: str) -> list[Any]:
@@ -141,6 +160,22 @@ class _Event:
         return in_order(self.sends(app))
 
 
+def _event(item: Mapping[str, Any], limits: PusherLimits) -> _Event:
+    """A trigger's event."""
+    return _Event(item, _channels(item, limits), limits)
+
+
+def _batch(body: Mapping[str, Any], limits: PusherLimits) -> list[_Event]:
+    """A batch's events, each to one channel."""
+    batch = _listed(body.get("batch"), limits.max_batch_events, "batch", "events")
+    events = []
+    for item in batch:
+        if not isinstance(item, dict):
+            raise bad_request("Each event of a batch must be an object")
+        events.append(_Event(item, [_channel(item.get("channel"), limits)], limits))
+    return events
+
+
 # -- what the API reads -------------------------------------------------------------
 
 
@@ -174,9 +209,7 @@ def trigger(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST events``: one event to 1-100 channels, none to the ``socket_id`` given."""
-    item = _body(body)
-    limits = app.pusher_limits
-    event = _Event(item, _channels(item, limits), limits)
+    event = _read(body, partial(_event, limits=app.pusher_limits))
     sent = event.send(app)
     if not event.info:
         return then(sent, _nothing)
@@ -194,13 +227,7 @@ def trigger_batch(
     app: App, args: Mapping[str, str], params: Mapping[str, str], body: bytes
 ) -> Result[dict[str, Any]]:
     """``POST batch_events``: 1-10 events, each to one channel, sent in their order."""
-    limits = app.pusher_limits
-    batch = _listed(_body(body).get("batch"), limits.max_batch_events, "batch", "events")
-    events = []
-    for item in batch:
-        if not isinstance(item, dict):
-            raise bad_request("Each event of a batch must be an object")
-        events.append(_Event(item, [_channel(item.get("channel"), limits)], limits))
+    events = _read(body, partial(_batch, limits=app.pusher_limits))
     sent = in_order([send for event in events for send in event.sends(app)])
     if not any(event.info for event in events):
         return then(sent, _nothing)

