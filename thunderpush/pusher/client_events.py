@@ -6,7 +6,8 @@ a channel's history: they could not tell a client's words from the backend's.
 It is refused with a ``pusher:error`` 4301 (the connection stays) unless the
 app enables client events (``--client-events``), the channel needs a token
 (private or presence, not encrypted: ``thunderpush.pusher.limits``), the sender
-is subscribed to it, and it fits the app's Pusher limits.
+is subscribed to it, its name is an event name (``protocol.is_event_name``),
+and it fits the app's Pusher limits.
 
 Apart from ``thunderpush.pusher.connection`` because it is one message's
 checks and sending and none of the connection's life: the connection hands it
