@@ -21,6 +21,9 @@ streams) and the hubs' ``Listener`` (``Node.hub`` makes each app's hub with a
 * ``bus`` - the broker on Redis pub/sub, and delivery of what arrives to the local hub;
 * ``hub`` - the local hub's listener, which records it in Redis;
 * ``registry`` - this node's presence records, written once per loop turn;
+* ``members`` and ``telling`` - what the registry's write writes and reads of channel
+  members (their records, a welcome's member list), and of subscription counts and
+  watchlists;
 * ``departures`` - a dead node forgotten (by one claimer), and this one's goodbye;
 * ``presence`` - the API's reads, added up over every live node;
 * ``history`` - the streams of the channels that keep history, in Redis;

@@ -16,11 +16,6 @@ cluster had forgotten this node, which it announced: then everything again.
 Connections told a member list while Redis was away (this node's members
 only) are told the cluster's list once it is back.
 
-A Pusher member's ``user_info`` in a presence channel is written beside its
-record (a Thunderpush member has none, and costs nothing more), announced
-with its arrival, and read with the member list for a Pusher connection's
-welcome.
-
 A node has one registry per Redis it has (``thunderpush.cluster.shards``),
 each with the changes, welcomes and recoveries of that shard's names: a
 turn's writes are one pipeline per shard, and a shard that is down keeps
@@ -42,31 +37,22 @@ that a node forgotten or leaving was the last to hold
 (``thunderpush.cluster.departures``).  A user's transition is also told on its
 watch route, to the nodes where a connection watches it; what a write tells
 and reads for subscription counts and watchlists is ``thunderpush.cluster.telling``.
-A presence member's arrival or departure is announced by ``MEMBER`` to every
-node, and answered as announced to the one node whose write announced it,
-which records the webhooks' ``member_added`` or ``member_removed``.
+
+A member's record (``MEMBER``: its presence announcements, a Pusher member's
+``user_info``) and a welcome's member list are written and read as
+``thunderpush.cluster.members`` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from thunderpush.cluster import keys, scripts, telling
+from thunderpush.cluster import keys, members, scripts, telling
 from thunderpush.cluster.history import stream_of
-from thunderpush.core.dialect import dialect_of
 from thunderpush.core.hub import Connection
-from thunderpush.core.listener import (
-    CHANNEL_OCCUPIED,
-    CHANNEL_VACATED,
-    MEMBER_ADDED,
-    MEMBER_REMOVED,
-    USER_OFFLINE,
-    USER_ONLINE,
-)
+from thunderpush.core.listener import CHANNEL_OCCUPIED, CHANNEL_VACATED, USER_OFFLINE, USER_ONLINE
 from thunderpush.core.protocol import is_presence_channel
 
 if TYPE_CHECKING:
@@ -87,12 +73,12 @@ class Registry:
         # Dicts as ordered sets: changes are written in the order they came.
         self._users: dict[tuple[HubReporter, str], None] = {}
         # (hub, channel, user) -> whether a change in a presence channel is announced.
-        self._members: dict[tuple[HubReporter, str, str], bool] = {}
+        self._members: members.Changed = {}
         # The members whose record in Redis has a ``user_info``, to delete with it.
-        self._informed: dict[tuple[HubReporter, str, str], None] = {}
+        self._informed: members.Informed = {}
         # Presence-channel members that changed while Redis was away.
         self._offline: dict[tuple[HubReporter, str, str], None] = {}
-        self._welcomes: list[tuple[HubReporter, Connection, str]] = []
+        self._welcomes: members.Welcomes = []
         # (hub, connection, channel, the keep's ttl, the offset to read after).
         self._recoveries: list[tuple[HubReporter, Connection, str, float, int]] = []
         # The channels whose cluster-wide subscription count to tell (``TELL_COUNT``).
@@ -156,7 +142,7 @@ class Registry:
         there, and what its hubs hold of the shard's names; announces everything
         if the shard had ``forgotten`` this node."""
         offline, self._offline = self._offline, {}
-        members = self._members
+        changed = self._members
         held = await read_records(self.link, self.node.id, [hub.key for hub in hubs])
         holds = self.node.holds
         for hub, (channels, users, memberships) in zip(hubs, held, strict=True):
@@ -173,12 +159,12 @@ class Registry:
             ]
             for channel, user in marked:
                 key = (hub, channel, user)
-                members[key] = members.get(key, False) or forgotten or key in offline
+                changed[key] = changed.get(key, False) or forgotten or key in offline
             listed = partial(holds, index, app, "c")
             for connection, channel in hub.local.rejoined(listed):
                 hub.local.welcome(connection, channel)
         # The infos of the records Redis forgot, and whose members are gone, are no more.
-        self._informed = {key: None for key in self._informed if key in members}
+        self._informed = {key: None for key in self._informed if key in changed}
         await self.write()
 
     async def write_forever(self) -> None:
@@ -189,29 +175,26 @@ class Registry:
 
     async def write(self) -> None:
         """Writes what changed, then answers the welcomes, then the recoveries."""
-        users, members, welcomes = self._users, self._members, self._welcomes
+        users, changed, welcomes = self._users, self._members, self._welcomes
         recoveries, counted, watches = self._recoveries, self._counted, self._watches
         self._users, self._members, self._welcomes, self._recoveries = {}, {}, [], []
         self._counted, self._watches = {}, []
-        if not (users or members or welcomes or recoveries or counted or watches):
+        if not (users or changed or welcomes or recoveries or counted or watches):
             return
         try:
             # Counts only of confirmed routes; a welcome and a recovery read after
             # their route is, so that what follows the read reaches them.
             await self.link.confirm()
-            answers = await self._send(users, members, welcomes, recoveries, counted, watches)
+            answers = await self._send(users, changed, welcomes, recoveries, counted, watches)
         except BaseException:
             # Left for ``clear``, which the failure leads to.
-            for key, loud in members.items():
+            for key, loud in changed.items():
                 self._members[key] = self._members.get(key, False) or loud
             self._welcomes[:0] = welcomes
             self._recoveries[:0] = recoveries
             self._watches[:0] = watches
             raise
-        lists = answers[: len(welcomes)]
-        for (hub, connection, channel), (seq, *names) in zip(welcomes, lists, strict=True):
-            infos = dialect_of(connection).member_infos
-            hub.local.welcomed(connection, channel, _members(names, infos), seq)
+        members.answer_welcomes(welcomes, answers[: len(welcomes)])
         streams = answers[len(welcomes) : len(welcomes) + len(recoveries)]
         for (hub, connection, channel, *_), read in zip(recoveries, streams, strict=True):
             hub.local.recovered(connection, channel, stream_of(read))
@@ -220,8 +203,8 @@ class Registry:
     async def _send(
         self,
         users: dict[tuple[HubReporter, str], None],
-        members: dict[tuple[HubReporter, str, str], bool],
-        welcomes: list[tuple[HubReporter, Connection, str]],
+        changed: members.Changed,
+        welcomes: members.Welcomes,
         recoveries: list[tuple[HubReporter, Connection, str, float, int]],
         counted: telling.Counted,
         watches: telling.Asked,
@@ -230,67 +213,24 @@ class Registry:
         tell, then the reads; answers the reads'."""
         node, link = self.node, self.link
         pipe = link.pipeline()
-        watched = self._write_counts(pipe, users, members)
-        score = str(int(time.time() * 1000))
-        # The members written with a user_info (True) or whose info is deleted (False).
-        informed: list[tuple[tuple[HubReporter, str, str], bool]] = []
-        # The presence members whose arrival was written, to hear if Redis refused them.
-        arrivals: list[tuple[int, HubReporter, str, str]] = []
-        # The presence members whose change may be announced, for the webhooks.
-        announced: list[tuple[int, HubReporter, str, str, bool]] = []
-        for key, loud in members.items():
-            hub, channel, user = key
-            if not user:  # "" only marks a channel whose count to rewrite
-                continue
-            if hub.local.has_member(channel, user):
-                here, info = score, hub.local.member_info(channel, user)
-                info = "" if info is None else json.dumps(info)
-            else:
-                here, info = "", "-" if key in self._informed else ""
-            if info:
-                informed.append((key, bool(here)))
-            if is_presence_channel(channel):
-                if here and hub.max_members:
-                    arrivals.append((len(pipe), hub, channel, user))
-                if loud and hub.on_transition is not None:
-                    announced.append((len(pipe), hub, channel, user, bool(here)))
-            tag = keys.tag(hub.key, "c", channel)
-            args = (node.id, user, here, "1" if loud else "", info, hub.max_members, channel)
-            route = keys.route_of(tag)
-            link.queue(pipe, scripts.MEMBER, _member_keys(tag), *args, route, *link.others)
-            own = keys.node_key(node.id, hub.key, keys.MEMBERSHIPS)
-            entry = keys.membership(user, channel)
-            pipe.command(*((b"ZADD", own, 0, entry) if here else (b"ZREM", own, entry)))
+        watched = self._write_counts(pipe, users, changed)
+        written = members.queue_members(link, pipe, node.id, changed, self._informed)
         told = len(pipe)
         telling.queue_counts(link, pipe, counted)
         reads = len(pipe)
-        for hub, connection, channel, *_ in welcomes:
-            infos = "1" if dialect_of(connection).member_infos else ""
-            tag = keys.tag(hub.key, "c", channel)
-            link.queue(pipe, scripts.CHANNEL_USERS, _member_keys(tag), infos, *link.nodes)
+        members.queue_welcomes(link, pipe, welcomes)
         for hub, _, channel, ttl, since in recoveries:
             tag = keys.tag(hub.key, "c", channel)
             stream = (keys.key(tag, keys.KEPT), keys.key(tag, keys.STREAM))
             link.queue(pipe, scripts.HISTORY, stream, ttl, since)
         telling.queue_watches(link, pipe, watches)
         results = await link.execute(pipe)
-        for key, kept in informed:
-            if kept:
-                self._informed[key] = None
-            else:
-                self._informed.pop(key, None)
         for index, hub, kind, name in watched:
             tell = hub.on_transition
             if results[index] and tell is not None:  # None: the webhook was removed meanwhile
                 came, went = _EVENTS[kind]
                 tell(came if results[index] > 0 else went, name)
-        for index, hub, channel, user in arrivals:
-            if results[index] == -1:
-                hub.local.refused(channel, user)
-        for index, hub, channel, user, here in announced:
-            tell = hub.on_transition
-            if results[index] == ANNOUNCED and tell is not None:
-                tell(MEMBER_ADDED if here else MEMBER_REMOVED, channel, {"user_id": user})
+        members.answer_members(written, results, self._informed)
         telling.counted(counted, results[told:reads])
         return results[reads:]
 
@@ -298,7 +238,7 @@ class Registry:
         self,
         pipe: Pipeline,
         users: dict[tuple[HubReporter, str], None],
-        members: dict[tuple[HubReporter, str, str], bool],
+        changed: members.Changed,
     ) -> list[tuple[int, HubReporter, str, str]]:
         """Queues the node's count of each changed user and channel, under the name's
         tag and under the node's own keys.
@@ -313,7 +253,7 @@ class Registry:
         counts: dict[tuple[HubReporter, str, str], int] = {}
         for hub, user in users:
             counts[hub, "u", user] = hub.local.user_connection_count(user)
-        for hub, channel, _ in members:
+        for hub, channel, _ in changed:
             counts[hub, "c", channel] = hub.local.channel_connection_count(channel)
         watched = []
         for (hub, kind, name), count in counts.items():
@@ -375,28 +315,10 @@ async def read_records(
     return out
 
 
-# ``MEMBER``'s answer when its change was announced: the webhooks' member event.
-ANNOUNCED = 2
 # The webhook events of a user ("u") and of a channel ("c"): came to some node, went from all.
 _EVENTS = {"u": (USER_ONLINE, USER_OFFLINE), "c": (CHANNEL_OCCUPIED, CHANNEL_VACATED)}
 # The node's own key of each kind of name.
 _OWN = {"u": keys.USERS, "c": keys.CHANNELS}
-
-
-def _member_keys(tag: bytes) -> tuple[bytes, bytes, bytes]:
-    """A channel's members, their infos and its presence event counter."""
-    return keys.key(tag, keys.MEMBERS), keys.key(tag, keys.INFOS), keys.key(tag, keys.SEQ)
-
-
-def _members(listed: list, infos: bool) -> list[tuple[str, Any]]:
-    """``CHANNEL_USERS``' users as (user id, ``user_info``); with ``infos``, each
-    user is followed by its info in the list."""
-    if not infos:
-        return [(_text(user), None) for user in listed]
-    return [
-        (_text(user), None if info is None else json.loads(info))
-        for user, info in zip(listed[::2], listed[1::2], strict=True)
-    ]
 
 
 def _set(pipe: Pipeline, key: bytes, field: str, count: int) -> None:

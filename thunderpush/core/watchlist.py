@@ -1,7 +1,7 @@
 """Who watches whom: connections told when the users they watch come online and go.
 
 A connection that watches users (a Pusher client signed in with a
-``watchlist``, ``thunderpush.pusher.connection``) is told, through its own
+``watchlist``, ``thunderpush.pusher.signin``) is told, through its own
 ``watched(online, users)``, which of them are online once the hub's listener
 has found out (``HubListener.watching``: on one process the hub's own users,
 on a cluster Redis's counts), then each time one of them comes online (its

@@ -11,6 +11,11 @@ Until it signs in or joins a presence channel a connection is anonymous: its
 user id is its socket id.  It then becomes that user, once: a connection is one
 user, and a presence subscription or sign-in as another one is refused.
 
+A sign-in (``thunderpush.pusher.signin``) and a client event
+(``thunderpush.pusher.client_events``) are each handled in a module of their
+own, which is handed the connection: they read its state and call its
+``become``, ``refuse``, ``fail`` and ``log``.
+
 Nothing a client sends raises out of here: bad input gets a ``pusher:error``
 (4300-4399, the connection stays) or is refused with a
 ``pusher:subscription_error``; a client over the command rate is closed with
@@ -19,25 +24,21 @@ Nothing a client sends raises out of here: bad input gets a ``pusher:error``
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Awaitable
 from time import monotonic
 from typing import Any
 
 from thunderpush.core import protocol as thunder
 from thunderpush.core.apps import App
-from thunderpush.core.broker import BackendUnavailable, PublishOptions
 from thunderpush.core.commands import Limits, shown
-from thunderpush.core.listener import CLIENT_EVENT
-from thunderpush.core.watchlist import MAX_WATCHED
-from thunderpush.pusher import protocol
+from thunderpush.pusher import protocol, signin
 from thunderpush.pusher.cache import CacheReplies
+from thunderpush.pusher.client_events import client_event
 from thunderpush.pusher.dialect import PUSHER
 from thunderpush.pusher.limits import ClientEvents, channel_name_error
 from thunderpush.pusher.protocol import PusherError
-from thunderpush.pusher.signatures import channel_auth, matches, signin_auth
+from thunderpush.pusher.signatures import channel_auth, matches
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ class PusherConnection:
         self.userid = self.socket_id
         # The user this connection is, once it signed in or joined a presence channel.
         self.user: str | None = None
-        self._signed_in = False
+        # Whether it signed in (``thunderpush.pusher.signin``): its user's channel is its own.
+        self.signed_in = False
         # Presence channel -> this user's ``user_info`` there.
         self._infos: dict[str, Any] = {}
         self._activity_timeout = activity_timeout
@@ -88,7 +90,8 @@ class PusherConnection:
         # Its cache-channel subscriptions still to be told their last event
         # (``thunderpush.pusher.cache``), while there are any.
         self.cache: CacheReplies | None = None
-        self._client_events = ClientEvents()
+        # Its client events' rate (``thunderpush.pusher.client_events``).
+        self.client_events = ClientEvents()
         # For the socket's log line when it is too slow (``thunderpush.transports.slow``).
         self.conn = self
 
@@ -166,7 +169,7 @@ class PusherConnection:
         self._pinged_at = None
         full_at = self.limits.take(self._bucket_full_at)
         if full_at is None:
-            self._log(logging.WARNING, "Closing a Pusher connection: over the command rate.")
+            self.log(logging.WARNING, "Closing a Pusher connection: over the command rate.")
             self.fail(protocol.OVER_CAPACITY)
             return
         self._bucket_full_at = full_at
@@ -175,18 +178,18 @@ class PusherConnection:
         except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("event"), str):
-            self._refuse(protocol.INVALID_MESSAGE, message)
+            self.refuse(protocol.INVALID_MESSAGE, message)
             return
         name = parsed["event"]
         data = parsed.get("data")
         if name.startswith("client-"):
-            self._client_event(name, parsed.get("channel"), data)
+            client_event(self, name, parsed.get("channel"), data)
             return
         action = _ACTIONS.get(name)
         if action is None:
-            self._log(logging.DEBUG, "Ignored the Pusher event %s.", shown(name))
+            self.log(logging.DEBUG, "Ignored the Pusher event %s.", shown(name))
         elif not isinstance(data, dict) and action is not PusherConnection._ping:
-            self._refuse(protocol.INVALID_MESSAGE, message)
+            self.refuse(protocol.INVALID_MESSAGE, message)
         else:
             action(self, data)
 
@@ -201,7 +204,7 @@ class PusherConnection:
     def _subscribe(self, data: dict[str, Any]) -> None:
         channel = data.get("channel")
         if not isinstance(channel, str):
-            self._refuse(protocol.INVALID_MESSAGE, data)
+            self.refuse(protocol.INVALID_MESSAGE, data)
             return
         if channel.startswith(protocol.USER_CHANNEL_PREFIX):
             self._subscribe_user_channel(channel)
@@ -209,7 +212,7 @@ class PusherConnection:
         refusal = self._refusal(channel, data)
         if refusal is not None:
             message, status = refusal
-            self._log(logging.DEBUG, "Refused %s on %s: %s", self.userid, shown(channel), message)
+            self.log(logging.DEBUG, "Refused %s on %s: %s", self.userid, shown(channel), message)
             self.socket.send_pack(protocol.subscription_error(channel, message, status))
             return
         hub = self.app.hub
@@ -258,7 +261,7 @@ class PusherConnection:
             return "Invalid signature: expected the HMAC-SHA256 of the socket id and channel.", 401
         if not presence:
             return None
-        member = _member(channel_data)
+        member = signin.member(channel_data)
         if member is None:
             return "channel_data must be a JSON object with a user_id.", 400
         userid, info = member
@@ -267,14 +270,14 @@ class PusherConnection:
             return f"user_info too large: at most {most} bytes as JSON.", 400
         if self.user is not None and self.user != userid:
             return f"This connection is user {self.user}.", 403
-        self._become(userid)
+        self.become(userid)
         self._infos[channel] = info
         return None
 
     def _subscribe_user_channel(self, channel: str) -> None:
         """pusher-js 8 subscribes to its user's channel once signed in: ``send_to_user``
         reaches it there (``Hub.send_to_user``)."""
-        if self._signed_in and channel == protocol.USER_CHANNEL_PREFIX + self.user:
+        if self.signed_in and channel == protocol.USER_CHANNEL_PREFIX + self.user:
             self.socket.send_pack(protocol.subscription_succeeded(channel))
         else:
             message = "Only the user this connection signed in as has this channel."
@@ -288,71 +291,9 @@ class PusherConnection:
                 self.cache.forget(channel)
             self.app.hub.unsubscribe(self, channel)
 
-    def _signin(self, data: dict[str, Any]) -> None:
-        app = self.app
-        user_data = data.get("user_data")
-        if not isinstance(user_data, str) or not matches(
-            signin_auth(app.key, app.secret, self.socket_id, user_data), data.get("auth")
-        ):
-            self._log(logging.INFO, "Refused a Pusher sign-in: invalid signature.")
-            self.fail(protocol.UNAUTHORIZED)
-            return
-        member = _member(user_data, "id")
-        if member is None or (self.user is not None and self.user != member[0]):
-            self._log(logging.INFO, "Refused a Pusher sign-in: no or another user id.")
-            self.fail(protocol.UNAUTHORIZED)
-            return
-        watchlist = _watchlist(user_data)
-        if isinstance(watchlist, PusherError):
-            self._refuse(watchlist, user_data)
-            return
-        self._become(member[0])
-        self._signed_in = True
-        self.socket.send_pack(protocol.signin_success(user_data))
-        if watchlist:
-            app.hub.watch(self, watchlist)
+    # -- what the messages' handlers use (``signin``, ``client_events`` too) --
 
-    def _client_event(self, name: str, channel: Any, data: Any) -> None:
-        """To the channel's other Pusher subscribers, through the broker (so across
-        the cluster).  Thunderpush clients never get it and no history keeps it:
-        they could not tell a client's words from the backend's."""
-        app = self.app
-        if not app.client_events:
-            self._refuse(protocol.CLIENT_EVENTS_DISABLED, name)
-            return
-        if (
-            not isinstance(channel, str)
-            or not thunder.needs_channel_token(channel)
-            or not app.hub.is_subscribed(self, channel)
-            or not protocol.is_event_name(name)
-        ):
-            self._refuse(protocol.CLIENT_EVENT_REJECTED, name)
-            return
-        payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-        refused = self._client_events.refusal(channel, payload, app.pusher_limits)
-        if refused is not None:
-            self._refuse(refused, name)
-            return
-        # In a presence channel the others learn who sent it, as Pusher tells them.
-        sender = self.user if thunder.is_presence_channel(channel) else None
-        options = PublishOptions(name, self.socket_id, sender, from_client=True)
-        result = app.broker.send_to_channel(app, channel, payload, options)
-        if isinstance(result, Awaitable):
-            asyncio.ensure_future(result).add_done_callback(_sent)
-        if app.hub.on_transition is not None:
-            self._told(channel, name, payload, sender)
-
-    def _told(self, channel: str, name: str, payload: str, sender: str | None) -> None:
-        """The app's webhooks hear of the client event (Pusher's ``client_event``), on
-        the node the client sent it to: once in a cluster."""
-        detail = {"event": name, "data": payload, "socket_id": self.socket_id}
-        if sender is not None:
-            detail["user_id"] = sender
-        self.app.hub.on_transition(CLIENT_EVENT, channel, detail)
-
-    # -- helpers ------------------------------------------------------------
-
-    def _become(self, userid: str) -> None:
+    def become(self, userid: str) -> None:
         """This connection is ``userid`` from now on (it was anonymous: its socket id)."""
         if self.user == userid:
             return
@@ -370,14 +311,15 @@ class PusherConnection:
             self.app.hub.remove(self)
             self._sessions.discard(self)
 
-    def _refuse(self, error: PusherError, what: Any) -> None:
+    def refuse(self, error: PusherError, what: Any) -> None:
         """A ``pusher:error`` that keeps the connection; the first is logged as a warning."""
         level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
-        self._log(level, "Refused a Pusher message (%s): %s.", error.message, shown(what))
+        self.log(level, "Refused a Pusher message (%s): %s.", error.message, shown(what))
         self.socket.send_pack(protocol.error(error))
 
-    def _log(self, level: int, message: str, *args: Any) -> None:
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """A log line with this connection's app, user and socket id."""
         if logger.isEnabledFor(level):
             logger.log(level, message, *args, extra=self.log_context())
 
@@ -387,51 +329,5 @@ _ACTIONS = {
     "pusher:pong": PusherConnection._pong,
     "pusher:subscribe": PusherConnection._subscribe,
     "pusher:unsubscribe": PusherConnection._unsubscribe,
-    "pusher:signin": PusherConnection._signin,
+    "pusher:signin": signin.sign_in,
 }
-
-
-def _member(data: str, field: str = "user_id") -> tuple[str, Any] | None:
-    """The user id (a string or a number, as a string) and ``user_info`` in a presence
-    subscription's ``channel_data`` (or a sign-in's ``user_data``, whose id is ``id``)."""
-    try:
-        parsed = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    userid = parsed.get(field)
-    if isinstance(userid, int | float) and not isinstance(userid, bool):
-        userid = json.dumps(userid)
-    if not isinstance(userid, str) or not thunder.is_valid_user_id(userid):
-        return None
-    return userid, parsed.get("user_info")
-
-
-def _watchlist(user_data: str) -> list[str] | PusherError:
-    """The user ids of a sign-in's ``watchlist`` (none: an empty list), or why it is
-    refused: not a list, more than ``MAX_WATCHED`` ids, or an id that is not one."""
-    watchlist = json.loads(user_data).get("watchlist")  # parsed by ``_member`` already
-    if watchlist is None:
-        return []
-    if not isinstance(watchlist, list):
-        return PusherError(4300, "Invalid watchlist: it must be a list of user ids")
-    if len(watchlist) > MAX_WATCHED:
-        return PusherError(
-            4300, f"Watchlist too long: {len(watchlist)} user ids, at most {MAX_WATCHED}"
-        )
-    users = []
-    for entry in watchlist:
-        if isinstance(entry, int | float) and not isinstance(entry, bool):
-            entry = json.dumps(entry)
-        if not isinstance(entry, str) or not thunder.is_valid_user_id(entry):
-            return PusherError(4300, "Invalid watchlist: an entry is not a user id")
-        users.append(entry)
-    return users
-
-
-def _sent(future: asyncio.Future[Any]) -> None:
-    """A client event's send through the cluster: lost if Redis is away (as Pusher may)."""
-    error = future.exception()
-    if error is not None and not isinstance(error, BackendUnavailable):
-        logger.error("A client event could not be sent.", exc_info=error)

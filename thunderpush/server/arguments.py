@@ -8,6 +8,9 @@ small function of one string, tested and read on its own::
 
     seconds("2.5")   # -> 2.5
     port("80000")    # -> ArgumentTypeError: not a port (0 to 65535): '80000'
+
+``add_numbers`` adds a table of numeric options (name: type, help) at once,
+for ``cli``'s limits and ``pusher_options``' alike.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from thunderpush import settings
-from thunderpush.config import LONGEST_CHANNEL_NAME, checked_credential
+from thunderpush.config import LONGEST_CHANNEL_NAME, Config, checked_credential
 
 # Where a list of URLs is cut: a comma followed by the next URL's scheme.
 _URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
@@ -137,3 +140,21 @@ def webhook_url(text: str) -> str:
         shown = settings.masked_url(text)  # a mistyped URL may still hold a token
         raise argparse.ArgumentTypeError(f"not an http or https URL: {shown!r}")
     return text.strip()
+
+
+def add_numbers(
+    parser: argparse.ArgumentParser,
+    options: Mapping[str, tuple[Callable[[str], float], str]],
+    defaults: Config,
+    metavar: str = "N",
+) -> None:
+    """A ``metavar`` option for each of ``options`` (name: (type, help)), setting the
+    ``Config`` field of the same name, whose value is its default."""
+    for name, (kind, what) in options.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, name),
+            metavar=metavar,
+            help=f"{what} (default: %(default)s)",
+        )

@@ -5,7 +5,8 @@
 The parser is the one list of settings: the configuration file and the
 environment (``thunderpush.settings``) are checked by its rules and
 become its defaults, so a flag overrides them.  A mistake in any of them is one
-line on stderr and exit status 2 (``USAGE_EXIT``).
+line on stderr and exit status 2 (``USAGE_EXIT``).  Pusher's options are
+defined in ``thunderpush.server.pusher_options`` and added to the parser here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import NoReturn
 
@@ -24,7 +25,7 @@ from thunderpush.config import (
     ConfigError,
     HistoryRule,
 )
-from thunderpush.server import arguments
+from thunderpush.server import arguments, pusher_options
 from thunderpush.server.process import USAGE_EXIT, run
 from thunderpush.server.workers import run_workers
 
@@ -57,24 +58,6 @@ _LIMITS = {
         "distinct users in one presence channel, 0: no limit",
     ),
 }
-
-# Pusher's limits on Pusher traffic, per app (``config.PusherLimits``, docs/pusher.rst):
-# whole numbers >= 0 (0: no limit) but the channel names' length.
-_PUSHER_LIMITS = {
-    name: (arguments.count, f"{what}, 0: no limit")
-    for name, what in (
-        ("max_event_bytes", "bytes of a Pusher event's data"),
-        ("max_trigger_channels", "channels of one Pusher trigger"),
-        ("max_batch_events", "events of one Pusher batch trigger"),
-        ("max_client_events_per_second", "client events a Pusher connection may send a second"),
-        ("max_user_info_bytes", "bytes of a Pusher presence member's user_info"),
-        ("max_app_connections", "open connections of one app (Pusher clients past it: 4004)"),
-    )
-}
-_PUSHER_LIMITS["max_channel_name_length"] = (
-    arguments.channel_name_length,
-    "characters of a channel name for Pusher clients and Pusher's API",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGINS",
         help="comma-separated origins allowed to connect, e.g. https://example.com (default: any)",
     )
-    _add_numbers(parser, _LIMITS, defaults)
+    arguments.add_numbers(parser, _LIMITS, defaults)
     parser.add_argument("--ssl-cert", metavar="PATH", help="PEM certificate chain: serve HTTPS/WSS")
     parser.add_argument("--ssl-key", metavar="PATH", help="PEM private key of --ssl-cert")
     parser.add_argument(
@@ -230,31 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write webhooks as Thunderpush's or as Pusher's events and headers "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--app-id",
-        default=defaults.app_id,
-        type=arguments.credential("app id"),
-        metavar="ID",
-        help="the Pusher app id of clientkey and apikey (default: the client key)",
-    )
-    parser.add_argument(
-        "--client-events",
-        action="store_true",
-        help="Pusher clients may send client-* events on private and presence channels",
-    )
-    _add_numbers(parser, _PUSHER_LIMITS, defaults)
-    parser.add_argument(
-        "--cache-ttl",
-        type=arguments.seconds,
-        default=defaults.cache_ttl,
-        metavar="SECONDS",
-        help="how long a Pusher cache channel keeps its last event (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--subscription-count",
-        action="store_true",
-        help="tell Pusher subscribers of non-presence channels their subscription count",
-    )
+    pusher_options.add_options(parser, defaults)
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -273,23 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
         "apikey", nargs="?", type=arguments.credential("secret"), help="server API key"
     )
     return parser
-
-
-def _add_numbers(
-    parser: argparse.ArgumentParser,
-    options: Mapping[str, tuple[Callable[[str], int], str]],
-    defaults: Config,
-) -> None:
-    """An ``N`` option for each of ``options`` (name: (type, help)), setting the
-    ``Config`` field of the same name."""
-    for name, (kind, what) in options.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=kind,
-            default=getattr(defaults, name),
-            metavar="N",
-            help=f"{what} (default: %(default)s)",
-        )
 
 
 def rules(parser: argparse.ArgumentParser) -> dict[str, settings.Rule | None]:
@@ -394,12 +336,8 @@ def config_from(
         history=history,
         webhook_url=args.webhook_url,
         webhook_format=args.webhook_format,
-        app_id=args.app_id,
-        client_events=args.client_events,
-        cache_ttl=args.cache_ttl,
-        subscription_count=args.subscription_count,
         **{name: getattr(args, name) for name in _LIMITS},
-        **{name: getattr(args, name) for name in _PUSHER_LIMITS},
+        **pusher_options.values(args),
     )
 
 

@@ -12,5 +12,5 @@ Where the events come from: in one process, the hub's own transitions
 Redis's answers to the node's count and member writes and to the cleanup
 after a node that died or left (``thunderpush.cluster.registry``,
 ``thunderpush.cluster.departures``); client events from the Pusher connection
-that got one (``thunderpush.pusher.connection``), on whichever node it is.
+that got one (``thunderpush.pusher.client_events``), on whichever node it is.
 """
