@@ -66,8 +66,9 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Queued] = []
-        # This loop turn writes at once (decided by its first frame).
-        self._direct = False
+        # This loop turn writes at once (decided by its first frame); a
+        # websocket reads it to write inline, without calling ``queue``.
+        self.direct = False
         # When the last turn that sent anything ended (the loop's clock).
         self._last_sent = float("-inf")
 
@@ -79,14 +80,14 @@ class Outbox:
             else:
                 pending.append(frame)  # type: ignore[union-attr]
             return
-        if self._direct:
+        if self.direct:
             target.write_now(frame)
             return
         dirty = self._dirty
         if not dirty:
             loop = self._loop
             if loop.time() - self._last_sent > self.BUSY_SECONDS:
-                self._direct = True
+                self.direct = True
                 loop.call_soon(self._end_direct)
                 target.write_now(frame)
                 return
@@ -99,7 +100,7 @@ class Outbox:
     def _end_direct(self) -> None:
         """The turn that wrote at once is over: the next ones within
         ``BUSY_SECONDS`` queue."""
-        self._direct = False
+        self.direct = False
         self._last_sent = self._loop.time()
 
     def flush(self) -> None:

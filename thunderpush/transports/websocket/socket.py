@@ -161,7 +161,15 @@ class WebSocket(SharedReadBuffer):
     # -- writing -----------------------------------------------------------
 
     def send_element(self, element: str) -> None:
-        self.service.outbox.queue(self, self.frames.frame(element))
+        outbox = self.service.outbox
+        if outbox.direct and not self.pending:
+            # An idle turn (``fanout.Outbox``): written at once, inline, as the
+            # hub reaches this receiver (the hottest line of a paced fan-out).
+            transport = self._transport
+            if self._open and not transport.is_closing():
+                transport.write(self.frames.frame(element))
+            return
+        outbox.queue(self, self.frames.frame(element))
 
     def flush_pending(self) -> None:
         pending, self.pending = self.pending, b""
