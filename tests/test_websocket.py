@@ -132,12 +132,14 @@ async def test_unsent_bytes_counts_queued_deliveries(server, monkeypatch):
     await server.settled(lambda: server.hub.is_online("dave"))
     (connection,) = server.hub.users["dave"]
     handler = connection.session.handler
+    size = len(b'a[{"payload":"1"}]') + 2
     server.hub.send_to_user("dave", "0")
     assert handler.unsent_bytes == 0  # written at once: the kernel took it
-    await asyncio.sleep(0)  # the next turn is busy
-    server.hub.send_to_user("dave", "1")
+    server.hub.send_to_user("dave", "1")  # another publish in the same turn waits
+    assert handler.unsent_bytes == size
+    await asyncio.sleep(0)  # the turn ends (the outbox flushes); the next is busy
     server.hub.send_to_user("dave", "2")
-    assert handler.unsent_bytes == 2 * (len(b'a[{"payload":"1"}]') + 2)
+    assert handler.unsent_bytes == size
     await ws.read()
     for n in b"012":
         assert await ws.read() == (0x1, b'a[{"payload":"%c"}]' % n)

@@ -16,7 +16,8 @@ a send with, so its frames are written at once, as the hub reaches each
 receiver: the first subscriber does not wait for the last one to be queued
 (with 2,000 subscribers, 2-4 ms of queueing before the first write), and no
 list per receiver is made and dropped (their collection paused fan-outs for
-tens of milliseconds at a time).
+tens of milliseconds at a time).  Only that publish's frame is written at
+once: another publish in the same turn is queued behind it.
 
 Ordering is kept: a socket with bytes already waiting in its transport gets
 its frames behind them, and any other write of a connection (heartbeat, close)
@@ -58,17 +59,24 @@ class Outbox:
 
     # A turn that starts sending within this long after the last one that sent
     # is busy: its frames are queued, to share a send with the next publish's.
-    # At full speed publishes follow each other within a loop turn or two
-    # (microseconds apart); 5 ms is far above that and far below any paced
-    # publisher's interval.
-    BUSY_SECONDS = 0.005
+    # Flat out, the next publish may come several milliseconds after a flush
+    # (its publisher was reading deliveries): with 5 ms, 34 of 152 sending turns
+    # of a full-speed fan-out to 2,000 were judged idle on a loaded machine, and
+    # each cost every socket one more send; with 50 ms, only the first.  A
+    # publisher pacing itself at 5 messages/s leaves 200 ms between them.
+    BUSY_SECONDS = 0.05
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Queued] = []
-        # This loop turn writes at once (decided by its first frame); a
-        # websocket reads it to write inline, without calling ``queue``.
-        self.direct = False
+        # The one frame this loop turn writes at once (the first publish of an
+        # idle turn), else None; a websocket compares it to write inline,
+        # without calling ``queue``.  Any other frame in the same turn (the
+        # next publish, if several came together) is queued: a turn judged
+        # idle by mistake costs a socket two sends, not one per publish.
+        self.direct: bytes | None = None
+        # This turn has written at once (until ``_end_direct``, next turn).
+        self._direct_turn = False
         # When the last turn that sent anything ended (the loop's clock).
         self._last_sent = float("-inf")
 
@@ -80,17 +88,19 @@ class Outbox:
             else:
                 pending.append(frame)  # type: ignore[union-attr]
             return
-        if self.direct:
+        if frame is self.direct:
             target.write_now(frame)
             return
         dirty = self._dirty
         if not dirty:
             loop = self._loop
-            if loop.time() - self._last_sent > self.BUSY_SECONDS:
-                self.direct = True
+            if not self._direct_turn and loop.time() - self._last_sent > self.BUSY_SECONDS:
+                self.direct = frame
+                self._direct_turn = True
                 loop.call_soon(self._end_direct)
                 target.write_now(frame)
                 return
+            self.direct = None
             loop.call_soon(self.flush)
         dirty.append(target)
         # The first frame alone, not in a list: no container per receiver for
@@ -100,7 +110,8 @@ class Outbox:
     def _end_direct(self) -> None:
         """The turn that wrote at once is over: the next ones within
         ``BUSY_SECONDS`` queue."""
-        self.direct = False
+        self.direct = None
+        self._direct_turn = False
         self._last_sent = self._loop.time()
 
     def flush(self) -> None:

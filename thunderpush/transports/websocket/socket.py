@@ -162,14 +162,15 @@ class WebSocket(SharedReadBuffer):
 
     def send_element(self, element: str) -> None:
         outbox = self.service.outbox
-        if outbox.direct and not self.pending:
-            # An idle turn (``fanout.Outbox``): written at once, inline, as the
-            # hub reaches this receiver (the hottest line of a paced fan-out).
+        frame = self.frames.frame(element)
+        if frame is outbox.direct and not self.pending:
+            # An idle turn's publish (``fanout.Outbox``): written at once, inline,
+            # as the hub reaches this receiver (the hottest line of a paced fan-out).
             transport = self._transport
             if self._open and not transport.is_closing():
-                transport.write(self.frames.frame(element))
+                transport.write(frame)
             return
-        outbox.queue(self, self.frames.frame(element))
+        outbox.queue(self, frame)
 
     def flush_pending(self) -> None:
         pending, self.pending = self.pending, b""
