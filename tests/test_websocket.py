@@ -26,6 +26,7 @@ from thunderpush.core.commands import Limits
 from thunderpush.transports.sockjs.connection import connection_class
 from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
 from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSocket
+from thunderpush.transports.websocket.fanout import Outbox
 from thunderpush.transports.websocket.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.websocket.handshake import LazyConnectionInfo, answer
 from thunderpush.transports.websocket.socket import PROTOCOL_LOG
@@ -122,16 +123,27 @@ async def test_one_heartbeat_timer_serves_both_kinds(server):
     assert await raw.read() == (0x8, struct.pack("!H", 1000) + b"ping timed out")
 
 
-async def test_unsent_bytes_counts_queued_deliveries(server):
+async def test_unsent_bytes_counts_queued_deliveries(server, monkeypatch):
+    """An idle server writes a delivery at once; in a busy turn it waits in the
+    outbox until the turn ends, and counts as unsent meanwhile."""
+    monkeypatch.setattr(Outbox, "BUSY_SECONDS", 60.0)  # every turn after a send is busy
     ws = await RawClient.open(server.port, "/connect/0/s1/websocket")
     await ws.send(0x1, b'["CONNECT dave:key"]')
     await server.settled(lambda: server.hub.is_online("dave"))
     (connection,) = server.hub.users["dave"]
-    server.hub.send_to_user("dave", "1")
-    assert connection.session.handler.unsent_bytes == len(b'a[{"payload":"1"}]') + 2
+    handler = connection.session.handler
+    size = len(b'a[{"payload":"1"}]') + 2
+    server.hub.send_to_user("dave", "0")
+    assert handler.unsent_bytes == 0  # written at once: the kernel took it
+    server.hub.send_to_user("dave", "1")  # another publish in the same turn waits
+    assert handler.unsent_bytes == size
+    await asyncio.sleep(0)  # the turn ends (the outbox flushes); the next is busy
+    server.hub.send_to_user("dave", "2")
+    assert handler.unsent_bytes == size
     await ws.read()
-    assert await ws.read() == (0x1, b'a[{"payload":"1"}]')
-    assert connection.session.handler.unsent_bytes == 0
+    for n in b"012":
+        assert await ws.read() == (0x1, b'a[{"payload":"%c"}]' % n)
+    assert handler.unsent_bytes == 0
 
 
 # -- hostile clients --------------------------------------------------------
