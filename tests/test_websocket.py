@@ -29,7 +29,7 @@ from thunderpush.transports.sockjs.websockets import RawWebSocket, SockJSWebSock
 from thunderpush.transports.websocket.fanout import Outbox
 from thunderpush.transports.websocket.frames import TEXT, client_frame_size, frame
 from thunderpush.transports.websocket.handshake import LazyConnectionInfo, answer
-from thunderpush.transports.websocket.socket import PROTOCOL_LOG
+from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
 
 from .support.wire import API, Hostile, RawClient, exchange, request
 

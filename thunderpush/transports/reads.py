@@ -1,6 +1,6 @@
 """The read buffer every front-door connection shares, HTTP and websocket alike.
 
-``thunderpush.transports.door.http`` and ``thunderpush.transports.websocket.socket``
+``thunderpush.transports.door.http`` and ``thunderpush.transports.websocket.reading``
 both receive through it; it lives above both so that neither imports the other.
 """
 

@@ -35,7 +35,8 @@ from thunderpush.transports.sockjs.adapter import detached_socket
 from thunderpush.transports.websocket.fanout import FrameCache
 from thunderpush.transports.websocket.frames import text_frame
 from thunderpush.transports.websocket.handshake import Handshake, serve_upgrade
-from thunderpush.transports.websocket.socket import DropConnection, WebSocket
+from thunderpush.transports.websocket.reading import DropConnection
+from thunderpush.transports.websocket.socket import WebSocket
 
 if TYPE_CHECKING:
     from thunderpush.transports.sockjs.router import SockJSRouter

@@ -2,17 +2,14 @@
 
 Tornado keeps a request, a handler, a protocol object, stream buffers and
 several suspended coroutines alive for every open websocket.  Here one
-``WebSocket`` is the whole connection.  Every client frame is read by
-``websockets``' Sans-I/O ``ServerProtocol`` (``receive_data`` /
-``events_received`` / ``data_to_send``), so fragmentation, control frames,
-close codes, UTF-8 and the size limit are exactly RFC 6455 as that library
-enforces it; only a whole text frame between messages, the one frame most
-clients send, is read without it (``frames.whole_text``, which takes only
-what the library would take as one valid message).  Deliveries never go
-through the library: a publish builds its frame once
-(``thunderpush.transports.websocket.fanout``) and each socket writes it
-straight to its transport: at once when the server is idle, else one send
-per loop turn.
+``WebSocket`` is the whole connection.  This module holds its life (open,
+close, end) and its writes; its base class,
+``thunderpush.transports.websocket.reading.FrameReader``, reads its frames with
+``websockets``' Sans-I/O ``ServerProtocol`` (RFC 6455 as that library
+enforces it) and answers pings.  Deliveries never go through the library:
+a publish builds its frame once (``thunderpush.transports.websocket.fanout``)
+and each socket writes it straight to its transport: at once when the server
+is idle, else one send per loop turn.
 
 Towards sockjs-tornado a ``WebSocket`` is a transport handler like any other
 (``name``, ``active``, ``get_conn_info``, ``send_pack``, ``session_closed``):
@@ -32,13 +29,8 @@ Limits, each with one outcome:
   TCP connection ends;
 * a close handshake the client does not finish within the service's
   ``websocket_close_timeout``: the TCP connection is aborted;
-* pings: each is answered at once, in the order of the frames around it
-  (a pong goes out before the answer to a message that came after its
-  ping), while nothing waits to be written.  Under back-pressure (bytes
-  wait in the transport's buffer: the client does not read) pongs are
-  coalesced: only the latest ping's pong waits, and goes once the buffer
-  is empty (RFC 6455 section 5.5.3 allows answering only the latest), so a
-  ping flood from a client that reads nothing costs one pong of memory;
+* pings: each answered at once, in the frames' order; while the client
+  does not read, only the latest ping's pong waits (``reading``);
 * more than the service's ``max_unsent_bytes`` waiting to be written (the
   transport's high-water mark, so asyncio says so with ``pause_writing``):
   the client is too slow, the transport is aborted at once (its buffer is
@@ -49,45 +41,26 @@ Limits, each with one outcome:
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ProtocolError
-from websockets.frames import Close, CloseCode, Opcode
+from websockets.frames import Close, CloseCode
 from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 
-from thunderpush.transports.reads import SharedReadBuffer
 from thunderpush.transports.slow import close_too_slow, log_too_slow
 from thunderpush.transports.websocket.fanout import FrameCache
-from thunderpush.transports.websocket.frames import (
-    BINARY,
-    TEXT,
-    client_frame_size,
-    frame,
-    whole_text,
-)
-from thunderpush.transports.websocket.protocol_log import PROTOCOL_LOG
+from thunderpush.transports.websocket.frames import BINARY, TEXT, frame
+from thunderpush.transports.websocket.reading import FrameReader
 
 if TYPE_CHECKING:
     from thunderpush.transports.websocket.handshake import Handshake
     from thunderpush.transports.websocket.service import WebSocketService
 
-logger = logging.getLogger(__name__)
-
-
-# The first byte of a server's pong frame (FIN, opcode 0xA, no extension).
-_PONG = b"\x8a"
 # A close frame's payload is at most 125 bytes, two of them the code.
 _MAX_REASON = 123
 
 
-class DropConnection(Exception):
-    """Raised by ``on_message``: the TCP connection is dropped without a close frame."""
-
-
-class WebSocket(SharedReadBuffer):
+class WebSocket(FrameReader):
     """One websocket after its handshake; subclasses say how it meets its session
     (``open_session``, ``on_message``, ``heartbeat``, ``frames``).
 
@@ -97,24 +70,19 @@ class WebSocket(SharedReadBuffer):
     ``connection_made`` writes its answer, opens the session and reads
     ``rest``, the bytes that arrived with the request.  The frames are read by
     a ``ServerProtocol`` started in the OPEN state, the library's way of
-    taking over after a handshake answered elsewhere.
+    taking over after a handshake answered elsewhere (``FrameReader``).
     """
 
     __slots__ = (
         "session",
         "pending",
         "service",
-        "_protocol",
-        "_unparsed",
         "_info",
         "_rest",
         "_response",
         "_transport",
         "_open",
-        "_fragments",
-        "_text",
         "_closer",
-        "_held_pong",
         "_too_slow",
     )
 
@@ -123,26 +91,19 @@ class WebSocket(SharedReadBuffer):
     frames: FrameCache
 
     def __init__(self, service: WebSocketService, handshake: Handshake, rest: bytes) -> None:
+        super().__init__()
         self.session: Any = None
         # Frames queued this loop turn (``fanout.Outbox``): one frame's bytes,
         # or a list of them; an idle socket holds the shared empty bytes.
         self.pending: bytes | list[bytes] = b""
         self.service = service
-        # What reads the frames: made when a frame arrives, let go while the
-        # connection is open between messages (``_reader``).
-        self._protocol: ServerProtocol | None = None
-        # Bytes given to the protocol and not yet seen as frames.
-        self._unparsed = 0
         self._info = handshake.info
         self._rest = rest
         self._response = handshake.data
         self._transport: Any = None
         # Deliveries may be written: the protocol is OPEN and the transport too.
         self._open = False
-        self._fragments: list[bytes] | None = None
-        self._text = False
         self._closer: asyncio.TimerHandle | None = None
-        self._held_pong: bytes | None = None
         self._too_slow = False
 
     def connection_made(self, transport: Any) -> None:
@@ -279,119 +240,6 @@ class WebSocket(SharedReadBuffer):
             # half-close lets it read the close frame instead of a reset, and
             # the transport closes when the client's end arrives.
             transport.write_eof()
-
-    def _pong(self, data: bytes) -> None:
-        """Writes a pong now, or holds it (the latest only) while the client is not reading."""
-        if self._response:
-            self._uncork()
-        transport = self._transport
-        if not self._open or transport.is_closing():
-            self._held_pong = None  # a close went: nothing more is sent
-            return
-        if transport.get_write_buffer_size():
-            self._held_pong = data  # the client is not reading: one pong waits
-        else:
-            self._held_pong = None
-            transport.write(data)
-
-    def _release_pong(self) -> None:
-        if self._held_pong is not None and not self._transport.get_write_buffer_size():
-            self._pong(self._held_pong)
-
-    # -- reading -----------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        if self._protocol is None and self._open:
-            # Between messages, one whole text frame (a command) needs no reader.
-            message = whole_text(data, self.service.settings.max_message_size)
-            if message is not None:
-                self._on_message(message)
-                self._open = self._open and not self._transport.is_closing()
-                return
-        protocol = self._reader()
-        protocol.receive_data(data)
-        events = protocol.events_received()
-        unparsed = self._unparsed + len(data)
-        for event in events:
-            unparsed -= client_frame_size(len(event.data))
-        self._unparsed = unparsed
-        # The protocol answered every ping of ``events`` (one pong each, in
-        # order); each pong goes out as its ping is reached among the frames.
-        writes = protocol.data_to_send()
-        pongs = iter([data for data in writes if data[:1] == _PONG])
-        if events:
-            self._on_frames(events, pongs)
-        if not self._transport.is_closing():
-            rest = [data for data in writes if data[:1] != _PONG]
-            self._write_output(rest + protocol.data_to_send())
-        if not unparsed and self._fragments is None and self._open and protocol.state is OPEN:
-            # Between two messages the protocol holds nothing worth its
-            # 1.5 KiB: most connections send a command or two, then only listen.
-            # (A client that encodes a length longer than needed keeps it.)
-            self._protocol = None
-
-    def _reader(self) -> ServerProtocol:
-        """The protocol reading this connection, made anew after it was let go."""
-        protocol = self._protocol
-        if protocol is None:
-            max_size = self.service.settings.max_message_size
-            protocol = ServerProtocol(state=OPEN, max_size=max_size, logger=PROTOCOL_LOG)
-            self._protocol = protocol
-        return protocol
-
-    def _on_frames(self, frames: list[Any], pongs: Iterator[bytes]) -> None:
-        """Hands each message to the session and answers each ping, in the frames' order."""
-        for event in frames:
-            opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if not event.fin:
-                    self._fragments, self._text = [event.data], opcode is Opcode.TEXT
-                    continue
-                text, data = opcode is Opcode.TEXT, event.data
-            elif opcode is Opcode.CONT and self._fragments is not None:
-                self._fragments.append(event.data)
-                if not event.fin:
-                    continue
-                text, data, self._fragments = self._text, b"".join(self._fragments), None
-            else:
-                if opcode is Opcode.PING:
-                    self._pong(next(pongs))
-                elif opcode is Opcode.PONG:
-                    self.on_pong(event.data)
-                continue  # closes are the protocol's to answer
-            if not self._on_data(text, data):
-                return
-
-    def _on_data(self, text: bool, data: bytes) -> bool:
-        """Hands one message to the session; False once the connection is ending."""
-        message: str | bytes = data
-        if text:
-            try:
-                message = data.decode()
-            except UnicodeDecodeError as error:
-                reason = f"{error.reason} at position {error.start}"
-                self._protocol.fail(CloseCode.INVALID_DATA, reason)
-                return False
-        return self._on_message(message)
-
-    def _on_message(self, message: str | bytes) -> bool:
-        """``on_message``, its failures dropping the connection; False once it is ending."""
-        try:
-            self.on_message(message)
-        except DropConnection:
-            self._abort()
-            return False
-        except Exception:
-            logger.exception("Uncaught exception in a websocket message handler.")
-            self._abort()
-            return False
-        return True
-
-    def on_message(self, message: str | bytes) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def on_pong(self, data: bytes) -> None:
-        """A pong arrived with ``data``; only the raw websocket pings."""
 
     def _abort(self) -> None:
         self._open = False
