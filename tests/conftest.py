@@ -9,7 +9,9 @@ client sends may produce a traceback or an ERROR line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -31,6 +33,31 @@ from .support.webhooks import Receiver
 # The fixtures that start a process (redis-server, a Redis Cluster, thunderpush):
 # a test that takes one, directly or through another fixture, is ``slow``.
 PROCESS_FIXTURES = frozenset({"redis_server", "second_redis", "redis_cluster", "server_process"})
+
+
+def _loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop
+    except ImportError:  # the ``uvloop`` extra is not installed: its tests are skipped
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+LOOPS = _loop_factories()
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item):
+    """asyncio's loop for every test; a test marked
+    ``@pytest.mark.asyncio(loop_factories=["asyncio", "uvloop"])`` runs on each
+    (skipped on uvloop where it is not installed)."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return LOOPS
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def pytest_configure(config: pytest.Config) -> None:

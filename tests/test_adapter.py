@@ -38,6 +38,7 @@ from thunderpush.transports.sockjs.adapter import (
     PrefilledIOStream,
     abort_response,
     attach_session,
+    close_at_end,
     keep_request_open,
     request_summary,
     restart_router_timers,
@@ -122,6 +123,49 @@ async def test_a_server_given_a_socket_and_its_first_bytes_serves_them():
     loop = asyncio.get_running_loop()
     response = await asyncio.wait_for(loop.sock_recv(theirs, 65536), 5)
     assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"\r\n\r\nGE")
+    theirs.close()
+    await server.close_all_connections()
+
+
+class _Slow(RequestHandler):
+    """Answers a few loop turns after the request, or notes that its client left."""
+
+    left: list[bool]
+
+    async def get(self) -> None:
+        if self.get_argument("close_at_end", None):
+            close_at_end(self)
+        keep_request_open(self)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        if not self.left:
+            self.finish(b"late")
+
+    def on_connection_close(self) -> None:
+        self.left.append(True)
+
+
+@pytest.mark.asyncio(loop_factories=["asyncio", "uvloop"])
+@pytest.mark.parametrize("at_end", ["answer", "close"])
+async def test_a_request_followed_by_the_clients_end_is_answered_unless_close_at_end(at_end):
+    _Slow.left = []
+    server = HTTPServer(Application([("/x", _Slow)]))
+    ours, theirs = socket.socketpair()
+    query = "?close_at_end=1" if at_end == "close" else ""
+    theirs.sendall(f"GET /x{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    theirs.shutdown(socket.SHUT_WR)
+    serve(server, ours, ("127.0.0.1", 1), b"")
+    theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    response = b""
+    while chunk := await asyncio.wait_for(loop.sock_recv(theirs, 65536), 5):
+        response += chunk
+    if at_end == "answer":
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"late")
+        assert _Slow.left == []
+    else:
+        assert response == b"" and _Slow.left == [True]
+        await asyncio.sleep(0.1)  # the handler's turns end before the loop does
     theirs.close()
     await server.close_all_connections()
 

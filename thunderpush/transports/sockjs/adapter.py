@@ -77,6 +77,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
 if TYPE_CHECKING:  # annotations only: the front door need not import sockjs-tornado
@@ -90,6 +91,12 @@ class PrefilledIOStream(IOStream):
 
     ``on_close`` is called once, when the stream closes, however it closes;
     ``remote_ip`` names the client when ``sock`` is not the client's connection.
+
+    The requests read before the client ends its side are answered, as the
+    front door answers its own: Tornado closes a stream whose client ended it
+    while a request is served, as soon as it notices, which on uvloop is before
+    the handler's next step (uvloop runs I/O callbacks before those already
+    scheduled), and the answer was lost.  ``close_at_end`` restores Tornado's way.
     """
 
     def __init__(
@@ -105,11 +112,34 @@ class PrefilledIOStream(IOStream):
         self._thunderpush_unread = memoryview(unread)
         self._thunderpush_on_close = on_close
         self.thunderpush_remote_ip = remote_ip
+        # The client has ended its side (half-closed, or closed: TCP cannot tell).
+        self._thunderpush_ended = False
+        # Requests read before the client's end are answered (``close_at_end``).
+        self._thunderpush_answer_at_end = True
+
+    def close_at_end(self) -> None:
+        """Close as soon as the client ends its side, as Tornado does, also while
+        a request is served: for answers that last as long as their client."""
+        self._thunderpush_answer_at_end = False
+        if self._thunderpush_ended:
+            self.io_loop.add_callback(self.close)
 
     def read_from_fd(self, buf: bytearray | memoryview) -> int | None:
         unread = self._thunderpush_unread
         if not unread:
-            return super().read_from_fd(buf)
+            if self._thunderpush_ended:
+                read = 0
+            else:
+                read = super().read_from_fd(buf)
+                self._thunderpush_ended = read == 0
+            if read == 0 and self._thunderpush_answer_at_end and not self.reading():
+                # The client ended its side while a request is served (Tornado
+                # reads only to notice that): its answer goes out first, and
+                # the next read ends the stream.  Not read again until then.
+                writing = IOLoop.WRITE if self.writing() else 0
+                self.io_loop.update_handler(self.fileno(), IOLoop.ERROR | writing)
+                return None
+            return read
         size = min(len(buf), len(unread))
         buf[:size] = unread[:size]
         self._thunderpush_unread = unread[size:]
@@ -207,6 +237,14 @@ def request_summary(handler: RequestHandler) -> str:
 def abort_response(handler: RequestHandler) -> None:
     """End ``handler``'s connection now, dropping what it has not written yet."""
     handler.request.connection.close()
+
+
+def close_at_end(handler: RequestHandler) -> None:
+    """End ``handler``'s connection as soon as the client ends its side, even
+    before the answer (``PrefilledIOStream.close_at_end``)."""
+    stream = handler.request.connection.stream
+    if isinstance(stream, PrefilledIOStream):
+        stream.close_at_end()
 
 
 def keep_request_open(handler: RequestHandler) -> None:

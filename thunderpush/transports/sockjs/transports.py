@@ -30,6 +30,7 @@ from thunderpush.transports.sockjs.adapter import (
     OwnAccessLog,
     abort_response,
     attach_session,
+    close_at_end,
     keep_request_open,
     request_summary,
 )
@@ -142,6 +143,9 @@ class InFlightMixin:
     def initialize(self, server: SockJSRouter) -> None:
         super().initialize(server)
         self.in_flight: deque[int] = deque()
+        # The answer lasts as long as the session's client: a client that
+        # leaves is noticed at once, as Tornado does.
+        close_at_end(self)
 
     @property
     def unsent_bytes(self) -> int:
