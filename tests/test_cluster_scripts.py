@@ -234,6 +234,10 @@ def test_each_script_runs_with_only_the_keys_it_declares(fresh_redis):
         assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2") == [1, 2]
         assert run(scripts.TELL_COUNT, told, 1000, channel, route, "n1", "n2")[0] == 2  # wait
         assert run(scripts.TELL_COUNT, told, 0, channel, route, "n1", "n2") == [0, 2]  # told
+        # A channel with no count told (or whose 0 told expired) has nothing to say at 0.
+        empty = keys.tag("app", "c", "empty")
+        nothing = (keys.key(empty, keys.COUNTS), keys.key(empty, keys.TOLD))
+        assert run(scripts.TELL_COUNT, nothing, 1000, "empty", b"", "n1", "n2") == [0, 0]
         # n3 is forgotten: ann is still on n1, so nobody is announced gone.
         forget = (counts, *members)
         assert run(scripts.FORGET, forget, "n3", route, channel, 2, "n1", "n2", "ann") == [0]

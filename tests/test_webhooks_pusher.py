@@ -4,9 +4,10 @@ The receiver is ``tests/support/webhooks.py``'s; Pusher clients are raw
 websockets (``tests/test_pusher_ws.py``'s helpers) and the real pusher-js in
 Node (``tests/test_pusher_js.py``'s driver), Thunderpush clients real SockJS
 sessions.  Every POST is checked with the PyPI ``pusher`` library's
-``validate_webhook``, as a Pusher application's backend checks it.  The
-events other parts of the server tell (``cache_miss``, ``subscription_count``)
-are told here through ``hub.on_transition``, as they will be.
+``validate_webhook``, as a Pusher application's backend checks it.  Here
+``cache_miss`` and ``subscription_count`` are told through
+``hub.on_transition`` (and a ``cache_miss`` on each node is the marker told
+last); real clients make them in ``tests/test_webhooks_pusher_kinds.py``.
 """
 
 from __future__ import annotations

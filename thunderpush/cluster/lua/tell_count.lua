@@ -23,7 +23,10 @@ local at = now_ms()
 if last[2] and at - tonumber(last[2]) < interval then
   return {2, interval - (at - tonumber(last[2]))}
 end
-if tonumber(last[1]) == count then
+-- No record is a count of 0 told (as on one process): the record of a 0
+-- expires after the interval, and a node that was told to wait, asking again
+-- then, must not tell the 0 a second time.
+if (tonumber(last[1]) or 0) == count then
   return {0, count}
 end
 redis.call('HSET', told, 'c', count, 't', at)
