@@ -32,7 +32,9 @@ class Holdings:
         return len(self.users)
 
     def connection_count(self) -> int:
-        return sum(map(len, self.users.values()))
+        # Every connection the hub holds has an entry (``Hub.add``): one read, not a
+        # pass over the users (a Pusher app's connection quota asks it per connection).
+        return len(self._subscriptions)
 
     def is_online(self, userid: str) -> bool:
         return userid in self.users

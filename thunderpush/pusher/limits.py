@@ -105,9 +105,9 @@ def over_connection_quota(app: App) -> Result[bool]:
     Counted by its presence, so across the cluster: each node's connections as
     it last recorded them (once per loop turn), so a burst of connections at
     once on several nodes may pass the limit by a few, as a count that is not
-    a lock must.  A count costs a pass over the app's users here (and in a
-    cluster, when this node's are not enough, a read of each node's record in
-    Redis), which is why it is off by default.
+    a lock must.  A count costs one read here; in a cluster, when this node's
+    are not enough, a read of each node's record in Redis (a pass over the
+    app's users there), which is why it is off by default.
     """
     most = app.pusher_limits.max_app_connections
     if not most:
