@@ -101,13 +101,14 @@ def test_the_signature_is_pushers_worked_example():
 
 @pytest.mark.parametrize("secret", ["", "s", "x" * 63, "x" * 64, "x" * 65, "é" * 40, "z" * 200])
 def test_the_signature_is_the_librarys_for_any_secret(secret):
-    # The pads are computed once per secret (signatures._keyed): a secret
-    # shorter than, as long as, or longer than SHA-256's block signs as HMAC does.
+    # Each secret's HMAC is made once and copied per signature (signatures._keyed):
+    # a secret shorter than, as long as, or longer than SHA-256's block signs as
+    # the library does, the first time and from the copy.
     params = {"auth_key": "k", "auth_timestamp": "1", "auth_version": "1.0", "é": "ü"}
     query = "auth_key=k&auth_timestamp=1&auth_version=1.0&é=ü"
     expected = sign(secret, f"POST\n/apps/3/events\n{query}")
     assert request_signature(secret, "POST", "/apps/3/events", params) == expected
-    assert request_signature(secret, "POST", "/apps/3/events", params) == expected  # kept pads
+    assert request_signature(secret, "POST", "/apps/3/events", params) == expected  # the copy
 
 
 # -- publishing ---------------------------------------------------------------------

@@ -17,33 +17,22 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-# SHA-256's block size, and HMAC's pads (RFC 2104) as ``bytes.translate`` tables.
-_BLOCK = 64
-_INNER = bytes(byte ^ 0x36 for byte in range(256))
-_OUTER = bytes(byte ^ 0x5C for byte in range(256))
-
 
 @lru_cache(maxsize=64)
-def _keyed(secret: str) -> tuple[Any, Any]:
-    """SHA-256 after the inner and the outer padded key of ``secret``: every
-    signature with one secret begins so.  Copying them, as ``hmac`` itself does
-    in C, costs a signature 1.1 us instead of ``hmac.new``'s 2.4 (a Pusher
-    trigger checks one per request); the secrets are the apps', so few."""
-    key = secret.encode()
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\0")
-    return hashlib.sha256(key.translate(_INNER)), hashlib.sha256(key.translate(_OUTER))
+def _keyed(secret: str) -> Any:
+    """The HMAC-SHA256 of ``secret`` with nothing signed yet: every signature with
+    one secret begins so, and a copy of it costs a signature 1.6 us instead of
+    ``hmac.new``'s 2.3 (a Pusher trigger checks one per request); the secrets
+    are the apps', so few.  (Copying the padded keys' SHA-256 states ourselves
+    saves 0.5 us more: not worth writing HMAC by hand.)"""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 def _hex(secret: str, message: str) -> str:
     """HMAC-SHA256 of ``message`` with ``secret``, in lowercase hex (``hmac.new``'s)."""
-    inner, outer = _keyed(secret)
-    inner = inner.copy()
-    inner.update(message.encode())
-    outer = outer.copy()
-    outer.update(inner.digest())
-    return outer.hexdigest()
+    signer = _keyed(secret).copy()
+    signer.update(message.encode())
+    return signer.hexdigest()
 
 
 def channel_auth(
