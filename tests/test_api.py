@@ -120,6 +120,18 @@ async def test_authentication_comes_before_the_body(server):
     assert response.code == 401
 
 
+# A body orjson reads and the standard library of Python 3.10 and 3.11 does not.
+ORJSON_ONLY = b"[" * 1020 + b"]" * 1020
+
+
+def _json_reads(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -133,8 +145,16 @@ async def test_authentication_comes_before_the_body(server):
         b'"\xff"',
         '"é"'.encode("utf-16"),
         b"[" * 100_000 + b"]" * 100_000,
-        # Deeper than the standard library reads, not than orjson (1,024): refused.
-        b"[" * 1020 + b"]" * 1020,
+        # Deeper than the standard library reads (before 3.12), not than orjson
+        # (1,024): refused, as the standard library decides.
+        pytest.param(
+            ORJSON_ONLY,
+            marks=pytest.mark.skipif(
+                _json_reads(ORJSON_ONLY),
+                reason="this Python's json reads 1,020 levels (3.12 and later), as deep as "
+                "orjson: no body lies between their limits",
+            ),
+        ),
     ],
     ids=[
         "empty",

@@ -21,7 +21,7 @@ from thunderpush.config import Config
 from thunderpush.transports.sockjs.router import SockJSConnection, SockJSRouter
 
 from .support.processes import free_port
-from .support.wire import RawClient, exchange
+from .support.wire import RawClient, answer_of
 
 
 class Echo(SockJSConnection):
@@ -318,7 +318,7 @@ async def test_allowed_origins_are_enforced_when_mounted_in_tornado():
     server = tornado.web.Application(router.urls).listen(port := free_port(), "127.0.0.1")
     try:
         good = await RawClient.open(port, "/o/websocket", "Origin: https://good.example\r\n")
-        refused = await exchange(
+        refused = await answer_of(
             port, RawClient.handshake("/o/websocket", "Origin: https://evil.example\r\n")
         )
         assert refused.startswith(b"HTTP/1.1 403 ")
@@ -341,7 +341,7 @@ async def test_allowed_origins_are_enforced_when_mounted_in_tornado():
 async def test_requests_that_are_no_handshake_get_sockjs_tornados_answers(echo, handshake, answer):
     base, _ = echo
     port = int(base.split(":")[2].split("/")[0])
-    reply = await exchange(port, handshake)
+    reply = await answer_of(port, handshake)
     assert reply.startswith(f"HTTP/1.1 {answer} ".encode())
     texts = {
         405: b"WebSocket only supports GET requests.",
@@ -356,7 +356,7 @@ async def test_a_handshake_over_http_1_0_is_refused(echo):
     base, _ = echo
     port = int(base.split(":")[2].split("/")[0])
     handshake = RawClient.handshake("/echo/websocket").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
-    reply = await exchange(port, handshake)
+    reply = await answer_of(port, handshake)
     assert reply.startswith(b"HTTP/1.1 505 ")  # RFC 6455 section 4.1: HTTP/1.1 or later
 
 

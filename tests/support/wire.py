@@ -39,6 +39,25 @@ async def exchange(port: int, data: bytes, chunks: int = 1) -> bytes:
     return received
 
 
+async def answer_of(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Sends ``data`` and returns one answer, its head and its ``Content-Length``
+    body, without half-closing: Tornado itself closes a connection whose client
+    ended its side while the answer is on its way (a race ``exchange`` would lose
+    now and then against a plain Tornado server)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return head + await asyncio.wait_for(reader.readexactly(length), timeout)
+    finally:
+        writer.close()
+
+
 async def until_closed(port: int, data: bytes, timeout: float = 5) -> bytes:
     """Sends ``data`` and returns all that comes back until the server closes (or resets)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
