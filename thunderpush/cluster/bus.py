@@ -65,6 +65,7 @@ import random
 from typing import TYPE_CHECKING
 
 from thunderpush.cluster import keys, scripts
+from thunderpush.cluster.keys import text as _text
 from thunderpush.core.broker import PLAIN, Broker, PublishOptions
 
 if TYPE_CHECKING:
@@ -212,7 +213,3 @@ def read_fields(data: bytes, at: int, count: int) -> tuple[list[str], int]:
 
 def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")

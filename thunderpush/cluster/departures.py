@@ -110,7 +110,7 @@ async def _remove(node: Node, link: Link, gone: str, died: bool) -> None:
             if gone_from_all:
                 tell(event, name)
             for member in members:
-                tell(MEMBER_REMOVED, name, {"user_id": member.decode("utf-8", "surrogatepass")})
+                tell(MEMBER_REMOVED, name, {"user_id": keys.text(member)})
         counts = hub.local.counts
         if died and counts is not None and event == CHANNEL_VACATED:
             if not is_presence_channel(name):

@@ -56,11 +56,11 @@ class RedisHistory(History):
 def last_of(kept: bytes) -> Last:
     """The ``Last`` that a ``keys.LAST`` value holds: the event as a field, the payload."""
     (event,), at = read_fields(kept, 0, 1)
-    return Last(event or None, kept[at:].decode("utf-8", "surrogatepass"))
+    return Last(event or None, keys.text(kept[at:]))
 
 
 def stream_of(answer: list) -> Stream:
     """The ``Stream`` that a ``scripts.HISTORY`` answer describes."""
     epoch, offset, *messages = answer
-    payloads = (payload.decode("utf-8", "surrogatepass") for payload in messages[1::2])
+    payloads = map(keys.text, messages[1::2])
     return Stream(epoch.decode("ascii"), offset, tuple(zip(messages[::2], payloads, strict=True)))

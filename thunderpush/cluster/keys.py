@@ -101,6 +101,12 @@ def watch_route(tag: bytes) -> bytes:
     return b"tp/{%b}w" % tag
 
 
+def text(data: bytes) -> str:
+    """A name or payload as Redis holds it, as text again (``tag`` and the bus
+    write lone surrogates through, so they come back)."""
+    return data.decode("utf-8", "surrogatepass")
+
+
 def name_of(route: bytes) -> tuple[str, str, str]:
     """The app, kind ("c", "u"; "w" for a watch route) and name of a name's
     ``route`` (``route_of``'s inverse): for the routes Redis tells of."""
@@ -111,7 +117,7 @@ def name_of(route: bytes) -> tuple[str, str, str]:
     length, _, rest = tag.partition(b":")
     app, rest = rest[: int(length)], rest[int(length) + 1 :]
     kind, _, name = rest.partition(b":")
-    return app.decode(), kind.decode(), name.decode("utf-8", "surrogatepass")
+    return app.decode(), kind.decode(), text(name)
 
 
 def route(app: str, kind: str, name: str) -> bytes:

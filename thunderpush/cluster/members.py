@@ -138,8 +138,8 @@ def _members(listed: list, infos: bool) -> list[tuple[str, Any]]:
     """``CHANNEL_USERS``' users as (user id, ``user_info``); with ``infos``, each
     user is followed by its info in the list."""
     if not infos:
-        return [(user.decode("utf-8", "surrogatepass"), None) for user in listed]
+        return [(keys.text(user), None) for user in listed]
     return [
-        (user.decode("utf-8", "surrogatepass"), None if info is None else json.loads(info))
+        (keys.text(user), None if info is None else json.loads(info))
         for user, info in zip(listed[::2], listed[1::2], strict=True)
     ]

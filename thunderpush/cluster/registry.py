@@ -307,9 +307,9 @@ async def read_records(
         pairs = [entry.partition(b"\0")[::2] for entry in memberships]
         out.append(
             (
-                [_text(channel) for channel in channels],
-                [_text(user) for user in users],
-                [(_text(user), _text(channel)) for user, channel in pairs],
+                [keys.text(channel) for channel in channels],
+                [keys.text(user) for user in users],
+                [(keys.text(user), keys.text(channel)) for user, channel in pairs],
             )
         )
     return out
@@ -326,7 +326,3 @@ def _set(pipe: Pipeline, key: bytes, field: str, count: int) -> None:
         pipe.command(b"HSET", key, field, count)
     else:
         pipe.command(b"HDEL", key, field)
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "surrogatepass")
