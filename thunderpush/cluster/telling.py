@@ -58,16 +58,13 @@ def counted(counted: Counted, answers: list) -> None:
             hub.local.counts.again(channel)
 
 
-def queue_watches(link: Link, pipe: Pipeline, asked: Asked) -> int:
+def queue_watches(link: Link, pipe: Pipeline, asked: Asked) -> None:
     """Queues the reads of ``asked``'s users (one HMGET of each user's counts on the
-    live nodes); returns how many."""
-    count = 0
+    live nodes)."""
     for hub, _, users in asked:
         for user in users:
             counts = keys.key(keys.tag(hub.key, "u", user), keys.COUNTS)
             pipe.command(b"HMGET", counts, *link.nodes)
-            count += 1
-    return count
 
 
 def answer_watches(asked: Asked, answers: list) -> None:
