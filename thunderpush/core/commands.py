@@ -81,17 +81,18 @@ class Limits:
     def take(self, full_at: int) -> int | None:
         """One command from the command bucket, full again at ``full_at``: the new
         time, None if it is empty."""
-        return _take(full_at, self.command_interval_ns, self.burst_ns)
+        return take_tokens(full_at, self.command_interval_ns, self.burst_ns)
 
     def take_items(self, full_at: int, count: int) -> int | None:
         """``count`` items from the item bucket, full again at ``full_at``: the new
         time, None if it holds fewer (then nothing is taken)."""
-        return _take(full_at, count * self.command_interval_ns, self.item_burst_ns)
+        return take_tokens(full_at, count * self.command_interval_ns, self.item_burst_ns)
 
 
-def _take(full_at: int, cost_ns: int, burst_ns: int) -> int | None:
+def take_tokens(full_at: int, cost_ns: int, burst_ns: int) -> int | None:
     """``cost_ns`` worth of tokens from a bucket full again at ``full_at`` and holding
-    ``burst_ns`` worth: when it will be full again, None if it holds less."""
+    ``burst_ns`` worth: when it will be full again, None if it holds less.  A
+    bucket is kept as that one time (the commands', the Pusher client events')."""
     now = monotonic_ns()
     full_at = (full_at if full_at > now else now) + cost_ns
     return None if full_at - now > burst_ns else full_at

@@ -18,10 +18,9 @@ Pusher does, since a client's would go out in clear.
 
 from __future__ import annotations
 
-from time import monotonic_ns
-
 from thunderpush.config import PusherLimits
 from thunderpush.core.apps import App
+from thunderpush.core.commands import take_tokens
 from thunderpush.core.presence import LocalPresence
 from thunderpush.core.protocol import is_channel_name
 from thunderpush.core.results import Result, then
@@ -74,7 +73,7 @@ def check_event_size(data: str, limits: PusherLimits) -> None:
 class ClientEvents:
     """One connection's client events: refused on an encrypted channel, too large,
     or past ``max_client_events_per_second`` (a token bucket kept as the time it
-    is full again, as ``thunderpush.core.commands.Limits`` keeps its own)."""
+    is full again: ``thunderpush.core.commands.take_tokens``)."""
 
     __slots__ = ("_full_at",)
 
@@ -91,9 +90,8 @@ class ClientEvents:
         rate = limits.max_client_events_per_second
         if rate:
             interval = _SECOND_NS // rate
-            now = monotonic_ns()
-            full_at = max(self._full_at, now) + interval
-            if full_at - now > interval * rate:
+            full_at = take_tokens(self._full_at, interval, interval * rate)
+            if full_at is None:
                 return CLIENT_EVENT_RATE
             self._full_at = full_at
         return None
