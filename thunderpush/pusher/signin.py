@@ -43,12 +43,17 @@ def sign_in(connection: PusherConnection, data: dict[str, Any]) -> None:
         connection.log(logging.INFO, "Refused a Pusher sign-in: invalid signature.")
         connection.fail(protocol.UNAUTHORIZED)
         return
-    signed = member(user_data, "id")
-    if signed is None or (connection.user is not None and connection.user != signed[0]):
+    parsed = _object(user_data)
+    signed = None if parsed is None else _member_of(parsed, "id")
+    if (
+        parsed is None
+        or signed is None
+        or (connection.user is not None and connection.user != signed[0])
+    ):
         connection.log(logging.INFO, "Refused a Pusher sign-in: no or another user id.")
         connection.fail(protocol.UNAUTHORIZED)
         return
-    watchlist = _watchlist(user_data)
+    watchlist = _watchlist(parsed)
     if isinstance(watchlist, PusherError):
         connection.refuse(watchlist, user_data)
         return
@@ -62,24 +67,36 @@ def sign_in(connection: PusherConnection, data: dict[str, Any]) -> None:
 def member(data: str, field: str = "user_id") -> tuple[str, Any] | None:
     """The user id (a string or a number, as a string) and ``user_info`` in a presence
     subscription's ``channel_data`` (or a sign-in's ``user_data``, whose id is ``id``)."""
+    parsed = _object(data)
+    return None if parsed is None else _member_of(parsed, field)
+
+
+def _object(data: str) -> dict[str, Any] | None:
+    """``data`` read as a JSON object, or None."""
     try:
         parsed = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(parsed, dict):
-        return None
-    userid = parsed.get(field)
-    if isinstance(userid, int | float) and not isinstance(userid, bool):
-        userid = json.dumps(userid)
-    if not isinstance(userid, str) or not thunder.is_valid_user_id(userid):
-        return None
-    return userid, parsed.get("user_info")
+    return parsed if isinstance(parsed, dict) else None
 
 
-def _watchlist(user_data: str) -> list[str] | PusherError:
+def _member_of(parsed: dict[str, Any], field: str) -> tuple[str, Any] | None:
+    userid = _user_id(parsed.get(field))
+    return None if userid is None else (userid, parsed.get("user_info"))
+
+
+def _user_id(value: Any) -> str | None:
+    """A user id as Pusher's clients give it (a string, or a number as its JSON), or
+    None if ``value`` is none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = json.dumps(value)
+    return value if isinstance(value, str) and thunder.is_valid_user_id(value) else None
+
+
+def _watchlist(user_data: dict[str, Any]) -> list[str] | PusherError:
     """The user ids of a sign-in's ``watchlist`` (none: an empty list), or why it is
     refused: not a list, more than ``MAX_WATCHED`` ids, or an id that is not one."""
-    watchlist = json.loads(user_data).get("watchlist")  # parsed by ``member`` already
+    watchlist = user_data.get("watchlist")
     if watchlist is None:
         return []
     if not isinstance(watchlist, list):
@@ -90,9 +107,8 @@ def _watchlist(user_data: str) -> list[str] | PusherError:
         )
     users = []
     for entry in watchlist:
-        if isinstance(entry, int | float) and not isinstance(entry, bool):
-            entry = json.dumps(entry)
-        if not isinstance(entry, str) or not thunder.is_valid_user_id(entry):
+        user = _user_id(entry)
+        if user is None:
             return PusherError(4300, "Invalid watchlist: an entry is not a user id")
-        users.append(entry)
+        users.append(user)
     return users
