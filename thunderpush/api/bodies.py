@@ -58,7 +58,7 @@ def validated(body: bytes) -> str:
     """The body as text (subscribers get it exactly as it was posted), once it is
     known to be strict JSON in UTF-8: ``decoded``'s rule, but the value is not
     needed, so orjson may say yes."""
-    if _orjson_loads is not None and fast_value(body) is not UNREAD:
+    if fast_value(body) is not UNREAD:
         return body.decode("utf-8")  # (orjson checked the UTF-8)
     return decoded(body)[0]
 
